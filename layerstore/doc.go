@@ -1,0 +1,27 @@
+// Package layerstore is strata's content-addressed store of image layers.
+//
+// It owns everything on disk under a store root:
+//
+//	<root>/meta.db        bbolt: every piece of metadata (see schema.go for buckets and keys)
+//	<root>/objects/ab/…   regular-file contents by sha256, read-only, written once
+//	<root>/tmp/           staging on the same filesystem, so rename is atomic
+//	<root>/mounts/<id>/   ephemeral upper layers of live mounts (owned by package fs)
+//	<root>/lock           flock: shared by every writer of objects, exclusive for gc
+//
+// A layer is stored as its entries (one bbolt key per tar entry, keyed so that a
+// directory's children are one contiguous key range) and the objects its regular
+// files name. The merged tree of a chain of layers (what a mount shows) is built
+// once per chainID from the nearest stored ancestor tree and kept in bbolt.
+//
+// Crash guarantees: objects are written to tmp/, flushed with syncfs and renamed
+// into objects/ (and flushed again) before the bbolt transaction that names them
+// commits. A kill at any point leaves at worst unreferenced files in tmp/ or
+// objects/, which Check reports as garbage and GC removes. Every digest is
+// verified on ingest; a mismatch fails the import and stores nothing.
+//
+// Concurrency: bbolt holds an exclusive flock on meta.db while a Store is open,
+// so commands open the store only for as long as they need it; a second opener
+// waits up to Options.LockTimeout and then fails with ErrLocked. Imports hold
+// <root>/lock shared while they write objects outside a transaction; GC takes it
+// exclusively, so it never deletes an object an import is about to commit.
+package layerstore

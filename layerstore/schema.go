@@ -1,0 +1,32 @@
+package layerstore
+
+// The bbolt schema. Every bucket name and key format is declared here.
+//
+//	v1/                               root bucket; a new layout gets a new root
+//	  images/  <image ID>        -> JSON imageRecord (raw config and manifest kept verbatim)
+//	  refs/    <name:tag>        -> image ID ("sha256:…")
+//	  layers/  <diffID>/              one bucket per layer
+//	             meta            -> JSON layerRecord
+//	             e/  Key(path)   -> Entry.MarshalBinary (path is the key)
+//	  trees/   <chainID>/             merged tree of a chain
+//	             meta            -> JSON treeRecord
+//	             e/  Key(path)   -> Entry.MarshalBinary, with Ino and Nlink set
+//	  objects/ <digest>          -> uvarint size, uvarint refs (number of layers naming it)
+//	  mounts/  <mount ID>        -> JSON MountRecord (a lease: keeps its chain from GC)
+//
+// Key(path) is parent + "\x00" + name (the root is "/"), so a directory's
+// children are one contiguous, name-sorted key range.
+var (
+	bucketRoot    = []byte("v1")
+	bucketImages  = []byte("images")
+	bucketRefs    = []byte("refs")
+	bucketLayers  = []byte("layers")
+	bucketTrees   = []byte("trees")
+	bucketObjects = []byte("objects")
+	bucketMounts  = []byte("mounts")
+
+	keyMeta    = []byte("meta")
+	bucketEnts = []byte("e")
+)
+
+var topBuckets = [][]byte{bucketImages, bucketRefs, bucketLayers, bucketTrees, bucketObjects, bucketMounts}

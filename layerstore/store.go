@@ -1,0 +1,191 @@
+package layerstore
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
+)
+
+// Options configure a Store. The zero value is usable.
+type Options struct {
+	// LockTimeout is how long to wait for another strata process to let go of
+	// the store. Default 30s.
+	LockTimeout time.Duration
+	// Logger receives diagnostics. Default: discard.
+	Logger *slog.Logger
+	// Workers is how many layers of one image are ingested at once. Default 2.
+	Workers int
+}
+
+// Store is a layer store rooted at a directory. Methods are safe for
+// concurrent use. The bbolt file is opened per transaction, so a Store that
+// is open holds no lock between calls.
+type Store struct {
+	root string
+	opts Options
+	log  *slog.Logger
+	mu   sync.Mutex // one bbolt handle at a time in this process (flock is per open file)
+}
+
+// DefaultRoot is $STRATA_ROOT, else /var/lib/strata for root, else
+// $XDG_DATA_HOME/strata (~/.local/share/strata).
+func DefaultRoot() string {
+	if r := os.Getenv("STRATA_ROOT"); r != "" {
+		return r
+	}
+	if os.Geteuid() == 0 {
+		return "/var/lib/strata"
+	}
+	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "strata")
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".local", "share", "strata")
+}
+
+// Open opens the store at root, creating it if needed.
+func Open(root string, opts *Options) (*Store, error) {
+	s := &Store{root: root}
+	if opts != nil {
+		s.opts = *opts
+	}
+	if s.opts.LockTimeout == 0 {
+		s.opts.LockTimeout = 30 * time.Second
+	}
+	if s.opts.Workers <= 0 {
+		s.opts.Workers = 2
+	}
+	s.log = s.opts.Logger
+	if s.log == nil {
+		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	for _, d := range []string{root, s.objectsDir(), s.tmpDir(), s.mountsDir()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
+	}
+	for i := 0; i < 256; i++ {
+		if err := os.MkdirAll(filepath.Join(s.objectsDir(), fmt.Sprintf("%02x", i)), 0o700); err != nil {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
+	}
+	err := s.update(func(tx *bolt.Tx) error {
+		r, err := tx.CreateBucketIfNotExists(bucketRoot)
+		if err != nil {
+			return err
+		}
+		for _, b := range topBuckets {
+			if _, err := r.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Root is the store's directory.
+func (s *Store) Root() string { return s.root }
+
+// Close releases the store. It holds nothing between calls, so this only
+// exists for symmetry and future use.
+func (s *Store) Close() error { return nil }
+
+func (s *Store) dbPath() string     { return filepath.Join(s.root, "meta.db") }
+func (s *Store) objectsDir() string { return filepath.Join(s.root, "objects") }
+func (s *Store) tmpDir() string     { return filepath.Join(s.root, "tmp") }
+func (s *Store) mountsDir() string  { return filepath.Join(s.root, "mounts") }
+
+// ObjectPath is where the content of digest d lives. Objects are immutable:
+// open them O_RDONLY only.
+func (s *Store) ObjectPath(d digest.Digest) string {
+	h := d.Encoded()
+	if len(h) < 3 {
+		return filepath.Join(s.objectsDir(), "invalid")
+	}
+	return filepath.Join(s.objectsDir(), h[:2], h[2:])
+}
+
+// MountDir is the directory that holds the state of mount id (its upper layer).
+func (s *Store) MountDir(id string) string { return filepath.Join(s.mountsDir(), id) }
+
+func (s *Store) openDB(readOnly bool) (*bolt.DB, error) {
+	db, err := bolt.Open(s.dbPath(), 0o600, &bolt.Options{Timeout: s.opts.LockTimeout, ReadOnly: readOnly})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("%s: waited %s: %w", s.root, s.opts.LockTimeout, ErrLocked)
+		}
+		return nil, fmt.Errorf("open %s: %w", s.dbPath(), err)
+	}
+	return db, nil
+}
+
+// view runs fn in a read-only transaction under a shared lock.
+func (s *Store) view(fn func(tx *bolt.Tx) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	db, err := s.openDB(true)
+	if err != nil {
+		return err
+	}
+	return errors.Join(db.View(fn), db.Close())
+}
+
+// update runs fn in a read-write transaction under the exclusive lock.
+func (s *Store) update(fn func(tx *bolt.Tx) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	db, err := s.openDB(false)
+	if err != nil {
+		return err
+	}
+	return errors.Join(db.Update(fn), db.Close())
+}
+
+func root(tx *bolt.Tx) *bolt.Bucket { return tx.Bucket(bucketRoot) }
+
+func bucket(tx *bolt.Tx, name []byte) *bolt.Bucket { return tx.Bucket(bucketRoot).Bucket(name) }
+
+// storeLock is the flock on <root>/lock: shared while objects are staged
+// outside a transaction, exclusive while GC sweeps.
+type storeLock struct{ f *os.File }
+
+func (s *Store) lock(exclusive bool) (*storeLock, error) {
+	f, err := os.OpenFile(filepath.Join(s.root, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	how := unix.LOCK_SH
+	if exclusive {
+		how = unix.LOCK_EX
+	}
+	deadline := time.Now().Add(s.opts.LockTimeout)
+	for {
+		err = unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
+		if err == nil {
+			return &storeLock{f}, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return nil, fmt.Errorf("%s: waited %s: %w", s.root, s.opts.LockTimeout, ErrLocked)
+			}
+			return nil, fmt.Errorf("lock %s: %w", s.root, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (l *storeLock) unlock() error { return l.f.Close() }
