@@ -172,10 +172,22 @@ func (b *treeBuilder) applyLayer(entries []*Entry) error {
 		}
 	}
 	inoOf := map[string]uint64{} // layer path -> inode number given in this layer
-	for _, e := range entries {
-		if e.Type == TypeWhiteout || e.Type == TypeOpaque {
-			continue
+	// Targets first, then hard links: key order need not be tar order.
+	for pass := 0; pass < 2; pass++ {
+		for _, e := range entries {
+			if e.Type == TypeWhiteout || e.Type == TypeOpaque || (e.HardLink != "") != (pass == 1) {
+				continue
+			}
+			if err := b.add(e, inoOf); err != nil {
+				return err
+			}
 		}
+	}
+	return nil
+}
+
+func (b *treeBuilder) add(e *Entry, inoOf map[string]uint64) error {
+	{
 		n := *e
 		n.HardLink = ""
 		n.Nlink = 1
@@ -193,7 +205,7 @@ func (b *treeBuilder) applyLayer(entries []*Entry) error {
 			}
 			n.Ino = 1
 			b.t.entries[""] = &n
-			continue
+			return nil
 		}
 		b.ensureDir(parentOf(e.Path))
 		if exists && !(old.Type == TypeDir && n.Type == TypeDir) {

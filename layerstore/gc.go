@@ -1,0 +1,131 @@
+package layerstore
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/opencontainers/go-digest"
+	bolt "go.etcd.io/bbolt"
+)
+
+// GCReport says what GC removed.
+type GCReport struct {
+	Mounts    []string // stale leases dropped (mount IDs)
+	Layers    []digest.Digest
+	Objects   int   // object files removed
+	Staging   int   // tmp/ entries removed
+	Reclaimed int64 // bytes on disk
+}
+
+// GC drops leases of mounts whose server is gone (the caller detaches their
+// mountpoints first), every layer and tree nothing holds, object files no
+// record names, and staging leftovers. It holds the store lock exclusively,
+// so no import is mid-way.
+func (s *Store) GC() (*GCReport, error) {
+	lk, err := s.lock(true)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.unlock()
+	rep := &GCReport{}
+	var doomed []objectFile
+	known := map[digest.Digest]bool{}
+	err = s.update(func(tx *bolt.Tx) error {
+		mounts, err := mountsTx(tx)
+		if err != nil {
+			return err
+		}
+		for _, m := range mounts {
+			if !m.Alive() {
+				rep.Mounts = append(rep.Mounts, m.ID)
+				if err := bucket(tx, bucketMounts).Delete([]byte(m.ID)); err != nil {
+					return err
+				}
+			}
+		}
+		rep.Layers, doomed, err = sweep(tx)
+		if err != nil {
+			return err
+		}
+		return bucket(tx, bucketObjects).ForEach(func(k, _ []byte) error {
+			known[digest.Digest(k)] = true
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	rep.Reclaimed += removeObjects(s, doomed)
+	rep.Objects += len(doomed)
+	for _, id := range rep.Mounts {
+		rep.Reclaimed += duTree(s.MountDir(id))
+		if err := os.RemoveAll(s.MountDir(id)); err != nil {
+			return rep, err
+		}
+	}
+	for i := 0; i < 256; i++ {
+		dir := filepath.Join(s.objectsDir(), fmt.Sprintf("%02x", i))
+		names, err := readDirNames(dir)
+		if err != nil {
+			return rep, err
+		}
+		for _, n := range names {
+			d := digest.NewDigestFromEncoded(digest.SHA256, fmt.Sprintf("%02x", i)+n)
+			if !known[d] {
+				p := filepath.Join(dir, n)
+				rep.Reclaimed += diskUsage(p)
+				if err := os.Remove(p); err != nil {
+					return rep, err
+				}
+				rep.Objects++
+			}
+		}
+	}
+	names, err := readDirNames(s.tmpDir())
+	if err != nil {
+		return rep, err
+	}
+	for _, n := range names {
+		p := filepath.Join(s.tmpDir(), n)
+		rep.Reclaimed += duTree(p)
+		if err := os.RemoveAll(p); err != nil {
+			return rep, err
+		}
+		rep.Staging++
+	}
+	ms, err := s.Mounts()
+	if err != nil {
+		return rep, err
+	}
+	live := map[string]bool{}
+	for _, m := range ms {
+		live[m.ID] = true
+	}
+	names, err = readDirNames(s.mountsDir())
+	if err != nil {
+		return rep, err
+	}
+	for _, n := range names {
+		if !live[n] {
+			p := filepath.Join(s.mountsDir(), n)
+			rep.Reclaimed += duTree(p)
+			if err := os.RemoveAll(p); err != nil {
+				return rep, err
+			}
+		}
+	}
+	return rep, nil
+}
+
+// duTree is the disk usage of everything under p.
+func duTree(p string) int64 {
+	var n int64
+	filepath.Walk(p, func(path string, _ os.FileInfo, err error) error {
+		if err == nil {
+			n += diskUsage(path)
+		}
+		return nil
+	})
+	return n
+}

@@ -1,0 +1,511 @@
+package layerstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/identity"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Image is a stored image.
+type Image struct {
+	ID             digest.Digest // digest of the config, as docker shows it
+	Config         ocispec.Image // parsed from ConfigRaw
+	ConfigRaw      []byte        // verbatim, so the ID stays true
+	ManifestDigest digest.Digest
+	ManifestRaw    []byte
+	RepoTags       []string        // "name:tag", sorted
+	RepoDigests    []string        // "name@sha256:…" for each repository tagging it
+	Layers         []digest.Digest // diffIDs, base first
+	LayerSizes     []int64         // content bytes per layer, same order
+	ChainID        digest.Digest   // of all layers; "" for an image without layers
+	Size           int64           // sum of LayerSizes
+	Loaded         time.Time       // when it entered this store
+}
+
+// Created is the image's creation time from its config, or when it was loaded.
+func (img *Image) Created() time.Time {
+	if img.Config.Created != nil {
+		return *img.Config.Created
+	}
+	return img.Loaded
+}
+
+// imageRecord is the value of images/<ID>.
+type imageRecord struct {
+	ID             digest.Digest   `json:"id"`
+	Config         json.RawMessage `json:"config"`
+	ManifestDigest digest.Digest   `json:"manifestDigest,omitempty"`
+	Manifest       json.RawMessage `json:"manifest,omitempty"`
+	Layers         []digest.Digest `json:"layers"`
+	ChainID        digest.Digest   `json:"chainID,omitempty"`
+	Loaded         time.Time       `json:"loaded"`
+}
+
+// ImageSource is an image offered for ingest: a config, a manifest, layers.
+type ImageSource struct {
+	Names          []string      // normalized references ("name:tag") to point at it
+	ConfigRaw      []byte        //
+	ConfigDigest   digest.Digest // expected; verified when set
+	ManifestRaw    []byte        // optional
+	ManifestDigest digest.Digest // verified when set
+	Layers         []LayerBlob   // base first; DiffIDs default to the config's
+}
+
+// Progress reports ingest of one layer.
+type Progress struct {
+	Layer    int           // index in the image
+	Digest   digest.Digest // blob digest, or diffID
+	Done     int64         // blob bytes read so far
+	Total    int64         // blob size, -1 if unknown
+	Skipped  bool          // already stored
+	Finished bool
+}
+
+// AddOptions tune AddImage.
+type AddOptions struct {
+	Progress func(Progress) // called from ingest goroutines, serialized
+}
+
+// AddImage verifies and stores an image: its layers (those not yet stored),
+// its config and manifest, and its names. Nothing of it is visible unless all
+// of it is stored.
+func (s *Store) AddImage(ctx context.Context, src *ImageSource, opt *AddOptions) (Image, error) {
+	if opt == nil {
+		opt = &AddOptions{}
+	}
+	id := digest.FromBytes(src.ConfigRaw)
+	if src.ConfigDigest != "" && src.ConfigDigest != id {
+		return Image{}, fmt.Errorf("config %s: content hashes to %s: %w", src.ConfigDigest, id, ErrDigestMismatch)
+	}
+	if src.ManifestRaw != nil && src.ManifestDigest != "" && digest.FromBytes(src.ManifestRaw) != src.ManifestDigest {
+		return Image{}, fmt.Errorf("manifest %s: %w", src.ManifestDigest, ErrDigestMismatch)
+	}
+	cfg, err := parseConfig(src.ConfigRaw)
+	if err != nil {
+		return Image{}, fmt.Errorf("config %s: %w", id, err)
+	}
+	if len(cfg.RootFS.DiffIDs) != len(src.Layers) {
+		return Image{}, fmt.Errorf("config %s names %d layers, the manifest %d: %w", id, len(cfg.RootFS.DiffIDs), len(src.Layers), ErrInvalid)
+	}
+	blobs := make([]LayerBlob, len(src.Layers))
+	for i, l := range src.Layers {
+		if l.DiffID == "" {
+			l.DiffID = cfg.RootFS.DiffIDs[i]
+		}
+		if l.DiffID != cfg.RootFS.DiffIDs[i] {
+			return Image{}, fmt.Errorf("layer %d: diffID %s, config says %s: %w", i, l.DiffID, cfg.RootFS.DiffIDs[i], ErrDigestMismatch)
+		}
+		blobs[i] = l
+	}
+	lk, err := s.lock(false)
+	if err != nil {
+		return Image{}, err
+	}
+	defer lk.unlock()
+	layers, st, err := s.ingestLayers(ctx, blobs, opt.Progress)
+	if st != nil {
+		defer st.discard()
+	}
+	if err != nil {
+		return Image{}, err
+	}
+	rec := imageRecord{ID: id, Config: src.ConfigRaw, Layers: cfg.RootFS.DiffIDs, Loaded: time.Now().UTC()}
+	if src.ManifestRaw != nil {
+		rec.Manifest = src.ManifestRaw
+		rec.ManifestDigest = digest.FromBytes(src.ManifestRaw)
+	}
+	if len(rec.Layers) > 0 {
+		rec.ChainID = identity.ChainID(rec.Layers)
+	}
+	if err := s.update(func(tx *bolt.Tx) error {
+		return s.commitImage(tx, rec, layers, src.Names)
+	}); err != nil {
+		return Image{}, err
+	}
+	return s.ResolveImage(string(id))
+}
+
+func parseConfig(raw []byte) (ocispec.Image, error) {
+	var cfg ocispec.Image
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return cfg, fmt.Errorf("parse config: %w: %w", err, ErrInvalid)
+	}
+	if cfg.RootFS.Type != "layers" {
+		return cfg, fmt.Errorf("rootfs type %q, want \"layers\": %w", cfg.RootFS.Type, ErrInvalid)
+	}
+	for _, d := range cfg.RootFS.DiffIDs {
+		if err := d.Validate(); err != nil {
+			return cfg, fmt.Errorf("diff_id %q: %w: %w", d, err, ErrInvalid)
+		}
+	}
+	return cfg, nil
+}
+
+// ingestLayers parses and stages every blob whose diffID is not stored yet,
+// Options.Workers at a time, and publishes the staged objects. Entries of
+// the result are nil for layers already stored.
+func (s *Store) ingestLayers(ctx context.Context, blobs []LayerBlob, progress func(Progress)) ([]*ingested, *staging, error) {
+	need := make([]bool, len(blobs))
+	var known map[digest.Digest]bool
+	err := s.view(func(tx *bolt.Tx) error {
+		lb := bucket(tx, bucketLayers)
+		for i, b := range blobs {
+			need[i] = b.DiffID == "" || lb.Bucket([]byte(b.DiffID)) == nil
+		}
+		known = map[digest.Digest]bool{}
+		return bucket(tx, bucketObjects).ForEach(func(k, _ []byte) error {
+			known[digest.Digest(k)] = true
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := s.newStaging(func(d digest.Digest) bool { return known[d] })
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		pmu    sync.Mutex
+		report = func(p Progress) {
+			if progress != nil {
+				pmu.Lock()
+				progress(p)
+				pmu.Unlock()
+			}
+		}
+		out  = make([]*ingested, len(blobs))
+		errs = make([]error, len(blobs))
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, s.opts.Workers)
+	)
+	for i, b := range blobs {
+		name := b.Digest
+		if name == "" {
+			name = b.DiffID
+		}
+		if !need[i] {
+			report(Progress{Layer: i, Digest: name, Total: b.Size, Skipped: true, Finished: true})
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				errs[i] = ctx.Err()
+				return
+			}
+			defer func() { <-sem }()
+			var done int64
+			ing, err := s.parseLayer(ctx, b, st, func(n int64) {
+				done += n
+				report(Progress{Layer: i, Digest: name, Done: done, Total: b.Size})
+			})
+			if err != nil {
+				errs[i] = err
+				cancel()
+				return
+			}
+			report(Progress{Layer: i, Digest: name, Done: done, Total: b.Size, Finished: true})
+			out[i] = ing
+		}()
+	}
+	wg.Wait()
+	// Report the first real failure, not the cancellations it caused.
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return nil, st, err
+		}
+	}
+	for _, err := range errs {
+		if err != nil {
+			return nil, st, err
+		}
+	}
+	if err := st.publish(); err != nil {
+		return nil, st, err
+	}
+	return out, st, nil
+}
+
+// putLayer stores a parsed layer and takes its object references. A layer
+// stored meanwhile by another process is left as it is.
+func putLayer(tx *bolt.Tx, ing *ingested) error {
+	lb := bucket(tx, bucketLayers)
+	if lb.Bucket([]byte(ing.rec.DiffID)) != nil {
+		return nil
+	}
+	b, err := lb.CreateBucket([]byte(ing.rec.DiffID))
+	if err != nil {
+		return fmt.Errorf("layer %s: %w", ing.rec.DiffID, err)
+	}
+	meta, err := json.Marshal(ing.rec)
+	if err != nil {
+		return err
+	}
+	if err := b.Put(keyMeta, meta); err != nil {
+		return err
+	}
+	eb, err := b.CreateBucket(bucketEnts)
+	if err != nil {
+		return err
+	}
+	eb.FillPercent = 1 // keys arrive sorted
+	for _, e := range ing.entries {
+		v, _ := e.MarshalBinary()
+		if err := eb.Put(Key(e.Path), v); err != nil {
+			return fmt.Errorf("layer %s entry %q: %w", ing.rec.DiffID, e.Path, err)
+		}
+	}
+	for d, size := range ing.objects {
+		if _, err := refObject(tx, d, size, +1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// commitImage stores new layers, the image record, its tree and its names.
+func (s *Store) commitImage(tx *bolt.Tx, rec imageRecord, layers []*ingested, names []string) error {
+	for _, ing := range layers {
+		if ing != nil {
+			if err := putLayer(tx, ing); err != nil {
+				return err
+			}
+		}
+	}
+	lb := bucket(tx, bucketLayers)
+	for _, d := range rec.Layers {
+		if lb.Bucket([]byte(d)) == nil {
+			return fmt.Errorf("layer %s: %w", d, ErrNotFound)
+		}
+	}
+	// Objects skipped as known must still be there: GC cannot have run (we
+	// hold the store lock shared), but check rather than trust.
+	ob := bucket(tx, bucketObjects)
+	for _, ing := range layers {
+		if ing == nil {
+			continue
+		}
+		for d := range ing.objects {
+			if ob.Get([]byte(d)) == nil {
+				return fmt.Errorf("object %s vanished during import: %w", d, ErrCorrupt)
+			}
+			if _, err := os.Stat(s.ObjectPath(d)); err != nil {
+				return fmt.Errorf("object %s: %w", d, err)
+			}
+		}
+	}
+	ib := bucket(tx, bucketImages)
+	if ib.Get([]byte(rec.ID)) == nil {
+		v, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		if err := ib.Put([]byte(rec.ID), v); err != nil {
+			return err
+		}
+	}
+	if rec.ChainID != "" {
+		if _, err := s.ensureTree(tx, rec.Layers); err != nil {
+			return err
+		}
+	}
+	rb := bucket(tx, bucketRefs)
+	for _, n := range names {
+		if err := rb.Put([]byte(n), []byte(rec.ID)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// getImage reads one image record and fills the derived fields.
+func getImage(tx *bolt.Tx, id digest.Digest, tags map[digest.Digest][]string) (Image, error) {
+	v := bucket(tx, bucketImages).Get([]byte(id))
+	if v == nil {
+		return Image{}, fmt.Errorf("image %s: %w", id, ErrNotFound)
+	}
+	var rec imageRecord
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return Image{}, fmt.Errorf("image %s: %w: %w", id, err, ErrCorrupt)
+	}
+	img := Image{
+		ID:             rec.ID,
+		ConfigRaw:      rec.Config,
+		ManifestDigest: rec.ManifestDigest,
+		ManifestRaw:    rec.Manifest,
+		Layers:         rec.Layers,
+		ChainID:        rec.ChainID,
+		Loaded:         rec.Loaded,
+	}
+	if err := json.Unmarshal(rec.Config, &img.Config); err != nil {
+		return Image{}, fmt.Errorf("image %s config: %w: %w", id, err, ErrCorrupt)
+	}
+	for _, d := range rec.Layers {
+		lr, err := getLayerRecord(tx, d)
+		if err != nil {
+			return Image{}, fmt.Errorf("image %s: %w", id, err)
+		}
+		img.LayerSizes = append(img.LayerSizes, lr.Size)
+		img.Size += lr.Size
+	}
+	img.RepoTags = tags[id]
+	sort.Strings(img.RepoTags)
+	seen := map[string]bool{}
+	for _, t := range img.RepoTags {
+		repo, _ := splitTag(t)
+		if img.ManifestDigest != "" && !seen[repo] {
+			seen[repo] = true
+			img.RepoDigests = append(img.RepoDigests, repo+"@"+string(img.ManifestDigest))
+		}
+	}
+	return img, nil
+}
+
+func getLayerRecord(tx *bolt.Tx, diffID digest.Digest) (layerRecord, error) {
+	var lr layerRecord
+	b := bucket(tx, bucketLayers).Bucket([]byte(diffID))
+	if b == nil {
+		return lr, fmt.Errorf("layer %s: %w", diffID, ErrNotFound)
+	}
+	if err := json.Unmarshal(b.Get(keyMeta), &lr); err != nil {
+		return lr, fmt.Errorf("layer %s: %w: %w", diffID, err, ErrCorrupt)
+	}
+	return lr, nil
+}
+
+// splitTag splits "name:tag" at the tag's colon (not a registry port's).
+func splitTag(ref string) (string, string) {
+	i := strings.LastIndexByte(ref, ':')
+	if i < 0 || strings.ContainsRune(ref[i:], '/') {
+		return ref, ""
+	}
+	return ref[:i], ref[i+1:]
+}
+
+func allTags(tx *bolt.Tx) map[digest.Digest][]string {
+	tags := map[digest.Digest][]string{}
+	bucket(tx, bucketRefs).ForEach(func(k, v []byte) error {
+		tags[digest.Digest(v)] = append(tags[digest.Digest(v)], string(k))
+		return nil
+	})
+	return tags
+}
+
+// Images lists every image, newest first.
+func (s *Store) Images() ([]Image, error) {
+	var out []Image
+	err := s.view(func(tx *bolt.Tx) error {
+		tags := allTags(tx)
+		return bucket(tx, bucketImages).ForEach(func(k, _ []byte) error {
+			img, err := getImage(tx, digest.Digest(k), tags)
+			if err != nil {
+				return err
+			}
+			out = append(out, img)
+			return nil
+		})
+	})
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Created().After(out[j].Created()) })
+	return out, err
+}
+
+// ResolveImage finds an image by "name[:tag]", full ID ("sha256:…"), or a
+// unique ID prefix (at least 4 hex digits, with or without "sha256:").
+func (s *Store) ResolveImage(ref string) (Image, error) {
+	var img Image
+	err := s.view(func(tx *bolt.Tx) error {
+		id, err := resolve(tx, ref)
+		if err != nil {
+			return err
+		}
+		img, err = getImage(tx, id, allTags(tx))
+		return err
+	})
+	return img, err
+}
+
+// NoSuchImageError is the error for a reference that names nothing; its
+// message is docker's.
+type NoSuchImageError struct{ Ref string }
+
+func (e *NoSuchImageError) Error() string { return "No such image: " + e.Ref }
+func (e *NoSuchImageError) Unwrap() error { return ErrNotFound }
+
+func resolve(tx *bolt.Tx, ref string) (digest.Digest, error) {
+	if ref == "" {
+		return "", &NoSuchImageError{Ref: ref}
+	}
+	rb := bucket(tx, bucketRefs)
+	if v := rb.Get([]byte(ref)); v != nil {
+		return digest.Digest(v), nil
+	}
+	if _, tag := splitTag(ref); tag == "" {
+		if v := rb.Get([]byte(ref + ":latest")); v != nil {
+			return digest.Digest(v), nil
+		}
+	}
+	if n, ok := normalizeRef(ref); ok {
+		if v := rb.Get([]byte(n)); v != nil {
+			return digest.Digest(v), nil
+		}
+	}
+	hex := strings.TrimPrefix(ref, "sha256:")
+	if len(hex) < 4 || len(hex) > 64 || strings.Trim(hex, "0123456789abcdef") != "" {
+		return "", &NoSuchImageError{Ref: ref}
+	}
+	prefix := []byte("sha256:" + hex)
+	c := bucket(tx, bucketImages).Cursor()
+	var found []digest.Digest
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		found = append(found, digest.Digest(k))
+	}
+	switch len(found) {
+	case 0:
+		return "", &NoSuchImageError{Ref: ref}
+	case 1:
+		return found[0], nil
+	}
+	return "", fmt.Errorf("image ID prefix %q matches %d images: %w", ref, len(found), ErrAmbiguous)
+}
+
+// normalizeRef maps docker.io forms to the short names we store.
+func normalizeRef(ref string) (string, bool) {
+	for _, p := range []string{"docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"} {
+		if r, ok := strings.CutPrefix(ref, p); ok {
+			if _, tag := splitTag(r); tag == "" {
+				r += ":latest"
+			}
+			return r, true
+		}
+	}
+	return "", false
+}
+
+// Tag points the normalized reference target ("name:tag") at the image src names.
+func (s *Store) Tag(src, target string) error {
+	return s.update(func(tx *bolt.Tx) error {
+		id, err := resolve(tx, src)
+		if err != nil {
+			return err
+		}
+		return bucket(tx, bucketRefs).Put([]byte(target), []byte(id))
+	})
+}

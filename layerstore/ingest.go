@@ -1,0 +1,333 @@
+package layerstore
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+)
+
+// LayerBlob is one layer offered for ingest.
+type LayerBlob struct {
+	Digest digest.Digest // compressed blob digest to verify; "" when unknown (a plain tarball)
+	Size   int64         // declared blob size to verify; -1 when unknown
+	DiffID digest.Digest // expected diffID; "" when unknown
+	Open   func() (io.ReadCloser, error)
+}
+
+// layerRecord is the value of layers/<diffID>/meta.
+type layerRecord struct {
+	DiffID      digest.Digest   `json:"diffID"`
+	BlobDigests []digest.Digest `json:"blobDigests,omitempty"` // compressed digests seen for it
+	Compression string          `json:"compression"`           // of the first blob seen
+	TarSize     int64           `json:"tarSize"`               // uncompressed tar bytes
+	Size        int64           `json:"size"`                  // bytes of regular-file content, as docker counts
+	Entries     int             `json:"entries"`
+	Created     time.Time       `json:"created"`
+}
+
+// ingested is a layer parsed and staged, not yet committed.
+type ingested struct {
+	rec     layerRecord
+	entries []*Entry // sorted by Key
+	objects map[digest.Digest]int64
+}
+
+// hashReader hashes and counts what passes through it.
+type hashReader struct {
+	r io.Reader
+	h hash.Hash
+	n int64
+}
+
+func (h *hashReader) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	h.h.Write(p[:n])
+	h.n += int64(n)
+	return n, err
+}
+
+func (h *hashReader) digest() digest.Digest {
+	return digest.NewDigestFromEncoded(digest.SHA256, fmt.Sprintf("%x", h.h.Sum(nil)))
+}
+
+// Decompress returns a reader of r's uncompressed bytes, the format chosen by
+// magic bytes: gzip, zstd or none. The name is "gzip", "zstd" or "none".
+func Decompress(r io.Reader) (io.ReadCloser, string, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	magic, err := br.Peek(4)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, "", err
+	}
+	switch {
+	case len(magic) >= 2 && magic[0] == 0x1f && magic[1] == 0x8b:
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, "gzip", fmt.Errorf("gzip: %w: %w", err, ErrCorrupt)
+		}
+		return zr, "gzip", nil
+	case len(magic) >= 4 && bytes.Equal(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, "zstd", fmt.Errorf("zstd: %w: %w", err, ErrCorrupt)
+		}
+		return zr.IOReadCloser(), "zstd", nil
+	}
+	return io.NopCloser(br), "none", nil
+}
+
+// cleanPath turns a tar name into a store path. Absolute names are taken
+// relative to the root; a name that climbs out of the root is an error.
+func cleanPath(name string) (string, error) {
+	if strings.IndexByte(name, 0) >= 0 {
+		return "", fmt.Errorf("tar entry %q: NUL in name: %w", name, ErrInvalid)
+	}
+	p := path.Clean("/" + name)
+	// path.Clean("/" + x) cannot climb above "/", so check the raw elements.
+	depth := 0
+	for _, el := range strings.Split(name, "/") {
+		switch el {
+		case "", ".":
+		case "..":
+			depth--
+			if depth < 0 {
+				return "", fmt.Errorf("tar entry %q: path leaves the layer: %w", name, ErrInvalid)
+			}
+		default:
+			depth++
+		}
+	}
+	return strings.TrimPrefix(p, "/"), nil
+}
+
+// parseLayer reads one (possibly compressed) layer blob, stages its file
+// contents and returns its entries. It verifies the blob digest and size and
+// the diffID when they are given.
+func (s *Store) parseLayer(ctx context.Context, blob LayerBlob, st *staging, progress func(int64)) (*ingested, error) {
+	rc, err := blob.Open()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	comp := &hashReader{r: rc, h: sha256.New()}
+	var src io.Reader = comp
+	if progress != nil {
+		src = &progressReader{r: comp, fn: progress}
+	}
+	dr, compression, err := Decompress(src)
+	if err != nil {
+		return nil, err
+	}
+	defer dr.Close()
+	raw := &hashReader{r: dr, h: sha256.New()}
+	ing := &ingested{objects: map[digest.Digest]int64{}}
+	ing.rec.Compression = compression
+	if err := s.readTar(ctx, raw, st, ing); err != nil {
+		return nil, err
+	}
+	// The rest of the stream (tar padding past the end marker) counts toward the diffID.
+	if _, err := io.Copy(io.Discard, raw); err != nil {
+		return nil, fmt.Errorf("%s: %w", compression, corrupt(err))
+	}
+	if _, err := io.Copy(io.Discard, comp); err != nil {
+		return nil, err
+	}
+	if blob.Size >= 0 && blob.Digest != "" && comp.n != blob.Size {
+		return nil, fmt.Errorf("blob %s: %d bytes, manifest says %d: %w", blob.Digest, comp.n, blob.Size, ErrSizeMismatch)
+	}
+	if blob.Digest != "" && comp.digest() != blob.Digest {
+		return nil, fmt.Errorf("blob %s: content hashes to %s: %w", blob.Digest, comp.digest(), ErrDigestMismatch)
+	}
+	diffID := raw.digest()
+	if blob.DiffID != "" && diffID != blob.DiffID {
+		return nil, fmt.Errorf("layer %s: uncompressed content hashes to %s, config's diff_id is %s: %w", blobName(blob), diffID, blob.DiffID, ErrDigestMismatch)
+	}
+	ing.rec.DiffID = diffID
+	ing.rec.TarSize = raw.n
+	if blob.Digest != "" {
+		ing.rec.BlobDigests = []digest.Digest{blob.Digest}
+	}
+	ing.rec.Entries = len(ing.entries)
+	ing.rec.Created = time.Now().UTC()
+	return ing, nil
+}
+
+func blobName(b LayerBlob) string {
+	if b.Digest != "" {
+		return string(b.Digest)
+	}
+	return "tarball"
+}
+
+// corrupt marks a decompression or tar error as ErrCorrupt.
+func corrupt(err error) error {
+	if errors.Is(err, ErrCorrupt) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", err, ErrCorrupt)
+}
+
+type progressReader struct {
+	r  io.Reader
+	fn func(int64)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.fn(int64(n))
+	}
+	return n, err
+}
+
+// readTar turns a tar stream into entries, staging regular-file contents.
+func (s *Store) readTar(ctx context.Context, r io.Reader, st *staging, ing *ingested) error {
+	tr := tar.NewReader(r)
+	byPath := map[string]*Entry{}
+	var order []string
+	buf := make([]byte, 256<<10)
+	free := freeBytes(st.dir)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read tar: %w", corrupt(err))
+		}
+		p, err := cleanPath(hdr.Name)
+		if err != nil {
+			return err
+		}
+		e := &Entry{
+			Path:  p,
+			Mode:  uint32(hdr.Mode) & 0o7777,
+			UID:   uint32(hdr.Uid),
+			GID:   uint32(hdr.Gid),
+			Mtime: hdr.ModTime.UnixNano(),
+		}
+		for k, v := range hdr.PAXRecords {
+			if name, ok := strings.CutPrefix(k, "SCHILY.xattr."); ok {
+				if e.Xattrs == nil {
+					e.Xattrs = map[string]string{}
+				}
+				e.Xattrs[name] = v
+			}
+		}
+		base := e.Name()
+		switch {
+		case base == OpaqueName:
+			e.Type = TypeOpaque
+		case strings.HasPrefix(base, WhiteoutPrefix):
+			target := strings.TrimPrefix(base, WhiteoutPrefix)
+			if target == "" || target == "." || target == ".." {
+				return fmt.Errorf("tar entry %q: whiteout of no name: %w", hdr.Name, ErrInvalid)
+			}
+			e.Type = TypeWhiteout
+		}
+		if e.Type == 0 {
+			switch hdr.Typeflag {
+			case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+				e.Type = TypeReg
+				if hdr.Size < 0 {
+					return fmt.Errorf("tar entry %q: negative size: %w", hdr.Name, ErrInvalid)
+				}
+				_, sparse := hdr.PAXRecords["GNU.sparse.major"]
+				sparse = sparse || hdr.Typeflag == tar.TypeGNUSparse
+				if free >= 0 && hdr.Size > free && !sparse {
+					return fmt.Errorf("tar entry %q: declared size %d bytes exceeds the %d bytes free in the store: %w", hdr.Name, hdr.Size, free, ErrInvalid)
+				}
+				e.Size = hdr.Size
+				d, err := st.add(tr, hdr.Size, buf)
+				if err != nil {
+					return fmt.Errorf("tar entry %q: %w", hdr.Name, corrupt(err))
+				}
+				e.Digest = d
+				ing.objects[d] = e.Size
+				ing.rec.Size += e.Size
+			case tar.TypeLink:
+				target, err := cleanPath(hdr.Linkname)
+				if err != nil {
+					return fmt.Errorf("hard link %q: %w", hdr.Name, err)
+				}
+				t, ok := byPath[target]
+				if !ok || t.Type != TypeReg {
+					return fmt.Errorf("tar entry %q: hard link to %q, which is not an earlier file of this layer: %w", hdr.Name, hdr.Linkname, ErrInvalid)
+				}
+				if t.HardLink != "" {
+					target = t.HardLink
+				}
+				e.Type = TypeReg
+				e.HardLink = target
+				e.Size = t.Size
+				e.Digest = t.Digest
+				// A hard link shares its target's metadata.
+				e.Mode, e.UID, e.GID, e.Mtime, e.Xattrs = t.Mode, t.UID, t.GID, t.Mtime, t.Xattrs
+			case tar.TypeSymlink:
+				e.Type = TypeSymlink
+				e.Link = hdr.Linkname
+				if strings.IndexByte(e.Link, 0) >= 0 || e.Link == "" {
+					return fmt.Errorf("tar entry %q: bad symlink target: %w", hdr.Name, ErrInvalid)
+				}
+			case tar.TypeDir:
+				e.Type = TypeDir
+			case tar.TypeChar:
+				e.Type = TypeChar
+			case tar.TypeBlock:
+				e.Type = TypeBlock
+			case tar.TypeFifo:
+				e.Type = TypeFifo
+			case tar.TypeXGlobalHeader:
+				continue
+			default:
+				return fmt.Errorf("tar entry %q: unsupported type %q: %w", hdr.Name, hdr.Typeflag, ErrInvalid)
+			}
+			if e.Type == TypeChar || e.Type == TypeBlock {
+				e.Devmajor, e.Devminor = uint32(hdr.Devmajor), uint32(hdr.Devminor)
+			}
+		}
+		if e.Path == "" && e.Type != TypeDir {
+			return fmt.Errorf("tar entry %q: the root must be a directory: %w", hdr.Name, ErrInvalid)
+		}
+		if _, dup := byPath[p]; !dup {
+			order = append(order, p)
+		}
+		byPath[p] = e // a later entry of the same name wins, as in tar -x
+	}
+	ing.entries = make([]*Entry, 0, len(order))
+	for _, p := range order {
+		ing.entries = append(ing.entries, byPath[p])
+	}
+	sortByKey(ing.entries)
+	return nil
+}
+
+func sortByKey(es []*Entry) {
+	sort.Slice(es, func(i, j int) bool { return bytes.Compare(Key(es[i].Path), Key(es[j].Path)) < 0 })
+}
+
+// freeBytes is the space available to us where dir lives, or -1.
+func freeBytes(dir string) int64 {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return -1
+	}
+	return int64(st.Bavail) * int64(st.Bsize)
+}

@@ -1,0 +1,131 @@
+package layerstore
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	bolt "go.etcd.io/bbolt"
+)
+
+// MountRecord is a lease held by a live mount: while it exists, GC and prune
+// keep the mount's image, layers and objects.
+type MountRecord struct {
+	ID       string          `json:"id"`
+	Image    digest.Digest   `json:"image"`
+	Ref      string          `json:"ref"`     // what the user named
+	Layers   []digest.Digest `json:"layers"`  // diffIDs of the image
+	ChainID  digest.Digest   `json:"chainID"` //
+	Dir      string          `json:"dir"`     // mountpoint, absolute
+	PID      int             `json:"pid"`     // server process
+	PIDStart uint64          `json:"pidStart"`
+	ReadOnly bool            `json:"readOnly"`
+	Created  time.Time       `json:"created"`
+}
+
+// Alive reports whether the server process of the mount still runs. The
+// process start time guards against a reused pid.
+func (m *MountRecord) Alive() bool {
+	if m.PID <= 0 {
+		return false
+	}
+	st, err := ProcessStart(m.PID)
+	return err == nil && st == m.PIDStart
+}
+
+// ProcessStart is the start time of pid in clock ticks since boot (field 22
+// of /proc/pid/stat).
+func ProcessStart(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, ErrCorrupt)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, ErrCorrupt)
+	}
+	return strconv.ParseUint(f[19], 10, 64)
+}
+
+// AddMount records a lease. The image must exist.
+func (s *Store) AddMount(m MountRecord) error {
+	if m.ID == "" || strings.ContainsAny(m.ID, "/\x00") {
+		return fmt.Errorf("mount id %q: %w", m.ID, ErrInvalid)
+	}
+	return s.update(func(tx *bolt.Tx) error {
+		if bucket(tx, bucketImages).Get([]byte(m.Image)) == nil {
+			return fmt.Errorf("image %s: %w", m.Image, ErrNotFound)
+		}
+		mb := bucket(tx, bucketMounts)
+		if mb.Get([]byte(m.ID)) != nil {
+			return fmt.Errorf("mount %s: %w", m.ID, ErrExists)
+		}
+		v, err := json.Marshal(m)
+		if err != nil {
+			return err
+		}
+		return mb.Put([]byte(m.ID), v)
+	})
+}
+
+// UpdateMount replaces a lease (the server's pid is known only once it runs).
+func (s *Store) UpdateMount(m MountRecord) error {
+	return s.update(func(tx *bolt.Tx) error {
+		mb := bucket(tx, bucketMounts)
+		if mb.Get([]byte(m.ID)) == nil {
+			return fmt.Errorf("mount %s: %w", m.ID, ErrNotFound)
+		}
+		v, err := json.Marshal(m)
+		if err != nil {
+			return err
+		}
+		return mb.Put([]byte(m.ID), v)
+	})
+}
+
+// RemoveMount drops a lease and deletes the mount's directory (its upper
+// layer). Removing a lease that is gone is not an error.
+func (s *Store) RemoveMount(id string) error {
+	if id == "" || strings.ContainsAny(id, "/\x00") {
+		return fmt.Errorf("mount id %q: %w", id, ErrInvalid)
+	}
+	if err := s.update(func(tx *bolt.Tx) error {
+		return bucket(tx, bucketMounts).Delete([]byte(id))
+	}); err != nil {
+		return err
+	}
+	return os.RemoveAll(s.MountDir(id))
+}
+
+// Mounts lists the leases, live or not.
+func (s *Store) Mounts() ([]MountRecord, error) {
+	var out []MountRecord
+	err := s.view(func(tx *bolt.Tx) error {
+		var err error
+		out, err = mountsTx(tx)
+		return err
+	})
+	return out, err
+}
+
+func mountsTx(tx *bolt.Tx) ([]MountRecord, error) {
+	var out []MountRecord
+	err := bucket(tx, bucketMounts).ForEach(func(k, v []byte) error {
+		var m MountRecord
+		if err := json.Unmarshal(v, &m); err != nil {
+			return fmt.Errorf("mount %s: %w: %w", k, err, ErrCorrupt)
+		}
+		out = append(out, m)
+		return nil
+	})
+	return out, err
+}

@@ -1,0 +1,275 @@
+package layerstore
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+
+	"github.com/opencontainers/go-digest"
+	bolt "go.etcd.io/bbolt"
+)
+
+// RemoveReport says what a removal did, in docker's terms.
+type RemoveReport struct {
+	Untagged      []string
+	Deleted       []digest.Digest // image IDs, then layer diffIDs
+	DeletedImages int
+	Reclaimed     int64 // bytes of object files removed
+}
+
+func (r *RemoveReport) add(o *RemoveReport) {
+	r.Untagged = append(r.Untagged, o.Untagged...)
+	r.Deleted = append(r.Deleted, o.Deleted...)
+	r.DeletedImages += o.DeletedImages
+	r.Reclaimed += o.Reclaimed
+}
+
+// ConflictError is docker's refusal to delete without force.
+type ConflictError struct {
+	Ref, Reason string
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("conflict: unable to delete %s (must be forced) - %s", e.Ref, e.Reason)
+}
+func (e *ConflictError) Unwrap() error { return ErrInUse }
+
+// RemoveImage removes ref as docker rmi does: a tag of an image that has
+// other tags is only untagged; otherwise the image goes, and with it every
+// layer and object nothing else holds. Without force, an ID naming an image
+// of several repositories, or an image a live mount uses, is refused.
+func (s *Store) RemoveImage(ref string, force bool) (*RemoveReport, error) {
+	rep := &RemoveReport{}
+	var doomed []objectFile
+	err := s.update(func(tx *bolt.Tx) error {
+		id, err := resolve(tx, ref)
+		if err != nil {
+			return err
+		}
+		rb := bucket(tx, bucketRefs)
+		tags := allTags(tx)[id]
+		sort.Strings(tags)
+		byTag := ""
+		for _, t := range tags {
+			if t == ref || t == ref+":latest" {
+				byTag = t
+			} else if n, ok := normalizeRef(ref); ok && n == t {
+				byTag = t
+			}
+		}
+		if byTag != "" && len(tags) > 1 {
+			rep.Untagged = append(rep.Untagged, byTag)
+			return rb.Delete([]byte(byTag))
+		}
+		if byTag == "" && len(tags) > 1 && !force {
+			return &ConflictError{Ref: shortID(id), Reason: "image is referenced in multiple repositories"}
+		}
+		mounts, err := mountsTx(tx)
+		if err != nil {
+			return err
+		}
+		for _, m := range mounts {
+			if m.Image == id && m.Alive() && !force {
+				name := ref
+				if byTag == "" {
+					name = shortID(id)
+				}
+				return &ConflictError{Ref: name, Reason: fmt.Sprintf("image is in use by the mount at %s", m.Dir)}
+			}
+		}
+		for _, t := range tags {
+			rep.Untagged = append(rep.Untagged, t)
+			if err := rb.Delete([]byte(t)); err != nil {
+				return err
+			}
+		}
+		if err := bucket(tx, bucketImages).Delete([]byte(id)); err != nil {
+			return err
+		}
+		rep.Deleted = append(rep.Deleted, id)
+		rep.DeletedImages++
+		var layers []digest.Digest
+		layers, doomed, err = sweep(tx)
+		rep.Deleted = append(rep.Deleted, layers...)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	rep.Reclaimed = removeObjects(s, doomed)
+	return rep, nil
+}
+
+func shortID(id digest.Digest) string {
+	h := id.Encoded()
+	if len(h) > 12 {
+		h = h[:12]
+	}
+	return h
+}
+
+// Prune removes dangling images (no tag), or with all every image that no
+// live mount uses.
+func (s *Store) Prune(all bool) (*RemoveReport, error) {
+	rep := &RemoveReport{}
+	var doomed []objectFile
+	err := s.update(func(tx *bolt.Tx) error {
+		tags := allTags(tx)
+		mounts, err := mountsTx(tx)
+		if err != nil {
+			return err
+		}
+		used := map[digest.Digest]bool{}
+		for _, m := range mounts {
+			if m.Alive() {
+				used[m.Image] = true
+			}
+		}
+		ib := bucket(tx, bucketImages)
+		var victims []digest.Digest
+		ib.ForEach(func(k, _ []byte) error {
+			id := digest.Digest(k)
+			if used[id] || (!all && len(tags[id]) > 0) {
+				return nil
+			}
+			victims = append(victims, id)
+			return nil
+		})
+		rb := bucket(tx, bucketRefs)
+		for _, id := range victims {
+			t := tags[id]
+			sort.Strings(t)
+			for _, tag := range t {
+				rep.Untagged = append(rep.Untagged, tag)
+				if err := rb.Delete([]byte(tag)); err != nil {
+					return err
+				}
+			}
+			if err := ib.Delete([]byte(id)); err != nil {
+				return err
+			}
+			rep.Deleted = append(rep.Deleted, id)
+			rep.DeletedImages++
+		}
+		layers, d, err := sweep(tx)
+		doomed = d
+		rep.Deleted = append(rep.Deleted, layers...)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	rep.Reclaimed = removeObjects(s, doomed)
+	return rep, nil
+}
+
+type objectFile struct {
+	d    digest.Digest
+	size int64
+}
+
+// sweep deletes every layer and tree that no image and no lease (live or
+// stale: a stale lease is cleared by umount or GC, not here) holds, drops
+// their object references, and returns the layers deleted and the objects
+// whose last reference went.
+func sweep(tx *bolt.Tx) ([]digest.Digest, []objectFile, error) {
+	keepLayer := map[digest.Digest]bool{}
+	keepTree := map[digest.Digest]bool{}
+	err := bucket(tx, bucketImages).ForEach(func(k, v []byte) error {
+		var rec imageRecord
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return fmt.Errorf("image %s: %w: %w", k, err, ErrCorrupt)
+		}
+		for _, d := range rec.Layers {
+			keepLayer[d] = true
+		}
+		keepTree[rec.ChainID] = true
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	mounts, err := mountsTx(tx)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, m := range mounts {
+		for _, d := range m.Layers {
+			keepLayer[d] = true
+		}
+		keepTree[m.ChainID] = true
+	}
+	tb := bucket(tx, bucketTrees)
+	var trees [][]byte
+	tb.ForEach(func(k, _ []byte) error {
+		if !keepTree[digest.Digest(k)] {
+			trees = append(trees, append([]byte(nil), k...))
+		}
+		return nil
+	})
+	for _, k := range trees {
+		if err := tb.DeleteBucket(k); err != nil {
+			return nil, nil, err
+		}
+	}
+	lb := bucket(tx, bucketLayers)
+	var layers []digest.Digest
+	lb.ForEach(func(k, _ []byte) error {
+		if !keepLayer[digest.Digest(k)] {
+			layers = append(layers, digest.Digest(k))
+		}
+		return nil
+	})
+	var doomed []objectFile
+	for _, d := range layers {
+		objs, err := layerObjects(tx, d)
+		if err != nil {
+			return nil, nil, err
+		}
+		for o, size := range objs {
+			gone, err := refObject(tx, o, size, -1)
+			if err != nil {
+				return nil, nil, err
+			}
+			if gone {
+				doomed = append(doomed, objectFile{o, size})
+			}
+		}
+		if err := lb.DeleteBucket([]byte(d)); err != nil {
+			return nil, nil, err
+		}
+	}
+	return layers, doomed, nil
+}
+
+// layerObjects is the set of objects a layer names, with their sizes.
+func layerObjects(tx *bolt.Tx, diffID digest.Digest) (map[digest.Digest]int64, error) {
+	entries, err := layerEntries(tx, diffID)
+	if err != nil {
+		return nil, err
+	}
+	objs := map[digest.Digest]int64{}
+	for _, e := range entries {
+		if e.Type == TypeReg && e.Digest != "" {
+			objs[e.Digest] = e.Size
+		}
+	}
+	return objs, nil
+}
+
+// removeObjects deletes object files after the transaction that dropped them
+// committed; a crash before this leaves garbage for GC. It returns the bytes
+// freed on disk.
+func removeObjects(s *Store, objs []objectFile) int64 {
+	var freed int64
+	for _, o := range objs {
+		p := s.ObjectPath(o.d)
+		freed += diskUsage(p)
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("remove object", "digest", o.d, "err", err)
+		}
+	}
+	return freed
+}
