@@ -189,3 +189,7 @@ func (s *Store) lock(exclusive bool) (*storeLock, error) {
 }
 
 func (l *storeLock) unlock() error { return l.f.Close() }
+
+// TmpDir is the store's staging directory, on the store's filesystem; GC
+// removes what is left in it.
+func (s *Store) TmpDir() string { return s.tmpDir() }

@@ -22,7 +22,7 @@ type treeRecord struct {
 // ensureTree makes sure the merged tree of the chain diffIDs is stored,
 // building it from the longest stored ancestor chain.
 func (s *Store) ensureTree(tx *bolt.Tx, diffIDs []digest.Digest) (*Tree, error) {
-	chain := identity.ChainIDs(diffIDs)
+	chain := identity.ChainIDs(append([]digest.Digest(nil), diffIDs...)) // ChainIDs works in place
 	top := chain[len(chain)-1]
 	tb := bucket(tx, bucketTrees)
 	if tb.Bucket([]byte(top)) != nil {

@@ -1,0 +1,17 @@
+package main
+
+import (
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// subcommands lists every command under the root. One file per command.
+func subcommands(g *globals) []*cobra.Command {
+	return []*cobra.Command{
+		newLoadCmd(g),
+		newImportCmd(g),
+	}
+}
+
+func secs(n int) time.Duration { return time.Duration(n) * time.Second }

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"errors"
+	"log/slog"
+	"os"
+
+	"github.com/spf13/cobra"
+	"github.com/strata-dev/strata/layerstore"
+)
+
+// globals are the flags every command shares.
+type globals struct {
+	root        string
+	debug       bool
+	lockTimeout int // seconds
+}
+
+// openStore opens the store the flags name.
+func (g *globals) openStore() (*layerstore.Store, error) {
+	return layerstore.Open(g.root, &layerstore.Options{
+		LockTimeout: secs(g.lockTimeout),
+		Logger:      g.logger(),
+	})
+}
+
+func (g *globals) logger() *slog.Logger {
+	lvl := slog.LevelWarn
+	if g.debug {
+		lvl = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+}
+
+func newRootCmd() *cobra.Command {
+	g := &globals{}
+	cmd := &cobra.Command{
+		Use:           "strata",
+		Short:         "Layer store and union filesystem for container images",
+		Long:          "strata keeps container image layers in a content-addressed store and mounts images as directories through FUSE,\nwith an ephemeral copy-on-write top layer.",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	cmd.PersistentFlags().StringVar(&g.root, "root", layerstore.DefaultRoot(), "store directory ($STRATA_ROOT)")
+	cmd.PersistentFlags().BoolVarP(&g.debug, "debug", "D", false, "log debug messages to stderr")
+	cmd.PersistentFlags().IntVar(&g.lockTimeout, "lock-timeout", 30, "seconds to wait for another strata process to release the store")
+	cmd.AddGroup(&cobra.Group{ID: "image", Title: "Image commands:"}, &cobra.Group{ID: "mount", Title: "Mount commands:"}, &cobra.Group{ID: "store", Title: "Store commands:"})
+	for _, c := range subcommands(g) {
+		cmd.AddCommand(c)
+	}
+	return cmd
+}
+
+// exitCode maps an error to the process exit status.
+func exitCode(err error) int {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return 1
+}
+
+// exitError ends the process with a given status after printing err.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }

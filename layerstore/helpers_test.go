@@ -1,0 +1,156 @@
+package layerstore
+
+import (
+	"archive/tar"
+	"bytes"
+	"fmt"
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// newTestStore opens a store in a temp dir; its cleanup runs the checker
+// with contents and fails the test on any problem.
+func newTestStore(t testing.TB) *Store {
+	t.Helper()
+	s, err := Open(t.TempDir(), &Options{LockTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mustCheck(t, s) })
+	return s
+}
+
+func mustCheck(t testing.TB, s *Store) {
+	t.Helper()
+	r, err := s.Check(true)
+	if err != nil {
+		t.Fatalf("check: %v", err)
+	}
+	for _, p := range r.Problems {
+		t.Errorf("check: %s", p)
+	}
+}
+
+// tarEntry describes one member of a synthetic layer.
+type tarEntry struct {
+	name, body, link string
+	typ              byte
+	mode             int64
+	uid, gid         int
+	size             int64 // overrides len(body) in the header when non-zero
+	xattrs           map[string]string
+	major, minor     int64
+}
+
+func makeTar(t testing.TB, entries ...tarEntry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		h := &tar.Header{Name: e.name, Linkname: e.link, Typeflag: e.typ, Mode: e.mode, Uid: e.uid, Gid: e.gid,
+			ModTime: time.Unix(1700000000, 0), Devmajor: e.major, Devminor: e.minor, Format: tar.FormatPAX}
+		if h.Typeflag == 0 {
+			h.Typeflag = tar.TypeReg
+		}
+		if h.Mode == 0 {
+			h.Mode = 0o644
+		}
+		if h.Typeflag == tar.TypeReg {
+			h.Size = int64(len(e.body))
+			if e.size != 0 {
+				h.Size = e.size
+			}
+		}
+		for k, v := range e.xattrs {
+			if h.PAXRecords == nil {
+				h.PAXRecords = map[string]string{}
+			}
+			h.PAXRecords["SCHILY.xattr."+k] = v
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			// Go's writer refuses what bad archives hold; write the raw header.
+			writeRawHeader(t, &buf, h)
+			continue
+		}
+		if h.Typeflag == tar.TypeReg && e.size == 0 {
+			if _, err := tw.Write([]byte(e.body)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	tw.Flush() // Close would refuse a header whose body was not written
+	buf.Write(make([]byte, 1024))
+	return buf.Bytes()
+}
+
+func gz(t testing.TB, b []byte) []byte {
+	var buf bytes.Buffer
+	w := gzip.NewWriter(&buf)
+	w.Write(b)
+	w.Close()
+	return buf.Bytes()
+}
+
+func zst(t testing.TB, b []byte) []byte {
+	var buf bytes.Buffer
+	w, err := zstd.NewWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(b)
+	w.Close()
+	return buf.Bytes()
+}
+
+func opener(b []byte) func() (io.ReadCloser, error) {
+	return func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+}
+
+// importLayers makes an image of raw layer blobs through NewImage.
+func importLayers(t testing.TB, s *Store, name string, blobs ...[]byte) (Image, error) {
+	t.Helper()
+	var layers []NewLayer
+	for _, b := range blobs {
+		layers = append(layers, NewLayer{Open: opener(b), History: ocispec.History{CreatedBy: "test"}})
+	}
+	var names []string
+	if name != "" {
+		names = []string{name}
+	}
+	return s.NewImage(context.Background(), NewImageOptions{Layers: layers, Names: names})
+}
+
+func sha(b []byte) digest.Digest { return digest.FromBytes(b) }
+
+// writeRawHeader writes a ustar header block by hand for names Go refuses.
+func writeRawHeader(t testing.TB, buf *bytes.Buffer, h *tar.Header) {
+	var blk [512]byte
+	copy(blk[0:100], h.Name)
+	copy(blk[100:108], fmt.Sprintf("%07o", h.Mode))
+	copy(blk[108:116], fmt.Sprintf("%07o", h.Uid))
+	copy(blk[116:124], fmt.Sprintf("%07o", h.Gid))
+	copy(blk[124:136], fmt.Sprintf("%011o", h.Size))
+	copy(blk[136:148], fmt.Sprintf("%011o", h.ModTime.Unix()))
+	blk[156] = h.Typeflag
+	copy(blk[157:257], h.Linkname)
+	copy(blk[257:263], "ustar\x00")
+	copy(blk[263:265], "00")
+	copy(blk[148:156], "        ")
+	sum := 0
+	for _, c := range blk {
+		sum += int(c)
+	}
+	copy(blk[148:156], fmt.Sprintf("%06o\x00 ", sum))
+	buf.Write(blk[:])
+	if h.Typeflag == tar.TypeReg {
+		body := make([]byte, (h.Size+511)/512*512)
+		buf.Write(body)
+	}
+}
