@@ -3,8 +3,8 @@ package layerstore
 import (
 	"archive/tar"
 	"bytes"
-	"fmt"
 	"context"
+	"fmt"
 	"io"
 	"testing"
 	"time"

@@ -5,10 +5,10 @@ import (
 	"io"
 	"os"
 
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 	"github.com/strata-dev/strata/layerstore"
 	"github.com/strata-dev/strata/layerstore/imagefmt"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 type importOptions struct {
