@@ -45,9 +45,9 @@ func (img *Image) Created() time.Time {
 // imageRecord is the value of images/<ID>.
 type imageRecord struct {
 	ID             digest.Digest   `json:"id"`
-	Config         json.RawMessage `json:"config"`
+	Config         []byte          `json:"config"` // base64: json.RawMessage would be re-compacted
 	ManifestDigest digest.Digest   `json:"manifestDigest,omitempty"`
-	Manifest       json.RawMessage `json:"manifest,omitempty"`
+	Manifest       []byte          `json:"manifest,omitempty"`
 	Layers         []digest.Digest `json:"layers"`
 	ChainID        digest.Digest   `json:"chainID,omitempty"`
 	Loaded         time.Time       `json:"loaded"`

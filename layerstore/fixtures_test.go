@@ -1,0 +1,131 @@
+package layerstore_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/strata-dev/strata/internal/fixtures"
+	"github.com/strata-dev/strata/internal/treecmp"
+	"github.com/strata-dev/strata/layerstore"
+	"github.com/strata-dev/strata/layerstore/imagefmt"
+)
+
+func openStore(t testing.TB) *layerstore.Store {
+	t.Helper()
+	s, err := layerstore.Open(t.TempDir(), &layerstore.Options{LockTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		r, err := s.Check(true)
+		if err != nil {
+			t.Fatalf("check: %v", err)
+		}
+		for _, p := range r.Problems {
+			t.Errorf("check: %s", p)
+		}
+	})
+	return s
+}
+
+// loadArchive loads every image of an archive the way `strata load` does.
+func loadArchive(t testing.TB, s *layerstore.Store, path string) []layerstore.Image {
+	t.Helper()
+	out, err := loadArchiveNoT(s, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func loadArchiveNoT(s *layerstore.Store, path string) ([]layerstore.Image, error) {
+	a, err := imagefmt.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer a.Close()
+	var out []layerstore.Image
+	for _, img := range a.Images() {
+		src := &layerstore.ImageSource{Names: img.Names, ConfigRaw: img.ConfigRaw, ConfigDigest: img.ConfigDigest,
+			ManifestRaw: img.ManifestRaw, ManifestDigest: img.ManifestDigest}
+		for _, l := range img.Layers {
+			src.Layers = append(src.Layers, layerstore.LayerBlob{Digest: l.Digest, Size: l.Size, DiffID: l.DiffID, Open: l.Open})
+		}
+		stored, err := s.AddImage(context.Background(), src, nil)
+		if err != nil {
+			return nil, fmt.Errorf("load %s: %w", path, err)
+		}
+		out = append(out, stored)
+	}
+	return out, nil
+}
+
+// TestStore_Load_Fixtures loads the fixture image from every format and
+// compares its merged tree with umoci's unpack of it, entry by entry.
+func TestStore_Load_Fixtures(t *testing.T) {
+	dir := fixtures.Dir(t)
+	want, err := treecmp.Snapshot(filepath.Join(dir, "rootfs"), treecmp.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, format := range []string{"oci", "oci-zstd", "demo.docker.tar", "demo.oci.tar"} {
+		t.Run(format, func(t *testing.T) {
+			s := openStore(t)
+			imgs := loadArchive(t, s, filepath.Join(dir, format))
+			if len(imgs) != 1 || len(imgs[0].Layers) != 5 {
+				t.Fatalf("loaded %d images; want one of 5 layers", len(imgs))
+			}
+			if len(imgs[0].RepoTags) != 1 || imgs[0].RepoTags[0] != "demo:latest" {
+				t.Errorf("tags %v, want [demo:latest]", imgs[0].RepoTags)
+			}
+			ids = append(ids, string(imgs[0].ID))
+			_, tree, err := s.ImageTree("demo")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// umoci's unpack sets the root's attributes from nothing in the image.
+			for _, d := range treecmp.Compare(treecmp.FromLayerTree(tree), want, treecmp.Options{IgnoreRoot: true, IgnoreInodes: true}) {
+				t.Error(d)
+			}
+			// Loading again stores nothing new.
+			du1, _ := s.DiskUsage()
+			loadArchive(t, s, filepath.Join(dir, format))
+			du2, _ := s.DiskUsage()
+			if du1.Objects != du2.Objects || du1.Layers != du2.Layers || len(du2.Images) != 1 {
+				t.Errorf("second load changed the store: %+v -> %+v", du1, du2)
+			}
+		})
+	}
+	// The same config in every format: the same image ID, as docker shows it.
+	for _, id := range ids[1:] {
+		if id != ids[0] && ids[0] != "" {
+			// zstd recompression keeps the diffIDs, so the config is unchanged.
+			t.Errorf("image IDs differ across formats: %v", ids)
+			break
+		}
+	}
+}
+
+// TestStore_Load_AllFormatsShareObjects: one store, every format: the layers
+// and objects are stored once.
+func TestStore_Load_AllFormatsShareObjects(t *testing.T) {
+	dir := fixtures.Dir(t)
+	s := openStore(t)
+	loadArchive(t, s, filepath.Join(dir, "oci"))
+	du1, _ := s.DiskUsage()
+	for _, f := range []string{"oci-zstd", "demo.docker.tar", "demo.oci.tar"} {
+		loadArchive(t, s, filepath.Join(dir, f))
+	}
+	du2, _ := s.DiskUsage()
+	if du2.Objects != du1.Objects || du2.Layers != du1.Layers {
+		t.Errorf("objects %d -> %d, layers %d -> %d: want unchanged", du1.Objects, du2.Objects, du1.Layers, du2.Layers)
+	}
+	// blob.bin and app/blob-copy.bin share one object
+	if du1.ObjectsSize >= du1.LayersSize {
+		t.Errorf("stored %d bytes for %d bytes of layer content: no dedup", du1.ObjectsSize, du1.LayersSize)
+	}
+}
