@@ -201,6 +201,9 @@ func (s *Store) readTar(ctx context.Context, r io.Reader, st *staging, ing *inge
 	var order []string
 	buf := make([]byte, 256<<10)
 	free := freeBytes(st.dir)
+	if m := s.opts.MaxFileSize; m > 0 && (free < 0 || m < free) {
+		free = m
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -249,10 +252,11 @@ func (s *Store) readTar(ctx context.Context, r io.Reader, st *staging, ing *inge
 				if hdr.Size < 0 {
 					return fmt.Errorf("tar entry %q: negative size: %w", hdr.Name, ErrInvalid)
 				}
-				_, sparse := hdr.PAXRecords["GNU.sparse.major"]
-				sparse = sparse || hdr.Typeflag == tar.TypeGNUSparse
-				if free >= 0 && hdr.Size > free && !sparse {
-					return fmt.Errorf("tar entry %q: declared size %d bytes exceeds the %d bytes free in the store: %w", hdr.Name, hdr.Size, free, ErrInvalid)
+				// Sparse files count too: the tar reader fills their holes with
+				// zeros that we must hash, so a huge declared size is a denial
+				// of service even when the archive is small.
+				if free >= 0 && hdr.Size > free {
+					return fmt.Errorf("tar entry %q: declared size %d bytes exceeds the %d bytes the store can take: %w", hdr.Name, hdr.Size, free, ErrInvalid)
 				}
 				e.Size = hdr.Size
 				d, err := st.add(tr, hdr.Size, buf)

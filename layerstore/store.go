@@ -24,6 +24,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Workers is how many layers of one image are ingested at once. Default 2.
 	Workers int
+	// MaxFileSize refuses layer files declared larger. Default 0: only the
+	// free space of the store's file system limits them.
+	MaxFileSize int64
 }
 
 // Store is a layer store rooted at a directory. Methods are safe for

@@ -1,0 +1,126 @@
+package imagefmt
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// The reference grammar of the distribution spec (distribution/reference).
+var (
+	pathComponentRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
+	domainRE        = regexp.MustCompile(`^(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?$`)
+	tagRE           = regexp.MustCompile(`^[\w][\w.-]{0,127}$`)
+	imageIDRE       = regexp.MustCompile(`^[a-f0-9]{64}$`)
+)
+
+const (
+	defaultDomain = "docker.io"
+	legacyDomain  = "index.docker.io"
+	officialRepo  = "library/"
+	defaultTag    = "latest"
+	maxNameLength = 255
+)
+
+// NormalizeRef returns the reference s in the form strata stores and shows,
+// "name:tag", following the distribution spec's grammar and docker's way of
+// displaying names:
+//
+//   - the tag defaults to "latest" ("demo" -> "demo:latest");
+//   - the name is an optional registry host[:port] (a first component with a
+//     '.' or ':', or "localhost") and slash-separated path components, which
+//     must be lowercase alphanumerics joined by '.', '_', "__" or dashes; an
+//     uppercase path component is an error (as in docker), not folded;
+//   - "docker.io/" and "index.docker.io/" are dropped, and so is "library/"
+//     before a one-component name ("docker.io/library/demo:1" -> "demo:1");
+//   - a digest reference keeps its digest and gets no default tag
+//     ("docker.io/library/demo@sha256:…" -> "demo@sha256:…");
+//   - a 64-hex-digit name is refused: it would read as an image ID.
+//
+// An unacceptable s yields an error wrapping ErrInvalid that quotes it.
+// NormalizeRef(NormalizeRef(s)) == NormalizeRef(s).
+func NormalizeRef(s string) (string, error) {
+	bad := func(why string, args ...any) (string, error) {
+		return "", fmt.Errorf("%w reference %q: %s", ErrInvalid, s, fmt.Sprintf(why, args...))
+	}
+	name, dgst := s, ""
+	if i := strings.IndexByte(s, '@'); i >= 0 {
+		name, dgst = s[:i], s[i+1:]
+		d, err := digest.Parse(dgst)
+		if err != nil {
+			return "", fmt.Errorf("%w reference %q: digest %q: %w", ErrInvalid, s, dgst, err)
+		}
+		dgst = d.String()
+	}
+	tag := ""
+	if i := strings.LastIndexByte(name, ':'); i > strings.LastIndexByte(name, '/') {
+		name, tag = name[:i], name[i+1:]
+		if !tagRE.MatchString(tag) {
+			return bad("tag %q: must be 1 to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'", tag)
+		}
+	}
+	if name == "" {
+		return bad("no repository name")
+	}
+	domain, remote := "", name
+	if i := strings.IndexByte(name, '/'); i >= 0 {
+		first := name[:i]
+		if strings.ContainsAny(first, ".:") || first == "localhost" || strings.ToLower(first) != first {
+			domain, remote = first, name[i+1:]
+			if !domainRE.MatchString(domain) {
+				return bad("registry host %q is not a host[:port]", domain)
+			}
+		}
+	}
+	for _, c := range strings.Split(remote, "/") {
+		if pathComponentRE.MatchString(c) {
+			continue
+		}
+		if strings.ToLower(c) != c && pathComponentRE.MatchString(strings.ToLower(c)) {
+			return bad("repository name must be lowercase")
+		}
+		return bad("name component %q: must be lowercase letters and digits, joined by '.', '_', '__' or dashes", c)
+	}
+	if len(name) > maxNameLength {
+		return bad("name is longer than %d characters", maxNameLength)
+	}
+	if domain == defaultDomain || domain == legacyDomain {
+		domain = ""
+	}
+	if domain == "" && strings.HasPrefix(remote, officialRepo) && !strings.Contains(remote[len(officialRepo):], "/") {
+		remote = remote[len(officialRepo):]
+	}
+	if domain == "" && imageIDRE.MatchString(remote) {
+		return bad("a 64-hex-digit name would read as an image ID")
+	}
+	out := remote
+	if domain != "" {
+		out = domain + "/" + remote
+	}
+	if tag == "" && dgst == "" {
+		tag = defaultTag
+	}
+	if tag != "" {
+		out += ":" + tag
+	}
+	if dgst != "" {
+		out += "@" + dgst
+	}
+	return out, nil
+}
+
+// SplitRef splits a normalized reference into its repository and tag:
+// "demo:latest" -> ("demo", "latest"), "localhost:5000/app:v1" ->
+// ("localhost:5000/app", "v1"). A digest, if any, is dropped
+// ("demo@sha256:…" -> ("demo", "")). It does not validate.
+func SplitRef(ref string) (repo, tag string) {
+	if i := strings.IndexByte(ref, '@'); i >= 0 {
+		ref = ref[:i]
+	}
+	if i := strings.LastIndexByte(ref, ':'); i > strings.LastIndexByte(ref, '/') {
+		return ref[:i], ref[i+1:]
+	}
+	return ref, ""
+}
