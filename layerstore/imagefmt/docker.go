@@ -128,7 +128,7 @@ func dockerLayer(src source, p string, diffID digest.Digest) (Layer, error) {
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 		return Layer{}, fmt.Errorf("layer %s: %w", name, err)
 	}
-	l := Layer{Size: size, DiffID: diffID, Open: openBlob(src, name, "")}
+	l := Layer{Size: size, DiffID: diffID}
 	switch c := sniff(magic[:n]); c {
 	case CompressionGzip:
 		l.MediaType = ocispec.MediaTypeImageLayerGzip

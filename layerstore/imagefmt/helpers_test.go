@@ -2,7 +2,6 @@ package imagefmt
 
 import (
 	"archive/tar"
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -345,6 +344,3 @@ func openOK(t testing.TB, path string) *Archive {
 	})
 	return a
 }
-
-// sameBytes reports whether two byte slices are equal (for readable calls).
-func sameBytes(a, b []byte) bool { return bytes.Equal(a, b) }

@@ -98,19 +98,17 @@ func indexTar(f *os.File) (map[string]tarMember, error) {
 			members[name] = tarMember{off: off, size: hdr.Size}
 			delete(links, name)
 		case tar.TypeSymlink, tar.TypeLink:
+			delete(members, name)
+			delete(links, name)
 			target := hdr.Linkname
-			if hdr.Typeflag == tar.TypeSymlink {
-				if path.IsAbs(target) {
-					continue // an absolute symlink names nothing inside the archive
-				}
+			if hdr.Typeflag == tar.TypeSymlink && !path.IsAbs(target) {
 				target = path.Join(path.Dir(name), target)
 			}
-			target, err := cleanMember(target)
-			if err != nil {
-				return nil, fmt.Errorf("link %q: %w", name, err)
+			// A link that is absolute or climbs out names nothing inside
+			// the archive: it is left out, like a dangling one.
+			if target, err := cleanMember(target); err == nil {
+				links[name] = target
 			}
-			links[name] = target
-			delete(members, name)
 		default:
 			delete(members, name)
 			delete(links, name)
