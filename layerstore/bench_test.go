@@ -1,0 +1,156 @@
+package layerstore
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// benchLayer writes a layer tar of n files (sizes spread from 100 B to
+// 256 KiB, like a distribution's /usr) in dirs directories.
+func benchLayer(b testing.TB, path string, n, dirs int, seed int64) int64 {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	tw := tar.NewWriter(f)
+	rnd := rand.New(rand.NewSource(seed))
+	buf := make([]byte, 256<<10)
+	rnd.Read(buf)
+	for d := 0; d < dirs; d++ {
+		tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("d%04d/", d), Typeflag: tar.TypeDir, Mode: 0o755, ModTime: time.Unix(1, 0)})
+	}
+	for i := 0; i < n; i++ {
+		size := 100 << (rnd.Intn(12)) // 100 B .. 200 KiB
+		if size > len(buf) {
+			size = len(buf)
+		}
+		off := rnd.Intn(len(buf) - size + 1)
+		tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("d%04d/f%06d-%d", i%dirs, i, seed), Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(size), ModTime: time.Unix(1, 0)})
+		tw.Write(buf[off : off+size])
+	}
+	tw.Close()
+	st, _ := f.Stat()
+	return st.Size()
+}
+
+// BenchmarkImport compares ingest of one layer into a fresh store with tar -x
+// of the same layer into a fresh directory, on the same file system.
+func BenchmarkImport(b *testing.B) {
+	dir := b.TempDir()
+	layer := filepath.Join(dir, "layer.tar")
+	size := benchLayer(b, layer, 5000, 100, 1)
+	b.Run("tar-x", func(b *testing.B) {
+		b.SetBytes(size)
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			out := filepath.Join(dir, fmt.Sprintf("x%d", i))
+			os.MkdirAll(out, 0o755)
+			b.StartTimer()
+			if o, err := exec.Command("tar", "-xf", layer, "-C", out).CombinedOutput(); err != nil {
+				b.Fatalf("tar: %v %s", err, o)
+			}
+			b.StopTimer()
+			os.RemoveAll(out)
+			b.StartTimer()
+		}
+	})
+	b.Run("strata", func(b *testing.B) {
+		b.SetBytes(size)
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			root := filepath.Join(dir, fmt.Sprintf("s%d", i))
+			s, err := Open(root, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			_, err = s.NewImage(context.Background(), NewImageOptions{Layers: []NewLayer{{Open: fileOpener(layer)}}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			os.RemoveAll(root)
+			b.StartTimer()
+		}
+	})
+}
+
+func fileOpener(p string) func() (io.ReadCloser, error) {
+	return func() (io.ReadCloser, error) { return os.Open(p) }
+}
+
+// BenchmarkTree measures the merged tree at 1, 10, 100 and 500 layers holding
+// the same 20,000 files in 1,000 directories: loading it (what a mount
+// does once), lookups and readdir. The goal is flat.
+func BenchmarkTree(b *testing.B) {
+	const files, dirs = 20000, 1000
+	for _, depth := range []int{1, 10, 100, 500} {
+		s, err := Open(b.TempDir(), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var layers []NewLayer
+		per := files / depth
+		for l := 0; l < depth; l++ {
+			var buf bytes.Buffer
+			tw := tar.NewWriter(&buf)
+			for i := 0; i < per; i++ {
+				n := l*per + i
+				body := []byte(fmt.Sprintf("file %d", n))
+				tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("d%04d/f%06d", n%dirs, n), Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(body))})
+				tw.Write(body)
+			}
+			tw.Close()
+			data := buf.Bytes()
+			layers = append(layers, NewLayer{Open: opener(data), History: ocispec.History{CreatedBy: "layer"}})
+		}
+		if _, err := s.NewImage(context.Background(), NewImageOptions{Layers: layers, Names: []string{"deep:1"}}); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("load/layers=%d", depth), func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if _, _, err := s.ImageTree("deep:1"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		_, tree, err := s.ImageTree("deep:1")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if tree.Len() != files+dirs+1 {
+			b.Fatalf("tree has %d entries, want %d", tree.Len(), files+dirs+1)
+		}
+		b.Run(fmt.Sprintf("lookup/layers=%d", depth), func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				n := i % files
+				if _, ok := tree.Lookup(fmt.Sprintf("d%04d/f%06d", n%dirs, n)); !ok {
+					b.Fatal("missing")
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("readdir/layers=%d", depth), func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if len(tree.Children(fmt.Sprintf("d%04d", i%dirs))) != files/dirs {
+					b.Fatal("short readdir")
+				}
+			}
+		})
+	}
+}
