@@ -22,6 +22,7 @@
 // Concurrency: bbolt holds an exclusive flock on meta.db while a Store is open,
 // so commands open the store only for as long as they need it; a second opener
 // waits up to Options.LockTimeout and then fails with ErrLocked. Imports hold
-// <root>/lock shared while they write objects outside a transaction; GC takes it
-// exclusively, so it never deletes an object an import is about to commit.
+// <root>/lock shared while they write objects outside a transaction; image
+// removal, prune and GC take it exclusively, so they never delete an object or
+// layer an import is about to commit.
 package layerstore

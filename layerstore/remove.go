@@ -41,9 +41,16 @@ func (e *ConflictError) Unwrap() error { return ErrInUse }
 // layer and object nothing else holds. Without force, an ID naming an image
 // of several repositories, or an image a live mount uses, is refused.
 func (s *Store) RemoveImage(ref string, force bool) (*RemoveReport, error) {
+	// Exclusive: an import in flight may be counting on objects and layers
+	// this removal would delete.
+	lk, err := s.lock(true)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.unlock()
 	rep := &RemoveReport{}
 	var doomed []objectFile
-	err := s.update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) error {
 		id, err := resolve(tx, ref)
 		if err != nil {
 			return err
@@ -113,9 +120,14 @@ func shortID(id digest.Digest) string {
 // Prune removes dangling images (no tag), or with all every image that no
 // live mount uses.
 func (s *Store) Prune(all bool) (*RemoveReport, error) {
+	lk, err := s.lock(true)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.unlock()
 	rep := &RemoveReport{}
 	var doomed []objectFile
-	err := s.update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx) error {
 		tags := allTags(tx)
 		mounts, err := mountsTx(tx)
 		if err != nil {
