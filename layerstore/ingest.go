@@ -137,14 +137,14 @@ func (s *Store) parseLayer(ctx context.Context, blob LayerBlob, st *staging, pro
 	ing := &ingested{objects: map[digest.Digest]int64{}}
 	ing.rec.Compression = compression
 	if err := s.readTar(ctx, raw, st, ing); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("layer %s (%s): %w", blobName(blob), compression, err)
 	}
 	// The rest of the stream (tar padding past the end marker) counts toward the diffID.
 	if _, err := io.Copy(io.Discard, raw); err != nil {
-		return nil, fmt.Errorf("%s: %w", compression, corrupt(err))
+		return nil, fmt.Errorf("layer %s (%s): %w", blobName(blob), compression, corrupt(err))
 	}
 	if _, err := io.Copy(io.Discard, comp); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("layer %s: %w", blobName(blob), err)
 	}
 	if blob.Size >= 0 && blob.Digest != "" && comp.n != blob.Size {
 		return nil, fmt.Errorf("blob %s: %d bytes, manifest says %d: %w", blob.Digest, comp.n, blob.Size, ErrSizeMismatch)
