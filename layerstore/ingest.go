@@ -259,8 +259,14 @@ func (s *Store) readTar(ctx context.Context, r io.Reader, st *staging, ing *inge
 					return fmt.Errorf("tar entry %q: declared size %d bytes exceeds the %d bytes the store can take: %w", hdr.Name, hdr.Size, free, ErrInvalid)
 				}
 				e.Size = hdr.Size
-				d, err := st.add(tr, hdr.Size, buf)
-				if err != nil {
+				var d digest.Digest
+				if hdr.Size <= smallFile {
+					data := make([]byte, hdr.Size)
+					if _, err := io.ReadFull(tr, data); err != nil {
+						return fmt.Errorf("tar entry %q: %w", hdr.Name, corrupt(err))
+					}
+					d = st.addSmall(data)
+				} else if d, err = st.add(tr, hdr.Size, buf); err != nil {
 					return fmt.Errorf("tar entry %q: %w", hdr.Name, corrupt(err))
 				}
 				e.Digest = d

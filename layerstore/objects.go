@@ -23,18 +23,95 @@ type staging struct {
 	s   *Store
 	dir string
 
+	// Small files are hashed in memory first (a known content costs no file
+	// at all) and written by a pool of goroutines: creating a file is the
+	// slowest step of an import, and file systems overlap creates well.
+	jobs    chan writeJob
+	writers sync.WaitGroup
+
 	mu      sync.Mutex
 	pending map[digest.Digest]string // digest -> staged file
 	known   func(digest.Digest) bool // already a committed object
 	seq     int
+	err     error // first failure of a writer
 }
+
+type writeJob struct {
+	name string
+	data []byte
+}
+
+// smallFile is the largest content staged through memory.
+const smallFile = 1 << 20
 
 func (s *Store) newStaging(known func(digest.Digest) bool) (*staging, error) {
 	dir, err := os.MkdirTemp(s.tmpDir(), "import-")
 	if err != nil {
 		return nil, fmt.Errorf("staging: %w", err)
 	}
-	return &staging{s: s, dir: dir, pending: map[digest.Digest]string{}, known: known}, nil
+	st := &staging{s: s, dir: dir, pending: map[digest.Digest]string{}, known: known, jobs: make(chan writeJob, 64)}
+	for i := 0; i < 4; i++ {
+		st.writers.Add(1)
+		go st.writer()
+	}
+	return st, nil
+}
+
+func (st *staging) writer() {
+	defer st.writers.Done()
+	for j := range st.jobs {
+		if err := writeObjectFile(j.name, j.data); err != nil {
+			st.mu.Lock()
+			if st.err == nil {
+				st.err = err
+			}
+			st.mu.Unlock()
+		}
+	}
+}
+
+func writeObjectFile(name string, data []byte) error {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o400)
+	if err != nil {
+		return err
+	}
+	err = writeSparse(f, data, 0)
+	if err == nil {
+		err = f.Truncate(int64(len(data)))
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// wait lets the writers finish; after it no job may be added.
+func (st *staging) wait() error {
+	if st.jobs != nil {
+		close(st.jobs)
+		st.writers.Wait()
+		st.jobs = nil
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.err
+}
+
+// addSmall stages a content held in memory.
+func (st *staging) addSmall(data []byte) digest.Digest {
+	sum := sha256.Sum256(data)
+	d := digest.NewDigestFromEncoded(digest.SHA256, fmt.Sprintf("%x", sum[:]))
+	st.mu.Lock()
+	if _, dup := st.pending[d]; dup || st.known(d) {
+		st.mu.Unlock()
+		return d
+	}
+	st.seq++
+	name := filepath.Join(st.dir, fmt.Sprintf("o%d", st.seq))
+	st.pending[d] = name
+	st.mu.Unlock()
+	st.jobs <- writeJob{name: name, data: data}
+	return d
 }
 
 const zeroBlock = 4096
@@ -118,6 +195,9 @@ func writeSparse(f *os.File, p []byte, off int64) error {
 // publish makes every staged object durable under objects/. After it
 // returns, the objects may be named by a transaction.
 func (st *staging) publish() error {
+	if err := st.wait(); err != nil {
+		return fmt.Errorf("stage object: %w", err)
+	}
 	if len(st.pending) == 0 {
 		return nil
 	}
@@ -134,7 +214,10 @@ func (st *staging) publish() error {
 
 // discard removes the staging directory. Published objects stay: until a
 // transaction names them they are garbage for GC.
-func (st *staging) discard() error { return os.RemoveAll(st.dir) }
+func (st *staging) discard() error {
+	st.wait()
+	return os.RemoveAll(st.dir)
+}
 
 func syncfs(dir string) error {
 	f, err := os.Open(dir)
