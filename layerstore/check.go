@@ -74,6 +74,15 @@ func (s *Store) Check(contents bool) (*CheckReport, error) {
 					}
 				}
 			}
+			if segs, err := decodeTarSplit(bucket(tx, bucketLayers).Bucket(k).Get(keyTarSplit)); err != nil {
+				bad("layer %s: %v", d, err)
+			} else {
+				for _, sg := range segs {
+					if sg.kind == segContent && !seen[sg.object] {
+						bad("layer %s: tar split names object %s, which no entry of the layer holds", d, sg.object)
+					}
+				}
+			}
 			if len(entries) != lr.Entries {
 				bad("layer %s: %d entries, record says %d", d, len(entries), lr.Entries)
 			}

@@ -2,7 +2,9 @@ package layerstore_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
+	"io"
 	"path/filepath"
 	"testing"
 	"time"
@@ -90,6 +92,22 @@ func TestStore_Load_Fixtures(t *testing.T) {
 			// umoci's unpack sets the root's attributes from nothing in the image.
 			for _, d := range treecmp.Compare(treecmp.FromLayerTree(tree), want, treecmp.Options{IgnoreRoot: true, IgnoreInodes: true}) {
 				t.Error(d)
+			}
+			// Every layer comes back byte for byte: its sha256 is its diffID.
+			for _, d := range imgs[0].Layers {
+				rc, err := s.LayerTar(d)
+				if err != nil {
+					t.Fatal(err)
+				}
+				h := sha256.New()
+				_, err = io.Copy(h, rc)
+				rc.Close()
+				if err != nil {
+					t.Fatalf("layer %s: %v", d, err)
+				}
+				if got := fmt.Sprintf("sha256:%x", h.Sum(nil)); got != string(d) {
+					t.Errorf("LayerTar(%s) hashes to %s", d, got)
+				}
 			}
 			// Loading again stores nothing new.
 			du1, _ := s.DiskUsage()

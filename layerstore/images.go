@@ -262,6 +262,9 @@ func putLayer(tx *bolt.Tx, ing *ingested) error {
 	if err := b.Put(keyMeta, meta); err != nil {
 		return err
 	}
+	if err := b.Put(keyTarSplit, ing.tarSplit); err != nil {
+		return err
+	}
 	eb, err := b.CreateBucket(bucketEnts)
 	if err != nil {
 		return err

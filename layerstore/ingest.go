@@ -42,9 +42,10 @@ type layerRecord struct {
 
 // ingested is a layer parsed and staged, not yet committed.
 type ingested struct {
-	rec     layerRecord
-	entries []*Entry // sorted by Key
-	objects map[digest.Digest]int64
+	rec      layerRecord
+	tarSplit []byte   // see tarsplit.go
+	entries  []*Entry // sorted by Key
+	objects  map[digest.Digest]int64
 }
 
 // hashReader hashes and counts what passes through it.
@@ -134,13 +135,15 @@ func (s *Store) parseLayer(ctx context.Context, blob LayerBlob, st *staging, pro
 	}
 	defer dr.Close()
 	raw := &hashReader{r: dr, h: sha256.New()}
+	sp := &splitter{r: raw}
 	ing := &ingested{objects: map[digest.Digest]int64{}}
 	ing.rec.Compression = compression
-	if err := s.readTar(ctx, raw, st, ing); err != nil {
+	if err := s.readTar(ctx, sp, st, ing); err != nil {
 		return nil, fmt.Errorf("layer %s (%s): %w", blobName(blob), compression, err)
 	}
-	// The rest of the stream (tar padding past the end marker) counts toward the diffID.
-	if _, err := io.Copy(io.Discard, raw); err != nil {
+	// The rest of the stream (tar padding past the end marker) counts toward
+	// the diffID and belongs to the tar split.
+	if _, err := io.Copy(io.Discard, sp); err != nil {
 		return nil, fmt.Errorf("layer %s (%s): %w", blobName(blob), compression, corrupt(err))
 	}
 	if _, err := io.Copy(io.Discard, comp); err != nil {
@@ -157,6 +160,9 @@ func (s *Store) parseLayer(ctx context.Context, blob LayerBlob, st *staging, pro
 		return nil, fmt.Errorf("layer %s: uncompressed content hashes to %s, config's diff_id is %s: %w", blobName(blob), diffID, blob.DiffID, ErrDigestMismatch)
 	}
 	ing.rec.DiffID = diffID
+	if ing.tarSplit, err = sp.finish(); err != nil {
+		return nil, err
+	}
 	ing.rec.TarSize = raw.n
 	if blob.Digest != "" {
 		ing.rec.BlobDigests = []digest.Digest{blob.Digest}
@@ -195,8 +201,8 @@ func (p *progressReader) Read(b []byte) (int, error) {
 }
 
 // readTar turns a tar stream into entries, staging regular-file contents.
-func (s *Store) readTar(ctx context.Context, r io.Reader, st *staging, ing *ingested) error {
-	tr := tar.NewReader(r)
+func (s *Store) readTar(ctx context.Context, sp *splitter, st *staging, ing *ingested) error {
+	tr := tar.NewReader(sp)
 	byPath := map[string]*Entry{}
 	var order []string
 	buf := make([]byte, 256<<10)
@@ -260,6 +266,13 @@ func (s *Store) readTar(ctx context.Context, r io.Reader, st *staging, ing *inge
 				}
 				e.Size = hdr.Size
 				var d digest.Digest
+				// Sparse files stay literal in the tar split: what the
+				// reader takes from the stream is not their content.
+				_, sparse := hdr.PAXRecords["GNU.sparse.major"]
+				sparse = sparse || hdr.Typeflag == tar.TypeGNUSparse
+				if !sparse {
+					sp.begin()
+				}
 				if hdr.Size <= smallFile {
 					data := make([]byte, hdr.Size)
 					if _, err := io.ReadFull(tr, data); err != nil {
@@ -268,6 +281,9 @@ func (s *Store) readTar(ctx context.Context, r io.Reader, st *staging, ing *inge
 					d = st.addSmall(data)
 				} else if d, err = st.add(tr, hdr.Size, buf); err != nil {
 					return fmt.Errorf("tar entry %q: %w", hdr.Name, corrupt(err))
+				}
+				if !sparse {
+					sp.end(d)
 				}
 				e.Digest = d
 				ing.objects[d] = e.Size

@@ -7,6 +7,7 @@ package layerstore
 //	  refs/    <name:tag>        -> image ID ("sha256:…")
 //	  layers/  <diffID>/              one bucket per layer
 //	             meta            -> JSON layerRecord
+//	             tarsplit        -> the tar stream without file contents, zstd (tarsplit.go)
 //	             e/  Key(path)   -> Entry.MarshalBinary (path is the key)
 //	  trees/   <chainID>/             merged tree of a chain
 //	             meta            -> JSON treeRecord

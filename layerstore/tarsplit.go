@@ -1,0 +1,228 @@
+package layerstore
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/opencontainers/go-digest"
+	bolt "go.etcd.io/bbolt"
+)
+
+// A layer's tar split is its uncompressed tar stream with the contents of
+// regular files cut out and replaced by references to their objects. It is
+// what lets LayerTar give back the very bytes that were imported, so an
+// exported or pushed layer keeps its diffID. It is stored zstd-compressed
+// under layers/<diffID>/tarsplit; headers compress well, so it costs a few
+// hundred bytes per thousand entries.
+//
+// Encoding: a sequence of segments, each a kind byte and a uvarint length:
+//
+//	'L' len, then len literal bytes (headers, padding, sparse files)
+//	'C' len, then a length-prefixed digest: len bytes of that object from its start
+const (
+	segLiteral = 'L'
+	segContent = 'C'
+)
+
+// splitter sits between the decompressed stream and the tar reader and
+// records what passes, except file contents read between begin and end.
+type splitter struct {
+	r       io.Reader
+	out     bytes.Buffer
+	lit     []byte
+	content bool
+	n       int64 // content bytes read since begin
+}
+
+func (sp *splitter) Read(p []byte) (int, error) {
+	n, err := sp.r.Read(p)
+	if sp.content {
+		sp.n += int64(n)
+	} else {
+		sp.lit = append(sp.lit, p[:n]...)
+	}
+	return n, err
+}
+
+func (sp *splitter) flushLiteral() {
+	if len(sp.lit) == 0 {
+		return
+	}
+	sp.out.WriteByte(segLiteral)
+	sp.out.Write(binary.AppendUvarint(nil, uint64(len(sp.lit))))
+	sp.out.Write(sp.lit)
+	sp.lit = sp.lit[:0]
+}
+
+// begin marks that what follows is the content of a regular file.
+func (sp *splitter) begin() {
+	sp.flushLiteral()
+	sp.content = true
+	sp.n = 0
+}
+
+// end records the content read since begin as the object d.
+func (sp *splitter) end(d digest.Digest) {
+	sp.content = false
+	if sp.n == 0 {
+		return
+	}
+	sp.out.WriteByte(segContent)
+	sp.out.Write(binary.AppendUvarint(nil, uint64(sp.n)))
+	sp.out.Write(appendString(nil, string(d)))
+}
+
+// finish returns the compressed tar split.
+func (sp *splitter) finish() ([]byte, error) {
+	sp.flushLiteral()
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault))
+	if err != nil {
+		return nil, err
+	}
+	defer enc.Close()
+	return enc.EncodeAll(sp.out.Bytes(), nil), nil
+}
+
+type segment struct {
+	kind   byte
+	n      int64
+	lit    []byte
+	object digest.Digest
+}
+
+func decodeTarSplit(blob []byte) ([]segment, error) {
+	dec, err := zstd.NewReader(nil)
+	if err != nil {
+		return nil, err
+	}
+	defer dec.Close()
+	raw, err := dec.DecodeAll(blob, nil)
+	if err != nil {
+		return nil, fmt.Errorf("tar split: %w: %w", err, ErrCorrupt)
+	}
+	var out []segment
+	d := decoder{b: raw}
+	for len(d.b) > 0 && d.err == nil {
+		kind := d.byte()
+		n := d.uvarint()
+		switch kind {
+		case segLiteral:
+			if n > uint64(len(d.b)) {
+				return nil, fmt.Errorf("tar split: literal overruns: %w", ErrCorrupt)
+			}
+			out = append(out, segment{kind: kind, n: int64(n), lit: d.b[:n]})
+			d.b = d.b[n:]
+		case segContent:
+			out = append(out, segment{kind: kind, n: int64(n), object: digest.Digest(d.string())})
+		default:
+			return nil, fmt.Errorf("tar split: segment kind %q: %w", kind, ErrCorrupt)
+		}
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("tar split: %w", d.err)
+	}
+	return out, nil
+}
+
+var keyTarSplit = []byte("tarsplit")
+
+// LayerTar gives back the uncompressed tar stream of a stored layer, byte for
+// byte as it was imported: its sha256 is the layer's diffID.
+func (s *Store) LayerTar(diffID digest.Digest) (io.ReadCloser, error) {
+	var blob []byte
+	err := s.view(func(tx *bolt.Tx) error {
+		lb := bucket(tx, bucketLayers).Bucket([]byte(diffID))
+		if lb == nil {
+			return fmt.Errorf("layer %s: %w", diffID, ErrNotFound)
+		}
+		v := lb.Get(keyTarSplit)
+		if v == nil {
+			return fmt.Errorf("layer %s: no tar split: %w", diffID, ErrNotFound)
+		}
+		blob = append([]byte(nil), v...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	segs, err := decodeTarSplit(blob)
+	if err != nil {
+		return nil, fmt.Errorf("layer %s: %w", diffID, err)
+	}
+	return &tarJoiner{s: s, segs: segs}, nil
+}
+
+// tarJoiner streams segments, opening objects as it reaches them.
+type tarJoiner struct {
+	s    *Store
+	segs []segment
+	cur  io.Reader
+	f    *os.File
+}
+
+func (j *tarJoiner) Read(p []byte) (int, error) {
+	for {
+		if j.cur != nil {
+			n, err := j.cur.Read(p)
+			if err == io.EOF {
+				err = nil
+				j.closeObject()
+				j.cur = nil
+				if n == 0 {
+					continue
+				}
+			}
+			return n, err
+		}
+		if len(j.segs) == 0 {
+			return 0, io.EOF
+		}
+		seg := j.segs[0]
+		j.segs = j.segs[1:]
+		if seg.kind == segLiteral {
+			j.cur = bytes.NewReader(seg.lit)
+			continue
+		}
+		f, err := os.Open(j.s.ObjectPath(seg.object))
+		if err != nil {
+			return 0, fmt.Errorf("object %s: %w", seg.object, err)
+		}
+		j.f = f
+		j.cur = &exactReader{r: io.LimitReader(f, seg.n), want: seg.n, d: seg.object}
+	}
+}
+
+func (j *tarJoiner) closeObject() {
+	if j.f != nil {
+		j.f.Close()
+		j.f = nil
+	}
+}
+
+func (j *tarJoiner) Close() error {
+	j.closeObject()
+	j.segs = nil
+	return nil
+}
+
+// exactReader fails when an object is shorter than the tar split says.
+type exactReader struct {
+	r    io.Reader
+	want int64
+	got  int64
+	d    digest.Digest
+}
+
+func (e *exactReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	e.got += int64(n)
+	if errors.Is(err, io.EOF) && e.got != e.want {
+		return n, fmt.Errorf("object %s: %d bytes, want %d: %w", e.d, e.got, e.want, ErrCorrupt)
+	}
+	return n, err
+}
