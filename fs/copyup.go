@@ -1,0 +1,465 @@
+package fs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-dev/strata/layerstore"
+)
+
+// Copy-up. Everything here that changes the upper dir's namespace runs with
+// nsMu held exclusively; data copies run under the node's mu only, through
+// file descriptors, so a large copy does not stop the rest of the mount.
+//
+// Invariants the code relies on:
+//   - A lower entry without an upper copy is at its tree path: renaming
+//     anything, or anything above it, copies it up first.
+//   - A lower directory that merges is at its tree path: renaming a lower
+//     directory copies it up whole (materialize) and stops the merging.
+//   - A lower hard-link group is copied up whole, all its names linked, by
+//     the first change to any of its names (including unlinking or renaming
+//     one), so until then all its names show at their tree paths.
+
+// copyUpMeta gives n an upper copy if it has none, without copying data.
+func (n *node) copyUpMeta() syscall.Errno {
+	if n.hasUpper() {
+		return 0
+	}
+	if n.u.ro {
+		return syscall.EROFS
+	}
+	n.u.nsMu.Lock()
+	defer n.u.nsMu.Unlock()
+	return n.u.errno(n.u.copyUpEntry(n.lower), "copy up", n.lower.Path)
+}
+
+// copyUpForWrite gives n an upper copy that holds its data (or, when trunc,
+// no data at all). Callers hold n.mu.
+func (n *node) copyUpForWrite(trunc bool) syscall.Errno {
+	u := n.u
+	if !n.hasUpper() {
+		u.nsMu.Lock()
+		err := u.copyUpFile(n.lower, !trunc)
+		u.nsMu.Unlock()
+		if err != nil {
+			return u.errno(err, "copy up", n.lower.Path)
+		}
+	}
+	e := u.metacopyOf(n.ino)
+	if e == nil {
+		return 0
+	}
+	if trunc {
+		return n.dropMetacopy()
+	}
+	return n.copyUpData(e)
+}
+
+// copyUpForTruncate prepares n for a truncation to size. Callers hold n.mu.
+func (n *node) copyUpForTruncate(size uint64) syscall.Errno {
+	return n.copyUpForWrite(size == 0)
+}
+
+// openPlaceholder opens n's upper file for writing, checking it is n's.
+func (n *node) openPlaceholder() (*os.File, syscall.Errno) {
+	u := n.u
+	u.nsMu.RLock()
+	defer u.nsMu.RUnlock()
+	p, _, err := u.upperStat(n)
+	var f *os.File
+	if err == nil {
+		f, err = os.OpenFile(u.abs(p), os.O_RDWR|unix.O_NOFOLLOW, 0)
+	} else if fd, ok := n.anyFd(); ok {
+		f, err = os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", fd), os.O_RDWR, 0)
+	}
+	if err != nil {
+		return nil, toErrno(err)
+	}
+	st, err := fstat(int(f.Fd()))
+	if ino, ok := u.knownIno(&st); err != nil || !ok || ino != n.ino {
+		f.Close()
+		return nil, syscall.ESTALE
+	}
+	return f, 0
+}
+
+// copyUpData copies the data of metacopy inode n from object e into its
+// placeholder and then drops the metacopy mark. The placeholder keeps its
+// times. Callers hold n.mu.
+func (n *node) copyUpData(e *layerstore.Entry) syscall.Errno {
+	u := n.u
+	dst, errno := n.openPlaceholder()
+	if errno != 0 {
+		return errno
+	}
+	defer dst.Close()
+	st, err := fstat(int(dst.Fd()))
+	if err != nil {
+		return toErrno(err)
+	}
+	src, err := u.openObjectOf(e)
+	if err != nil {
+		return u.errno(err, "copy up data", e.Path)
+	}
+	defer src.Close()
+	if err := copyContent(dst, src, e.Size); err != nil {
+		return u.errno(fmt.Errorf("copy object %s: %w", e.Digest, err), "copy up data", e.Path)
+	}
+	if err := unix.Fremovexattr(int(dst.Fd()), XattrPrefix+markMetacopy); err != nil && !errors.Is(err, unix.ENODATA) {
+		return toErrno(err)
+	}
+	u.setMetacopy(n.ino, nil)
+	restoreTimes(int(dst.Fd()), &st)
+	return 0
+}
+
+// dropMetacopy empties the placeholder of n instead of copying data into it,
+// for an open with O_TRUNC or a truncation to 0. Callers hold n.mu.
+func (n *node) dropMetacopy() syscall.Errno {
+	dst, errno := n.openPlaceholder()
+	if errno != 0 {
+		return errno
+	}
+	defer dst.Close()
+	st, err := fstat(int(dst.Fd()))
+	if err != nil {
+		return toErrno(err)
+	}
+	if err := dst.Truncate(0); err != nil {
+		return toErrno(err)
+	}
+	if err := unix.Fremovexattr(int(dst.Fd()), XattrPrefix+markMetacopy); err != nil && !errors.Is(err, unix.ENODATA) {
+		return toErrno(err)
+	}
+	n.u.setMetacopy(n.ino, nil)
+	restoreTimes(int(dst.Fd()), &st)
+	return 0
+}
+
+func restoreTimes(fd int, st *unix.Stat_t) {
+	_ = unix.UtimesNanoAt(fd, "", []unix.Timespec{st.Atim, st.Mtim}, unix.AT_EMPTY_PATH)
+}
+
+// openObjectOf opens the object holding the data of regular file e,
+// checking that it is there and has e's size.
+func (u *union) openObjectOf(e *layerstore.Entry) (*os.File, error) {
+	if e.Digest == "" {
+		return nil, fmt.Errorf("%s: regular file without a digest: %w", e.Path, layerstore.ErrCorrupt)
+	}
+	f, err := openObject(u.objects(e.Digest))
+	if err != nil {
+		return nil, fmt.Errorf("object %s: %w", e.Digest, err)
+	}
+	st, err := fstat(int(f.Fd()))
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("object %s: %w", e.Digest, err)
+	}
+	if st.Size != e.Size {
+		f.Close()
+		return nil, fmt.Errorf("object %s has %d bytes, want %d: %w", e.Digest, st.Size, e.Size, layerstore.ErrSizeMismatch)
+	}
+	return f, nil
+}
+
+// copyUpEntry gives lower entry e an upper copy (metacopy for files).
+// Callers hold nsMu exclusively.
+func (u *union) copyUpEntry(e *layerstore.Entry) error {
+	if e.Type == layerstore.TypeDir {
+		return u.ensureDir(e.Path)
+	}
+	return u.copyUpFile(e, true)
+}
+
+// ensureDir gives the lower directory at merged path p an upper copy, and
+// its parents before it. Callers hold nsMu exclusively.
+func (u *union) ensureDir(p string) error {
+	if p == "" {
+		return nil // the upper dir itself
+	}
+	e, ok := u.tree.Lookup(p)
+	if !ok || e.Type != layerstore.TypeDir {
+		return fmt.Errorf("copy up %q: no lower directory there: %w", p, layerstore.ErrCorrupt)
+	}
+	if u.isCopied(e.Ino) {
+		return nil
+	}
+	if err := u.ensureDir(parentPath(p)); err != nil {
+		return err
+	}
+	return u.withParentTimes(p, func() error {
+		abs := u.abs(p)
+		if err := unix.Mkdir(abs, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+			return &os.PathError{Op: "mkdir", Path: abs, Err: err}
+		}
+		if err := u.applyMeta(abs, e); err != nil {
+			return err
+		}
+		st, err := lstat(abs)
+		if err != nil {
+			return err
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return fmt.Errorf("copy up %s: upper entry is not a directory: %w", p, layerstore.ErrCorrupt)
+		}
+		u.setIno(&st, e.Ino)
+		u.copied.Store(e.Ino, struct{}{})
+		return nil
+	})
+}
+
+// copyUpFile gives lower non-directory e an upper copy, with every name of
+// its hard-link group linked to it. With metacopy, a regular file's data
+// stays in its object; without, the copy is empty (for a truncation).
+// Callers hold nsMu exclusively.
+func (u *union) copyUpFile(e *layerstore.Entry, metacopy bool) error {
+	if u.isCopied(e.Ino) {
+		return nil
+	}
+	paths := []string{e.Path}
+	if e.Nlink > 1 {
+		for _, p := range u.groupPaths(e.Ino) {
+			if p != e.Path {
+				paths = append(paths, p)
+			}
+		}
+	}
+	meta := metacopy && e.Type == layerstore.TypeReg && e.Size > 0
+	first := paths[0]
+	if err := u.ensureDir(parentPath(first)); err != nil {
+		return err
+	}
+	var st unix.Stat_t
+	err := u.withParentTimes(first, func() (err error) {
+		st, err = u.createCopy(first, e, meta)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, q := range paths[1:] {
+		if err := u.ensureDir(parentPath(q)); err != nil {
+			return err
+		}
+		err := u.withParentTimes(q, func() error {
+			if err := unix.Link(u.abs(first), u.abs(q)); err != nil {
+				return &os.LinkError{Op: "link", Old: u.abs(first), New: u.abs(q), Err: err}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	u.setIno(&st, e.Ino)
+	if meta {
+		u.setMetacopy(e.Ino, e)
+	}
+	u.copied.Store(e.Ino, struct{}{})
+	return nil
+}
+
+// createCopy makes the upper copy of non-directory e at merged path p: a
+// sparse placeholder with a metacopy mark (meta), an empty file, a symlink,
+// a device or a fifo, with e's owner, mode, xattrs and times.
+func (u *union) createCopy(p string, e *layerstore.Entry, meta bool) (unix.Stat_t, error) {
+	abs := u.abs(p)
+	var st unix.Stat_t
+	switch e.Type {
+	case layerstore.TypeReg:
+		fd, err := unix.Open(abs, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
+		if err != nil {
+			return st, &os.PathError{Op: "create", Path: abs, Err: err}
+		}
+		f := os.NewFile(uintptr(fd), abs)
+		defer f.Close()
+		if err := unix.Fchown(fd, int(e.UID), int(e.GID)); err != nil {
+			return st, &os.PathError{Op: "chown", Path: abs, Err: err}
+		}
+		if meta {
+			if err := unix.Ftruncate(fd, e.Size); err != nil {
+				return st, &os.PathError{Op: "truncate", Path: abs, Err: err}
+			}
+		}
+		if err := unix.Fchmod(fd, e.Mode&0o7777); err != nil {
+			return st, &os.PathError{Op: "chmod", Path: abs, Err: err}
+		}
+		if err := u.setXattrs(abs, e, func(k string, v []byte) error { return unix.Fsetxattr(fd, k, v, 0) }); err != nil {
+			return st, err
+		}
+		if meta {
+			if err := unix.Fsetxattr(fd, XattrPrefix+markMetacopy, []byte(e.Digest), 0); err != nil {
+				return st, &os.PathError{Op: "setxattr metacopy", Path: abs, Err: err}
+			}
+		}
+		ts := nsToTimespec(e.Mtime)
+		if err := unix.UtimesNanoAt(fd, "", []unix.Timespec{ts, ts}, unix.AT_EMPTY_PATH); err != nil {
+			return st, &os.PathError{Op: "utimes", Path: abs, Err: err}
+		}
+		return fstat(fd)
+	case layerstore.TypeSymlink:
+		if err := unix.Symlink(e.Link, abs); err != nil {
+			return st, &os.PathError{Op: "symlink", Path: abs, Err: err}
+		}
+	case layerstore.TypeChar, layerstore.TypeBlock, layerstore.TypeFifo:
+		if err := unix.Mknod(abs, e.UnixMode()&unix.S_IFMT|0o600, int(unix.Mkdev(e.Devmajor, e.Devminor))); err != nil {
+			return st, &os.PathError{Op: "mknod", Path: abs, Err: err}
+		}
+	default:
+		return st, fmt.Errorf("copy up %s: entry type %s: %w", p, e.Type, layerstore.ErrCorrupt)
+	}
+	if err := u.applyMeta(abs, e); err != nil {
+		return st, err
+	}
+	return lstat(abs)
+}
+
+// applyMeta sets e's owner, mode, xattrs and times on the upper entry at abs.
+func (u *union) applyMeta(abs string, e *layerstore.Entry) error {
+	if err := unix.Lchown(abs, int(e.UID), int(e.GID)); err != nil {
+		return &os.PathError{Op: "chown", Path: abs, Err: err}
+	}
+	if e.Type != layerstore.TypeSymlink {
+		if err := unix.Fchmodat(unix.AT_FDCWD, abs, e.Mode&0o7777, 0); err != nil {
+			return &os.PathError{Op: "chmod", Path: abs, Err: err}
+		}
+	}
+	if err := u.setXattrs(abs, e, func(k string, v []byte) error { return unix.Lsetxattr(abs, k, v, 0) }); err != nil {
+		return err
+	}
+	ts := nsToTimespec(e.Mtime)
+	if err := utimes(abs, ts, ts); err != nil {
+		return &os.PathError{Op: "utimes", Path: abs, Err: err}
+	}
+	return nil
+}
+
+// setXattrs copies e's xattrs with set. One the upper file system cannot
+// hold (a user.* xattr on a symlink, a label it does not support) is logged
+// and left out rather than failing the copy-up.
+func (u *union) setXattrs(abs string, e *layerstore.Entry, set func(k string, v []byte) error) error {
+	for k, v := range e.Xattrs {
+		if reservedXattr(k) {
+			continue
+		}
+		if err := set(k, []byte(v)); err != nil {
+			if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EINVAL) {
+				u.log.Warn("strata fs: copy-up cannot keep an xattr", "path", e.Path, "xattr", k, "err", err)
+				continue
+			}
+			return &os.PathError{Op: "setxattr " + k, Path: abs, Err: err}
+		}
+	}
+	return nil
+}
+
+// withParentTimes runs fn, which creates or removes the entry at merged path
+// p as part of a copy-up, and then restores the times of p's parent in the
+// upper dir: copy-up is not a change anyone should see.
+func (u *union) withParentTimes(p string, fn func() error) error {
+	dir := u.abs(parentPath(p))
+	st, err := lstat(dir)
+	if err != nil {
+		return fn()
+	}
+	err = fn()
+	_ = utimes(dir, st.Atim, st.Mtim)
+	return err
+}
+
+// materialize copies up the merged directory at p (lower entry e) whole:
+// every lower entry that shows through it gets an upper copy (metadata only),
+// whiteouts go, and the directory becomes opaque. It is what renaming a lower
+// directory costs: one upper inode per entry, no data. Callers hold nsMu
+// exclusively.
+func (u *union) materialize(p string, e *layerstore.Entry) error {
+	if err := u.ensureDir(p); err != nil {
+		return err
+	}
+	abs := u.abs(p)
+	st0, err := lstat(abs)
+	if err != nil {
+		return err
+	}
+	for _, c := range u.tree.Children(e.Path) {
+		cp := joinPath(p, c.Name())
+		cabs := u.abs(cp)
+		st, err := lstat(cabs)
+		switch {
+		case err == nil:
+			wo, err := isWhiteout(cabs, &st)
+			if err != nil {
+				return err
+			}
+			if wo {
+				if err := unix.Unlink(cabs); err != nil {
+					return &os.PathError{Op: "unlink", Path: cabs, Err: err}
+				}
+				continue
+			}
+			if st.Mode&unix.S_IFMT == unix.S_IFDIR && c.Type == layerstore.TypeDir {
+				if ino, ok := u.knownIno(&st); ok && ino == c.Ino && !u.isUnmerged(c.Ino) {
+					if err := u.materialize(cp, c); err != nil {
+						return err
+					}
+				}
+			}
+		case errors.Is(err, unix.ENOENT):
+			if c.Type == layerstore.TypeDir {
+				err = u.materialize(cp, c)
+			} else {
+				err = u.copyUpFile(c, true)
+			}
+			if err != nil {
+				return err
+			}
+		default:
+			return &os.PathError{Op: "lstat", Path: cabs, Err: err}
+		}
+	}
+	if err := unix.Lsetxattr(abs, XattrPrefix+markOpaque, []byte("y"), 0); err != nil {
+		return &os.PathError{Op: "setxattr opaque", Path: abs, Err: err}
+	}
+	u.unmerged.Store(e.Ino, struct{}{})
+	_ = utimes(abs, st0.Atim, st0.Mtim)
+	return nil
+}
+
+// whiteout records at merged path p that the lower entry there is deleted.
+func (u *union) whiteout(p string) error {
+	abs := u.abs(p)
+	if err := unix.Mknod(abs, unix.S_IFCHR, 0); err != nil {
+		return &os.PathError{Op: "mknod whiteout", Path: abs, Err: err}
+	}
+	if err := unix.Lsetxattr(abs, XattrPrefix+markWhiteout, []byte("y"), 0); err != nil {
+		_ = unix.Unlink(abs)
+		return &os.PathError{Op: "setxattr whiteout", Path: abs, Err: err}
+	}
+	return nil
+}
+
+// setOpaque marks the upper directory at merged path p opaque.
+func (u *union) setOpaque(p string) error {
+	abs := u.abs(p)
+	if err := unix.Lsetxattr(abs, XattrPrefix+markOpaque, []byte("y"), 0); err != nil {
+		return &os.PathError{Op: "setxattr opaque", Path: abs, Err: err}
+	}
+	return nil
+}
+
+// errno logs err (with what was being done to which path) when it is not an
+// errno a caller expects, and maps it.
+func (u *union) errno(err error, op, path string) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	e := toErrno(err)
+	if e == syscall.EIO {
+		u.log.Error("strata fs: "+op+" failed", "path", path, "err", err)
+	}
+	return e
+}

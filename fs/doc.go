@@ -1,0 +1,73 @@
+// Package fs is strata's union file system: a FUSE mount that shows the
+// merged tree of an image's layers (a *layerstore.Tree) and keeps every
+// change in an ephemeral upper directory.
+//
+// # Read side
+//
+// Lookups, attributes and directory listings of everything that was not
+// changed come from the in-memory tree, so their cost does not depend on how
+// many layers made the image. Lower entries never change, so the kernel may
+// keep their entries, attributes, negative lookups and directory listings
+// for a long time (FOPEN_CACHE_DIR, readdirplus); whatever a change touches
+// is changed through the kernel, which invalidates its own caches. The
+// contents of a regular file come from its object (Options.Objects), opened
+// O_RDONLY and nothing else. Read-only opens of lower files use FUSE
+// passthrough where the kernel offers it, else userspace reads with
+// FOPEN_KEEP_CACHE. A missing or short object makes that file fail with EIO
+// and logs the digest.
+//
+// Passthrough and objects: the kernel opens a passthrough file's backing file
+// anew with the flags of the FUSE open and the credentials of this server, so
+// a write handle given the backing id of an object would write into the
+// object. Only handles of read-only opens of lower data (type objectFile)
+// implement PassthroughFd; write handles (upperFile) never do, so go-fuse
+// never hands them a backing id. While passthrough handles of an inode are
+// open, the kernel refuses cached opens of that inode, so a write open in
+// that window is answered with FOPEN_DIRECT_IO.
+//
+// # Write side and the upper directory format
+//
+// Options.Upper mirrors the merged tree for every path that changed, like an
+// overlayfs upper layer. Its metadata lives in extended attributes named
+// XattrPrefix + name (trusted.strata.*, so a writable mount needs a root
+// server; read-only mounts do not). These names are reserved: the mount
+// neither shows nor accepts them.
+//
+//   - Whiteout (a lower entry was deleted): a character device 0/0 carrying
+//     the xattr "whiteout" (value "y"). A character device 0/0 without it is
+//     a device node someone made.
+//   - Opaque directory (lower entries of that path no longer show through):
+//     a directory carrying the xattr "opaque" (value "y"). A directory that
+//     is removed and made again is opaque, and so is a renamed lower
+//     directory, which is copied up whole (metadata only, see below) before
+//     it moves, so a rename never fails with EXDEV.
+//   - Metacopy (a lower file whose metadata changed but whose data did not):
+//     a sparse regular file of the right size, owner, mode, times and
+//     xattrs, carrying the xattr "metacopy" whose value is the digest of the
+//     object that still holds the data. The data is copied (FICLONE, else
+//     copy_file_range of the data extents) on the first open for writing or
+//     truncation, after which the xattr is removed. Readers of an upper dir
+//     read metacopy files from the object.
+//   - Everything else is a plain file, directory, symlink, device or fifo
+//     with its real attributes. Hard links are hard links: the first change
+//     to any name of a lower hard-link group copies up every name of the
+//     group and links them, so the group stays one inode.
+//
+// A directory of the upper merges the lower directory of the same path
+// unless it or one of its ancestors is opaque. Copy-up keeps the mtime of
+// the directories it creates entries in, so a directory that only holds
+// copied-up entries shows unchanged.
+//
+// Diff and WriteLayer read an upper dir with this format from any process,
+// while the mount is live or after it ended. Inode numbers of lower entries
+// are Entry.Ino (stable across mounts of the same tree); new files get
+// numbers from Tree.NextIno up, stable for the life of the mount.
+//
+// # Guarantees
+//
+// The upper dir is ephemeral: nothing is fsynced for crash safety, and the
+// caller deletes it after unmounting. Objects are never opened for writing,
+// linked, renamed or changed in any way. File locks (flock and POSIX) are
+// kept by the kernel, which has the right owner semantics for a local file
+// system and keeps them across copy-up.
+package fs

@@ -1,0 +1,203 @@
+package fs
+
+import (
+	"archive/tar"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-dev/strata/layerstore"
+)
+
+// WriteLayer writes the changes in upper dir upper over tree as an OCI layer
+// tar: every upper entry with its attributes (xattrs as PAX SCHILY.xattr
+// records, times to the nanosecond), ".wh.NAME" for a deleted lower entry,
+// ".wh..wh..opq" right after a directory that hides the lower directory of
+// its path, hard links as links to the first name written, and the content
+// of metacopy files from their objects. Directories come before what they
+// hold, names in order. The root is written only when its mode, owner or
+// xattrs changed. Like Diff, it reads the upper dir only; a live mount may
+// go on changing it, so callers wanting a consistent layer stop writers
+// first.
+func WriteLayer(w io.Writer, upper string, tree *layerstore.Tree, objects func(digest.Digest) string) error {
+	lw := &layerWriter{tw: tar.NewWriter(w), tree: tree, upper: upper, objects: objects, links: map[uint64]string{}}
+	st, err := lstat(upper)
+	if err != nil {
+		return &os.PathError{Op: "write layer", Path: upper, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return fmt.Errorf("write layer %s: not a directory: %w", upper, layerstore.ErrInvalid)
+	}
+	if root, ok := tree.Lookup(""); ok {
+		same, err := sameDirMeta(upper, &st, root)
+		if err != nil {
+			return err
+		}
+		if !same {
+			if err := lw.header("", upperEntry{st: st}); err != nil {
+				return err
+			}
+		}
+	}
+	if err := lw.walk("", true); err != nil {
+		return err
+	}
+	return lw.tw.Close()
+}
+
+type layerWriter struct {
+	tw      *tar.Writer
+	tree    *layerstore.Tree
+	upper   string
+	objects func(digest.Digest) string
+	links   map[uint64]string // upper inode -> first path written, for hard links
+}
+
+func (lw *layerWriter) abs(p string) string {
+	if p == "" {
+		return lw.upper
+	}
+	return lw.upper + "/" + p
+}
+
+func (lw *layerWriter) walk(p string, merged bool) error {
+	ents, err := readUpperDir(lw.abs(p))
+	if err != nil {
+		return err
+	}
+	for i := range ents {
+		ue := &ents[i]
+		cp := joinPath(p, ue.name)
+		te, inTree := lw.tree.Lookup(cp)
+		if ue.whiteout {
+			if merged && inTree {
+				if err := lw.marker(joinPath(p, layerstore.WhiteoutPrefix+ue.name)); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if err := lw.header(cp, *ue); err != nil {
+			return err
+		}
+		if ue.st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			continue
+		}
+		lowerDir := merged && inTree && te.Type == layerstore.TypeDir
+		if lowerDir && ue.opaque {
+			if err := lw.marker(joinPath(cp, layerstore.OpaqueName)); err != nil {
+				return err
+			}
+		}
+		if err := lw.walk(cp, lowerDir && !ue.opaque); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// marker writes an empty whiteout or opaque marker entry.
+func (lw *layerWriter) marker(name string) error {
+	return lw.tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Format: tar.FormatPAX, ModTime: time.Unix(0, 0)})
+}
+
+// header writes the entry of upper path p (the root when p is "") and, for
+// a regular file, its content.
+func (lw *layerWriter) header(p string, ue upperEntry) error {
+	abs := lw.abs(p)
+	st := &ue.st
+	h := &tar.Header{
+		Name:    p,
+		Mode:    int64(st.Mode & 0o7777),
+		Uid:     int(st.Uid),
+		Gid:     int(st.Gid),
+		ModTime: time.Unix(st.Mtim.Sec, st.Mtim.Nsec),
+		Format:  tar.FormatPAX,
+	}
+	x, err := userXattrs(abs)
+	if err != nil {
+		return err
+	}
+	if len(x) > 0 {
+		h.PAXRecords = map[string]string{}
+		for _, k := range sortedKeys(x) {
+			h.PAXRecords["SCHILY.xattr."+k] = x[k]
+		}
+	}
+	var content func() (io.ReadCloser, error)
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		h.Typeflag = tar.TypeDir
+		if p == "" {
+			h.Name = "./"
+		} else {
+			h.Name = p + "/"
+		}
+	case unix.S_IFLNK:
+		h.Typeflag = tar.TypeSymlink
+		target, err := os.Readlink(abs)
+		if err != nil {
+			return err
+		}
+		h.Linkname = target
+	case unix.S_IFCHR, unix.S_IFBLK:
+		h.Typeflag = tar.TypeChar
+		if st.Mode&unix.S_IFMT == unix.S_IFBLK {
+			h.Typeflag = tar.TypeBlock
+		}
+		h.Devmajor, h.Devminor = int64(unix.Major(st.Rdev)), int64(unix.Minor(st.Rdev))
+	case unix.S_IFIFO:
+		h.Typeflag = tar.TypeFifo
+	case unix.S_IFREG:
+		h.Typeflag = tar.TypeReg
+		h.Size = st.Size
+		content = func() (io.ReadCloser, error) { return os.Open(abs) }
+		if ue.metacopy != "" {
+			d := ue.metacopy
+			content = func() (io.ReadCloser, error) {
+				f, err := openObject(lw.objects(d))
+				if err != nil {
+					return nil, fmt.Errorf("%s: metacopy object %s: %w", p, d, err)
+				}
+				return f, nil
+			}
+		}
+	default:
+		return nil // sockets: not in a layer
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR && st.Nlink > 1 {
+		if first, ok := lw.links[st.Ino]; ok {
+			h.Typeflag, h.Linkname, h.Size = tar.TypeLink, first, 0
+			h.Devmajor, h.Devminor = 0, 0
+			return lw.tw.WriteHeader(h)
+		}
+		lw.links[st.Ino] = p
+	}
+	if err := lw.tw.WriteHeader(h); err != nil {
+		return fmt.Errorf("write layer: %s: %w", p, err)
+	}
+	if content == nil {
+		return nil
+	}
+	r, err := content()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	n, err := io.Copy(lw.tw, io.LimitReader(r, h.Size))
+	if err != nil {
+		return fmt.Errorf("write layer: %s: %w", p, err)
+	}
+	if n != h.Size {
+		return fmt.Errorf("write layer: %s: %d of %d bytes: %w", p, n, h.Size, layerstore.ErrSizeMismatch)
+	}
+	return nil
+}
+
+func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }

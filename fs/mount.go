@@ -1,0 +1,265 @@
+package fs
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-dev/strata/layerstore"
+)
+
+// Options configure a mount. Objects is required, and Upper unless ReadOnly.
+type Options struct {
+	// ReadOnly mounts without an upper dir; every change fails with EROFS.
+	ReadOnly bool
+	// Upper is an existing empty directory that receives the mount's changes
+	// (see the package doc for its format). Required unless ReadOnly. The
+	// mount owns it while it is live; the caller deletes it after Unmount,
+	// or keeps it for Diff and WriteLayer.
+	Upper string
+	// Objects returns the path of the file holding the content of a digest.
+	Objects func(digest.Digest) string
+	// NoSuid and NoDev mount with nosuid and nodev. By default setuid files
+	// and device nodes work (a root server mounts without either).
+	NoSuid, NoDev bool
+	// AllowOther lets users other than the server's use the mount; the
+	// kernel checks permissions (default_permissions is always on).
+	AllowOther bool
+	// Passthrough lets the kernel read lower files' objects directly (FUSE
+	// passthrough, kernel 6.9+, root). When the kernel refuses, the mount
+	// logs why and reads in userspace with the page cache kept.
+	Passthrough bool
+	// Logger receives diagnostics. Default: discard.
+	Logger *slog.Logger
+	// Debug logs every FUSE request.
+	Debug bool
+	// FsName is the source shown in /proc/mounts. Default "strata".
+	FsName string
+}
+
+// Server is a live mount.
+type Server struct {
+	fuse        *fuse.Server
+	u           *union
+	dir         string
+	log         *slog.Logger
+	passthrough bool
+}
+
+// Mount mounts tree on dir and returns once the mount is ready.
+func Mount(dir string, tree *layerstore.Tree, opts *Options) (*Server, error) {
+	if tree == nil || opts == nil || opts.Objects == nil {
+		return nil, fmt.Errorf("mount %s: tree, options and Options.Objects are required: %w", dir, layerstore.ErrInvalid)
+	}
+	rootEntry, ok := tree.Lookup("")
+	if !ok || rootEntry.Type != layerstore.TypeDir {
+		return nil, fmt.Errorf("mount %s: tree has no root directory: %w", dir, layerstore.ErrInvalid)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	u := newUnion(tree, opts, log)
+	u.root = &node{u: u, ino: rootEntry.Ino, lower: rootEntry}
+	if !opts.ReadOnly {
+		if opts.Upper == "" {
+			return nil, fmt.Errorf("mount %s: Options.Upper is required unless ReadOnly: %w", dir, layerstore.ErrInvalid)
+		}
+		up, err := filepath.Abs(opts.Upper)
+		if err != nil {
+			return nil, fmt.Errorf("mount %s: %w", dir, err)
+		}
+		u.upper = up
+		if err := u.initUpper(rootEntry); err != nil {
+			return nil, fmt.Errorf("mount %s: upper dir %s: %w", dir, up, err)
+		}
+	}
+
+	sample := sampleObject(tree, opts.Objects)
+	if sample != "" {
+		u.objDir = filepath.Dir(sample)
+	}
+	mo := fuse.MountOptions{
+		AllowOther:           opts.AllowOther,
+		FsName:               opts.FsName,
+		Name:                 "strata",
+		Options:              []string{"default_permissions"},
+		MaxWrite:             1 << 20,
+		MaxReadAhead:         1 << 20,
+		MaxBackground:        64,
+		EnableSymlinkCaching: true, // symlinks never change: a new one is a new inode
+		ExtraCapabilities:    fuse.CAP_ATOMIC_O_TRUNC,
+		Debug:                opts.Debug,
+		Logger:               slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	if os.Geteuid() == 0 {
+		mo.DirectMountStrict = true
+		var flags uintptr
+		if opts.NoSuid {
+			flags |= syscall.MS_NOSUID
+		}
+		if opts.NoDev {
+			flags |= syscall.MS_NODEV
+		}
+		if opts.ReadOnly {
+			flags |= syscall.MS_RDONLY
+		}
+		if flags == 0 {
+			flags = syscall.MS_MGC_VAL // go-fuse's way of saying "no flags"
+		}
+		mo.DirectMountFlags = flags
+	} else if opts.ReadOnly {
+		mo.Options = append(mo.Options, "ro") // fusermount3 adds nosuid,nodev itself
+	}
+	if !opts.Passthrough {
+		mo.DisabledCapabilities |= fuse.CAP_PASSTHROUGH
+	} else if sample != "" && stackedFS(filepath.Dir(sample)) {
+		// Backing files on overlayfs or FUSE sit one level deeper than
+		// the default stacking depth allows.
+		mo.MaxStackDepth = 2
+		log.Info("strata fs: objects are on a stacked file system; allowing passthrough stacking depth 2", "objects", filepath.Dir(sample))
+	}
+	if opts.FsName == "" {
+		mo.FsName = "strata"
+	}
+
+	timeout, negative := upperTimeout, negativeTimeout
+	fsOpts := &gofs.Options{
+		MountOptions:    mo,
+		EntryTimeout:    &timeout,
+		AttrTimeout:     &timeout,
+		NegativeTimeout: &negative,
+		NullPermissions: true, // mode 0000 is a mode like any other
+		RootStableAttr:  &gofs.StableAttr{Ino: rootEntry.Ino},
+		Logger:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	fsrv, err := gofs.Mount(dir, u.root, fsOpts)
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	s := &Server{fuse: fsrv, u: u, dir: dir, log: log}
+	if opts.Passthrough {
+		s.passthrough = s.probePassthrough(sample)
+		u.passthrough.Store(s.passthrough)
+	}
+	return s, nil
+}
+
+// initUpper checks that the upper dir is an empty directory the server can
+// keep its markers in, and gives it the root's attributes.
+func (u *union) initUpper(root *layerstore.Entry) error {
+	ents, err := readDirents(u.upper)
+	if err != nil {
+		return err
+	}
+	if len(ents) > 0 {
+		return fmt.Errorf("not empty: %w", layerstore.ErrInvalid)
+	}
+	if err := unix.Lsetxattr(u.upper, XattrPrefix+"probe", []byte("y"), 0); err != nil {
+		return fmt.Errorf("cannot set %s xattrs (a writable mount needs a root server on a file system with trusted xattrs): %w", XattrPrefix, err)
+	}
+	_ = unix.Lremovexattr(u.upper, XattrPrefix+"probe")
+	if err := u.applyMeta(u.upper, root); err != nil {
+		return err
+	}
+	st, err := lstat(u.upper)
+	if err != nil {
+		return err
+	}
+	u.setIno(&st, root.Ino)
+	u.copied.Store(root.Ino, struct{}{})
+	return nil
+}
+
+// sampleObject returns the object path of some regular file of the tree, ""
+// when it has none.
+func sampleObject(tree *layerstore.Tree, objects func(digest.Digest) string) string {
+	var p string
+	errFound := errors.New("found")
+	_ = tree.Walk(func(e *layerstore.Entry) error {
+		if e.Type == layerstore.TypeReg && e.Digest != "" {
+			if q := objects(e.Digest); q != "" {
+				if _, err := os.Stat(q); err == nil {
+					p = q
+					return errFound
+				}
+			}
+		}
+		return nil
+	})
+	return p
+}
+
+// Magic numbers of file systems that stack on others.
+const (
+	overlayfsMagic = 0x794c7630
+	fuseMagic      = 0x65735546
+)
+
+func stackedFS(dir string) bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return false
+	}
+	return st.Type == overlayfsMagic || st.Type == fuseMagic
+}
+
+// probePassthrough asks the kernel to take an object as a backing file, as
+// every passthrough open will, and says why when it will not.
+func (s *Server) probePassthrough(obj string) bool {
+	if obj == "" {
+		return false // nothing to read
+	}
+	if s.fuse.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH == 0 {
+		s.log.Warn("strata fs: the kernel offers no FUSE passthrough (needs Linux 6.9+); reading objects in userspace")
+		return false
+	}
+	f, err := openObject(obj)
+	if err != nil {
+		s.log.Warn("strata fs: passthrough probe", "err", err)
+		return false
+	}
+	defer f.Close()
+	id, errno := s.fuse.RegisterBackingFd(&fuse.BackingMap{Fd: int32(f.Fd())})
+	if errno != 0 {
+		why := "the kernel refused the object as a backing file"
+		switch errno {
+		case syscall.EPERM:
+			why = "passthrough needs CAP_SYS_ADMIN"
+		case syscall.ELOOP, syscall.EINVAL:
+			why = "the object store is on a stacked file system (overlayfs or FUSE) deeper than the passthrough stacking depth"
+		}
+		s.log.Warn("strata fs: FUSE passthrough is off for this mount: "+why+"; reading objects in userspace", "objects", filepath.Dir(obj), "errno", errno)
+		return false
+	}
+	_ = s.fuse.UnregisterBackingFd(id)
+	return true
+}
+
+// Passthrough reports whether read-only opens of lower files use FUSE
+// passthrough on this mount.
+func (s *Server) Passthrough() bool { return s.passthrough }
+
+// Dir is the mountpoint.
+func (s *Server) Dir() string { return s.dir }
+
+// Unmount unmounts cleanly, failing (with EBUSY inside) while the mount is
+// in use.
+func (s *Server) Unmount() error {
+	if err := s.fuse.Unmount(); err != nil {
+		return fmt.Errorf("unmount %s: %w", s.dir, err)
+	}
+	return nil
+}
+
+// Wait returns when the mount has ended, by Unmount or from outside.
+func (s *Server) Wait() { s.fuse.Wait() }

@@ -1,0 +1,470 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-dev/strata/layerstore"
+)
+
+// node is one inode of the mount, of any type. Nodes hold no copy of mutable
+// state: whether a lower inode has an upper copy, or a lower directory still
+// merges, are facts of the union that only ever become true, so a node made
+// by a lookup that raced with a copy-up is as good as any.
+type node struct {
+	gofs.Inode
+
+	u   *union
+	ino uint64
+	// lower is the tree entry this inode came from, when it sits at that
+	// entry's path: its attributes while it has no upper copy, the lower
+	// directory it merges while it merges one. nil for inodes the mount made.
+	lower *layerstore.Entry
+
+	mu     sync.Mutex // serializes opens and data copy-up of this inode
+	ptOpen int        // open passthrough handles on the lower object (mu)
+
+	fmu   sync.Mutex
+	files map[*upperFile]struct{} // open upper handles: fd-based access to unlinked files
+}
+
+// hasUpper reports whether the inode lives in the upper dir.
+func (n *node) hasUpper() bool { return n.lower == nil || n.u.isCopied(n.lower.Ino) }
+
+// merged reports whether a directory shows the lower directory of its path.
+func (n *node) merged() bool {
+	return n.lower != nil && n.lower.Type == layerstore.TypeDir && !n.u.isUnmerged(n.lower.Ino)
+}
+
+func (n *node) isDir() bool { return n.StableAttr().Mode == syscall.S_IFDIR }
+func (n *node) isReg() bool { return n.StableAttr().Mode == syscall.S_IFREG }
+
+// anyFd returns an fd of an open upper handle of n, for files without a name.
+func (n *node) anyFd() (int, bool) {
+	n.fmu.Lock()
+	defer n.fmu.Unlock()
+	for f := range n.files {
+		return f.fd, true
+	}
+	return -1, false
+}
+
+func (n *node) addFile(f *upperFile) {
+	n.fmu.Lock()
+	if n.files == nil {
+		n.files = map[*upperFile]struct{}{}
+	}
+	n.files[f] = struct{}{}
+	n.fmu.Unlock()
+}
+
+func (n *node) removeFile(f *upperFile) {
+	n.fmu.Lock()
+	delete(n.files, f)
+	n.fmu.Unlock()
+}
+
+// newChild makes the node of a child entry (not yet known to go-fuse).
+func (n *node) newChild(ctx context.Context, ino uint64, lower *layerstore.Entry, mode uint32) *gofs.Inode {
+	c := &node{u: n.u, ino: ino, lower: lower}
+	return n.NewInode(ctx, c, gofs.StableAttr{Mode: mode & syscall.S_IFMT, Ino: ino})
+}
+
+// attrFromStat fills a from the lstat of an upper entry.
+func attrFromStat(st *unix.Stat_t, a *fuse.Attr) {
+	a.Ino = st.Ino
+	a.Size = uint64(st.Size)
+	a.Blocks = uint64(st.Blocks)
+	a.Atime, a.Atimensec = uint64(st.Atim.Sec), uint32(st.Atim.Nsec)
+	a.Mtime, a.Mtimensec = uint64(st.Mtim.Sec), uint32(st.Mtim.Nsec)
+	a.Ctime, a.Ctimensec = uint64(st.Ctim.Sec), uint32(st.Ctim.Nsec)
+	a.Mode = st.Mode
+	a.Nlink = uint32(st.Nlink)
+	a.Uid, a.Gid = st.Uid, st.Gid
+	a.Rdev = uint32(st.Rdev)
+	a.Blksize = uint32(st.Blksize)
+}
+
+// lowerAttr fills a from a tree entry.
+func lowerAttr(e *layerstore.Entry, a *fuse.Attr) {
+	a.Ino = e.Ino
+	a.Mode = e.UnixMode()
+	a.Nlink = max(e.Nlink, 1)
+	a.Uid, a.Gid = e.UID, e.GID
+	switch e.Type {
+	case layerstore.TypeReg:
+		a.Size = uint64(e.Size)
+	case layerstore.TypeSymlink:
+		a.Size = uint64(len(e.Link))
+	case layerstore.TypeDir:
+		a.Size = 4096
+	case layerstore.TypeChar, layerstore.TypeBlock:
+		a.Rdev = mkdev(e.Devmajor, e.Devminor)
+	}
+	ts := nsToTimespec(e.Mtime)
+	a.Atime, a.Mtime, a.Ctime = uint64(ts.Sec), uint64(ts.Sec), uint64(ts.Sec)
+	a.Atimensec, a.Mtimensec, a.Ctimensec = uint32(ts.Nsec), uint32(ts.Nsec), uint32(ts.Nsec)
+	a.Blksize = 4096
+	a.Blocks = (a.Size + 4095) / 4096 * 8
+}
+
+var _ = (gofs.NodeGetattrer)((*node)(nil))
+
+func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	if !n.hasUpper() {
+		lowerAttr(n.lower, &out.Attr)
+		out.SetTimeout(lowerTimeout)
+		return 0
+	}
+	out.SetTimeout(upperTimeout)
+	if uf, ok := f.(*upperFile); ok {
+		st, err := fstat(uf.fd)
+		if err != nil {
+			return toErrno(err)
+		}
+		n.u.fillUpperAttr(n, &st, "", false, &out.Attr)
+		return 0
+	}
+	n.u.nsMu.RLock()
+	defer n.u.nsMu.RUnlock()
+	p, st, err := n.u.upperStat(n)
+	if err != nil {
+		fd, ok := n.anyFd()
+		if !ok {
+			return toErrno(err)
+		}
+		if st, err = fstat(fd); err != nil {
+			return toErrno(err)
+		}
+		n.u.fillUpperAttr(n, &st, "", false, &out.Attr)
+		return 0
+	}
+	n.u.fillUpperAttr(n, &st, p, true, &out.Attr)
+	return 0
+}
+
+var _ = (gofs.NodeSetattrer)((*node)(nil))
+
+func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	u := n.u
+	if u.ro {
+		return syscall.EROFS
+	}
+	size, hasSize := in.GetSize()
+	if hasSize && n.isReg() {
+		n.mu.Lock()
+		errno := n.copyUpForTruncate(size)
+		n.mu.Unlock()
+		if errno != 0 {
+			return errno
+		}
+	} else if errno := n.copyUpMeta(); errno != 0 {
+		return errno
+	}
+
+	// Apply the change through an open upper handle when there is one (the
+	// file may have no name left), else by path.
+	fd := -1
+	if uf, ok := f.(*upperFile); ok {
+		fd = uf.fd
+	}
+	if fd < 0 {
+		u.nsMu.RLock()
+		defer u.nsMu.RUnlock()
+		p, _, err := u.upperStat(n)
+		if err == nil {
+			if errno := setattrPath(u.abs(p), n.isSymlink(), in); errno != 0 {
+				return errno
+			}
+			return n.Getattr(ctx, nil, out)
+		}
+		var ok bool
+		if fd, ok = n.anyFd(); !ok {
+			return toErrno(err)
+		}
+	}
+	if errno := setattrFd(fd, in); errno != 0 {
+		return errno
+	}
+	st, err := fstat(fd)
+	if err != nil {
+		return toErrno(err)
+	}
+	n.u.fillUpperAttr(n, &st, "", false, &out.Attr)
+	out.SetTimeout(upperTimeout)
+	return 0
+}
+
+func (n *node) isSymlink() bool { return n.StableAttr().Mode == syscall.S_IFLNK }
+
+// setattrPath applies a SETATTR to the upper entry at abs path p. Owner
+// first: chown clears setuid bits that a mode in the same request sets.
+func setattrPath(p string, symlink bool, in *fuse.SetAttrIn) syscall.Errno {
+	uid, gid := -1, -1
+	if v, ok := in.GetUID(); ok {
+		uid = int(v)
+	}
+	if v, ok := in.GetGID(); ok {
+		gid = int(v)
+	}
+	if uid >= 0 || gid >= 0 {
+		if err := unix.Lchown(p, uid, gid); err != nil {
+			return toErrno(err)
+		}
+	}
+	if m, ok := in.GetMode(); ok && !symlink {
+		if err := unix.Fchmodat(unix.AT_FDCWD, p, m&0o7777, 0); err != nil {
+			return toErrno(err)
+		}
+	}
+	if sz, ok := in.GetSize(); ok {
+		if err := unix.Truncate(p, int64(sz)); err != nil {
+			return toErrno(err)
+		}
+	}
+	if ts, ok := setattrTimes(in); ok {
+		if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return toErrno(err)
+		}
+	}
+	return 0
+}
+
+// setattrFd applies a SETATTR through an open file.
+func setattrFd(fd int, in *fuse.SetAttrIn) syscall.Errno {
+	uid, gid := -1, -1
+	if v, ok := in.GetUID(); ok {
+		uid = int(v)
+	}
+	if v, ok := in.GetGID(); ok {
+		gid = int(v)
+	}
+	if uid >= 0 || gid >= 0 {
+		if err := unix.Fchown(fd, uid, gid); err != nil {
+			return toErrno(err)
+		}
+	}
+	if m, ok := in.GetMode(); ok {
+		if err := unix.Fchmod(fd, m&0o7777); err != nil {
+			return toErrno(err)
+		}
+	}
+	if sz, ok := in.GetSize(); ok {
+		if err := unix.Ftruncate(fd, int64(sz)); err != nil {
+			return toErrno(err)
+		}
+	}
+	if ts, ok := setattrTimes(in); ok {
+		if err := unix.UtimesNanoAt(fd, "", ts, unix.AT_EMPTY_PATH); err != nil {
+			return toErrno(err)
+		}
+	}
+	return 0
+}
+
+// setattrTimes converts the times of a SETATTR, with UTIME_NOW and
+// UTIME_OMIT as the kernel means them.
+func setattrTimes(in *fuse.SetAttrIn) ([]unix.Timespec, bool) {
+	v := in.Valid
+	if v&(fuse.FATTR_ATIME|fuse.FATTR_MTIME) == 0 {
+		return nil, false
+	}
+	ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Nsec: unix.UTIME_OMIT}}
+	if v&fuse.FATTR_ATIME != 0 {
+		if v&fuse.FATTR_ATIME_NOW != 0 {
+			ts[0] = unix.Timespec{Nsec: unix.UTIME_NOW}
+		} else {
+			ts[0] = unix.Timespec{Sec: int64(in.Atime), Nsec: int64(in.Atimensec)}
+		}
+	}
+	if v&fuse.FATTR_MTIME != 0 {
+		if v&fuse.FATTR_MTIME_NOW != 0 {
+			ts[1] = unix.Timespec{Nsec: unix.UTIME_NOW}
+		} else {
+			ts[1] = unix.Timespec{Sec: int64(in.Mtime), Nsec: int64(in.Mtimensec)}
+		}
+	}
+	return ts, true
+}
+
+// withUpper runs fn on the upper entry of n: by path (abs path, fd -1), or
+// by an open handle when n has no name. fn runs under nsMu shared.
+func (n *node) withUpper(fn func(p string, fd int) error) syscall.Errno {
+	n.u.nsMu.RLock()
+	defer n.u.nsMu.RUnlock()
+	p, _, err := n.u.upperStat(n)
+	if err == nil {
+		return toErrno(fn(n.u.abs(p), -1))
+	}
+	fd, ok := n.anyFd()
+	if !ok {
+		return toErrno(err)
+	}
+	return toErrno(fn("", fd))
+}
+
+var _ = (gofs.NodeGetxattrer)((*node)(nil))
+
+func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	if reservedXattr(attr) {
+		return 0, syscall.ENODATA
+	}
+	if !n.hasUpper() {
+		v, ok := n.lower.Xattrs[attr]
+		if !ok {
+			return 0, syscall.ENODATA
+		}
+		return xattrReply([]byte(v), dest)
+	}
+	var v []byte
+	errno := n.withUpper(func(p string, fd int) (err error) {
+		if fd >= 0 {
+			v, err = fgetxattr(fd, attr)
+		} else {
+			v, err = getxattr(p, attr)
+		}
+		return err
+	})
+	if errno != 0 {
+		return 0, errno
+	}
+	return xattrReply(v, dest)
+}
+
+var _ = (gofs.NodeListxattrer)((*node)(nil))
+
+func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	var names []string
+	if !n.hasUpper() {
+		for k := range n.lower.Xattrs {
+			if !reservedXattr(k) {
+				names = append(names, k)
+			}
+		}
+		slices.Sort(names)
+	} else {
+		errno := n.withUpper(func(p string, fd int) (err error) {
+			if fd >= 0 {
+				names, err = flistxattr(fd)
+			} else {
+				names, err = listxattr(p)
+			}
+			return err
+		})
+		if errno != 0 {
+			return 0, errno
+		}
+		names = slices.DeleteFunc(names, reservedXattr)
+	}
+	var b strings.Builder
+	for _, k := range names {
+		b.WriteString(k)
+		b.WriteByte(0)
+	}
+	return xattrReply([]byte(b.String()), dest)
+}
+
+var _ = (gofs.NodeSetxattrer)((*node)(nil))
+
+func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	if reservedXattr(attr) {
+		return syscall.EPERM
+	}
+	if n.u.ro {
+		return syscall.EROFS
+	}
+	if errno := n.copyUpMeta(); errno != 0 {
+		return errno
+	}
+	return n.withUpper(func(p string, fd int) error {
+		if fd >= 0 {
+			return unix.Fsetxattr(fd, attr, data, int(flags))
+		}
+		return unix.Lsetxattr(p, attr, data, int(flags))
+	})
+}
+
+var _ = (gofs.NodeRemovexattrer)((*node)(nil))
+
+func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	if reservedXattr(attr) {
+		return syscall.ENODATA
+	}
+	if n.u.ro {
+		return syscall.EROFS
+	}
+	if !n.hasUpper() {
+		if _, ok := n.lower.Xattrs[attr]; !ok {
+			return syscall.ENODATA
+		}
+	}
+	if errno := n.copyUpMeta(); errno != 0 {
+		return errno
+	}
+	return n.withUpper(func(p string, fd int) error {
+		if fd >= 0 {
+			return unix.Fremovexattr(fd, attr)
+		}
+		return unix.Lremovexattr(p, attr)
+	})
+}
+
+var _ = (gofs.NodeReadlinker)((*node)(nil))
+
+func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	if !n.hasUpper() {
+		return []byte(n.lower.Link), 0
+	}
+	var target []byte
+	errno := n.withUpper(func(p string, fd int) error {
+		if fd >= 0 {
+			return unix.EINVAL
+		}
+		buf := make([]byte, 4096)
+		for {
+			c, err := unix.Readlink(p, buf)
+			if err != nil {
+				return err
+			}
+			if c < len(buf) {
+				target = buf[:c]
+				return nil
+			}
+			buf = make([]byte, 2*len(buf))
+		}
+	})
+	return target, errno
+}
+
+var _ = (gofs.NodeStatfser)((*node)(nil))
+
+func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	var st syscall.Statfs_t
+	p := n.u.upper
+	if p == "" {
+		p = n.u.objDir
+	}
+	if p == "" {
+		return 0
+	}
+	if err := syscall.Statfs(p, &st); err != nil {
+		return toErrno(err)
+	}
+	out.FromStatfsT(&st)
+	return 0
+}
+
+var _ = (gofs.NodeOnForgetter)((*node)(nil))
+
+func (n *node) OnForget() { n.u.dropPending(n.EmbeddedInode()) }
+
+// isNotExist reports whether err says a path is missing.
+func isNotExist(err error) bool { return errors.Is(err, unix.ENOENT) }

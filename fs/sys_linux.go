@@ -1,0 +1,261 @@
+package fs
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"os"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Thin wrappers over the system calls the package uses, with EINTR retried
+// and errors left as errnos (wrapped by callers where a name helps).
+
+func lstat(p string) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	for {
+		err := unix.Lstat(p, &st)
+		if err != unix.EINTR {
+			return st, err
+		}
+	}
+}
+
+func fstat(fd int) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	err := unix.Fstat(fd, &st)
+	return st, err
+}
+
+// getxattr reads attribute name of p (not following a final symlink).
+func getxattr(p, name string) ([]byte, error) {
+	buf := make([]byte, 256)
+	for {
+		n, err := unix.Lgetxattr(p, name, buf)
+		if err == unix.ERANGE {
+			sz, err := unix.Lgetxattr(p, name, nil)
+			if err != nil {
+				return nil, err
+			}
+			buf = make([]byte, sz+64)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return buf[:n], nil
+	}
+}
+
+func fgetxattr(fd int, name string) ([]byte, error) {
+	buf := make([]byte, 256)
+	for {
+		n, err := unix.Fgetxattr(fd, name, buf)
+		if err == unix.ERANGE {
+			sz, err := unix.Fgetxattr(fd, name, nil)
+			if err != nil {
+				return nil, err
+			}
+			buf = make([]byte, sz+64)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return buf[:n], nil
+	}
+}
+
+// listxattr lists the attribute names of p (not following a final symlink).
+func listxattr(p string) ([]string, error) {
+	return listNames(func(b []byte) (int, error) { return unix.Llistxattr(p, b) })
+}
+
+func flistxattr(fd int) ([]string, error) {
+	return listNames(func(b []byte) (int, error) { return unix.Flistxattr(fd, b) })
+}
+
+func listNames(list func([]byte) (int, error)) ([]string, error) {
+	buf := make([]byte, 1024)
+	for {
+		n, err := list(buf)
+		if err == unix.ERANGE {
+			sz, err := list(nil)
+			if err != nil {
+				return nil, err
+			}
+			buf = make([]byte, sz+256)
+			continue
+		}
+		if err != nil {
+			if err == unix.ENOTSUP {
+				return nil, nil
+			}
+			return nil, err
+		}
+		var names []string
+		for _, s := range strings.Split(string(buf[:n]), "\x00") {
+			if s != "" {
+				names = append(names, s)
+			}
+		}
+		return names, nil
+	}
+}
+
+// xattrReply answers a getxattr or listxattr request from a value: the size
+// when dest is empty, ERANGE when it is too small.
+func xattrReply(v []byte, dest []byte) (uint32, syscall.Errno) {
+	if len(dest) == 0 {
+		return uint32(len(v)), 0
+	}
+	if len(dest) < len(v) {
+		return uint32(len(v)), syscall.ERANGE
+	}
+	return uint32(copy(dest, v)), 0
+}
+
+// utimes sets atime and mtime (nanoseconds; omit with unix.UTIME_OMIT as
+// Nsec) of p, not following a final symlink.
+func utimes(p string, atime, mtime unix.Timespec) error {
+	return unix.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{atime, mtime}, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+func nsToTimespec(ns int64) unix.Timespec { return unix.NsecToTimespec(ns) }
+
+// dirent is one entry of a directory as getdents returns it.
+type rawDirent struct {
+	ino  uint64
+	typ  uint8
+	name string
+}
+
+// readDirents reads every entry of the directory at p but "." and "..".
+func readDirents(p string) ([]rawDirent, error) {
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	var out []rawDirent
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := unix.Getdents(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
+			return out, nil
+		}
+		b := buf[:n]
+		for len(b) >= 19 {
+			ino := binary.NativeEndian.Uint64(b[0:8])
+			reclen := int(binary.NativeEndian.Uint16(b[16:18]))
+			if reclen < 19 || reclen > len(b) {
+				return nil, unix.EIO
+			}
+			typ := b[18]
+			name := b[19:reclen]
+			if i := indexZero(name); i >= 0 {
+				name = name[:i]
+			}
+			if s := string(name); s != "." && s != ".." {
+				out = append(out, rawDirent{ino: ino, typ: typ, name: s})
+			}
+			b = b[reclen:]
+		}
+	}
+}
+
+func indexZero(b []byte) int {
+	for i, c := range b {
+		if c == 0 {
+			return i
+		}
+	}
+	return -1
+}
+
+// openObject opens an object file read-only, without updating its atime
+// where the kernel lets us.
+func openObject(p string) (*os.File, error) {
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOATIME|unix.O_NOFOLLOW, 0)
+	if err == unix.EPERM {
+		fd, err = unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: p, Err: err}
+	}
+	return os.NewFile(uintptr(fd), p), nil
+}
+
+// copyContent copies the size bytes of src into dst, which already has that
+// size (a sparse placeholder): a reflink where the file system can, else
+// copy_file_range over the data extents of src only, so holes stay holes.
+func copyContent(dst, src *os.File, size int64) error {
+	if size == 0 {
+		return nil
+	}
+	if err := unix.IoctlFileClone(int(dst.Fd()), int(src.Fd())); err == nil {
+		return nil
+	}
+	var off int64
+	for off < size {
+		data, err := unix.Seek(int(src.Fd()), off, unix.SEEK_DATA)
+		if err == unix.ENXIO {
+			return nil // only a hole is left
+		}
+		if err != nil {
+			data = off // no SEEK_DATA: copy everything
+		}
+		hole, err := unix.Seek(int(src.Fd()), data, unix.SEEK_HOLE)
+		if err != nil || hole > size {
+			hole = size
+		}
+		if err := copyRange(dst, src, data, hole-data); err != nil {
+			return err
+		}
+		off = hole
+	}
+	return nil
+}
+
+// copyRange copies n bytes at off from src to dst at the same offset.
+func copyRange(dst, src *os.File, off, n int64) error {
+	in, out := off, off
+	for n > 0 {
+		c, err := unix.CopyFileRange(int(src.Fd()), &in, int(dst.Fd()), &out, int(min(n, 1<<30)), 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			if errors.Is(err, unix.EXDEV) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP) {
+				return copyRangeRW(dst, src, in, n)
+			}
+			return err
+		}
+		if c == 0 {
+			return io.ErrUnexpectedEOF
+		}
+		n -= int64(c)
+	}
+	return nil
+}
+
+func copyRangeRW(dst, src *os.File, off, n int64) error {
+	w := io.NewOffsetWriter(dst, off)
+	c, err := io.Copy(w, io.NewSectionReader(src, off, n))
+	if err == nil && c != n {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// mkdev encodes a device number the way FUSE's 32-bit rdev carries it.
+func mkdev(major, minor uint32) uint32 { return uint32(unix.Mkdev(major, minor)) }

@@ -1,0 +1,254 @@
+package fs
+
+import (
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-dev/strata/layerstore"
+)
+
+// Cache lifetimes the kernel is given. Lower entries never change, and what
+// changes goes through the kernel, which invalidates what it changed; upper
+// entries get a short lifetime all the same, as cheap insurance.
+const (
+	lowerTimeout    = 24 * time.Hour
+	upperTimeout    = time.Second
+	negativeTimeout = time.Hour
+)
+
+// union is the state of one mount: the lower tree, the upper dir and what
+// this mount knows about which lower entries it copied up.
+type union struct {
+	tree    *layerstore.Tree
+	objects func(digest.Digest) string
+	upper   string // absolute path of the upper dir; "" when read-only
+	ro      bool
+	objDir  string // directory of some object, for statfs of a read-only mount
+	log     *slog.Logger
+
+	passthrough atomic.Bool // read-only opens of objects use FUSE passthrough
+	root        *node
+
+	// nsMu guards the namespace of the upper dir: changes hold it
+	// exclusively, path resolution and path-based reads share it. Lock order:
+	// node.mu before nsMu.
+	nsMu sync.RWMutex
+
+	nextIno atomic.Uint64 // next inode number for a new upper file
+
+	inoMu sync.RWMutex
+	inos  map[uint64]uint64 // upper st_ino -> mount inode number
+
+	copied   sync.Map // lower Ino -> struct{}: has an upper copy (monotone)
+	unmerged sync.Map // lower dir Ino -> struct{}: copied whole, lower no longer shows (monotone)
+
+	metaMu   sync.Mutex
+	metacopy map[uint64]*layerstore.Entry // inode -> lower entry whose object still holds the data
+
+	groupsOnce sync.Once
+	groups     map[uint64][]string // lower Ino -> paths, hard-link groups only
+
+	pendMu  sync.Mutex
+	pending map[*gofs.Inode]placement // renames the go-fuse tree does not show yet
+}
+
+// placement is where a renamed inode is now.
+type placement struct {
+	parent *gofs.Inode
+	name   string
+}
+
+func newUnion(tree *layerstore.Tree, opts *Options, log *slog.Logger) *union {
+	u := &union{
+		tree:     tree,
+		objects:  opts.Objects,
+		ro:       opts.ReadOnly,
+		log:      log,
+		inos:     map[uint64]uint64{},
+		metacopy: map[uint64]*layerstore.Entry{},
+		pending:  map[*gofs.Inode]placement{},
+	}
+	u.nextIno.Store(max(tree.NextIno, 2))
+	return u
+}
+
+// abs is the absolute path of merged path p in the upper dir.
+func (u *union) abs(p string) string {
+	if p == "" {
+		return u.upper
+	}
+	return u.upper + "/" + p
+}
+
+func (u *union) isCopied(ino uint64) bool {
+	_, ok := u.copied.Load(ino)
+	return ok
+}
+
+func (u *union) isUnmerged(ino uint64) bool {
+	_, ok := u.unmerged.Load(ino)
+	return ok
+}
+
+// newIno hands out an inode number for a new upper file.
+func (u *union) newIno() uint64 { return u.nextIno.Add(1) - 1 }
+
+// setIno records that the upper inode of st is mount inode ino.
+func (u *union) setIno(st *unix.Stat_t, ino uint64) {
+	u.inoMu.Lock()
+	u.inos[st.Ino] = ino
+	u.inoMu.Unlock()
+}
+
+// inoOf returns the mount inode number of an upper inode, giving it a new
+// one if this mount has not seen it (which only happens to files someone
+// put into the upper dir behind the mount's back).
+func (u *union) inoOf(st *unix.Stat_t) uint64 {
+	u.inoMu.RLock()
+	ino, ok := u.inos[st.Ino]
+	u.inoMu.RUnlock()
+	if ok {
+		return ino
+	}
+	u.inoMu.Lock()
+	defer u.inoMu.Unlock()
+	if ino, ok := u.inos[st.Ino]; ok {
+		return ino
+	}
+	ino = u.newIno()
+	u.inos[st.Ino] = ino
+	u.log.Debug("strata fs: upper entry the mount did not make", "upper ino", st.Ino, "ino", ino)
+	return ino
+}
+
+// knownIno reports the mount inode of an upper inode without assigning one.
+func (u *union) knownIno(st *unix.Stat_t) (uint64, bool) {
+	u.inoMu.RLock()
+	defer u.inoMu.RUnlock()
+	ino, ok := u.inos[st.Ino]
+	return ino, ok
+}
+
+func (u *union) metacopyOf(ino uint64) *layerstore.Entry {
+	u.metaMu.Lock()
+	defer u.metaMu.Unlock()
+	return u.metacopy[ino]
+}
+
+func (u *union) setMetacopy(ino uint64, e *layerstore.Entry) {
+	u.metaMu.Lock()
+	defer u.metaMu.Unlock()
+	if e == nil {
+		delete(u.metacopy, ino)
+	} else {
+		u.metacopy[ino] = e
+	}
+}
+
+// groupPaths returns the paths of the lower hard-link group of ino, sorted.
+func (u *union) groupPaths(ino uint64) []string {
+	u.groupsOnce.Do(func() {
+		u.groups = map[uint64][]string{}
+		_ = u.tree.Walk(func(e *layerstore.Entry) error {
+			if e.Type != layerstore.TypeDir && e.Nlink > 1 {
+				u.groups[e.Ino] = append(u.groups[e.Ino], e.Path)
+			}
+			return nil
+		})
+	})
+	return u.groups[ino]
+}
+
+// setPending records that in now lives at (parent, name), until the go-fuse
+// tree shows it there too.
+func (u *union) setPending(in *gofs.Inode, parent *gofs.Inode, name string) {
+	if in == nil {
+		return
+	}
+	u.pendMu.Lock()
+	u.pending[in] = placement{parent, name}
+	u.pendMu.Unlock()
+}
+
+func (u *union) dropPending(in *gofs.Inode) {
+	if in == nil {
+		return
+	}
+	u.pendMu.Lock()
+	delete(u.pending, in)
+	u.pendMu.Unlock()
+}
+
+// parentOf returns where in is: a pending rename first, else go-fuse's
+// last known parent.
+func (u *union) parentOf(in *gofs.Inode) (string, *gofs.Inode) {
+	name, parent := in.Parent()
+	u.pendMu.Lock()
+	defer u.pendMu.Unlock()
+	if pl, ok := u.pending[in]; ok {
+		if pl.parent == parent && pl.name == name {
+			delete(u.pending, in) // go-fuse caught up
+		} else {
+			return pl.name, pl.parent
+		}
+	}
+	return name, parent
+}
+
+// pathOf returns the merged path of n. Callers hold nsMu. A node with no
+// upper copy is where the tree has it: nothing moves without copy-up.
+func (u *union) pathOf(n *node) (string, bool) {
+	if !n.hasUpper() {
+		return n.lower.Path, true
+	}
+	var segs []string
+	in := n.EmbeddedInode()
+	root := u.root.EmbeddedInode()
+	for in != root {
+		name, parent := u.parentOf(in)
+		if parent == nil {
+			return "", false
+		}
+		segs = append(segs, name)
+		in = parent
+	}
+	for i, j := 0, len(segs)-1; i < j; i, j = i+1, j-1 {
+		segs[i], segs[j] = segs[j], segs[i]
+	}
+	return strings.Join(segs, "/"), true
+}
+
+// upperStat resolves the upper entry of n: its merged path and lstat,
+// checked to be n's inode. Callers hold nsMu.
+func (u *union) upperStat(n *node) (string, unix.Stat_t, error) {
+	p, ok := u.pathOf(n)
+	if !ok {
+		return "", unix.Stat_t{}, unix.ENOENT
+	}
+	st, err := lstat(u.abs(p))
+	if err != nil {
+		return "", st, err
+	}
+	if ino, ok := u.knownIno(&st); !ok || ino != n.ino {
+		return "", st, unix.ESTALE
+	}
+	return p, st, nil
+}
+
+// joinPath joins a merged directory path and a name.
+func joinPath(dir, name string) string { return layerstore.JoinPath(dir, name) }
+
+// parentPath is the directory part of merged path p.
+func parentPath(p string) string {
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		return p[:i]
+	}
+	return ""
+}

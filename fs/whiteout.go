@@ -1,0 +1,155 @@
+package fs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-dev/strata/layerstore"
+)
+
+// XattrPrefix is the namespace of the attributes strata keeps on entries of
+// an upper dir (trusted.*, so writable mounts need a root server). See the
+// package doc for the names and what they mean. Tools that compare an upper
+// dir with a mount should ignore it.
+const XattrPrefix = "trusted.strata."
+
+// Marker names, appended to the prefix.
+const (
+	markWhiteout = "whiteout" // on a char device 0/0: a deleted lower entry
+	markOpaque   = "opaque"   // on a directory: lower entries do not show through
+	markMetacopy = "metacopy" // on a regular file: digest of the object holding the data
+)
+
+// reservedXattr reports whether name is one of strata's own attributes,
+// which a mount neither shows nor lets anyone set.
+func reservedXattr(name string) bool { return strings.HasPrefix(name, XattrPrefix) }
+
+// readMark reads marker k of the upper entry at p.
+func readMark(p, k string) ([]byte, bool, error) {
+	v, err := getxattr(p, XattrPrefix+k)
+	if err == nil {
+		return v, true, nil
+	}
+	if errors.Is(err, unix.ENODATA) || errors.Is(err, unix.ENOTSUP) {
+		return nil, false, nil
+	}
+	return nil, false, &os.PathError{Op: "getxattr " + XattrPrefix + k, Path: p, Err: err}
+}
+
+// maybeWhiteout reports whether st could be a whiteout: the marker xattr
+// decides.
+func maybeWhiteout(st *unix.Stat_t) bool {
+	return st.Mode&unix.S_IFMT == unix.S_IFCHR && st.Rdev == 0
+}
+
+// isWhiteout reports whether the upper entry at p, whose lstat is st, is a
+// whiteout.
+func isWhiteout(p string, st *unix.Stat_t) (bool, error) {
+	if !maybeWhiteout(st) {
+		return false, nil
+	}
+	_, ok, err := readMark(p, markWhiteout)
+	return ok, err
+}
+
+// upperEntry is one entry of an upper dir as an offline reader sees it.
+type upperEntry struct {
+	name     string
+	st       unix.Stat_t
+	whiteout bool
+	opaque   bool
+	metacopy digest.Digest // "" unless the data is still in this object
+}
+
+// readUpperDir reads the entries of upper dir dir, sorted by name, with
+// their markers.
+func readUpperDir(dir string) ([]upperEntry, error) {
+	ents, err := readDirents(dir)
+	if err != nil {
+		return nil, &os.PathError{Op: "readdir", Path: dir, Err: err}
+	}
+	out := make([]upperEntry, 0, len(ents))
+	for _, d := range ents {
+		p := filepath.Join(dir, d.name)
+		st, err := lstat(p)
+		if errors.Is(err, unix.ENOENT) {
+			continue // removed while we read: a live mount
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "lstat", Path: p, Err: err}
+		}
+		ue := upperEntry{name: d.name, st: st}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFCHR:
+			if ue.whiteout, err = isWhiteout(p, &st); err != nil {
+				return nil, err
+			}
+		case unix.S_IFDIR:
+			_, ue.opaque, err = readMark(p, markOpaque)
+		case unix.S_IFREG:
+			var v []byte
+			var ok bool
+			if v, ok, err = readMark(p, markMetacopy); ok {
+				ue.metacopy, err = digest.Parse(string(v))
+				if err != nil {
+					err = fmt.Errorf("%s: metacopy %q: %w", p, v, layerstore.ErrCorrupt)
+				}
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ue)
+	}
+	slices.SortFunc(out, func(a, b upperEntry) int { return strings.Compare(a.name, b.name) })
+	return out, nil
+}
+
+// userXattrs returns the attributes of the upper entry at p that belong to
+// the file (strata's own left out), nil when there are none.
+func userXattrs(p string) (map[string]string, error) {
+	names, err := listxattr(p)
+	if err != nil {
+		return nil, &os.PathError{Op: "listxattr", Path: p, Err: err}
+	}
+	var m map[string]string
+	for _, name := range names {
+		if reservedXattr(name) {
+			continue
+		}
+		v, err := getxattr(p, name)
+		if errors.Is(err, unix.ENODATA) {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "getxattr " + name, Path: p, Err: err}
+		}
+		if m == nil {
+			m = map[string]string{}
+		}
+		m[name] = string(v)
+	}
+	return m, nil
+}
+
+// MetacopyOf returns the digest of the object that holds the data of the
+// upper dir's regular file at path, or "" when the file holds its own data.
+// Readers of an upper dir read such a file's content from the object.
+func MetacopyOf(path string) (digest.Digest, error) {
+	v, ok, err := readMark(path, markMetacopy)
+	if err != nil || !ok {
+		return "", err
+	}
+	d, err := digest.Parse(string(v))
+	if err != nil {
+		return "", fmt.Errorf("%s: metacopy %q: %w", path, v, layerstore.ErrCorrupt)
+	}
+	return d, nil
+}
