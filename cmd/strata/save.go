@@ -1,0 +1,118 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+	"github.com/strata-dev/strata/layerstore"
+	"github.com/strata-dev/strata/layerstore/export"
+	"github.com/strata-dev/strata/layerstore/imagefmt"
+)
+
+type saveOptions struct {
+	output      string
+	format      string
+	compression string
+}
+
+func newSaveCmd(g *globals) *cobra.Command {
+	o := &saveOptions{}
+	cmd := &cobra.Command{
+		Use:   "save [-o PATH] [--format FORMAT] IMAGE...",
+		Short: "Save images to a docker-archive, an oci-archive or an OCI layout",
+		Long: `Save images as docker save does (docker-archive, to a file or standard output), or as an
+oci-archive or an OCI image layout directory. Layers are written exactly as they were
+imported (each hashes to its diffID), so image IDs are kept; with --compression the OCI
+formats get gzip or zstd layer blobs.`,
+		Example: `  strata save -o demo.tar demo
+  strata save --format oci -o ./demo-layout demo:latest
+  strata save --format oci-archive --compression zstd demo > demo.oci.tar`,
+		Args:              cobra.MinimumNArgs(1),
+		GroupID:           "image",
+		ValidArgsFunction: completeImages(g, -1, true),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runSave(cmd, g, o, args)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&o.output, "output", "o", "", "write to this file (a directory for --format oci) instead of standard output")
+	f.StringVar(&o.format, "format", "docker-archive", "docker-archive, oci-archive or oci (a layout directory)")
+	f.StringVar(&o.compression, "compression", "none", "layer compression for the OCI formats: none, gzip or zstd")
+	return cmd
+}
+
+func runSave(cmd *cobra.Command, g *globals, o *saveOptions, args []string) error {
+	format := o.format
+	if format == "oci" || format == "oci-dir" {
+		format = export.FormatOCILayout
+	}
+	if format == export.FormatOCILayout && o.output == "" {
+		return fmt.Errorf("--format oci writes a directory: name it with -o")
+	}
+	s, err := g.openStore()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	var imgs []export.Image
+	for _, ref := range args {
+		img, err := s.ResolveImage(ref)
+		if err != nil {
+			return err
+		}
+		imgs = append(imgs, exportImage(s, img, ref))
+	}
+	opt := export.Options{Compression: o.compression, TmpDir: s.TmpDir()}
+	if format == export.FormatOCILayout {
+		return export.Write(format, nil, o.output, imgs, opt)
+	}
+	var w io.Writer = cmd.OutOrStdout()
+	if o.output != "" {
+		// Write next to the target and rename, so a failed save leaves no half file.
+		f, err := os.CreateTemp(filepath.Dir(o.output), ".strata-save-*")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(f.Name())
+		if err := export.Write(format, f, "", imgs, opt); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+		if err := os.Chmod(f.Name(), 0o644); err != nil {
+			return err
+		}
+		return os.Rename(f.Name(), o.output)
+	}
+	if f, ok := w.(*os.File); ok && isTerminal(f) {
+		return fmt.Errorf("refusing to write an archive to a terminal: use -o or redirect")
+	}
+	return export.Write(format, w, "", imgs, opt)
+}
+
+// exportImage describes a stored image for export. Asked for by name, it is
+// saved under that name only; by ID, under all its tags (docker save's rule).
+func exportImage(s *layerstore.Store, img layerstore.Image, ref string) export.Image {
+	names := img.RepoTags
+	if n, err := imagefmt.NormalizeRef(ref); err == nil {
+		for _, t := range img.RepoTags {
+			if t == n {
+				names = []string{n}
+			}
+		}
+	}
+	out := export.Image{Names: names, ConfigRaw: img.ConfigRaw}
+	for _, d := range img.Layers {
+		size := int64(-1)
+		if li, err := s.Layer(d); err == nil {
+			size = li.TarSize
+		}
+		out.Layers = append(out.Layers, export.Layer{DiffID: d, Size: size, Open: func() (io.ReadCloser, error) { return s.LayerTar(d) }})
+	}
+	return out
+}
