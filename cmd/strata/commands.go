@@ -11,6 +11,15 @@ func subcommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{
 		newLoadCmd(g),
 		newImportCmd(g),
+		newImageCmd(g),
+		newImagesCmd(g),
+		newRmiCmd(g),
+		newTagCmd(g),
+		newHistoryCmd(g),
+		newInspectCmd(g),
+		newSystemCmd(g),
+		newCheckCmd(g),
+		newGCCmd(g),
 	}
 }
 

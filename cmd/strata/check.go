@@ -1,0 +1,73 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+)
+
+type checkOptions struct {
+	contents bool
+}
+
+func newCheckCmd(g *globals) *cobra.Command {
+	o := &checkOptions{}
+	cmd := &cobra.Command{
+		Use:   "check [--contents]",
+		Short: "Verify the store's consistency",
+		Long: `Verify every cross-reference of the store's metadata (images, tags, layers,
+trees, object reference counts, mount leases) and that every object file exists
+with its recorded size; --contents also hashes every object.
+
+Each problem is printed on a "problem:" line; what an interrupted command or a
+crash leaves behind (unreferenced objects, staging files, stale mounts) on
+"garbage:" lines, which strata gc removes. The exit status is 1 if there is a
+problem; garbage alone is not one.`,
+		Args:    cobra.NoArgs,
+		GroupID: "store",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runCheck(cmd, g, o)
+		},
+	}
+	cmd.Flags().BoolVar(&o.contents, "contents", false, "also hash every object file and compare it to its digest")
+	return cmd
+}
+
+func runCheck(cmd *cobra.Command, g *globals, o *checkOptions) error {
+	s, err := g.openStore()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	rep, err := s.Check(o.contents)
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	for _, p := range rep.Problems {
+		fmt.Fprintln(out, "problem:", p)
+	}
+	for _, n := range rep.Garbage {
+		fmt.Fprintln(out, "garbage:", n)
+	}
+	what := "metadata and object sizes"
+	if o.contents {
+		what = "metadata and object contents"
+	}
+	fmt.Fprintf(out, "checked %s of %s, %s, %s, %s, %s: %s, %s\n", what,
+		plural(rep.Images, "image"), plural(rep.Layers, "layer"), plural(rep.Trees, "tree"),
+		plural(rep.Objects, "object"), plural(rep.Mounts, "mount"),
+		plural(len(rep.Problems), "problem"), plural(len(rep.Garbage), "piece")+" of garbage")
+	if !rep.OK() {
+		return &exitError{code: 1, err: fmt.Errorf("store %s has %s", s.Root(), plural(len(rep.Problems), "problem"))}
+	}
+	return nil
+}
+
+// plural is "1 image", "2 images".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

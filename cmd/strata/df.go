@@ -1,0 +1,432 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/spf13/cobra"
+	"github.com/strata-dev/strata/layerstore"
+	"golang.org/x/sys/unix"
+)
+
+type dfOptions struct {
+	verbose bool
+	format  string
+}
+
+const (
+	dfTableFormat       = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"
+	dfImageTableFormat  = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}\t{{.SharedSize}}\t{{.UniqueSize}}\t{{.Mounts}}"
+	dfMountTableFormat  = "table {{.ID}}\t{{.Image}}\t{{.Dir}}\t{{.Size}}\t{{.CreatedSince}}\t{{.Status}}"
+	dfLayerTableFormat  = "table {{.ID}}\t{{.Size}}\t{{.Images}}\t{{.Mounts}}"
+	dfSummaryTypeImages = "Images"
+	dfSummaryTypeMounts = "Mounts"
+	dfSummaryTypeLayers = "Layers"
+)
+
+var (
+	dfColumns = map[string]string{
+		"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE", "Reclaimable": "RECLAIMABLE",
+	}
+	dfImageColumns = map[string]string{
+		"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
+		"Size": "SIZE", "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE", "Mounts": "MOUNTS",
+	}
+	dfMountColumns = map[string]string{
+		"ID": "MOUNT ID", "Image": "IMAGE", "Dir": "DIRECTORY", "Size": "SIZE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Status": "STATUS",
+	}
+	dfLayerColumns = map[string]string{
+		"ID": "LAYER ID", "Size": "SIZE", "Images": "IMAGES", "Mounts": "MOUNTS",
+	}
+)
+
+// dfRow is one line of the summary table.
+type dfRow struct {
+	Active      string
+	Reclaimable string
+	Size        string
+	TotalCount  string
+	Type        string
+}
+
+func (r dfRow) MarshalJSON() ([]byte, error) {
+	type plain dfRow
+	return json.Marshal(plain(r))
+}
+
+// dfImageRow is one image of "df -v": docker's columns, MOUNTS for CONTAINERS.
+type dfImageRow struct {
+	CreatedAt    string
+	CreatedSince string
+	ID           string
+	Mounts       string
+	Repository   string
+	SharedSize   string
+	Size         string
+	Tag          string
+	UniqueSize   string
+}
+
+func (r dfImageRow) MarshalJSON() ([]byte, error) {
+	type plain dfImageRow
+	return json.Marshal(plain(r))
+}
+
+type dfMountRow struct {
+	CreatedAt    string
+	CreatedSince string
+	Dir          string
+	ID           string
+	Image        string
+	Size         string
+	Status       string
+}
+
+func (r dfMountRow) MarshalJSON() ([]byte, error) {
+	type plain dfMountRow
+	return json.Marshal(plain(r))
+}
+
+type dfLayerRow struct {
+	ID     string
+	Images string
+	Mounts string
+	Size   string
+}
+
+func (r dfLayerRow) MarshalJSON() ([]byte, error) {
+	type plain dfLayerRow
+	return json.Marshal(plain(r))
+}
+
+// dfVerbose is what a "df -v --format" template sees.
+type dfVerbose struct {
+	Images []dfImageRow
+	Mounts []dfMountRow
+	Layers []dfLayerRow
+}
+
+func newSystemCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "system",
+		Short:   "Manage the store",
+		Args:    cobra.NoArgs,
+		GroupID: "store",
+	}
+	cmd.AddCommand(newDfCmd(g))
+	return cmd
+}
+
+func newDfCmd(g *globals) *cobra.Command {
+	o := &dfOptions{}
+	cmd := &cobra.Command{
+		Use:   "df [OPTIONS]",
+		Short: "Show store disk usage",
+		Long: `Show how much the store holds, as docker system df does, with mounts in place of
+containers and a row for layers:
+
+  Images  SIZE is the file content of all images, each distinct content once;
+          RECLAIMABLE is what only images without a live mount hold.
+  Mounts  SIZE is the disk space of the mounts' copy-on-write layers;
+          RECLAIMABLE is that of mounts whose server is gone (strata gc).
+  Layers  SIZE is the file content of every layer, summed over layers.
+
+A last line counts the stored objects (one file per distinct content) and what
+sharing them across layers and images saves. -v lists images, mounts and layers;
+--format takes a Go template over .Type .TotalCount .Active .Size .Reclaimable
+(with -v: over .Images .Mounts .Layers).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDf(cmd, g, o)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVarP(&o.verbose, "verbose", "v", false, "show detailed information on space usage")
+	f.StringVar(&o.format, "format", "", "format output using a Go template, \"table TEMPLATE\" or \"json\"")
+	return cmd
+}
+
+// dfReport is the store's usage, gathered once.
+type dfReport struct {
+	du     *layerstore.DiskUsage
+	images []layerstore.Image
+	mounts []layerstore.MountRecord
+	live   map[string]bool // mount ID -> server alive
+	mSize  map[string]int64
+	// layer -> images holding it, live mounts using it, size
+	layerImages map[digest.Digest]int
+	layerMounts map[digest.Digest]int
+	layerSize   map[digest.Digest]int64
+	layerOrder  []digest.Digest
+}
+
+func gatherDf(s *layerstore.Store) (*dfReport, error) {
+	du, err := s.DiskUsage()
+	if err != nil {
+		return nil, err
+	}
+	imgs, err := s.Images()
+	if err != nil {
+		return nil, err
+	}
+	mounts, err := s.Mounts()
+	if err != nil {
+		return nil, err
+	}
+	r := &dfReport{
+		du: du, images: imgs, mounts: mounts,
+		live: map[string]bool{}, mSize: map[string]int64{},
+		layerImages: map[digest.Digest]int{}, layerMounts: map[digest.Digest]int{}, layerSize: map[digest.Digest]int64{},
+	}
+	addLayer := func(d digest.Digest, size int64) {
+		if _, ok := r.layerSize[d]; !ok {
+			r.layerSize[d] = size
+			r.layerOrder = append(r.layerOrder, d)
+		}
+	}
+	for _, img := range imgs {
+		for i, d := range img.Layers {
+			addLayer(d, img.LayerSizes[i])
+			r.layerImages[d]++
+		}
+	}
+	for _, m := range mounts {
+		r.live[m.ID] = m.Alive()
+		r.mSize[m.ID] = dirDiskUsage(s.MountDir(m.ID))
+		if !r.live[m.ID] {
+			continue
+		}
+		for _, d := range m.Layers {
+			if _, ok := r.layerSize[d]; !ok {
+				li, err := s.Layer(d)
+				if err != nil {
+					return nil, err
+				}
+				addLayer(d, li.Size)
+			}
+			r.layerMounts[d]++
+		}
+	}
+	return r, nil
+}
+
+func runDf(cmd *cobra.Command, g *globals, o *dfOptions) error {
+	s, err := g.openStore()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	r, err := gatherDf(s)
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	if o.verbose {
+		return r.writeVerbose(out, o.format)
+	}
+	format := o.format
+	if format == "" || format == tableFormatKey {
+		format = dfTableFormat
+	}
+	rf, err := newRowFormatter(format, dfColumns)
+	if err != nil {
+		return err
+	}
+	for _, row := range r.summary() {
+		if err := rf.row(row); err != nil {
+			return err
+		}
+	}
+	if err := rf.flush(out); err != nil {
+		return err
+	}
+	if o.format == "" || o.format == tableFormatKey {
+		fmt.Fprintln(out)
+		fmt.Fprintln(out, r.objectsLine())
+	}
+	return nil
+}
+
+// summary is the TYPE TOTAL ACTIVE SIZE RECLAIMABLE table.
+func (r *dfReport) summary() []dfRow {
+	du := r.du
+	activeImages := 0
+	for _, u := range du.Images {
+		if u.Mounts > 0 {
+			activeImages++
+		}
+	}
+	activeMounts := 0
+	var staleSize int64
+	for _, m := range r.mounts {
+		if r.live[m.ID] {
+			activeMounts++
+		} else {
+			staleSize += r.mSize[m.ID]
+		}
+	}
+	activeLayers := 0
+	var activeLayersSize int64
+	for d, n := range r.layerMounts {
+		if n > 0 {
+			activeLayers++
+			activeLayersSize += r.layerSize[d]
+		}
+	}
+	return []dfRow{
+		{Type: dfSummaryTypeImages, TotalCount: itoa(len(du.Images)), Active: itoa(activeImages),
+			Size: humanSize(du.ObjectsSize, 4), Reclaimable: reclaimable(du.Reclaimable, du.ObjectsSize)},
+		{Type: dfSummaryTypeMounts, TotalCount: itoa(len(r.mounts)), Active: itoa(activeMounts),
+			Size: humanSize(du.MountsSize, 4), Reclaimable: reclaimable(staleSize, du.MountsSize)},
+		{Type: dfSummaryTypeLayers, TotalCount: itoa(du.Layers), Active: itoa(activeLayers),
+			Size: humanSize(du.LayersSize, 4), Reclaimable: reclaimable(max(0, du.LayersSize-activeLayersSize), du.LayersSize)},
+	}
+}
+
+// reclaimable is docker's RECLAIMABLE cell: "1.2MB (40%)".
+func reclaimable(n, total int64) string {
+	if total > 0 {
+		return fmt.Sprintf("%s (%d%%)", humanSize(n, 4), n*100/total)
+	}
+	return humanSize(n, 4)
+}
+
+// objectsLine makes the sharing visible: distinct contents stored once
+// against the content the images hold.
+func (r *dfReport) objectsLine() string {
+	du := r.du
+	return fmt.Sprintf("Stored objects: %d, %s on disk for %s of file content across images (%s saved by sharing)",
+		du.Objects, humanSize(du.ObjectsOnDisk, 4), humanSize(du.ImagesSize, 4), humanSize(max(0, du.ImagesSize-du.ObjectsSize), 4))
+}
+
+func (r *dfReport) verboseRows(trunc bool) dfVerbose {
+	now := time.Now()
+	var v dfVerbose
+	usage := map[digest.Digest]layerstore.ImageUsage{}
+	for _, u := range r.du.Images {
+		usage[u.ID] = u
+	}
+	for _, img := range r.images {
+		u := usage[img.ID]
+		repo, tag := "<none>", "<none>"
+		if len(img.RepoTags) > 0 { // docker shows the first tag only
+			repo, tag = splitRepoTag(img.RepoTags[0])
+		}
+		created := img.Created()
+		v.Images = append(v.Images, dfImageRow{
+			CreatedAt:    time.Unix(created.Unix(), 0).String(),
+			CreatedSince: createdSince(now, created),
+			ID:           displayID(img.ID, !trunc),
+			Mounts:       itoa(u.Mounts),
+			Repository:   repo,
+			SharedSize:   humanSize(u.SharedSize, 4),
+			Size:         humanSize(img.Size, 3),
+			Tag:          tag,
+			UniqueSize:   humanSize(u.UniqueSize, 4),
+		})
+	}
+	for _, m := range r.mounts {
+		status := fmt.Sprintf("live (pid %d)", m.PID)
+		if !r.live[m.ID] {
+			status = "stale (server gone)"
+		}
+		image := m.Ref
+		if image == "" {
+			image = displayID(m.Image, !trunc)
+		}
+		v.Mounts = append(v.Mounts, dfMountRow{
+			CreatedAt:    time.Unix(m.Created.Unix(), 0).String(),
+			CreatedSince: createdSince(now, m.Created),
+			Dir:          m.Dir,
+			ID:           m.ID,
+			Image:        image,
+			Size:         humanSize(r.mSize[m.ID], 4),
+			Status:       status,
+		})
+	}
+	for _, d := range r.layerOrder {
+		v.Layers = append(v.Layers, dfLayerRow{
+			ID:     displayID(d, !trunc),
+			Images: itoa(r.layerImages[d]),
+			Mounts: itoa(r.layerMounts[d]),
+			Size:   humanSize(r.layerSize[d], 3),
+		})
+	}
+	return v
+}
+
+// writeVerbose prints docker's "df -v" sections: images, then mounts and
+// layers, then the objects line; or executes format over all of them.
+func (r *dfReport) writeVerbose(w io.Writer, format string) error {
+	table := format == "" || format == tableFormatKey
+	v := r.verboseRows(table)
+	if !table {
+		t, err := parseTemplate(format)
+		if err != nil {
+			return err
+		}
+		return t.Execute(w, v)
+	}
+	sections := []struct {
+		title, format string
+		columns       map[string]string
+		rows          func(*rowFormatter) error
+	}{
+		{"Images space usage:", dfImageTableFormat, dfImageColumns, func(f *rowFormatter) error { return rowsOf(f, v.Images) }},
+		{"Mounts space usage:", dfMountTableFormat, dfMountColumns, func(f *rowFormatter) error { return rowsOf(f, v.Mounts) }},
+		{"Layers space usage:", dfLayerTableFormat, dfLayerColumns, func(f *rowFormatter) error { return rowsOf(f, v.Layers) }},
+	}
+	for i, sec := range sections {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "%s\n\n", sec.title)
+		rf, err := newRowFormatter(sec.format, sec.columns)
+		if err != nil {
+			return err
+		}
+		if err := sec.rows(rf); err != nil {
+			return err
+		}
+		if err := rf.flush(w); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, r.objectsLine())
+	return nil
+}
+
+// itoa is strconv.Itoa, short for table cells.
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func rowsOf[T any](f *rowFormatter, rows []T) error {
+	for _, r := range rows {
+		if err := f.row(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dirDiskUsage is the disk space of everything under dir (0 if it is gone).
+func dirDiskUsage(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		var st unix.Stat_t
+		if unix.Lstat(p, &st) == nil {
+			n += st.Blocks * 512
+		}
+		return nil
+	})
+	return n
+}

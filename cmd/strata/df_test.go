@@ -1,0 +1,110 @@
+package main
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/strata-dev/strata/layerstore"
+)
+
+// diskUsage is the store's own accounting, to compare df with.
+func diskUsage(t *testing.T, root string) *layerstore.DiskUsage {
+	t.Helper()
+	s, err := layerstore.Open(root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	du, err := s.DiskUsage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return du
+}
+
+func TestSystemDf_Empty(t *testing.T) {
+	t.Parallel()
+	root := newTestStore(t)
+	want := `TYPE      TOTAL     ACTIVE    SIZE      RECLAIMABLE
+Images    0         0         0B        0B
+Mounts    0         0         0B        0B
+Layers    0         0         0B        0B
+
+Stored objects: 0, 0B on disk for 0B of file content across images (0B saved by sharing)
+`
+	if got := mustRun(t, root, "system", "df"); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestSystemDf_Sharing(t *testing.T) {
+	t.Parallel()
+	root := newTestStore(t)
+	loadDemo(t, root)
+	du := diskUsage(t, root)
+
+	header, rows := tableRows(t, strings.SplitN(mustRun(t, root, "system", "df"), "\n\n", 2)[0])
+	if want := []string{"TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"}; !slices.Equal(header, want) {
+		t.Errorf("header %q, want %q", header, want)
+	}
+	wantRows := [][]string{
+		{"Images", "1", "0", humanSize(du.ObjectsSize, 4), humanSize(du.ObjectsSize, 4) + " (100%)"},
+		{"Mounts", "0", "0", "0B", "0B"},
+		{"Layers", "5", "0", humanSize(demoSize(t, root), 4), humanSize(demoSize(t, root), 4) + " (100%)"},
+	}
+	if !slices.EqualFunc(rows, wantRows, slices.Equal) {
+		t.Errorf("rows %q\nwant %q", rows, wantRows)
+	}
+
+	out := mustRun(t, root, "system", "df", "--format", "json")
+	var types []string
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var row map[string]string
+		if err := json.Unmarshal([]byte(l), &row); err != nil {
+			t.Fatalf("%s: %v", l, err)
+		}
+		types = append(types, row["Type"]+"="+row["TotalCount"])
+	}
+	if want := []string{"Images=1", "Mounts=0", "Layers=5"}; !slices.Equal(types, want) {
+		t.Errorf("--format json: %q, want %q", types, want)
+	}
+
+	// A second image of the same files: everything it holds is shared.
+	mustRun(t, root, "import", "-q", filepath.Join(fixtureDir(t), "rootfs.tar"), "flat")
+	mustCheck(t, root)
+	du2 := diskUsage(t, root)
+	if du2.ImagesSize-du2.ObjectsSize <= du.ImagesSize-du.ObjectsSize {
+		t.Errorf("sharing saved %d bytes with one image, %d with two", du.ImagesSize-du.ObjectsSize, du2.ImagesSize-du2.ObjectsSize)
+	}
+	out = mustRun(t, root, "system", "df", "-v")
+	sections := strings.Split(out, "\n\n")
+	// title, table, title, table, title, table, objects line
+	if len(sections) != 7 || sections[0] != "Images space usage:" || sections[2] != "Mounts space usage:" || sections[4] != "Layers space usage:" {
+		t.Fatalf("df -v sections:\n%s", out)
+	}
+	header, rows = tableRows(t, sections[1])
+	if want := []string{"REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE", "MOUNTS"}; !slices.Equal(header, want) {
+		t.Errorf("images header %q, want %q", header, want)
+	}
+	if len(rows) != 2 {
+		t.Fatalf("%d image rows:\n%s", len(rows), sections[1])
+	}
+	for _, r := range rows {
+		if len(r) != 8 || r[5] == "0B" || r[7] != "0" {
+			t.Errorf("image row %q: want a shared size and no mounts", r)
+		}
+	}
+	header, rows = tableRows(t, sections[5])
+	if want := []string{"LAYER ID", "SIZE", "IMAGES", "MOUNTS"}; !slices.Equal(header, want) || len(rows) != 6 {
+		t.Errorf("layers table %q, %d rows", header, len(rows))
+	}
+	if want := "Stored objects: " + itoa(du2.Objects) + ", "; !strings.HasPrefix(sections[6], want) {
+		t.Errorf("objects line %q, want it to start %q", sections[6], want)
+	}
+	if got := mustRun(t, root, "system", "df", "-v", "--format", "{{len .Images}} {{len .Mounts}} {{len .Layers}}"); got != "2 0 6" {
+		t.Errorf("-v --format: %q", got)
+	}
+}

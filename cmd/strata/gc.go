@@ -1,0 +1,81 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+)
+
+type gcOptions struct{}
+
+func newGCCmd(g *globals) *cobra.Command {
+	o := &gcOptions{}
+	cmd := &cobra.Command{
+		Use:   "gc",
+		Short: "Remove what nothing holds: stale mounts, unused layers, unreferenced objects",
+		Long: `Collect the store's garbage:
+
+  - mounts whose server process is gone: their FUSE mountpoint is detached
+    (lazily, as umount -l does), then their lease and copy-on-write layer go;
+  - layers and merged trees no image or mount holds;
+  - object files no layer names, and staging leftovers of interrupted imports.
+
+Waits for running imports to finish (they hold the store lock), so it never
+removes what one is about to commit. If a stale mountpoint cannot be detached,
+nothing is collected: unmount it by hand (umount -l DIR, or fusermount -u -z DIR)
+and run gc again.`,
+		Args:    cobra.NoArgs,
+		GroupID: "store",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runGC(cmd, g, o)
+		},
+	}
+	return cmd
+}
+
+func runGC(cmd *cobra.Command, g *globals, _ *gcOptions) error {
+	s, err := g.openStore()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	out := cmd.OutOrStdout()
+	mounts, err := s.Mounts()
+	if err != nil {
+		return err
+	}
+	var errs errorList
+	for _, m := range mounts {
+		if m.Alive() || m.Dir == "" {
+			continue
+		}
+		n, err := detachFUSE(m.Dir)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("stale mount %s: %w", m.ID, err))
+			continue
+		}
+		if n > 0 {
+			fmt.Fprintln(out, "Detached stale mount:", m.Dir)
+		}
+	}
+	if len(errs) > 0 {
+		return errs.join()
+	}
+	rep, err := s.GC()
+	if rep != nil {
+		for _, id := range rep.Mounts {
+			fmt.Fprintln(out, "Dropped stale mount:", id)
+		}
+		for _, l := range rep.Layers {
+			fmt.Fprintln(out, "Deleted layer:", l)
+		}
+		if rep.Objects > 0 {
+			fmt.Fprintf(out, "Removed %s\n", plural(rep.Objects, "object file"))
+		}
+		if rep.Staging > 0 {
+			fmt.Fprintf(out, "Removed %s\n", plural(rep.Staging, "staging leftover"))
+		}
+		fmt.Fprintln(out, "Total reclaimed space:", humanSize(rep.Reclaimed, 4))
+	}
+	return err
+}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/strata-dev/strata/layerstore"
+)
+
+func TestGC_StaleMount(t *testing.T) {
+	t.Parallel()
+	root := newTestStore(t)
+	loadDemo(t, root)
+	m := addMount(t, root, "m-stale", "demo", 0) // no server: stale
+
+	r := runStrata(t, root, "", "check")
+	if r.code != 0 || !strings.Contains(r.stdout, "garbage: mount m-stale at "+m.Dir+": server 0 is gone") {
+		t.Errorf("check: code %d, %q", r.code, r.stdout)
+	}
+	_, rows := tableRows(t, strings.SplitN(mustRun(t, root, "system", "df"), "\n\n", 2)[0])
+	if want := []string{"Mounts", "1", "0"}; !slices.Equal(rows[1][:3], want) || rows[1][3] == "0B" || rows[1][3]+" (100%)" != rows[1][4] {
+		t.Errorf("df Mounts row %q: want a stale mount whose space is all reclaimable", rows[1])
+	}
+	if !strings.Contains(mustRun(t, root, "system", "df", "-v"), "stale (server gone)") {
+		t.Errorf("df -v does not show the stale mount")
+	}
+
+	out := mustRun(t, root, "gc")
+	if !regexp.MustCompile(`^Dropped stale mount: m-stale\nTotal reclaimed space: [0-9.]+kB\n$`).MatchString(out) {
+		t.Errorf("gc printed %q", out)
+	}
+	if _, err := os.Stat(root + "/mounts/m-stale"); !os.IsNotExist(err) {
+		t.Errorf("mount directory left: %v", err)
+	}
+	if got := imageNames(t, root); got != "demo:latest" {
+		t.Errorf("images %q after gc", got)
+	}
+	if out := mustRun(t, root, "gc"); out != "Total reclaimed space: 0B\n" {
+		t.Errorf("second gc printed %q", out)
+	}
+}
+
+// A live mount (this process stands in for its server) keeps its image from
+// prune and rmi, and counts as active in df.
+func TestGC_LiveMount(t *testing.T) {
+	t.Parallel()
+	root := newTestStore(t)
+	loadDemo(t, root)
+	m := addMount(t, root, "m-live", "demo", os.Getpid())
+	t.Cleanup(func() { // before the store is checked
+		s, err := layerstore.Open(root, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RemoveMount(m.ID); err != nil {
+			t.Error(err)
+		}
+	})
+	_, rows := tableRows(t, strings.SplitN(mustRun(t, root, "system", "df"), "\n\n", 2)[0])
+	if rows[0][2] != "1" || rows[0][4] != "0B (0%)" || rows[1][2] != "1" || rows[2][2] != "5" {
+		t.Errorf("df %q: want the image, the mount and 5 layers active, nothing reclaimable", rows)
+	}
+	r := runStrata(t, root, "", "rmi", "demo")
+	if r.code != 1 || r.stderr != "Error: conflict: unable to delete demo (must be forced) - image is in use by the mount at "+m.Dir+"\n" {
+		t.Errorf("rmi: code %d, stderr %q", r.code, r.stderr)
+	}
+	if out := mustRun(t, root, "image", "prune", "-a", "-f"); out != "Total reclaimed space: 0B\n" {
+		t.Errorf("prune -a printed %q", out)
+	}
+	if out := mustRun(t, root, "gc"); out != "Total reclaimed space: 0B\n" {
+		t.Errorf("gc printed %q", out)
+	}
+	if got := imageNames(t, root); got != "demo:latest" {
+		t.Errorf("images %q", got)
+	}
+}
+
+func TestDetachFUSE_NotMounted(t *testing.T) {
+	n, err := detachFUSE(t.TempDir())
+	if n != 0 || err != nil {
+		t.Errorf("detachFUSE of a plain directory: %d, %v", n, err)
+	}
+}
+
+func TestParseMountinfo(t *testing.T) {
+	data := []byte(`22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+35 22 0:31 / /tmp/with\040space rw,nosuid,nodev,relatime shared:20 - fuse.strata strata rw,user_id=0,group_id=0
+36 22 0:32 / /mnt/plain rw,relatime - fuse demo rw
+37 22 0:33 / /mnt/back\134slash rw master:1 propagation:x - tmpfs tmpfs rw
+garbage line
+`)
+	got := parseMountinfo(data)
+	want := []mountEntry{
+		{Dir: "/", FSType: "ext4"},
+		{Dir: "/tmp/with space", FSType: "fuse.strata"},
+		{Dir: "/mnt/plain", FSType: "fuse"},
+		{Dir: `/mnt/back\slash`, FSType: "tmpfs"},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
+	for fstype, fuse := range map[string]bool{"fuse": true, "fuse.strata": true, "fuseblk": false, "ext4": false} {
+		if isFUSE(fstype) != fuse {
+			t.Errorf("isFUSE(%q) = %v", fstype, !fuse)
+		}
+	}
+}
