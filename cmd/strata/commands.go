@@ -11,6 +11,7 @@ func subcommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{
 		newLoadCmd(g),
 		newImportCmd(g),
+		newSaveCmd(g),
 		newImageCmd(g),
 		newImagesCmd(g),
 		newRmiCmd(g),
