@@ -35,7 +35,7 @@ type layerRecord struct {
 	BlobDigests []digest.Digest `json:"blobDigests,omitempty"` // compressed digests seen for it
 	Compression string          `json:"compression"`           // of the first blob seen
 	TarSize     int64           `json:"tarSize"`               // uncompressed tar bytes
-	Size        int64           `json:"size"`                  // bytes of regular-file content, as docker counts
+	Size        int64           `json:"size"`                  // bytes of file contents and symlink targets, as docker counts
 	Entries     int             `json:"entries"`
 	Created     time.Time       `json:"created"`
 }
@@ -309,6 +309,7 @@ func (s *Store) readTar(ctx context.Context, sp *splitter, st *staging, ing *ing
 			case tar.TypeSymlink:
 				e.Type = TypeSymlink
 				e.Link = hdr.Linkname
+				ing.rec.Size += int64(len(e.Link)) // as du and docker count a symlink
 				if strings.IndexByte(e.Link, 0) >= 0 || e.Link == "" {
 					return fmt.Errorf("tar entry %q: bad symlink target: %w", hdr.Name, ErrInvalid)
 				}
