@@ -21,6 +21,7 @@ func subcommands(g *globals) []*cobra.Command {
 		newSystemCmd(g),
 		newCheckCmd(g),
 		newGCCmd(g),
+		newBenchCmd(g),
 	}
 }
 

@@ -1,0 +1,345 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Contender names.
+const (
+	Native        = "native"
+	Overlayfs     = "overlayfs"
+	FuseOverlayfs = "fuse-overlayfs"
+	Strata        = "strata"
+)
+
+// AllContenders is every contender, in table order.
+var AllContenders = []string{Native, Overlayfs, FuseOverlayfs, Strata}
+
+// contender is one way of showing an image's layers as a directory.
+type contender struct {
+	name string
+	// why is non-empty when the contender cannot run here.
+	why string
+	// prepare does untimed per-image work (strata loads the image).
+	prepare func(ctx context.Context, img *ImageData) error
+	// mount shows img at a new root. Its duration is the mount time.
+	mount func(ctx context.Context, img *ImageData) (*mounted, error)
+}
+
+// mounted is a live root of a contender.
+type mounted struct {
+	root string
+	// fresh brings the root back to its state right after mount (empty
+	// upper); the harness calls it before workloads that write.
+	fresh func(ctx context.Context) error
+	// unmount undoes the mount; called exactly once.
+	unmount func() error
+	// profile starts (file != "") or stops (file == "") a CPU profile of
+	// the server; nil for contenders without one.
+	profile func(file string) error
+	// note describes how the mount runs (passthrough, options).
+	note string
+}
+
+// mountSet remembers live mounts so that every one is undone.
+type mountSet struct {
+	mu   sync.Mutex
+	live map[*mounted]bool
+}
+
+func (s *mountSet) add(m *mounted) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.live == nil {
+		s.live = map[*mounted]bool{}
+	}
+	s.live[m] = true
+}
+
+// release unmounts m and forgets it.
+func (s *mountSet) release(m *mounted) error {
+	s.mu.Lock()
+	live := s.live[m]
+	delete(s.live, m)
+	s.mu.Unlock()
+	if !live {
+		return nil
+	}
+	return m.unmount()
+}
+
+// releaseAll unmounts every live mount.
+func (s *mountSet) releaseAll() error {
+	s.mu.Lock()
+	ms := make([]*mounted, 0, len(s.live))
+	for m := range s.live {
+		ms = append(ms, m)
+	}
+	s.mu.Unlock()
+	var errs []error
+	for _, m := range ms {
+		errs = append(errs, s.release(m))
+	}
+	return errors.Join(errs...)
+}
+
+// newNative is the plain directory holding the merged tree. Mount, fresh
+// and unmount undo what the writing workloads change: the big file's size
+// and mode, and the write-heavy directory.
+func newNative(ds *Dataset) *contender {
+	return &contender{
+		name:    Native,
+		prepare: func(context.Context, *ImageData) error { return nil },
+		mount: func(_ context.Context, img *ImageData) (*mounted, error) {
+			if img.Merged == "" {
+				return nil, fmt.Errorf("%s has no merged tree", img.Name)
+			}
+			root := img.Merged
+			restore := func(context.Context) error {
+				if img != ds.Main {
+					return nil
+				}
+				big := filepath.Join(root, ds.BigFile)
+				return errors.Join(os.Truncate(big, ds.Spec.BigSize), os.Chmod(big, 0o644), os.RemoveAll(filepath.Join(root, writeDir)))
+			}
+			// A run that was killed may have left its changes.
+			if err := restore(context.Background()); err != nil {
+				return nil, err
+			}
+			return &mounted{
+				root:    root,
+				fresh:   restore,
+				unmount: func() error { return restore(context.Background()) },
+				note:    "plain directory on the work directory's file system",
+			}, nil
+		},
+	}
+}
+
+// dirCounter names mount directories uniquely within a run.
+type dirCounter struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (c *dirCounter) next(runDir, name string) (string, error) {
+	c.mu.Lock()
+	c.n++
+	n := c.n
+	c.mu.Unlock()
+	d := filepath.Join(runDir, fmt.Sprintf("%s-%d", name, n))
+	for _, sub := range []string{"mnt", "upper", "work"} {
+		if err := os.MkdirAll(filepath.Join(d, sub), 0o755); err != nil {
+			return "", err
+		}
+	}
+	return d, nil
+}
+
+// newOverlay is kernel overlayfs (fuse == false) or fuse-overlayfs.
+func newOverlay(runDir string, fuse bool, dirs *dirCounter) *contender {
+	c := &contender{name: Overlayfs, prepare: func(context.Context, *ImageData) error { return nil }}
+	mountFn := mountOverlay
+	if fuse {
+		c.name = FuseOverlayfs
+		mountFn = mountFuseOverlayfs
+		if _, err := exec.LookPath("fuse-overlayfs"); err != nil {
+			c.why = "fuse-overlayfs is not installed (apt-get install fuse-overlayfs)"
+		}
+	}
+	if os.Geteuid() != 0 && !fuse {
+		c.why = "kernel overlayfs needs root here"
+	}
+	c.mount = func(ctx context.Context, img *ImageData) (*mounted, error) {
+		d, err := dirs.next(runDir, c.name)
+		if err != nil {
+			return nil, err
+		}
+		mnt, upper, work := filepath.Join(d, "mnt"), filepath.Join(d, "upper"), filepath.Join(d, "work")
+		lowers := slices.Clone(img.LayerDirs)
+		slices.Reverse(lowers) // overlayfs names the top layer first
+		if err := mountFn(ctx, lowers, upper, work, mnt); err != nil {
+			return nil, err
+		}
+		m := &mounted{root: mnt, note: "lowerdir, upperdir, workdir; default options"}
+		m.unmount = func() error {
+			err := unmountDir(mnt)
+			return errors.Join(err, os.RemoveAll(d))
+		}
+		m.fresh = func(ctx context.Context) error {
+			if err := unmountDir(mnt); err != nil {
+				return err
+			}
+			for _, p := range []string{upper, work} {
+				if err := os.RemoveAll(p); err != nil {
+					return err
+				}
+				if err := os.Mkdir(p, 0o755); err != nil {
+					return err
+				}
+			}
+			return mountFn(ctx, lowers, upper, work, mnt)
+		}
+		return m, nil
+	}
+	return c
+}
+
+// mountOverlay mounts kernel overlayfs with the new mount API, one
+// "lowerdir+" per layer, so that the layer count and not the length of an
+// option string is what limits depth; mount(2) is the fallback for kernels
+// without it.
+func mountOverlay(_ context.Context, lowers []string, upper, work, mnt string) error {
+	err := fsmountOverlay(lowers, upper, work, mnt)
+	if errors.Is(err, unix.ENOSYS) {
+		opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(lowers, ":"), upper, work)
+		err = unix.Mount("overlay", mnt, "overlay", 0, opts)
+	}
+	if err != nil {
+		return fmt.Errorf("mount overlayfs of %d layers: %w", len(lowers), err)
+	}
+	return nil
+}
+
+func fsmountOverlay(lowers []string, upper, work, mnt string) error {
+	fd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	set := func(k, v string) error {
+		if err := unix.FsconfigSetString(fd, k, v); err != nil {
+			return fmt.Errorf("%s=%s: %w%s", k, v, err, fsLog(fd))
+		}
+		return nil
+	}
+	if err := set("source", "overlay"); err != nil {
+		return err
+	}
+	for _, l := range lowers {
+		if err := set("lowerdir+", l); err != nil {
+			return err
+		}
+	}
+	if err := set("upperdir", upper); err != nil {
+		return err
+	}
+	if err := set("workdir", work); err != nil {
+		return err
+	}
+	if err := unix.FsconfigCreate(fd); err != nil {
+		return fmt.Errorf("create: %w%s", err, fsLog(fd))
+	}
+	mfd, err := unix.Fsmount(fd, unix.FSMOUNT_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("fsmount: %w%s", err, fsLog(fd))
+	}
+	defer unix.Close(mfd)
+	return unix.MoveMount(mfd, "", unix.AT_FDCWD, mnt, unix.MOVE_MOUNT_F_EMPTY_PATH)
+}
+
+// fsLog reads the kernel's messages about a failed fsconfig.
+func fsLog(fd int) string {
+	var msgs []string
+	buf := make([]byte, 512)
+	for {
+		n, err := unix.Read(fd, buf)
+		if err != nil || n <= 0 {
+			break
+		}
+		msgs = append(msgs, string(buf[:n]))
+	}
+	if len(msgs) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(msgs, "; ") + ")"
+}
+
+func mountFuseOverlayfs(ctx context.Context, lowers []string, upper, work, mnt string) error {
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(lowers, ":"), upper, work)
+	// Without -f it daemonizes once the mount is ready.
+	out, err := exec.CommandContext(ctx, "fuse-overlayfs", "-o", opts, mnt).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("fuse-overlayfs of %d layers: %w: %s", len(lowers), err, lastLine(out))
+	}
+	return nil
+}
+
+func lastLine(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	return s
+}
+
+// unmountDir unmounts mnt, retrying while it is busy, and detaches it
+// lazily as the last resort so that nothing stays mounted.
+func unmountDir(mnt string) error {
+	var err error
+	for i := 0; i < 50; i++ {
+		err = unix.Unmount(mnt, 0)
+		if err == nil || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+			return nil // EINVAL: not a mount point (any more)
+		}
+		if !errors.Is(err, unix.EBUSY) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err2 := unix.Unmount(mnt, unix.MNT_DETACH); err2 == nil {
+		return fmt.Errorf("unmount %s: %w (detached lazily)", mnt, err)
+	}
+	return fmt.Errorf("unmount %s: %w", mnt, err)
+}
+
+// mountsUnder lists mount points at or below dir, deepest first.
+func mountsUnder(dir string) ([]string, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		mp := unescapeMountinfo(f[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			out = append(out, mp)
+		}
+	}
+	slices.SortFunc(out, func(a, b string) int { return len(b) - len(a) })
+	return out, nil
+}
+
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var v int
+			if _, err := fmt.Sscanf(s[i+1:i+4], "%o", &v); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}

@@ -1,0 +1,482 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Config configures a run.
+type Config struct {
+	// Dir is the work directory: the dataset, the stores, the mounts.
+	// Default /var/tmp/strata-bench.
+	Dir string
+	// Spec sizes the data. Default FullSpec().
+	Spec Spec
+	// Reps is how many times each cell is measured. Default 5.
+	Reps int
+	// Only limits the run to these workloads (AllWorkloads names). Default
+	// all.
+	Only []string
+	// Contenders to run. Default AllContenders.
+	Contenders []string
+	// Self is the command line that runs Serve with its flags appended
+	// (the CLI passes its own binary and "bench serve"). Without it the
+	// strata column says why it is missing.
+	Self []string
+	// RandOps is how many random reads rand-read makes. Default 65536.
+	RandOps int
+	// CPUProfile, when set, is a file name prefix: the strata server writes
+	// PREFIX-<workload>.pprof for every main and depth workload.
+	CPUProfile string
+	// Command is recorded in the report as the command that ran.
+	Command string
+	// Log receives progress lines. Default: discard.
+	Log io.Writer
+}
+
+func (c *Config) defaults() {
+	if c.Dir == "" {
+		c.Dir = "/var/tmp/strata-bench"
+	}
+	if c.Spec.Files == 0 {
+		c.Spec = FullSpec()
+	}
+	if c.Reps <= 0 {
+		c.Reps = 5
+	}
+	if len(c.Contenders) == 0 {
+		c.Contenders = AllContenders
+	}
+	if c.RandOps <= 0 {
+		c.RandOps = 65536
+	}
+	if c.Log == nil {
+		c.Log = io.Discard
+	}
+}
+
+func (c *Config) wants(workload string) bool {
+	return len(c.Only) == 0 || slices.Contains(c.Only, workload)
+}
+
+// runner is the state of one run.
+type runner struct {
+	cfg    Config
+	ds     *Dataset
+	rp     *Report
+	mounts mountSet
+	dirs   dirCounter
+	runDir string
+	cs     []*contender
+	// dropWhy is why cold cells cannot run ("" when they can).
+	dropWhy string
+	start   time.Time
+}
+
+func (r *runner) logf(format string, args ...any) {
+	fmt.Fprintf(r.cfg.Log, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// Run runs the benchmark and returns its report. Every mount it made is
+// undone before it returns, also on error and on cancellation.
+func Run(ctx context.Context, cfg Config) (rp *Report, err error) {
+	cfg.defaults()
+	for _, w := range cfg.Only {
+		if !slices.Contains(AllWorkloads, w) {
+			return nil, fmt.Errorf("unknown workload %q (have %s)", w, strings.Join(AllWorkloads, ", "))
+		}
+	}
+	for _, c := range cfg.Contenders {
+		if !slices.Contains(AllContenders, c) {
+			return nil, fmt.Errorf("unknown contender %q (have %s)", c, strings.Join(AllContenders, ", "))
+		}
+	}
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Dir = dir
+	r := &runner{cfg: cfg, rp: &Report{}, runDir: filepath.Join(dir, "run"), start: time.Now()}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	// Mounts a killed run left behind.
+	stale, err := mountsUnder(dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range stale {
+		r.logf("detaching a stale mount %s", m)
+		if err := unmountDir(m); err != nil {
+			r.logf("%v", err)
+		}
+	}
+	if err := os.RemoveAll(r.runDir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(r.runDir, 0o755); err != nil {
+		return nil, err
+	}
+	defer func() {
+		err = errors.Join(err, r.mounts.releaseAll())
+		if left, _ := mountsUnder(r.runDir); len(left) > 0 {
+			err = errors.Join(err, fmt.Errorf("mounts left behind: %s", strings.Join(left, ", ")))
+		} else if os.Getenv("STRATA_BENCH_KEEP") == "" {
+			err = errors.Join(err, os.RemoveAll(r.runDir))
+		}
+	}()
+	if r.ds, err = BuildDataset(dir, cfg.Spec, r.logf); err != nil {
+		return nil, err
+	}
+	r.dropWhy = canDropCaches()
+	r.rp.Meta = collectMeta(cfg, r.ds)
+	r.cs = r.contenders()
+	for _, c := range r.cs {
+		if c.why != "" {
+			r.rp.Meta.Contenders[c.name] = "unavailable: " + c.why
+			r.logf("%s: unavailable: %s", c.name, c.why)
+		}
+	}
+
+	steps := []struct {
+		name string
+		run  func(ctx context.Context) error
+	}{
+		{"main", r.mainSuite},
+		{WDepth, r.depthSuite},
+		{WImport, r.importSuite},
+		{WDisk, r.diskSuite},
+	}
+	for _, s := range steps {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := s.run(ctx); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.name, err)
+		}
+	}
+	r.rp.Meta.Elapsed = time.Since(r.start).Seconds()
+	r.rp.Finish()
+	return r.rp, nil
+}
+
+func (r *runner) contenders() []*contender {
+	var cs []*contender
+	for _, name := range r.cfg.Contenders {
+		switch name {
+		case Native:
+			cs = append(cs, newNative(r.ds))
+		case Overlayfs:
+			cs = append(cs, newOverlay(r.runDir, false, &r.dirs))
+		case FuseOverlayfs:
+			cs = append(cs, newOverlay(r.runDir, true, &r.dirs))
+		case Strata:
+			cs = append(cs, newStrata(r.runDir, filepath.Join(r.runDir, "store"), r.cfg.Self, &r.dirs, r.logf))
+		}
+	}
+	return cs
+}
+
+// rotate returns xs rotated left by k.
+func rotate[T any](xs []T, k int) []T {
+	if len(xs) == 0 {
+		return xs
+	}
+	k %= len(xs)
+	return append(slices.Clone(xs[k:]), xs[:k]...)
+}
+
+// live is a contender's mount of the image a suite works on, or why there
+// is none.
+type live struct {
+	c   *contender
+	m   *mounted
+	why string
+	err string
+}
+
+// mountAll prepares and mounts img for every contender.
+func (r *runner) mountAll(ctx context.Context, img *ImageData) []*live {
+	var ls []*live
+	for _, c := range r.cs {
+		l := &live{c: c, why: c.why}
+		ls = append(ls, l)
+		if l.why != "" {
+			continue
+		}
+		if err := c.prepare(ctx, img); err != nil {
+			l.err = err.Error()
+			r.logf("%s: %v", c.name, err)
+			continue
+		}
+		m, err := c.mount(ctx, img)
+		if err != nil {
+			l.err = err.Error()
+			r.logf("%s: %v", c.name, err)
+			continue
+		}
+		r.mounts.add(m)
+		l.m = m
+		if _, ok := r.rp.Meta.Contenders[c.name]; !ok {
+			r.rp.Meta.Contenders[c.name] = m.note
+		}
+	}
+	return ls
+}
+
+func (r *runner) unmountAll(ls []*live) error {
+	var errs []error
+	for _, l := range ls {
+		if l.m != nil {
+			errs = append(errs, r.mounts.release(l.m))
+			l.m = nil
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// cell collects the samples of one contender in one row.
+type cell struct {
+	res  Result
+	dead bool // failed or skipped: no more repetitions
+}
+
+// measure runs w Reps times on every live mount, contenders interleaved.
+func (r *runner) measure(ctx context.Context, w Workload, ls []*live) error {
+	cells := make([]*cell, len(ls))
+	for i, l := range ls {
+		cells[i] = &cell{res: Result{Workload: w.Name, Case: w.Case, Contender: l.c.name, Unit: UnitSeconds}}
+		switch {
+		case l.why != "":
+			cells[i].res.Skip, cells[i].dead = l.why, true
+		case l.err != "":
+			cells[i].res.Err, cells[i].dead = l.err, true
+		case w.Cold && r.dropWhy != "":
+			cells[i].res.Skip, cells[i].dead = r.dropWhy, true
+		}
+	}
+	r.logf("%s: %s", w.Key(), w.Desc)
+	fail := func(c *cell, err error) {
+		c.res.Err, c.dead = err.Error(), true
+		r.logf("  %s: %v", c.res.Contender, err)
+	}
+	if !w.Cold && !w.Fresh {
+		for i, l := range ls {
+			if cells[i].dead {
+				continue
+			}
+			if _, err := w.Run(ctx, l.m.root); err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				fail(cells[i], fmt.Errorf("warm-up: %w", err))
+			}
+		}
+	}
+	var prof *live
+	for _, l := range ls {
+		if l.m != nil && l.m.profile != nil && r.cfg.CPUProfile != "" && !w.Fresh {
+			prof = l
+			if err := l.m.profile(r.profileFile(w)); err != nil {
+				r.logf("  profile: %v", err)
+				prof = nil
+			}
+		}
+	}
+	idx := make([]int, len(ls))
+	for i := range idx {
+		idx[i] = i
+	}
+	for rep := 0; rep < r.cfg.Reps; rep++ {
+		for _, i := range rotate(idx, rep) {
+			c, l := cells[i], ls[i]
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if c.dead {
+				continue
+			}
+			if w.Fresh {
+				if err := l.m.fresh(ctx); err != nil {
+					fail(c, fmt.Errorf("fresh mount: %w", err))
+					continue
+				}
+			}
+			if w.Cold {
+				if err := dropCaches(); err != nil {
+					return err
+				}
+			}
+			profiling := w.Fresh && l.m.profile != nil && r.cfg.CPUProfile != ""
+			if profiling {
+				if err := l.m.profile(r.profileFile(w)); err != nil {
+					r.logf("  profile: %v", err)
+					profiling = false
+				}
+			}
+			d, err := w.Run(ctx, l.m.root)
+			if profiling {
+				if err := l.m.profile(""); err != nil {
+					r.logf("  profile: %v", err)
+				}
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err != nil {
+				fail(c, err)
+				continue
+			}
+			c.res.Samples = append(c.res.Samples, d.Seconds())
+		}
+	}
+	if prof != nil {
+		if err := prof.m.profile(""); err != nil {
+			r.logf("  profile: %v", err)
+		}
+	}
+	for _, c := range cells {
+		if c.res.Err != "" {
+			c.res.Samples = nil // a cell that failed once is not a measurement
+		}
+		r.rp.add(c.res)
+		if c.res.Err == "" && c.res.Skip == "" {
+			st := Summarize(c.res.Samples)
+			r.logf("  %-15s %10s ±%.0f%%", c.res.Contender, fmtDur(st.Median), st.Spread*100)
+		}
+	}
+	r.rp.describe(w.Key(), w.Desc)
+	return nil
+}
+
+func (r *runner) profileFile(w Workload) string {
+	name := strings.NewReplacer("/", "-", " ", "-", "=", "").Replace(w.Key())
+	return fmt.Sprintf("%s-%s.pprof", r.cfg.CPUProfile, name)
+}
+
+func (r *runner) mainSuite(ctx context.Context) error {
+	var ws []Workload
+	for _, w := range mainWorkloads(r.ds, r.cfg.RandOps) {
+		if r.cfg.wants(w.Name) {
+			ws = append(ws, w)
+		}
+	}
+	if len(ws) == 0 {
+		return nil
+	}
+	ls := r.mountAll(ctx, r.ds.Main)
+	defer r.unmountAll(ls)
+	for _, w := range ws {
+		if err := r.measure(ctx, w, ls); err != nil {
+			return err
+		}
+	}
+	return r.unmountAll(ls)
+}
+
+// depthSuite mounts the same tree made of 1 to 500 layers: each repetition
+// times the mount, warms the caches with one walk and times a second.
+func (r *runner) depthSuite(ctx context.Context) error {
+	if !r.cfg.wants(WDepth) {
+		return nil
+	}
+	want := r.ds.DeepEntries + 1
+	for di, n := range r.ds.Spec.Depths {
+		img := r.ds.Deep[di]
+		mountKey := fmt.Sprintf("mount layers=%d", n)
+		walkKey := fmt.Sprintf("walk layers=%d", n)
+		r.logf("%s: the same %d entries in %d layers", WDepth, want, n)
+		type dcell struct {
+			mount, walk Result
+			dead        bool
+		}
+		cells := make([]*dcell, len(r.cs))
+		for i, c := range r.cs {
+			dc := &dcell{mount: Result{Workload: WDepth, Case: mountKey, Contender: c.name, Unit: UnitSeconds},
+				walk: Result{Workload: WDepth, Case: walkKey, Contender: c.name, Unit: UnitSeconds}}
+			cells[i] = dc
+			switch {
+			case c.why != "":
+				dc.mount.Skip, dc.walk.Skip, dc.dead = c.why, c.why, true
+			case c.name == Native:
+				dc.mount.Skip = "a plain directory needs no mount"
+			}
+			if dc.dead {
+				continue
+			}
+			if err := c.prepare(ctx, img); err != nil {
+				dc.mount.Err, dc.walk.Err, dc.dead = err.Error(), err.Error(), true
+			}
+		}
+		idx := make([]int, len(r.cs))
+		for i := range idx {
+			idx[i] = i
+		}
+		for rep := 0; rep < r.cfg.Reps; rep++ {
+			for _, i := range rotate(idx, rep) {
+				c, dc := r.cs[i], cells[i]
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				if dc.dead {
+					continue
+				}
+				t0 := time.Now()
+				m, err := c.mount(ctx, img)
+				took := time.Since(t0)
+				if err != nil {
+					msg := "cannot mount: " + err.Error()
+					dc.mount.Err, dc.walk.Err, dc.dead = msg, msg, true
+					r.logf("  %s: %s", c.name, msg)
+					continue
+				}
+				r.mounts.add(m)
+				if c.name != Native {
+					dc.mount.Samples = append(dc.mount.Samples, took.Seconds())
+				}
+				prof := rep == 0 && m.profile != nil && r.cfg.CPUProfile != ""
+				err = statWalk(ctx, m.root, want)
+				if err == nil {
+					if prof {
+						prof = m.profile(r.profileFile(Workload{Name: WDepth, Case: walkKey})) == nil
+					}
+					var d time.Duration
+					d, err = timed(func() error { return statWalk(ctx, m.root, want) })
+					dc.walk.Samples = append(dc.walk.Samples, d.Seconds())
+					if prof {
+						m.profile("")
+					}
+				}
+				if uerr := r.mounts.release(m); uerr != nil && err == nil {
+					err = uerr
+				}
+				if err != nil {
+					dc.walk.Err, dc.dead = err.Error(), true
+					r.logf("  %s: %v", c.name, err)
+				}
+			}
+		}
+		for _, dc := range cells {
+			for _, res := range []Result{dc.mount, dc.walk} {
+				if res.Err != "" {
+					res.Samples = nil
+				}
+				r.rp.add(res)
+				if res.Err == "" && res.Skip == "" {
+					st := Summarize(res.Samples)
+					r.logf("  %-15s %-18s %10s ±%.0f%%", res.Contender, res.Case, fmtDur(st.Median), st.Spread*100)
+				}
+			}
+		}
+		r.rp.describe(WDepth+"/"+mountKey, fmt.Sprintf("mount the %d-entry tree made of %d layers (strata: server start, tree load, FUSE mount)", want, n))
+		r.rp.describe(WDepth+"/"+walkKey, "warm stat walk of it")
+	}
+	return nil
+}

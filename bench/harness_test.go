@@ -1,0 +1,173 @@
+package bench
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// serveEnv makes the test binary a strata server (Serve) instead of running
+// tests, so that the harness can start the strata contender without the CLI.
+const serveEnv = "STRATA_BENCH_TEST_SERVE"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(serveEnv) == "1" {
+		os.Exit(serveMain(os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+func serveMain(args []string) int {
+	var o ServeOptions
+	fl := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fl.StringVar(&o.Store, "store", "", "")
+	fl.StringVar(&o.Image, "image", "", "")
+	fl.StringVar(&o.Dir, "dir", "", "")
+	fl.StringVar(&o.Upper, "upper", "", "")
+	if err := fl.Parse(args); err != nil {
+		return 2
+	}
+	o.In, o.Out = os.Stdin, os.Stdout
+	if err := Serve(context.Background(), o); err != nil {
+		fmt.Fprintln(os.Stderr, "serve:", err)
+		return 1
+	}
+	return 0
+}
+
+// tinySpec is a dataset that a test generates in a second or two.
+func tinySpec() Spec {
+	return Spec{Seed: 7, Files: 300, Dirs: 12, Layers: 3, BigSize: 4 << 20, Depths: []int{1, 3}, WriteFiles: 40, DiskImages: 2, AppFiles: 30}
+}
+
+// testLog collects the harness's progress lines and can call a hook on each.
+type testLog struct {
+	t    *testing.T
+	mu   sync.Mutex
+	hook func(line string)
+}
+
+func (l *testLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	line := strings.TrimRight(string(p), "\n")
+	l.t.Log(line)
+	if l.hook != nil {
+		l.hook(line)
+	}
+	return len(p), nil
+}
+
+// testContenders is native and kernel overlayfs, and strata served by this
+// test binary when the machine allows FUSE mounts.
+func testContenders(t *testing.T) ([]string, []string) {
+	cs := []string{Native, Overlayfs}
+	var self []string
+	if os.Geteuid() == 0 {
+		if _, err := os.Stat("/dev/fuse"); err == nil {
+			cs = append(cs, Strata)
+			t.Setenv(serveEnv, "1") // inherited by the server child only matters there
+			self = []string{os.Args[0]}
+		}
+	}
+	return cs, self
+}
+
+func TestRun_Quick(t *testing.T) {
+	dir := t.TempDir()
+	cs, self := testContenders(t)
+	rp, err := Run(context.Background(), Config{Dir: dir, Spec: tinySpec(), Reps: 2, RandOps: 256, Contenders: cs, Self: self, Log: &testLog{t: t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkNoMounts(t, dir)
+	if _, err := os.Stat(filepath.Join(dir, "run")); !os.IsNotExist(err) {
+		t.Errorf("the run directory is still there: %v", err)
+	}
+	rows := map[string]bool{}
+	for _, r := range rp.Results {
+		rows[r.Key()] = true
+		switch {
+		case r.Contender == Overlayfs && (r.Err != "" || r.Skip != ""):
+			// Kernel overlayfs may be missing here (not root, a kernel
+			// without it, a file system it cannot use as upper).
+			t.Logf("overlayfs %s: not measured: %s%s", r.Key(), r.Skip, r.Err)
+		case r.Err != "":
+			t.Errorf("%s %s failed: %s", r.Key(), r.Contender, r.Err)
+		case r.Skip != "":
+			t.Logf("%s %s skipped: %s", r.Key(), r.Contender, r.Skip)
+		case r.Stats == nil || r.Stats.N != len(r.Samples):
+			t.Errorf("%s %s: stats %+v for %d samples", r.Key(), r.Contender, r.Stats, len(r.Samples))
+		case r.Unit == UnitSeconds && r.Stats.N != 2:
+			t.Errorf("%s %s: %d samples, want 2", r.Key(), r.Contender, r.Stats.N)
+		}
+	}
+	for _, w := range []string{"stat-walk/warm", "ls-lR/warm", "read-small/warm", "seq-read/warm", "rand-read/warm", "append/1 byte",
+		"chmod/0600", "write-small/create", "depth/walk layers=3", "import/3 layers", "disk/2 images"} {
+		if !rows[w] {
+			t.Errorf("no row %s", w)
+		}
+	}
+	if r := rp.find("stat-walk/warm", Native); r == nil || r.VsNative == nil || *r.VsNative != 1 {
+		t.Errorf("native's ratio to itself: %+v", r)
+	}
+	if len(rp.Goals) == 0 {
+		t.Error("no goals")
+	}
+	// A second run reuses the dataset.
+	var reused bool
+	log := &testLog{t: t, hook: func(l string) { reused = reused || strings.Contains(l, "dataset: reusing") }}
+	if _, err := Run(context.Background(), Config{Dir: dir, Spec: tinySpec(), Reps: 1, Only: []string{WStatWalk}, Contenders: []string{Native}, Log: log}); err != nil {
+		t.Fatal(err)
+	}
+	if !reused {
+		t.Error("the second run generated the dataset again")
+	}
+}
+
+// TestRun_Cancel cancels a run in the middle of a workload and checks that
+// it returns the cancellation and leaves no mount behind.
+func TestRun_Cancel(t *testing.T) {
+	dir := t.TempDir()
+	cs, self := testContenders(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := &testLog{t: t, hook: func(l string) {
+		if strings.Contains(l, WReadSmall+"/warm") {
+			cancel()
+		}
+	}}
+	_, err := Run(ctx, Config{Dir: dir, Spec: tinySpec(), Reps: 2, Contenders: cs, Self: self, Log: log})
+	if err == nil || ctx.Err() == nil {
+		t.Fatalf("Run returned %v after cancel", err)
+	}
+	checkNoMounts(t, dir)
+}
+
+func TestRun_BadConfig(t *testing.T) {
+	for _, cfg := range []Config{
+		{Dir: t.TempDir(), Only: []string{"nope"}},
+		{Dir: t.TempDir(), Contenders: []string{"zfs"}},
+	} {
+		if _, err := Run(context.Background(), cfg); err == nil {
+			t.Errorf("Run(%+v) did not fail", cfg)
+		}
+	}
+}
+
+func checkNoMounts(t *testing.T, dir string) {
+	t.Helper()
+	left, err := mountsUnder(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range left {
+		t.Errorf("left mounted: %s", m)
+		unmountDir(m)
+	}
+}

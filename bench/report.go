@@ -1,0 +1,412 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Units of a Result.
+const (
+	UnitSeconds = "s"
+	UnitBytes   = "bytes"
+)
+
+// Result is one cell: a contender on one case of a workload.
+type Result struct {
+	Workload  string `json:"workload"`
+	Case      string `json:"case"`
+	Contender string `json:"contender"`
+	// Label says what ran when that is not the contender's mount (import:
+	// "tar -x"; disk: "a directory per layer").
+	Label   string    `json:"label,omitempty"`
+	Unit    string    `json:"unit"`
+	Samples []float64 `json:"samples,omitempty"`
+	Stats   *Stats    `json:"stats,omitempty"`
+	// VsNative and VsOverlayfs are Median over the median of native and of
+	// kernel overlayfs in the same row; nil where either is missing.
+	VsNative    *float64 `json:"vsNative,omitempty"`
+	VsOverlayfs *float64 `json:"vsOverlayfs,omitempty"`
+	// Skip says why the cell was not measured; Err that it failed.
+	Skip string `json:"skip,omitempty"`
+	Err  string `json:"error,omitempty"`
+}
+
+// Key is the row of the cell: "stat-walk/cold".
+func (r *Result) Key() string { return r.Workload + "/" + r.Case }
+
+// Median of the cell, NaN when not measured.
+func (r *Result) Median() float64 {
+	if r.Stats == nil {
+		return math.NaN()
+	}
+	return r.Stats.Median
+}
+
+// Meta describes the run.
+type Meta struct {
+	Date       time.Time         `json:"date"`
+	Command    string            `json:"command"`
+	Kernel     string            `json:"kernel"`
+	CPU        string            `json:"cpu"`
+	CPUs       int               `json:"cpus"`
+	Memory     string            `json:"memory"`
+	GoVersion  string            `json:"goVersion"`
+	Revision   string            `json:"revision,omitempty"`
+	Reps       int               `json:"reps"`
+	Spec       Spec              `json:"spec"`
+	Dir        string            `json:"dir"`
+	FS         string            `json:"fs"`
+	Tools      map[string]string `json:"tools,omitempty"`
+	Contenders map[string]string `json:"contenders,omitempty"` // name -> how it ran, or why not
+	Elapsed    float64           `json:"elapsedSeconds"`
+}
+
+// Goal is a target the issue set for strata, checked against this run.
+type Goal struct {
+	Name string `json:"name"`
+	Want string `json:"want"`
+	Got  string `json:"got"`
+	// Met is nil when the run did not measure it.
+	Met *bool `json:"met,omitempty"`
+}
+
+// RowInfo describes a row of the table.
+type RowInfo struct {
+	Key  string `json:"key"`
+	Desc string `json:"desc,omitempty"`
+}
+
+// Report is the outcome of a run.
+type Report struct {
+	Meta    Meta      `json:"meta"`
+	Rows    []RowInfo `json:"rows"`
+	Results []Result  `json:"results"`
+	Goals   []Goal    `json:"goals"`
+}
+
+func (rp *Report) add(r Result) {
+	if len(r.Samples) > 0 {
+		st := Summarize(r.Samples)
+		r.Stats = &st
+	}
+	if !slices.ContainsFunc(rp.Rows, func(ri RowInfo) bool { return ri.Key == r.Key() }) {
+		rp.Rows = append(rp.Rows, RowInfo{Key: r.Key()})
+	}
+	rp.Results = append(rp.Results, r)
+}
+
+func (rp *Report) describe(key, desc string) {
+	for i := range rp.Rows {
+		if rp.Rows[i].Key == key {
+			if rp.Rows[i].Desc == "" {
+				rp.Rows[i].Desc = desc
+			}
+			return
+		}
+	}
+	rp.Rows = append(rp.Rows, RowInfo{Key: key, Desc: desc})
+}
+
+// find returns the cell of contender in row key.
+func (rp *Report) find(key, contender string) *Result {
+	for i := range rp.Results {
+		if rp.Results[i].Key() == key && rp.Results[i].Contender == contender {
+			return &rp.Results[i]
+		}
+	}
+	return nil
+}
+
+// Finish computes the ratios and the goals.
+func (rp *Report) Finish() {
+	for i := range rp.Results {
+		r := &rp.Results[i]
+		r.VsNative, r.VsOverlayfs = nil, nil
+		if n := rp.find(r.Key(), Native); n != nil {
+			r.VsNative = ratioPtr(r.Median(), n.Median())
+		}
+		if o := rp.find(r.Key(), Overlayfs); o != nil {
+			r.VsOverlayfs = ratioPtr(r.Median(), o.Median())
+		}
+	}
+	rp.Goals = rp.goals()
+}
+
+func ratioPtr(a, b float64) *float64 {
+	v := Ratio(a, b)
+	if math.IsNaN(v) {
+		return nil
+	}
+	return &v
+}
+
+func (rp *Report) goals() []Goal {
+	var out []Goal
+	ratio := func(name, key, want string, vs func(*Result) *float64, ok func(float64) bool) {
+		g := Goal{Name: name, Want: want, Got: "not measured"}
+		if r := rp.find(key, Strata); r != nil {
+			if v := vs(r); v != nil {
+				met := ok(*v)
+				g.Met, g.Got = &met, fmt.Sprintf("%.2f×", *v)
+			} else if r.Skip != "" || r.Err != "" {
+				g.Got = "not measured: " + r.Skip + r.Err
+			}
+		}
+		out = append(out, g)
+	}
+	ovl := func(r *Result) *float64 { return r.VsOverlayfs }
+	nat := func(r *Result) *float64 { return r.VsNative }
+	ratio("warm stat walk", WStatWalk+"/warm", "≤ 1.2× overlayfs", ovl, func(v float64) bool { return v <= 1.2 })
+	ratio("warm ls -lR", WLsLR+"/warm", "≤ 1.2× overlayfs", ovl, func(v float64) bool { return v <= 1.2 })
+	ratio("cold stat walk", WStatWalk+"/cold", "≤ 1.0× overlayfs", ovl, func(v float64) bool { return v <= 1.0 })
+	// Throughput at least 0.9× native is time at most 1/0.9 of native's.
+	ratio("warm sequential read", WSeqRead+"/warm", "time ≤ 1.11× native (≥ 0.9× its throughput)", nat, func(v float64) bool { return v <= 1/0.9 })
+	g := Goal{Name: "chmod of the big lower file", Want: "< 1 ms", Got: "not measured"}
+	if r := rp.find(WChmod+"/0600", Strata); r != nil && r.Stats != nil {
+		met := r.Stats.Median < 1e-3
+		g.Met, g.Got = &met, fmtDur(r.Stats.Median)
+	}
+	out = append(out, g)
+	ratio("append 1 byte to the big lower file", WAppend+"/1 byte", "≤ 0.5× overlayfs", ovl, func(v float64) bool { return v <= 0.5 })
+	// Depth: the deepest measured against one layer, mount and walk.
+	for _, what := range []string{"mount", "walk"} {
+		one := rp.find(WDepth+"/"+what+" layers=1", Strata)
+		var deep *Result
+		deepN := 0
+		for i := range rp.Results {
+			r := &rp.Results[i]
+			var n int
+			if r.Workload == WDepth && r.Contender == Strata && r.Stats != nil {
+				if _, err := fmt.Sscanf(r.Case, what+" layers=%d", &n); err == nil && n > deepN {
+					deep, deepN = r, n
+				}
+			}
+		}
+		g := Goal{Name: "depth: " + what, Want: "deepest within 10% of 1 layer", Got: "not measured"}
+		if one != nil && one.Stats != nil && deep != nil && deepN > 1 {
+			v := deep.Stats.Median / one.Stats.Median
+			met := v <= 1.1
+			g.Met, g.Got = &met, fmt.Sprintf("%d layers: %.2f× 1 layer", deepN, v)
+		}
+		out = append(out, g)
+	}
+	var imp *Result
+	for i := range rp.Results {
+		if rp.Results[i].Workload == WImport && rp.Results[i].Contender == Strata {
+			imp = &rp.Results[i]
+		}
+	}
+	if imp != nil {
+		ratio("import", imp.Key(), "≤ 1.0× tar -x", nat, func(v float64) bool { return v <= 1.0 })
+	} else {
+		out = append(out, Goal{Name: "import", Want: "≤ 1.0× tar -x", Got: "not measured"})
+	}
+	return out
+}
+
+// WriteJSON writes the report as indented JSON.
+func (rp *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(rp)
+}
+
+// ReadJSON parses what WriteJSON wrote.
+func ReadJSON(r io.Reader) (*Report, error) {
+	var rp Report
+	if err := json.NewDecoder(r).Decode(&rp); err != nil {
+		return nil, fmt.Errorf("read report: %w", err)
+	}
+	return &rp, nil
+}
+
+// cells formats a result as table cells: label, median, spread, ×native,
+// ×overlayfs, note.
+func (r *Result) cells() [6]string {
+	name := r.Contender
+	if r.Label != "" {
+		name += " (" + r.Label + ")"
+	}
+	c := [6]string{name, "", "", "", "", ""}
+	switch {
+	case r.Skip != "":
+		c[5] = "skipped: " + r.Skip
+	case r.Err != "":
+		c[5] = "FAILED: " + r.Err
+	case r.Stats == nil:
+		c[5] = "no samples"
+	default:
+		c[1] = fmtValue(r.Stats.Median, r.Unit)
+		if r.Stats.N > 1 {
+			c[2] = fmt.Sprintf("±%.0f%%", r.Stats.Spread*100)
+		}
+		c[3], c[4] = fmtRatio(r.VsNative), fmtRatio(r.VsOverlayfs)
+	}
+	return c
+}
+
+func fmtRatio(v *float64) string {
+	if v == nil {
+		return "—"
+	}
+	return fmtRatioValue(*v)
+}
+
+func fmtValue(v float64, unit string) string {
+	if unit == UnitBytes {
+		return fmtBytes(v)
+	}
+	return fmtDur(v)
+}
+
+func fmtDur(sec float64) string {
+	switch {
+	case math.IsNaN(sec):
+		return "—"
+	case sec >= 10:
+		return fmt.Sprintf("%.1f s", sec)
+	case sec >= 1:
+		return fmt.Sprintf("%.2f s", sec)
+	case sec >= 1e-3:
+		return fmt.Sprintf("%.3g ms", sec*1e3)
+	}
+	return fmt.Sprintf("%.3g µs", sec*1e6)
+}
+
+func fmtBytes(b float64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
+	i := 0
+	for b >= 1024 && i < len(units)-1 {
+		b /= 1024
+		i++
+	}
+	if i == 0 {
+		return fmt.Sprintf("%.0f B", b)
+	}
+	return fmt.Sprintf("%.3g %s", b, units[i])
+}
+
+// results of row key in contender order (AllContenders first, others after).
+func (rp *Report) row(key string) []*Result {
+	var rs []*Result
+	for i := range rp.Results {
+		if rp.Results[i].Key() == key {
+			rs = append(rs, &rp.Results[i])
+		}
+	}
+	order := func(c string) int {
+		if i := slices.Index(AllContenders, c); i >= 0 {
+			return i
+		}
+		return len(AllContenders)
+	}
+	slices.SortStableFunc(rs, func(a, b *Result) int { return order(a.Contender) - order(b.Contender) })
+	return rs
+}
+
+// WriteTable writes the results as an aligned text table, then the goals.
+func (rp *Report) WriteTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "WORKLOAD\tCONTENDER\tMEDIAN\tSPREAD\t×NATIVE\t×OVERLAYFS\t")
+	for _, ri := range rp.Rows {
+		for i, r := range rp.row(ri.Key) {
+			k := ""
+			if i == 0 {
+				k = ri.Key
+			}
+			c := r.cells()
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k, c[0], c[1], c[2], c[3], c[4], c[5])
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "GOAL (strata)\tWANT\tGOT\t")
+	for _, g := range rp.Goals {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", g.Name, g.Want, g.Got, metMark(g.Met))
+	}
+	return tw.Flush()
+}
+
+func metMark(m *bool) string {
+	switch {
+	case m == nil:
+		return ""
+	case *m:
+		return "met"
+	}
+	return "MISSED"
+}
+
+// WriteMarkdown writes the run's machine, the table and the goals as
+// Markdown (what bench/RESULTS.md shows).
+func (rp *Report) WriteMarkdown(w io.Writer) error {
+	m := rp.Meta
+	var b strings.Builder
+	fmt.Fprintf(&b, "- date: %s\n", m.Date.UTC().Format(time.RFC3339))
+	fmt.Fprintf(&b, "- command: `%s`\n", m.Command)
+	if m.Revision != "" {
+		fmt.Fprintf(&b, "- revision: %s\n", m.Revision)
+	}
+	fmt.Fprintf(&b, "- machine: %s, %d CPUs, %s RAM; kernel %s; %s\n", m.CPU, m.CPUs, m.Memory, m.Kernel, m.GoVersion)
+	fmt.Fprintf(&b, "- work directory: %s (%s)\n", m.Dir, m.FS)
+	fmt.Fprintf(&b, "- dataset: %d files in %d directories over %d layers, a %s file; depths %v; %d repetitions per cell; run took %s\n",
+		m.Spec.Files, m.Spec.Dirs, m.Spec.Layers, fmtBytes(float64(m.Spec.BigSize)), m.Spec.Depths, m.Reps, fmtDur(m.Elapsed))
+	for _, c := range AllContenders {
+		if v, ok := m.Contenders[c]; ok {
+			fmt.Fprintf(&b, "- %s: %s\n", c, v)
+		}
+	}
+	for _, k := range sortedKeys(m.Tools) {
+		fmt.Fprintf(&b, "- %s: %s\n", k, m.Tools[k])
+	}
+	b.WriteString("\n| workload | contender | median | spread | × native | × overlayfs | note |\n|---|---|--:|--:|--:|--:|---|\n")
+	for _, ri := range rp.Rows {
+		for i, r := range rp.row(ri.Key) {
+			k := ""
+			if i == 0 {
+				k = "**" + ri.Key + "**"
+			}
+			c := r.cells()
+			if r.Contender == Strata {
+				for j := range 5 {
+					if c[j] != "" && c[j] != "—" {
+						c[j] = "**" + c[j] + "**"
+					}
+				}
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", k, c[0], c[1], c[2], c[3], c[4], mdEscape(c[5]))
+		}
+	}
+	b.WriteString("\n| goal (strata) | want | got | |\n|---|---|---|---|\n")
+	for _, g := range rp.Goals {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", g.Name, g.Want, mdEscape(g.Got), metMark(g.Met))
+	}
+	b.WriteString("\nRows:\n\n")
+	for _, ri := range rp.Rows {
+		if ri.Desc != "" {
+			fmt.Fprintf(&b, "- `%s`: %s\n", ri.Key, ri.Desc)
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func mdEscape(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+
+func sortedKeys(m map[string]string) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}

@@ -1,0 +1,355 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/strata-dev/strata/fs"
+	"github.com/strata-dev/strata/layerstore"
+	"github.com/strata-dev/strata/layerstore/imagefmt"
+)
+
+// ServeOptions configure Serve.
+type ServeOptions struct {
+	Store string // store root
+	Image string // reference of the image to mount
+	Dir   string // mountpoint
+	Upper string // empty directory for changes; "" mounts read-only
+	// NoPassthrough turns FUSE passthrough off (default: on where the
+	// kernel has it).
+	NoPassthrough bool
+	In            io.Reader // commands; EOF unmounts
+	Out           io.Writer // replies
+}
+
+// Serve is the strata contender's server, run in a child process so that
+// the FUSE server and the workloads do not share a Go runtime. It mounts
+// the image, writes "ready passthrough=BOOL", and then answers commands
+// read line by line from In:
+//
+//	profile FILE   start a CPU profile of this process into FILE
+//	stop           stop the CPU profile
+//
+// each with "ok" or "error: ...". At EOF on In (the harness closed it or
+// died) or on SIGINT or SIGTERM it unmounts and returns.
+func Serve(ctx context.Context, o ServeOptions) (err error) {
+	s, err := layerstore.Open(o.Store, nil)
+	if err != nil {
+		return err
+	}
+	_, tree, err := s.ImageTree(o.Image)
+	if err != nil {
+		return err
+	}
+	srv, err := fs.Mount(o.Dir, tree, &fs.Options{
+		ReadOnly:    o.Upper == "",
+		Upper:       o.Upper,
+		Objects:     s.ObjectPath,
+		Passthrough: !o.NoPassthrough,
+		FsName:      "strata-bench",
+	})
+	if err != nil {
+		return err
+	}
+	var prof *os.File
+	defer func() {
+		if prof != nil {
+			pprof.StopCPUProfile()
+			err = errors.Join(err, prof.Close())
+		}
+		err = errors.Join(err, unmountServer(srv, o.Dir))
+	}()
+	fmt.Fprintf(o.Out, "ready passthrough=%v\n", srv.Passthrough())
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(o.In)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-sig:
+			return nil
+		case line, ok := <-lines:
+			if !ok {
+				return nil
+			}
+			cmd, arg, _ := strings.Cut(line, " ")
+			var err error
+			switch {
+			case cmd == "profile" && prof == nil:
+				if prof, err = os.Create(arg); err == nil {
+					if err = pprof.StartCPUProfile(prof); err != nil {
+						prof.Close()
+						prof = nil
+					}
+				}
+			case cmd == "stop" && prof != nil:
+				pprof.StopCPUProfile()
+				err = prof.Close()
+				prof = nil
+			default:
+				err = fmt.Errorf("unexpected command %q", line)
+			}
+			if err != nil {
+				fmt.Fprintf(o.Out, "error: %v\n", err)
+			} else {
+				fmt.Fprintln(o.Out, "ok")
+			}
+		}
+	}
+}
+
+// unmountServer unmounts, retrying while busy, then detaches lazily.
+func unmountServer(srv *fs.Server, dir string) error {
+	var err error
+	for i := 0; i < 50; i++ {
+		if err = srv.Unmount(); err == nil {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return errors.Join(err, unmountDir(dir))
+}
+
+// newStrata is the strata contender: images loaded into a bench-private
+// store at storeDir and mounted by a child process running self (a command
+// line that runs Serve with its flags appended, e.g. "strata bench serve").
+func newStrata(runDir, storeDir string, self []string, dirs *dirCounter, logf func(string, ...any)) *contender {
+	c := &contender{name: Strata}
+	if len(self) == 0 {
+		c.why = "no server command: run the harness as `strata bench`"
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		c.why = "no /dev/fuse"
+	}
+	var mu sync.Mutex
+	loaded := map[string]bool{}
+	c.prepare = func(ctx context.Context, img *ImageData) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if loaded[img.Name] {
+			return nil
+		}
+		s, err := layerstore.Open(storeDir, nil)
+		if err != nil {
+			return err
+		}
+		t0 := time.Now()
+		if err := loadLayout(ctx, s, img.Layout, img.Name); err != nil {
+			return fmt.Errorf("load %s: %w", img.Name, err)
+		}
+		// Build the merged tree now, so that mounts time loading it.
+		if _, _, err := s.ImageTree(img.Name); err != nil {
+			return err
+		}
+		logf("strata: loaded %s (%d layers) in %s", img.Name, len(img.Tars), time.Since(t0).Round(time.Millisecond))
+		loaded[img.Name] = true
+		return nil
+	}
+	c.mount = func(ctx context.Context, img *ImageData) (*mounted, error) {
+		d, err := dirs.next(runDir, Strata)
+		if err != nil {
+			return nil, err
+		}
+		mnt, upper := filepath.Join(d, "mnt"), filepath.Join(d, "upper")
+		sv, err := startServer(ctx, self, storeDir, img.Name, mnt, upper)
+		if err != nil {
+			os.RemoveAll(d)
+			return nil, err
+		}
+		m := &mounted{root: mnt, note: sv.note}
+		m.profile = func(file string) error { return sv.profile(file) }
+		m.unmount = func() error {
+			err := sv.stop()
+			return errors.Join(err, os.RemoveAll(d))
+		}
+		m.fresh = func(ctx context.Context) error {
+			if err := sv.stop(); err != nil {
+				return err
+			}
+			if err := os.RemoveAll(upper); err != nil {
+				return err
+			}
+			if err := os.Mkdir(upper, 0o755); err != nil {
+				return err
+			}
+			nsv, err := startServer(ctx, self, storeDir, img.Name, mnt, upper)
+			if err != nil {
+				return err
+			}
+			sv = nsv
+			return nil
+		}
+		return m, nil
+	}
+	return c
+}
+
+// loadLayout loads the image of an OCI layout as `strata load` does.
+func loadLayout(ctx context.Context, s *layerstore.Store, layout, name string) error {
+	a, err := imagefmt.Open(layout)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	imgs := a.Images()
+	if len(imgs) != 1 {
+		return fmt.Errorf("%s holds %d images, want 1", layout, len(imgs))
+	}
+	img := imgs[0]
+	src := &layerstore.ImageSource{
+		Names:          []string{name},
+		ConfigRaw:      img.ConfigRaw,
+		ConfigDigest:   img.ConfigDigest,
+		ManifestRaw:    img.ManifestRaw,
+		ManifestDigest: img.ManifestDigest,
+	}
+	for _, l := range img.Layers {
+		src.Layers = append(src.Layers, layerstore.LayerBlob{Digest: l.Digest, Size: l.Size, DiffID: l.DiffID, Open: l.Open})
+	}
+	_, err = s.AddImage(ctx, src, nil)
+	return err
+}
+
+// server is a running Serve child.
+type server struct {
+	cmd   *exec.Cmd
+	in    io.WriteCloser
+	out   *bufio.Reader
+	mnt   string
+	note  string
+	errb  *strings.Builder
+	mu    sync.Mutex
+	done  chan struct{}
+	waitE error
+}
+
+func startServer(ctx context.Context, self []string, store, image, mnt, upper string) (*server, error) {
+	args := append(append([]string(nil), self[1:]...), "--store", store, "--image", image, "--dir", mnt, "--upper", upper)
+	cmd := exec.Command(self[0], args...)
+	// Its own process group: a terminal's ^C reaches the harness, which
+	// unmounts in order, not the server in the middle of a workload.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	outp, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	sv := &server{cmd: cmd, in: in, out: bufio.NewReader(outp), mnt: mnt, errb: &strings.Builder{}, done: make(chan struct{})}
+	cmd.Stderr = &lockedWriter{w: sv.errb}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		sv.waitE = cmd.Wait()
+		close(sv.done)
+	}()
+	line, err := sv.readLine(ctx, 5*time.Minute)
+	if err != nil || !strings.HasPrefix(line, "ready") {
+		sv.stop()
+		return nil, fmt.Errorf("strata server: %q: %w: %s", line, err, lastLine([]byte(sv.stderr())))
+	}
+	sv.note = "strata server in a child process, " + strings.TrimPrefix(line, "ready ")
+	return sv, nil
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func (sv *server) stderr() string {
+	lw := sv.cmd.Stderr.(*lockedWriter)
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	return sv.errb.String()
+}
+
+func (sv *server) readLine(ctx context.Context, timeout time.Duration) (string, error) {
+	type res struct {
+		s   string
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		s, err := sv.out.ReadString('\n')
+		ch <- res{strings.TrimSpace(s), err}
+	}()
+	select {
+	case r := <-ch:
+		return r.s, r.err
+	case <-ctx.Done():
+		return "", ctx.Err()
+	case <-time.After(timeout):
+		return "", fmt.Errorf("no answer in %s", timeout)
+	}
+}
+
+func (sv *server) profile(file string) error {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	cmd := "stop"
+	if file != "" {
+		cmd = "profile " + file
+	}
+	if _, err := fmt.Fprintln(sv.in, cmd); err != nil {
+		return err
+	}
+	line, err := sv.readLine(context.Background(), time.Minute)
+	if err != nil {
+		return err
+	}
+	if line != "ok" {
+		return errors.New(line)
+	}
+	return nil
+}
+
+// stop closes the server's input, which makes it unmount and exit. A
+// server that does not exit in time is killed and its mount detached.
+func (sv *server) stop() error {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	sv.in.Close()
+	select {
+	case <-sv.done:
+	case <-time.After(time.Minute):
+		sv.cmd.Process.Kill()
+		<-sv.done
+		return errors.Join(fmt.Errorf("strata server did not exit: killed"), unmountDir(sv.mnt))
+	}
+	if sv.waitE != nil {
+		return fmt.Errorf("strata server: %w: %s", sv.waitE, lastLine([]byte(sv.stderr())))
+	}
+	return nil
+}

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/strata-dev/strata/bench"
+)
+
+type benchOptions struct {
+	quick      bool
+	dir        string
+	reps       int
+	only       []string
+	contenders []string
+	out        string
+	jsonFile   string
+	svgFile    string
+	mdFile     string
+	cpuprofile string
+	randOps    int
+}
+
+func newBenchCmd(_ *globals) *cobra.Command {
+	o := &benchOptions{}
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure strata against a plain directory, overlayfs and fuse-overlayfs",
+		Long: `Measure a strata mount beside native (the merged tree in a plain directory),
+kernel overlayfs and fuse-overlayfs on the same generated layer stack, in the
+same run: metadata walks, ls -lR, small and big file reads, random reads,
+copy-up, small writes, 1 to 500 layers, import and disk use. Every cell is the
+median of --reps runs with its spread and its ratio to native and to overlayfs.
+
+Writes the table to standard output and results.json, results.svg and
+results.md to --out. The dataset is generated under --dir once and reused.
+Cold cells need root (they drop the caches); overlayfs needs root.`,
+		Example: `  strata bench --quick
+  strata bench --only stat-walk,ls-lR --contenders overlayfs,strata --reps 9
+  strata bench --cpuprofile bench/out/strata   # then: go tool pprof -top strata bench/out/strata-ls-lR-warm.pprof`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runBench(cmd, o)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&o.quick, "quick", false, "a small dataset and 2 repetitions: done in under a minute")
+	f.StringVar(&o.dir, "dir", "/var/tmp/strata-bench", "work directory: dataset, stores and mounts")
+	f.IntVar(&o.reps, "reps", 0, "repetitions per cell (default 5, 2 with --quick)")
+	f.StringSliceVar(&o.only, "only", nil, "run only these workloads: "+strings.Join(bench.AllWorkloads, ","))
+	f.StringSliceVar(&o.contenders, "contenders", bench.AllContenders, "contenders to measure")
+	f.StringVar(&o.out, "out", "bench/out", "directory for results.json, results.svg and results.md")
+	f.StringVar(&o.jsonFile, "json", "", "write the JSON report here (default OUT/results.json)")
+	f.StringVar(&o.svgFile, "svg", "", "write the chart here (default OUT/results.svg)")
+	f.StringVar(&o.mdFile, "markdown", "", "write the Markdown report here (default OUT/results.md)")
+	f.StringVar(&o.cpuprofile, "cpuprofile", "", "profile the strata server: writes PREFIX-<workload>.pprof per workload")
+	f.IntVar(&o.randOps, "rand-ops", 0, "random 4 KiB reads per rand-read run (default 65536, 8192 with --quick)")
+	cmd.AddCommand(newBenchServeCmd())
+	return cmd
+}
+
+func runBench(cmd *cobra.Command, o *benchOptions) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cfg := bench.Config{
+		Dir:        o.dir,
+		Spec:       bench.FullSpec(),
+		Reps:       o.reps,
+		Only:       o.only,
+		Contenders: o.contenders,
+		Self:       []string{self, "bench", "serve"},
+		RandOps:    o.randOps,
+		CPUProfile: o.cpuprofile,
+		Command:    "strata " + strings.Join(os.Args[1:], " "),
+		Log:        cmd.ErrOrStderr(),
+	}
+	if o.quick {
+		cfg.Spec = bench.QuickSpec()
+		if cfg.Reps == 0 {
+			cfg.Reps = 2
+		}
+		if cfg.RandOps == 0 {
+			cfg.RandOps = 8192
+		}
+	}
+	if o.cpuprofile != "" {
+		if abs, err := filepath.Abs(o.cpuprofile); err == nil {
+			cfg.CPUProfile = abs
+		}
+		if err := os.MkdirAll(filepath.Dir(cfg.CPUProfile), 0o755); err != nil {
+			return err
+		}
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	rp, err := bench.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	if err := rp.WriteTable(out); err != nil {
+		return err
+	}
+	files := []struct {
+		path  string
+		def   string
+		write func(io.Writer) error
+	}{
+		{o.jsonFile, "results.json", rp.WriteJSON},
+		{o.svgFile, "results.svg", rp.WriteSVG},
+		{o.mdFile, "results.md", rp.WriteMarkdown},
+	}
+	var errs []error
+	for _, f := range files {
+		p := f.path
+		if p == "" {
+			p = filepath.Join(o.out, f.def)
+		}
+		if err := writeFileWith(p, f.write); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s\n", p)
+	}
+	return errors.Join(errs...)
+}
+
+func writeFileWith(p string, write func(io.Writer) error) error {
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(p)
+	if err != nil {
+		return err
+	}
+	return errors.Join(write(f), f.Close())
+}
+
+// newBenchServeCmd is the strata contender's server: the harness runs it in
+// a child process and talks to it over standard input and output.
+func newBenchServeCmd() *cobra.Command {
+	o := bench.ServeOptions{}
+	cmd := &cobra.Command{
+		Use:    "serve",
+		Short:  "Mount an image for the benchmark harness (internal)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.In, o.Out = cmd.InOrStdin(), cmd.OutOrStdout()
+			return bench.Serve(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Store, "store", "", "store root")
+	f.StringVar(&o.Image, "image", "", "image to mount")
+	f.StringVar(&o.Dir, "dir", "", "mountpoint")
+	f.StringVar(&o.Upper, "upper", "", "upper directory (empty: read-only)")
+	f.BoolVar(&o.NoPassthrough, "no-passthrough", false, "read objects in userspace")
+	for _, n := range []string{"store", "image", "dir"} {
+		cmd.MarkFlagRequired(n)
+	}
+	return cmd
+}
