@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"slices"
 
 	"golang.org/x/sys/unix"
 
@@ -36,7 +37,9 @@ func (c Change) String() string { return string(c.Kind) + " /" + c.Path }
 // before its first A or D child) when an entry was added to or deleted from
 // it, or an entry in it turned from a directory into something else or back
 // (its link count changed); a directory that is in the upper dir only because
-// something below it changed is not. The root is never listed. Diff reads the upper dir only, so it works from another
+// something below it changed is not. The root is never listed. (Docker lists
+// such a directory just before the child that made it changed; Diff lists
+// it where the walk passed it, so every directory comes before its entries.) Diff reads the upper dir only, so it works from another
 // process while the mount is live or after it ended.
 func Diff(upper string, tree *layerstore.Tree) ([]Change, error) {
 	st, err := lstat(upper)
@@ -46,7 +49,7 @@ func Diff(upper string, tree *layerstore.Tree) ([]Change, error) {
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return nil, fmt.Errorf("diff %s: not a directory: %w", upper, layerstore.ErrInvalid)
 	}
-	d := &differ{tree: tree, upper: upper, listed: map[string]bool{}}
+	d := &differ{tree: tree, upper: upper, listed: map[string]bool{}, at: map[string]int{}}
 	if err := d.walk("", true); err != nil {
 		return nil, err
 	}
@@ -58,6 +61,7 @@ type differ struct {
 	upper   string
 	changes []Change
 	listed  map[string]bool // directories already listed
+	at      map[string]int  // unlisted directories being walked: where in changes they belong
 }
 
 func (d *differ) abs(p string) string {
@@ -68,11 +72,17 @@ func (d *differ) abs(p string) string {
 }
 
 // add lists a change. An added or deleted entry, or one whose type changed
-// (retype), lists its directory as changed first, unless it is listed.
+// (retype), lists its directory as changed too, unless it is listed, in the
+// place the walk passed it.
 func (d *differ) add(kind byte, p string, dir, retype bool) {
 	if kind != ChangeModify || retype {
 		if parent := parentPath(p); parent != "" && !d.listed[parent] {
-			d.changes = append(d.changes, Change{ChangeModify, parent})
+			c := Change{ChangeModify, parent}
+			if i, ok := d.at[parent]; ok {
+				d.changes = slices.Insert(d.changes, i, c)
+			} else {
+				d.changes = append(d.changes, c)
+			}
 			d.listed[parent] = true
 		}
 	}
@@ -142,6 +152,9 @@ func (d *differ) entry(p string, ue *upperEntry, merged bool) error {
 	}
 	if !same {
 		d.add(kind, cp, true, retype)
+	} else {
+		d.at[cp] = len(d.changes)
+		defer delete(d.at, cp)
 	}
 	return d.walk(cp, childMerged)
 }

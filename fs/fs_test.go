@@ -1,0 +1,816 @@
+package fs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-dev/strata/internal/treecmp"
+	"github.com/strata-dev/strata/layerstore"
+)
+
+var (
+	bigContent  = strings.Repeat("busybox!", 256<<10)      // 2 MiB: passthrough-sized
+	dataContent = strings.Repeat("0123456789abcdef", 1<<16) // 1 MiB
+)
+
+// baseImage is a two-layer image with what the tests poke at: a hard-link
+// group across directories, a lower directory tree, xattrs, a file deleted
+// by the second layer.
+func baseImage(t *testing.T) *testImage {
+	return newTestImage(t, func(b *layerBuilder) {
+		b.dir("etc", 0o755).
+			file("etc/passwd", 0o644, "root:x:0:0\n").
+			file("etc/shadow", 0o000, "secret\n").
+			add(&layerstore.Entry{Path: "etc/motd", Type: layerstore.TypeReg, Mode: 0o600, UID: 1000, GID: 1000,
+				Xattrs: map[string]string{"user.origin": "layer0", "trusted.note": "t"}}).
+			dir("bin", 0o755).
+			file("bin/busybox", 0o4755, bigContent).
+			link("bin/sh", "bin/busybox").
+			dir("usr", 0o755).dir("usr/bin", 0o755).
+			link("usr/bin/env", "bin/busybox").
+			dir("usr/share", 0o755).dir("usr/share/doc", 0o755).
+			file("usr/share/doc/a.txt", 0o644, "a\n").
+			dir("usr/share/doc/sub", 0o750).
+			file("usr/share/doc/sub/b.txt", 0o644, "b\n").
+			symlink("usr/lib64", "lib").
+			dir("data", 0o755).
+			file("data/big", 0o644, dataContent).
+			dir("tmp", 0o1777).
+			add(&layerstore.Entry{Path: "dev", Type: layerstore.TypeDir, Mode: 0o755}).
+			add(&layerstore.Entry{Path: "dev/null", Type: layerstore.TypeChar, Mode: 0o666, Devmajor: 1, Devminor: 3}).
+			add(&layerstore.Entry{Path: "dev/fifo", Type: layerstore.TypeFifo, Mode: 0o644})
+		// etc/motd above has no content: give it one.
+		for _, e := range b.entries {
+			if e.Path == "etc/motd" {
+				e.Digest = writeTestObject(t, b.objects, nil)
+			}
+		}
+	}, func(b *layerBuilder) {
+		b.whiteout("etc/shadow").
+			file("etc/hosts", 0o644, "127.0.0.1 localhost\n").
+			file("etc/passwd", 0o644, "root:x:0:0:root:/root:/bin/sh\n")
+	})
+}
+
+func TestFS_Reference(t *testing.T) {
+	img := baseImage(t)
+	for _, o := range []mountOpts{{}, {readOnly: true}, {passthrough: true}} {
+		t.Run(fmt.Sprintf("ro=%v,passthrough=%v", o.readOnly, o.passthrough), func(t *testing.T) {
+			m := mountImage(t, img, o)
+			got, err := treecmp.Snapshot(m.dir, treecmp.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := treecmp.Compare(treecmp.FromLayerTree(img.tree), got, treecmp.Options{IgnoreRoot: o.readOnly}); len(d) > 0 {
+				t.Errorf("mount differs from the tree:\n%s", strings.Join(d, "\n"))
+			}
+		})
+	}
+}
+
+func TestFS_CopyUp_Write(t *testing.T) {
+	img := baseImage(t)
+	before := objectsSnapshot(t, img.objects)
+	m := mountImage(t, img, mountOpts{})
+	st0 := mustLstat(t, m.p("etc/passwd"))
+	f, err := os.OpenFile(m.p("etc/passwd"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("user:x:1000:1000\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000\n"
+	if got := mustRead(t, m.p("etc/passwd")); got != want {
+		t.Errorf("mount: %q, want %q", got, want)
+	}
+	if got := mustRead(t, filepath.Join(m.upper, "etc/passwd")); got != want {
+		t.Errorf("upper: %q, want %q", got, want)
+	}
+	if d, err := MetacopyOf(filepath.Join(m.upper, "etc/passwd")); err != nil || d != "" {
+		t.Errorf("upper etc/passwd still a metacopy of %q (%v)", d, err)
+	}
+	st1 := mustLstat(t, m.p("etc/passwd"))
+	if st1.Ino != st0.Ino {
+		t.Errorf("inode changed by copy-up: %d -> %d", st0.Ino, st1.Ino)
+	}
+	// The directory copied up for it keeps its mtime.
+	e, _ := img.tree.Lookup("etc")
+	if st := mustLstat(t, m.p("etc")); st.Mtim.Nano() != e.Mtime {
+		t.Errorf("etc mtime %d after copy-up, want %d", st.Mtim.Nano(), e.Mtime)
+	}
+	m.unmount(t)
+	if after := objectsSnapshot(t, img.objects); !mapsEqual(before, after) {
+		t.Errorf("objects changed")
+	}
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// TestFS_Metacopy checks that metadata changes of a lower file copy no data:
+// the upper placeholder has no blocks, and its data comes from the object
+// until the first open for writing.
+func TestFS_Metacopy(t *testing.T) {
+	img := baseImage(t)
+	m := mountImage(t, img, mountOpts{})
+	big := m.p("data/big")
+	if err := os.Chmod(big, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(big, 7, 8); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Lsetxattr(big, "user.x", []byte("1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	mt := time.Unix(1_500_000_000, 5)
+	if err := os.Chtimes(big, mt, mt); err != nil {
+		t.Fatal(err)
+	}
+	up := filepath.Join(m.upper, "data/big")
+	ust := mustLstat(t, up)
+	if hasData(t, up) {
+		t.Errorf("placeholder has data extents (%d blocks): data was copied", ust.Blocks)
+	}
+	if ust.Size != int64(len(dataContent)) {
+		t.Errorf("placeholder size %d, want %d", ust.Size, len(dataContent))
+	}
+	e, _ := img.tree.Lookup("data/big")
+	if d, err := MetacopyOf(up); err != nil || d != e.Digest {
+		t.Errorf("MetacopyOf = %q, %v; want %s", d, err, e.Digest)
+	}
+	st := mustLstat(t, big)
+	if st.Mode&0o7777 != 0o600 || st.Uid != 7 || st.Gid != 8 || st.Mtim.Nano() != mt.UnixNano() || st.Ino != e.Ino {
+		t.Errorf("mount shows mode %o owner %d:%d mtime %d ino %d", st.Mode&0o7777, st.Uid, st.Gid, st.Mtim.Nano(), st.Ino)
+	}
+	if st.Blocks == 0 {
+		t.Errorf("mount shows 0 blocks for a 1 MiB file")
+	}
+	if got := mustRead(t, big); got != dataContent {
+		t.Errorf("content through the mount differs (len %d)", len(got))
+	}
+	if names := listXattrs(t, big); !slices.Equal(names, []string{"user.x"}) {
+		t.Errorf("xattrs %v, want [user.x]: strata's own are hidden", names)
+	}
+	// The first write copies the data.
+	f, err := os.OpenFile(big, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("X"), 1); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	want := dataContent[:1] + "X" + dataContent[2:]
+	if got := mustRead(t, up); got != want {
+		t.Errorf("upper after write differs")
+	}
+	if d, _ := MetacopyOf(up); d != "" {
+		t.Errorf("still a metacopy after a write")
+	}
+	if got := mustRead(t, big); got != want {
+		t.Errorf("mount after write differs")
+	}
+}
+
+// hasData reports whether the file at p has any data extent (xattr blocks
+// count in st_blocks on ext4, so st_blocks does not tell).
+func hasData(t *testing.T, p string) bool {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	_, err = unix.Seek(int(f.Fd()), 0, unix.SEEK_DATA)
+	if errors.Is(err, unix.ENXIO) {
+		return false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return true
+}
+
+func listXattrs(t *testing.T, p string) []string {
+	t.Helper()
+	names, err := listxattr(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// TestFS_Whiteouts checks that deleting lower entries leaves nothing a user
+// could see, and that a directory made again is empty.
+func TestFS_Whiteouts(t *testing.T) {
+	img := baseImage(t)
+	m := mountImage(t, img, mountOpts{})
+	if err := os.Remove(m.p("etc/hosts")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(m.p("usr/share")); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"etc/hosts", "usr/share", "usr/share/doc/a.txt", "etc/shadow"} {
+		if _, err := os.Lstat(m.p(p)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("lstat %s after delete: %v", p, err)
+		}
+	}
+	names := walkNames(t, m.dir)
+	for _, n := range names {
+		if strings.Contains(n, ".wh.") || strings.Contains(n, "hosts") || strings.Contains(n, "share") {
+			t.Errorf("mount shows %q", n)
+		}
+	}
+	// Made again: empty, though the lower directory had entries.
+	if err := os.Mkdir(m.p("usr/share"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if ents, err := os.ReadDir(m.p("usr/share")); err != nil || len(ents) != 0 {
+		t.Errorf("usr/share made again shows %v (%v)", ents, err)
+	}
+	if _, err := os.Lstat(m.p("usr/share/doc")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("usr/share/doc shows through the new directory: %v", err)
+	}
+	if err := os.WriteFile(m.p("etc/hosts"), []byte("new"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, m.p("etc/hosts")); got != "new" {
+		t.Errorf("etc/hosts made again: %q", got)
+	}
+	// The upper dir: an opaque directory.
+	if ents, err := readUpperDir(filepath.Join(m.upper, "usr")); err != nil {
+		t.Fatal(err)
+	} else {
+		for _, ue := range ents {
+			if ue.name == "share" && !ue.opaque {
+				t.Errorf("upper usr/share is not opaque")
+			}
+		}
+	}
+}
+
+// TestFS_RenameLowerDir renames a lower directory holding a hard-link group
+// member: it works (no EXDEV), copies no data, and keeps inode numbers.
+func TestFS_RenameLowerDir(t *testing.T) {
+	img := newTestImage(t, func(b *layerBuilder) {
+		b.dir("a", 0o755).dir("a/b", 0o700).
+			file("a/b/f", 0o644, dataContent).
+			file("a/g", 0o600, "g").
+			link("x", "a/b/f").
+			symlink("a/l", "b/f")
+	})
+	m := mountImage(t, img, mountOpts{})
+	inoF := mustLstat(t, m.p("a/b/f")).Ino
+	inoB := mustLstat(t, m.p("a/b")).Ino
+	if err := os.Rename(m.p("a"), m.p("z")); err != nil {
+		t.Fatalf("rename a lower directory: %v", err)
+	}
+	if _, err := os.Lstat(m.p("a")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a still there: %v", err)
+	}
+	if got := mustRead(t, m.p("z/b/f")); got != dataContent {
+		t.Errorf("z/b/f content differs")
+	}
+	if got := mustRead(t, m.p("z/l")); got != dataContent {
+		t.Errorf("z/l (symlink) content differs")
+	}
+	if st := mustLstat(t, m.p("z/b/f")); st.Ino != inoF || st.Nlink != 2 {
+		t.Errorf("z/b/f ino %d nlink %d, want %d and 2", st.Ino, st.Nlink, inoF)
+	}
+	if st := mustLstat(t, m.p("z/b")); st.Ino != inoB || st.Mode&0o7777 != 0o700 {
+		t.Errorf("z/b ino %d mode %o", st.Ino, st.Mode&0o7777)
+	}
+	if hasData(t, filepath.Join(m.upper, "z/b/f")) {
+		t.Errorf("renaming copied data into upper z/b/f")
+	}
+	// Rename over a lower directory that shows empty, and back again.
+	if err := os.Mkdir(m.p("a"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(m.p("z/b"), m.p("a/b")); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, m.p("a/b/f")); got != dataContent {
+		t.Errorf("a/b/f after moving back differs")
+	}
+	if got := mustRead(t, m.p("x")); got != dataContent {
+		t.Errorf("x differs")
+	}
+	if ents, _ := os.ReadDir(m.p("a")); len(ents) != 1 {
+		t.Errorf("a shows %d entries, want 1 (b)", len(ents))
+	}
+}
+
+// TestFS_HardLinks checks that a lower hard-link group stays one inode with
+// a true link count through copy-up, links and unlinks.
+func TestFS_HardLinks(t *testing.T) {
+	img := baseImage(t)
+	m := mountImage(t, img, mountOpts{})
+	names := []string{"bin/busybox", "bin/sh", "usr/bin/env"}
+	ino := mustLstat(t, m.p(names[0])).Ino
+	check := func(when string, names []string, nlink uint64) {
+		t.Helper()
+		for _, n := range names {
+			st := mustLstat(t, m.p(n))
+			if st.Ino != ino || st.Nlink != nlink {
+				t.Errorf("%s: %s ino %d nlink %d, want %d and %d", when, n, st.Ino, st.Nlink, ino, nlink)
+			}
+		}
+	}
+	check("before copy-up", names, 3)
+	if err := os.WriteFile(m.p("bin/sh"), []byte("#!new\n"), 0); err != nil {
+		t.Fatal(err)
+	}
+	check("after writing one name", names, 3)
+	for _, n := range names {
+		if got := mustRead(t, m.p(n)); got != "#!new\n" {
+			t.Errorf("%s: %q after writing bin/sh", n, got)
+		}
+	}
+	if err := os.Link(m.p("usr/bin/env"), m.p("etc/env")); err != nil {
+		t.Fatal(err)
+	}
+	check("after link", append(names, "etc/env"), 4)
+	if err := os.Remove(m.p("bin/busybox")); err != nil {
+		t.Fatal(err)
+	}
+	check("after unlink", []string{"bin/sh", "usr/bin/env", "etc/env"}, 3)
+	// In the upper dir they are one inode too.
+	a, b := mustLstat(t, filepath.Join(m.upper, "bin/sh")), mustLstat(t, filepath.Join(m.upper, "usr/bin/env"))
+	if a.Ino != b.Ino || a.Nlink != 3 {
+		t.Errorf("upper: bin/sh ino %d nlink %d, usr/bin/env ino %d", a.Ino, a.Nlink, b.Ino)
+	}
+
+	// Unlinking one name of an untouched group keeps the others' count true.
+	img2 := baseImage(t)
+	m2 := mountImage(t, img2, mountOpts{})
+	if err := os.Remove(m2.p("bin/sh")); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"bin/busybox", "usr/bin/env"} {
+		if st := mustLstat(t, m2.p(n)); st.Nlink != 2 {
+			t.Errorf("after unlinking bin/sh: %s nlink %d, want 2", n, st.Nlink)
+		}
+	}
+	if got := mustRead(t, m2.p("usr/bin/env")); got != bigContent {
+		t.Errorf("usr/bin/env content differs after unlinking bin/sh")
+	}
+}
+
+// TestFS_Inodes checks inode numbers: the tree's for lower entries, new
+// ones from NextIno up for new files, stable while the kernel forgets and
+// looks them up again.
+func TestFS_Inodes(t *testing.T) {
+	img := baseImage(t)
+	m := mountImage(t, img, mountOpts{})
+	if err := os.WriteFile(m.p("tmp/new"), []byte("n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(m.p("etc/passwd"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]uint64{}
+	_ = img.tree.Walk(func(e *layerstore.Entry) error {
+		want[e.Path] = e.Ino
+		return nil
+	})
+	newIno := mustLstat(t, m.p("tmp/new")).Ino
+	if newIno < img.tree.NextIno {
+		t.Errorf("new file has inode %d, below NextIno %d", newIno, img.tree.NextIno)
+	}
+	for round := 0; round < 2; round++ {
+		for p, ino := range want {
+			if st := mustLstat(t, m.p(p)); st.Ino != ino {
+				t.Errorf("round %d: %s ino %d, want %d", round, p, st.Ino, ino)
+			}
+		}
+		if st := mustLstat(t, m.p("tmp/new")); st.Ino != newIno {
+			t.Errorf("round %d: tmp/new ino %d, want %d", round, st.Ino, newIno)
+		}
+		// Make the kernel forget what it can, then look everything up again.
+		if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("2"), 0); err != nil {
+			t.Logf("drop_caches: %v", err)
+		}
+	}
+}
+
+// TestFS_DiffAndWriteLayer applies changes, then checks Diff's report and
+// that the layer WriteLayer makes, applied over the image's layers, gives
+// what the mount shows.
+func TestFS_DiffAndWriteLayer(t *testing.T) {
+	img := baseImage(t)
+	m := mountImage(t, img, mountOpts{})
+	steps := []func() error{
+		func() error { return os.WriteFile(m.p("etc/passwd"), []byte("changed\n"), 0) },
+		func() error { return os.Remove(m.p("etc/hosts")) },
+		func() error { return os.Chmod(m.p("data/big"), 0o640) },
+		func() error { return os.Rename(m.p("usr/share/doc"), m.p("doc2")) },
+		func() error { return os.Mkdir(m.p("new"), 0o750) },
+		func() error { return os.WriteFile(m.p("new/f"), []byte("f"), 0o644) },
+		func() error { return os.Link(m.p("new/f"), m.p("new/g")) },
+		func() error { return os.Symlink("../etc", m.p("new/l")) },
+		func() error { return unix.Mkfifo(m.p("new/p"), 0o600) },
+		func() error { return unix.Mknod(m.p("new/c"), unix.S_IFCHR|0o600, int(unix.Mkdev(5, 1))) },
+		func() error { return unix.Lsetxattr(m.p("etc/motd"), "user.y", []byte("2"), 0) },
+		func() error { return os.RemoveAll(m.p("usr/bin")) },
+		func() error { return os.Mkdir(m.p("usr/bin"), 0o755) },
+		func() error { return os.WriteFile(m.p("usr/bin/tool"), []byte("t"), 0o755) },
+		func() error { return os.Remove(m.p("bin/sh")) },
+		func() error { return os.WriteFile(m.p("tmp/sparse"), nil, 0o644) },
+		func() error { return os.Truncate(m.p("tmp/sparse"), 1<<20) },
+	}
+	for i, s := range steps {
+		if err := s(); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+	}
+	changes, err := Diff(m.upper, img.tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range changes {
+		got = append(got, c.String())
+	}
+	want := []string{
+		"C /bin", "D /bin/busybox", "D /bin/sh", // the group was copied up, then one name went
+		"C /data/big",
+		"A /doc2", "A /doc2/a.txt", "A /doc2/sub", "A /doc2/sub/b.txt",
+		"C /etc", "D /etc/hosts", "C /etc/motd", "C /etc/passwd",
+		"A /new", "A /new/c", "A /new/f", "A /new/g", "A /new/l", "A /new/p",
+		"A /tmp/sparse",
+		"C /usr/bin", "A /usr/bin/tool", "D /usr/bin/env",
+		"C /usr/share", "D /usr/share/doc",
+	}
+	_ = want
+	// bin/busybox is still there (copied up with the group): C, not D.
+	want = []string{
+		"C /bin", "C /bin/busybox", "D /bin/sh",
+		"C /data/big",
+		"A /doc2", "A /doc2/a.txt", "A /doc2/sub", "A /doc2/sub/b.txt",
+		"C /etc", "D /etc/hosts", "C /etc/motd", "C /etc/passwd",
+		"A /new", "A /new/c", "A /new/f", "A /new/g", "A /new/l", "A /new/p",
+		"C /tmp", "A /tmp/sparse",
+		"C /usr/bin", "D /usr/bin/env", "A /usr/bin/tool",
+		"C /usr/share", "D /usr/share/doc",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Diff:\n got %v\nwant %v", got, want)
+	}
+
+	var layer bytes.Buffer
+	if err := WriteLayer(&layer, m.upper, img.tree, img.objectPath); err != nil {
+		t.Fatal(err)
+	}
+	entries := layerFromTar(t, bytes.NewReader(layer.Bytes()), img.objects)
+	applied, err := layerstore.BuildTree("", append(slices.Clone(img.layers), entries)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := treecmp.Snapshot(m.dir, treecmp.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := treecmp.Options{IgnoreInodes: true, IgnoreRoot: true}
+	if d := treecmp.Compare(treecmp.FromLayerTree(applied), live, opt); len(d) > 0 {
+		t.Errorf("image + WriteLayer's layer differs from the mount:\n%s", strings.Join(d, "\n"))
+	}
+	// Diff and WriteLayer work after the mount is gone too.
+	m.unmount(t)
+	again, err := Diff(m.upper, img.tree)
+	if err != nil || len(again) != len(changes) {
+		t.Errorf("Diff after unmount: %d changes (%v), want %d", len(again), err, len(changes))
+	}
+}
+
+// TestFS_ObjectsNeverChange runs random sequences of opens, writes,
+// truncations, mmaps, renames and links on lower files, with read-only
+// handles held open, and checks that no object changed in any way.
+func TestFS_ObjectsNeverChange(t *testing.T) {
+	for _, pt := range []bool{false, true} {
+		t.Run(fmt.Sprintf("passthrough=%v", pt), func(t *testing.T) {
+			seed := uint64(time.Now().UnixNano())
+			t.Logf("seed %d", seed)
+			rng := rand.New(rand.NewPCG(seed, 0))
+			img := baseImage(t)
+			before := objectsSnapshot(t, img.objects)
+			m := mountImage(t, img, mountOpts{passthrough: pt})
+			files := []string{"etc/passwd", "etc/motd", "bin/busybox", "bin/sh", "usr/bin/env", "data/big", "usr/share/doc/a.txt", "etc/hosts"}
+			var held []*os.File
+			mmaps := 0
+			defer func() {
+				for _, f := range held {
+					f.Close()
+				}
+			}()
+			// The sequence that writes into the lower file of a union whose
+			// inodes share one backing file: read-only open (passthrough for
+			// a large file), then open for writing and write.
+			for _, f := range []string{"bin/busybox", "data/big", "etc/passwd"} {
+				ro, err := os.Open(m.p(f))
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.CopyN(io.Discard, ro, 10)
+				if rw, err := os.OpenFile(m.p(f), os.O_RDWR, 0); err == nil {
+					rw.WriteAt([]byte("OVERWRITE"), 0)
+					rw.Close()
+				}
+				if rw, err := os.OpenFile(m.p(f), os.O_WRONLY|os.O_TRUNC, 0); err == nil {
+					rw.Close()
+				}
+				held = append(held, ro)
+			}
+			for i := 0; i < 300; i++ {
+				p := m.p(files[rng.IntN(len(files))])
+				switch rng.IntN(9) {
+				case 0: // hold a read-only handle open, read through it
+					if f, err := os.Open(p); err == nil {
+						io.CopyN(io.Discard, f, 4096)
+						held = append(held, f)
+					}
+				case 1:
+					if f, err := os.OpenFile(p, os.O_RDWR, 0); err == nil {
+						f.WriteAt([]byte("W"), int64(rng.IntN(100)))
+						f.Close()
+					}
+				case 2:
+					if f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0); err == nil {
+						f.WriteString("append")
+						f.Close()
+					}
+				case 3:
+					os.Truncate(p, int64(rng.IntN(10)))
+				case 4:
+					if f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0); err == nil {
+						f.Close()
+					}
+				case 5:
+					if mmaps < 3 { // each costs a child process
+						mmaps++
+						_ = mmapWrite(p)
+					}
+				case 6:
+					os.Chmod(p, 0o600)
+				case 7:
+					os.Link(p, p+".l")
+				case 8:
+					if f, err := os.OpenFile(p, os.O_RDWR, 0); err == nil {
+						unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, 0, 4096)
+						f.Close()
+					}
+				}
+				if i%50 == 0 {
+					for _, f := range held {
+						f.Close()
+					}
+					held = held[:0]
+				}
+			}
+			for _, f := range held {
+				f.Close()
+			}
+			held = nil
+			m.unmount(t)
+			after := objectsSnapshot(t, img.objects)
+			for k, v := range before {
+				if after[k] != v {
+					t.Errorf("object %s changed:\n before %s\n after  %s", k, v, after[k])
+				}
+			}
+		})
+	}
+}
+
+// TestFS_MissingObject checks that a missing or short object fails the read
+// with EIO and logs the digest, and that the rest of the mount works.
+func TestFS_MissingObject(t *testing.T) {
+	img := baseImage(t)
+	pw, _ := img.tree.Lookup("etc/passwd")
+	big, _ := img.tree.Lookup("data/big")
+	if err := os.Remove(img.objectPath(pw.Digest)); err != nil {
+		t.Fatal(err)
+	}
+	// A short object: same name, fewer bytes.
+	bp := img.objectPath(big.Digest)
+	os.Chmod(bp, 0o644)
+	if err := os.Truncate(bp, 100); err != nil {
+		t.Fatal(err)
+	}
+	m := mountImage(t, img, mountOpts{})
+	for _, tc := range []struct {
+		p string
+		d string
+	}{{"etc/passwd", pw.Digest.String()}, {"data/big", big.Digest.String()}} {
+		_, err := os.ReadFile(m.p(tc.p))
+		if !errors.Is(err, unix.EIO) {
+			t.Errorf("read %s: %v, want EIO", tc.p, err)
+		}
+		if err := os.WriteFile(m.p(tc.p), []byte("x"), 0); err == nil {
+			// O_TRUNC needs no data: allowed.
+		}
+		if !strings.Contains(m.logs.String(), tc.d) {
+			t.Errorf("log does not name %s:\n%s", tc.d, m.logs.String())
+		}
+	}
+	f, err := os.OpenFile(m.p("data/big"), os.O_RDWR, 0)
+	if err == nil {
+		f.Close()
+	}
+	if got := mustRead(t, m.p("etc/hosts")); got != "127.0.0.1 localhost\n" {
+		t.Errorf("etc/hosts: %q", got)
+	}
+}
+
+// TestFS_Passthrough checks passthrough where the kernel has it: large lower
+// files pass through, and a write open of a file with passthrough readers is
+// refused rather than given the object.
+func TestFS_Passthrough(t *testing.T) {
+	img := baseImage(t)
+	m := mountImage(t, img, mountOpts{passthrough: true})
+	if !m.srv.Passthrough() {
+		t.Skipf("no passthrough here: %s", m.logs.String())
+	}
+	ro, err := os.Open(m.p("bin/busybox"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 8)
+	if _, err := ro.ReadAt(buf, 0); err != nil || string(buf) != "busybox!" {
+		t.Fatalf("read through passthrough: %q %v", buf, err)
+	}
+	if _, err := os.OpenFile(m.p("bin/sh"), os.O_RDWR, 0); !errors.Is(err, unix.ETXTBSY) {
+		t.Errorf("write open while a passthrough handle is open: %v, want ETXTBSY", err)
+	}
+	ro.Close()
+	// Small files use the page cache, so writers are never locked out.
+	small, err := os.Open(m.p("etc/passwd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Close()
+	if err := os.WriteFile(m.p("etc/passwd"), []byte("w"), 0); err != nil {
+		t.Fatalf("write a small file held open read-only: %v", err)
+	}
+	if _, err := small.ReadAt(buf[:1], 0); err != nil || buf[0] != 'w' {
+		t.Errorf("the read-only handle does not see the write: %q %v", buf[:1], err)
+	}
+	// Once the readers are gone, writing works.
+	if err := os.WriteFile(m.p("bin/sh"), []byte("x"), 0); err != nil {
+		t.Errorf("write after the passthrough handle closed: %v", err)
+	}
+}
+
+func TestFS_ReadOnly(t *testing.T) {
+	img := baseImage(t)
+	m := mountImage(t, img, mountOpts{readOnly: true})
+	for _, err := range []error{
+		os.WriteFile(m.p("etc/new"), nil, 0o644),
+		os.Chmod(m.p("etc/passwd"), 0),
+		os.Remove(m.p("etc/passwd")),
+		os.Mkdir(m.p("x"), 0o755),
+	} {
+		if !errors.Is(err, unix.EROFS) {
+			t.Errorf("change on a read-only mount: %v, want EROFS", err)
+		}
+	}
+}
+
+// TestFS_Concurrent has many goroutines read, write, create, rename and
+// delete at once (run with -race).
+func TestFS_Concurrent(t *testing.T) {
+	img := baseImage(t)
+	m := mountImage(t, img, mountOpts{passthrough: true})
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dir := m.p(fmt.Sprintf("tmp/g%d", g))
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				errs <- err
+				return
+			}
+			for i := 0; i < 50; i++ {
+				f := filepath.Join(dir, fmt.Sprint(i))
+				if err := os.WriteFile(f, []byte(strings.Repeat("x", i)), 0o644); err != nil {
+					errs <- err
+					return
+				}
+				if b, err := os.ReadFile(f); err != nil || len(b) != i {
+					errs <- fmt.Errorf("read %s: %d bytes, %v", f, len(b), err)
+					return
+				}
+				if i%3 == 0 {
+					if err := os.Rename(f, f+".r"); err != nil {
+						errs <- err
+						return
+					}
+				}
+				if _, err := os.ReadFile(m.p("usr/share/doc/a.txt")); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := os.ReadDir(m.p("etc")); err != nil {
+					errs <- err
+					return
+				}
+			}
+			if err := os.RemoveAll(dir); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 100; i++ {
+			if err := os.WriteFile(m.p("etc/passwd"), []byte(fmt.Sprint(i)), 0); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if ents, err := os.ReadDir(m.p("tmp")); err != nil || len(ents) != 0 {
+		t.Errorf("tmp: %v %v", ents, err)
+	}
+}
+
+// TestFS_Tmpfile makes an O_TMPFILE file and links it into place.
+func TestFS_Tmpfile(t *testing.T) {
+	img := baseImage(t)
+	m := mountImage(t, img, mountOpts{})
+	fd, err := unix.Open(m.p("etc"), unix.O_TMPFILE|unix.O_RDWR, 0o640)
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		t.Skip("O_TMPFILE not supported")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if _, err := unix.Write(fd, []byte("tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Linkat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", fd), unix.AT_FDCWD, m.p("etc/tmpfile"), unix.AT_SYMLINK_FOLLOW); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, m.p("etc/tmpfile")); got != "tmp" {
+		t.Errorf("etc/tmpfile: %q", got)
+	}
+}
+
+// TestFS_Xattrs checks reserved names stay hidden and refused.
+func TestFS_Xattrs(t *testing.T) {
+	img := baseImage(t)
+	m := mountImage(t, img, mountOpts{})
+	p := m.p("etc/motd")
+	if names := listXattrs(t, p); !slices.Equal(names, []string{"trusted.note", "user.origin"}) {
+		t.Errorf("lower xattrs %v", names)
+	}
+	if err := unix.Lsetxattr(p, XattrPrefix+"whiteout", []byte("y"), 0); !errors.Is(err, unix.EPERM) {
+		t.Errorf("setting a reserved xattr: %v, want EPERM", err)
+	}
+	if err := unix.Lremovexattr(p, "user.origin"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := getxattr(p, "security.selinux"); !errors.Is(err, unix.ENODATA) {
+		t.Errorf("absent security.selinux: %v, want ENODATA", err)
+	}
+	if names := listXattrs(t, p); !slices.Equal(names, []string{"trusted.note"}) {
+		t.Errorf("xattrs after remove %v", names)
+	}
+}

@@ -1,0 +1,379 @@
+package fs
+
+import (
+	"archive/tar"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-dev/strata/layerstore"
+)
+
+// Accessing mmap'd memory of a FUSE file from the process that serves the
+// mount can deadlock (a thread stuck in the page fault holds up the Go
+// runtime's stop-the-world, which stops the server that would answer the
+// fault), so mmap tests run in a child: the test binary itself, re-executed
+// with STRATA_FS_TEST_MMAP naming the file.
+func init() {
+	if p := os.Getenv("STRATA_FS_TEST_MMAP"); p != "" {
+		if err := mmapWriteHere(p); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+}
+
+func mmapWriteHere(p string) error {
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || st.Size() == 0 {
+		return err
+	}
+	mem, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return err
+	}
+	mem[0] = 'M'
+	return errors.Join(unix.Msync(mem, unix.MS_SYNC), unix.Munmap(mem))
+}
+
+// mmapWrite writes 'M' at offset 0 of p through a shared mapping, in a child
+// process.
+func mmapWrite(p string) error {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "STRATA_FS_TEST_MMAP="+p)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("mmap write %s: %w: %s", p, err, out)
+	}
+	return nil
+}
+
+// testImage is a tree built from layers made in the test, with contents in
+// a scratch objects dir.
+type testImage struct {
+	tree    *layerstore.Tree
+	objects string
+	layers  [][]*layerstore.Entry
+}
+
+func (img *testImage) objectPath(d digest.Digest) string {
+	return filepath.Join(img.objects, d.Encoded())
+}
+
+// layerBuilder makes the entries of one layer.
+type layerBuilder struct {
+	t       *testing.T
+	objects string
+	entries []*layerstore.Entry
+}
+
+const testMtime = 1_600_000_000_123_456_789
+
+func (b *layerBuilder) add(e *layerstore.Entry) *layerBuilder {
+	if e.Mtime == 0 {
+		e.Mtime = testMtime
+	}
+	b.entries = append(b.entries, e)
+	return b
+}
+
+func (b *layerBuilder) dir(p string, mode uint32) *layerBuilder {
+	return b.add(&layerstore.Entry{Path: p, Type: layerstore.TypeDir, Mode: mode})
+}
+
+func (b *layerBuilder) file(p string, mode uint32, content string) *layerBuilder {
+	d := writeTestObject(b.t, b.objects, []byte(content))
+	return b.add(&layerstore.Entry{Path: p, Type: layerstore.TypeReg, Mode: mode, Size: int64(len(content)), Digest: d})
+}
+
+func (b *layerBuilder) link(p, target string) *layerBuilder {
+	for _, e := range b.entries {
+		if e.Path == target {
+			c := *e
+			c.Path, c.HardLink = p, target
+			return b.add(&c)
+		}
+	}
+	b.t.Fatalf("link %s: no entry %s in this layer", p, target)
+	return b
+}
+
+func (b *layerBuilder) symlink(p, target string) *layerBuilder {
+	return b.add(&layerstore.Entry{Path: p, Type: layerstore.TypeSymlink, Mode: 0o777, Link: target})
+}
+
+func (b *layerBuilder) whiteout(p string) *layerBuilder {
+	dir, name := path.Split(p)
+	return b.add(&layerstore.Entry{Path: path.Join(dir, layerstore.WhiteoutPrefix+name), Type: layerstore.TypeWhiteout})
+}
+
+func writeTestObject(t testing.TB, objects string, content []byte) digest.Digest {
+	t.Helper()
+	d := digest.FromBytes(content)
+	p := filepath.Join(objects, d.Encoded())
+	if _, err := os.Stat(p); err == nil {
+		return d
+	}
+	if err := os.WriteFile(p, content, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// newTestImage builds an image from layers that build fills in.
+func newTestImage(t *testing.T, build ...func(b *layerBuilder)) *testImage {
+	t.Helper()
+	img := &testImage{objects: filepath.Join(t.TempDir(), "objects")}
+	if err := os.Mkdir(img.objects, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, fn := range build {
+		b := &layerBuilder{t: t, objects: img.objects}
+		fn(b)
+		sortEntries(b.entries)
+		img.layers = append(img.layers, b.entries)
+	}
+	tree, err := layerstore.BuildTree(digest.FromString(t.Name()), img.layers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img.tree = tree
+	return img
+}
+
+func sortEntries(es []*layerstore.Entry) {
+	slices.SortFunc(es, func(a, b *layerstore.Entry) int {
+		return bytes.Compare(layerstore.Key(a.Path), layerstore.Key(b.Path))
+	})
+}
+
+// testMount is a live mount made by mountImage.
+type testMount struct {
+	dir, upper string
+	srv        *Server
+	logs       *syncBuffer
+}
+
+func (m *testMount) p(rel string) string { return filepath.Join(m.dir, rel) }
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type mountOpts struct {
+	readOnly, passthrough bool
+}
+
+// mountImage mounts img on a t.TempDir() and unmounts it when the test ends,
+// failing the test if that fails.
+func mountImage(t *testing.T, img *testImage, o mountOpts) *testMount {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	base := t.TempDir()
+	m := &testMount{dir: filepath.Join(base, "mnt"), logs: &syncBuffer{}}
+	if err := os.Mkdir(m.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if !o.readOnly {
+		m.upper = filepath.Join(base, "upper")
+		if err := os.Mkdir(m.upper, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv, err := Mount(m.dir, img.tree, &Options{
+		ReadOnly:    o.readOnly,
+		Upper:       m.upper,
+		Objects:     img.objectPath,
+		Passthrough: o.passthrough,
+		AllowOther:  true,
+		Logger:      slog.New(slog.NewTextHandler(m.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		FsName:      "strata-test",
+	})
+	if err != nil {
+		t.Fatalf("Mount: %v", err)
+	}
+	m.srv = srv
+	t.Cleanup(func() {
+		if err := srv.Unmount(); err != nil {
+			t.Errorf("Unmount: %v", err)
+			_ = unix.Unmount(m.dir, unix.MNT_DETACH)
+		}
+	})
+	return m
+}
+
+// unmount ends the mount inside the test (the cleanup then has nothing to do).
+func (m *testMount) unmount(t *testing.T) {
+	t.Helper()
+	if err := m.srv.Unmount(); err != nil {
+		t.Fatalf("Unmount: %v", err)
+	}
+}
+
+func mustRead(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func mustLstat(t *testing.T, p string) unix.Stat_t {
+	t.Helper()
+	st, err := lstat(p)
+	if err != nil {
+		t.Fatalf("lstat %s: %v", p, err)
+	}
+	return st
+}
+
+// walkNames returns every path below root.
+func walkNames(t *testing.T, root string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		out = append(out, rel)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// layerFromTar reads a layer tar into entries in key order, contents into
+// objects.
+func layerFromTar(t *testing.T, r io.Reader, objects string) []*layerstore.Entry {
+	t.Helper()
+	tr := tar.NewReader(r)
+	byPath := map[string]*layerstore.Entry{}
+	var out []*layerstore.Entry
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := &layerstore.Entry{
+			Path:  strings.TrimPrefix(path.Clean("/"+h.Name), "/"),
+			Mode:  uint32(h.Mode) & 0o7777,
+			UID:   uint32(h.Uid),
+			GID:   uint32(h.Gid),
+			Mtime: h.ModTime.UnixNano(),
+		}
+		for k, v := range h.PAXRecords {
+			if name, ok := strings.CutPrefix(k, "SCHILY.xattr."); ok {
+				if e.Xattrs == nil {
+					e.Xattrs = map[string]string{}
+				}
+				e.Xattrs[name] = v
+			}
+		}
+		base := path.Base(e.Path)
+		switch {
+		case base == layerstore.OpaqueName:
+			e.Type = layerstore.TypeOpaque
+		case strings.HasPrefix(base, layerstore.WhiteoutPrefix):
+			e.Type = layerstore.TypeWhiteout
+		default:
+			switch h.Typeflag {
+			case tar.TypeReg:
+				b, err := io.ReadAll(tr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				e.Type, e.Size, e.Digest = layerstore.TypeReg, int64(len(b)), writeTestObject(t, objects, b)
+			case tar.TypeLink:
+				tg, ok := byPath[strings.TrimPrefix(path.Clean("/"+h.Linkname), "/")]
+				if !ok {
+					t.Fatalf("%s: hard link to unknown %s", h.Name, h.Linkname)
+				}
+				e.Type, e.HardLink, e.Size, e.Digest, e.Link = tg.Type, tg.Path, tg.Size, tg.Digest, tg.Link
+				e.Devmajor, e.Devminor = tg.Devmajor, tg.Devminor
+			case tar.TypeSymlink:
+				e.Type, e.Link = layerstore.TypeSymlink, h.Linkname
+			case tar.TypeDir:
+				e.Type = layerstore.TypeDir
+			case tar.TypeChar:
+				e.Type, e.Devmajor, e.Devminor = layerstore.TypeChar, uint32(h.Devmajor), uint32(h.Devminor)
+			case tar.TypeBlock:
+				e.Type, e.Devmajor, e.Devminor = layerstore.TypeBlock, uint32(h.Devmajor), uint32(h.Devminor)
+			case tar.TypeFifo:
+				e.Type = layerstore.TypeFifo
+			default:
+				t.Fatalf("%s: tar type %q", h.Name, h.Typeflag)
+			}
+		}
+		if _, dup := byPath[e.Path]; dup {
+			t.Fatalf("layer has %s twice", e.Path)
+		}
+		byPath[e.Path] = e
+		out = append(out, e)
+	}
+	sortEntries(out)
+	return out
+}
+
+// objectsSnapshot records everything about every file of an objects dir.
+func objectsSnapshot(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, de := range ents {
+		p := filepath.Join(dir, de.Name())
+		st := mustLstat(t, p)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(b)
+		out[de.Name()] = fmt.Sprintf("mode %o nlink %d ino %d size %d mtime %d.%d ctime %d.%d sha %s",
+			st.Mode, st.Nlink, st.Ino, st.Size, st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec, hex.EncodeToString(sum[:]))
+	}
+	return out
+}
