@@ -21,7 +21,7 @@ import (
 )
 
 var (
-	bigContent  = strings.Repeat("busybox!", 256<<10)      // 2 MiB: passthrough-sized
+	bigContent  = strings.Repeat("busybox!", 256<<10)       // 2 MiB: passthrough-sized
 	dataContent = strings.Repeat("0123456789abcdef", 1<<16) // 1 MiB
 )
 
