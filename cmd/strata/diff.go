@@ -1,0 +1,58 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"github.com/strata-dev/strata/fs"
+)
+
+type diffOptions struct{}
+
+func newDiffCmd(g *globals) *cobra.Command {
+	o := &diffOptions{}
+	cmd := &cobra.Command{
+		Use:   "diff DIR",
+		Short: "Inspect changes to files or directories of a mount",
+		Long: `List the changes the mount on DIR (or the mount of that ID) made to its image,
+as docker diff does: A for an added path, C for a changed one, D for a deleted
+one. A directory is listed when its own attributes changed or an entry was
+added to or deleted from it. Works while the mount is live, and on a mount
+whose server is gone.`,
+		Example: `  strata diff /mnt/demo`,
+		Args:    cobra.ExactArgs(1),
+		GroupID: "mount",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runDiff(cmd, g, o, args[0])
+		},
+	}
+	return cmd
+}
+
+func runDiff(cmd *cobra.Command, g *globals, _ *diffOptions, arg string) error {
+	s, err := g.openStore()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	rec, err := findMount(s, arg)
+	if err != nil {
+		return err
+	}
+	if rec.ReadOnly {
+		return nil // nothing can change
+	}
+	_, tree, err := s.ImageTree(rec.Image.String())
+	if err != nil {
+		return err
+	}
+	changes, err := fs.Diff(upperDir(s, rec.ID), tree)
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	for _, c := range changes {
+		fmt.Fprintln(out, c)
+	}
+	return nil
+}

@@ -1,0 +1,263 @@
+package main
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/strata-dev/strata/fs"
+	"github.com/strata-dev/strata/layerstore"
+)
+
+type mountOptions struct {
+	readOnly      bool
+	detach        bool
+	noSuid        bool
+	noDev         bool
+	noPassthrough bool
+	allowOther    bool
+
+	// Set by "mount -d" for the server it starts.
+	id      string
+	readyFd int
+}
+
+func newMountCmd(g *globals) *cobra.Command {
+	o := &mountOptions{}
+	cmd := &cobra.Command{
+		Use:   "mount [OPTIONS] IMAGE DIR",
+		Short: "Mount an image on a directory",
+		Long: `Mount IMAGE (name[:tag], ID or unique ID prefix) on the directory DIR through
+FUSE. Lookups and reads come from the image's layers; changes go to an
+ephemeral top layer in the store (see "strata mounts"), which "strata diff"
+lists and "strata commit" turns into a new image. Unmounting deletes it.
+
+The server runs in the foreground until the mount ends: Ctrl-C (SIGINT) or
+SIGTERM unmounts cleanly, as does "strata umount DIR" from elsewhere. With -d
+it runs in the background, and the command returns (printing the mount ID)
+once the mount is ready; its log is server.log in the mount's directory.
+
+As root the mount allows setuid files and device nodes unless --nosuid or
+--nodev say otherwise, lets other users in (the kernel checks permissions),
+and reads large lower files through FUSE passthrough where the kernel has it.`,
+		Example: `  strata mount demo /mnt/demo
+  strata mount -d --read-only demo:latest /mnt/ro`,
+		Args:              cobra.ExactArgs(2),
+		GroupID:           "mount",
+		ValidArgsFunction: completeImages(g, 1, true),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runMount(cmd, g, o, args[0], args[1])
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&o.readOnly, "read-only", false, "mount read-only, without a top layer")
+	f.BoolVarP(&o.detach, "detach", "d", false, "run the server in the background; return when the mount is ready")
+	f.BoolVar(&o.noSuid, "nosuid", false, "ignore setuid and setgid bits")
+	f.BoolVar(&o.noDev, "nodev", false, "do not allow access to device nodes")
+	f.BoolVar(&o.noPassthrough, "no-passthrough", false, "read every file through the server, even where FUSE passthrough is available")
+	f.BoolVar(&o.allowOther, "allow-other", true, "let users other than the one mounting use the mount")
+	f.StringVar(&o.id, "mount-id", "", "mount ID (set by -d for the server it starts)")
+	f.IntVar(&o.readyFd, "ready-fd", 0, "file descriptor to report readiness on (set by -d)")
+	_ = f.MarkHidden("mount-id")
+	_ = f.MarkHidden("ready-fd")
+	return cmd
+}
+
+func runMount(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir string) error {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	if st, err := os.Stat(dir); err != nil {
+		return err
+	} else if !st.IsDir() {
+		return fmt.Errorf("%s: not a directory", dir)
+	}
+	if o.detach && o.readyFd == 0 {
+		return startDetached(cmd, g, o, ref, dir)
+	}
+	ready := func(string) {}
+	if o.readyFd > 0 {
+		f := os.NewFile(uintptr(o.readyFd), "ready")
+		ready = func(msg string) {
+			fmt.Fprintln(f, msg)
+			f.Close()
+		}
+	}
+	err = serveMount(cmd, g, o, ref, dir, ready)
+	if err != nil {
+		ready("error: " + err.Error())
+	}
+	return err
+}
+
+// serveMount mounts, records the lease, calls ready, serves until the mount
+// ends, and then drops the lease and the top layer.
+func serveMount(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir string, ready func(string)) (err error) {
+	s, err := g.openStore()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	img, tree, err := s.ImageTree(ref)
+	if err != nil {
+		return err
+	}
+	id := o.id
+	if id == "" {
+		id = newMountID()
+	}
+	rec := layerstore.MountRecord{
+		ID:       id,
+		Image:    img.ID,
+		Ref:      ref,
+		Layers:   img.Layers,
+		ChainID:  img.ChainID,
+		Dir:      dir,
+		PID:      os.Getpid(),
+		ReadOnly: o.readOnly,
+		Created:  time.Now(),
+	}
+	rec.PIDStart, _ = layerstore.ProcessStart(rec.PID)
+	upper := ""
+	if !o.readOnly {
+		upper = upperDir(s, id)
+		if err := os.MkdirAll(upper, 0o700); err != nil {
+			return err
+		}
+	}
+	if err := s.AddMount(rec); err != nil {
+		_ = os.RemoveAll(s.MountDir(id))
+		return err
+	}
+	defer func() {
+		// Last: the lease keeps the image's objects from GC while the
+		// mount may still read them.
+		err = errors.Join(err, s.RemoveMount(id))
+	}()
+	log := g.logger()
+	srv, err := fs.Mount(dir, tree, &fs.Options{
+		ReadOnly:    o.readOnly,
+		Upper:       upper,
+		Objects:     s.ObjectPath,
+		NoSuid:      o.noSuid,
+		NoDev:       o.noDev,
+		AllowOther:  o.allowOther,
+		Passthrough: !o.noPassthrough,
+		Logger:      log,
+		Debug:       g.debug,
+		FsName:      "strata:" + ref,
+	})
+	if err != nil {
+		return err
+	}
+	ready("ready " + id)
+	if o.readyFd == 0 {
+		fmt.Fprintf(cmd.ErrOrStderr(), "%s mounted on %s (mount %s); Ctrl-C unmounts\n", ref, dir, id)
+	}
+
+	ended := make(chan struct{})
+	go func() {
+		srv.Wait()
+		close(ended)
+	}()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	for {
+		select {
+		case <-ended:
+			return nil
+		case <-sig:
+			if err := srv.Unmount(); err != nil {
+				log.Warn("strata mount: cannot unmount, still serving; close what uses it, or detach it with strata umount --lazy", "dir", dir, "err", err)
+			}
+		}
+	}
+}
+
+// startDetached runs the server as a child in a session of its own and
+// returns once it reports the mount ready (or fails).
+func startDetached(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	s, err := g.openStore()
+	if err != nil {
+		return err
+	}
+	id := newMountID()
+	mdir := s.MountDir(id)
+	s.Close()
+	if err := os.MkdirAll(mdir, 0o700); err != nil {
+		return err
+	}
+	logPath := filepath.Join(mdir, "server.log")
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	args := []string{"--root", g.root, "--lock-timeout", strconv.Itoa(g.lockTimeout)}
+	if g.debug {
+		args = append(args, "--debug")
+	}
+	args = append(args, "mount", "--mount-id", id, "--ready-fd", "3",
+		"--read-only="+strconv.FormatBool(o.readOnly),
+		"--nosuid="+strconv.FormatBool(o.noSuid),
+		"--nodev="+strconv.FormatBool(o.noDev),
+		"--no-passthrough="+strconv.FormatBool(o.noPassthrough),
+		"--allow-other="+strconv.FormatBool(o.allowOther),
+		"--", ref, dir)
+	c := exec.Command(self, args...)
+	c.Stdout, c.Stderr = logf, logf
+	c.ExtraFiles = []*os.File{w}
+	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := c.Start(); err != nil {
+		w.Close()
+		return err
+	}
+	w.Close()
+	line, _ := bufio.NewReader(r).ReadString('\n')
+	line = strings.TrimSpace(line)
+	if strings.HasPrefix(line, "ready ") {
+		_ = c.Process.Release()
+		fmt.Fprintln(cmd.OutOrStdout(), strings.TrimPrefix(line, "ready "))
+		return nil
+	}
+	werr := c.Wait()
+	msg := strings.TrimPrefix(line, "error: ")
+	if msg == "" {
+		b, _ := os.ReadFile(logPath)
+		msg = strings.TrimSpace(string(b))
+		if msg == "" && werr != nil {
+			msg = werr.Error()
+		}
+	}
+	_ = os.RemoveAll(mdir)
+	return errors.New(msg)
+}
+
+// newMountID returns a fresh random mount ID: 12 hex digits.
+func newMountID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,247 @@
+package main
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/strata-dev/strata/layerstore"
+	"golang.org/x/sys/unix"
+)
+
+type mountsOptions struct {
+	quiet   bool
+	noTrunc bool
+	format  string
+}
+
+const mountsTableFormat = "table {{.ID}}\t{{.Image}}\t{{.Mountpoint}}\t{{.TopLayer}}\t{{.Size}}\t{{.PID}}\t{{.Status}}"
+
+var mountColumns = map[string]string{
+	"ID":         "ID",
+	"Image":      "IMAGE",
+	"ImageID":    "IMAGE ID",
+	"Mountpoint": "MOUNTPOINT",
+	"TopLayer":   "TOP-LAYER",
+	"Size":       "SIZE",
+	"PID":        "PID",
+	"Status":     "STATUS",
+	"CreatedAt":  "CREATED AT",
+	"Mode":       "MODE",
+}
+
+// mountRow is one line of "strata mounts".
+type mountRow struct {
+	ID         string
+	Image      string
+	ImageID    string
+	Mountpoint string
+	TopLayer   string // the upper dir; "-" for a read-only mount
+	Size       string // disk space the top layer takes
+	PID        string
+	Status     string // running, stale (server gone, still mounted) or dead
+	CreatedAt  string
+	Mode       string // rw or ro
+}
+
+func newMountsCmd(g *globals) *cobra.Command {
+	o := &mountsOptions{}
+	cmd := &cobra.Command{
+		Use:   "mounts [OPTIONS]",
+		Short: "List mounts",
+		Long: `List the mounts of the store: their ID, image, mountpoint, top layer (the
+ephemeral upper dir that holds their changes) and its size on disk, the pid of
+the server and its status:
+
+  running   the server serves the mount
+  stale     the server is gone and the mountpoint says "Transport endpoint
+            is not connected": "strata umount DIR" cleans it up
+  dead      the server is gone and nothing is mounted: "strata umount DIR"
+            drops the lease and the top layer
+
+--format takes a Go template over .ID .Image .ImageID .Mountpoint .TopLayer
+.Size .PID .Status .CreatedAt .Mode; "table TEMPLATE" adds a header, "json"
+prints each row as JSON.`,
+		Example: `  strata mounts
+  strata mounts -q
+  strata mounts --format '{{.Mountpoint}} {{.Status}}'`,
+		Args:    cobra.NoArgs,
+		GroupID: "mount",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runMounts(cmd, g, o)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "only show mount IDs")
+	f.BoolVar(&o.noTrunc, "no-trunc", false, "don't truncate output")
+	f.StringVar(&o.format, "format", "", "format output using a Go template, \"table TEMPLATE\" or \"json\"")
+	return cmd
+}
+
+func runMounts(cmd *cobra.Command, g *globals, o *mountsOptions) error {
+	format := o.format
+	switch {
+	case (format == "" || format == tableFormatKey) && o.quiet:
+		format = "{{.ID}}"
+	case format == "" || format == tableFormatKey:
+		format = mountsTableFormat
+	}
+	rf, err := newRowFormatter(format, mountColumns)
+	if err != nil {
+		return err
+	}
+	s, err := g.openStore()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	recs, err := s.Mounts()
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(recs, func(a, b layerstore.MountRecord) int { return b.Created.Compare(a.Created) })
+	mounted, err := mountTable()
+	if err != nil {
+		return err
+	}
+	for _, m := range recs {
+		row := mountRow{
+			ID:         m.ID,
+			Image:      m.Ref,
+			ImageID:    displayID(m.Image, o.noTrunc),
+			Mountpoint: m.Dir,
+			TopLayer:   "-",
+			Size:       "-",
+			PID:        strconv.Itoa(m.PID),
+			Status:     mountStatus(&m, mounted),
+			CreatedAt:  m.Created.Local().Format(time.DateTime),
+			Mode:       "rw",
+		}
+		if row.Image == "" {
+			row.Image = row.ImageID
+		}
+		if m.ReadOnly {
+			row.Mode = "ro"
+		} else {
+			row.TopLayer = upperDir(s, m.ID)
+			if n, err := upperUsage(row.TopLayer); err == nil {
+				row.Size = humanSize(n, 3)
+			}
+		}
+		if err := rf.row(row); err != nil {
+			return err
+		}
+	}
+	return rf.flush(cmd.OutOrStdout())
+}
+
+// upperDir is where the top layer of mount id lives.
+func upperDir(s *layerstore.Store, id string) string {
+	return filepath.Join(s.MountDir(id), "upper")
+}
+
+// serverAlive reports whether the server of m runs: its process exists, is
+// the one that mounted (start time), and is not a zombie nobody reaped yet.
+func serverAlive(m *layerstore.MountRecord) bool {
+	if !m.Alive() {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", m.PID))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2] != 'Z' && s[i+2] != 'X'
+	}
+	return true
+}
+
+// mountStatus says whether the server of m runs and whether its
+// mountpoint is mounted.
+func mountStatus(m *layerstore.MountRecord, mounted map[string]string) string {
+	_, isMounted := mounted[m.Dir]
+	alive := serverAlive(m)
+	switch {
+	case alive && isMounted:
+		return "running"
+	case alive:
+		return "starting"
+	case isMounted:
+		return "stale"
+	}
+	return "dead"
+}
+
+// mountTable returns the mountpoints of this mount namespace with their
+// file system types (the last mount wins where several are stacked).
+func mountTable() (map[string]string, error) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, m := range parseMountinfo(data) {
+		out[m.Dir] = m.FSType
+	}
+	return out, nil
+}
+
+// upperUsage is the space the files under dir take, as du counts it.
+func upperUsage(dir string) (int64, error) {
+	var total int64
+	seen := map[uint64]bool{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return nil
+		}
+		if st.Nlink > 1 && !d.IsDir() {
+			if seen[st.Ino] {
+				return nil
+			}
+			seen[st.Ino] = true
+		}
+		total += st.Blocks * 512
+		return nil
+	})
+	return total, err
+}
+
+// findMount returns the lease of the mount named by arg: its mountpoint, or
+// its ID or a unique prefix of it.
+func findMount(s *layerstore.Store, arg string) (*layerstore.MountRecord, error) {
+	recs, err := s.Mounts()
+	if err != nil {
+		return nil, err
+	}
+	if abs, err := filepath.Abs(arg); err == nil {
+		for i := range recs {
+			if recs[i].Dir == abs {
+				return &recs[i], nil
+			}
+		}
+	}
+	var found *layerstore.MountRecord
+	for i := range recs {
+		if strings.HasPrefix(recs[i].ID, arg) {
+			if found != nil {
+				return nil, fmt.Errorf("mount %q: %w", arg, layerstore.ErrAmbiguous)
+			}
+			found = &recs[i]
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("no strata mount at %s: %w", arg, layerstore.ErrNotFound)
+	}
+	return found, nil
+}
