@@ -85,15 +85,36 @@ func runUmount(cmd *cobra.Command, g *globals, o *umountOptions, arg string) err
 		if o.lazy {
 			return nil // the server cleans up when the last user is gone
 		}
-		// The server sees the unmount and cleans up; wait for it.
+		// The server sees the unmount, drops the lease and the top
+		// layer, and exits; wait for it.
 		deadline := time.Now().Add(10 * time.Second)
-		for serverAlive(rec) && time.Now().Before(deadline) {
+		for {
+			if !serverAlive(rec) {
+				break
+			}
+			if gone, err := leaseGone(s, rec.ID); err != nil || gone {
+				return err
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s: unmounted, but server %d has not cleaned up yet; \"strata mounts\" shows it", dir, rec.PID)
+			}
 			time.Sleep(20 * time.Millisecond)
-		}
-		if serverAlive(rec) {
-			return fmt.Errorf("%s: unmounted, but server %d has not finished; \"strata mounts\" shows it", dir, rec.PID)
 		}
 	}
 	// No server (any more): drop what it left.
 	return s.RemoveMount(rec.ID)
+}
+
+// leaseGone reports whether mount id has no lease any more.
+func leaseGone(s *layerstore.Store, id string) (bool, error) {
+	recs, err := s.Mounts()
+	if err != nil {
+		return false, err
+	}
+	for _, m := range recs {
+		if m.ID == id {
+			return false, nil
+		}
+	}
+	return true, nil
 }
