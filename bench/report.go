@@ -175,7 +175,7 @@ func (rp *Report) goals() []Goal {
 	out = append(out, g)
 	ratio("append 1 byte to the big lower file", WAppend+"/1 byte", "≤ 0.5× overlayfs", ovl, func(v float64) bool { return v <= 0.5 })
 	// Depth: the deepest measured against one layer, mount and walk.
-	for _, what := range []string{"mount", "walk"} {
+	for _, what := range []string{"mount", "tree load", "walk"} {
 		one := rp.find(WDepth+"/"+what+" layers=1", Strata)
 		var deep *Result
 		deepN := 0
@@ -301,6 +301,9 @@ func (rp *Report) row(key string) []*Result {
 		}
 	}
 	order := func(c string) int {
+		if c == OverlayfsMount2 {
+			return 2 // beside overlayfs
+		}
 		if i := slices.Index(AllContenders, c); i >= 0 {
 			return i
 		}

@@ -36,7 +36,9 @@ type ServeOptions struct {
 
 // Serve is the strata contender's server, run in a child process so that
 // the FUSE server and the workloads do not share a Go runtime. It mounts
-// the image, writes "ready passthrough=BOOL", and then answers commands
+// the image, writes "ready passthrough=BOOL open=D tree=D mount=D" (the
+// time it took to open the store, load the merged tree and mount), and then
+// answers commands
 // read line by line from In:
 //
 //	profile FILE   start a CPU profile of this process into FILE
@@ -45,14 +47,17 @@ type ServeOptions struct {
 // each with "ok" or "error: ...". At EOF on In (the harness closed it or
 // died) or on SIGINT or SIGTERM it unmounts and returns.
 func Serve(ctx context.Context, o ServeOptions) (err error) {
+	t0 := time.Now()
 	s, err := layerstore.Open(o.Store, nil)
 	if err != nil {
 		return err
 	}
+	t1 := time.Now()
 	_, tree, err := s.ImageTree(o.Image)
 	if err != nil {
 		return err
 	}
+	t2 := time.Now()
 	srv, err := fs.Mount(o.Dir, tree, &fs.Options{
 		ReadOnly:    o.Upper == "",
 		Upper:       o.Upper,
@@ -71,7 +76,7 @@ func Serve(ctx context.Context, o ServeOptions) (err error) {
 		}
 		err = errors.Join(err, unmountServer(srv, o.Dir))
 	}()
-	fmt.Fprintf(o.Out, "ready passthrough=%v\n", srv.Passthrough())
+	fmt.Fprintf(o.Out, "ready passthrough=%v open=%s tree=%s mount=%s\n", srv.Passthrough(), t1.Sub(t0), t2.Sub(t1), time.Since(t2))
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
@@ -180,6 +185,7 @@ func newStrata(runDir, storeDir string, self []string, dirs *dirCounter, logf fu
 		}
 		m := &mounted{root: mnt, note: sv.note}
 		m.profile = func(file string) error { return sv.profile(file) }
+		m.phases = func() map[string]time.Duration { return sv.phases }
 		m.unmount = func() error {
 			err := sv.stop()
 			return errors.Join(err, os.RemoveAll(d))
@@ -234,15 +240,18 @@ func loadLayout(ctx context.Context, s *layerstore.Store, layout, name string) e
 
 // server is a running Serve child.
 type server struct {
-	cmd   *exec.Cmd
-	in    io.WriteCloser
-	out   *bufio.Reader
-	mnt   string
-	note  string
-	errb  *strings.Builder
-	mu    sync.Mutex
-	done  chan struct{}
-	waitE error
+	cmd  *exec.Cmd
+	in   io.WriteCloser
+	out  *bufio.Reader
+	mnt  string
+	note string
+	// phases are the server's own times to open the store, load the tree
+	// and mount.
+	phases map[string]time.Duration
+	errb   *strings.Builder
+	mu     sync.Mutex
+	done   chan struct{}
+	waitE  error
 }
 
 func startServer(ctx context.Context, self []string, store, image, mnt, upper string) (*server, error) {
@@ -273,7 +282,16 @@ func startServer(ctx context.Context, self []string, store, image, mnt, upper st
 		sv.stop()
 		return nil, fmt.Errorf("strata server: %q: %w: %s", line, err, lastLine([]byte(sv.stderr())))
 	}
-	sv.note = "strata server in a child process, " + strings.TrimPrefix(line, "ready ")
+	sv.phases = map[string]time.Duration{}
+	for _, f := range strings.Fields(line)[1:] {
+		k, v, _ := strings.Cut(f, "=")
+		if d, err := time.ParseDuration(v); err == nil {
+			sv.phases[k] = d
+		} else {
+			sv.note += " " + f
+		}
+	}
+	sv.note = "strata server in a child process," + sv.note
 	return sv, nil
 }
 

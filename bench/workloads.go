@@ -24,8 +24,8 @@ type Workload struct {
 	// Cold drops the page, dentry and inode caches before each repetition;
 	// otherwise one untimed run warms the caches first.
 	Cold bool
-	// Fresh remounts with an empty upper before each repetition (the
-	// workload writes).
+	// Fresh remounts with an empty upper and syncs before each repetition
+	// (the workload writes).
 	Fresh bool
 	// Run does the work once and returns how long it took.
 	Run func(ctx context.Context, root string) (time.Duration, error)
