@@ -324,8 +324,17 @@ func (d *dirHandle) Seekdir(ctx context.Context, off uint64) syscall.Errno {
 	defer d.mu.Unlock()
 	if off == 0 {
 		d.entries = nil // rewinddir shows changes made since opendir
-	} else if d.entries == nil || off > uint64(len(d.entries)) {
-		return syscall.EINVAL
+	} else {
+		// The kernel continues a listing it cached in part on a new
+		// handle, at the offset where its cache ends.
+		if d.entries == nil {
+			if errno := d.load(); errno != 0 {
+				return errno
+			}
+		}
+		if off > uint64(len(d.entries)) {
+			return syscall.EINVAL
+		}
 	}
 	d.idx = int(off)
 	return 0

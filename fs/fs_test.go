@@ -2,6 +2,7 @@ package fs
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -812,5 +814,26 @@ func TestFS_Xattrs(t *testing.T) {
 	}
 	if names := listXattrs(t, p); !slices.Equal(names, []string{"trusted.note"}) {
 		t.Errorf("xattrs after remove %v", names)
+	}
+}
+
+// TestDirHandle_SeekOnNewHandle: the kernel continues a directory listing it
+// cached in part on a new handle, at the offset where its cache ends.
+func TestDirHandle_SeekOnNewHandle(t *testing.T) {
+	img := baseImage(t)
+	u := newUnion(img.tree, &Options{ReadOnly: true, Objects: img.objectPath}, discardLogger())
+	root, _ := img.tree.Lookup("")
+	n := &node{u: u, ino: root.Ino, lower: root}
+	u.root = n
+	d := &dirHandle{n: n}
+	if errno := d.Seekdir(context.Background(), 3); errno != 0 {
+		t.Fatalf("Seekdir(3) on a new handle: %v", errno)
+	}
+	e, errno := d.Readdirent(context.Background())
+	if errno != 0 || e == nil || e.Off != 4 {
+		t.Fatalf("Readdirent after Seekdir(3): %+v %v", e, errno)
+	}
+	if errno := d.Seekdir(context.Background(), 1000); errno != syscall.EINVAL {
+		t.Errorf("Seekdir past the end: %v, want EINVAL", errno)
 	}
 }

@@ -377,3 +377,5 @@ func objectsSnapshot(t *testing.T, dir string) map[string]string {
 	}
 	return out
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
