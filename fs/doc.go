@@ -11,10 +11,11 @@
 // for a long time (FOPEN_CACHE_DIR, readdirplus); whatever a change touches
 // is changed through the kernel, which invalidates its own caches. The
 // contents of a regular file come from its object (Options.Objects), opened
-// O_RDONLY and nothing else. Read-only opens of lower files use FUSE
-// passthrough where the kernel offers it, else userspace reads with
-// FOPEN_KEEP_CACHE. A missing or short object makes that file fail with EIO
-// and logs the digest.
+// O_RDONLY and nothing else. Read-only opens of lower files of 1 MiB or more
+// use FUSE passthrough where the kernel offers it (their page cache is then
+// the object's, shared by every mount and every file with that content);
+// other reads go through the server with FOPEN_KEEP_CACHE. A missing or
+// short object makes that file fail with EIO and logs the digest.
 //
 // Passthrough and objects: the kernel opens a passthrough file's backing file
 // anew with the flags of the FUSE open and the credentials of this server, so
@@ -22,8 +23,12 @@
 // object. Only handles of read-only opens of lower data (type objectFile)
 // implement PassthroughFd; write handles (upperFile) never do, so go-fuse
 // never hands them a backing id. While passthrough handles of an inode are
-// open, the kernel refuses cached opens of that inode, so a write open in
-// that window is answered with FOPEN_DIRECT_IO.
+// open, the kernel allows no open of that inode other than with the same
+// backing file, so an open for writing in that window fails with ETXTBSY
+// (as for a running executable); this is why small files, the ones written
+// in place, do not use passthrough. A read-only handle opened before a
+// copy-up reads the upper file afterwards, so it sees later writes, unless
+// it is a passthrough handle, which goes on reading the object.
 //
 // # Write side and the upper directory format
 //
@@ -69,5 +74,13 @@
 // caller deletes it after unmounting. Objects are never opened for writing,
 // linked, renamed or changed in any way. File locks (flock and POSIX) are
 // kept by the kernel, which has the right owner semantics for a local file
-// system and keeps them across copy-up.
+// system and keeps them across copy-up. POSIX ACLs are checked and cached by
+// the kernel (FUSE_POSIX_ACL); a directory's default ACL is not applied to
+// new entries.
+//
+// Concurrency: changes to the upper dir's namespace (create, unlink, rename,
+// copy-up of metadata) are serialized by one lock of the mount; lookups,
+// listings and attribute reads share it; reads and writes of open files take
+// none, and copying a file's data at its first open for writing holds only
+// that file.
 package fs

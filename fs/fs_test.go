@@ -837,3 +837,58 @@ func TestDirHandle_SeekOnNewHandle(t *testing.T) {
 		t.Errorf("Seekdir past the end: %v, want EINVAL", errno)
 	}
 }
+
+// TestFS_MountFlags checks that device nodes and setuid work by default and
+// that NoSuid and NoDev turn them off.
+func TestFS_MountFlags(t *testing.T) {
+	img := baseImage(t)
+	m := mountImage(t, img, mountOpts{})
+	opts := mountOptionsOf(t, m.dir)
+	if slices.Contains(opts, "nosuid") || slices.Contains(opts, "nodev") {
+		t.Errorf("default mount options %v", opts)
+	}
+	if err := os.WriteFile(m.p("dev/null"), []byte("x"), 0); err != nil {
+		t.Errorf("write to the image's /dev/null: %v", err)
+	}
+	if st := mustLstat(t, m.p("bin/busybox")); st.Mode&unix.S_ISUID == 0 {
+		t.Errorf("setuid bit lost: mode %o", st.Mode)
+	}
+
+	base := t.TempDir()
+	dir, upper := filepath.Join(base, "mnt"), filepath.Join(base, "upper")
+	os.Mkdir(dir, 0o755)
+	os.Mkdir(upper, 0o700)
+	srv, err := Mount(dir, img.tree, &Options{Upper: upper, Objects: img.objectPath, NoSuid: true, NoDev: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := srv.Unmount(); err != nil {
+			t.Error(err)
+		}
+	}()
+	opts = mountOptionsOf(t, dir)
+	if !slices.Contains(opts, "nosuid") || !slices.Contains(opts, "nodev") {
+		t.Errorf("NoSuid, NoDev mount options %v", opts)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "dev/null"), []byte("x"), 0); !errors.Is(err, unix.EACCES) {
+		t.Errorf("open a device on a nodev mount: %v, want EACCES", err)
+	}
+}
+
+// mountOptionsOf returns the per-mount options of the mount at dir.
+func mountOptionsOf(t *testing.T, dir string) []string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 5 && f[4] == dir {
+			return strings.Split(f[5], ",")
+		}
+	}
+	t.Fatalf("%s not in mountinfo", dir)
+	return nil
+}

@@ -100,10 +100,10 @@ func Mount(dir string, tree *layerstore.Tree, opts *Options) (*Server, error) {
 		// The kernel keeps POSIX ACLs (and their absence) in its inode
 		// cache and checks them itself: ls -l asks for
 		// system.posix_acl_access on every entry.
-		EnableAcl: true,
-		ExtraCapabilities:    fuse.CAP_ATOMIC_O_TRUNC,
-		Debug:                opts.Debug,
-		Logger:               slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		EnableAcl:         true,
+		ExtraCapabilities: fuse.CAP_ATOMIC_O_TRUNC,
+		Debug:             opts.Debug,
+		Logger:            slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	if os.Geteuid() == 0 {
 		mo.DirectMountStrict = true
