@@ -1,0 +1,65 @@
+package fs_test
+
+// go-fuse's posixtest table, each case against a fresh mount, in two places:
+// the root of a mount of an empty tree (everything lives in the upper dir),
+// and tmp/ of a mount of the fixture image (an empty directory of a lower
+// layer, which the first change copies up). posixtest expects an empty,
+// writable directory; both are.
+
+import (
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/hanwen/go-fuse/v2/posixtest"
+
+	"github.com/strata-dev/strata/layerstore"
+)
+
+// suitePosixSkip lists the posixtest cases that do not apply, and why. A
+// case belongs here only when it fails on a plain directory of the host
+// file system (ext4) too.
+var suitePosixSkip = map[string]string{
+	// Two opens of one file by one process take a write and then a read
+	// POSIX lock and expect EAGAIN. POSIX locks belong to the process, so
+	// the second replaces the first: ext4 returns success, and so does the
+	// kernel's own lock handling, which strata uses. (It passes on go-fuse's
+	// loopback, which turns POSIX locks into per-handle OFD locks.) The
+	// "flock and fcntl locks" script checks locks against ext4 instead.
+	"FcntlFlockLocksFile": "POSIX locks are per process: a plain ext4 directory fails this case too",
+}
+
+func TestSuite_Posix(t *testing.T) {
+	suiteRequireFixtures(t)
+	empty, err := layerstore.BuildTree("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	places := []struct {
+		name string
+		img  func(t *testing.T) *suiteImage
+		dir  string
+	}{
+		{"empty", func(t *testing.T) *suiteImage { return &suiteImage{Tree: empty, Objects: t.TempDir()} }, ""},
+		{"lowerdir", suiteLoadImage, "tmp"},
+	}
+	names := make([]string, 0, len(posixtest.All))
+	for name := range posixtest.All {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, pl := range places {
+		t.Run(pl.name, func(t *testing.T) {
+			img := pl.img(t)
+			for _, name := range names {
+				t.Run(name, func(t *testing.T) {
+					if why, ok := suitePosixSkip[name]; ok {
+						t.Skip(why)
+					}
+					m := suiteMountImage(t, img, suiteMountOptions{})
+					posixtest.All[name](t, filepath.Join(m.Dir, pl.dir))
+				})
+			}
+		})
+	}
+}
