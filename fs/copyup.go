@@ -37,9 +37,11 @@ func (n *node) copyUpMeta() syscall.Errno {
 	return n.u.errno(n.u.copyUpEntry(n.lower), "copy up", n.lower.Path)
 }
 
-// copyUpForWrite gives n an upper copy that holds its data (or, when trunc,
-// no data at all). Callers hold n.mu.
-func (n *node) copyUpForWrite(trunc bool) syscall.Errno {
+// copyUpForOpen gives n an upper copy for an open for writing: with trunc
+// an empty file, else a metacopy whose data stays in the object until a
+// write lands below the object's end (ensureData); appending, or opening for
+// writing and only reading, copies no data. Callers hold n.mu.
+func (n *node) copyUpForOpen(trunc bool) syscall.Errno {
 	u := n.u
 	if !n.hasUpper() {
 		u.nsMu.Lock()
@@ -49,19 +51,37 @@ func (n *node) copyUpForWrite(trunc bool) syscall.Errno {
 			return u.errno(err, "copy up", n.lower.Path)
 		}
 	}
-	e := u.metacopyOf(n.ino)
-	if e == nil {
-		return 0
-	}
-	if trunc {
+	if trunc && u.metacopyOf(n.ino) != nil {
 		return n.dropMetacopy()
 	}
-	return n.copyUpData(e)
+	return 0
 }
 
-// copyUpForTruncate prepares n for a truncation to size. Callers hold n.mu.
+// copyUpForTruncate prepares n for a truncation to size: a truncation below
+// the object's end needs the data first. Callers hold n.mu.
 func (n *node) copyUpForTruncate(size uint64) syscall.Errno {
-	return n.copyUpForWrite(size == 0)
+	if errno := n.copyUpForOpen(size == 0); errno != 0 {
+		return errno
+	}
+	if e := n.u.metacopyOf(n.ino); e != nil && int64(size) < e.Size {
+		return n.copyUpData(e)
+	}
+	return 0
+}
+
+// ensureData copies the data of metacopy inode n into its upper file before
+// a change at offset off: below the object's end the object holds the data.
+func (n *node) ensureData(off int64) syscall.Errno {
+	e := n.u.metacopyOf(n.ino)
+	if e == nil || off >= e.Size {
+		return 0
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if e = n.u.metacopyOf(n.ino); e == nil {
+		return 0
+	}
+	return n.copyUpData(e)
 }
 
 // openPlaceholder opens n's upper file for writing, checking it is n's.
@@ -87,9 +107,9 @@ func (n *node) openPlaceholder() (*os.File, syscall.Errno) {
 	return f, 0
 }
 
-// copyUpData copies the data of metacopy inode n from object e into its
-// placeholder and then drops the metacopy mark. The placeholder keeps its
-// times. Callers hold n.mu.
+// copyUpData copies the data of metacopy inode n from object e into the
+// first e.Size bytes of its upper file (what was appended beyond stays) and
+// then drops the metacopy mark. The file keeps its times. Callers hold n.mu.
 func (n *node) copyUpData(e *layerstore.Entry) syscall.Errno {
 	u := n.u
 	dst, errno := n.openPlaceholder()

@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
+
+	"github.com/strata-dev/strata/layerstore"
 )
 
 // passthroughMinSize is the smallest lower file read with passthrough.
@@ -30,11 +33,12 @@ func upperOpenFlags(flags uint32) uint32 {
 
 var _ = (gofs.NodeOpener)((*node)(nil))
 
-// Open opens a regular file. Reads of data that is still in an object (a
-// lower file, or a metacopy) go to the object, opened read-only, with
-// passthrough when the kernel allows it. Anything that may write copies the
-// data up first and gets a handle on the upper file, which never uses
-// passthrough (see the package doc).
+// Open opens a regular file. A read-only open of a file whose data is all in
+// an object gets a handle on the object (objectFile), opened read-only, with
+// passthrough for large lower files when the kernel allows it. An open for
+// writing copies the file up and gets a handle on the upper file
+// (upperFile), which never passes through (see the package doc); the data
+// stays in the object until a write lands in it.
 func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	u := n.u
 	write := flags&unix.O_ACCMODE != unix.O_RDONLY || flags&unix.O_TRUNC != 0
@@ -51,7 +55,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 			u.log.Info("strata fs: open for writing refused: the file is open read-only with passthrough", "ino", n.ino)
 			return nil, 0, syscall.ETXTBSY
 		}
-		if errno := n.copyUpForWrite(flags&unix.O_TRUNC != 0); errno != 0 {
+		if errno := n.copyUpForOpen(flags&unix.O_TRUNC != 0); errno != 0 {
 			return nil, 0, errno
 		}
 		f, errno := n.openUpper(flags)
@@ -60,19 +64,14 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 		}
 		return f, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
 	}
-	if n.hasUpper() {
-		if u.metacopyOf(n.ino) == nil {
-			f, errno := n.openUpper(flags)
-			if errno != 0 {
-				return nil, 0, errno
-			}
-			return f, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
+	if n.hasUpper() && u.metacopyOf(n.ino) == nil {
+		f, errno := n.openUpper(flags)
+		if errno != 0 {
+			return nil, 0, errno
 		}
+		return f, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
 	}
-	e := n.lower
-	if m := u.metacopyOf(n.ino); m != nil {
-		e = m
-	}
+	e := n.dataEntry()
 	if e == nil {
 		return nil, 0, syscall.EIO
 	}
@@ -82,15 +81,28 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 		return nil, 0, syscall.EIO
 	}
 	h := &objectFile{n: n, f: obj}
-	if u.passthrough.Load() && e.Size >= passthroughMinSize {
+	// Only a file that is all object may pass through: the kernel would
+	// not see what a metacopy has beyond the object's end.
+	if u.passthrough.Load() && !n.hasUpper() && e.Size >= passthroughMinSize {
 		h.pt = true
 		n.ptOpen++
 	}
 	return h, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
 }
 
-// openUpper opens n's upper file with the flags of a FUSE open. Callers
-// hold n.mu.
+// dataEntry is the lower entry whose object holds n's data: its own while it
+// has no upper copy, the metacopy's after.
+func (n *node) dataEntry() *layerstore.Entry {
+	if e := n.u.metacopyOf(n.ino); e != nil {
+		return e
+	}
+	if !n.hasUpper() {
+		return n.lower
+	}
+	return nil
+}
+
+// openUpper opens n's upper file with the flags of a FUSE open.
 func (n *node) openUpper(flags uint32) (*upperFile, syscall.Errno) {
 	u := n.u
 	u.nsMu.RLock()
@@ -111,21 +123,45 @@ func (n *node) openUpper(flags uint32) (*upperFile, syscall.Errno) {
 		unix.Close(fd)
 		return nil, syscall.ESTALE
 	}
-	return newUpperFile(n, fd), 0
+	f := newUpperFile(n, fd)
+	f.meta.Store(u.metacopyOf(n.ino) != nil)
+	return f, 0
 }
 
-// objectFile is a read-only handle on the object that holds a lower file's
-// data. It is the only handle type that offers passthrough. Once the data is
-// copied up (someone opened the file for writing), it reads the upper file,
-// so it sees later writes as POSIX wants; a passthrough handle cannot, the
-// kernel reads the object itself.
+// readMetacopy reads a metacopy file: bytes below the object's end (e.Size)
+// from the object, the rest (appended since) from the upper file.
+func readMetacopy(dest []byte, off int64, obj *os.File, upperFd int, e *layerstore.Entry) (fuse.ReadResult, syscall.Errno) {
+	end := off + int64(len(dest))
+	switch {
+	case end <= e.Size:
+		return fuse.ReadResultFd(obj.Fd(), off, len(dest)), 0
+	case off >= e.Size:
+		return fuse.ReadResultFd(uintptr(upperFd), off, len(dest)), 0
+	}
+	head := dest[:e.Size-off]
+	c, err := obj.ReadAt(head, off)
+	if c < len(head) {
+		return nil, toErrno(fmt.Errorf("object %s: short read at %d: %w", e.Digest, off, err))
+	}
+	t, err := unix.Pread(upperFd, dest[len(head):], e.Size)
+	if err != nil {
+		return nil, toErrno(err)
+	}
+	return fuse.ReadResultData(dest[:len(head)+max(t, 0)]), 0
+}
+
+// objectFile is a read-only handle opened on the object that holds a file's
+// data. It is the only handle type that offers passthrough. Once the file
+// has an upper copy with data of its own (someone wrote to it), it reads the
+// upper file, so it sees later writes as POSIX wants; a passthrough handle
+// cannot, the kernel reads the object itself.
 type objectFile struct {
 	n  *node
 	f  *os.File
 	pt bool // counted in n.ptOpen
 
 	mu    sync.Mutex
-	upper *upperFile // after copy-up; not registered with the node
+	upper int // read-only fd of the upper file once needed; 0: not open
 }
 
 var (
@@ -137,32 +173,6 @@ var (
 	_ = (gofs.FileFlusher)((*objectFile)(nil))
 )
 
-// fd returns the descriptor reads go to: the upper file once the data has
-// been copied up, else the object.
-func (h *objectFile) fd() int {
-	n := h.n
-	if !n.hasUpper() {
-		return int(h.f.Fd())
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.upper != nil {
-		return h.upper.fd
-	}
-	if n.u.metacopyOf(n.ino) != nil {
-		return int(h.f.Fd())
-	}
-	n.mu.Lock()
-	f, errno := n.openUpper(unix.O_RDONLY)
-	n.mu.Unlock()
-	if errno != 0 {
-		return int(h.f.Fd())
-	}
-	n.removeFile(f) // a private descriptor of this handle
-	h.upper = f
-	return f.fd
-}
-
 // PassthroughFd lets the kernel read the object itself. The handle is
 // read-only, and so is the descriptor.
 func (h *objectFile) PassthroughFd() (int, bool) {
@@ -172,14 +182,128 @@ func (h *objectFile) PassthroughFd() (int, bool) {
 	return int(h.f.Fd()), true
 }
 
+// upperFd opens the upper file for reading, once.
+func (h *objectFile) upperFd() (int, syscall.Errno) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.upper > 0 {
+		return h.upper, 0
+	}
+	f, errno := h.n.openUpper(unix.O_RDONLY)
+	if errno != 0 {
+		return -1, errno
+	}
+	h.n.removeFile(f) // a private descriptor of this handle
+	h.upper = f.fd
+	return h.upper, 0
+}
+
+// wholeFd returns a descriptor that holds the whole file, or false for a
+// metacopy, which is split between object and upper file.
+func (h *objectFile) wholeFd() (int, bool, syscall.Errno) {
+	n := h.n
+	if !n.hasUpper() {
+		return int(h.f.Fd()), true, 0
+	}
+	if n.u.metacopyOf(n.ino) != nil {
+		return -1, false, 0
+	}
+	fd, errno := h.upperFd()
+	return fd, errno == 0, errno
+}
+
 func (h *objectFile) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	// The object's size was checked at open, and objects never change.
-	return fuse.ReadResultFd(uintptr(h.fd()), off, len(dest)), 0
+	n := h.n
+	if !n.hasUpper() {
+		// The object's size was checked at open, and objects never change.
+		return fuse.ReadResultFd(h.f.Fd(), off, len(dest)), 0
+	}
+	if e := n.u.metacopyOf(n.ino); e != nil {
+		if off+int64(len(dest)) <= e.Size {
+			return fuse.ReadResultFd(h.f.Fd(), off, len(dest)), 0
+		}
+		fd, errno := h.upperFd()
+		if errno != 0 {
+			return nil, errno
+		}
+		return readMetacopy(dest, off, h.f, fd, e)
+	}
+	fd, errno := h.upperFd()
+	if errno != 0 {
+		return nil, errno
+	}
+	return fuse.ReadResultFd(uintptr(fd), off, len(dest)), 0
 }
 
 func (h *objectFile) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, syscall.Errno) {
-	o, err := unix.Seek(h.fd(), int64(off), int(whence))
+	fd, whole, errno := h.wholeFd()
+	if errno != 0 {
+		return 0, errno
+	}
+	if !whole {
+		if e := h.n.u.metacopyOf(h.n.ino); e != nil {
+			ufd, errno := h.upperFd()
+			if errno != 0 {
+				return 0, errno
+			}
+			return seekMetacopy(h.f, ufd, e, int64(off), int(whence))
+		}
+		if fd, errno = h.upperFd(); errno != 0 {
+			return 0, errno
+		}
+	}
+	o, err := unix.Seek(fd, int64(off), int(whence))
 	return uint64(o), toErrno(err)
+}
+
+// seekMetacopy answers SEEK_DATA and SEEK_HOLE for a metacopy file, whose
+// bytes below the object's end are the object's (obj) and the rest the
+// upper file's (upper). The object's end counts as a hole only where the
+// file ends; within the file, its block does not end there, so the answer is
+// the next block boundary, as a file system that holds the whole file says.
+func seekMetacopy(obj *os.File, upper int, e *layerstore.Entry, off int64, whence int) (uint64, syscall.Errno) {
+	st, err := fstat(upper)
+	if err != nil {
+		return 0, toErrno(err)
+	}
+	size := st.Size
+	if off >= size {
+		return 0, syscall.ENXIO
+	}
+	const block = 4096
+	tail := min((e.Size+block-1)/block*block, size) // where the upper file's own data may start
+	switch whence {
+	case unix.SEEK_DATA:
+		if off < e.Size {
+			d, err := unix.Seek(int(obj.Fd()), off, unix.SEEK_DATA)
+			if err == nil && d < e.Size {
+				return uint64(d), 0
+			}
+			off = e.Size
+		}
+		d, err := unix.Seek(upper, off, unix.SEEK_DATA)
+		if err != nil {
+			return 0, toErrno(err)
+		}
+		return uint64(d), 0
+	case unix.SEEK_HOLE:
+		if off < e.Size {
+			h, err := unix.Seek(int(obj.Fd()), off, unix.SEEK_HOLE)
+			if err == nil && h < e.Size {
+				return uint64(h), 0
+			}
+			off = tail
+			if off >= size {
+				return uint64(size), 0
+			}
+		}
+		h, err := unix.Seek(upper, off, unix.SEEK_HOLE)
+		if err != nil {
+			return 0, toErrno(err)
+		}
+		return uint64(h), 0
+	}
+	return 0, syscall.EINVAL
 }
 
 func (h *objectFile) Release(ctx context.Context) syscall.Errno {
@@ -189,8 +313,8 @@ func (h *objectFile) Release(ctx context.Context) syscall.Errno {
 		h.n.mu.Unlock()
 	}
 	h.mu.Lock()
-	if h.upper != nil {
-		unix.Close(h.upper.fd)
+	if h.upper > 0 {
+		unix.Close(h.upper)
 	}
 	h.mu.Unlock()
 	return toErrno(h.f.Close())
@@ -199,13 +323,17 @@ func (h *objectFile) Release(ctx context.Context) syscall.Errno {
 func (h *objectFile) Fsync(ctx context.Context, flags uint32) syscall.Errno { return 0 }
 func (h *objectFile) Flush(ctx context.Context) syscall.Errno               { return 0 }
 
-// upperFile is a handle on a file of the upper dir.
+// upperFile is a handle on a file of the upper dir. While the file is a
+// metacopy (meta), bytes below the object's end are the object's: reads
+// there go to the object, and the first write there copies the data.
 type upperFile struct {
-	n  *node
-	fd int
+	n    *node
+	fd   int
+	meta atomic.Bool // the file may still be a metacopy
 
 	mu     sync.Mutex
 	closed bool
+	obj    *os.File // the metacopy's object, once read
 }
 
 func newUpperFile(n *node, fd int) *upperFile {
@@ -224,11 +352,51 @@ var (
 	_ = (gofs.FileAllocater)((*upperFile)(nil))
 )
 
+// metacopy returns the entry whose object holds the data below its size,
+// nil once the file holds its own data.
+func (f *upperFile) metacopy() *layerstore.Entry {
+	if !f.meta.Load() {
+		return nil
+	}
+	e := f.n.u.metacopyOf(f.n.ino)
+	if e == nil {
+		f.meta.Store(false)
+	}
+	return e
+}
+
+func (f *upperFile) object(e *layerstore.Entry) (*os.File, syscall.Errno) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.obj != nil {
+		return f.obj, 0
+	}
+	obj, err := f.n.u.openObjectOf(e)
+	if err != nil {
+		f.n.u.log.Error("strata fs: cannot read object", "path", e.Path, "digest", e.Digest, "err", err)
+		return nil, syscall.EIO
+	}
+	f.obj = obj
+	return obj, 0
+}
+
 func (f *upperFile) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if e := f.metacopy(); e != nil {
+		obj, errno := f.object(e)
+		if errno != 0 {
+			return nil, errno
+		}
+		return readMetacopy(dest, off, obj, f.fd, e)
+	}
 	return fuse.ReadResultFd(uintptr(f.fd), off, len(dest)), 0
 }
 
 func (f *upperFile) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	if f.metacopy() != nil {
+		if errno := f.n.ensureData(off); errno != 0 {
+			return 0, errno
+		}
+	}
 	c, err := unix.Pwrite(f.fd, data, off)
 	if c < 0 {
 		c = 0
@@ -237,11 +405,23 @@ func (f *upperFile) Write(ctx context.Context, data []byte, off int64) (uint32, 
 }
 
 func (f *upperFile) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, syscall.Errno) {
+	if e := f.metacopy(); e != nil {
+		obj, errno := f.object(e)
+		if errno != 0 {
+			return 0, errno
+		}
+		return seekMetacopy(obj, f.fd, e, int64(off), int(whence))
+	}
 	o, err := unix.Seek(f.fd, int64(off), int(whence))
 	return uint64(o), toErrno(err)
 }
 
 func (f *upperFile) Allocate(ctx context.Context, off uint64, size uint64, mode uint32) syscall.Errno {
+	if f.metacopy() != nil {
+		if errno := f.n.ensureData(int64(off)); errno != 0 {
+			return errno
+		}
+	}
 	return toErrno(unix.Fallocate(f.fd, mode, int64(off), int64(size)))
 }
 
@@ -262,32 +442,43 @@ func (f *upperFile) Release(ctx context.Context) syscall.Errno {
 		return syscall.EBADF
 	}
 	f.closed = true
-	return toErrno(unix.Close(f.fd))
-}
-
-// handleFd returns the descriptor of an open handle of this package.
-func handleFd(h gofs.FileHandle) (int, bool) {
-	switch h := h.(type) {
-	case *upperFile:
-		return h.fd, true
-	case *objectFile:
-		return int(h.f.Fd()), true
+	if f.obj != nil {
+		f.obj.Close()
 	}
-	return -1, false
+	return toErrno(unix.Close(f.fd))
 }
 
 var _ = (gofs.NodeCopyFileRanger)((*node)(nil))
 
-// CopyFileRange copies between two open files of the mount in the kernel:
-// from an object or an upper file into an upper file.
+// CopyFileRange copies between two open files of the mount in the kernel.
+// Where a metacopy is involved it declines (EOPNOTSUPP), and the kernel
+// copies through reads and writes instead.
 func (n *node) CopyFileRange(ctx context.Context, fhIn gofs.FileHandle, offIn uint64, out *gofs.Inode, fhOut gofs.FileHandle, offOut uint64, length uint64, flags uint64) (uint32, syscall.Errno) {
-	in, ok := handleFd(fhIn)
-	if !ok {
+	var in int
+	switch h := fhIn.(type) {
+	case *upperFile:
+		if h.metacopy() != nil {
+			return 0, syscall.EOPNOTSUPP
+		}
+		in = h.fd
+	case *objectFile:
+		fd, whole, errno := h.wholeFd()
+		if errno != 0 {
+			return 0, errno
+		}
+		if !whole {
+			return 0, syscall.EOPNOTSUPP
+		}
+		in = fd
+	default:
 		return 0, syscall.EBADF
 	}
 	dst, ok := fhOut.(*upperFile)
 	if !ok {
 		return 0, syscall.EBADF
+	}
+	if dst.metacopy() != nil {
+		return 0, syscall.EOPNOTSUPP
 	}
 	oi, oo := int64(offIn), int64(offOut)
 	c, err := unix.CopyFileRange(in, &oi, dst.fd, &oo, int(min(length, 1<<30)), int(flags))

@@ -101,11 +101,33 @@ func TestFS_CopyUp_Write(t *testing.T) {
 	if got := mustRead(t, m.p("etc/passwd")); got != want {
 		t.Errorf("mount: %q, want %q", got, want)
 	}
-	if got := mustRead(t, filepath.Join(m.upper, "etc/passwd")); got != want {
+	// Appending copies no data: the upper file holds what was appended,
+	// beyond the object's end.
+	up := filepath.Join(m.upper, "etc/passwd")
+	if d, err := MetacopyOf(up); err != nil || d == "" {
+		t.Errorf("upper etc/passwd after an append: metacopy %q (%v), want the object's digest", d, err)
+	}
+	if got := readUpper(t, up, img); got != want {
+		t.Errorf("upper through OpenUpperFile: %q, want %q", got, want)
+	}
+	// A write below the object's end copies the data.
+	f, err = os.OpenFile(m.p("etc/passwd"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("R"), 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	want = "R" + want[1:]
+	if d, err := MetacopyOf(up); err != nil || d != "" {
+		t.Errorf("upper etc/passwd after a write inside: metacopy %q (%v), want none", d, err)
+	}
+	if got := mustRead(t, up); got != want {
 		t.Errorf("upper: %q, want %q", got, want)
 	}
-	if d, err := MetacopyOf(filepath.Join(m.upper, "etc/passwd")); err != nil || d != "" {
-		t.Errorf("upper etc/passwd still a metacopy of %q (%v)", d, err)
+	if got := mustRead(t, m.p("etc/passwd")); got != want {
+		t.Errorf("mount: %q, want %q", got, want)
 	}
 	st1 := mustLstat(t, m.p("etc/passwd"))
 	if st1.Ino != st0.Ino {
@@ -120,6 +142,21 @@ func TestFS_CopyUp_Write(t *testing.T) {
 	if after := objectsSnapshot(t, img.objects); !mapsEqual(before, after) {
 		t.Errorf("objects changed")
 	}
+}
+
+// readUpper reads an upper dir's file as the mount shows it.
+func readUpper(t *testing.T, p string, img *testImage) string {
+	t.Helper()
+	r, _, err := OpenUpperFile(p, img.objectPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func mapsEqual(a, b map[string]string) bool {
@@ -448,6 +485,14 @@ func TestFS_DiffAndWriteLayer(t *testing.T) {
 		func() error { return os.Remove(m.p("bin/sh")) },
 		func() error { return os.WriteFile(m.p("tmp/sparse"), nil, 0o644) },
 		func() error { return os.Truncate(m.p("tmp/sparse"), 1<<20) },
+		func() error { // an append keeps the data in the object
+			f, err := os.OpenFile(m.p("doc2/a.txt"), os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				return err
+			}
+			_, err = f.WriteString("appended\n")
+			return errors.Join(err, f.Close())
+		},
 	}
 	for i, s := range steps {
 		if err := s(); err != nil {
@@ -891,4 +936,56 @@ func mountOptionsOf(t *testing.T, dir string) []string {
 	}
 	t.Fatalf("%s not in mountinfo", dir)
 	return nil
+}
+
+// TestFS_AppendCopiesNoData appends to a large lower file: the data stays in
+// the object, reads, seeks and the layer see object and tail as one file.
+func TestFS_AppendCopiesNoData(t *testing.T) {
+	img := baseImage(t)
+	m := mountImage(t, img, mountOpts{})
+	p := m.p("data/big")
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("tail"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	want := dataContent + "tail"
+	if got := mustRead(t, p); got != want {
+		t.Errorf("content after append differs (len %d, want %d)", len(got), len(want))
+	}
+	up := filepath.Join(m.upper, "data/big")
+	fd, err := unix.Open(up, unix.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := unix.Seek(fd, 0, unix.SEEK_DATA)
+	unix.Close(fd)
+	if err != nil || d < int64(len(dataContent))/4096*4096 {
+		t.Errorf("upper file has data at %d (%v): the append copied the object's data", d, err)
+	}
+	if got := readUpper(t, up, img); got != want {
+		t.Errorf("OpenUpperFile differs")
+	}
+	// SEEK_HOLE through the mount: no hole before the end.
+	mf, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mf.Close()
+	if h, err := unix.Seek(int(mf.Fd()), 0, unix.SEEK_HOLE); err != nil || h != int64(len(want)) {
+		t.Errorf("SEEK_HOLE = %d, %v; want %d", h, err, len(want))
+	}
+	// Reading across the object's end, from a read-write handle too.
+	rw, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rw.Close()
+	buf := make([]byte, 8)
+	if _, err := rw.ReadAt(buf, int64(len(dataContent))-4); err != nil || string(buf) != dataContent[len(dataContent)-4:]+"tail" {
+		t.Errorf("read across the object's end: %q %v", buf, err)
+	}
 }

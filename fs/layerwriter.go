@@ -157,16 +157,13 @@ func (lw *layerWriter) header(p string, ue upperEntry) error {
 	case unix.S_IFREG:
 		h.Typeflag = tar.TypeReg
 		h.Size = st.Size
-		content = func() (io.ReadCloser, error) { return os.Open(abs) }
-		if ue.metacopy != "" {
-			d := ue.metacopy
-			content = func() (io.ReadCloser, error) {
-				f, err := openObject(lw.objects(d))
-				if err != nil {
-					return nil, fmt.Errorf("%s: metacopy object %s: %w", p, d, err)
-				}
-				return f, nil
+		content = func() (io.ReadCloser, error) {
+			r, size, err := OpenUpperFile(abs, lw.objects)
+			if err == nil && size != h.Size {
+				r.Close()
+				err = fmt.Errorf("write layer: %s changed while it was read: %w", p, layerstore.ErrSizeMismatch)
 			}
+			return r, err
 		}
 	default:
 		return nil // sockets: not in a layer

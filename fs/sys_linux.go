@@ -195,15 +195,19 @@ func openObject(p string) (*os.File, error) {
 	return os.NewFile(uintptr(fd), p), nil
 }
 
-// copyContent copies the size bytes of src into dst, which already has that
-// size (a sparse placeholder): a reflink where the file system can, else
-// copy_file_range over the data extents of src only, so holes stay holes.
+// copyContent copies the size bytes of src into the first size bytes of
+// dst, a sparse placeholder at least that long: a reflink where the file
+// system can (when dst is exactly that long: a clone replaces everything),
+// else copy_file_range over the data extents of src only, so holes stay
+// holes.
 func copyContent(dst, src *os.File, size int64) error {
 	if size == 0 {
 		return nil
 	}
-	if err := unix.IoctlFileClone(int(dst.Fd()), int(src.Fd())); err == nil {
-		return nil
+	if st, err := fstat(int(dst.Fd())); err == nil && st.Size == size {
+		if err := unix.IoctlFileClone(int(dst.Fd()), int(src.Fd())); err == nil {
+			return nil
+		}
 	}
 	var off int64
 	for off < size {

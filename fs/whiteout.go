@@ -3,6 +3,7 @@ package fs
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -141,7 +142,7 @@ func userXattrs(p string) (map[string]string, error) {
 
 // MetacopyOf returns the digest of the object that holds the data of the
 // upper dir's regular file at path, or "" when the file holds its own data.
-// Readers of an upper dir read such a file's content from the object.
+// Readers of an upper dir read such a file with OpenUpperFile.
 func MetacopyOf(path string) (digest.Digest, error) {
 	v, ok, err := readMark(path, markMetacopy)
 	if err != nil || !ok {
@@ -152,4 +153,57 @@ func MetacopyOf(path string) (digest.Digest, error) {
 		return "", fmt.Errorf("%s: metacopy %q: %w", path, v, layerstore.ErrCorrupt)
 	}
 	return d, nil
+}
+
+// OpenUpperFile opens the content of the upper dir's regular file at path as
+// the mount shows it: for a metacopy, the object's bytes followed by what
+// the upper file has beyond the object's end (appended since); else the
+// upper file. It returns the content's size.
+func OpenUpperFile(path string, objects func(digest.Digest) string) (io.ReadCloser, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	d, err := MetacopyOf(path)
+	if err != nil || d == "" {
+		if err != nil {
+			f.Close()
+			return nil, 0, err
+		}
+		return f, st.Size(), nil
+	}
+	obj, err := openObject(objects(d))
+	if err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("%s: metacopy object %s: %w", path, d, err)
+	}
+	ost, err := obj.Stat()
+	if err == nil && ost.Size() > st.Size() {
+		err = fmt.Errorf("%s: metacopy object %s is %d bytes, the file %d: %w", path, d, ost.Size(), st.Size(), layerstore.ErrCorrupt)
+	}
+	if err != nil {
+		f.Close()
+		obj.Close()
+		return nil, 0, err
+	}
+	r := io.MultiReader(obj, io.NewSectionReader(f, ost.Size(), st.Size()-ost.Size()))
+	return &multiCloser{Reader: r, closers: []io.Closer{obj, f}}, st.Size(), nil
+}
+
+type multiCloser struct {
+	io.Reader
+	closers []io.Closer
+}
+
+func (m *multiCloser) Close() error {
+	var errs []error
+	for _, c := range m.closers {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
 }
