@@ -46,13 +46,16 @@
 //     is removed and made again is opaque, and so is a renamed lower
 //     directory, which is copied up whole (metadata only, see below) before
 //     it moves, so a rename never fails with EXDEV.
-//   - Metacopy (a lower file whose metadata changed but whose data did not):
-//     a sparse regular file of the right size, owner, mode, times and
-//     xattrs, carrying the xattr "metacopy" whose value is the digest of the
-//     object that still holds the data. The data is copied (FICLONE, else
-//     copy_file_range of the data extents) on the first open for writing or
-//     truncation, after which the xattr is removed. Readers of an upper dir
-//     read metacopy files from the object.
+//   - Metacopy (a lower file whose data is still in its object): a regular
+//     file with the owner, mode, times and xattrs the mount shows, carrying
+//     the xattr "metacopy" whose value is the digest of the object. Its
+//     bytes below the object's size are the object's (the upper file has
+//     holes there); bytes beyond, appended since, are the upper file's own.
+//     Metadata changes (chmod, chown, utimes, xattrs), opens for writing and
+//     appends make a metacopy; the data is copied (FICLONE, else
+//     copy_file_range of the data extents) only by the first write,
+//     fallocate or truncation below the object's end, after which the xattr
+//     is removed. Readers of an upper dir read files with OpenUpperFile.
 //   - Everything else is a plain file, directory, symlink, device or fifo
 //     with its real attributes. Hard links are hard links: the first change
 //     to any name of a lower hard-link group copies up every name of the
