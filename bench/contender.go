@@ -214,7 +214,9 @@ func mountOverlay(_ context.Context, lowers []string, upper, work, mnt string) e
 	err := fsmountOverlay(lowers, upper, work, mnt)
 	if errors.Is(err, unix.ENOSYS) {
 		opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(lowers, ":"), upper, work)
-		err = unix.Mount("overlay", mnt, "overlay", 0, opts)
+		if err = mountData(opts); err == nil {
+			err = unix.Mount("overlay", mnt, "overlay", 0, opts)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("mount overlayfs of %d layers: %w", len(lowers), err)
@@ -228,8 +230,21 @@ func mountOverlay(_ context.Context, lowers []string, upper, work, mnt string) e
 // 128 layers).
 func mountOverlay2(_ context.Context, lowers []string, upper, work, mnt string) error {
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(lowers, ":"), upper, work)
+	if err := mountData(opts); err != nil {
+		return fmt.Errorf("mount(2) overlayfs of %d layers: %w", len(lowers), err)
+	}
 	if err := unix.Mount("overlay", mnt, "overlay", 0, opts); err != nil {
-		return fmt.Errorf("mount(2) overlayfs of %d layers, a %d-byte option string: %w", len(lowers), len(opts), err)
+		return fmt.Errorf("mount(2) overlayfs of %d layers: %w", len(lowers), err)
+	}
+	return nil
+}
+
+// mountData refuses an option string mount(2) would cut: the kernel copies
+// one page of it and drops the rest without a word, so a long lowerdir list
+// either names a missing directory or, worse, mounts fewer layers.
+func mountData(opts string) error {
+	if len(opts) >= os.Getpagesize() {
+		return fmt.Errorf("its %d-byte option string is longer than the page the kernel copies (%d bytes)", len(opts), os.Getpagesize())
 	}
 	return nil
 }

@@ -165,6 +165,7 @@ func Run(ctx context.Context, cfg Config) (rp *Report, err error) {
 		}
 	}
 	r.rp.Meta.Elapsed = time.Since(r.start).Seconds()
+	r.rp.Meta.Load = append(r.rp.Meta.Load, loadAvg())
 	r.rp.Finish()
 	return r.rp, nil
 }

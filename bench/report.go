@@ -65,6 +65,9 @@ type Meta struct {
 	Tools      map[string]string `json:"tools,omitempty"`
 	Contenders map[string]string `json:"contenders,omitempty"` // name -> how it ran, or why not
 	Elapsed    float64           `json:"elapsedSeconds"`
+	// Load is /proc/loadavg's 1, 5 and 15 minute averages when the run
+	// started and when it ended: how busy the machine was with others.
+	Load []string `json:"load,omitempty"`
 }
 
 // Goal is a target the issue set for strata, checked against this run.
@@ -361,6 +364,9 @@ func (rp *Report) WriteMarkdown(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "- machine: %s, %d CPUs, %s RAM; kernel %s; %s\n", m.CPU, m.CPUs, m.Memory, m.Kernel, m.GoVersion)
 	fmt.Fprintf(&b, "- work directory: %s (%s)\n", m.Dir, m.FS)
+	if len(m.Load) > 0 {
+		fmt.Fprintf(&b, "- load average (1, 5, 15 min) at start and end: %s\n", strings.Join(m.Load, "; "))
+	}
 	fmt.Fprintf(&b, "- dataset: %d files in %d directories over %d layers, a %s file; depths %v; %d repetitions per cell; run took %s\n",
 		m.Spec.Files, m.Spec.Dirs, m.Spec.Layers, fmtBytes(float64(m.Spec.BigSize)), m.Spec.Depths, m.Reps, fmtDur(m.Elapsed))
 	for _, c := range AllContenders {

@@ -50,6 +50,7 @@ func collectMeta(cfg Config, ds *Dataset) Meta {
 		FS:         fsType(cfg.Dir),
 		Tools:      map[string]string{},
 		Contenders: map[string]string{},
+		Load:       []string{loadAvg()},
 	}
 	var u unix.Utsname
 	if unix.Uname(&u) == nil {
@@ -93,6 +94,19 @@ func versionLine(tool, s string) string {
 		}
 	}
 	return firstLine(s)
+}
+
+// loadAvg is the 1, 5 and 15 minute load averages.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func firstLine(s string) string {

@@ -1,0 +1,30 @@
+package bench
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestMountData_Page(t *testing.T) {
+	if err := mountData("lowerdir=/a:/b,upperdir=/u,workdir=/w"); err != nil {
+		t.Errorf("a short option string: %v", err)
+	}
+	long := "lowerdir=" + strings.Repeat("/var/tmp/layer:", os.Getpagesize()/15+1)
+	if err := mountData(long); err == nil {
+		t.Errorf("a %d-byte option string passed; mount(2) would cut it", len(long))
+	}
+}
+
+func TestUnescapeMountinfo(t *testing.T) {
+	for in, want := range map[string]string{
+		`/var/tmp/plain`:  "/var/tmp/plain",
+		`/var/tmp/a\040b`: "/var/tmp/a b",
+		`/x\011y\134z`:    "/x\ty\\z",
+		`/trailing\04`:    `/trailing\04`,
+	} {
+		if got := unescapeMountinfo(in); got != want {
+			t.Errorf("unescapeMountinfo(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
