@@ -1,12 +1,15 @@
 package layerstore
 
 import (
+	"context"
+	"errors"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"github.com/opencontainers/go-digest"
@@ -29,10 +32,22 @@ func (r *CheckReport) OK() bool { return len(r.Problems) == 0 }
 // file exists with its recorded size, and with contents that every object
 // hashes to its digest.
 func (s *Store) Check(contents bool) (*CheckReport, error) {
+	// Shared: removals and GC (exclusive) must not delete objects between
+	// the metadata snapshot and the walk of objects/.
+	lk, err := s.lock(false)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.unlock()
 	r := &CheckReport{}
 	bad := func(format string, args ...any) { r.Problems = append(r.Problems, fmt.Sprintf(format, args...)) }
 	objects := map[digest.Digest]objectRecord{}
-	err := s.view(func(tx *bolt.Tx) error {
+	type layerEntriesOf struct {
+		d       digest.Digest
+		entries []*Entry
+	}
+	var replay []layerEntriesOf // layers whose tar split to replay, after the view
+	err = s.view(func(tx *bolt.Tx) error {
 		for e := range tx.Check() {
 			bad("bbolt: %v", e)
 		}
@@ -58,30 +73,27 @@ func (s *Store) Check(contents bool) (*CheckReport, error) {
 			for _, e := range entries {
 				byPath[e.Path] = e
 			}
-			seen := map[digest.Digest]bool{}
 			for _, e := range entries {
 				if e.HardLink != "" {
-					if t, ok := byPath[e.HardLink]; !ok || t.Type != TypeReg {
-						bad("layer %s: %q hard-links to %q, not a file of the layer", d, e.Path, e.HardLink)
+					if t, ok := byPath[e.HardLink]; !ok || t.Type != TypeReg || t.HardLink != "" {
+						bad("layer %s: %q hard-links to %q, not a plain file of the layer", d, e.Path, e.HardLink)
+					} else if t.Digest != e.Digest {
+						bad("layer %s: %q hard-links to %q but names another object", d, e.Path, e.HardLink)
 					}
 				}
-				if e.Type == TypeReg {
-					if e.Digest.Validate() != nil {
-						bad("layer %s: %q has bad digest %q", d, e.Path, e.Digest)
-					} else if !seen[e.Digest] {
-						seen[e.Digest] = true
-						refs[e.Digest]++
-					}
+				if e.Type == TypeReg && e.Digest.Validate() != nil {
+					bad("layer %s: %q has bad digest %q", d, e.Path, e.Digest)
 				}
 			}
-			if segs, err := decodeTarSplit(bucket(tx, bucketLayers).Bucket(k).Get(keyTarSplit)); err != nil {
-				bad("layer %s: %v", d, err)
-			} else {
-				for _, sg := range segs {
-					if sg.kind == segContent && !seen[sg.object] {
-						bad("layer %s: tar split names object %s, which no entry of the layer holds", d, sg.object)
-					}
-				}
+			if contents {
+				replay = append(replay, layerEntriesOf{d, entries})
+			}
+			objs, err := layerObjects(tx, d)
+			if err != nil {
+				bad("%v", err)
+			}
+			for o := range objs {
+				refs[o]++
 			}
 			if len(entries) != lr.Entries {
 				bad("layer %s: %d entries, record says %d", d, len(entries), lr.Entries)
@@ -98,7 +110,9 @@ func (s *Store) Check(contents bool) (*CheckReport, error) {
 				return nil
 			}
 			objects[d] = rec
-			if rec.Refs != refs[d] {
+			if rec.Refs == 0 {
+				bad("object %s: record with no references", d)
+			} else if rec.Refs != refs[d] {
 				bad("object %s: refcount %d, %d layers name it", d, rec.Refs, refs[d])
 			}
 			return nil
@@ -129,7 +143,10 @@ func (s *Store) Check(contents bool) (*CheckReport, error) {
 				bad("image %s: %v", id, err)
 				return nil
 			}
-			if len(cfg.RootFS.DiffIDs) != len(rec.Layers) {
+			if rec.ID != id {
+				bad("image %s: record names %s", id, rec.ID)
+			}
+			if !slices.Equal(cfg.RootFS.DiffIDs, rec.Layers) {
 				bad("image %s: record and config disagree on layers", id)
 			}
 			for _, d := range rec.Layers {
@@ -157,6 +174,7 @@ func (s *Store) Check(contents bool) (*CheckReport, error) {
 				bad("%v", err)
 				return nil
 			}
+			checkTreeAgainstLayers(tx, t, bad)
 			for p, e := range t.entries {
 				if p != "" {
 					if d, ok := t.entries[parentOf(p)]; !ok || d.Type != TypeDir {
@@ -196,6 +214,9 @@ func (s *Store) Check(contents bool) (*CheckReport, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	for _, l := range replay {
+		s.checkLayerTar(l.d, l.entries, bad)
 	}
 	// object files
 	onDisk := map[digest.Digest]bool{}
@@ -284,4 +305,92 @@ func hashFile(p string) (digest.Digest, error) {
 		return "", err
 	}
 	return digest.NewDigestFromEncoded(digest.SHA256, fmt.Sprintf("%x", h.Sum(nil))), nil
+}
+
+// checkTreeAgainstLayers rebuilds a stored tree from the layers its record
+// names and reports every entry that differs: a tree is derived data, and a
+// mount trusts it.
+func checkTreeAgainstLayers(tx *bolt.Tx, t *Tree, bad func(string, ...any)) {
+	var rec treeRecord
+	if err := json.Unmarshal(bucket(tx, bucketTrees).Bucket([]byte(t.ChainID)).Get(keyMeta), &rec); err != nil {
+		bad("tree %s: %v", t.ChainID, err)
+		return
+	}
+	if len(rec.Layers) == 0 || identity.ChainID(rec.Layers) != t.ChainID {
+		bad("tree %s: stored under a key that is not the chainID of its layers", t.ChainID)
+		return
+	}
+	b := newTreeBuilder(nil)
+	for _, d := range rec.Layers {
+		entries, err := layerEntries(tx, d)
+		if err != nil {
+			bad("tree %s: %v", t.ChainID, err)
+			return
+		}
+		if err := b.applyLayer(entries); err != nil {
+			bad("tree %s: layer %s: %v", t.ChainID, d, err)
+			return
+		}
+	}
+	want := b.finish(t.ChainID)
+	if want.NextIno != t.NextIno {
+		bad("tree %s: next inode %d, rebuilt %d", t.ChainID, t.NextIno, want.NextIno)
+	}
+	for p, we := range want.entries {
+		ge, ok := t.entries[p]
+		if !ok {
+			bad("tree %s: %q missing", t.ChainID, p)
+			continue
+		}
+		gb, _ := ge.MarshalBinary()
+		wb, _ := we.MarshalBinary()
+		if string(gb) != string(wb) {
+			bad("tree %s: %q differs from the merge of its layers", t.ChainID, p)
+		}
+	}
+	for p := range t.entries {
+		if _, ok := want.entries[p]; !ok {
+			bad("tree %s: %q is not in the merge of its layers", t.ChainID, p)
+		}
+	}
+}
+
+// checkLayerTar replays a layer's tar split: it must hash to the diffID and
+// parse into the stored entries.
+func (s *Store) checkLayerTar(diffID digest.Digest, entries []*Entry, bad func(string, ...any)) {
+	rc, err := s.LayerTar(diffID)
+	if errors.Is(err, ErrNotFound) {
+		return // imported without a tar split
+	}
+	if err != nil {
+		bad("layer %s: %v", diffID, err)
+		return
+	}
+	defer rc.Close()
+	st, err := s.newStaging(func(digest.Digest) bool { return true })
+	if err != nil {
+		bad("layer %s: %v", diffID, err)
+		return
+	}
+	defer st.discard()
+	ing, err := s.parseLayer(context.Background(), LayerBlob{Size: -1, Open: func() (io.ReadCloser, error) { return rc, nil }}, st, nil)
+	if err != nil {
+		bad("layer %s: tar split: %v", diffID, err)
+		return
+	}
+	if ing.rec.DiffID != diffID {
+		bad("layer %s: tar split gives a tar hashing to %s", diffID, ing.rec.DiffID)
+		return
+	}
+	if len(ing.entries) != len(entries) {
+		bad("layer %s: %d entries, its tar has %d", diffID, len(entries), len(ing.entries))
+		return
+	}
+	for i, e := range entries {
+		gb, _ := e.MarshalBinary()
+		wb, _ := ing.entries[i].MarshalBinary()
+		if e.Path != ing.entries[i].Path || string(gb) != string(wb) {
+			bad("layer %s: entry %q differs from its tar", diffID, e.Path)
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -160,9 +161,18 @@ func (s *Store) ingestLayers(ctx context.Context, blobs []LayerBlob, progress fu
 	need := make([]bool, len(blobs))
 	var known map[digest.Digest]bool
 	err := s.view(func(tx *bolt.Tx) error {
-		lb := bucket(tx, bucketLayers)
 		for i, b := range blobs {
-			need[i] = b.DiffID == "" || lb.Bucket([]byte(b.DiffID)) == nil
+			// A stored layer is skipped only for a blob already verified
+			// to hold it; any other blob is read and checked, even if its
+			// objects are all there.
+			need[i] = true
+			if b.DiffID == "" {
+				continue
+			}
+			lr, err := getLayerRecord(tx, b.DiffID)
+			if err == nil && (b.Digest == "" || slices.Contains(lr.BlobDigests, b.Digest)) {
+				need[i] = false
+			}
 		}
 		known = map[digest.Digest]bool{}
 		return bucket(tx, bucketObjects).ForEach(func(k, _ []byte) error {
@@ -248,8 +258,23 @@ func (s *Store) ingestLayers(ctx context.Context, blobs []LayerBlob, progress fu
 // stored meanwhile by another process is left as it is.
 func putLayer(tx *bolt.Tx, ing *ingested) error {
 	lb := bucket(tx, bucketLayers)
-	if lb.Bucket([]byte(ing.rec.DiffID)) != nil {
-		return nil
+	if old := lb.Bucket([]byte(ing.rec.DiffID)); old != nil {
+		// Stored meanwhile, or stored from another blob: remember this
+		// blob as verified to hold the layer.
+		lr, err := getLayerRecord(tx, ing.rec.DiffID)
+		if err != nil {
+			return err
+		}
+		for _, d := range ing.rec.BlobDigests {
+			if !slices.Contains(lr.BlobDigests, d) {
+				lr.BlobDigests = append(lr.BlobDigests, d)
+			}
+		}
+		meta, err := json.Marshal(lr)
+		if err != nil {
+			return err
+		}
+		return old.Put(keyMeta, meta)
 	}
 	b, err := lb.CreateBucket([]byte(ing.rec.DiffID))
 	if err != nil {
@@ -262,8 +287,10 @@ func putLayer(tx *bolt.Tx, ing *ingested) error {
 	if err := b.Put(keyMeta, meta); err != nil {
 		return err
 	}
-	if err := b.Put(keyTarSplit, ing.tarSplit); err != nil {
-		return err
+	if ing.tarSplit != nil {
+		if err := b.Put(keyTarSplit, ing.tarSplit); err != nil {
+			return err
+		}
 	}
 	eb, err := b.CreateBucket(bucketEnts)
 	if err != nil {

@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -135,7 +137,7 @@ func (s *Store) parseLayer(ctx context.Context, blob LayerBlob, st *staging, pro
 	}
 	defer dr.Close()
 	raw := &hashReader{r: dr, h: sha256.New()}
-	sp := &splitter{r: raw}
+	sp := newSplitter(raw)
 	ing := &ingested{objects: map[digest.Digest]int64{}}
 	ing.rec.Compression = compression
 	if err := s.readTar(ctx, sp, st, ing); err != nil {
@@ -204,6 +206,7 @@ func (p *progressReader) Read(b []byte) (int, error) {
 func (s *Store) readTar(ctx context.Context, sp *splitter, st *staging, ing *ingested) error {
 	tr := tar.NewReader(sp)
 	byPath := map[string]*Entry{}
+	linksTo := map[string][]string{} // hard-link target -> its links, in tar order
 	var order []string
 	buf := make([]byte, 256<<10)
 	free := freeBytes(st.dir)
@@ -225,12 +228,32 @@ func (s *Store) readTar(ctx context.Context, sp *splitter, st *staging, ing *ing
 		if err != nil {
 			return err
 		}
+		if hdr.Uid < 0 || hdr.Uid > math.MaxUint32 || hdr.Gid < 0 || hdr.Gid > math.MaxUint32 {
+			return fmt.Errorf("tar entry %q: uid %d, gid %d out of range: %w", hdr.Name, hdr.Uid, hdr.Gid, ErrInvalid)
+		}
 		e := &Entry{
 			Path:  p,
 			Mode:  uint32(hdr.Mode) & 0o7777,
 			UID:   uint32(hdr.Uid),
 			GID:   uint32(hdr.Gid),
-			Mtime: hdr.ModTime.UnixNano(),
+			Mtime: clampTime(hdr.ModTime),
+		}
+		// A path replaced while other entries of this layer hard-link to it:
+		// the first of those links takes over its content, as tar -x leaves
+		// them linked to each other, not to the new entry.
+		if old, ok := byPath[p]; ok {
+			if old.HardLink != "" {
+				linksTo[old.HardLink] = slices.DeleteFunc(linksTo[old.HardLink], func(l string) bool { return l == p })
+			}
+			if links := linksTo[p]; len(links) > 0 {
+				first := byPath[links[0]]
+				first.HardLink = ""
+				for _, l := range links[1:] {
+					byPath[l].HardLink = first.Path
+				}
+				linksTo[first.Path] = links[1:]
+				delete(linksTo, p)
+			}
 		}
 		for k, v := range hdr.PAXRecords {
 			if name, ok := strings.CutPrefix(k, "SCHILY.xattr."); ok {
@@ -268,8 +291,7 @@ func (s *Store) readTar(ctx context.Context, sp *splitter, st *staging, ing *ing
 				var d digest.Digest
 				// Sparse files stay literal in the tar split: what the
 				// reader takes from the stream is not their content.
-				_, sparse := hdr.PAXRecords["GNU.sparse.major"]
-				sparse = sparse || hdr.Typeflag == tar.TypeGNUSparse
+				sparse := isSparse(hdr)
 				if !sparse {
 					sp.begin()
 				}
@@ -283,11 +305,12 @@ func (s *Store) readTar(ctx context.Context, sp *splitter, st *staging, ing *ing
 					return fmt.Errorf("tar entry %q: %w", hdr.Name, corrupt(err))
 				}
 				if !sparse {
+					if sp.n != hdr.Size {
+						return fmt.Errorf("tar entry %q: %d bytes in the stream for a %d-byte file (a sparse format not recognized?): %w", hdr.Name, sp.n, hdr.Size, ErrInvalid)
+					}
 					sp.end(d)
 				}
 				e.Digest = d
-				ing.objects[d] = e.Size
-				ing.rec.Size += e.Size
 			case tar.TypeLink:
 				target, err := cleanPath(hdr.Linkname)
 				if err != nil {
@@ -300,6 +323,11 @@ func (s *Store) readTar(ctx context.Context, sp *splitter, st *staging, ing *ing
 				if t.HardLink != "" {
 					target = t.HardLink
 				}
+				if target == p {
+					return fmt.Errorf("tar entry %q: hard link to itself: %w", hdr.Name, ErrInvalid)
+				}
+				t = byPath[target]
+				linksTo[target] = append(linksTo[target], p)
 				e.Type = TypeReg
 				e.HardLink = target
 				e.Size = t.Size
@@ -309,7 +337,7 @@ func (s *Store) readTar(ctx context.Context, sp *splitter, st *staging, ing *ing
 			case tar.TypeSymlink:
 				e.Type = TypeSymlink
 				e.Link = hdr.Linkname
-				ing.rec.Size += int64(len(e.Link)) // as du and docker count a symlink
+				e.Mode = 0o777 // what Linux shows for every symlink, whatever the header says
 				if strings.IndexByte(e.Link, 0) >= 0 || e.Link == "" {
 					return fmt.Errorf("tar entry %q: bad symlink target: %w", hdr.Name, ErrInvalid)
 				}
@@ -343,8 +371,53 @@ func (s *Store) readTar(ctx context.Context, sp *splitter, st *staging, ing *ing
 		ing.entries = append(ing.entries, byPath[p])
 	}
 	sortByKey(ing.entries)
+	// The layer holds what its entries name and what its tar split needs
+	// (see layerObjects); a file replaced by a later entry is in the latter.
+	ing.objects = map[digest.Digest]int64{}
+	for _, e := range ing.entries {
+		switch {
+		case e.Type == TypeReg && e.HardLink == "":
+			ing.rec.Size += e.Size // as docker counts: each inode once
+			ing.objects[e.Digest] = e.Size
+		case e.Type == TypeSymlink:
+			ing.rec.Size += int64(len(e.Link)) // as du and docker count a symlink
+		}
+	}
+	for d, n := range sp.objects {
+		ing.objects[d] = n
+	}
 	return nil
 }
+
+// isSparse tells a sparse file in any of the GNU and PAX sparse formats.
+func isSparse(hdr *tar.Header) bool {
+	if hdr.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
+}
+
+// clampTime keeps a time inside what int64 nanoseconds hold (years 1678 to
+// 2262), rather than letting it wrap.
+func clampTime(t time.Time) int64 {
+	switch {
+	case t.Before(minTime):
+		return math.MinInt64
+	case t.After(maxTime):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+var (
+	minTime = time.Unix(0, math.MinInt64)
+	maxTime = time.Unix(0, math.MaxInt64)
+)
 
 func sortByKey(es []*Entry) {
 	sort.Slice(es, func(i, j int) bool { return bytes.Compare(Key(es[i].Path), Key(es[j].Path)) < 0 })

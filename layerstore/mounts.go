@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -56,15 +57,39 @@ func ProcessStart(pid int) (uint64, error) {
 	return strconv.ParseUint(f[19], 10, 64)
 }
 
-// AddMount records a lease. The image must exist.
+// validMountID: a mount ID names a directory under mounts/, so it must be a
+// plain name ("." and ".." would name the store itself).
+var validMountID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+
+func checkMountID(id string) error {
+	if !validMountID.MatchString(id) {
+		return fmt.Errorf("mount id %q: want letters, digits, '_', '.' and '-', starting with a letter or digit: %w", id, ErrInvalid)
+	}
+	return nil
+}
+
+// AddMount records a lease. The image must exist; the lease's layers and
+// chain are taken from it, so what the lease protects is never up to the
+// caller. A lease without a server pid is held by the calling process until
+// UpdateMount names the server.
 func (s *Store) AddMount(m MountRecord) error {
-	if m.ID == "" || strings.ContainsAny(m.ID, "/\x00") {
-		return fmt.Errorf("mount id %q: %w", m.ID, ErrInvalid)
+	if err := checkMountID(m.ID); err != nil {
+		return err
+	}
+	if m.PID <= 0 {
+		m.PID = os.Getpid()
+		st, err := ProcessStart(m.PID)
+		if err != nil {
+			return err
+		}
+		m.PIDStart = st
 	}
 	return s.update(func(tx *bolt.Tx) error {
-		if bucket(tx, bucketImages).Get([]byte(m.Image)) == nil {
-			return fmt.Errorf("image %s: %w", m.Image, ErrNotFound)
+		img, err := getImage(tx, m.Image, nil)
+		if err != nil {
+			return err
 		}
+		m.Layers, m.ChainID = img.Layers, img.ChainID
 		mb := bucket(tx, bucketMounts)
 		if mb.Get([]byte(m.ID)) != nil {
 			return fmt.Errorf("mount %s: %w", m.ID, ErrExists)
@@ -77,13 +102,23 @@ func (s *Store) AddMount(m MountRecord) error {
 	})
 }
 
-// UpdateMount replaces a lease (the server's pid is known only once it runs).
+// UpdateMount replaces a lease's server (pid and its start time), mountpoint
+// and flags; what it protects stays as AddMount recorded it.
 func (s *Store) UpdateMount(m MountRecord) error {
+	if err := checkMountID(m.ID); err != nil {
+		return err
+	}
 	return s.update(func(tx *bolt.Tx) error {
 		mb := bucket(tx, bucketMounts)
-		if mb.Get([]byte(m.ID)) == nil {
+		v := mb.Get([]byte(m.ID))
+		if v == nil {
 			return fmt.Errorf("mount %s: %w", m.ID, ErrNotFound)
 		}
+		var old MountRecord
+		if err := json.Unmarshal(v, &old); err != nil {
+			return fmt.Errorf("mount %s: %w: %w", m.ID, err, ErrCorrupt)
+		}
+		m.Image, m.Layers, m.ChainID = old.Image, old.Layers, old.ChainID
 		v, err := json.Marshal(m)
 		if err != nil {
 			return err
@@ -95,8 +130,8 @@ func (s *Store) UpdateMount(m MountRecord) error {
 // RemoveMount drops a lease and deletes the mount's directory (its upper
 // layer). Removing a lease that is gone is not an error.
 func (s *Store) RemoveMount(id string) error {
-	if id == "" || strings.ContainsAny(id, "/\x00") {
-		return fmt.Errorf("mount id %q: %w", id, ErrInvalid)
+	if err := checkMountID(id); err != nil {
+		return err
 	}
 	if err := s.update(func(tx *bolt.Tx) error {
 		return bucket(tx, bucketMounts).Delete([]byte(id))

@@ -256,7 +256,10 @@ func sweep(tx *bolt.Tx) ([]digest.Digest, []objectFile, error) {
 	return layers, doomed, nil
 }
 
-// layerObjects is the set of objects a layer names, with their sizes.
+// layerObjects is the set of objects a layer holds, with their sizes: those
+// its entries name and those its tar split needs (a file that a later entry
+// of the same tar replaced is in the tar split only). This one definition
+// serves ingest, removal, disk usage and Check.
 func layerObjects(tx *bolt.Tx, diffID digest.Digest) (map[digest.Digest]int64, error) {
 	entries, err := layerEntries(tx, diffID)
 	if err != nil {
@@ -266,6 +269,15 @@ func layerObjects(tx *bolt.Tx, diffID digest.Digest) (map[digest.Digest]int64, e
 	for _, e := range entries {
 		if e.Type == TypeReg && e.Digest != "" {
 			objs[e.Digest] = e.Size
+		}
+	}
+	segs, err := decodeTarSplit(bucket(tx, bucketLayers).Bucket([]byte(diffID)).Get(keyTarSplit))
+	if err != nil {
+		return nil, fmt.Errorf("layer %s: %w", diffID, err)
+	}
+	for _, sg := range segs {
+		if sg.kind == segContent {
+			objs[sg.object] = sg.n
 		}
 	}
 	return objs, nil

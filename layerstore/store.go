@@ -122,7 +122,13 @@ func (s *Store) ObjectPath(d digest.Digest) string {
 }
 
 // MountDir is the directory that holds the state of mount id (its upper layer).
-func (s *Store) MountDir(id string) string { return filepath.Join(s.mountsDir(), id) }
+// An invalid id (see AddMount) gets a path that holds nothing.
+func (s *Store) MountDir(id string) string {
+	if checkMountID(id) != nil {
+		return filepath.Join(s.mountsDir(), "invalid-id")
+	}
+	return filepath.Join(s.mountsDir(), id)
+}
 
 func (s *Store) openDB(readOnly bool) (*bolt.DB, error) {
 	db, err := bolt.Open(s.dbPath(), 0o600, &bolt.Options{Timeout: s.opts.LockTimeout, ReadOnly: readOnly})

@@ -30,32 +30,76 @@ const (
 )
 
 // splitter sits between the decompressed stream and the tar reader and
-// records what passes, except file contents read between begin and end.
+// records what passes, except file contents read between begin and end. It
+// compresses as it goes, so what it holds is the compressed split: a
+// megabyte-sized run of zeros costs a few bytes.
 type splitter struct {
 	r       io.Reader
 	out     bytes.Buffer
+	enc     *zstd.Encoder
 	lit     []byte
+	off     bool // over budget: the layer gets no tar split
+	err     error
 	content bool
-	n       int64 // content bytes read since begin
+	n       int64                   // content bytes read since begin
+	objects map[digest.Digest]int64 // objects the split refers to
+}
+
+// maxSplit bounds a tar split (compressed). A layer past it (a sparse file
+// with much data, which stays in the split) is imported without one: it
+// mounts, but cannot be given back byte for byte.
+const maxSplit = 64 << 20
+
+// litChunk is how much literal data is buffered before it is compressed.
+const litChunk = 256 << 10
+
+func newSplitter(r io.Reader) *splitter {
+	sp := &splitter{r: r}
+	enc, err := zstd.NewWriter(&sp.out, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(1<<20))
+	if err != nil {
+		sp.off, sp.err = true, err
+	}
+	sp.enc = enc
+	return sp
 }
 
 func (sp *splitter) Read(p []byte) (int, error) {
 	n, err := sp.r.Read(p)
-	if sp.content {
+	switch {
+	case sp.content:
 		sp.n += int64(n)
-	} else {
+	case sp.off:
+	default:
 		sp.lit = append(sp.lit, p[:n]...)
+		if len(sp.lit) >= litChunk {
+			sp.flushLiteral()
+		}
 	}
 	return n, err
 }
 
-func (sp *splitter) flushLiteral() {
-	if len(sp.lit) == 0 {
+// write appends to the compressed split, turning it off past the budget.
+func (sp *splitter) write(b []byte) {
+	if sp.off {
 		return
 	}
-	sp.out.WriteByte(segLiteral)
-	sp.out.Write(binary.AppendUvarint(nil, uint64(len(sp.lit))))
-	sp.out.Write(sp.lit)
+	if _, err := sp.enc.Write(b); err != nil {
+		sp.off, sp.err = true, err
+	}
+	if sp.out.Len() > maxSplit {
+		sp.off = true
+		sp.out = bytes.Buffer{}
+	}
+}
+
+func (sp *splitter) flushLiteral() {
+	if len(sp.lit) == 0 || sp.off {
+		sp.lit = sp.lit[:0]
+		return
+	}
+	sp.write([]byte{segLiteral})
+	sp.write(binary.AppendUvarint(nil, uint64(len(sp.lit))))
+	sp.write(sp.lit)
 	sp.lit = sp.lit[:0]
 }
 
@@ -69,23 +113,30 @@ func (sp *splitter) begin() {
 // end records the content read since begin as the object d.
 func (sp *splitter) end(d digest.Digest) {
 	sp.content = false
-	if sp.n == 0 {
+	if sp.n == 0 || sp.off {
 		return
 	}
-	sp.out.WriteByte(segContent)
-	sp.out.Write(binary.AppendUvarint(nil, uint64(sp.n)))
-	sp.out.Write(appendString(nil, string(d)))
+	seg := []byte{segContent}
+	seg = binary.AppendUvarint(seg, uint64(sp.n))
+	sp.write(appendString(seg, string(d)))
+	if sp.objects == nil {
+		sp.objects = map[digest.Digest]int64{}
+	}
+	sp.objects[d] = sp.n
 }
 
-// finish returns the compressed tar split.
+// finish returns the compressed tar split, nil when over budget.
 func (sp *splitter) finish() ([]byte, error) {
 	sp.flushLiteral()
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault))
-	if err != nil {
-		return nil, err
+	if sp.enc != nil {
+		if err := sp.enc.Close(); err != nil && !sp.off {
+			return nil, err
+		}
 	}
-	defer enc.Close()
-	return enc.EncodeAll(sp.out.Bytes(), nil), nil
+	if sp.off {
+		return nil, nil
+	}
+	return sp.out.Bytes(), nil
 }
 
 type segment struct {
@@ -95,7 +146,11 @@ type segment struct {
 	object digest.Digest
 }
 
+// decodeTarSplit decodes a stored tar split; a layer without one has no segments.
 func decodeTarSplit(blob []byte) ([]segment, error) {
+	if blob == nil {
+		return nil, nil
+	}
 	dec, err := zstd.NewReader(nil)
 	if err != nil {
 		return nil, err
@@ -142,7 +197,7 @@ func (s *Store) LayerTar(diffID digest.Digest) (io.ReadCloser, error) {
 		}
 		v := lb.Get(keyTarSplit)
 		if v == nil {
-			return fmt.Errorf("layer %s: no tar split: %w", diffID, ErrNotFound)
+			return fmt.Errorf("layer %s: imported without a tar split (its tar held more than %d MiB outside file contents), so it cannot be given back byte for byte: %w", diffID, maxSplit>>20, ErrNotFound)
 		}
 		blob = append([]byte(nil), v...)
 		return nil

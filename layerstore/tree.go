@@ -2,6 +2,7 @@ package layerstore
 
 import (
 	"fmt"
+	"path"
 	"sort"
 	"strings"
 
@@ -160,7 +161,7 @@ func (b *treeBuilder) ensureDir(dir string) {
 func (b *treeBuilder) applyLayer(entries []*Entry) error {
 	for _, e := range entries {
 		if e.Type == TypeOpaque {
-			dir := parentOf(e.Path)
+			dir := b.resolveDir(parentOf(e.Path))
 			if d, ok := b.t.entries[dir]; ok && d.Type == TypeDir {
 				b.clear(dir)
 			}
@@ -168,7 +169,7 @@ func (b *treeBuilder) applyLayer(entries []*Entry) error {
 	}
 	for _, e := range entries {
 		if e.Type == TypeWhiteout {
-			b.remove(JoinPath(parentOf(e.Path), strings.TrimPrefix(e.Name(), WhiteoutPrefix)))
+			b.remove(JoinPath(b.resolveDir(parentOf(e.Path)), strings.TrimPrefix(e.Name(), WhiteoutPrefix)))
 		}
 	}
 	inoOf := map[string]uint64{} // layer path -> inode number given in this layer
@@ -198,8 +199,15 @@ func (b *treeBuilder) add(e *Entry, inoOf map[string]uint64) error {
 			}
 			n.Ino = ino
 		}
-		old, exists := b.t.entries[e.Path]
-		if e.Path == "" {
+		// Tar extraction (containerd, umoci) follows symlinks in parent
+		// directories, inside the root: so does the tree.
+		p := e.Path
+		if p != "" {
+			p = JoinPath(b.resolveDir(parentOf(p)), e.Name())
+		}
+		n.Path = p
+		old, exists := b.t.entries[p]
+		if p == "" {
 			if e.Type != TypeDir {
 				return fmt.Errorf("layer root entry is a %s: %w", e.Type, ErrInvalid)
 			}
@@ -207,9 +215,9 @@ func (b *treeBuilder) add(e *Entry, inoOf map[string]uint64) error {
 			b.t.entries[""] = &n
 			return nil
 		}
-		b.ensureDir(parentOf(e.Path))
+		b.ensureDir(parentOf(p))
 		if exists && !(old.Type == TypeDir && n.Type == TypeDir) {
-			b.remove(e.Path)
+			b.remove(p)
 			exists = false
 		}
 		if n.Ino == 0 {
@@ -221,13 +229,46 @@ func (b *treeBuilder) add(e *Entry, inoOf map[string]uint64) error {
 			}
 		}
 		inoOf[e.Path] = n.Ino
-		b.t.entries[e.Path] = &n
+		b.t.entries[p] = &n
 		if n.Type == TypeDir && !exists {
-			b.kids[e.Path] = map[string]*Entry{}
+			b.kids[p] = map[string]*Entry{}
 		}
-		b.kids[parentOf(e.Path)][n.Name()] = &n
+		b.kids[parentOf(p)][n.Name()] = &n
 	}
 	return nil
+}
+
+// maxSymlinkHops bounds symlink resolution, as the kernel's ELOOP does.
+const maxSymlinkHops = 40
+
+// resolveDir follows symlinks among the components of dir as they stand in
+// the tree, never above the root, and returns the path they lead to. Past
+// maxSymlinkHops it stops following, and the entry replaces the symlink.
+func (b *treeBuilder) resolveDir(dir string) string {
+	if dir == "" {
+		return ""
+	}
+	comps := strings.Split(dir, "/")
+	cur := ""
+	for hops := 0; len(comps) > 0; {
+		next := JoinPath(cur, comps[0])
+		comps = comps[1:]
+		if e, ok := b.t.entries[next]; ok && e.Type == TypeSymlink && hops < maxSymlinkHops {
+			hops++
+			base := cur
+			if strings.HasPrefix(e.Link, "/") {
+				base = ""
+			}
+			target := strings.TrimPrefix(path.Clean("/"+base+"/"+e.Link), "/")
+			if target != "" {
+				comps = append(strings.Split(target, "/"), comps...)
+			}
+			cur = ""
+			continue
+		}
+		cur = next
+	}
+	return cur
 }
 
 // finish computes link counts and sorts children.
