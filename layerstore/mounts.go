@@ -29,32 +29,39 @@ type MountRecord struct {
 }
 
 // Alive reports whether the server process of the mount still runs. The
-// process start time guards against a reused pid.
+// process start time guards against a reused pid; a zombie is not alive.
 func (m *MountRecord) Alive() bool {
 	if m.PID <= 0 {
 		return false
 	}
-	st, err := ProcessStart(m.PID)
-	return err == nil && st == m.PIDStart
+	state, st, err := procStat(m.PID)
+	return err == nil && st == m.PIDStart && state != 'Z' && state != 'X'
 }
 
 // ProcessStart is the start time of pid in clock ticks since boot (field 22
 // of /proc/pid/stat).
 func ProcessStart(pid int) (uint64, error) {
+	_, st, err := procStat(pid)
+	return st, err
+}
+
+// procStat reads a process's state letter and start time.
+func procStat(pid int) (byte, uint64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, ErrCorrupt)
+		return 0, 0, fmt.Errorf("/proc/%d/stat: %w", pid, ErrCorrupt)
 	}
 	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
-		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, ErrCorrupt)
+	if len(f) < 20 || len(f[0]) != 1 {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: %w", pid, ErrCorrupt)
 	}
-	return strconv.ParseUint(f[19], 10, 64)
+	st, err := strconv.ParseUint(f[19], 10, 64)
+	return f[0][0], st, err
 }
 
 // validMountID: a mount ID names a directory under mounts/, so it must be a

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -123,6 +124,13 @@ func addMount(t *testing.T, root, id, ref string, pid int) layerstore.MountRecor
 		if m.PIDStart, err = layerstore.ProcessStart(pid); err != nil {
 			t.Fatal(err)
 		}
+	} else {
+		// A stale lease: its server was a process that has exited.
+		c := exec.Command("true")
+		if err := c.Run(); err != nil {
+			t.Fatal(err)
+		}
+		m.PID, m.PIDStart = c.Process.Pid, 1
 	}
 	if err := s.AddMount(m); err != nil {
 		t.Fatal(err)

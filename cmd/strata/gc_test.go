@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"regexp"
 	"slices"
@@ -17,7 +18,7 @@ func TestGC_StaleMount(t *testing.T) {
 	m := addMount(t, root, "m-stale", "demo", 0) // no server: stale
 
 	r := runStrata(t, root, "", "check")
-	if r.code != 0 || !strings.Contains(r.stdout, "garbage: mount m-stale at "+m.Dir+": server 0 is gone") {
+	if r.code != 0 || !strings.Contains(r.stdout, fmt.Sprintf("garbage: mount m-stale at %s: server %d is gone", m.Dir, m.PID)) {
 		t.Errorf("check: code %d, %q", r.code, r.stdout)
 	}
 	_, rows := tableRows(t, strings.SplitN(mustRun(t, root, "system", "df"), "\n\n", 2)[0])

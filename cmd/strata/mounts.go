@@ -146,28 +146,11 @@ func upperDir(s *layerstore.Store, id string) string {
 	return filepath.Join(s.MountDir(id), "upper")
 }
 
-// serverAlive reports whether the server of m runs: its process exists, is
-// the one that mounted (start time), and is not a zombie nobody reaped yet.
-func serverAlive(m *layerstore.MountRecord) bool {
-	if !m.Alive() {
-		return false
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", m.PID))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
-		return s[i+2] != 'Z' && s[i+2] != 'X'
-	}
-	return true
-}
-
 // mountStatus says whether the server of m runs and whether its
 // mountpoint is mounted.
 func mountStatus(m *layerstore.MountRecord, mounted map[string]string) string {
 	_, isMounted := mounted[m.Dir]
-	alive := serverAlive(m)
+	alive := m.Alive()
 	switch {
 	case alive && isMounted:
 		return "running"

@@ -81,7 +81,7 @@ func runUmount(cmd *cobra.Command, g *globals, o *umountOptions, arg string) err
 	if rec == nil {
 		return nil // a strata mount without a lease: nothing more to clean
 	}
-	if serverAlive(rec) {
+	if rec.Alive() {
 		if o.lazy {
 			return nil // the server cleans up when the last user is gone
 		}
@@ -89,7 +89,7 @@ func runUmount(cmd *cobra.Command, g *globals, o *umountOptions, arg string) err
 		// layer, and exits; wait for it.
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			if !serverAlive(rec) {
+			if !rec.Alive() {
 				break
 			}
 			if gone, err := leaseGone(s, rec.ID); err != nil || gone {
