@@ -22,7 +22,7 @@ import (
 
 // hotImage stores an image of n files of size bytes each (plus one file of
 // big bytes when big > 0) and returns the store and its tree.
-func hotImage(b *testing.B, n, size int, big int64) (*layerstore.Store, *layerstore.Tree) {
+func hotImage(b testing.TB, n, size int, big int64) (*layerstore.Store, *layerstore.Tree) {
 	b.Helper()
 	s, err := layerstore.Open(b.TempDir(), nil)
 	if err != nil {

@@ -141,6 +141,21 @@ func (rp *Report) Finish() {
 	rp.Goals = rp.goals()
 }
 
+// rangeRatio formats a.Median/b.Median with the range the samples allow,
+// and whether the ratio of the medians meets ok.
+func rangeRatio(a, b *Stats, ok func(float64) bool) (string, *bool) {
+	v := Ratio(a.Median, b.Median)
+	if math.IsNaN(v) {
+		return "not measured", nil
+	}
+	met := ok(v)
+	got := fmtRatioValue(v)
+	if a.N > 1 || b.N > 1 {
+		got += fmt.Sprintf(" (%s–%s)", fmtRatioValue(Ratio(a.Min, b.Max)), fmtRatioValue(Ratio(a.Max, b.Min)))
+	}
+	return got, &met
+}
+
 func ratioPtr(a, b float64) *float64 {
 	v := Ratio(a, b)
 	if math.IsNaN(v) {
@@ -151,32 +166,36 @@ func ratioPtr(a, b float64) *float64 {
 
 func (rp *Report) goals() []Goal {
 	var out []Goal
-	ratio := func(name, key, want string, vs func(*Result) *float64, ok func(float64) bool) {
+	// ratio checks strata's cell in row key against the base contender's;
+	// Got shows the ratio of the medians and, in brackets, the range the
+	// samples allow (fastest over slowest to slowest over fastest).
+	ratio := func(name, key, want, base string, ok func(float64) bool) {
 		g := Goal{Name: name, Want: want, Got: "not measured"}
 		if r := rp.find(key, Strata); r != nil {
-			if v := vs(r); v != nil {
-				met := ok(*v)
-				g.Met, g.Got = &met, fmt.Sprintf("%.2f×", *v)
-			} else if r.Skip != "" || r.Err != "" {
+			b := rp.find(key, base)
+			switch {
+			case r.Skip != "" || r.Err != "":
 				g.Got = "not measured: " + r.Skip + r.Err
+			case b == nil || b.Stats == nil:
+				g.Got = "not measured: no " + base
+			case r.Stats != nil:
+				g.Got, g.Met = rangeRatio(r.Stats, b.Stats, ok)
 			}
 		}
 		out = append(out, g)
 	}
-	ovl := func(r *Result) *float64 { return r.VsOverlayfs }
-	nat := func(r *Result) *float64 { return r.VsNative }
-	ratio("warm stat walk", WStatWalk+"/warm", "≤ 1.2× overlayfs", ovl, func(v float64) bool { return v <= 1.2 })
-	ratio("warm ls -lR", WLsLR+"/warm", "≤ 1.2× overlayfs", ovl, func(v float64) bool { return v <= 1.2 })
-	ratio("cold stat walk", WStatWalk+"/cold", "≤ 1.0× overlayfs", ovl, func(v float64) bool { return v <= 1.0 })
+	ratio("warm stat walk", WStatWalk+"/warm", "≤ 1.2× overlayfs", Overlayfs, func(v float64) bool { return v <= 1.2 })
+	ratio("warm ls -lR", WLsLR+"/warm", "≤ 1.2× overlayfs", Overlayfs, func(v float64) bool { return v <= 1.2 })
+	ratio("cold stat walk", WStatWalk+"/cold", "≤ 1.0× overlayfs", Overlayfs, func(v float64) bool { return v <= 1.0 })
 	// Throughput at least 0.9× native is time at most 1/0.9 of native's.
-	ratio("warm sequential read", WSeqRead+"/warm", "time ≤ 1.11× native (≥ 0.9× its throughput)", nat, func(v float64) bool { return v <= 1/0.9 })
+	ratio("warm sequential read", WSeqRead+"/warm", "time ≤ 1.11× native (≥ 0.9× its throughput)", Native, func(v float64) bool { return v <= 1/0.9 })
 	g := Goal{Name: "chmod of the big lower file", Want: "< 1 ms", Got: "not measured"}
 	if r := rp.find(WChmod+"/0600", Strata); r != nil && r.Stats != nil {
 		met := r.Stats.Median < 1e-3
 		g.Met, g.Got = &met, fmtDur(r.Stats.Median)
 	}
 	out = append(out, g)
-	ratio("append 1 byte to the big lower file", WAppend+"/1 byte", "≤ 0.5× overlayfs", ovl, func(v float64) bool { return v <= 0.5 })
+	ratio("append 1 byte to the big lower file", WAppend+"/1 byte", "≤ 0.5× overlayfs", Overlayfs, func(v float64) bool { return v <= 0.5 })
 	// Depth: the deepest measured against one layer, mount and walk.
 	for _, what := range []string{"mount", "tree load", "walk"} {
 		one := rp.find(WDepth+"/"+what+" layers=1", Strata)
@@ -193,9 +212,8 @@ func (rp *Report) goals() []Goal {
 		}
 		g := Goal{Name: "depth: " + what, Want: "deepest within 10% of 1 layer", Got: "not measured"}
 		if one != nil && one.Stats != nil && deep != nil && deepN > 1 {
-			v := deep.Stats.Median / one.Stats.Median
-			met := v <= 1.1
-			g.Met, g.Got = &met, fmt.Sprintf("%d layers: %.2f× 1 layer", deepN, v)
+			g.Got, g.Met = rangeRatio(deep.Stats, one.Stats, func(v float64) bool { return v <= 1.1 })
+			g.Got = fmt.Sprintf("%d layers: %s", deepN, g.Got)
 		}
 		out = append(out, g)
 	}
@@ -206,7 +224,7 @@ func (rp *Report) goals() []Goal {
 		}
 	}
 	if imp != nil {
-		ratio("import", imp.Key(), "≤ 1.0× tar -x", nat, func(v float64) bool { return v <= 1.0 })
+		ratio("import", imp.Key(), "≤ 1.0× tar -x", Native, func(v float64) bool { return v <= 1.0 })
 	} else {
 		out = append(out, Goal{Name: "import", Want: "≤ 1.0× tar -x", Got: "not measured"})
 	}

@@ -26,6 +26,7 @@ type benchOptions struct {
 	mdFile     string
 	cpuprofile string
 	randOps    int
+	report     string
 }
 
 func newBenchCmd(_ *globals) *cobra.Command {
@@ -62,11 +63,25 @@ Cold cells need root (they drop the caches); overlayfs needs root.`,
 	f.StringVar(&o.mdFile, "markdown", "", "write the Markdown report here (default OUT/results.md)")
 	f.StringVar(&o.cpuprofile, "cpuprofile", "", "profile the strata server: writes PREFIX-<workload>.pprof per workload")
 	f.IntVar(&o.randOps, "rand-ops", 0, "random 4 KiB reads per rand-read run (default 65536, 8192 with --quick)")
+	f.StringVar(&o.report, "report", "", "measure nothing: render the results.json of an earlier run again (table, chart, Markdown)")
 	cmd.AddCommand(newBenchServeCmd())
 	return cmd
 }
 
 func runBench(cmd *cobra.Command, o *benchOptions) error {
+	if o.report != "" {
+		f, err := os.Open(o.report)
+		if err != nil {
+			return err
+		}
+		rp, err := bench.ReadJSON(f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		rp.Finish()
+		return writeBenchReport(cmd, o, rp)
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -106,6 +121,12 @@ func runBench(cmd *cobra.Command, o *benchOptions) error {
 	if err != nil {
 		return err
 	}
+	return writeBenchReport(cmd, o, rp)
+}
+
+// writeBenchReport writes the table to standard output and the JSON, chart
+// and Markdown files.
+func writeBenchReport(cmd *cobra.Command, o *benchOptions, rp *bench.Report) error {
 	out := cmd.OutOrStdout()
 	if err := rp.WriteTable(out); err != nil {
 		return err
