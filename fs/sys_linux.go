@@ -32,30 +32,21 @@ func fstat(fd int) (unix.Stat_t, error) {
 
 // getxattr reads attribute name of p (not following a final symlink).
 func getxattr(p, name string) ([]byte, error) {
-	buf := make([]byte, 256)
-	for {
-		n, err := unix.Lgetxattr(p, name, buf)
-		if err == unix.ERANGE {
-			sz, err := unix.Lgetxattr(p, name, nil)
-			if err != nil {
-				return nil, err
-			}
-			buf = make([]byte, sz+64)
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return buf[:n], nil
-	}
+	return readXattr(func(buf []byte) (int, error) { return unix.Lgetxattr(p, name, buf) })
 }
 
 func fgetxattr(fd int, name string) ([]byte, error) {
+	return readXattr(func(buf []byte) (int, error) { return unix.Fgetxattr(fd, name, buf) })
+}
+
+// readXattr calls get with a buffer that grows until the value fits (it
+// may grow between the size query and the read).
+func readXattr(get func(buf []byte) (int, error)) ([]byte, error) {
 	buf := make([]byte, 256)
 	for {
-		n, err := unix.Fgetxattr(fd, name, buf)
+		n, err := get(buf)
 		if err == unix.ERANGE {
-			sz, err := unix.Fgetxattr(fd, name, nil)
+			sz, err := get(nil)
 			if err != nil {
 				return nil, err
 			}
