@@ -188,53 +188,51 @@ func (b *treeBuilder) applyLayer(entries []*Entry) error {
 }
 
 func (b *treeBuilder) add(e *Entry, inoOf map[string]uint64) error {
-	{
-		n := *e
-		n.HardLink = ""
-		n.Nlink = 1
-		if e.HardLink != "" {
-			ino, ok := inoOf[e.HardLink]
-			if !ok {
-				return fmt.Errorf("layer entry %q: hard link to %q, not a file of this layer: %w", e.Path, e.HardLink, ErrInvalid)
-			}
-			n.Ino = ino
+	n := *e
+	n.HardLink = ""
+	n.Nlink = 1
+	if e.HardLink != "" {
+		ino, ok := inoOf[e.HardLink]
+		if !ok {
+			return fmt.Errorf("layer entry %q: hard link to %q, not a file of this layer: %w", e.Path, e.HardLink, ErrInvalid)
 		}
-		// Tar extraction (containerd, umoci) follows symlinks in parent
-		// directories, inside the root: so does the tree.
-		p := e.Path
-		if p != "" {
-			p = JoinPath(b.resolveDir(parentOf(p)), e.Name())
-		}
-		n.Path = p
-		old, exists := b.t.entries[p]
-		if p == "" {
-			if e.Type != TypeDir {
-				return fmt.Errorf("layer root entry is a %s: %w", e.Type, ErrInvalid)
-			}
-			n.Ino = 1
-			b.t.entries[""] = &n
-			return nil
-		}
-		b.ensureDir(parentOf(p))
-		if exists && !(old.Type == TypeDir && n.Type == TypeDir) {
-			b.remove(p)
-			exists = false
-		}
-		if n.Ino == 0 {
-			if exists {
-				n.Ino = old.Ino // a directory keeps its inode when a layer changes its metadata
-			} else {
-				n.Ino = b.t.NextIno
-				b.t.NextIno++
-			}
-		}
-		inoOf[e.Path] = n.Ino
-		b.t.entries[p] = &n
-		if n.Type == TypeDir && !exists {
-			b.kids[p] = map[string]*Entry{}
-		}
-		b.kids[parentOf(p)][n.Name()] = &n
+		n.Ino = ino
 	}
+	// Tar extraction (containerd, umoci) follows symlinks in parent
+	// directories, inside the root: so does the tree.
+	p := e.Path
+	if p != "" {
+		p = JoinPath(b.resolveDir(parentOf(p)), e.Name())
+	}
+	n.Path = p
+	old, exists := b.t.entries[p]
+	if p == "" {
+		if e.Type != TypeDir {
+			return fmt.Errorf("layer root entry is a %s: %w", e.Type, ErrInvalid)
+		}
+		n.Ino = 1
+		b.t.entries[""] = &n
+		return nil
+	}
+	b.ensureDir(parentOf(p))
+	if exists && !(old.Type == TypeDir && n.Type == TypeDir) {
+		b.remove(p)
+		exists = false
+	}
+	if n.Ino == 0 {
+		if exists {
+			n.Ino = old.Ino // a directory keeps its inode when a layer changes its metadata
+		} else {
+			n.Ino = b.t.NextIno
+			b.t.NextIno++
+		}
+	}
+	inoOf[e.Path] = n.Ino
+	b.t.entries[p] = &n
+	if n.Type == TypeDir && !exists {
+		b.kids[p] = map[string]*Entry{}
+	}
+	b.kids[parentOf(p)][n.Name()] = &n
 	return nil
 }
 
