@@ -9,8 +9,9 @@
 //	<root>/lock           flock: shared by every writer of objects, exclusive for gc
 //
 // A layer is stored as its entries (one bbolt key per tar entry, keyed so that a
-// directory's children are one contiguous key range) and the objects its regular
-// files name. The merged tree of a chain of layers (what a mount shows) is built
+// directory's children are one contiguous key range), the objects its regular
+// files name, and its tar split (the tar without file contents, see
+// tarsplit.go), from which LayerTar gives back the imported tar byte for byte. The merged tree of a chain of layers (what a mount shows) is built
 // once per chainID from the nearest stored ancestor tree and kept in bbolt.
 //
 // Crash guarantees: objects are written to tmp/, flushed with syncfs and renamed
@@ -24,5 +25,6 @@
 // waits up to Options.LockTimeout and then fails with ErrLocked. Imports hold
 // <root>/lock shared while they write objects outside a transaction; image
 // removal, prune and GC take it exclusively, so they never delete an object or
-// layer an import is about to commit.
+// layer an import is about to commit. Check holds it shared, so what it reads
+// of objects/ matches the metadata it read.
 package layerstore
