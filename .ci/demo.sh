@@ -10,7 +10,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
-shared=${STRATA_SHARED:-$(realpath ../shared)}
 work=${STRATA_DEMO_DIR:-/tmp/strata-demo}
 mnt=$work/mnt
 
@@ -31,7 +30,7 @@ mkdir -p "$work"
 go build -o "$work/strata" ./cmd/strata
 strata=$work/strata
 fixtures=${STRATA_FIXTURES:-$work/fixtures}
-[ -e "$fixtures/demo.docker.tar" ] || bash "$shared/fixtures/make-fixtures.sh" "$fixtures" >/dev/null
+[ -e "$fixtures/demo.docker.tar" ] || bash internal/fixtures/make-fixtures.sh "$fixtures" >/dev/null
 
 if grep -qs " $mnt " /proc/mounts; then "$strata" umount "$mnt" || umount -l "$mnt"; fi
 step "$strata" load -i "$fixtures/demo.docker.tar"

@@ -24,14 +24,15 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/strata-dev/strata/internal/fixtures"
 	"github.com/strata-dev/strata/layerstore"
 )
 
-// Fixture paths, made by /work/shared/fixtures/make-fixtures.sh.
-const (
-	suiteFixtureOCI    = "/work/fixtures/oci"
-	suiteFixtureRootfs = "/work/fixtures/rootfs" // umoci's unpack of the image: the reference answer
-)
+// suiteFixtureOCI is the fixture image's OCI layout (internal/fixtures).
+func suiteFixtureOCI(t testing.TB) string { return filepath.Join(fixtures.Dir(t), "oci") }
+
+// suiteFixtureRootfs is umoci's unpack of the fixture image: the reference answer.
+func suiteFixtureRootfs(t testing.TB) string { return filepath.Join(fixtures.Dir(t), "rootfs") }
 
 // suiteImage is an image's merged tree with its contents in a scratch objects
 // directory.
@@ -45,15 +46,16 @@ func (img *suiteImage) ObjectPath(d digest.Digest) string {
 	return filepath.Join(img.Objects, d.Encoded())
 }
 
-// suiteRequireFixtures skips the test when the fixtures or root are missing.
+// suiteRequireFixtures skips the test without root and fails it when the
+// fixtures cannot be had.
 func suiteRequireFixtures(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: FUSE mounts, owners and device nodes")
 	}
-	for _, p := range []string{suiteFixtureOCI + "/index.json", suiteFixtureRootfs} {
+	for _, p := range []string{suiteFixtureOCI(t) + "/index.json", suiteFixtureRootfs(t)} {
 		if _, err := os.Stat(p); err != nil {
-			t.Skipf("fixtures missing (run /work/shared/fixtures/make-fixtures.sh /work/fixtures): %v", err)
+			t.Fatalf("fixtures incomplete: %v", err)
 		}
 	}
 }
@@ -63,7 +65,7 @@ func suiteRequireFixtures(t *testing.T) {
 func suiteLoadImage(t *testing.T) *suiteImage {
 	t.Helper()
 	suiteRequireFixtures(t)
-	img, err := loadOCILayout(suiteFixtureOCI, filepath.Join(t.TempDir(), "objects"))
+	img, err := loadOCILayout(suiteFixtureOCI(t), filepath.Join(t.TempDir(), "objects"))
 	if err != nil {
 		t.Fatalf("load fixture image: %v", err)
 	}

@@ -4,7 +4,7 @@ package fs_test
 // t.TempDir(), unmounts it in t.Cleanup (failing the test when that fails,
 // and detaching the mount lazily so that no failed test leaves one behind),
 // and compares what the mount shows with a reference answer built without
-// strata: the fixture image as umoci unpacked it (/work/fixtures/rootfs), or
+// strata: the fixture image as umoci unpacked it (internal/fixtures), or
 // a plain copy of it that the same operations were applied to.
 //
 //	suite_test.go          mount helpers; reference comparison; fstest.TestFS;
@@ -136,8 +136,8 @@ func suiteDiffs(t *testing.T, what string, diffs []string) {
 func suiteCopyRootfs(t *testing.T) string {
 	t.Helper()
 	dst := filepath.Join(t.TempDir(), "ref")
-	if out, err := exec.Command("cp", "-a", suiteFixtureRootfs, dst).CombinedOutput(); err != nil {
-		t.Fatalf("cp -a %s %s: %v: %s", suiteFixtureRootfs, dst, err, out)
+	if out, err := exec.Command("cp", "-a", suiteFixtureRootfs(t), dst).CombinedOutput(); err != nil {
+		t.Fatalf("cp -a %s %s: %v: %s", suiteFixtureRootfs(t), dst, err, out)
 	}
 	return dst
 }
@@ -152,7 +152,7 @@ var suiteRefOptions = treecmp.Options{IgnoreInodes: true}
 func TestSuite_LayerTreeMatchesRootfs(t *testing.T) {
 	img := suiteLoadImage(t)
 	suiteDiffs(t, "umoci rootfs vs layer tree",
-		treecmp.Compare(suiteSnapshot(t, suiteFixtureRootfs, suiteRefOptions), treecmp.FromLayerTree(img.Tree), suiteRefOptions))
+		treecmp.Compare(suiteSnapshot(t, suiteFixtureRootfs(t), suiteRefOptions), treecmp.FromLayerTree(img.Tree), suiteRefOptions))
 }
 
 // TestSuite_Reference mounts the fixture image and compares the mount with
@@ -160,7 +160,7 @@ func TestSuite_LayerTreeMatchesRootfs(t *testing.T) {
 // targets, device numbers, mtimes, hard-link groups and link counts.
 func TestSuite_Reference(t *testing.T) {
 	img := suiteLoadImage(t)
-	ref := suiteSnapshot(t, suiteFixtureRootfs, suiteRefOptions)
+	ref := suiteSnapshot(t, suiteFixtureRootfs(t), suiteRefOptions)
 	for _, tc := range []struct {
 		name string
 		o    suiteMountOptions
@@ -268,7 +268,7 @@ func TestSuite_ReadOnly(t *testing.T) {
 		})
 	}
 	suiteDiffs(t, "umoci rootfs vs read-only mount after failed changes",
-		treecmp.Compare(suiteSnapshot(t, suiteFixtureRootfs, suiteRefOptions), suiteSnapshot(t, m.Dir, suiteRefOptions), suiteRefOptions))
+		treecmp.Compare(suiteSnapshot(t, suiteFixtureRootfs(t), suiteRefOptions), suiteSnapshot(t, m.Dir, suiteRefOptions), suiteRefOptions))
 }
 
 // TestSuite_UpperAndObjects applies every operation script to one mount,
