@@ -28,9 +28,11 @@ type Options struct {
 	Upper string
 	// Objects returns the path of the file holding the content of a digest.
 	Objects func(digest.Digest) string
-	// NoSuid and NoDev mount with nosuid and nodev. By default setuid files
-	// and device nodes work (a root server mounts without either).
-	NoSuid, NoDev bool
+	// Suid and Dev let setuid/setgid bits and device nodes take effect.
+	// By default the mount is nosuid,nodev: an image's files are not the
+	// host's to trust, and with AllowOther a setuid-root file or a 0666
+	// device node in an image would be any local user's way to root.
+	Suid, Dev bool
 	// AllowOther lets users other than the server's use the mount; the
 	// kernel checks permissions (default_permissions is always on).
 	AllowOther bool
@@ -108,10 +110,10 @@ func Mount(dir string, tree *layerstore.Tree, opts *Options) (*Server, error) {
 	if os.Geteuid() == 0 {
 		mo.DirectMountStrict = true
 		var flags uintptr
-		if opts.NoSuid {
+		if !opts.Suid {
 			flags |= syscall.MS_NOSUID
 		}
-		if opts.NoDev {
+		if !opts.Dev {
 			flags |= syscall.MS_NODEV
 		}
 		if opts.ReadOnly {

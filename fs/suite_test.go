@@ -70,6 +70,8 @@ func suiteMountImage(t *testing.T, img *suiteImage, o suiteMountOptions) *suiteM
 		Upper:       m.Upper,
 		Objects:     img.ObjectPath,
 		Passthrough: o.Passthrough,
+		Suid:        true, // the reference is a plain directory, where both work
+		Dev:         true,
 		FsName:      "strata-suite",
 	})
 	if err != nil {

@@ -23,8 +23,8 @@ import (
 type mountOptions struct {
 	readOnly      bool
 	detach        bool
-	noSuid        bool
-	noDev         bool
+	suid          bool
+	dev           bool
 	noPassthrough bool
 	allowOther    bool
 
@@ -48,9 +48,15 @@ SIGTERM unmounts cleanly, as does "strata umount DIR" from elsewhere. With -d
 it runs in the background, and the command returns (printing the mount ID)
 once the mount is ready; its log is server.log in the mount's directory.
 
-As root the mount allows setuid files and device nodes unless --nosuid or
---nodev say otherwise, lets other users in (the kernel checks permissions),
-and reads large lower files through FUSE passthrough where the kernel has it.`,
+The mount is nosuid and nodev: an image's setuid files run with the caller's
+own rights and its device nodes cannot be opened. --suid and --dev lift that;
+on a mount other users can reach, they hand every local user the image's
+setuid-root programs (a root shell) and its device nodes (raw access to the
+host's disks or memory, if the image says so): use them only for images you
+trust, on a directory only trusted users can reach. Other users may use the
+mount (--allow-other, the kernel checks permissions as on any directory), so
+that programs in the image running as other uids can read it. Large lower
+files are read through FUSE passthrough where the kernel has it.`,
 		Example: `  strata mount demo /mnt/demo
   strata mount -d --read-only demo:latest /mnt/ro`,
 		Args:              cobra.ExactArgs(2),
@@ -63,8 +69,8 @@ and reads large lower files through FUSE passthrough where the kernel has it.`,
 	f := cmd.Flags()
 	f.BoolVar(&o.readOnly, "read-only", false, "mount read-only, without a top layer")
 	f.BoolVarP(&o.detach, "detach", "d", false, "run the server in the background; return when the mount is ready")
-	f.BoolVar(&o.noSuid, "nosuid", false, "ignore setuid and setgid bits")
-	f.BoolVar(&o.noDev, "nodev", false, "do not allow access to device nodes")
+	f.BoolVar(&o.suid, "suid", false, "honour the image's setuid and setgid bits (any user who can reach the mount can run its setuid-root programs)")
+	f.BoolVar(&o.dev, "dev", false, "allow access to the image's device nodes (any user who can reach the mount can open them)")
 	f.BoolVar(&o.noPassthrough, "no-passthrough", false, "read every file through the server, even where FUSE passthrough is available")
 	f.BoolVar(&o.allowOther, "allow-other", true, "let users other than the one mounting use the mount")
 	f.StringVar(&o.id, "mount-id", "", "mount ID (set by -d for the server it starts)")
@@ -151,8 +157,8 @@ func serveMount(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir string
 		ReadOnly:    o.readOnly,
 		Upper:       upper,
 		Objects:     s.ObjectPath,
-		NoSuid:      o.noSuid,
-		NoDev:       o.noDev,
+		Suid:        o.suid,
+		Dev:         o.dev,
 		AllowOther:  o.allowOther,
 		Passthrough: !o.noPassthrough,
 		Logger:      log,
@@ -221,8 +227,8 @@ func startDetached(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir str
 	}
 	args = append(args, "mount", "--mount-id", id, "--ready-fd", "3",
 		"--read-only="+strconv.FormatBool(o.readOnly),
-		"--nosuid="+strconv.FormatBool(o.noSuid),
-		"--nodev="+strconv.FormatBool(o.noDev),
+		"--suid="+strconv.FormatBool(o.suid),
+		"--dev="+strconv.FormatBool(o.dev),
 		"--no-passthrough="+strconv.FormatBool(o.noPassthrough),
 		"--allow-other="+strconv.FormatBool(o.allowOther),
 		"--", ref, dir)

@@ -15,6 +15,12 @@ import (
 // the mount ends.
 func startMount(t *testing.T, root string, args ...string) (string, <-chan result) {
 	t.Helper()
+	return startMountImage(t, root, "demo", args...)
+}
+
+// startMountImage is startMount of image.
+func startMountImage(t *testing.T, root, image string, args ...string) (string, <-chan result) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: FUSE mounts")
 	}
@@ -23,7 +29,7 @@ func startMount(t *testing.T, root string, args ...string) (string, <-chan resul
 		t.Fatal(err)
 	}
 	done := make(chan result, 1)
-	go func() { done <- runStrata(t, root, "", append(append([]string{"mount"}, args...), "demo", dir)...) }()
+	go func() { done <- runStrata(t, root, "", append(append([]string{"mount"}, args...), image, dir)...) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		tab, err := mountTable()
