@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/strata-dev/strata/layerstore"
 	"github.com/strata-dev/strata/layerstore/imagefmt"
+	"golang.org/x/term"
 )
 
 type loadOptions struct {
@@ -131,7 +132,8 @@ func imageLabel(img imagefmt.Image) string {
 	return string(img.ConfigDigest)
 }
 
+// isTerminal says whether f is a tty; /dev/null is a character device but
+// not a terminal.
 func isTerminal(f *os.File) bool {
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return term.IsTerminal(int(f.Fd()))
 }

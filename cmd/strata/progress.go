@@ -51,10 +51,7 @@ func (p *progressBar) draw() {
 	}
 	for _, i := range p.order {
 		ev := p.layers[i]
-		id := ev.Digest.Encoded()
-		if len(id) > 12 {
-			id = id[:12]
-		}
+		id := progressID(ev)
 		var line string
 		switch {
 		case ev.Skipped:
@@ -97,4 +94,17 @@ func (p *progressBar) finish() {
 	if len(p.order) > 0 {
 		p.draw()
 	}
+}
+
+// progressID names a layer's line: its blob's short digest, as docker load
+// prints it, or "tarball" for an import, whose blob has no digest until read.
+func progressID(ev layerstore.Progress) string {
+	if ev.Digest.Validate() != nil {
+		return "tarball"
+	}
+	id := ev.Digest.Encoded()
+	if len(id) > 12 {
+		id = id[:12]
+	}
+	return id
 }

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+	"golang.org/x/term"
+)
+
+// openPTY returns a pseudo-terminal pair: what is written to tty can be read
+// from ptmx.
+func openPTY(t *testing.T) (ptmx, tty *os.File) {
+	t.Helper()
+	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatalf("open /dev/ptmx: %v", err)
+	}
+	t.Cleanup(func() { ptmx.Close() })
+	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatalf("unlock pty: %v", err)
+	}
+	n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatalf("pty number: %v", err)
+	}
+	tty, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatalf("open tty: %v", err)
+	}
+	t.Cleanup(func() { tty.Close() })
+	return ptmx, tty
+}
+
+// runStrataTTY runs the root command with stdout and stderr on a
+// pseudo-terminal, as a user at a terminal would, and returns what the
+// terminal showed.
+func runStrataTTY(t *testing.T, root string, args ...string) (screen string, err error) {
+	t.Helper()
+	ptmx, tty := openPTY(t)
+	if !term.IsTerminal(int(tty.Fd())) {
+		t.Fatal("the pty is not a terminal")
+	}
+	shown := make(chan string)
+	go func() {
+		var b bytes.Buffer
+		io.Copy(&b, ptmx) // ends with EIO once the tty side is closed
+		shown <- b.String()
+	}()
+	cmd := newRootCmd()
+	cmd.SetOut(tty)
+	cmd.SetErr(tty)
+	cmd.SetIn(strings.NewReader(""))
+	cmd.SetArgs(append([]string{"--root", root, "--lock-timeout", "5"}, args...))
+	err = cmd.Execute()
+	tty.Close()
+	return <-shown, err
+}
+
+// TestProgress_OnATerminal runs every command that draws progress with its
+// stderr on a terminal: import of a tarball (whose layer has no digest to
+// show) from a file and from stdin's stand-in, and load.
+func TestProgress_OnATerminal(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the fixture image holds device nodes and owners")
+	}
+	root := newTestStore(t)
+	rootfs := filepath.Join(fixtureDir(t), "rootfs.tar")
+
+	screen, err := runStrataTTY(t, root, "import", rootfs, "flat:tty")
+	if err != nil {
+		t.Fatalf("import on a terminal: %v\n%s", err, screen)
+	}
+	if !strings.Contains(screen, "tarball: Loading layer") || !strings.Contains(screen, "\nsha256:") {
+		t.Errorf("import on a terminal: want progress, then the image ID:\n%q", screen)
+	}
+
+	screen, err = runStrataTTY(t, root, "load", "-i", filepath.Join(fixtureDir(t), "demo.docker.tar"))
+	if err != nil {
+		t.Fatalf("load on a terminal: %v\n%s", err, screen)
+	}
+	if !strings.Contains(screen, ": Loading layer") || !strings.Contains(screen, "Loaded image: demo:latest") {
+		t.Errorf("load on a terminal: want progress, then the name:\n%q", screen)
+	}
+	if got := mustRun(t, root, "images", "--format", "{{.Repository}}:{{.Tag}}"); got != "flat:tty\ndemo:latest\n" {
+		t.Errorf("images after import and load on a terminal: %q", got)
+	}
+}
+
+// TestSave_TerminalAndDevNull: save refuses to write an archive to a
+// terminal, but /dev/null (a character device, not a terminal) takes it.
+func TestSave_TerminalAndDevNull(t *testing.T) {
+	root := newTestStore(t)
+	loadDemo(t, root)
+	screen, err := runStrataTTY(t, root, "save", "demo")
+	if err == nil || !strings.Contains(err.Error(), "refusing to write an archive to a terminal") {
+		t.Errorf("save to a terminal: %v\n%q", err, screen)
+	}
+	null, err := os.OpenFile("/dev/null", os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	cmd := newRootCmd()
+	cmd.SetOut(null)
+	var errb bytes.Buffer
+	cmd.SetErr(&errb)
+	cmd.SetArgs([]string{"--root", root, "save", "demo"})
+	if err := cmd.Execute(); err != nil {
+		t.Errorf("save > /dev/null: %v\n%s", err, errb.String())
+	}
+}
