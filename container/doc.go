@@ -1,0 +1,18 @@
+// Package container turns an image's config and a user's run options into an
+// OCI runtime bundle and runs it under a real OCI runtime (runc): the floor
+// that `strata run`, `exec` and build's RUN steps stand on.
+//
+// Spec builds the runtime spec docker would: docker's default capabilities,
+// namespaces, masked and read-only /proc and /sys paths, /dev, /dev/pts,
+// /dev/shm and /dev/mqueue, the image's Env, Entrypoint, Cmd, WorkingDir and
+// User with the run options laid over them as docker lays them.
+//
+// Nothing in an image reaches the host: the container's /etc/passwd and
+// /etc/group are read with openat2(RESOLVE_IN_ROOT), so an image whose
+// /etc/passwd is a symlink to a host path reads its own file or none, and
+// the working directory is made inside the root the same way.
+//
+// Exit statuses follow docker's: the command's own; ExitCannotInvoke (126)
+// when the command exists but cannot run; ExitNotFound (127) when it does
+// not exist; 128+N after signal N.
+package container

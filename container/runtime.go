@@ -1,0 +1,151 @@
+package container
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Exit statuses of a run that did not get to run the command, as docker's.
+const (
+	ExitRuntimeFailed = 125 // strata or the runtime failed
+	ExitCannotInvoke  = 126 // the command exists but cannot be run
+	ExitNotFound      = 127 // the command does not exist
+)
+
+// Runtime runs bundles with an OCI runtime binary.
+type Runtime struct {
+	// Binary is the runtime's path or name. Default "runc".
+	Binary string
+	// Root is the runtime's state directory (runc --root). Default
+	// /run/strata/runc.
+	Root string
+}
+
+// StartError is a run that failed before the command ran. Code is
+// ExitNotFound, ExitCannotInvoke or ExitRuntimeFailed.
+type StartError struct {
+	Code int
+	Msg  string // what the runtime said
+}
+
+func (e *StartError) Error() string { return e.Msg }
+
+// Stdio are the process's standard streams; nil means /dev/null.
+type Stdio struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+}
+
+// WriteBundle writes spec as dir/config.json, the bundle a runtime reads.
+func WriteBundle(dir string, spec *specs.Spec) error {
+	b, err := json.MarshalIndent(spec, "", "\t")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, ".config.json.tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, "config.json"))
+}
+
+// Run runs the bundle in dir as container id in the foreground and returns
+// the command's exit status: its own, or 128+N after signal N. A run that
+// fails before the command runs returns a *StartError. The container is
+// deleted from the runtime's state when Run returns. Cancelling ctx kills it.
+func (r *Runtime) Run(ctx context.Context, id, dir string, stdio Stdio) (int, error) {
+	logPath := filepath.Join(dir, "runtime.log")
+	_ = os.Remove(logPath)
+	c := exec.Command(r.binary(), r.args("--log", logPath, "--log-format", "json", "run", "--bundle", dir, id)...)
+	c.Stdin, c.Stdout, c.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
+	if err := c.Start(); err != nil {
+		return ExitRuntimeFailed, &StartError{Code: ExitRuntimeFailed, Msg: err.Error()}
+	}
+	stop := context.AfterFunc(ctx, func() { _ = r.Kill(id, syscall.SIGKILL) })
+	err := c.Wait()
+	stop()
+	// runc run deletes the container itself; a leftover (a runc killed
+	// mid-way) must not block the name.
+	defer r.forceDelete(id)
+	if msg := runtimeError(logPath); msg != "" {
+		se := &StartError{Code: ExitRuntimeFailed, Msg: msg}
+		switch {
+		case strings.Contains(msg, "executable file not found"), strings.Contains(msg, "no such file or directory"):
+			se.Code = ExitNotFound
+		case strings.Contains(msg, "permission denied"), strings.Contains(msg, "exec format error"):
+			se.Code = ExitCannotInvoke
+		}
+		return se.Code, se
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal()), nil
+		}
+		return ee.ExitCode(), nil
+	}
+	if err != nil {
+		return ExitRuntimeFailed, &StartError{Code: ExitRuntimeFailed, Msg: err.Error()}
+	}
+	return 0, nil
+}
+
+// Kill sends sig to the container's init process.
+func (r *Runtime) Kill(id string, sig syscall.Signal) error {
+	out, err := exec.Command(r.binary(), r.args("kill", id, fmt.Sprint(int(sig)))...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s kill %s: %w: %s", r.binary(), id, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func (r *Runtime) forceDelete(id string) {
+	_ = exec.Command(r.binary(), r.args("delete", "--force", id)...).Run()
+}
+
+func (r *Runtime) binary() string {
+	if r.Binary == "" {
+		return "runc"
+	}
+	return r.Binary
+}
+
+func (r *Runtime) args(a ...string) []string {
+	root := r.Root
+	if root == "" {
+		root = "/run/strata/runc"
+	}
+	return append([]string{"--root", root}, a...)
+}
+
+// runtimeError returns the last error the runtime logged, "" if none.
+func runtimeError(logPath string) string {
+	f, err := os.Open(logPath)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var last string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var e struct{ Level, Msg string }
+		if json.Unmarshal(sc.Bytes(), &e) == nil && e.Level == "error" {
+			last = e.Msg
+		}
+	}
+	return last
+}

@@ -1,0 +1,314 @@
+package container
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/moby/sys/user"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// ErrNoCommand: neither the image nor the run options name a command.
+var ErrNoCommand = errors.New("no command specified")
+
+// Network modes.
+const (
+	NetworkNone = "none" // a network namespace of its own with only lo (the default)
+	NetworkHost = "host" // the host's network namespace
+)
+
+// DefaultPath is the PATH a container gets when its image sets none (docker's).
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// Options are what a run says on top of the image's config. The zero value
+// runs the image as its config says, as docker run IMAGE would, with no
+// network but loopback.
+type Options struct {
+	// Cmd replaces the image's Cmd when non-empty.
+	Cmd []string
+	// Entrypoint, when non-nil, replaces the image's Entrypoint and drops the
+	// image's Cmd (docker's rule); an empty slice clears the entrypoint.
+	Entrypoint []string
+	// Env entries (KEY=VALUE, or KEY alone to take the value from
+	// HostEnv) override the image's by key.
+	Env []string
+	// HostEnv looks up KEY-only Env entries. Default: os.LookupEnv.
+	HostEnv func(string) (string, bool)
+	// WorkingDir replaces the image's; made inside the root when missing.
+	WorkingDir string
+	// User replaces the image's: user, uid, user:group or uid:gid,
+	// resolved against the container's own /etc/passwd and /etc/group.
+	User string
+	// Hostname defaults to the first 12 characters of the container ID.
+	Hostname string
+	// Tty gives the process a terminal (and TERM=xterm).
+	Tty bool
+	// ReadOnly mounts the root file system read-only.
+	ReadOnly bool
+	// Network is NetworkNone (default) or NetworkHost.
+	Network string
+	// Mounts are added after the defaults (volumes, binds).
+	Mounts []specs.Mount
+	// Annotations are copied into the spec (labels, the image name).
+	Annotations map[string]string
+}
+
+// Spec returns the runtime spec that runs the image with config cfg, whose
+// root file system is at rootfs, as container id. It reads the container's
+// /etc/passwd and /etc/group (inside rootfs) to resolve the user, makes the
+// working directory when it is missing, and writes the container's
+// /etc/hostname, /etc/hosts and /etc/resolv.conf into etcDir, from where
+// they are bind-mounted.
+func Spec(id, rootfs, etcDir string, cfg ocispec.ImageConfig, o Options) (*specs.Spec, error) {
+	args := slices.Clone(cfg.Entrypoint)
+	cmd := cfg.Cmd
+	if o.Entrypoint != nil {
+		args = slices.Clone(o.Entrypoint)
+		cmd = nil
+	}
+	if len(o.Cmd) > 0 {
+		cmd = o.Cmd
+	}
+	args = append(args, cmd...)
+	if len(args) == 0 {
+		return nil, ErrNoCommand
+	}
+
+	hostname := o.Hostname
+	if hostname == "" {
+		hostname = id
+		if len(hostname) > 12 {
+			hostname = hostname[:12]
+		}
+	}
+	userSpec := cfg.User
+	if o.User != "" {
+		userSpec = o.User
+	}
+	eu, err := execUser(rootfs, userSpec)
+	if err != nil {
+		return nil, err
+	}
+	env, err := mergeEnv(cfg.Env, o, hostname, eu.Home)
+	if err != nil {
+		return nil, err
+	}
+	cwd := cfg.WorkingDir
+	if o.WorkingDir != "" {
+		cwd = o.WorkingDir
+	}
+	if cwd == "" {
+		cwd = "/"
+	}
+	if !filepath.IsAbs(cwd) {
+		return nil, fmt.Errorf("working directory %q is not an absolute path", cwd)
+	}
+	if err := mkdirAllInRoot(rootfs, cwd); err != nil {
+		return nil, err
+	}
+	etc, err := writeEtc(etcDir, hostname, o.Network)
+	if err != nil {
+		return nil, err
+	}
+
+	caps := slices.Clone(defaultCaps)
+	// docker lists the primary group among the supplementary ones too.
+	gids := []uint32{uint32(eu.Gid)}
+	for _, g := range eu.Sgids {
+		gids = append(gids, uint32(g))
+	}
+	s := &specs.Spec{
+		Version: "1.0.2",
+		Process: &specs.Process{
+			Terminal: o.Tty,
+			User:     specs.User{UID: uint32(eu.Uid), GID: uint32(eu.Gid), AdditionalGids: gids},
+			Args:     args,
+			Env:      env,
+			Cwd:      cwd,
+			Capabilities: &specs.LinuxCapabilities{
+				Bounding: caps, Effective: caps, Permitted: caps,
+			},
+		},
+		Root:        &specs.Root{Path: rootfs, Readonly: o.ReadOnly},
+		Hostname:    hostname,
+		Mounts:      append(defaultMounts(etc), o.Mounts...),
+		Annotations: o.Annotations,
+		Linux: &specs.Linux{
+			Namespaces: []specs.LinuxNamespace{
+				{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace},
+				{Type: specs.UTSNamespace}, {Type: specs.MountNamespace},
+			},
+			MaskedPaths:   maskedPaths,
+			ReadonlyPaths: readonlyPaths,
+			Resources: &specs.LinuxResources{
+				Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
+			},
+		},
+	}
+	switch o.Network {
+	case "", NetworkNone:
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+	case NetworkHost:
+	default:
+		return nil, fmt.Errorf("network %q: want %s or %s", o.Network, NetworkNone, NetworkHost)
+	}
+	return s, nil
+}
+
+// execUser resolves spec ("" is root) against the container's own passwd
+// and group files.
+func execUser(rootfs, spec string) (*user.ExecUser, error) {
+	defaults := &user.ExecUser{Uid: 0, Gid: 0, Home: "/"}
+	passwd, err := openInRoot(rootfs, "/etc/passwd", unix.O_RDONLY)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	group, gerr := openInRoot(rootfs, "/etc/group", unix.O_RDONLY)
+	if gerr != nil && !errors.Is(gerr, os.ErrNotExist) {
+		if passwd != nil {
+			passwd.Close()
+		}
+		return nil, gerr
+	}
+	// user.GetExecUser wants nil readers for missing files, not nil *os.File.
+	var pr, gr interface {
+		Read([]byte) (int, error)
+	}
+	if passwd != nil {
+		defer passwd.Close()
+		pr = passwd
+	}
+	if group != nil {
+		defer group.Close()
+		gr = group
+	}
+	eu, err := user.GetExecUser(spec, defaults, pr, gr)
+	if err != nil {
+		return nil, fmt.Errorf("unable to find user %s: %w", spec, err)
+	}
+	return eu, nil
+}
+
+// mergeEnv lays the run's Env over the image's by key and adds what docker
+// adds: PATH when missing, HOSTNAME, HOME from passwd, TERM with a tty.
+func mergeEnv(image []string, o Options, hostname, home string) ([]string, error) {
+	lookup := o.HostEnv
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	var keys []string
+	vals := map[string]string{}
+	set := func(kv string) {
+		k, _, _ := strings.Cut(kv, "=")
+		if _, ok := vals[k]; !ok {
+			keys = append(keys, k)
+		}
+		vals[k] = kv
+	}
+	set("PATH=" + DefaultPath)
+	set("HOSTNAME=" + hostname)
+	for _, kv := range image {
+		set(kv)
+	}
+	for _, kv := range o.Env {
+		k, _, hasValue := strings.Cut(kv, "=")
+		if k == "" {
+			return nil, fmt.Errorf("invalid environment variable %q: no name", kv)
+		}
+		if !hasValue {
+			v, ok := lookup(k)
+			if !ok {
+				continue // docker drops a KEY the host does not have
+			}
+			kv = k + "=" + v
+		}
+		set(kv)
+	}
+	if o.Tty {
+		if _, ok := vals["TERM"]; !ok {
+			set("TERM=xterm")
+		}
+	}
+	if _, ok := vals["HOME"]; !ok {
+		set("HOME=" + home)
+	}
+	env := make([]string, 0, len(keys))
+	for _, k := range keys {
+		env = append(env, vals[k])
+	}
+	return env, nil
+}
+
+// etcFiles are the files a container's /etc gets from its host side.
+type etcFiles struct{ hostname, hosts, resolv string }
+
+// writeEtc writes /etc/hostname, /etc/hosts and /etc/resolv.conf for the
+// container into dir, as docker writes them into its container directory.
+func writeEtc(dir, hostname, network string) (etcFiles, error) {
+	e := etcFiles{
+		hostname: filepath.Join(dir, "hostname"),
+		hosts:    filepath.Join(dir, "hosts"),
+		resolv:   filepath.Join(dir, "resolv.conf"),
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return e, err
+	}
+	// What docker 20.10 writes for a container without a network of its own.
+	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" +
+		"fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
+	if network == NetworkHost {
+		if b, err := os.ReadFile("/etc/hosts"); err == nil {
+			hosts = string(b)
+		}
+	}
+	resolv := ""
+	if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
+		resolv = string(b)
+	}
+	for name, body := range map[string]string{e.hostname: hostname + "\n", e.hosts: hosts, e.resolv: resolv} {
+		if err := os.WriteFile(name, []byte(body), 0o644); err != nil {
+			return e, err
+		}
+	}
+	return e, nil
+}
+
+// docker's default capabilities.
+var defaultCaps = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+	"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+}
+
+// docker's masked and read-only paths: kernel interfaces a container must not
+// read or change.
+var (
+	maskedPaths = []string{
+		"/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+		"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+		"/sys/firmware", "/sys/devices/virtual/powercap",
+	}
+	readonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
+)
+
+// defaultMounts are docker's, plus the container's /etc files.
+func defaultMounts(e etcFiles) []specs.Mount {
+	return []specs.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"ro", "nosuid", "noexec", "nodev"}},
+		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+		{Destination: "/etc/hostname", Type: "bind", Source: e.hostname, Options: []string{"rbind", "rprivate"}},
+		{Destination: "/etc/hosts", Type: "bind", Source: e.hosts, Options: []string{"rbind", "rprivate"}},
+		{Destination: "/etc/resolv.conf", Type: "bind", Source: e.resolv, Options: []string{"rbind", "rprivate"}},
+	}
+}
