@@ -12,6 +12,15 @@
 // /etc/passwd is a symlink to a host path reads its own file or none, and
 // the working directory is made inside the root the same way.
 //
+// Records keeps what strata knows of each container in
+// <store>/containers/<id>/container.json (written whole, synced and renamed
+// into place) beside its bundle, log and /etc files; names are files under
+// .names/ taken under a lock file, so two processes never give one name to
+// two containers. A container recorded as running whose supervisor process
+// is gone reads as exited (State.Current).
+//
+// Logs are docker's json-file format (logs.go).
+//
 // Exit statuses follow docker's: the command's own; ExitCannotInvoke (126)
 // when the command exists but cannot run; ExitNotFound (127) when it does
 // not exist; 128+N after signal N.

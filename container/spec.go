@@ -39,7 +39,7 @@ type Options struct {
 	// HostEnv) override the image's by key.
 	Env []string
 	// HostEnv looks up KEY-only Env entries. Default: os.LookupEnv.
-	HostEnv func(string) (string, bool)
+	HostEnv func(string) (string, bool) `json:"-"`
 	// WorkingDir replaces the image's; made inside the root when missing.
 	WorkingDir string
 	// User replaces the image's: user, uid, user:group or uid:gid,

@@ -1,0 +1,315 @@
+package container
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/strata-dev/strata/layerstore"
+)
+
+// Errors of the container records.
+var (
+	ErrNotFound  = errors.New("no such container")
+	ErrNameInUse = errors.New("name already in use")
+	ErrAmbiguous = errors.New("ambiguous container ID prefix")
+)
+
+// Status is a container's state, in docker's words.
+type Status string
+
+const (
+	Created Status = "created"
+	Running Status = "running"
+	Exited  Status = "exited"
+)
+
+// Record is what strata keeps of a container: what it was made from, how it
+// runs, and its last known state. It lives in <dir>/<id>/container.json.
+type Record struct {
+	ID       string            `json:"id"` // 64 hex digits, as docker's
+	Name     string            `json:"name"`
+	Image    digest.Digest     `json:"image"`    // the image's ID
+	ImageRef string            `json:"imageRef"` // what the user named
+	Created  time.Time         `json:"created"`
+	MountID  string            `json:"mountID"` // the kept mount session of its top layer
+	Options  Options           `json:"options"`
+	Labels   map[string]string `json:"labels,omitempty"`
+	State    State             `json:"state"`
+}
+
+// State is a container's run state.
+type State struct {
+	Status     Status    `json:"status"`
+	Pid        int       `json:"pid,omitempty"`
+	ExitCode   int       `json:"exitCode"`
+	Error      string    `json:"error,omitempty"`
+	StartedAt  time.Time `json:"startedAt"`
+	FinishedAt time.Time `json:"finishedAt"`
+	// The supervisor process that holds the container while it runs: when
+	// it is gone, so is the container (pid start time guards reuse).
+	Supervisor      int    `json:"supervisor,omitempty"`
+	SupervisorStart uint64 `json:"supervisorStart,omitempty"`
+}
+
+// ExitUnknown is the exit status of a container whose supervisor died
+// without recording one.
+const ExitUnknown = 255
+
+// Current returns the state as it truly is: a container recorded as
+// running whose supervisor is gone has exited, with ExitUnknown.
+func (s State) Current() State {
+	if s.Status != Running {
+		return s
+	}
+	if s.Supervisor > 0 {
+		m := layerstore.MountRecord{PID: s.Supervisor, PIDStart: s.SupervisorStart}
+		if m.Alive() {
+			return s
+		}
+	}
+	s.Status, s.ExitCode, s.Pid = Exited, ExitUnknown, 0
+	if s.Error == "" {
+		s.Error = "the container's supervisor is gone"
+	}
+	return s
+}
+
+// Records keeps container records under a directory (<store>/containers).
+// Create, Update and Remove serialise on a lock file there, so that two
+// processes never give one name to two containers or lose an update.
+type Records struct {
+	dir string
+}
+
+// OpenRecords opens (making it when missing) the record directory dir.
+func OpenRecords(dir string) (*Records, error) {
+	if err := os.MkdirAll(filepath.Join(dir, namesDir), 0o700); err != nil {
+		return nil, err
+	}
+	return &Records{dir: dir}, nil
+}
+
+const (
+	namesDir   = ".names"
+	recordFile = "container.json"
+)
+
+// Dir is the directory of container id: its record, bundle, log, /etc files.
+func (r *Records) Dir(id string) string { return filepath.Join(r.dir, id) }
+
+var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
+
+// NewID returns a fresh container ID.
+func NewID() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Create records rec (ID and Name set, or a name is made up). The name is
+// taken or refused under the lock, as docker refuses a name in use.
+func (r *Records) Create(rec *Record) error {
+	if rec.ID == "" {
+		rec.ID = NewID()
+	}
+	if rec.Name != "" && !validName.MatchString(strings.TrimPrefix(rec.Name, "/")) {
+		return fmt.Errorf("invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", rec.Name)
+	}
+	rec.Name = strings.TrimPrefix(rec.Name, "/")
+	return r.locked(func() error {
+		if rec.Name == "" {
+			for i := 0; ; i++ {
+				n := randomName(i > 5)
+				if _, err := os.Lstat(r.namePath(n)); errors.Is(err, os.ErrNotExist) {
+					rec.Name = n
+					break
+				}
+			}
+		} else if id, err := os.ReadFile(r.namePath(rec.Name)); err == nil {
+			if _, err := os.Stat(filepath.Join(r.Dir(string(id)), recordFile)); err == nil {
+				return fmt.Errorf("the container name %q is already in use by container %q. You have to remove (or rename) that container to be able to reuse that name: %w", "/"+rec.Name, string(id), ErrNameInUse)
+			}
+		}
+		// The record first, then the name: a crash in between leaves a
+		// container without its name file, which List still shows.
+		if err := os.Mkdir(r.Dir(rec.ID), 0o700); err != nil {
+			return err
+		}
+		if err := r.write(rec); err != nil {
+			return errors.Join(err, os.RemoveAll(r.Dir(rec.ID)))
+		}
+		return writeFileAtomic(r.namePath(rec.Name), []byte(rec.ID))
+	})
+}
+
+func (r *Records) namePath(name string) string { return filepath.Join(r.dir, namesDir, name) }
+
+// Get returns the container named by ref: its name, ID or a unique prefix of
+// its ID.
+func (r *Records) Get(ref string) (*Record, error) {
+	ref = strings.TrimPrefix(ref, "/")
+	if ref == "" {
+		return nil, fmt.Errorf("no container named: %w", ErrNotFound)
+	}
+	if id, err := os.ReadFile(r.namePath(ref)); err == nil {
+		if rec, err := r.read(string(id)); err == nil && rec.Name == ref {
+			return rec, nil
+		}
+	}
+	ents, err := os.ReadDir(r.dir)
+	if err != nil {
+		return nil, err
+	}
+	var match []string
+	for _, e := range ents {
+		if e.IsDir() && strings.HasPrefix(e.Name(), ref) && e.Name() != namesDir {
+			match = append(match, e.Name())
+		}
+	}
+	switch {
+	case slices.Contains(match, ref) || len(match) == 1:
+		id := match[0]
+		if slices.Contains(match, ref) {
+			id = ref
+		}
+		rec, err := r.read(id)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%s: %w", ref, ErrNotFound)
+		}
+		return rec, err
+	case len(match) > 1:
+		return nil, fmt.Errorf("%s: %w", ref, ErrAmbiguous)
+	}
+	return nil, fmt.Errorf("%s: %w", ref, ErrNotFound)
+}
+
+// List returns every container, newest first.
+func (r *Records) List() ([]*Record, error) {
+	ents, err := os.ReadDir(r.dir)
+	if err != nil {
+		return nil, err
+	}
+	var recs []*Record
+	for _, e := range ents {
+		if !e.IsDir() || e.Name() == namesDir {
+			continue
+		}
+		rec, err := r.read(e.Name())
+		if errors.Is(err, os.ErrNotExist) {
+			continue // being created or removed
+		}
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, rec)
+	}
+	sort.Slice(recs, func(i, j int) bool { return recs[i].Created.After(recs[j].Created) })
+	return recs, nil
+}
+
+// Update changes the record of id under the lock.
+func (r *Records) Update(id string, fn func(*Record) error) (*Record, error) {
+	var rec *Record
+	err := r.locked(func() error {
+		var err error
+		if rec, err = r.read(id); err != nil {
+			return err
+		}
+		if err := fn(rec); err != nil {
+			return err
+		}
+		return r.write(rec)
+	})
+	return rec, err
+}
+
+// Remove deletes the record of id and its directory (bundle, log, /etc
+// files) and frees its name. The caller has removed its top layer.
+func (r *Records) Remove(id string) error {
+	return r.locked(func() error {
+		rec, err := r.read(id)
+		if err != nil {
+			return err
+		}
+		// The record first: a crash after it leaves a directory List
+		// skips and a stale name file Create reclaims.
+		if err := os.Remove(filepath.Join(r.Dir(id), recordFile)); err != nil {
+			return err
+		}
+		errs := []error{os.RemoveAll(r.Dir(id))}
+		if b, err := os.ReadFile(r.namePath(rec.Name)); err == nil && string(b) == id {
+			errs = append(errs, os.Remove(r.namePath(rec.Name)))
+		}
+		return errors.Join(errs...)
+	})
+}
+
+func (r *Records) read(id string) (*Record, error) {
+	if strings.ContainsAny(id, "/\x00") || id == "." || id == ".." {
+		return nil, fmt.Errorf("%q: %w", id, ErrNotFound)
+	}
+	b, err := os.ReadFile(filepath.Join(r.Dir(id), recordFile))
+	if err != nil {
+		return nil, err
+	}
+	var rec Record
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, fmt.Errorf("container %s: %w: %w", id, layerstore.ErrCorrupt, err)
+	}
+	return &rec, nil
+}
+
+func (r *Records) write(rec *Record) error {
+	b, err := json.MarshalIndent(rec, "", "\t")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(r.Dir(rec.ID), recordFile), b)
+}
+
+func (r *Records) locked(fn func() error) error {
+	f, err := os.OpenFile(filepath.Join(r.dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		return err
+	}
+	return fn()
+}
+
+// writeFileAtomic replaces name with data: written, synced, renamed.
+func writeFileAtomic(name string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(name), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), name)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
+}

@@ -1,0 +1,161 @@
+package container
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/strata-dev/strata/layerstore"
+)
+
+func openRecords(t *testing.T) *Records {
+	t.Helper()
+	r, err := OpenRecords(filepath.Join(t.TempDir(), "containers"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestRecords_CreateGetListRemove(t *testing.T) {
+	r := openRecords(t)
+	a := &Record{Name: "web", ImageRef: "demo", Created: time.Now()}
+	if err := r.Create(a); err != nil {
+		t.Fatal(err)
+	}
+	if len(a.ID) != 64 {
+		t.Errorf("ID %q", a.ID)
+	}
+	b := &Record{ImageRef: "demo", Created: time.Now().Add(time.Second)}
+	if err := r.Create(b); err != nil {
+		t.Fatal(err)
+	}
+	if !validName.MatchString(b.Name) || !strings.Contains(b.Name, "_") {
+		t.Errorf("made-up name %q", b.Name)
+	}
+	for _, ref := range []string{"web", "/web", a.ID, a.ID[:12]} {
+		got, err := r.Get(ref)
+		if err != nil || got.ID != a.ID {
+			t.Errorf("Get(%q) = %v, %v", ref, got, err)
+		}
+	}
+	if _, err := r.Get("nosuch"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get(nosuch): %v", err)
+	}
+	if _, err := r.Get("../containers"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get(..): %v", err)
+	}
+	list, err := r.List()
+	if err != nil || len(list) != 2 || list[0].ID != b.ID || list[1].ID != a.ID {
+		t.Fatalf("List: %v, %v (want newest first)", list, err)
+	}
+
+	if _, err := r.Update(a.ID, func(rec *Record) error {
+		rec.State = State{Status: Exited, ExitCode: 3}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := r.Get("web"); got.State.Status != Exited || got.State.ExitCode != 3 {
+		t.Errorf("after Update: %+v", got.State)
+	}
+
+	if err := r.Remove(a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(r.Dir(a.ID)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("directory left after Remove: %v", err)
+	}
+	if _, err := r.Get("web"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get after Remove: %v", err)
+	}
+	// The name is free again.
+	if err := r.Create(&Record{Name: "web"}); err != nil {
+		t.Errorf("reuse of a removed container's name: %v", err)
+	}
+}
+
+func TestRecords_Names(t *testing.T) {
+	r := openRecords(t)
+	for _, bad := range []string{"-x", "a", "a b", "a/b", "x:y"} {
+		if err := r.Create(&Record{Name: bad}); err == nil || !strings.Contains(err.Error(), "invalid container name") {
+			t.Errorf("name %q: %v", bad, err)
+		}
+	}
+	// Many processes' worth of racing creates: one name, one winner.
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- r.Create(&Record{Name: "db"})
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	won := 0
+	for err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, ErrNameInUse) || !strings.Contains(err.Error(), `the container name "/db" is already in use`):
+			t.Errorf("losing create: %v", err)
+		}
+	}
+	if won != 1 {
+		t.Errorf("%d creates of one name won, want 1", won)
+	}
+	if list, _ := r.List(); len(list) != 1 {
+		t.Errorf("%d records after the race, want 1", len(list))
+	}
+}
+
+func TestRecords_AmbiguousPrefix(t *testing.T) {
+	r := openRecords(t)
+	for _, id := range []string{"ab" + strings.Repeat("1", 62), "ab" + strings.Repeat("2", 62)} {
+		if err := r.Create(&Record{ID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.Get("ab"); !errors.Is(err, ErrAmbiguous) {
+		t.Errorf("Get(ab): %v, want ambiguous", err)
+	}
+	if got, err := r.Get("ab1"); err != nil || !strings.HasPrefix(got.ID, "ab1") {
+		t.Errorf("Get(ab1): %v %v", got, err)
+	}
+}
+
+// A container recorded as running whose supervisor is gone has exited.
+func TestState_DeadSupervisor(t *testing.T) {
+	c := exec.Command("true")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := c.Process.Pid
+	start, err := layerstore.ProcessStart(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := State{Status: Running, Pid: 42, Supervisor: pid, SupervisorStart: start}
+	c.Wait()
+	if got := running.Current(); got.Status != Exited || got.ExitCode != ExitUnknown || got.Pid != 0 {
+		t.Errorf("dead supervisor: %+v", got)
+	}
+	self, _ := layerstore.ProcessStart(os.Getpid())
+	alive := State{Status: Running, Pid: 42, Supervisor: os.Getpid(), SupervisorStart: self}
+	if got := alive.Current(); got != alive {
+		t.Errorf("live supervisor: %+v", got)
+	}
+	// The same pid, started at another time, is another process.
+	reused := alive
+	reused.SupervisorStart++
+	if got := reused.Current(); got.Status != Exited {
+		t.Errorf("reused pid: %+v", got)
+	}
+}
