@@ -28,6 +28,10 @@ type Options struct {
 	Upper string
 	// Objects returns the path of the file holding the content of a digest.
 	Objects func(digest.Digest) string
+	// Resume takes up the changes an earlier mount of the same tree left in
+	// Upper (a server restarted over a kept top layer), instead of
+	// requiring Upper to be empty.
+	Resume bool
 	// Suid and Dev let setuid/setgid bits and device nodes take effect.
 	// By default the mount is nosuid,nodev: an image's files are not the
 	// host's to trust, and with AllowOther a setuid-root file or a 0666
@@ -81,7 +85,7 @@ func Mount(dir string, tree *layerstore.Tree, opts *Options) (*Server, error) {
 			return nil, fmt.Errorf("mount %s: %w", dir, err)
 		}
 		u.upper = up
-		if err := u.initUpper(rootEntry); err != nil {
+		if err := u.initUpper(rootEntry, opts.Resume); err != nil {
 			return nil, fmt.Errorf("mount %s: upper dir %s: %w", dir, up, err)
 		}
 	}
@@ -161,21 +165,24 @@ func Mount(dir string, tree *layerstore.Tree, opts *Options) (*Server, error) {
 }
 
 // initUpper checks that the upper dir is an empty directory the server can
-// keep its markers in, and gives it the root's attributes.
-func (u *union) initUpper(root *layerstore.Entry) error {
+// keep its markers in, and gives it the root's attributes; with resume, it
+// takes up what the upper dir holds instead.
+func (u *union) initUpper(root *layerstore.Entry, resume bool) error {
 	ents, err := readDirents(u.upper)
 	if err != nil {
 		return err
 	}
-	if len(ents) > 0 {
+	if len(ents) > 0 && !resume {
 		return fmt.Errorf("not empty: %w", layerstore.ErrInvalid)
 	}
 	if err := unix.Lsetxattr(u.upper, XattrPrefix+"probe", []byte("y"), 0); err != nil {
 		return fmt.Errorf("cannot set %s xattrs (a writable mount needs a root server on a file system with trusted xattrs): %w", XattrPrefix, err)
 	}
 	_ = unix.Lremovexattr(u.upper, XattrPrefix+"probe")
-	if err := u.applyMeta(u.upper, root); err != nil {
-		return err
+	if !resume {
+		if err := u.applyMeta(u.upper, root); err != nil {
+			return err
+		}
 	}
 	st, err := lstat(u.upper)
 	if err != nil {
@@ -183,6 +190,9 @@ func (u *union) initUpper(root *layerstore.Entry) error {
 	}
 	u.setIno(&st, root.Ino)
 	u.copied.Store(root.Ino, struct{}{})
+	if resume {
+		return u.resumeUpper(root)
+	}
 	return nil
 }
 

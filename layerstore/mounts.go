@@ -25,12 +25,21 @@ type MountRecord struct {
 	PID      int             `json:"pid"`     // server process
 	PIDStart uint64          `json:"pidStart"`
 	ReadOnly bool            `json:"readOnly"`
-	Created  time.Time       `json:"created"`
+	// Keep: the top layer outlives its server (a stopped container keeps
+	// its writable layer), so the lease holds until it is removed. PID 0
+	// then means no server serves it now.
+	Keep    bool      `json:"keep,omitempty"`
+	Created time.Time `json:"created"`
 }
 
-// Alive reports whether the server process of the mount still runs. The
-// process start time guards against a reused pid; a zombie is not alive.
-func (m *MountRecord) Alive() bool {
+// Alive reports whether the lease holds: its server runs, or it is kept
+// across restarts of its server (Keep). GC, prune, rmi and usage treat a
+// lease that is not alive as garbage.
+func (m *MountRecord) Alive() bool { return m.Keep || m.Running() }
+
+// Running reports whether the server process of the mount still runs. The
+// process start time guards against a reused pid; a zombie is not running.
+func (m *MountRecord) Running() bool {
 	if m.PID <= 0 {
 		return false
 	}
@@ -77,8 +86,7 @@ func checkMountID(id string) error {
 
 // AddMount records a lease. The image must exist; the lease's layers and
 // chain are taken from it, so what the lease protects is never up to the
-// caller. A lease without a server pid is held by the calling process until
-// UpdateMount names the server.
+// caller. A lease without a server pid is held by the calling process.
 func (s *Store) AddMount(m MountRecord) error {
 	if err := checkMountID(m.ID); err != nil {
 		return err
@@ -109,8 +117,9 @@ func (s *Store) AddMount(m MountRecord) error {
 	})
 }
 
-// UpdateMount replaces a lease's server (pid and its start time), mountpoint
-// and flags; what it protects stays as AddMount recorded it.
+// UpdateMount replaces a lease's server (pid and its start time; 0 for a
+// kept mount no server serves), mountpoint and flags; what it protects stays
+// as AddMount recorded it.
 func (s *Store) UpdateMount(m MountRecord) error {
 	if err := checkMountID(m.ID); err != nil {
 		return err
@@ -134,18 +143,21 @@ func (s *Store) UpdateMount(m MountRecord) error {
 	})
 }
 
-// RemoveMount drops a lease and deletes the mount's directory (its upper
-// layer). Removing a lease that is gone is not an error.
+// RemoveMount deletes the mount's directory (its upper layer) and then drops
+// its lease. In that order, GC (which frees the directories of leases that
+// are not alive, and of none) never counts space that is still being freed
+// here, and a crash in between leaves a lease that check reports and GC
+// drops. Removing a lease that is gone is not an error.
 func (s *Store) RemoveMount(id string) error {
 	if err := checkMountID(id); err != nil {
 		return err
 	}
-	if err := s.update(func(tx *bolt.Tx) error {
-		return bucket(tx, bucketMounts).Delete([]byte(id))
-	}); err != nil {
+	if err := os.RemoveAll(s.MountDir(id)); err != nil {
 		return err
 	}
-	return os.RemoveAll(s.MountDir(id))
+	return s.update(func(tx *bolt.Tx) error {
+		return bucket(tx, bucketMounts).Delete([]byte(id))
+	})
 }
 
 // Mounts lists the leases, live or not.

@@ -1,0 +1,93 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/strata-dev/strata/fs"
+	"github.com/strata-dev/strata/layerstore"
+)
+
+// Diff lists the changes mount m made to its image, as docker diff does
+// (see fs.Diff). It reads the top layer only, so it works from any process,
+// while the mount is live or after its server is gone. A read-only mount
+// has none.
+func Diff(st *layerstore.Store, m *layerstore.MountRecord) ([]fs.Change, error) {
+	if m.ReadOnly {
+		return nil, nil
+	}
+	_, tree, err := st.ImageTree(m.Image.String())
+	if err != nil {
+		return nil, err
+	}
+	return fs.Diff(UpperDir(st, m.ID), tree)
+}
+
+// CommitOptions describe the image Commit makes.
+type CommitOptions struct {
+	// Names tag the new image (normalized references); none leaves it
+	// dangling.
+	Names []string
+	// Message and Author go into the history entry; Author also into the
+	// config. Default: empty, the base image's author stays.
+	Message, Author string
+	// CreatedBy is the history entry's created_by. Default "strata commit
+	// DIR".
+	CreatedBy string
+}
+
+// Commit turns the changes of mount m into a new layer on its image and
+// stores the result as a new image. The layer is read from the top layer as
+// it is, so files being written meanwhile may be caught halfway; the mount
+// goes on as it was.
+func Commit(ctx context.Context, st *layerstore.Store, m *layerstore.MountRecord, o CommitOptions) (layerstore.Image, error) {
+	if m.ReadOnly {
+		return layerstore.Image{}, fmt.Errorf("%s: a read-only mount has no changes to commit: %w", m.Dir, layerstore.ErrInvalid)
+	}
+	base, tree, err := st.ImageTree(m.Image.String())
+	if err != nil {
+		return layerstore.Image{}, err
+	}
+	upper := UpperDir(st, m.ID)
+	createdBy := o.CreatedBy
+	if createdBy == "" {
+		createdBy = "strata commit " + m.Dir
+	}
+	now := time.Now().UTC()
+	layer := layerstore.NewLayer{
+		Open: func() (io.ReadCloser, error) {
+			pr, pw := io.Pipe()
+			go func() { pw.CloseWithError(fs.WriteLayer(pw, upper, tree, st.ObjectPath)) }()
+			return pr, nil
+		},
+		History: ocispec.History{
+			Created:   &now,
+			CreatedBy: createdBy,
+			Author:    o.Author,
+			Comment:   o.Message,
+		},
+	}
+	return st.NewImage(ctx, layerstore.NewImageOptions{
+		Base:   &base,
+		Layers: []layerstore.NewLayer{layer},
+		Edit: func(cfg *ocispec.Image) error {
+			if o.Author != "" {
+				cfg.Author = o.Author
+			}
+			return nil
+		},
+		Names: o.Names,
+	})
+}
+
+// Diff lists the changes of this session's mount.
+func (s *Session) Diff() ([]fs.Change, error) { return Diff(s.st, &s.rec) }
+
+// Commit makes an image of this session's changes.
+func (s *Session) Commit(ctx context.Context, o CommitOptions) (layerstore.Image, error) {
+	return Commit(ctx, s.st, &s.rec, o)
+}

@@ -1,0 +1,27 @@
+// Package session owns the life of a mount of an image from a store: the
+// seam that the CLI's mount commands, the benchmark harness, and the
+// container, build and snapshotter features share.
+//
+// A Session takes a lease on the image (layerstore.AddMount, so GC and rmi
+// keep what it reads), makes its top layer (the upper dir of package fs,
+// under the store's mounts/<id>/upper), mounts the image's merged tree with
+// fs.Mount, and serves until the mount ends. Close unmounts, deletes the top
+// layer and then drops the lease, and returns every failure (errors.Join).
+//
+// A session started with Options.Keep keeps its top layer when its server
+// stops (Close, or the server's death): the lease stays, marked as served by
+// no one, GC leaves it alone, and Resume serves the same top layer again
+// under the same mount ID. Only Remove deletes it. This is a stopped
+// container that keeps its writable layer until it is removed.
+//
+// Other processes act on a mount through its lease: Find names it by
+// mountpoint or ID, Unmount unmounts it and returns only when its server has
+// deleted the top layer (or cleans up itself after a server that is gone),
+// Reap detaches and cleans up a mount whose server died, Diff lists its
+// changes and Commit turns them into an image. ParseMountinfo is the one
+// reader of /proc/self/mountinfo.
+//
+// Crash safety: the lease is recorded before the top layer exists and
+// dropped after it is deleted, so a crash anywhere leaves at worst a lease
+// whose server is gone, which check reports and GC (or Reap) cleans up.
+package session

@@ -1,0 +1,189 @@
+package session_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/strata-dev/strata/fs"
+	"github.com/strata-dev/strata/internal/fixtures"
+	"github.com/strata-dev/strata/layerstore"
+	"github.com/strata-dev/strata/layerstore/imagefmt"
+	"github.com/strata-dev/strata/session"
+)
+
+// serveEnv makes the test binary a mount server (see serveMain) instead of
+// running tests: the dead-server tests kill it.
+const serveEnv = "STRATA_SESSION_TEST_SERVE"
+
+func TestMain(m *testing.M) {
+	if v := os.Getenv(serveEnv); v != "" {
+		os.Exit(serveMain(strings.Split(v, "\n")))
+	}
+	os.Exit(m.Run())
+}
+
+// serveMain mounts image args[1] of the store at args[0] on args[2] (kept
+// when args[3] is "keep"), prints "ready ID" and serves until killed.
+func serveMain(args []string) int {
+	st, err := layerstore.Open(args[0], nil)
+	if err != nil {
+		fmt.Println("error:", err)
+		return 1
+	}
+	s, err := session.Start(context.Background(), st, args[1], args[2], session.Options{Keep: args[3] == "keep"})
+	if err != nil {
+		fmt.Println("error:", err)
+		return 1
+	}
+	fmt.Println("ready", s.ID())
+	if err := s.Serve(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// needFUSE skips t where FUSE mounts with a writable top layer cannot work.
+func needFUSE(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: FUSE mounts and trusted xattrs in the top layer")
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("no /dev/fuse")
+	}
+}
+
+// openStore opens a store in a temporary directory with the fixture image
+// loaded as demo:latest; the test's cleanup checks it, contents and all,
+// and fails on any problem or garbage.
+func openStore(t *testing.T) *layerstore.Store {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "store")
+	st, err := layerstore.Open(root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		rep, err := st.Check(true)
+		if err != nil {
+			t.Errorf("check: %v", err)
+			return
+		}
+		for _, p := range rep.Problems {
+			t.Errorf("check: problem: %s", p)
+		}
+		for _, g := range rep.Garbage {
+			t.Errorf("check: garbage: %s", g)
+		}
+	})
+	a, err := imagefmt.Open(filepath.Join(fixtures.Dir(t), "oci"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	imgs := a.Images()
+	if len(imgs) != 1 {
+		t.Fatalf("fixture layout holds %d images", len(imgs))
+	}
+	img := imgs[0]
+	src := &layerstore.ImageSource{
+		Names:          []string{"demo:latest"},
+		ConfigRaw:      img.ConfigRaw,
+		ConfigDigest:   img.ConfigDigest,
+		ManifestRaw:    img.ManifestRaw,
+		ManifestDigest: img.ManifestDigest,
+	}
+	for _, l := range img.Layers {
+		src.Layers = append(src.Layers, layerstore.LayerBlob{Digest: l.Digest, Size: l.Size, DiffID: l.DiffID, Open: l.Open})
+	}
+	if _, err := st.AddImage(context.Background(), src, nil); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// rootfs is the fixture image unpacked by umoci: the reference answer.
+func rootfs(t *testing.T) string { return filepath.Join(fixtures.Dir(t), "rootfs") }
+
+// mountDir makes an empty mountpoint; cleanup detaches whatever a failed
+// test left mounted there (before the store is checked).
+func mountDir(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "mnt")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if n, err := session.DetachFUSE(dir); err != nil || n > 0 {
+			t.Errorf("%s: still mounted at the end: detached %d, %v", dir, n, err)
+		}
+	})
+	return dir
+}
+
+// isMounted reports whether dir is a mount point now.
+func isMounted(t *testing.T, dir string) bool {
+	t.Helper()
+	mi, err := session.ReadMountinfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ok := session.Mounted(mi, dir)
+	return ok
+}
+
+// leases returns the IDs of the store's leases.
+func leases(t *testing.T, st *layerstore.Store) []string {
+	t.Helper()
+	recs, err := st.Mounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, r := range recs {
+		ids = append(ids, r.ID)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// changes formats a diff one change a line, or its error.
+func changes(cs []fs.Change, err error) string {
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	var out []string
+	for _, c := range cs {
+		out = append(out, c.String())
+	}
+	return strings.Join(out, "\n")
+}
+
+func mustWrite(t *testing.T, p, data string) {
+	t.Helper()
+	if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustRead(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func mustNotExist(t *testing.T, p string) {
+	t.Helper()
+	if _, err := os.Lstat(p); !os.IsNotExist(err) {
+		t.Errorf("%s: still there (%v)", p, err)
+	}
+}

@@ -1,0 +1,216 @@
+package session_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/strata-dev/strata/layerstore"
+	"github.com/strata-dev/strata/session"
+)
+
+// changeKept makes one change of every kind the top layer records: a new
+// file, an append to a large lower file (a metacopy), a metadata-only
+// change, a deletion, a renamed lower directory (copied whole, its files
+// metacopies at a path the image does not have) and a hard link.
+func changeKept(t *testing.T, dir string) {
+	t.Helper()
+	mustWrite(t, filepath.Join(dir, "newfile"), "hello\n")
+	f, err := os.OpenFile(filepath.Join(dir, "app/blob-copy.bin"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("tail"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range []error{
+		os.Chmod(filepath.Join(dir, "etc/motd"), 0o600),
+		os.Remove(filepath.Join(dir, "etc/group")),
+		os.Rename(filepath.Join(dir, "app/data"), filepath.Join(dir, "app/moved")),
+		os.Link(filepath.Join(dir, "etc/passwd"), filepath.Join(dir, "etc/passwd2")),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// checkKept checks that the mount on dir shows what changeKept did.
+func checkKept(t *testing.T, dir string) {
+	t.Helper()
+	ref := rootfs(t)
+	if got := mustRead(t, filepath.Join(dir, "newfile")); got != "hello\n" {
+		t.Errorf("newfile: %q", got)
+	}
+	if got, want := mustRead(t, filepath.Join(dir, "app/blob-copy.bin")), mustRead(t, filepath.Join(ref, "app/blob-copy.bin"))+"tail"; got != want {
+		t.Errorf("app/blob-copy.bin: %d bytes, want %d (the object's and the appended tail)", len(got), len(want))
+	}
+	if got, want := mustRead(t, filepath.Join(dir, "app/moved/only")), mustRead(t, filepath.Join(ref, "app/data/only")); got != want {
+		t.Errorf("app/moved/only: %q, want %q", got, want)
+	}
+	mustNotExist(t, filepath.Join(dir, "app/data"))
+	mustNotExist(t, filepath.Join(dir, "etc/group"))
+	if fi, err := os.Stat(filepath.Join(dir, "etc/motd")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("etc/motd: %v %v, want mode 0600", fi, err)
+	}
+	a, errA := os.Stat(filepath.Join(dir, "etc/passwd"))
+	b, errB := os.Stat(filepath.Join(dir, "etc/passwd2"))
+	if errA != nil || errB != nil || !os.SameFile(a, b) || a.Sys().(*syscall.Stat_t).Nlink != 2 {
+		t.Errorf("etc/passwd and its link: %v %v %v %v", a, b, errA, errB)
+	}
+}
+
+// A kept session keeps its top layer across a restart of its server: what
+// was written is there after Resume, under the same mount ID, and only
+// Remove deletes it.
+func TestSession_KeepAcrossRestart(t *testing.T) {
+	needFUSE(t)
+	st := openStore(t)
+	dir := mountDir(t)
+	ctx := context.Background()
+	s, err := session.Start(ctx, st, "demo", dir, session.Options{Keep: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := s.ID()
+	changeKept(t, dir)
+	checkKept(t, dir)
+	before := changes(s.Diff())
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Stopped: nothing mounted, the top layer and the lease stay, and
+	// neither check nor GC takes them for garbage.
+	if isMounted(t, dir) {
+		t.Fatalf("still mounted after Close")
+	}
+	if _, err := os.Stat(filepath.Join(session.UpperDir(st, id), "newfile")); err != nil {
+		t.Errorf("top layer gone with the server: %v", err)
+	}
+	rec, err := session.Find(st, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := session.StatusOf(rec, nil); got != session.Stopped {
+		t.Errorf("status %q, want stopped", got)
+	}
+	rep, err := st.Check(false)
+	if err != nil || !rep.OK() || len(rep.Garbage) != 0 {
+		t.Errorf("check of a stopped kept mount: %+v %v", rep, err)
+	}
+	gc, err := st.GC()
+	if err != nil || len(gc.Mounts) != 0 || len(gc.Layers) != 0 {
+		t.Errorf("gc of a stopped kept mount: %+v %v", gc, err)
+	}
+	if _, err := st.RemoveImage("demo", false); err == nil {
+		t.Errorf("rmi of the image of a kept mount succeeded")
+	}
+	if got := changes(session.Diff(st, rec)); got != before {
+		t.Errorf("diff of the stopped mount:\n%s\nwant:\n%s", got, before)
+	}
+
+	// Restarted on another mountpoint: everything is there, the diff is
+	// the same, and it goes on working.
+	dir2 := mountDir(t)
+	s2, err := session.Resume(ctx, st, id, dir2, session.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2.ID() != id || s2.Dir() != dir2 {
+		t.Errorf("resumed as %s on %s", s2.ID(), s2.Dir())
+	}
+	if _, err := session.Resume(ctx, st, id, dir, session.Options{}); !errors.Is(err, layerstore.ErrInUse) {
+		t.Errorf("Resume of a served mount: %v, want in use", err)
+	}
+	checkKept(t, dir2)
+	if got := changes(s2.Diff()); got != before {
+		t.Errorf("diff after restart:\n%s\nwant:\n%s", got, before)
+	}
+	// A write into the renamed file copies its data from the object.
+	f, err := os.OpenFile(filepath.Join(dir2, "app/moved/only"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("X"), 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if got, want := mustRead(t, filepath.Join(dir2, "app/moved/only")), "X"+mustRead(t, filepath.Join(rootfs(t), "app/data/only"))[1:]; got != want {
+		t.Errorf("app/moved/only after a write: %q, want %q", got, want)
+	}
+	if err := s2.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Removed: gone for good.
+	if err := session.Remove(st, id); err != nil {
+		t.Fatal(err)
+	}
+	mustNotExist(t, st.MountDir(id))
+	if ids := leases(t, st); len(ids) != 0 {
+		t.Errorf("leases after Remove: %v", ids)
+	}
+	if _, err := session.Resume(ctx, st, id, dir, session.Options{}); !errors.Is(err, layerstore.ErrNotFound) {
+		t.Errorf("Resume after Remove: %v, want not found", err)
+	}
+}
+
+// A kept mount whose server was killed keeps its top layer: Reap detaches
+// the dead mountpoint and marks it stopped, and Resume serves it again.
+func TestSession_Keep_DeadServer(t *testing.T) {
+	needFUSE(t)
+	st := openStore(t)
+	dir := mountDir(t)
+	cmd, id := startServer(t, st, dir, true)
+	mustWrite(t, filepath.Join(dir, "kept"), "still here\n")
+	kill(t, cmd)
+	if err := session.Reap(st, id); err != nil {
+		t.Fatal(err)
+	}
+	if isMounted(t, dir) {
+		t.Errorf("still mounted after Reap")
+	}
+	rec, err := session.Find(st, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := session.StatusOf(rec, nil); got != session.Stopped {
+		t.Errorf("status %q, want stopped", got)
+	}
+	s, err := session.Resume(context.Background(), st, id, "", session.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, filepath.Join(dir, "kept")); got != "still here\n" {
+		t.Errorf("kept: %q", got)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := session.Remove(st, id); err != nil {
+		t.Fatal(err)
+	}
+	mustNotExist(t, st.MountDir(id))
+}
+
+// Resume refuses a mount that was not kept.
+func TestResume_NotKept(t *testing.T) {
+	needFUSE(t)
+	st := openStore(t)
+	dir := mountDir(t)
+	s, err := session.Start(context.Background(), st, "demo", dir, session.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := session.Resume(context.Background(), st, s.ID(), "", session.Options{}); !errors.Is(err, layerstore.ErrInvalid) {
+		t.Errorf("Resume of a mount that is not kept: %v, want invalid", err)
+	}
+}

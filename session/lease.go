@@ -1,0 +1,212 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-dev/strata/layerstore"
+)
+
+// Find returns the lease of the mount named by arg: its mountpoint, or its
+// ID or a unique prefix of it.
+func Find(st *layerstore.Store, arg string) (*layerstore.MountRecord, error) {
+	recs, err := st.Mounts()
+	if err != nil {
+		return nil, err
+	}
+	if abs, err := filepath.Abs(arg); err == nil {
+		for i := range recs {
+			if recs[i].Dir == abs {
+				return &recs[i], nil
+			}
+		}
+	}
+	var found *layerstore.MountRecord
+	for i := range recs {
+		if strings.HasPrefix(recs[i].ID, arg) {
+			if found != nil {
+				return nil, fmt.Errorf("mount %q: %w", arg, layerstore.ErrAmbiguous)
+			}
+			found = &recs[i]
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("no strata mount at %s: %w", arg, layerstore.ErrNotFound)
+	}
+	return found, nil
+}
+
+// lease returns the lease of mount id, nil and no error when there is none.
+func lease(st *layerstore.Store, id string) (*layerstore.MountRecord, error) {
+	recs, err := st.Mounts()
+	if err != nil {
+		return nil, err
+	}
+	for i := range recs {
+		if recs[i].ID == id {
+			return &recs[i], nil
+		}
+	}
+	return nil, fmt.Errorf("mount %s: %w", id, layerstore.ErrNotFound)
+}
+
+// Status is what a lease and the mount table say about a mount.
+type Status string
+
+const (
+	Running  Status = "running"  // the server serves the mount
+	Starting Status = "starting" // the server runs, nothing is mounted (yet)
+	Stale    Status = "stale"    // the server is gone, the mountpoint is still mounted
+	Dead     Status = "dead"     // the server is gone, nothing is mounted
+	Stopped  Status = "stopped"  // kept: no server, the top layer waits for Resume
+)
+
+// StatusOf says what state mount m is in, given the mount table mi.
+func StatusOf(m *layerstore.MountRecord, mi []MountInfo) Status {
+	_, mounted := Mounted(mi, m.Dir)
+	running := m.Running()
+	switch {
+	case running && mounted:
+		return Running
+	case running:
+		return Starting
+	case mounted:
+		return Stale
+	case m.Keep:
+		return Stopped
+	}
+	return Dead
+}
+
+// UnmountOptions configure Unmount.
+type UnmountOptions struct {
+	// Lazy detaches the mount even while it is in use and returns at once;
+	// its server cleans up when the last user is gone. Default: a mount in
+	// use is refused (EBUSY inside), and Unmount returns only once the top
+	// layer is gone.
+	Lazy bool
+}
+
+// Unmount ends the mount named by arg (its mountpoint, or its ID) from any
+// process: it unmounts the mountpoint and waits until the server has
+// deleted the top layer and dropped the lease (or, for a kept mount, marked
+// it stopped), so that no space is reported free before it is. A mount whose
+// server is gone is detached and cleaned up here. A strata mountpoint that
+// has no lease is unmounted and nothing more.
+func Unmount(ctx context.Context, st *layerstore.Store, arg string, o UnmountOptions) error {
+	rec, err := Find(st, arg)
+	if err != nil && !errors.Is(err, layerstore.ErrNotFound) {
+		return err
+	}
+	dir, _ := filepath.Abs(arg) // no stat: a stale mount answers ENOTCONN
+	if rec != nil {
+		dir = rec.Dir
+	}
+	mi, err := ReadMountinfo()
+	if err != nil {
+		return err
+	}
+	fstype, mounted := Mounted(mi, dir)
+	switch {
+	case rec == nil && !mounted:
+		return fmt.Errorf("%s: not a strata mount: %w", arg, layerstore.ErrNotFound)
+	case rec == nil && !strings.HasPrefix(fstype, "fuse.strata"):
+		return fmt.Errorf("%s: a %s mount, not strata's: %w", dir, fstype, layerstore.ErrInvalid)
+	}
+	if mounted {
+		flags := 0
+		if o.Lazy {
+			flags = unix.MNT_DETACH
+		}
+		if err := unix.Unmount(dir, flags); err != nil && !errors.Is(err, unix.EINVAL) {
+			if errors.Is(err, unix.EBUSY) {
+				return fmt.Errorf("%s: the mount is busy (open files, or a working directory in it); close them, or detach it with --lazy: %w", dir, err)
+			}
+			return fmt.Errorf("unmount %s: %w", dir, err)
+		}
+	}
+	if rec == nil {
+		return nil // a strata mount without a lease: nothing more to clean
+	}
+	if rec.Running() {
+		if o.Lazy {
+			return nil // the server cleans up when the last user is gone
+		}
+		if err := waitServer(ctx, st, rec); err != nil {
+			return fmt.Errorf("%s: unmounted, but server %d has not cleaned up: %w", dir, rec.PID, err)
+		}
+	}
+	return Reap(st, rec.ID)
+}
+
+// waitServer waits until the server of rec is done with it: the process is
+// gone, or the lease is (the top layer goes before it), or the lease names
+// no server any more (a kept mount, stopped).
+func waitServer(ctx context.Context, st *layerstore.Store, rec *layerstore.MountRecord) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for rec.Running() {
+		now, err := lease(st, rec.ID)
+		switch {
+		case errors.Is(err, layerstore.ErrNotFound):
+			return nil
+		case err != nil:
+			return err
+		case now.PID != rec.PID || now.PIDStart != rec.PIDStart:
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+// Reap cleans up after mount id if its server is gone: it detaches the
+// mountpoint lazily (a dead server leaves "transport endpoint is not
+// connected"), then deletes the top layer and the lease, or, for a kept
+// mount, keeps them and marks the lease stopped. A mount whose server runs
+// is left alone (layerstore.ErrInUse); a lease that is gone is no error.
+func Reap(st *layerstore.Store, id string) error {
+	rec, err := lease(st, id)
+	if errors.Is(err, layerstore.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if rec.Running() {
+		return fmt.Errorf("mount %s: served by pid %d: %w", id, rec.PID, layerstore.ErrInUse)
+	}
+	if rec.Dir != "" {
+		if _, err := DetachFUSE(rec.Dir); err != nil {
+			return fmt.Errorf("mount %s: %w", id, err)
+		}
+	}
+	if rec.Keep {
+		if rec.PID == 0 {
+			return nil
+		}
+		rec.PID, rec.PIDStart = 0, 0
+		return st.UpdateMount(*rec)
+	}
+	return st.RemoveMount(id)
+}
+
+// Remove deletes mount id for good, kept or not: its top layer and its
+// lease. A mount whose server runs is refused (layerstore.ErrInUse): end it
+// first.
+func Remove(st *layerstore.Store, id string) error {
+	if err := Reap(st, id); err != nil {
+		return err
+	}
+	return st.RemoveMount(id)
+}
