@@ -2,15 +2,12 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"strings"
-	"time"
 
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
-	"github.com/strata-dev/strata/fs"
 	"github.com/strata-dev/strata/layerstore"
 	"github.com/strata-dev/strata/layerstore/imagefmt"
+	"github.com/strata-dev/strata/session"
 )
 
 type commitOptions struct {
@@ -64,42 +61,14 @@ func runCommit(cmd *cobra.Command, g *globals, o *commitOptions, args []string) 
 		return err
 	}
 	defer s.Close()
-	rec, err := findMount(s, args[0])
+	rec, err := session.Find(s, args[0])
 	if err != nil {
 		return err
 	}
-	if rec.ReadOnly {
-		return fmt.Errorf("%s: a read-only mount has no changes to commit: %w", rec.Dir, layerstore.ErrInvalid)
-	}
-	base, tree, err := s.ImageTree(rec.Image.String())
-	if err != nil {
-		return err
-	}
-	upper := upperDir(s, rec.ID)
-	now := time.Now().UTC()
-	layer := layerstore.NewLayer{
-		Open: func() (io.ReadCloser, error) {
-			pr, pw := io.Pipe()
-			go func() { pw.CloseWithError(fs.WriteLayer(pw, upper, tree, s.ObjectPath)) }()
-			return pr, nil
-		},
-		History: ocispec.History{
-			Created:   &now,
-			CreatedBy: "strata commit " + rec.Dir,
-			Author:    o.author,
-			Comment:   o.message,
-		},
-	}
-	img, err := s.NewImage(cmd.Context(), layerstore.NewImageOptions{
-		Base:   &base,
-		Layers: []layerstore.NewLayer{layer},
-		Edit: func(cfg *ocispec.Image) error {
-			if o.author != "" {
-				cfg.Author = o.author
-			}
-			return nil
-		},
-		Names: names,
+	img, err := session.Commit(cmd.Context(), s, rec, session.CommitOptions{
+		Names:   names,
+		Message: o.message,
+		Author:  o.author,
 	})
 	if err != nil {
 		return err

@@ -4,7 +4,7 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
-	"github.com/strata-dev/strata/fs"
+	"github.com/strata-dev/strata/session"
 )
 
 type diffOptions struct{}
@@ -35,18 +35,11 @@ func runDiff(cmd *cobra.Command, g *globals, _ *diffOptions, arg string) error {
 		return err
 	}
 	defer s.Close()
-	rec, err := findMount(s, arg)
+	rec, err := session.Find(s, arg)
 	if err != nil {
 		return err
 	}
-	if rec.ReadOnly {
-		return nil // nothing can change
-	}
-	_, tree, err := s.ImageTree(rec.Image.String())
-	if err != nil {
-		return err
-	}
-	changes, err := fs.Diff(upperDir(s, rec.ID), tree)
+	changes, err := session.Diff(s, rec)
 	if err != nil {
 		return err
 	}

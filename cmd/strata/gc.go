@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+	"github.com/strata-dev/strata/session"
 )
 
 type gcOptions struct{}
@@ -46,10 +47,10 @@ func runGC(cmd *cobra.Command, g *globals, _ *gcOptions) error {
 	}
 	var errs errorList
 	for _, m := range mounts {
-		if m.Alive() || m.Dir == "" {
+		if m.Running() || m.Dir == "" {
 			continue
 		}
-		n, err := detachFUSE(m.Dir)
+		n, err := session.DetachFUSE(m.Dir)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("stale mount %s: %w", m.ID, err))
 			continue

@@ -78,34 +78,3 @@ func TestGC_LiveMount(t *testing.T) {
 		t.Errorf("images %q", got)
 	}
 }
-
-func TestDetachFUSE_NotMounted(t *testing.T) {
-	n, err := detachFUSE(t.TempDir())
-	if n != 0 || err != nil {
-		t.Errorf("detachFUSE of a plain directory: %d, %v", n, err)
-	}
-}
-
-func TestParseMountinfo(t *testing.T) {
-	data := []byte(`22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
-35 22 0:31 / /tmp/with\040space rw,nosuid,nodev,relatime shared:20 - fuse.strata strata rw,user_id=0,group_id=0
-36 22 0:32 / /mnt/plain rw,relatime - fuse demo rw
-37 22 0:33 / /mnt/back\134slash rw master:1 propagation:x - tmpfs tmpfs rw
-garbage line
-`)
-	got := parseMountinfo(data)
-	want := []mountEntry{
-		{Dir: "/", FSType: "ext4"},
-		{Dir: "/tmp/with space", FSType: "fuse.strata"},
-		{Dir: "/mnt/plain", FSType: "fuse"},
-		{Dir: `/mnt/back\slash`, FSType: "tmpfs"},
-	}
-	if !slices.Equal(got, want) {
-		t.Errorf("got %q\nwant %q", got, want)
-	}
-	for fstype, fuse := range map[string]bool{"fuse": true, "fuse.strata": true, "fuseblk": false, "ext4": false} {
-		if isFUSE(fstype) != fuse {
-			t.Errorf("isFUSE(%q) = %v", fstype, !fuse)
-		}
-	}
-}

@@ -2,8 +2,6 @@ package main
 
 import (
 	"bufio"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -13,11 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/strata-dev/strata/fs"
-	"github.com/strata-dev/strata/layerstore"
+	"github.com/strata-dev/strata/session"
 )
 
 type mountOptions struct {
@@ -108,89 +104,34 @@ func runMount(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir string) 
 	return err
 }
 
-// serveMount mounts, records the lease, calls ready, serves until the mount
-// ends, and then drops the lease and the top layer.
-func serveMount(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir string, ready func(string)) (err error) {
+// serveMount runs a mount session: it starts it, calls ready, and serves
+// until the mount ends or a signal asks it to end.
+func serveMount(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir string, ready func(string)) error {
 	s, err := g.openStore()
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	img, tree, err := s.ImageTree(ref)
-	if err != nil {
-		return err
-	}
-	id := o.id
-	if id == "" {
-		id = newMountID()
-	}
-	rec := layerstore.MountRecord{
-		ID:       id,
-		Image:    img.ID,
-		Ref:      ref,
-		Layers:   img.Layers,
-		ChainID:  img.ChainID,
-		Dir:      dir,
-		PID:      os.Getpid(),
-		ReadOnly: o.readOnly,
-		Created:  time.Now(),
-	}
-	rec.PIDStart, _ = layerstore.ProcessStart(rec.PID)
-	upper := ""
-	if !o.readOnly {
-		upper = upperDir(s, id)
-		if err := os.MkdirAll(upper, 0o700); err != nil {
-			return err
-		}
-	}
-	if err := s.AddMount(rec); err != nil {
-		_ = os.RemoveAll(s.MountDir(id))
-		return err
-	}
-	defer func() {
-		// Last: the lease keeps the image's objects from GC while the
-		// mount may still read them.
-		err = errors.Join(err, s.RemoveMount(id))
-	}()
-	log := g.logger()
-	srv, err := fs.Mount(dir, tree, &fs.Options{
-		ReadOnly:    o.readOnly,
-		Upper:       upper,
-		Objects:     s.ObjectPath,
-		Suid:        o.suid,
-		Dev:         o.dev,
-		AllowOther:  o.allowOther,
-		Passthrough: !o.noPassthrough,
-		Logger:      log,
-		Debug:       g.debug,
-		FsName:      "strata:" + ref,
+	sess, err := session.Start(cmd.Context(), s, ref, dir, session.Options{
+		ID:            o.id,
+		ReadOnly:      o.readOnly,
+		Suid:          o.suid,
+		Dev:           o.dev,
+		AllowOther:    o.allowOther,
+		NoPassthrough: o.noPassthrough,
+		Logger:        g.logger(),
+		Debug:         g.debug,
 	})
 	if err != nil {
 		return err
 	}
-	ready("ready " + id)
+	ready("ready " + sess.ID())
 	if o.readyFd == 0 {
-		fmt.Fprintf(cmd.ErrOrStderr(), "%s mounted on %s (mount %s); Ctrl-C unmounts\n", ref, dir, id)
+		fmt.Fprintf(cmd.ErrOrStderr(), "%s mounted on %s (mount %s); Ctrl-C unmounts\n", ref, dir, sess.ID())
 	}
-
-	ended := make(chan struct{})
-	go func() {
-		srv.Wait()
-		close(ended)
-	}()
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sig)
-	for {
-		select {
-		case <-ended:
-			return nil
-		case <-sig:
-			if err := srv.Unmount(); err != nil {
-				log.Warn("strata mount: cannot unmount, still serving; close what uses it, or detach it with strata umount --lazy", "dir", dir, "err", err)
-			}
-		}
-	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return sess.Serve(ctx)
 }
 
 // startDetached runs the server as a child in a session of its own and
@@ -204,7 +145,7 @@ func startDetached(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir str
 	if err != nil {
 		return err
 	}
-	id := newMountID()
+	id := session.NewID()
 	mdir := s.MountDir(id)
 	s.Close()
 	if err := os.MkdirAll(mdir, 0o700); err != nil {
@@ -259,11 +200,4 @@ func startDetached(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir str
 	}
 	_ = os.RemoveAll(mdir)
 	return errors.New(msg)
-}
-
-// newMountID returns a fresh random mount ID: 12 hex digits.
-func newMountID() string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }

@@ -1,14 +1,35 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/strata-dev/strata/layerstore"
+	"github.com/strata-dev/strata/session"
 )
+
+// cliEnv makes the test binary run the CLI instead of the tests, so that
+// "strata mount -d", which starts its server from its own executable, works
+// in tests.
+const cliEnv = "STRATA_TEST_CLI"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(cliEnv) == "1" {
+		cmd := newRootCmd()
+		cmd.SetArgs(os.Args[1:])
+		if err := cmd.Execute(); err != nil {
+			fmt.Fprintln(os.Stderr, "Error:", err)
+			os.Exit(exitCode(err))
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
 
 // startMount runs "strata mount" in the foreground in this process and waits
 // until the mount is up; the returned channel gets the command's result when
@@ -32,11 +53,7 @@ func startMountImage(t *testing.T, root, image string, args ...string) (string, 
 	go func() { done <- runStrata(t, root, "", append(append([]string{"mount"}, args...), image, dir)...) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		tab, err := mountTable()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if tab[dir] == "fuse.strata" {
+		if fstype, _ := mountedAt(t, dir); fstype == "fuse.strata" {
 			break
 		}
 		select {
@@ -50,14 +67,23 @@ func startMountImage(t *testing.T, root, image string, args ...string) (string, 
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Cleanup(func() {
-		tab, _ := mountTable()
-		if _, ok := tab[dir]; ok {
+		if _, ok := mountedAt(t, dir); ok {
 			if r := runStrata(t, root, "", "umount", "-l", dir); r.err != nil {
 				t.Errorf("cleanup umount: %v", r.err)
 			}
 		}
 	})
 	return dir, done
+}
+
+// mountedAt reports whether dir is a mount point, and its file system type.
+func mountedAt(t *testing.T, dir string) (string, bool) {
+	t.Helper()
+	mi, err := session.ReadMountinfo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return session.Mounted(mi, dir)
 }
 
 func TestMount_DiffCommitUmount(t *testing.T) {
@@ -149,7 +175,7 @@ func TestUmount_DeadServer(t *testing.T) {
 	if err := s.AddMount(rec); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.MkdirAll(upperDir(s, rec.ID), 0o700); err != nil {
+	if err := os.MkdirAll(session.UpperDir(s, rec.ID), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	_, rows := tableRows(t, mustRun(t, root, "mounts"))
@@ -162,5 +188,67 @@ func TestUmount_DeadServer(t *testing.T) {
 	}
 	if out := mustRun(t, root, "mounts", "-q"); out != "" {
 		t.Errorf("mounts after umount: %q", out)
+	}
+}
+
+// "strata umount" of a detached mount returns only once its server has
+// deleted the top layer, so a gc right after it finds nothing of it to free
+// (issue: it used to return while the server was still deleting, and a gc
+// in that window reported space it did not free).
+func TestUmount_Detached_TopLayerGoneOnReturn(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: FUSE mounts")
+	}
+	t.Setenv(cliEnv, "1") // for the server "mount -d" starts
+	root := newTestStore(t)
+	loadDemo(t, root)
+	dir := filepath.Join(t.TempDir(), "mnt")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	id := strings.TrimSpace(mustRun(t, root, "mount", "-d", "demo", dir))
+	t.Cleanup(func() {
+		if _, ok := mountedAt(t, dir); ok {
+			if r := runStrata(t, root, "", "umount", "-l", dir); r.err != nil {
+				t.Errorf("cleanup umount: %v", r.err)
+			}
+		}
+	})
+	if fstype, _ := mountedAt(t, dir); fstype != "fuse.strata" {
+		t.Fatalf("mount -d returned %q, and %s is %q", id, dir, fstype)
+	}
+	// Many files and some bulk: the top layer takes a while to delete.
+	big := make([]byte, 16<<20)
+	if err := os.WriteFile(filepath.Join(dir, "big"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "many"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 1000; i++ {
+		if err := os.WriteFile(filepath.Join(dir, "many", strconv.Itoa(i)), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := layerstore.Open(root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(session.UpperDir(s, id), "big")); err != nil {
+		t.Fatalf("the top layer of mount %s: %v", id, err)
+	}
+
+	mustRun(t, root, "umount", dir)
+	if _, err := os.Stat(s.MountDir(id)); !os.IsNotExist(err) {
+		t.Errorf("umount returned with the mount's directory still there: %v", err)
+	}
+	if out := mustRun(t, root, "mounts", "-q"); out != "" {
+		t.Errorf("mounts after umount: %q", out)
+	}
+	if out := mustRun(t, root, "gc"); out != "Total reclaimed space: 0B\n" {
+		t.Errorf("gc right after umount: %q", out)
+	}
+	if _, ok := mountedAt(t, dir); ok {
+		t.Errorf("%s still mounted", dir)
 	}
 }

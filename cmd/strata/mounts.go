@@ -1,17 +1,15 @@
 package main
 
 import (
-	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/strata-dev/strata/layerstore"
+	"github.com/strata-dev/strata/session"
 	"golang.org/x/sys/unix"
 )
 
@@ -45,7 +43,7 @@ type mountRow struct {
 	TopLayer   string // the upper dir; "-" for a read-only mount
 	Size       string // disk space the top layer takes
 	PID        string
-	Status     string // running, stale (server gone, still mounted) or dead
+	Status     string // running, starting, stale, dead or stopped (see the help)
 	CreatedAt  string
 	Mode       string // rw or ro
 }
@@ -64,6 +62,8 @@ the server and its status:
             is not connected": "strata umount DIR" cleans it up
   dead      the server is gone and nothing is mounted: "strata umount DIR"
             drops the lease and the top layer
+  stopped   a mount that keeps its top layer across restarts of its server
+            (a stopped container's), served by no one now
 
 --format takes a Go template over .ID .Image .ImageID .Mountpoint .TopLayer
 .Size .PID .Status .CreatedAt .Mode; "table TEMPLATE" adds a header, "json"
@@ -106,7 +106,7 @@ func runMounts(cmd *cobra.Command, g *globals, o *mountsOptions) error {
 		return err
 	}
 	slices.SortFunc(recs, func(a, b layerstore.MountRecord) int { return b.Created.Compare(a.Created) })
-	mounted, err := mountTable()
+	mi, err := session.ReadMountinfo()
 	if err != nil {
 		return err
 	}
@@ -119,7 +119,7 @@ func runMounts(cmd *cobra.Command, g *globals, o *mountsOptions) error {
 			TopLayer:   "-",
 			Size:       "-",
 			PID:        strconv.Itoa(m.PID),
-			Status:     mountStatus(&m, mounted),
+			Status:     string(session.StatusOf(&m, mi)),
 			CreatedAt:  m.Created.Local().Format(time.DateTime),
 			Mode:       "rw",
 		}
@@ -129,7 +129,7 @@ func runMounts(cmd *cobra.Command, g *globals, o *mountsOptions) error {
 		if m.ReadOnly {
 			row.Mode = "ro"
 		} else {
-			row.TopLayer = upperDir(s, m.ID)
+			row.TopLayer = session.UpperDir(s, m.ID)
 			if n, err := upperUsage(row.TopLayer); err == nil {
 				row.Size = humanSize(n, 3)
 			}
@@ -139,41 +139,6 @@ func runMounts(cmd *cobra.Command, g *globals, o *mountsOptions) error {
 		}
 	}
 	return rf.flush(cmd.OutOrStdout())
-}
-
-// upperDir is where the top layer of mount id lives.
-func upperDir(s *layerstore.Store, id string) string {
-	return filepath.Join(s.MountDir(id), "upper")
-}
-
-// mountStatus says whether the server of m runs and whether its
-// mountpoint is mounted.
-func mountStatus(m *layerstore.MountRecord, mounted map[string]string) string {
-	_, isMounted := mounted[m.Dir]
-	alive := m.Alive()
-	switch {
-	case alive && isMounted:
-		return "running"
-	case alive:
-		return "starting"
-	case isMounted:
-		return "stale"
-	}
-	return "dead"
-}
-
-// mountTable returns the mountpoints of this mount namespace with their
-// file system types (the last mount wins where several are stacked).
-func mountTable() (map[string]string, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]string{}
-	for _, m := range parseMountinfo(data) {
-		out[m.Dir] = m.FSType
-	}
-	return out, nil
 }
 
 // upperUsage is the space the files under dir take, as du counts it.
@@ -198,33 +163,4 @@ func upperUsage(dir string) (int64, error) {
 		return nil
 	})
 	return total, err
-}
-
-// findMount returns the lease of the mount named by arg: its mountpoint, or
-// its ID or a unique prefix of it.
-func findMount(s *layerstore.Store, arg string) (*layerstore.MountRecord, error) {
-	recs, err := s.Mounts()
-	if err != nil {
-		return nil, err
-	}
-	if abs, err := filepath.Abs(arg); err == nil {
-		for i := range recs {
-			if recs[i].Dir == abs {
-				return &recs[i], nil
-			}
-		}
-	}
-	var found *layerstore.MountRecord
-	for i := range recs {
-		if strings.HasPrefix(recs[i].ID, arg) {
-			if found != nil {
-				return nil, fmt.Errorf("mount %q: %w", arg, layerstore.ErrAmbiguous)
-			}
-			found = &recs[i]
-		}
-	}
-	if found == nil {
-		return nil, fmt.Errorf("no strata mount at %s: %w", arg, layerstore.ErrNotFound)
-	}
-	return found, nil
 }

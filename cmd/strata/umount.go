@@ -1,15 +1,8 @@
 package main
 
 import (
-	"errors"
-	"fmt"
-	"path/filepath"
-	"strings"
-	"time"
-
 	"github.com/spf13/cobra"
-	"github.com/strata-dev/strata/layerstore"
-	"golang.org/x/sys/unix"
+	"github.com/strata-dev/strata/session"
 )
 
 type umountOptions struct {
@@ -23,7 +16,8 @@ func newUmountCmd(g *globals) *cobra.Command {
 		Aliases: []string{"unmount"},
 		Short:   "Unmount a mount and delete its top layer",
 		Long: `Unmount the strata mount on DIR (or the mount of that ID). Its server then
-deletes the top layer and the mount's lease, and "strata umount" waits for it.
+deletes the top layer and the mount's lease, and "strata umount" returns only
+once they are gone, so the space is free when it does.
 
 A mount whose server is gone ("Transport endpoint is not connected") is
 unmounted and cleaned up here. A mount in use (open files, a working
@@ -47,74 +41,5 @@ func runUmount(cmd *cobra.Command, g *globals, o *umountOptions, arg string) err
 		return err
 	}
 	defer s.Close()
-	rec, err := findMount(s, arg)
-	if err != nil && !errors.Is(err, layerstore.ErrNotFound) {
-		return err
-	}
-	dir, _ := filepath.Abs(arg) // no stat: a stale mount answers ENOTCONN
-	if rec != nil {
-		dir = rec.Dir
-	}
-	table, err := mountTable()
-	if err != nil {
-		return err
-	}
-	fstype, mounted := table[dir]
-	switch {
-	case rec == nil && !mounted:
-		return fmt.Errorf("%s: not a strata mount: %w", arg, layerstore.ErrNotFound)
-	case rec == nil && !strings.HasPrefix(fstype, "fuse.strata"):
-		return fmt.Errorf("%s: a %s mount, not strata's", dir, fstype)
-	}
-	if mounted {
-		flags := 0
-		if o.lazy {
-			flags = unix.MNT_DETACH
-		}
-		if err := unix.Unmount(dir, flags); err != nil && !errors.Is(err, unix.EINVAL) {
-			if errors.Is(err, unix.EBUSY) {
-				return fmt.Errorf("%s: the mount is busy (open files, or a working directory in it); close them, or detach it with --lazy: %w", dir, err)
-			}
-			return fmt.Errorf("unmount %s: %w", dir, err)
-		}
-	}
-	if rec == nil {
-		return nil // a strata mount without a lease: nothing more to clean
-	}
-	if rec.Alive() {
-		if o.lazy {
-			return nil // the server cleans up when the last user is gone
-		}
-		// The server sees the unmount, drops the lease and the top
-		// layer, and exits; wait for it.
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			if !rec.Alive() {
-				break
-			}
-			if gone, err := leaseGone(s, rec.ID); err != nil || gone {
-				return err
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("%s: unmounted, but server %d has not cleaned up yet; \"strata mounts\" shows it", dir, rec.PID)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	// No server (any more): drop what it left.
-	return s.RemoveMount(rec.ID)
-}
-
-// leaseGone reports whether mount id has no lease any more.
-func leaseGone(s *layerstore.Store, id string) (bool, error) {
-	recs, err := s.Mounts()
-	if err != nil {
-		return false, err
-	}
-	for _, m := range recs {
-		if m.ID == id {
-			return false, nil
-		}
-	}
-	return true, nil
+	return session.Unmount(cmd.Context(), s, arg, session.UnmountOptions{Lazy: o.lazy})
 }
