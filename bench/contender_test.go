@@ -15,16 +15,3 @@ func TestMountData_Page(t *testing.T) {
 		t.Errorf("a %d-byte option string passed; mount(2) would cut it", len(long))
 	}
 }
-
-func TestUnescapeMountinfo(t *testing.T) {
-	for in, want := range map[string]string{
-		`/var/tmp/plain`:  "/var/tmp/plain",
-		`/var/tmp/a\040b`: "/var/tmp/a b",
-		`/x\011y\134z`:    "/x\ty\\z",
-		`/trailing\04`:    `/trailing\04`,
-	} {
-		if got := unescapeMountinfo(in); got != want {
-			t.Errorf("unescapeMountinfo(%q) = %q, want %q", in, got, want)
-		}
-	}
-}

@@ -11,8 +11,9 @@
 //   - fuse-overlayfs: the same layers through fuse-overlayfs (skipped, with
 //     the reason, when it is not installed);
 //   - strata: the layers loaded as an image into a bench-private store and
-//     mounted by a strata server in a child process (Serve), so that the
-//     workload and the FUSE server do not share a Go runtime.
+//     mounted by a strata server in a child process (Serve, a mount session
+//     of package session, as strata mount runs one), so that the workload
+//     and the FUSE server do not share a Go runtime.
 //
 // # Data
 //

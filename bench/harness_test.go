@@ -28,7 +28,7 @@ func serveMain(args []string) int {
 	fl.StringVar(&o.Store, "store", "", "")
 	fl.StringVar(&o.Image, "image", "", "")
 	fl.StringVar(&o.Dir, "dir", "", "")
-	fl.StringVar(&o.Upper, "upper", "", "")
+	fl.BoolVar(&o.ReadOnly, "read-only", false, "")
 	if err := fl.Parse(args); err != nil {
 		return 2
 	}

@@ -9,6 +9,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -147,8 +148,8 @@ func BenchmarkFUSERead(b *testing.B) {
 				}
 			}
 		})
-		if err := unmountServer(srv, mnt); err != nil {
-			b.Fatal(err)
+		if err := srv.Unmount(); err != nil {
+			b.Fatal(errors.Join(err, unmountDir(mnt)))
 		}
 	}
 }

@@ -16,17 +16,17 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/strata-dev/strata/fs"
 	"github.com/strata-dev/strata/layerstore"
 	"github.com/strata-dev/strata/layerstore/imagefmt"
+	"github.com/strata-dev/strata/session"
 )
 
 // ServeOptions configure Serve.
 type ServeOptions struct {
-	Store string // store root
-	Image string // reference of the image to mount
-	Dir   string // mountpoint
-	Upper string // empty directory for changes; "" mounts read-only
+	Store    string // store root
+	Image    string // reference of the image to mount
+	Dir      string // mountpoint
+	ReadOnly bool   // mount without a top layer
 	// NoPassthrough turns FUSE passthrough off (default: on where the
 	// kernel has it).
 	NoPassthrough bool
@@ -35,35 +35,28 @@ type ServeOptions struct {
 }
 
 // Serve is the strata contender's server, run in a child process so that
-// the FUSE server and the workloads do not share a Go runtime. It mounts
-// the image, writes "ready passthrough=BOOL open=D tree=D mount=D" (the
-// time it took to open the store, load the merged tree and mount), and then
-// answers commands
-// read line by line from In:
+// the FUSE server and the workloads do not share a Go runtime. It runs a
+// mount session of the image (its top layer in the store, deleted at the
+// end), writes "ready passthrough=BOOL open=D tree=D mount=D" (the time it
+// took to open the store, load the merged tree and mount), and then answers
+// commands read line by line from In:
 //
 //	profile FILE   start a CPU profile of this process into FILE
 //	stop           stop the CPU profile
 //
 // each with "ok" or "error: ...". At EOF on In (the harness closed it or
-// died) or on SIGINT or SIGTERM it unmounts and returns.
+// died), on SIGINT or SIGTERM, or when ctx ends, it unmounts and returns.
 func Serve(ctx context.Context, o ServeOptions) (err error) {
 	t0 := time.Now()
-	s, err := layerstore.Open(o.Store, nil)
+	st, err := layerstore.Open(o.Store, nil)
 	if err != nil {
 		return err
 	}
-	t1 := time.Now()
-	_, tree, err := s.ImageTree(o.Image)
-	if err != nil {
-		return err
-	}
-	t2 := time.Now()
-	srv, err := fs.Mount(o.Dir, tree, &fs.Options{
-		ReadOnly:    o.Upper == "",
-		Upper:       o.Upper,
-		Objects:     s.ObjectPath,
-		Passthrough: !o.NoPassthrough,
-		FsName:      "strata-bench",
+	open := time.Since(t0)
+	sess, err := session.Start(ctx, st, o.Image, o.Dir, session.Options{
+		ReadOnly:      o.ReadOnly,
+		NoPassthrough: o.NoPassthrough,
+		FsName:        "strata-bench",
 	})
 	if err != nil {
 		return err
@@ -74,13 +67,12 @@ func Serve(ctx context.Context, o ServeOptions) (err error) {
 			pprof.StopCPUProfile()
 			err = errors.Join(err, prof.Close())
 		}
-		err = errors.Join(err, unmountServer(srv, o.Dir))
 	}()
-	fmt.Fprintf(o.Out, "ready passthrough=%v open=%s tree=%s mount=%s\n", srv.Passthrough(), t1.Sub(t0), t2.Sub(t1), time.Since(t2))
+	tm := sess.Timing()
+	fmt.Fprintf(o.Out, "ready passthrough=%v open=%s tree=%s mount=%s\n", sess.Passthrough(), open, tm.Tree, tm.Mount)
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sig)
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
 	lines := make(chan string)
 	go func() {
 		defer close(lines)
@@ -92,12 +84,12 @@ func Serve(ctx context.Context, o ServeOptions) (err error) {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
-		case <-sig:
-			return nil
+			return sess.Serve(ctx)
+		case <-sess.Done():
+			return sess.Close()
 		case line, ok := <-lines:
 			if !ok {
-				return nil
+				return sess.Close()
 			}
 			cmd, arg, _ := strings.Cut(line, " ")
 			var err error
@@ -123,18 +115,6 @@ func Serve(ctx context.Context, o ServeOptions) (err error) {
 			}
 		}
 	}
-}
-
-// unmountServer unmounts, retrying while busy, then detaches lazily.
-func unmountServer(srv *fs.Server, dir string) error {
-	var err error
-	for i := 0; i < 50; i++ {
-		if err = srv.Unmount(); err == nil {
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return errors.Join(err, unmountDir(dir))
 }
 
 // newStrata is the strata contender: images loaded into a bench-private
@@ -177,8 +157,8 @@ func newStrata(runDir, storeDir string, self []string, dirs *dirCounter, logf fu
 		if err != nil {
 			return nil, err
 		}
-		mnt, upper := filepath.Join(d, "mnt"), filepath.Join(d, "upper")
-		sv, err := startServer(ctx, self, storeDir, img.Name, mnt, upper)
+		mnt := filepath.Join(d, "mnt")
+		sv, err := startServer(ctx, self, storeDir, img.Name, mnt)
 		if err != nil {
 			os.RemoveAll(d)
 			return nil, err
@@ -191,16 +171,11 @@ func newStrata(runDir, storeDir string, self []string, dirs *dirCounter, logf fu
 			return errors.Join(err, os.RemoveAll(d))
 		}
 		m.fresh = func(ctx context.Context) error {
+			// A new session: a new, empty top layer.
 			if err := sv.stop(); err != nil {
 				return err
 			}
-			if err := os.RemoveAll(upper); err != nil {
-				return err
-			}
-			if err := os.Mkdir(upper, 0o755); err != nil {
-				return err
-			}
-			nsv, err := startServer(ctx, self, storeDir, img.Name, mnt, upper)
+			nsv, err := startServer(ctx, self, storeDir, img.Name, mnt)
 			if err != nil {
 				return err
 			}
@@ -254,8 +229,8 @@ type server struct {
 	waitE  error
 }
 
-func startServer(ctx context.Context, self []string, store, image, mnt, upper string) (*server, error) {
-	args := append(append([]string(nil), self[1:]...), "--store", store, "--image", image, "--dir", mnt, "--upper", upper)
+func startServer(ctx context.Context, self []string, store, image, mnt string) (*server, error) {
+	args := append(append([]string(nil), self[1:]...), "--store", store, "--image", image, "--dir", mnt)
 	cmd := exec.Command(self[0], args...)
 	// Its own process group: a terminal's ^C reaches the harness, which
 	// unmounts in order, not the server in the middle of a workload.

@@ -184,7 +184,7 @@ func newBenchServeCmd() *cobra.Command {
 	f.StringVar(&o.Store, "store", "", "store root")
 	f.StringVar(&o.Image, "image", "", "image to mount")
 	f.StringVar(&o.Dir, "dir", "", "mountpoint")
-	f.StringVar(&o.Upper, "upper", "", "upper directory (empty: read-only)")
+	f.BoolVar(&o.ReadOnly, "read-only", false, "mount without a top layer")
 	f.BoolVar(&o.NoPassthrough, "no-passthrough", false, "read objects in userspace")
 	for _, n := range []string{"store", "image", "dir"} {
 		cmd.MarkFlagRequired(n)
