@@ -67,7 +67,10 @@
 // copied-up entries shows unchanged.
 //
 // Diff and WriteLayer read an upper dir with this format from any process,
-// while the mount is live or after it ended. Inode numbers of lower entries
+// while the mount is live or after it ended. A later mount of the same tree
+// takes an upper dir up again with Options.Resume (a server restarted over
+// a kept top layer): it rebuilds what a mount keeps in memory from these
+// markers (resume.go). Inode numbers of lower entries
 // are Entry.Ino (stable across mounts of the same tree); new files get
 // numbers from Tree.NextIno up, stable for the life of the mount.
 //

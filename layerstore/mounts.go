@@ -119,7 +119,9 @@ func (s *Store) AddMount(m MountRecord) error {
 
 // UpdateMount replaces a lease's server (pid and its start time; 0 for a
 // kept mount no server serves), mountpoint and flags; what it protects stays
-// as AddMount recorded it.
+// as AddMount recorded it. Only the running server itself may hand a lease
+// on: taking over one whose server runs in another process is refused with
+// ErrInUse, so of two processes resuming one mount, one wins.
 func (s *Store) UpdateMount(m MountRecord) error {
 	if err := checkMountID(m.ID); err != nil {
 		return err
@@ -133,6 +135,9 @@ func (s *Store) UpdateMount(m MountRecord) error {
 		var old MountRecord
 		if err := json.Unmarshal(v, &old); err != nil {
 			return fmt.Errorf("mount %s: %w: %w", m.ID, err, ErrCorrupt)
+		}
+		if old.PID != os.Getpid() && old.Running() {
+			return fmt.Errorf("mount %s: served by pid %d: %w", m.ID, old.PID, ErrInUse)
 		}
 		m.Image, m.Layers, m.ChainID = old.Image, old.Layers, old.ChainID
 		v, err := json.Marshal(m)

@@ -170,6 +170,16 @@ func TestSession_Keep_DeadServer(t *testing.T) {
 	dir := mountDir(t)
 	cmd, id := startServer(t, st, dir, true)
 	mustWrite(t, filepath.Join(dir, "kept"), "still here\n")
+	// No other process takes over a lease whose server runs.
+	rec, err := session.Find(st, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken := *rec
+	taken.PID = os.Getpid()
+	if err := st.UpdateMount(taken); !errors.Is(err, layerstore.ErrInUse) {
+		t.Errorf("UpdateMount of a lease another process serves: %v, want in use", err)
+	}
 	kill(t, cmd)
 	if err := session.Reap(st, id); err != nil {
 		t.Fatal(err)
@@ -177,8 +187,7 @@ func TestSession_Keep_DeadServer(t *testing.T) {
 	if isMounted(t, dir) {
 		t.Errorf("still mounted after Reap")
 	}
-	rec, err := session.Find(st, id)
-	if err != nil {
+	if rec, err = session.Find(st, id); err != nil {
 		t.Fatal(err)
 	}
 	if got := session.StatusOf(rec, nil); got != session.Stopped {
