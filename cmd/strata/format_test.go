@@ -143,8 +143,8 @@ func TestCompletion_Images(t *testing.T) {
 		{[]string{"rmi", ""}, []string{"demo:latest", "other/x:1", short}},
 		{[]string{"image", "inspect", "demo", "o"}, []string{"other/x:1"}},
 		{[]string{"history", short[:3]}, []string{short}},
-		{[]string{"history", "demo", ""}, nil}, // one IMAGE only
-		{[]string{"tag", "d"}, []string{"demo:latest"}},
+		{[]string{"history", "demo", ""}, nil},                         // one IMAGE only
+		{[]string{"tag", "dem"}, []string{"demo:latest"}},              // "m" is no hex digit: no image ID matches
 		{[]string{"images", ""}, []string{"demo:latest", "other/x:1"}}, // names, not IDs
 	}
 	for _, tt := range tests {
