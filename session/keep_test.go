@@ -145,8 +145,23 @@ func TestSession_KeepAcrossRestart(t *testing.T) {
 	if got, want := mustRead(t, filepath.Join(dir2, "app/moved/only")), "X"+mustRead(t, filepath.Join(rootfs(t), "app/data/only"))[1:]; got != want {
 		t.Errorf("app/moved/only after a write: %q, want %q", got, want)
 	}
-	if err := s2.Close(); err != nil {
+	// Unmounted from elsewhere (strata umount) while served: Unmount
+	// returns once the server has stopped, the top layer stays.
+	served := make(chan error, 1)
+	go func() { served <- s2.Serve(ctx) }()
+	if err := session.Unmount(ctx, st, dir2, session.UnmountOptions{}); err != nil {
 		t.Fatal(err)
+	}
+	if err := <-served; err != nil {
+		t.Errorf("Serve: %v", err)
+	}
+	if rec, err = session.Find(st, id); err != nil {
+		t.Fatal(err)
+	} else if got := session.StatusOf(rec, nil); got != session.Stopped {
+		t.Errorf("status after Unmount: %q, want stopped", got)
+	}
+	if got := mustRead(t, filepath.Join(session.UpperDir(st, id), "newfile")); got != "hello\n" {
+		t.Errorf("top layer after Unmount: newfile %q", got)
 	}
 
 	// Removed: gone for good.
