@@ -5,7 +5,7 @@
 //	<root>/meta.db        bbolt: every piece of metadata (see schema.go for buckets and keys)
 //	<root>/objects/ab/…   regular-file contents by sha256, read-only, written once
 //	<root>/tmp/           staging on the same filesystem, so rename is atomic
-//	<root>/mounts/<id>/   ephemeral upper layers of live mounts (owned by package fs)
+//	<root>/mounts/<id>/   top layers of mounts, held by their leases (owned by package session)
 //	<root>/lock           flock: shared by every writer of objects, exclusive for gc
 //
 // A layer is stored as its entries (one bbolt key per tar entry, keyed so that a
