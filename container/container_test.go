@@ -67,7 +67,7 @@ func runCtx(ctx context.Context, t *testing.T, rootfs string, cfg ocispec.ImageC
 	}
 	rt := &Runtime{Root: filepath.Join(t.TempDir(), "runc")}
 	var out bytes.Buffer
-	code, err := rt.Run(ctx, id, bundle, Stdio{Stdout: &out, Stderr: &out})
+	code, err := rt.Run(ctx, id, bundle, Stdio{Stdout: &out, Stderr: &out}, nil)
 	return out.String(), code, err
 }
 

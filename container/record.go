@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/strata-dev/strata/layerstore"
 )
@@ -39,15 +40,22 @@ const (
 // Record is what strata keeps of a container: what it was made from, how it
 // runs, and its last known state. It lives in <dir>/<id>/container.json.
 type Record struct {
-	ID       string            `json:"id"` // 64 hex digits, as docker's
-	Name     string            `json:"name"`
-	Image    digest.Digest     `json:"image"`    // the image's ID
-	ImageRef string            `json:"imageRef"` // what the user named
-	Created  time.Time         `json:"created"`
-	MountID  string            `json:"mountID"` // the kept mount session of its top layer
-	Options  Options           `json:"options"`
-	Labels   map[string]string `json:"labels,omitempty"`
-	State    State             `json:"state"`
+	ID       string        `json:"id"` // 64 hex digits, as docker's
+	Name     string        `json:"name"`
+	Image    digest.Digest `json:"image"`    // the image's ID
+	ImageRef string        `json:"imageRef"` // what the user named
+	Created  time.Time     `json:"created"`
+	MountID  string        `json:"mountID"` // the kept mount session of its top layer
+	Options  Options       `json:"options"`
+	// Config is the image's config, which Options are laid over at start.
+	Config ocispec.ImageConfig `json:"config"`
+	// Run settings that are not the runtime spec's.
+	AutoRemove  bool              `json:"autoRemove,omitempty"`  // run --rm
+	OpenStdin   bool              `json:"openStdin,omitempty"`   // -i
+	StopSignal  string            `json:"stopSignal,omitempty"`  // default: the image's, else SIGTERM
+	StopTimeout *int              `json:"stopTimeout,omitempty"` // seconds; default 10
+	Labels      map[string]string `json:"labels,omitempty"`
+	State       State             `json:"state"`
 }
 
 // State is a container's run state.

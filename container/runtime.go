@@ -10,8 +10,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -65,18 +67,34 @@ func WriteBundle(dir string, spec *specs.Spec) error {
 
 // Run runs the bundle in dir as container id in the foreground and returns
 // the command's exit status: its own, or 128+N after signal N. A run that
-// fails before the command runs returns a *StartError. The container is
-// deleted from the runtime's state when Run returns. Cancelling ctx kills it.
-func (r *Runtime) Run(ctx context.Context, id, dir string, stdio Stdio) (int, error) {
+// fails before the command runs returns a *StartError. started, if not nil,
+// is called with the container's pid once the runtime knows the container
+// (from then on Kill reaches it). The container is deleted from the
+// runtime's state when Run returns. Cancelling ctx kills it.
+func (r *Runtime) Run(ctx context.Context, id, dir string, stdio Stdio, started func(pid int)) (int, error) {
 	logPath := filepath.Join(dir, "runtime.log")
+	pidPath := filepath.Join(dir, "pid")
 	_ = os.Remove(logPath)
-	c := exec.Command(r.binary(), r.args("--log", logPath, "--log-format", "json", "run", "--bundle", dir, id)...)
+	_ = os.Remove(pidPath)
+	c := exec.Command(r.binary(), r.args("--log", logPath, "--log-format", "json", "run", "--pid-file", pidPath, "--bundle", dir, id)...)
 	c.Stdin, c.Stdout, c.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
 	if err := c.Start(); err != nil {
 		return ExitRuntimeFailed, &StartError{Code: ExitRuntimeFailed, Msg: err.Error()}
 	}
+	exited := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		if started != nil {
+			if pid, ok := waitPidFile(pidPath, exited); ok {
+				started(pid)
+			}
+		}
+	}()
 	stop := context.AfterFunc(ctx, func() { _ = r.Kill(id, syscall.SIGKILL) })
 	err := c.Wait()
+	close(exited)
+	<-watched
 	stop()
 	// runc run deletes the container itself; a leftover (a runc killed
 	// mid-way) must not block the name.
@@ -102,6 +120,23 @@ func (r *Runtime) Run(ctx context.Context, id, dir string, stdio Stdio) (int, er
 		return ExitRuntimeFailed, &StartError{Code: ExitRuntimeFailed, Msg: err.Error()}
 	}
 	return 0, nil
+}
+
+// waitPidFile returns the pid runc writes to path once the container
+// exists, or false if the runtime exits first. runc writes the file whole
+// (a rename), so a file that exists is complete.
+func waitPidFile(path string, exited <-chan struct{}) (int, bool) {
+	for {
+		if b, err := os.ReadFile(path); err == nil {
+			pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+			return pid, err == nil
+		}
+		select {
+		case <-exited:
+			return 0, false
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // Kill sends sig to the container's init process.

@@ -1,0 +1,394 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-dev/strata/layerstore"
+	"github.com/strata-dev/strata/session"
+)
+
+// ErrRunning: the operation needs a container that is not running.
+var ErrRunning = errors.New("container is running")
+
+// ErrNotRunning: the operation needs a running container.
+var ErrNotRunning = errors.New("container is not running")
+
+// Containers creates, runs and removes the containers of a store. Each
+// container's root file system is a kept mount session of its image (its
+// top layer lives until the container is removed), mounted under
+// <store>/containers/<id>/rootfs, a directory only root can reach.
+type Containers struct {
+	st      *layerstore.Store
+	records *Records
+	rt      *Runtime
+	log     *slog.Logger
+}
+
+// Config configures Open.
+type Config struct {
+	// Runtime runs the bundles. Default: runc with its state under
+	// /run/strata/runc.
+	Runtime *Runtime
+	// Logger receives diagnostics. Default: discard.
+	Logger *slog.Logger
+}
+
+// Open opens the containers of st.
+func Open(st *layerstore.Store, cfg Config) (*Containers, error) {
+	recs, err := OpenRecords(filepath.Join(st.Root(), "containers"))
+	if err != nil {
+		return nil, err
+	}
+	c := &Containers{st: st, records: recs, rt: cfg.Runtime, log: cfg.Logger}
+	if c.rt == nil {
+		c.rt = &Runtime{}
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return c, nil
+}
+
+// Records are the containers' records.
+func (c *Containers) Records() *Records { return c.records }
+
+// CreateOptions describe a new container.
+type CreateOptions struct {
+	Name string
+	Options
+	AutoRemove  bool
+	OpenStdin   bool
+	StopSignal  string
+	StopTimeout *int
+	Labels      map[string]string
+}
+
+// Create makes a container of image ref: its record and its top layer (a
+// kept mount session, stopped until Start). Nothing is left behind when it
+// fails.
+func (c *Containers) Create(ctx context.Context, ref string, o CreateOptions) (*Record, error) {
+	img, err := c.st.ResolveImage(ref)
+	if err != nil {
+		return nil, err
+	}
+	switch o.Network {
+	case "", NetworkNone, NetworkHost:
+	default:
+		return nil, fmt.Errorf("network %q: want %s or %s", o.Network, NetworkNone, NetworkHost)
+	}
+	rec := &Record{
+		Name:        o.Name,
+		Image:       img.ID,
+		ImageRef:    ref,
+		Created:     time.Now().UTC(),
+		Options:     o.Options,
+		Config:      img.Config.Config,
+		AutoRemove:  o.AutoRemove,
+		OpenStdin:   o.OpenStdin,
+		StopSignal:  o.StopSignal,
+		StopTimeout: o.StopTimeout,
+		Labels:      o.Labels,
+		State:       State{Status: Created},
+	}
+	if rec.StopSignal == "" {
+		rec.StopSignal = img.Config.Config.StopSignal
+	}
+	if _, err := parseSignal(rec.StopSignal); err != nil {
+		return nil, err
+	}
+	if err := c.records.Create(rec); err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*Record, error) {
+		return nil, errors.Join(err, c.remove(rec))
+	}
+	rootfs := c.rootfs(rec.ID)
+	if err := os.Mkdir(rootfs, 0o755); err != nil {
+		return fail(err)
+	}
+	s, err := session.Start(ctx, c.st, img.ID.String(), rootfs, c.sessionOptions(rec))
+	if err != nil {
+		return fail(err)
+	}
+	rec.MountID = s.ID()
+	if err := s.Close(); err != nil { // kept: the top layer waits for Start
+		return fail(err)
+	}
+	if rec, err = c.records.Update(rec.ID, func(r *Record) error {
+		r.MountID = s.ID()
+		return nil
+	}); err != nil {
+		return fail(err)
+	}
+	return rec, nil
+}
+
+func (c *Containers) sessionOptions(rec *Record) session.Options {
+	return session.Options{
+		Keep: true,
+		// The mountpoint sits under a 0700 directory: setuid programs work
+		// inside the container and nowhere else. Other uids in the
+		// container need the mount.
+		Suid:       true,
+		AllowOther: true,
+		FsName:     "strata-container:" + rec.ID[:12],
+		Logger:     c.log,
+	}
+}
+
+func (c *Containers) rootfs(id string) string { return filepath.Join(c.records.Dir(id), "rootfs") }
+func (c *Containers) bundle(id string) string { return filepath.Join(c.records.Dir(id), "bundle") }
+
+// LogPath is where container id's output is kept.
+func (c *Containers) LogPath(id string) string {
+	return filepath.Join(c.records.Dir(id), id+"-json.log")
+}
+
+// Run serves container ref's root file system, runs it under the runtime
+// until it exits, and records its state; this process is the container's
+// supervisor. Its output goes to the log and to stdio (which may be nil:
+// detached). started is called once the container runs (or with the error
+// that kept it from running). Run returns the exit status as docker's:
+// the command's, 126 or 127 when it could not be run (a *StartError), 128+N
+// after signal N.
+func (c *Containers) Run(ctx context.Context, ref string, stdio Stdio, started func(error)) (int, error) {
+	var once sync.Once
+	report := func(err error) {
+		once.Do(func() {
+			if started != nil {
+				started(err)
+			}
+		})
+	}
+	code, err := c.run(ctx, ref, stdio, report)
+	if err != nil {
+		report(err)
+	}
+	return code, err
+}
+
+func (c *Containers) run(ctx context.Context, ref string, stdio Stdio, started func(error)) (code int, err error) {
+	rec, err := c.records.Get(ref)
+	if err != nil {
+		return ExitRuntimeFailed, err
+	}
+	if rec.State.Current().Status == Running {
+		return ExitRuntimeFailed, fmt.Errorf("container %s: %w", rec.ID[:12], ErrRunning)
+	}
+	s, err := session.Resume(ctx, c.st, rec.MountID, c.rootfs(rec.ID), c.sessionOptions(rec))
+	if err != nil {
+		return ExitRuntimeFailed, fmt.Errorf("container %s: root file system: %w", rec.ID[:12], err)
+	}
+	defer func() {
+		if cerr := s.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("container %s: unmount its root file system: %w", rec.ID[:12], cerr))
+		}
+		if rec.AutoRemove {
+			err = errors.Join(err, c.remove(rec))
+		}
+	}()
+	spec, err := Spec(rec.ID, s.Dir(), filepath.Join(c.records.Dir(rec.ID), "etc"), rec.Config, rec.Options)
+	if err != nil {
+		return ExitRuntimeFailed, err
+	}
+	if err := WriteBundle(c.bundle(rec.ID), spec); err != nil {
+		return ExitRuntimeFailed, err
+	}
+	logw, err := OpenLog(c.LogPath(rec.ID))
+	if err != nil {
+		return ExitRuntimeFailed, err
+	}
+	defer logw.Close()
+	out, errw := logw.Stream("stdout"), logw.Stream("stderr")
+	defer out.Close()
+	defer errw.Close()
+	run := Stdio{Stdin: stdio.Stdin, Stdout: out, Stderr: errw}
+	if stdio.Stdout != nil {
+		run.Stdout = io.MultiWriter(stdio.Stdout, out)
+	}
+	if stdio.Stderr != nil {
+		run.Stderr = io.MultiWriter(stdio.Stderr, errw)
+	}
+	if !rec.OpenStdin {
+		run.Stdin = nil
+	}
+
+	self, serr := layerstore.ProcessStart(os.Getpid())
+	if serr != nil {
+		return ExitRuntimeFailed, serr
+	}
+	var startErr error
+	t0 := time.Now().UTC()
+	code, runErr := c.rt.Run(ctx, rec.ID, c.bundle(rec.ID), run, func(pid int) {
+		_, startErr = c.records.Update(rec.ID, func(r *Record) error {
+			r.State = State{Status: Running, Pid: pid, StartedAt: time.Now().UTC(), Supervisor: os.Getpid(), SupervisorStart: self}
+			return nil
+		})
+		started(startErr)
+	})
+	if startErr != nil {
+		runErr = errors.Join(runErr, startErr)
+	}
+	if _, err := c.records.Update(rec.ID, func(r *Record) error {
+		if r.State.Status != Running { // ended before it was seen running
+			r.State = State{StartedAt: t0}
+		}
+		r.State.Status, r.State.ExitCode, r.State.Pid = Exited, code, 0
+		r.State.FinishedAt = time.Now().UTC()
+		r.State.Supervisor, r.State.SupervisorStart = 0, 0
+		if runErr != nil {
+			r.State.Error = runErr.Error()
+		}
+		return nil
+	}); err != nil {
+		return code, errors.Join(runErr, err)
+	}
+	return code, runErr
+}
+
+// Kill sends sig to the running container ref.
+func (c *Containers) Kill(ref string, sig syscall.Signal) error {
+	rec, err := c.records.Get(ref)
+	if err != nil {
+		return err
+	}
+	if rec.State.Current().Status != Running {
+		return fmt.Errorf("cannot kill container: %s: container %s is not running: %w", ref, rec.ID[:12], ErrNotRunning)
+	}
+	return c.rt.Kill(rec.ID, sig)
+}
+
+// Stop sends the container its stop signal, waits up to timeout (nil: its
+// own, else 10 s) for it to exit, then kills it. Stopping a container that
+// is not running is no error, as with docker.
+func (c *Containers) Stop(ctx context.Context, ref string, timeout *int) (*Record, error) {
+	rec, err := c.records.Get(ref)
+	if err != nil {
+		return nil, err
+	}
+	if rec.State.Current().Status != Running {
+		return rec, nil
+	}
+	sig, err := parseSignal(rec.StopSignal)
+	if err != nil {
+		return nil, err
+	}
+	secs := 10
+	if rec.StopTimeout != nil {
+		secs = *rec.StopTimeout
+	}
+	if timeout != nil {
+		secs = *timeout
+	}
+	if err := c.rt.Kill(rec.ID, sig); err != nil {
+		c.log.Warn("stop", "container", rec.ID, "signal", sig, "err", err)
+	} else if secs > 0 {
+		wctx, cancel := context.WithTimeout(ctx, time.Duration(secs)*time.Second)
+		rec, err = c.Wait(wctx, rec.ID)
+		cancel()
+		if err == nil {
+			return rec, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	if rec.State.Current().Status == Running {
+		if err := c.rt.Kill(rec.ID, syscall.SIGKILL); err != nil && rec.State.Current().Status == Running {
+			c.log.Warn("kill", "container", rec.ID, "err", err)
+		}
+	}
+	return c.Wait(ctx, rec.ID)
+}
+
+// Wait returns container ref's record once it is not running (its
+// supervisor has recorded the exit, or is gone).
+func (c *Containers) Wait(ctx context.Context, ref string) (*Record, error) {
+	for {
+		rec, err := c.records.Get(ref)
+		if err != nil {
+			return nil, err
+		}
+		if cur := rec.State.Current(); cur.Status != Running {
+			rec.State = cur
+			return rec, nil
+		}
+		// The supervisor records the exit; poll for it (the supervisor
+		// is no child of ours to wait for).
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Remove removes container ref: its top layer, record, log and bundle. A
+// running container is refused unless force, which kills it first.
+func (c *Containers) Remove(ctx context.Context, ref string, force bool) error {
+	rec, err := c.records.Get(ref)
+	if err != nil {
+		return err
+	}
+	if rec.State.Current().Status == Running {
+		if !force {
+			return fmt.Errorf("you cannot remove a running container %s. Stop the container before attempting removal or force remove: %w", rec.ID, ErrRunning)
+		}
+		_ = c.rt.Kill(rec.ID, syscall.SIGKILL)
+		if rec, err = c.Wait(ctx, rec.ID); err != nil {
+			return err
+		}
+	}
+	return c.remove(rec)
+}
+
+// remove deletes what rec holds: runtime state, top layer, then the record.
+func (c *Containers) remove(rec *Record) error {
+	c.rt.forceDelete(rec.ID)
+	var errs []error
+	if rec.MountID != "" {
+		if err := session.Remove(c.st, rec.MountID); err != nil && !errors.Is(err, layerstore.ErrNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	// A mountpoint a dead supervisor left behind.
+	_ = unix.Unmount(c.rootfs(rec.ID), unix.MNT_DETACH)
+	if err := c.records.Remove(rec.ID); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// parseSignal reads a signal as docker takes it: SIGTERM, TERM or 15.
+func parseSignal(s string) (syscall.Signal, error) {
+	if s == "" {
+		return syscall.SIGTERM, nil
+	}
+	if v, err := strconv.Atoi(s); err == nil {
+		if v > 0 && v < 65 {
+			return syscall.Signal(v), nil
+		}
+		return 0, fmt.Errorf("invalid signal: %s", s)
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("invalid signal: %s", s)
+}

@@ -1,0 +1,342 @@
+package container
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/strata-dev/strata/internal/fixtures"
+	"github.com/strata-dev/strata/layerstore"
+	"github.com/strata-dev/strata/layerstore/imagefmt"
+)
+
+// superviseEnv makes the test binary a detached supervisor: "root\nrunc-root\nid".
+const superviseEnv = "STRATA_CONTAINER_TEST_SUPERVISE"
+
+func TestMain(m *testing.M) {
+	if v := os.Getenv(superviseEnv); v != "" {
+		a := strings.Split(v, "\n")
+		st, err := layerstore.Open(a[0], nil)
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		c, err := Open(st, Config{Runtime: &Runtime{Root: a[1]}})
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		code, err := c.Run(context.Background(), a[2], Stdio{}, func(err error) {
+			if err == nil {
+				fmt.Println("started")
+			}
+		})
+		if err != nil {
+			fmt.Println("error:", err)
+		}
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
+
+// openContainers opens a store holding the fixture image as demo:latest
+// and its containers; the test's cleanup checks the store.
+func openContainers(t *testing.T) (*Containers, *layerstore.Store) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: FUSE mounts, runc")
+	}
+	if _, err := exec.LookPath("runc"); err != nil {
+		t.Fatalf("runc is needed (.ci/run installs it): %v", err)
+	}
+	root := filepath.Join(t.TempDir(), "store")
+	st, err := layerstore.Open(root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		rep, err := st.Check(false)
+		if err != nil {
+			t.Errorf("check: %v", err)
+			return
+		}
+		for _, p := range append(rep.Problems, rep.Garbage...) {
+			t.Errorf("check: %s", p)
+		}
+	})
+	a, err := imagefmt.Open(filepath.Join(fixtures.Dir(t), "oci"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	img := a.Images()[0]
+	src := &layerstore.ImageSource{Names: []string{"demo:latest"}, ConfigRaw: img.ConfigRaw, ConfigDigest: img.ConfigDigest,
+		ManifestRaw: img.ManifestRaw, ManifestDigest: img.ManifestDigest}
+	for _, l := range img.Layers {
+		src.Layers = append(src.Layers, layerstore.LayerBlob{Digest: l.Digest, Size: l.Size, DiffID: l.DiffID, Open: l.Open})
+	}
+	if _, err := st.AddImage(context.Background(), src, nil); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Open(st, Config{Runtime: &Runtime{Root: filepath.Join(t.TempDir(), "runc")}, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Whatever a failed test left: removed, so check sees the store clean.
+		recs, _ := c.records.List()
+		for _, r := range recs {
+			if err := c.Remove(context.Background(), r.ID, true); err != nil {
+				t.Errorf("cleanup: remove container %s: %v", r.Name, err)
+			}
+		}
+	})
+	return c, st
+}
+
+func runFG(t *testing.T, c *Containers, ref string) (string, int) {
+	t.Helper()
+	var out bytes.Buffer
+	code, err := c.Run(context.Background(), ref, Stdio{Stdout: &out, Stderr: &out}, nil)
+	if err != nil {
+		t.Fatalf("run %s: %v\n%s", ref, err, out.String())
+	}
+	return out.String(), code
+}
+
+func leases(t *testing.T, st *layerstore.Store) int {
+	t.Helper()
+	ms, err := st.Mounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ms)
+}
+
+// A container keeps its writes across runs until it is removed; its log
+// holds every run's output.
+func TestContainers_WritableLayerLivesWithTheContainer(t *testing.T) {
+	c, st := openContainers(t)
+	rec, err := c.Create(context.Background(), "demo", CreateOptions{Name: "keeper", Options: Options{
+		Cmd: []string{"-c", "cat /data 2>/dev/null || echo first; echo again > /data; exit 3"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.State.Status != Created || rec.MountID == "" {
+		t.Errorf("created: %+v", rec)
+	}
+	if out, code := runFG(t, c, "keeper"); out != "first\n" || code != 3 {
+		t.Errorf("first run: %q, exit %d", out, code)
+	}
+	got, _ := c.records.Get("keeper")
+	if got.State.Status != Exited || got.State.ExitCode != 3 || got.State.FinishedAt.Before(got.State.StartedAt) {
+		t.Errorf("after the first run: %+v", got.State)
+	}
+	if out, code := runFG(t, c, rec.ID[:12]); out != "again\n" || code != 3 {
+		t.Errorf("second run: %q, exit %d (want the first run's write)", out, code)
+	}
+	var logged []string
+	if err := ReadLog(context.Background(), c.LogPath(rec.ID), LogOptions{Tail: -1}, func(e LogEntry) error {
+		logged = append(logged, e.Stream+":"+e.Log)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(logged, "") != "stdout:first\nstdout:again\n" {
+		t.Errorf("log: %q", logged)
+	}
+	if err := c.Remove(context.Background(), "keeper", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(c.records.Dir(rec.ID)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("container directory after rm: %v", err)
+	}
+	if n := leases(t, st); n != 0 {
+		t.Errorf("%d leases after rm", n)
+	}
+	if _, err := os.Stat(st.MountDir(rec.MountID)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("top layer after rm: %v", err)
+	}
+}
+
+// Two containers of one image never see each other's writes; --rm removes
+// a container when it ends.
+func TestContainers_IsolationAndAutoRemove(t *testing.T) {
+	c, st := openContainers(t)
+	a, err := c.Create(context.Background(), "demo", CreateOptions{Options: Options{Cmd: []string{"-c", "echo a > /etc/motd; cat /etc/motd"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Create(context.Background(), "demo", CreateOptions{AutoRemove: true, Options: Options{Cmd: []string{"-c", "cat /etc/motd"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := runFG(t, c, a.ID); out != "a\n" {
+		t.Errorf("a: %q", out)
+	}
+	if out, _ := runFG(t, c, b.ID); out != "changed\n" {
+		t.Errorf("b sees %q, want the image's motd", out)
+	}
+	if _, err := c.records.Get(b.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("--rm container after it ended: %v", err)
+	}
+	if n := leases(t, st); n != 1 {
+		t.Errorf("%d leases, want a's only", n)
+	}
+}
+
+// Bad input leaves nothing behind.
+func TestContainers_CreateFails(t *testing.T) {
+	c, st := openContainers(t)
+	if _, err := c.Create(context.Background(), "nosuch", CreateOptions{}); !errors.Is(err, layerstore.ErrNotFound) {
+		t.Errorf("missing image: %v", err)
+	}
+	if _, err := c.Create(context.Background(), "demo", CreateOptions{Name: "one"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Create(context.Background(), "demo", CreateOptions{Name: "one"}); !errors.Is(err, ErrNameInUse) {
+		t.Errorf("name in use: %v", err)
+	}
+	if _, err := c.Create(context.Background(), "demo", CreateOptions{StopSignal: "SIGNOPE"}); err == nil {
+		t.Error("bad stop signal accepted")
+	}
+	if _, err := c.Create(context.Background(), "demo", CreateOptions{Options: Options{Network: "bridge"}}); err == nil {
+		t.Error("bad network accepted")
+	}
+	// A bad user is found at start: exit 125, the container stays created.
+	rec, err := c.Create(context.Background(), "demo", CreateOptions{Options: Options{User: "nosuchuser"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err := c.Run(context.Background(), rec.ID, Stdio{}, nil)
+	if code != ExitRuntimeFailed || err == nil || !strings.Contains(err.Error(), "unable to find user nosuchuser") {
+		t.Errorf("bad user: exit %d, %v", code, err)
+	}
+	recs, _ := c.records.List()
+	if len(recs) != 2 || leases(t, st) != 2 {
+		t.Errorf("%d records, %d leases: want the two created containers only", len(recs), leases(t, st))
+	}
+}
+
+// startDetached runs container id under a supervisor process of its own, as
+// run -d does, and returns once the container runs.
+func startDetached(t *testing.T, c *Containers, id string) *exec.Cmd {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), superviseEnv+"="+c.st.Root()+"\n"+c.rt.Root+"\n"+id)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	var out syncBuf
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
+	for !strings.Contains(out.String(), "started") {
+		select {
+		case <-exited:
+			t.Fatalf("supervisor ended: %s", out.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return cmd
+}
+
+func TestContainers_DetachedStopKill(t *testing.T) {
+	c, _ := openContainers(t)
+	ctx := context.Background()
+	trapping, err := c.Create(ctx, "demo", CreateOptions{Name: "trap", Options: Options{
+		Cmd: []string{"-c", "trap 'echo bye; exit 0' TERM; echo up; while :; do sleep 0.05; done"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startDetached(t, c, trapping.ID)
+	if got, _ := c.records.Get("trap"); got.State.Current().Status != Running {
+		t.Fatalf("after start: %+v", got.State)
+	}
+	if err := c.Remove(ctx, "trap", false); !errors.Is(err, ErrRunning) {
+		t.Errorf("rm of a running container: %v", err)
+	}
+	rec, err := c.Stop(ctx, "trap", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.State.Status != Exited || rec.State.ExitCode != 0 {
+		t.Errorf("stopped with its trap: %+v", rec.State)
+	}
+	var logged strings.Builder
+	ReadLog(ctx, c.LogPath(rec.ID), LogOptions{Tail: -1}, func(e LogEntry) error { logged.WriteString(e.Log); return nil })
+	if logged.String() != "up\nbye\n" {
+		t.Errorf("log: %q", logged.String())
+	}
+
+	// No trap: sh as PID 1 ignores SIGTERM, so stop kills after the timeout.
+	deaf, err := c.Create(ctx, "demo", CreateOptions{Name: "deaf", Options: Options{Cmd: []string{"-c", "while :; do sleep 0.05; done"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startDetached(t, c, deaf.ID)
+	zero := 0
+	if rec, err = c.Stop(ctx, "deaf", &zero); err != nil || rec.State.ExitCode != 137 {
+		t.Errorf("stop -t 0: %v, %+v", err, rec)
+	}
+	if err := c.Kill("deaf", syscall.SIGKILL); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("kill of a stopped container: %v", err)
+	}
+}
+
+// A supervisor killed with -9 leaves a container that reads as exited and
+// that rm cleans up, top layer, stale mount and all.
+func TestContainers_SupervisorKilled(t *testing.T) {
+	c, st := openContainers(t)
+	ctx := context.Background()
+	rec, err := c.Create(ctx, "demo", CreateOptions{Name: "orphan", Options: Options{Cmd: []string{"-c", "while :; do sleep 0.05; done"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sup := startDetached(t, c, rec.ID)
+	if err := sup.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Wait(ctx, "orphan")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State.Status != Exited || got.State.ExitCode != ExitUnknown {
+		t.Errorf("after its supervisor died: %+v", got.State)
+	}
+	if err := c.Remove(ctx, "orphan", true); err != nil {
+		t.Fatal(err)
+	}
+	if n := leases(t, st); n != 0 {
+		t.Errorf("%d leases after rm", n)
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
