@@ -84,7 +84,7 @@ func (s State) Current() State {
 	}
 	if s.Supervisor > 0 {
 		m := layerstore.MountRecord{PID: s.Supervisor, PIDStart: s.SupervisorStart}
-		if m.Alive() {
+		if m.Running() {
 			return s
 		}
 	}
