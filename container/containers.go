@@ -106,7 +106,7 @@ func (c *Containers) Create(ctx context.Context, ref string, o CreateOptions) (*
 	if rec.StopSignal == "" {
 		rec.StopSignal = img.Config.Config.StopSignal
 	}
-	if _, err := parseSignal(rec.StopSignal); err != nil {
+	if _, err := ParseSignal(rec.StopSignal); err != nil {
 		return nil, err
 	}
 	if err := c.records.Create(rec); err != nil {
@@ -282,7 +282,7 @@ func (c *Containers) Stop(ctx context.Context, ref string, timeout *int) (*Recor
 	if rec.State.Current().Status != Running {
 		return rec, nil
 	}
-	sig, err := parseSignal(rec.StopSignal)
+	sig, err := ParseSignal(rec.StopSignal)
 	if err != nil {
 		return nil, err
 	}
@@ -294,22 +294,21 @@ func (c *Containers) Stop(ctx context.Context, ref string, timeout *int) (*Recor
 		secs = *timeout
 	}
 	if err := c.rt.Kill(rec.ID, sig); err != nil {
-		c.log.Warn("stop", "container", rec.ID, "signal", sig, "err", err)
+		c.log.Debug("stop", "container", rec.ID, "signal", sig, "err", err)
 	} else if secs > 0 {
 		wctx, cancel := context.WithTimeout(ctx, time.Duration(secs)*time.Second)
-		rec, err = c.Wait(wctx, rec.ID)
+		done, err := c.Wait(wctx, rec.ID)
 		cancel()
 		if err == nil {
-			return rec, nil
+			return done, nil
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 	}
-	if rec.State.Current().Status == Running {
-		if err := c.rt.Kill(rec.ID, syscall.SIGKILL); err != nil && rec.State.Current().Status == Running {
-			c.log.Warn("kill", "container", rec.ID, "err", err)
-		}
+	// Still running after the timeout (or the signal did not reach it).
+	if err := c.rt.Kill(rec.ID, syscall.SIGKILL); err != nil {
+		c.log.Debug("stop: kill", "container", rec.ID, "err", err)
 	}
 	return c.Wait(ctx, rec.ID)
 }
@@ -372,8 +371,8 @@ func (c *Containers) remove(rec *Record) error {
 	return errors.Join(errs...)
 }
 
-// parseSignal reads a signal as docker takes it: SIGTERM, TERM or 15.
-func parseSignal(s string) (syscall.Signal, error) {
+// ParseSignal reads a signal as docker takes it: SIGTERM, TERM or 15.
+func ParseSignal(s string) (syscall.Signal, error) {
 	if s == "" {
 		return syscall.SIGTERM, nil
 	}

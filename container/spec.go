@@ -190,7 +190,7 @@ func execUser(rootfs, spec string) (*user.ExecUser, error) {
 	}
 	eu, err := user.GetExecUser(spec, defaults, pr, gr)
 	if err != nil {
-		return nil, fmt.Errorf("unable to find user %s: %w", spec, err)
+		return nil, err // "unable to find user NAME: no matching entries in passwd file"
 	}
 	return eu, nil
 }

@@ -1,14 +1,8 @@
 // Command strata is the CLI of the strata layer store and union filesystem.
 package main
 
-import (
-	"fmt"
-	"os"
-)
+import "os"
 
 func main() {
-	if err := newRootCmd().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "Error:", err)
-		os.Exit(exitCode(err))
-	}
+	os.Exit(execute(os.Args[1:]))
 }

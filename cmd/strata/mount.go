@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -89,14 +87,7 @@ func runMount(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir string) 
 	if o.detach && o.readyFd == 0 {
 		return startDetached(cmd, g, o, ref, dir)
 	}
-	ready := func(string) {}
-	if o.readyFd > 0 {
-		f := os.NewFile(uintptr(o.readyFd), "ready")
-		ready = func(msg string) {
-			fmt.Fprintln(f, msg)
-			f.Close()
-		}
-	}
+	ready := reporter(o.readyFd)
 	err = serveMount(cmd, g, o, ref, dir, ready)
 	if err != nil {
 		ready("error: " + err.Error())
@@ -137,10 +128,6 @@ func serveMount(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir string
 // startDetached runs the server as a child in a session of its own and
 // returns once it reports the mount ready (or fails).
 func startDetached(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir string) error {
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
 	s, err := g.openStore()
 	if err != nil {
 		return err
@@ -151,53 +138,23 @@ func startDetached(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir str
 	if err := os.MkdirAll(mdir, 0o700); err != nil {
 		return err
 	}
-	logPath := filepath.Join(mdir, "server.log")
-	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	r, w, err := os.Pipe()
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	args := []string{"--root", g.root, "--lock-timeout", strconv.Itoa(g.lockTimeout)}
-	if g.debug {
-		args = append(args, "--debug")
-	}
-	args = append(args, "mount", "--mount-id", id, "--ready-fd", "3",
+	line, err := detach(g, filepath.Join(mdir, "server.log"), "mount", "--mount-id", id, "--ready-fd", "3",
 		"--read-only="+strconv.FormatBool(o.readOnly),
 		"--suid="+strconv.FormatBool(o.suid),
 		"--dev="+strconv.FormatBool(o.dev),
 		"--no-passthrough="+strconv.FormatBool(o.noPassthrough),
 		"--allow-other="+strconv.FormatBool(o.allowOther),
 		"--", ref, dir)
-	c := exec.Command(self, args...)
-	c.Stdout, c.Stderr = logf, logf
-	c.ExtraFiles = []*os.File{w}
-	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := c.Start(); err != nil {
-		w.Close()
-		return err
-	}
-	w.Close()
-	line, _ := bufio.NewReader(r).ReadString('\n')
-	line = strings.TrimSpace(line)
 	if strings.HasPrefix(line, "ready ") {
-		_ = c.Process.Release()
 		fmt.Fprintln(cmd.OutOrStdout(), strings.TrimPrefix(line, "ready "))
 		return nil
 	}
-	werr := c.Wait()
-	msg := strings.TrimPrefix(line, "error: ")
-	if msg == "" {
-		b, _ := os.ReadFile(logPath)
-		msg = strings.TrimSpace(string(b))
-		if msg == "" && werr != nil {
-			msg = werr.Error()
+	if err == nil {
+		err = errors.New(strings.TrimPrefix(line, "error: "))
+		if line == "" {
+			err = errors.New("the mount server ended without a word")
 		}
 	}
 	_ = os.RemoveAll(mdir)
-	return errors.New(msg)
+	return err
 }

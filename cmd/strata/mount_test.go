@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -20,13 +19,7 @@ const cliEnv = "STRATA_TEST_CLI"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(cliEnv) == "1" {
-		cmd := newRootCmd()
-		cmd.SetArgs(os.Args[1:])
-		if err := cmd.Execute(); err != nil {
-			fmt.Fprintln(os.Stderr, "Error:", err)
-			os.Exit(exitCode(err))
-		}
-		os.Exit(0)
+		os.Exit(execute(os.Args[1:]))
 	}
 	os.Exit(m.Run())
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 
@@ -44,11 +45,26 @@ func newRootCmd() *cobra.Command {
 	cmd.PersistentFlags().StringVar(&g.root, "root", layerstore.DefaultRoot(), "store directory ($STRATA_ROOT)")
 	cmd.PersistentFlags().BoolVarP(&g.debug, "debug", "D", false, "log debug messages to stderr")
 	cmd.PersistentFlags().IntVar(&g.lockTimeout, "lock-timeout", 30, "seconds to wait for another strata process to release the store")
-	cmd.AddGroup(&cobra.Group{ID: "image", Title: "Image commands:"}, &cobra.Group{ID: "mount", Title: "Mount commands:"}, &cobra.Group{ID: "store", Title: "Store commands:"})
+	cmd.AddGroup(&cobra.Group{ID: "image", Title: "Image commands:"}, &cobra.Group{ID: "mount", Title: "Mount commands:"}, &cobra.Group{ID: "container", Title: "Container commands:"}, &cobra.Group{ID: "store", Title: "Store commands:"})
 	for _, c := range subcommands(g) {
 		cmd.AddCommand(c)
 	}
 	return cmd
+}
+
+// execute runs the root command with args as main does: an error is printed
+// after "Error: " (a bare exit status is not), and the exit status returned.
+func execute(args []string) int {
+	cmd := newRootCmd()
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	if err == nil {
+		return 0
+	}
+	if msg := err.Error(); msg != "" {
+		fmt.Fprintln(os.Stderr, "Error:", msg)
+	}
+	return exitCode(err)
 }
 
 // exitCode maps an error to the process exit status.
@@ -66,5 +82,11 @@ type exitError struct {
 	err  error
 }
 
-func (e *exitError) Error() string { return e.err.Error() }
+// Error is "" for a bare exit status (a container's), which main does not print.
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return ""
+	}
+	return e.err.Error()
+}
 func (e *exitError) Unwrap() error { return e.err }

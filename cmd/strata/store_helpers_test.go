@@ -35,7 +35,9 @@ func runStrata(t *testing.T, root, stdin string, args ...string) result {
 	err := cmd.Execute()
 	r := result{err: err}
 	if err != nil {
-		errb.WriteString("Error: " + err.Error() + "\n")
+		if msg := err.Error(); msg != "" { // "" is a bare exit status, as main prints it
+			errb.WriteString("Error: " + msg + "\n")
+		}
 		r.code = exitCode(err)
 	}
 	r.stdout, r.stderr = out.String(), errb.String()

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// containerStore is a store with the demo image whose containers are all
+// removed when the test ends, before the store is checked.
+func containerStore(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: FUSE mounts, runc")
+	}
+	if _, err := exec.LookPath("runc"); err != nil {
+		t.Fatalf("runc is needed (.ci/run installs it): %v", err)
+	}
+	root := newTestStore(t)
+	loadDemo(t, root)
+	t.Cleanup(func() {
+		ids := strings.Fields(mustRun(t, root, "ps", "-a", "-q", "--no-trunc"))
+		if len(ids) > 0 {
+			if r := runStrata(t, root, "", append([]string{"rm", "-f"}, ids...)...); r.err != nil {
+				t.Errorf("cleanup: rm -f: %v\n%s", r.err, r.stderr)
+			}
+		}
+	})
+	return root
+}
+
+func TestRun_AttachedKeepsItsLayerUntilRm(t *testing.T) {
+	root := containerStore(t)
+	r := runStrata(t, root, "", "run", "--name", "kk", "demo", "-c", "cat /f 2>/dev/null || echo first; echo again > /f; exit 3")
+	if r.stdout != "first\n" || r.code != 3 || r.stderr != "" {
+		t.Errorf("run: %q %q, exit %d", r.stdout, r.stderr, r.code)
+	}
+	r = runStrata(t, root, "", "start", "-a", "kk")
+	if r.stdout != "again\n" || r.code != 3 {
+		t.Errorf("start -a: %q %q, exit %d (want the first run's write)", r.stdout, r.stderr, r.code)
+	}
+	header, rows := tableRows(t, mustRun(t, root, "ps", "-a"))
+	if strings.Join(header, "|") != "CONTAINER ID|IMAGE|COMMAND|CREATED|STATUS|PORTS|NAMES" || len(rows) != 1 {
+		t.Fatalf("ps -a: %v %v", header, rows)
+	}
+	if got := mustRun(t, root, "ps", "-a", "--format", "{{.Names}} {{.State}} {{.Image}} {{.Command}}"); got != `kk exited demo "/bin/sh -c cat /f 2…"`+"\n" {
+		t.Errorf("ps --format: %q", got)
+	}
+	if got := mustRun(t, root, "ps"); strings.Count(got, "\n") != 1 {
+		t.Errorf("ps shows a stopped container:\n%s", got)
+	}
+	if got := mustRun(t, root, "logs", "kk"); got != "first\nagain\n" {
+		t.Errorf("logs: %q", got)
+	}
+	if got := mustRun(t, root, "rm", "kk"); got != "kk\n" {
+		t.Errorf("rm printed %q", got)
+	}
+	if got := mustRun(t, root, "ps", "-a", "-q"); got != "" {
+		t.Errorf("ps -a after rm: %q", got)
+	}
+	if got := mustRun(t, root, "mounts", "-q"); got != "" {
+		t.Errorf("a lease outlived its container: %q", got)
+	}
+}
+
+func TestRun_Options(t *testing.T) {
+	root := containerStore(t)
+	envFile := filepath.Join(t.TempDir(), "env")
+	os.WriteFile(envFile, []byte("# comment\nB=2\n\nC=from-file\n"), 0o644)
+	cid := filepath.Join(t.TempDir(), "cid")
+	r := runStrata(t, root, "", "run", "--rm", "--cidfile", cid, "-e", "A=1", "--env-file", envFile, "-e", "C=flag",
+		"-w", "/tmp/work", "-u", "user", "-h", "box", "--entrypoint", "/bin/sh", "demo",
+		"-c", `echo "$A $B $C $APP"; pwd; id -u; hostname`)
+	if want := "1 2 flag demo\n/tmp/work\n1000\nbox\n"; r.stdout != want || r.code != 0 {
+		t.Errorf("run: %q %q, exit %d; want %q", r.stdout, r.stderr, r.code, want)
+	}
+	if b, err := os.ReadFile(cid); err != nil || !regexp.MustCompile(`^[0-9a-f]{64}$`).Match(b) {
+		t.Errorf("cidfile: %q %v", b, err)
+	}
+	if got := mustRun(t, root, "ps", "-a", "-q"); got != "" {
+		t.Errorf("--rm left %q", got)
+	}
+	if r := runStrata(t, root, "", "run", "--rm", "--read-only", "demo", "-c", "touch /x"); r.code != 1 {
+		t.Errorf("write on --read-only: exit %d %q", r.code, r.stderr)
+	}
+	if r := runStrata(t, root, "", "run", "--rm", "--network", "host", "demo", "-c", "ls /sys/class/net | grep -qv '^lo$'"); r.code != 0 {
+		t.Errorf("--network host sees no interface but lo: exit %d %q", r.code, r.stderr)
+	}
+}
+
+func TestRun_Errors(t *testing.T) {
+	root := containerStore(t)
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"nosuch"}, 125, "nosuch"},
+		{[]string{"--entrypoint", "/etc/motd", "demo"}, 126, "permission denied"},
+		{[]string{"--entrypoint", "nosuch", "demo"}, 127, "executable file not found"},
+		{[]string{"-u", "nosuchuser", "demo"}, 125, "unable to find user nosuchuser"},
+		{[]string{"--network", "bridge", "demo"}, 125, `network "bridge"`},
+		{[]string{"--stop-signal", "NOPE", "demo"}, 125, "invalid signal"},
+		{[]string{"--name", "-bad", "demo"}, 125, "invalid container name"},
+		{[]string{"--env-file", "/no/such/file", "demo"}, 125, "/no/such/file"},
+	} {
+		r := runStrata(t, root, "", append([]string{"run", "--rm"}, tc.args...)...)
+		if r.code != tc.code || !strings.Contains(r.stderr, tc.msg) {
+			t.Errorf("run %v: exit %d, %q; want %d and %q", tc.args, r.code, r.stderr, tc.code, tc.msg)
+		}
+	}
+	mustRun(t, root, "create", "--name", "dup", "demo")
+	if r := runStrata(t, root, "", "run", "--name", "dup", "demo"); r.code != 125 || !strings.Contains(r.stderr, `the container name "/dup" is already in use`) {
+		t.Errorf("name in use: exit %d %q", r.code, r.stderr)
+	}
+	// Nothing left behind but the one created container and its lease.
+	if got := mustRun(t, root, "ps", "-a", "--format", "{{.Names}} {{.Status}}"); got != "dup Created\n" {
+		t.Errorf("ps -a after the failures: %q", got)
+	}
+	if got := strings.Fields(mustRun(t, root, "mounts", "-q")); len(got) != 1 {
+		t.Errorf("leases after the failures: %q", got)
+	}
+}
+
+// waitFor polls cond until it holds or 20 s pass.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestRun_DetachedLogsStopRestart(t *testing.T) {
+	root := containerStore(t)
+	t.Setenv(cliEnv, "1") // the supervisor run -d starts is this test binary
+	id := strings.TrimSpace(mustRun(t, root, "run", "-d", "--name", "bg", "demo", "-c",
+		"trap 'echo bye; exit 0' TERM; echo up; while :; do sleep 0.05; done"))
+	if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(id) {
+		t.Fatalf("run -d printed %q", id)
+	}
+	waitFor(t, "the container's first line", func() bool { return mustRun(t, root, "logs", "bg") == "up\n" })
+	if got := mustRun(t, root, "ps", "--format", "{{.ID}} {{.State}}"); got != id[:12]+" running\n" {
+		t.Errorf("ps: %q", got)
+	}
+	if r := runStrata(t, root, "", "rm", "bg"); r.code != 1 || !strings.Contains(r.stderr, "Stop the container before attempting removal") {
+		t.Errorf("rm of a running container: exit %d %q", r.code, r.stderr)
+	}
+	if got := mustRun(t, root, "stop", "bg"); got != "bg\n" {
+		t.Errorf("stop printed %q", got)
+	}
+	if got := mustRun(t, root, "ps", "-a", "--format", "{{.State}}"); got != "exited\n" {
+		t.Errorf("after stop: %q", got)
+	}
+	if got := mustRun(t, root, "wait", "bg"); got != "0\n" {
+		t.Errorf("wait: %q", got)
+	}
+	if got := mustRun(t, root, "logs", "-t", "--tail", "1", "bg"); !regexp.MustCompile(`^\d{4}-\d\d-\d\dT[0-9:.]+Z bye\n$`).MatchString(got) {
+		t.Errorf("logs -t --tail 1: %q", got)
+	}
+	mustRun(t, root, "restart", "bg")
+	waitFor(t, "the restarted container", func() bool { return strings.Count(mustRun(t, root, "logs", "bg"), "up") == 2 })
+	if got := mustRun(t, root, "kill", "-s", "KILL", "bg"); got != "bg\n" {
+		t.Errorf("kill printed %q", got)
+	}
+	if got := mustRun(t, root, "wait", "bg"); got != "137\n" {
+		t.Errorf("wait after kill: %q", got)
+	}
+	if r := runStrata(t, root, "", "kill", "bg"); r.code != 1 || !strings.Contains(r.stderr, "is not running") {
+		t.Errorf("kill of a stopped container: exit %d %q", r.code, r.stderr)
+	}
+	mustRun(t, root, "rm", "bg")
+}
