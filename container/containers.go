@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -74,6 +75,9 @@ type CreateOptions struct {
 	StopSignal  string
 	StopTimeout *int
 	Labels      map[string]string
+	// Volumes are -v's (see ParseVolume); each VOLUME of the image gets an
+	// anonymous volume unless one of them mounts there.
+	Volumes []Volume
 }
 
 // Create makes a container of image ref: its record and its top layer (a
@@ -107,6 +111,9 @@ func (c *Containers) Create(ctx context.Context, ref string, o CreateOptions) (*
 		rec.StopSignal = img.Config.Config.StopSignal
 	}
 	if _, err := ParseSignal(rec.StopSignal); err != nil {
+		return nil, err
+	}
+	if rec.Volumes, err = volumes(o.Volumes, img.Config.Config.Volumes); err != nil {
 		return nil, err
 	}
 	if err := c.records.Create(rec); err != nil {
@@ -196,11 +203,17 @@ func (c *Containers) run(ctx context.Context, ref string, stdio Stdio, started f
 		if cerr := s.Close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("container %s: unmount its root file system: %w", rec.ID[:12], cerr))
 		}
-		if rec.AutoRemove {
-			err = errors.Join(err, c.remove(rec))
+		if rec.AutoRemove { // --rm: the container and its anonymous volumes
+			err = errors.Join(err, c.remove(rec), c.removeAnonymousVolumes(rec))
 		}
 	}()
-	spec, err := Spec(rec.ID, s.Dir(), filepath.Join(c.records.Dir(rec.ID), "etc"), rec.Config, rec.Options)
+	vmounts, err := c.prepareVolumes(rec, s.Dir())
+	if err != nil {
+		return ExitRuntimeFailed, err
+	}
+	o := rec.Options
+	o.Mounts = append(slices.Clone(o.Mounts), vmounts...)
+	spec, err := Spec(rec.ID, s.Dir(), filepath.Join(c.records.Dir(rec.ID), "etc"), rec.Config, o)
 	if err != nil {
 		return ExitRuntimeFailed, err
 	}
@@ -335,9 +348,10 @@ func (c *Containers) Wait(ctx context.Context, ref string) (*Record, error) {
 	}
 }
 
-// Remove removes container ref: its top layer, record, log and bundle. A
-// running container is refused unless force, which kills it first.
-func (c *Containers) Remove(ctx context.Context, ref string, force bool) error {
+// Remove removes container ref: its top layer, record, log and bundle, and
+// with removeVolumes its anonymous volumes. A running container is refused
+// unless force, which kills it first.
+func (c *Containers) Remove(ctx context.Context, ref string, force, removeVolumes bool) error {
 	rec, err := c.records.Get(ref)
 	if err != nil {
 		return err
@@ -351,7 +365,11 @@ func (c *Containers) Remove(ctx context.Context, ref string, force bool) error {
 			return err
 		}
 	}
-	return c.remove(rec)
+	err = c.remove(rec)
+	if removeVolumes {
+		err = errors.Join(err, c.removeAnonymousVolumes(rec))
+	}
+	return err
 }
 
 // remove deletes what rec holds: runtime state, top layer, then the record.

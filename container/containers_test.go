@@ -96,7 +96,7 @@ func openContainers(t *testing.T) (*Containers, *layerstore.Store) {
 		// Whatever a failed test left: removed, so check sees the store clean.
 		recs, _ := c.records.List()
 		for _, r := range recs {
-			if err := c.Remove(context.Background(), r.ID, true); err != nil {
+			if err := c.Remove(context.Background(), r.ID, true, true); err != nil {
 				t.Errorf("cleanup: remove container %s: %v", r.Name, err)
 			}
 		}
@@ -156,7 +156,7 @@ func TestContainers_WritableLayerLivesWithTheContainer(t *testing.T) {
 	if strings.Join(logged, "") != "stdout:first\nstdout:again\n" {
 		t.Errorf("log: %q", logged)
 	}
-	if err := c.Remove(context.Background(), "keeper", false); err != nil {
+	if err := c.Remove(context.Background(), "keeper", false, false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(c.records.Dir(rec.ID)); !errors.Is(err, os.ErrNotExist) {
@@ -274,7 +274,7 @@ func TestContainers_DetachedStopKill(t *testing.T) {
 	if got, _ := c.records.Get("trap"); got.State.Current().Status != Running {
 		t.Fatalf("after start: %+v", got.State)
 	}
-	if err := c.Remove(ctx, "trap", false); !errors.Is(err, ErrRunning) {
+	if err := c.Remove(ctx, "trap", false, false); !errors.Is(err, ErrRunning) {
 		t.Errorf("rm of a running container: %v", err)
 	}
 	rec, err := c.Stop(ctx, "trap", nil)
@@ -325,7 +325,7 @@ func TestContainers_SupervisorKilled(t *testing.T) {
 	if got.State.Status != Exited || got.State.ExitCode != ExitUnknown {
 		t.Errorf("after its supervisor died: %+v", got.State)
 	}
-	if err := c.Remove(ctx, "orphan", true); err != nil {
+	if err := c.Remove(ctx, "orphan", true, false); err != nil {
 		t.Fatal(err)
 	}
 	if n := leases(t, st); n != 0 {

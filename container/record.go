@@ -55,6 +55,7 @@ type Record struct {
 	StopSignal  string            `json:"stopSignal,omitempty"`  // default: the image's, else SIGTERM
 	StopTimeout *int              `json:"stopTimeout,omitempty"` // seconds; default 10
 	Labels      map[string]string `json:"labels,omitempty"`
+	Volumes     []Volume          `json:"volumes,omitempty"`
 	State       State             `json:"state"`
 }
 

@@ -30,6 +30,7 @@ type createOptions struct {
 	stopTimeout int
 	labels      []string
 	cidfile     string
+	volumes     []string
 }
 
 func (o *createOptions) flags(f *pflag.FlagSet) {
@@ -50,6 +51,7 @@ func (o *createOptions) flags(f *pflag.FlagSet) {
 	f.IntVar(&o.stopTimeout, "stop-timeout", -1, "seconds stop waits before it kills the container (default 10)")
 	f.StringArrayVarP(&o.labels, "label", "l", nil, "set metadata on the container (KEY=VALUE)")
 	f.StringVar(&o.cidfile, "cidfile", "", "write the container ID to the file")
+	f.StringArrayVarP(&o.volumes, "volume", "v", nil, "mount a volume: HOST-PATH:CTR-PATH[:ro], NAME:CTR-PATH[:ro] or CTR-PATH (anonymous)")
 }
 
 // createContainer makes the container the flags describe, image and
@@ -75,6 +77,13 @@ func createContainer(cmd *cobra.Command, c *container.Containers, o *createOptio
 		if o.entrypoint != "" {
 			co.Entrypoint = []string{o.entrypoint}
 		}
+	}
+	for _, v := range o.volumes {
+		vol, err := container.ParseVolume(v)
+		if err != nil {
+			return nil, err
+		}
+		co.Volumes = append(co.Volumes, vol)
 	}
 	if o.stopTimeout >= 0 {
 		co.StopTimeout = &o.stopTimeout

@@ -103,21 +103,22 @@ func newKillCmd(g *globals) *cobra.Command {
 }
 
 func newContainerRmCmd(g *globals) *cobra.Command {
-	var force bool
+	var force, volumes bool
 	cmd := &cobra.Command{
 		Use:   "rm [OPTIONS] CONTAINER [CONTAINER...]",
 		Short: "Remove one or more containers",
-		Long: `Remove containers and their writable layers. A running container is refused
-unless -f, which kills it first.`,
+		Long: `Remove containers and their writable layers, and with -v their anonymous
+volumes. A running container is refused unless -f, which kills it first.`,
 		Args:    cobra.MinimumNArgs(1),
 		GroupID: "container",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return eachContainer(cmd, g, args, func(c *container.Containers, ref string) error {
-				return c.Remove(cmd.Context(), ref, force)
+				return c.Remove(cmd.Context(), ref, force, volumes)
 			})
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "kill and remove a running container")
+	cmd.Flags().BoolVarP(&volumes, "volumes", "v", false, "remove the anonymous volumes of the container")
 	return cmd
 }
 

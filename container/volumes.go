@@ -1,0 +1,187 @@
+package container
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Volume is a directory from outside the image mounted into a container: a
+// host directory (a bind) or a volume of the store (<store>/volumes/NAME/_data),
+// named, or anonymous: made for the container and removed with it by rm -v.
+type Volume struct {
+	Type        string `json:"type"` // "bind" or "volume"
+	Name        string `json:"name,omitempty"`
+	Source      string `json:"source"` // host path
+	Destination string `json:"destination"`
+	ReadOnly    bool   `json:"readOnly,omitempty"`
+	Anonymous   bool   `json:"anonymous,omitempty"`
+}
+
+var validVolumeName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
+
+// ParseVolume reads a -v argument as docker does: HOST-PATH:CTR-PATH[:ro|rw]
+// (a bind; a relative host path starts with ./ or ../), NAME:CTR-PATH[:ro|rw]
+// (a named volume) or CTR-PATH (an anonymous volume).
+func ParseVolume(spec string) (Volume, error) {
+	parts := strings.Split(spec, ":")
+	bad := func(why string) (Volume, error) {
+		return Volume{}, fmt.Errorf("invalid volume specification: '%s': %s", spec, why)
+	}
+	var v Volume
+	switch len(parts) {
+	case 1:
+		v = Volume{Type: "volume", Destination: parts[0], Anonymous: true}
+	case 2, 3:
+		v = Volume{Destination: parts[1]}
+		src := parts[0]
+		switch {
+		case src == "":
+			return bad("no source")
+		case filepath.IsAbs(src) || strings.HasPrefix(src, "./") || strings.HasPrefix(src, "../"):
+			abs, err := filepath.Abs(src)
+			if err != nil {
+				return Volume{}, err
+			}
+			v.Type, v.Source = "bind", abs
+		case validVolumeName.MatchString(src):
+			v.Type, v.Name = "volume", src
+		default:
+			return bad(fmt.Sprintf("%q includes invalid characters for a local volume name, only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed; a host path must be absolute", src))
+		}
+		if len(parts) == 3 {
+			switch parts[2] {
+			case "ro":
+				v.ReadOnly = true
+			case "rw":
+			default:
+				return bad(fmt.Sprintf("invalid mode: %s", parts[2]))
+			}
+		}
+	default:
+		return bad("too many colons")
+	}
+	if !filepath.IsAbs(v.Destination) {
+		return bad(fmt.Sprintf("invalid mount path: '%s' mount path must be absolute", v.Destination))
+	}
+	v.Destination = filepath.Clean(v.Destination)
+	if v.Destination == "/" {
+		return bad("invalid mount path: '/' cannot be a mount point")
+	}
+	return v, nil
+}
+
+// volumes lays the image's VOLUME paths (each an anonymous volume unless a
+// -v mounts there) under the run's -v volumes, and names the anonymous ones.
+func volumes(given []Volume, imageVolumes map[string]struct{}) ([]Volume, error) {
+	var vs []Volume
+	seen := map[string]bool{}
+	for _, v := range given {
+		if seen[v.Destination] {
+			return nil, fmt.Errorf("duplicate mount point: %s", v.Destination)
+		}
+		seen[v.Destination] = true
+		vs = append(vs, v)
+	}
+	var paths []string
+	for p := range imageVolumes {
+		paths = append(paths, filepath.Clean(p))
+	}
+	slices.Sort(paths)
+	for _, p := range paths {
+		if !seen[p] && filepath.IsAbs(p) {
+			seen[p] = true
+			vs = append(vs, Volume{Type: "volume", Destination: p, Anonymous: true})
+		}
+	}
+	for i := range vs {
+		if vs[i].Type == "volume" && vs[i].Name == "" {
+			vs[i].Name = NewID()
+		}
+	}
+	return vs, nil
+}
+
+// volumeDir is where volume name keeps its files.
+func (c *Containers) volumeDir(name string) string {
+	return filepath.Join(c.st.Root(), "volumes", name, "_data")
+}
+
+// prepareVolumes makes what the container's volumes need: a missing bind
+// source directory (as docker makes it), a volume's directory, and, for a
+// volume still empty, a copy of what the image has at its mount path (read
+// inside rootfs, never through a link out of it). It returns the mounts.
+func (c *Containers) prepareVolumes(rec *Record, rootfs string) ([]specs.Mount, error) {
+	var mounts []specs.Mount
+	for i, v := range rec.Volumes {
+		switch v.Type {
+		case "bind":
+			if err := os.MkdirAll(v.Source, 0o755); err != nil {
+				return nil, fmt.Errorf("bind source %s: %w", v.Source, err)
+			}
+		case "volume":
+			v.Source = c.volumeDir(v.Name)
+			rec.Volumes[i].Source = v.Source
+			if err := os.MkdirAll(filepath.Dir(filepath.Dir(v.Source)), 0o700); err != nil {
+				return nil, err
+			}
+			if err := os.MkdirAll(v.Source, 0o755); err != nil {
+				return nil, err
+			}
+			if err := copyImageContent(rootfs, v.Destination, v.Source); err != nil {
+				return nil, fmt.Errorf("volume %s: copy what the image has at %s: %w", v.Name, v.Destination, err)
+			}
+		default:
+			return nil, fmt.Errorf("volume of type %q", v.Type)
+		}
+		opts := []string{"rbind", "rprivate", "rw"}
+		if v.ReadOnly {
+			opts[2] = "ro"
+		}
+		mounts = append(mounts, specs.Mount{Type: "bind", Source: v.Source, Destination: v.Destination, Options: opts})
+	}
+	return mounts, nil
+}
+
+// copyImageContent copies what rootfs holds at dst (resolved inside it)
+// into the volume directory vol, if vol is empty.
+func copyImageContent(rootfs, dst, vol string) error {
+	ents, err := os.ReadDir(vol)
+	if err != nil || len(ents) > 0 {
+		return err
+	}
+	src, err := openInRoot(rootfs, dst, unix.O_PATH|unix.O_DIRECTORY)
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOTDIR) {
+		return nil // nothing there to copy
+	}
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	// cp reads through this process's descriptor: a path resolved once,
+	// inside the root.
+	from := fmt.Sprintf("/proc/%d/fd/%d/.", os.Getpid(), src.Fd())
+	if out, err := exec.Command("cp", "-a", from, vol).CombinedOutput(); err != nil {
+		return fmt.Errorf("cp: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// removeAnonymousVolumes deletes the container's anonymous volumes (rm -v).
+func (c *Containers) removeAnonymousVolumes(rec *Record) error {
+	var errs []error
+	for _, v := range rec.Volumes {
+		if v.Type == "volume" && v.Anonymous && validVolumeName.MatchString(v.Name) {
+			errs = append(errs, os.RemoveAll(filepath.Dir(c.volumeDir(v.Name))))
+		}
+	}
+	return errors.Join(errs...)
+}
