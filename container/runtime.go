@@ -72,11 +72,35 @@ func WriteBundle(dir string, spec *specs.Spec) error {
 // (from then on Kill reaches it). The container is deleted from the
 // runtime's state when Run returns. Cancelling ctx kills it.
 func (r *Runtime) Run(ctx context.Context, id, dir string, stdio Stdio, started func(pid int)) (int, error) {
+	// runc run deletes the container itself; a leftover (a runc killed
+	// mid-way) must not block the name.
+	defer r.forceDelete(id)
+	stop := context.AfterFunc(ctx, func() { _ = r.Kill(id, syscall.SIGKILL) })
+	defer stop()
+	return r.foreground(dir, stdio, started, "run", "--bundle", dir, id)
+}
+
+// Exec runs process (written to dir/FILE) in the running container id, in
+// the foreground, and returns its status as Run does; a command that cannot
+// be found or run is ExitCannotInvoke, as docker exec says.
+func (r *Runtime) Exec(id, processFile, dir string, stdio Stdio) (int, error) {
+	code, err := r.foreground(dir, stdio, nil, "exec", "--process", processFile, id)
+	var se *StartError
+	if errors.As(err, &se) && se.Code == ExitNotFound {
+		se.Code, code = ExitCannotInvoke, ExitCannotInvoke
+	}
+	return code, err
+}
+
+// foreground runs runc with args (a --pid-file in dir is added after the
+// subcommand), its log in dir, and maps the outcome to an exit status.
+func (r *Runtime) foreground(dir string, stdio Stdio, started func(pid int), sub string, args ...string) (int, error) {
 	logPath := filepath.Join(dir, "runtime.log")
-	pidPath := filepath.Join(dir, "pid")
+	pidPath := filepath.Join(dir, sub+".pid")
 	_ = os.Remove(logPath)
 	_ = os.Remove(pidPath)
-	c := exec.Command(r.binary(), r.args("--log", logPath, "--log-format", "json", "run", "--pid-file", pidPath, "--bundle", dir, id)...)
+	all := r.args(append([]string{"--log", logPath, "--log-format", "json", sub, "--pid-file", pidPath}, args...)...)
+	c := exec.Command(r.binary(), all...)
 	c.Stdin, c.Stdout, c.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
 	if err := c.Start(); err != nil {
 		return ExitRuntimeFailed, &StartError{Code: ExitRuntimeFailed, Msg: err.Error()}
@@ -91,14 +115,9 @@ func (r *Runtime) Run(ctx context.Context, id, dir string, stdio Stdio, started 
 			}
 		}
 	}()
-	stop := context.AfterFunc(ctx, func() { _ = r.Kill(id, syscall.SIGKILL) })
 	err := c.Wait()
 	close(exited)
 	<-watched
-	stop()
-	// runc run deletes the container itself; a leftover (a runc killed
-	// mid-way) must not block the name.
-	defer r.forceDelete(id)
 	if msg := runtimeError(logPath); msg != "" {
 		se := &StartError{Code: ExitRuntimeFailed, Msg: msg}
 		switch {

@@ -33,6 +33,7 @@ func subcommands(g *globals) []*cobra.Command {
 		newWaitCmd(g),
 		newPsCmd(g),
 		newLogsCmd(g),
+		newExecCmd(g),
 		newSuperviseCmd(g),
 		newSystemCmd(g),
 		newCheckCmd(g),

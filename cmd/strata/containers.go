@@ -37,14 +37,16 @@ func startDetachedContainer(g *globals, c *container.Containers, id string) erro
 }
 
 // failed wraps an error of strata itself (not of the container's command)
-// with docker's exit status 125.
+// with docker's exit status 125. A command that could not be run has its
+// own status (126, 127), and the runtime has already said why on the
+// container's stderr: it is not said twice.
 func failed(err error) error {
 	if err == nil {
 		return nil
 	}
 	var se *container.StartError
 	if errors.As(err, &se) {
-		return &exitError{code: se.Code, err: err}
+		return &exitError{code: se.Code}
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {

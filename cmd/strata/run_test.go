@@ -177,3 +177,40 @@ func TestRun_DetachedLogsStopRestart(t *testing.T) {
 	}
 	mustRun(t, root, "rm", "bg")
 }
+
+func TestExec(t *testing.T) {
+	root := containerStore(t)
+	t.Setenv(cliEnv, "1")
+	mustRun(t, root, "run", "-d", "--name", "ex", "demo", "-c", "echo up; while :; do sleep 0.05; done")
+	waitFor(t, "the container", func() bool { return mustRun(t, root, "logs", "ex") == "up\n" })
+	for _, tc := range []struct {
+		args   []string
+		stdin  string
+		stdout string
+		code   int
+	}{
+		{[]string{"ex", "sh", "-c", "exit 5"}, "", "", 5},
+		{[]string{"-u", "user", "-w", "/tmp", "-e", "X=1", "ex", "sh", "-c", `id -u; pwd; echo "$X $APP $HOME"`}, "", "1000\n/tmp\n1 demo /home/user\n", 0},
+		{[]string{"-i", "ex", "cat"}, "through stdin\n", "through stdin\n", 0},
+		{[]string{"ex", "cat"}, "not without -i\n", "", 0},
+		{[]string{"ex", "nosuch"}, "", "", 126},
+		{[]string{"ex", "/etc/motd"}, "", "", 126},
+		{[]string{"nosuch", "true"}, "", "", 1},
+	} {
+		r := runStrata(t, root, tc.stdin, append([]string{"exec"}, tc.args...)...)
+		if r.stdout != tc.stdout || r.code != tc.code {
+			t.Errorf("exec %v: %q %q, exit %d; want %q, exit %d", tc.args, r.stdout, r.stderr, r.code, tc.stdout, tc.code)
+		}
+	}
+	// The exec'd write lands in the container's layer.
+	mustRun(t, root, "exec", "ex", "sh", "-c", "echo via-exec > /etc/exec")
+	mustRun(t, root, "stop", "-t", "0", "ex")
+	if r := runStrata(t, root, "", "exec", "ex", "true"); r.code != 1 || !strings.Contains(r.stderr, "is not running") {
+		t.Errorf("exec in a stopped container: exit %d %q", r.code, r.stderr)
+	}
+	mustRun(t, root, "start", "ex")
+	if got := mustRun(t, root, "exec", "ex", "cat", "/etc/exec"); got != "via-exec\n" {
+		t.Errorf("after a restart: %q", got)
+	}
+	mustRun(t, root, "rm", "-f", "ex")
+}
