@@ -15,6 +15,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
@@ -181,12 +182,41 @@ func blobName(b LayerBlob) string {
 	return "tarball"
 }
 
-// corrupt marks a decompression or tar error as ErrCorrupt.
+// corrupt marks a decompression or tar error as ErrCorrupt. An error of the
+// system (no space left, an I/O error, reading or writing) says nothing about
+// the input and keeps its own class.
 func corrupt(err error) error {
-	if errors.Is(err, ErrCorrupt) || errors.Is(err, context.Canceled) {
+	var errno syscall.Errno
+	if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrInvalid) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.As(err, &errno) {
 		return err
 	}
 	return fmt.Errorf("%w: %w", err, ErrCorrupt)
+}
+
+// maxNameLen is the longest name (one path component) Linux file systems
+// take; a layer that holds a longer one could not be unpacked by tar -x.
+const maxNameLen = 255
+
+// checkNameLengths refuses a path with a component longer than maxNameLen.
+// For a whiteout it is the name it deletes that counts, as docker writes the
+// whiteout as a device node of that name.
+func checkNameLengths(name, p string, t Type) error {
+	for rest := p; rest != ""; {
+		el := rest
+		if i := strings.IndexByte(rest, '/'); i >= 0 {
+			el, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = ""
+			if t == TypeWhiteout {
+				el = strings.TrimPrefix(el, WhiteoutPrefix)
+			}
+		}
+		if len(el) > maxNameLen {
+			return fmt.Errorf("tar entry %q: a name of %d bytes, more than the %d Linux allows: %w: %w", name, len(el), maxNameLen, unix.ENAMETOOLONG, ErrInvalid)
+		}
+	}
+	return nil
 }
 
 type progressReader struct {
@@ -206,12 +236,50 @@ func (p *progressReader) Read(b []byte) (int, error) {
 func (s *Store) readTar(ctx context.Context, sp *splitter, st *staging, ing *ingested) error {
 	tr := tar.NewReader(sp)
 	byPath := map[string]*Entry{}
-	linksTo := map[string][]string{} // hard-link target -> its links, in tar order
-	var order []string
+	linksTo := map[string][]string{}      // hard-link target -> its links, in tar order
+	below := map[string]map[string]bool{} // directory path -> paths of this layer directly below it
 	buf := make([]byte, 256<<10)
 	free := freeBytes(st.dir)
+	limit, limitErr := free, error(unix.ENOSPC)
 	if m := s.opts.MaxFileSize; m > 0 && (free < 0 || m < free) {
-		free = m
+		limit, limitErr = m, ErrInvalid
+	}
+	// forget drops the entry at q, as tar -x unlinks a name it replaces. A
+	// file other entries hard-link to lives on in the first of those links,
+	// which takes over its content; the others now link to that one.
+	forget := func(q string) {
+		old, ok := byPath[q]
+		if !ok {
+			return
+		}
+		if old.HardLink != "" {
+			linksTo[old.HardLink] = slices.DeleteFunc(linksTo[old.HardLink], func(l string) bool { return l == q })
+		}
+		if links := linksTo[q]; len(links) > 0 {
+			first := byPath[links[0]]
+			first.HardLink = ""
+			for _, l := range links[1:] {
+				byPath[l].HardLink = first.Path
+			}
+			linksTo[first.Path] = links[1:]
+		}
+		delete(linksTo, q)
+		delete(byPath, q)
+	}
+	// forgetBelow drops everything under directory dir: an entry that is not
+	// a directory replaces the directory there with all it holds, as docker
+	// (RemoveAll) does.
+	forgetBelow := func(dir string) {
+		stack := []string{dir}
+		for len(stack) > 0 {
+			d := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			for q := range below[d] {
+				forget(q)
+				stack = append(stack, q)
+			}
+			delete(below, d)
+		}
 	}
 	for {
 		if err := ctx.Err(); err != nil {
@@ -223,6 +291,9 @@ func (s *Store) readTar(ctx context.Context, sp *splitter, st *staging, ing *ing
 		}
 		if err != nil {
 			return fmt.Errorf("read tar: %w", corrupt(err))
+		}
+		if hdr.Typeflag == tar.TypeXGlobalHeader {
+			continue
 		}
 		p, err := cleanPath(hdr.Name)
 		if err != nil {
@@ -238,31 +309,6 @@ func (s *Store) readTar(ctx context.Context, sp *splitter, st *staging, ing *ing
 			GID:   uint32(hdr.Gid),
 			Mtime: clampTime(hdr.ModTime),
 		}
-		// A path replaced while other entries of this layer hard-link to it:
-		// the first of those links takes over its content, as tar -x leaves
-		// them linked to each other, not to the new entry.
-		if old, ok := byPath[p]; ok {
-			if old.HardLink != "" {
-				linksTo[old.HardLink] = slices.DeleteFunc(linksTo[old.HardLink], func(l string) bool { return l == p })
-			}
-			if links := linksTo[p]; len(links) > 0 {
-				first := byPath[links[0]]
-				first.HardLink = ""
-				for _, l := range links[1:] {
-					byPath[l].HardLink = first.Path
-				}
-				linksTo[first.Path] = links[1:]
-				delete(linksTo, p)
-			}
-		}
-		for k, v := range hdr.PAXRecords {
-			if name, ok := strings.CutPrefix(k, "SCHILY.xattr."); ok {
-				if e.Xattrs == nil {
-					e.Xattrs = map[string]string{}
-				}
-				e.Xattrs[name] = v
-			}
-		}
 		base := e.Name()
 		switch {
 		case base == OpaqueName:
@@ -274,6 +320,21 @@ func (s *Store) readTar(ctx context.Context, sp *splitter, st *staging, ing *ing
 			}
 			e.Type = TypeWhiteout
 		}
+		if err := checkNameLengths(hdr.Name, p, e.Type); err != nil {
+			return err
+		}
+		forget(p)
+		if e.Type != 0 || hdr.Typeflag != tar.TypeDir {
+			forgetBelow(p)
+		}
+		for k, v := range hdr.PAXRecords {
+			if name, ok := strings.CutPrefix(k, "SCHILY.xattr."); ok {
+				if e.Xattrs == nil {
+					e.Xattrs = map[string]string{}
+				}
+				e.Xattrs[name] = v
+			}
+		}
 		if e.Type == 0 {
 			switch hdr.Typeflag {
 			case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
@@ -284,8 +345,8 @@ func (s *Store) readTar(ctx context.Context, sp *splitter, st *staging, ing *ing
 				// Sparse files count too: the tar reader fills their holes with
 				// zeros that we must hash, so a huge declared size is a denial
 				// of service even when the archive is small.
-				if free >= 0 && hdr.Size > free {
-					return fmt.Errorf("tar entry %q: declared size %d bytes exceeds the %d bytes the store can take: %w", hdr.Name, hdr.Size, free, ErrInvalid)
+				if limit >= 0 && hdr.Size > limit {
+					return fmt.Errorf("tar entry %q: declared size %d bytes exceeds the %d bytes the store can take: %w", hdr.Name, hdr.Size, limit, limitErr)
 				}
 				e.Size = hdr.Size
 				var d digest.Digest
@@ -317,8 +378,13 @@ func (s *Store) readTar(ctx context.Context, sp *splitter, st *staging, ing *ing
 					return fmt.Errorf("hard link %q: %w", hdr.Name, err)
 				}
 				t, ok := byPath[target]
-				if !ok || t.Type != TypeReg {
-					return fmt.Errorf("tar entry %q: hard link to %q, which is not an earlier file of this layer: %w", hdr.Name, hdr.Linkname, ErrInvalid)
+				switch {
+				case !ok:
+					return fmt.Errorf("tar entry %q: hard link to %q, which is not an earlier entry of this layer: %w", hdr.Name, hdr.Linkname, ErrInvalid)
+				case t.Type != TypeReg:
+					// Linux can hard-link a symlink or a device, but an image
+					// store has no inode of its own for them to share.
+					return fmt.Errorf("tar entry %q: hard link to %q, which is a %s: only regular files can be hard-linked in a layer: %w", hdr.Name, hdr.Linkname, t.Type, ErrInvalid)
 				}
 				if t.HardLink != "" {
 					target = t.HardLink
@@ -349,8 +415,6 @@ func (s *Store) readTar(ctx context.Context, sp *splitter, st *staging, ing *ing
 				e.Type = TypeBlock
 			case tar.TypeFifo:
 				e.Type = TypeFifo
-			case tar.TypeXGlobalHeader:
-				continue
 			default:
 				return fmt.Errorf("tar entry %q: unsupported type %q: %w", hdr.Name, hdr.Typeflag, ErrInvalid)
 			}
@@ -361,14 +425,21 @@ func (s *Store) readTar(ctx context.Context, sp *splitter, st *staging, ing *ing
 		if e.Path == "" && e.Type != TypeDir {
 			return fmt.Errorf("tar entry %q: the root must be a directory: %w", hdr.Name, ErrInvalid)
 		}
-		if _, dup := byPath[p]; !dup {
-			order = append(order, p)
-		}
 		byPath[p] = e // a later entry of the same name wins, as in tar -x
+		for q := p; q != ""; q = parentOf(q) {
+			dir := parentOf(q)
+			if below[dir][q] {
+				break
+			}
+			if below[dir] == nil {
+				below[dir] = map[string]bool{}
+			}
+			below[dir][q] = true
+		}
 	}
-	ing.entries = make([]*Entry, 0, len(order))
-	for _, p := range order {
-		ing.entries = append(ing.entries, byPath[p])
+	ing.entries = make([]*Entry, 0, len(byPath))
+	for _, e := range byPath {
+		ing.entries = append(ing.entries, e)
 	}
 	sortByKey(ing.entries)
 	// The layer holds what its entries name and what its tar split needs

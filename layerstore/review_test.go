@@ -436,7 +436,6 @@ func setEntry(t *testing.T, b *bolt.Bucket, path string, edit func(e *Entry)) er
 func TestReview_Check_DetectsCorruption(t *testing.T) {
 	type tc struct {
 		name    string
-		bug     string // non-empty: the checker misses it today
 		corrupt func(t *testing.T, s *Store, a, b Image) func(r *bolt.Bucket) error
 	}
 	cases := []tc{
@@ -565,9 +564,6 @@ func TestReview_Check_DetectsCorruption(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if c.bug != "" && os.Getenv("STRATA_REVIEW_BUGS") == "" {
-				t.Skip("BUG: " + c.bug)
-			}
 			s, a, b := corruptFixture(t)
 			rawUpdate(t, s, c.corrupt(t, s, a, b))
 			r, err := s.Check(true)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -257,9 +258,11 @@ func TestStore_Bad(t *testing.T) {
 		{"TraversalName", makeTar(t, tarEntry{name: "../../etc/passwd", body: "x"}), ErrInvalid, "leaves the layer"},
 		{"TraversalDeep", makeTar(t, tarEntry{name: "a/../../b", body: "x"}), ErrInvalid, "leaves the layer"},
 		{"TraversalHardLink", makeTar(t, tarEntry{name: "a", typ: '1', link: "../../etc/shadow"}), ErrInvalid, "leaves the layer"},
-		{"HardLinkMissing", makeTar(t, tarEntry{name: "a", typ: '1', link: "nothere"}), ErrInvalid, "not an earlier file"},
-		{"HardLinkToDir", makeTar(t, tarEntry{name: "d", typ: '5'}, tarEntry{name: "a", typ: '1', link: "d"}), ErrInvalid, "not an earlier file"},
-		{"EnormousSize", huge, ErrInvalid, "exceeds"},
+		{"HardLinkMissing", makeTar(t, tarEntry{name: "a", typ: '1', link: "nothere"}), ErrInvalid, "not an earlier entry"},
+		{"HardLinkToDir", makeTar(t, tarEntry{name: "d", typ: '5'}, tarEntry{name: "a", typ: '1', link: "d"}), ErrInvalid, `hard link to "d", which is a dir: only regular files`},
+		{"HardLinkToSymlink", makeTar(t, tarEntry{name: "s", typ: '2', link: "t"}, tarEntry{name: "a", typ: '1', link: "s"}), ErrInvalid, `hard link to "s", which is a symlink: only regular files`},
+		{"HardLinkToFifo", makeTar(t, tarEntry{name: "p", typ: '6'}, tarEntry{name: "a", typ: '1', link: "p"}), ErrInvalid, `hard link to "p", which is a fifo`},
+		{"EnormousSize", huge, syscall.ENOSPC, "exceeds"},
 		{"Truncated", makeTar(t, tarEntry{name: "a", body: strings.Repeat("x", 10000)})[:3000], ErrCorrupt, "unexpected EOF"},
 		{"CorruptGzip", corruptMiddle(gz(t, makeTar(t, tarEntry{name: "a", body: strings.Repeat("xy", 5000)}))), ErrCorrupt, ""},
 		{"CorruptZstd", corruptMiddle(zst(t, makeTar(t, tarEntry{name: "a", body: strings.Repeat("xy", 5000)}))), ErrCorrupt, ""},

@@ -2,7 +2,6 @@ package layerstore
 
 import (
 	"fmt"
-	"path"
 	"sort"
 	"strings"
 
@@ -240,8 +239,11 @@ func (b *treeBuilder) add(e *Entry, inoOf map[string]uint64) error {
 const maxSymlinkHops = 40
 
 // resolveDir follows symlinks among the components of dir as they stand in
-// the tree, never above the root, and returns the path they lead to. Past
-// maxSymlinkHops it stops following, and the entry replaces the symlink.
+// the tree, never above the root, and returns the path they lead to. As in
+// the kernel (and docker's FollowSymlinkInScope), ".." in a link target
+// climbs from where the symlinks so far have led, not from the text of the
+// target. Past maxSymlinkHops it stops following, and the entry replaces
+// the symlink.
 func (b *treeBuilder) resolveDir(dir string) string {
 	if dir == "" {
 		return ""
@@ -249,19 +251,22 @@ func (b *treeBuilder) resolveDir(dir string) string {
 	comps := strings.Split(dir, "/")
 	cur := ""
 	for hops := 0; len(comps) > 0; {
-		next := JoinPath(cur, comps[0])
+		c := comps[0]
 		comps = comps[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			cur = parentOf(cur)
+			continue
+		}
+		next := JoinPath(cur, c)
 		if e, ok := b.t.entries[next]; ok && e.Type == TypeSymlink && hops < maxSymlinkHops {
 			hops++
-			base := cur
 			if strings.HasPrefix(e.Link, "/") {
-				base = ""
+				cur = ""
 			}
-			target := strings.TrimPrefix(path.Clean("/"+base+"/"+e.Link), "/")
-			if target != "" {
-				comps = append(strings.Split(target, "/"), comps...)
-			}
-			cur = ""
+			comps = append(strings.Split(e.Link, "/"), comps...)
 			continue
 		}
 		cur = next
