@@ -210,6 +210,25 @@ func (s *Store) Check(contents bool) (*CheckReport, error) {
 				r.Garbage = append(r.Garbage, fmt.Sprintf("mount %s at %s: server %d is gone (strata umount or gc cleans it)", m.ID, m.Dir, m.PID))
 			}
 		}
+		// What an interrupted removal (or an image removed while mounted,
+		// when its lease went) left: GC deletes it.
+		keepLayer, keepTree, err := held(tx)
+		if err != nil {
+			bad("%v", err)
+			return nil
+		}
+		bucket(tx, bucketLayers).ForEach(func(k, _ []byte) error {
+			if !keepLayer[digest.Digest(k)] {
+				r.Garbage = append(r.Garbage, fmt.Sprintf("layer %s: no image or mount holds it", k))
+			}
+			return nil
+		})
+		bucket(tx, bucketTrees).ForEach(func(k, _ []byte) error {
+			if !keepTree[digest.Digest(k)] {
+				r.Garbage = append(r.Garbage, fmt.Sprintf("tree %s: no image or mount holds it", k))
+			}
+			return nil
+		})
 		return nil
 	})
 	if err != nil {

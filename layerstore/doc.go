@@ -14,10 +14,24 @@
 // tarsplit.go), from which LayerTar gives back the imported tar byte for byte. The merged tree of a chain of layers (what a mount shows) is built
 // once per chainID from the nearest stored ancestor tree and kept in bbolt.
 //
+// Layers are applied as docker applies them, whatever path they come in by
+// (import of a rootfs tarball, load, pull, commit): a whiteout ".wh.X" deletes
+// X of the lower layers (a whiteout of a name that is not there is ignored);
+// ".wh..wh..opq" makes its directory hide what the lower layers put in it, at
+// the root too. Neither hides anything of its own layer, so in a one-layer
+// image (what import makes) they delete nothing and only vanish. Within one
+// layer a later entry replaces an earlier one of the same name, and an entry
+// that is not a directory replaces a directory with everything below it;
+// hard links (to an earlier regular file of the same layer only) keep the
+// content their target had when they were made. Symlinks
+// in an entry's parent path are followed inside the root, as docker's
+// FollowSymlinkInScope does. A name longer than 255 bytes is refused.
+//
 // Crash guarantees: objects are written to tmp/, flushed with syncfs and renamed
 // into objects/ (and flushed again) before the bbolt transaction that names them
 // commits. A kill at any point leaves at worst unreferenced files in tmp/ or
-// objects/, which Check reports as garbage and GC removes. Every digest is
+// objects/, and layers and trees that no image or lease holds, which Check
+// reports as garbage and GC removes. Every digest is
 // verified on ingest; a mismatch fails the import and stores nothing.
 //
 // Concurrency: bbolt holds an exclusive flock on meta.db while a Store is open,

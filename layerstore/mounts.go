@@ -2,6 +2,7 @@ package layerstore
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -152,7 +153,12 @@ func (s *Store) UpdateMount(m MountRecord) error {
 // its lease. In that order, GC (which frees the directories of leases that
 // are not alive, and of none) never counts space that is still being freed
 // here, and a crash in between leaves a lease that check reports and GC
-// drops. Removing a lease that is gone is not an error.
+// drops. What only the lease held (the layers, tree and objects of an image
+// removed while mounted) goes with the lease, as an image removal deletes
+// what it alone held: in the same transaction, object files after it
+// commits. Removing a lease that is gone is not an error. When an import
+// holds the store past Options.LockTimeout, the lease still goes and what it
+// held is left for GC (Check reports it as garbage).
 func (s *Store) RemoveMount(id string) error {
 	if err := checkMountID(id); err != nil {
 		return err
@@ -160,9 +166,35 @@ func (s *Store) RemoveMount(id string) error {
 	if err := os.RemoveAll(s.MountDir(id)); err != nil {
 		return err
 	}
-	return s.update(func(tx *bolt.Tx) error {
-		return bucket(tx, bucketMounts).Delete([]byte(id))
-	})
+	// Exclusive, as for image removal: an import may be counting on a layer
+	// only this lease holds.
+	lk, lerr := s.lock(true)
+	if lerr != nil && !errors.Is(lerr, ErrLocked) {
+		return lerr
+	}
+	var doomed []objectFile
+	if err := s.update(func(tx *bolt.Tx) error {
+		if err := bucket(tx, bucketMounts).Delete([]byte(id)); err != nil {
+			return err
+		}
+		if lk == nil {
+			return nil
+		}
+		var err error
+		_, doomed, err = sweep(tx)
+		return err
+	}); err != nil {
+		if lk != nil {
+			lk.unlock()
+		}
+		return err
+	}
+	if lk == nil {
+		s.log.Warn("store busy: what the lease held is left for gc", "mount", id, "err", lerr)
+		return nil
+	}
+	removeObjects(s, doomed)
+	return lk.unlock()
 }
 
 // Mounts lists the leases, live or not.

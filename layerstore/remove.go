@@ -187,31 +187,9 @@ type objectFile struct {
 // their object references, and returns the layers deleted and the objects
 // whose last reference went.
 func sweep(tx *bolt.Tx) ([]digest.Digest, []objectFile, error) {
-	keepLayer := map[digest.Digest]bool{}
-	keepTree := map[digest.Digest]bool{}
-	err := bucket(tx, bucketImages).ForEach(func(k, v []byte) error {
-		var rec imageRecord
-		if err := json.Unmarshal(v, &rec); err != nil {
-			return fmt.Errorf("image %s: %w: %w", k, err, ErrCorrupt)
-		}
-		for _, d := range rec.Layers {
-			keepLayer[d] = true
-		}
-		keepTree[rec.ChainID] = true
-		return nil
-	})
+	keepLayer, keepTree, err := held(tx)
 	if err != nil {
 		return nil, nil, err
-	}
-	mounts, err := mountsTx(tx)
-	if err != nil {
-		return nil, nil, err
-	}
-	for _, m := range mounts {
-		for _, d := range m.Layers {
-			keepLayer[d] = true
-		}
-		keepTree[m.ChainID] = true
 	}
 	tb := bucket(tx, bucketTrees)
 	var trees [][]byte
@@ -254,6 +232,37 @@ func sweep(tx *bolt.Tx) ([]digest.Digest, []objectFile, error) {
 		}
 	}
 	return layers, doomed, nil
+}
+
+// held is what images and leases (live or stale) hold: their layers and the
+// trees of their chains. Every other layer or tree is garbage.
+func held(tx *bolt.Tx) (layers, trees map[digest.Digest]bool, err error) {
+	layers, trees = map[digest.Digest]bool{}, map[digest.Digest]bool{}
+	err = bucket(tx, bucketImages).ForEach(func(k, v []byte) error {
+		var rec imageRecord
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return fmt.Errorf("image %s: %w: %w", k, err, ErrCorrupt)
+		}
+		for _, d := range rec.Layers {
+			layers[d] = true
+		}
+		trees[rec.ChainID] = true
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	mounts, err := mountsTx(tx)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, m := range mounts {
+		for _, d := range m.Layers {
+			layers[d] = true
+		}
+		trees[m.ChainID] = true
+	}
+	return layers, trees, nil
 }
 
 // layerObjects is the set of objects a layer holds, with their sizes: those

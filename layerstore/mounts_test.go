@@ -1,0 +1,152 @@
+package layerstore
+
+import (
+	"os"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// leaseOf takes a lease on img for this process, as a mount does.
+func leaseOf(t *testing.T, s *Store, id string, img Image) {
+	t.Helper()
+	if err := s.AddMount(MountRecord{ID: id, Image: img.ID, Ref: "r", Dir: "/mnt/" + id, Created: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(s.MountDir(id), 0o700); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// mountedRmiFixture stores two images sharing a base layer, mounts the
+// second (lease and built tree) and removes it with force, as rmi -f does.
+func mountedRmiFixture(t *testing.T, s *Store) (kept, gone Image) {
+	t.Helper()
+	base := makeTar(t, tarEntry{name: "bin/", typ: '5'}, tarEntry{name: "bin/sh", body: "shell"})
+	top := makeTar(t, tarEntry{name: "data", body: "only the removed image has this"})
+	kept, err := importLayers(t, s, "kept:1", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gone, err = importLayers(t, s, "gone:1", base, top); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.ImageTree("gone:1"); err != nil {
+		t.Fatal(err)
+	}
+	leaseOf(t, s, "m1", gone)
+	if _, err := s.RemoveImage("gone:1", true); err != nil {
+		t.Fatalf("rmi -f of a mounted image: %v", err)
+	}
+	// The lease still holds what the mount shows.
+	if r := checkOK(t, s, "mounted, image removed"); len(r.Garbage) != 0 {
+		t.Errorf("garbage while the lease holds the image: %v", r.Garbage)
+	}
+	if _, err := os.Stat(s.ObjectPath(sha([]byte("only the removed image has this")))); err != nil {
+		t.Fatalf("an object of the mounted image went while the lease held it: %v", err)
+	}
+	return kept, gone
+}
+
+// assertOnly fails unless the store holds exactly the image kept: its
+// layers, its tree if built, its objects and nothing else.
+func assertOnly(t *testing.T, s *Store, kept Image, goneTop digest.Digest) {
+	t.Helper()
+	r := checkOK(t, s, "after the lease went")
+	if len(r.Garbage) != 0 {
+		t.Errorf("garbage: %v", r.Garbage)
+	}
+	if r.Images != 1 || r.Layers != 1 || r.Objects != 1 || r.Mounts != 0 {
+		t.Errorf("%d images, %d layers, %d objects, %d mounts; want 1, 1, 1, 0", r.Images, r.Layers, r.Objects, r.Mounts)
+	}
+	if r.Trees > 1 {
+		t.Errorf("%d trees, want at most the kept image's", r.Trees)
+	}
+	if _, err := os.Stat(s.ObjectPath(sha([]byte("only the removed image has this")))); !os.IsNotExist(err) {
+		t.Errorf("the removed image's object file is still there (%v)", err)
+	}
+	du, err := s.DiskUsage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if du.Layers != r.Layers || du.Objects != r.Objects {
+		t.Errorf("df counts %d layers, %d objects; check %d, %d", du.Layers, du.Objects, r.Layers, r.Objects)
+	}
+	if _, err := s.LayerTar(goneTop); err == nil {
+		t.Errorf("the removed image's top layer %s is still stored", goneTop)
+	}
+	if _, err := os.Stat(s.MountDir("m1")); !os.IsNotExist(err) {
+		t.Errorf("the mount directory is still there (%v)", err)
+	}
+}
+
+// rmi -f of a mounted image, then umount: what only the mount still held
+// goes when its lease does, and nothing is left for check or gc to find.
+func TestStore_RemoveMount_AfterForcedRemoval_LeavesNothing(t *testing.T) {
+	s := newTestStore(t)
+	kept, gone := mountedRmiFixture(t, s)
+	if err := s.RemoveMount("m1"); err != nil {
+		t.Fatal(err)
+	}
+	assertOnly(t, s, kept, gone.Layers[1])
+	if _, _, err := s.ImageTree("kept:1"); err != nil {
+		t.Errorf("the image that shares the base layer: %v", err)
+	}
+	g, err := s.GC()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(g.Layers) != 0 || g.Objects != 0 {
+		t.Errorf("gc found %d layers and %d objects that umount should have removed", len(g.Layers), g.Objects)
+	}
+}
+
+// When the store is busy (an import holds it) the lease still goes; what it
+// held is then garbage that check reports and gc removes.
+func TestStore_RemoveMount_StoreBusy_OrphansAreGarbage(t *testing.T) {
+	s := newTestStore(t)
+	kept, gone := mountedRmiFixture(t, s)
+	lk, err := s.lock(false) // what an import in flight holds
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy, err := Open(s.Root(), &Options{LockTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = busy.RemoveMount("m1")
+	lk.unlock()
+	if err != nil {
+		t.Fatalf("umount while an import runs: %v", err)
+	}
+	if ms, _ := s.Mounts(); len(ms) != 0 {
+		t.Fatalf("the lease is still there: %v", ms)
+	}
+	r := checkOK(t, s, "lease gone, sweep left for gc")
+	want := map[string]bool{
+		"layer " + string(gone.Layers[1]) + ": no image or mount holds it": true,
+		"tree " + string(gone.ChainID) + ": no image or mount holds it":    true,
+		"unreferenced object " + s.ObjectPath(sha([]byte("only the removed image has this"))): false, // still referenced by the orphan layer
+	}
+	got := map[string]bool{}
+	for _, g := range r.Garbage {
+		got[g] = true
+	}
+	for g, w := range want {
+		if got[g] != w {
+			t.Errorf("garbage %q reported: %v, want %v (all: %v)", g, got[g], w, r.Garbage)
+		}
+	}
+	if len(r.Garbage) != 2 {
+		t.Errorf("garbage %v, want the orphan layer and tree", r.Garbage)
+	}
+	g, err := s.GC()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(g.Layers) != 1 || g.Layers[0] != gone.Layers[1] || g.Objects != 1 {
+		t.Errorf("gc removed layers %v and %d objects, want the orphan layer and its object", g.Layers, g.Objects)
+	}
+	assertOnly(t, s, kept, gone.Layers[1])
+}
