@@ -125,8 +125,8 @@ func TestStore_RemoveMount_StoreBusy_OrphansAreGarbage(t *testing.T) {
 	}
 	r := checkOK(t, s, "lease gone, sweep left for gc")
 	want := map[string]bool{
-		"layer " + string(gone.Layers[1]) + ": no image or mount holds it": true,
-		"tree " + string(gone.ChainID) + ": no image or mount holds it":    true,
+		"layer " + string(gone.Layers[1]) + ": no image or mount holds it":                    true,
+		"tree " + string(gone.ChainID) + ": no image or mount holds it":                       true,
 		"unreferenced object " + s.ObjectPath(sha([]byte("only the removed image has this"))): false, // still referenced by the orphan layer
 	}
 	got := map[string]bool{}
