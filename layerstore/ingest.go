@@ -285,6 +285,12 @@ func (s *Store) readTar(ctx context.Context, sp *splitter, st *staging, ing *ing
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		// What is left of the previous entry (a body no one reads) passes
+		// now, so that the splitter keeps only this entry's headers.
+		if _, err := io.Copy(io.Discard, tr); err != nil {
+			return fmt.Errorf("read tar: %w", corrupt(err))
+		}
+		sp.mark()
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			break
@@ -350,22 +356,39 @@ func (s *Store) readTar(ctx context.Context, sp *splitter, st *staging, ing *ing
 				}
 				e.Size = hdr.Size
 				var d digest.Digest
-				// Sparse files stay literal in the tar split: what the
-				// reader takes from the stream is not their content.
-				sparse := isSparse(hdr)
-				if !sparse {
+				// A sparse file's packed data is recorded as ranges of its
+				// object when its map can be read (sparse.go); otherwise
+				// it stays literal in the tar split.
+				var (
+					r      io.Reader = tr
+					frags  []sparseFrag
+					fh     *fragHasher
+					sparse = isSparse(hdr)
+					mapped bool
+				)
+				if sparse {
+					raw, start := sp.captured()
+					if frags, mapped = sparseMap(hdr, raw, start); mapped {
+						fh = &fragHasher{h: sha256.New(), frags: frags}
+						r = io.TeeReader(tr, fh)
+						sp.beginSparse()
+					}
+				} else {
 					sp.begin()
 				}
 				if hdr.Size <= smallFile {
 					data := make([]byte, hdr.Size)
-					if _, err := io.ReadFull(tr, data); err != nil {
+					if _, err := io.ReadFull(r, data); err != nil {
 						return fmt.Errorf("tar entry %q: %w", hdr.Name, corrupt(err))
 					}
 					d = st.addSmall(data)
-				} else if d, err = st.add(tr, hdr.Size, buf); err != nil {
+				} else if d, err = st.add(r, hdr.Size, buf); err != nil {
 					return fmt.Errorf("tar entry %q: %w", hdr.Name, corrupt(err))
 				}
-				if !sparse {
+				switch {
+				case mapped:
+					sp.endSparse(d, hdr.Size, frags, fh.h.Sum(nil))
+				case !sparse:
 					if sp.n != hdr.Size {
 						return fmt.Errorf("tar entry %q: %d bytes in the stream for a %d-byte file (a sparse format not recognized?): %w", hdr.Name, sp.n, hdr.Size, ErrInvalid)
 					}

@@ -285,8 +285,11 @@ func layerObjects(tx *bolt.Tx, diffID digest.Digest) (map[digest.Digest]int64, e
 		return nil, fmt.Errorf("layer %s: %w", diffID, err)
 	}
 	for _, sg := range segs {
-		if sg.kind == segContent {
+		switch sg.kind {
+		case segContent:
 			objs[sg.object] = sg.n
+		case segRange:
+			objs[sg.object] = sg.size
 		}
 	}
 	return objs, nil

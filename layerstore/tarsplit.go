@@ -2,9 +2,11 @@ package layerstore
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 
@@ -22,11 +24,14 @@ import (
 //
 // Encoding: a sequence of segments, each a kind byte and a uvarint length:
 //
-//	'L' len, then len literal bytes (headers, padding, sparse files)
+//	'L' len, then len literal bytes (headers, padding)
 //	'C' len, then a length-prefixed digest: len bytes of that object from its start
+//	'R' len, offset, object size, then a length-prefixed digest: len bytes of
+//	    that object from offset (a data fragment of a sparse file, see sparse.go)
 const (
 	segLiteral = 'L'
 	segContent = 'C'
+	segRange   = 'R'
 )
 
 // splitter sits between the decompressed stream and the tar reader and
@@ -43,7 +48,21 @@ type splitter struct {
 	content bool
 	n       int64                   // content bytes read since begin
 	objects map[digest.Digest]int64 // objects the split refers to
+	total   int64                   // bytes read so far
+
+	// The raw bytes read since mark, kept for the entry the tar reader is
+	// reading the headers of (the sparse map is among them).
+	capture  []byte
+	capStart int64 // stream offset of capture[0]
+	capOver  bool  // more than maxCapture: not kept
+
+	chash hash.Hash // sparse content: hash of the packed data read
 }
+
+// maxCapture bounds the header bytes kept for one entry. archive/tar reads
+// at most 1 MiB of each kind of special header, so real archives stay far
+// below it; past it a sparse file's data stays literal in the split.
+const maxCapture = 8 << 20
 
 // maxSplit bounds a tar split (compressed). A layer past it (a sparse file
 // with much data, which stays in the split) is imported without one: it
@@ -65,9 +84,20 @@ func newSplitter(r io.Reader) *splitter {
 
 func (sp *splitter) Read(p []byte) (int, error) {
 	n, err := sp.r.Read(p)
+	sp.total += int64(n)
+	if !sp.content && !sp.capOver {
+		if len(sp.capture)+n > maxCapture {
+			sp.capOver, sp.capture = true, nil
+		} else {
+			sp.capture = append(sp.capture, p[:n]...)
+		}
+	}
 	switch {
 	case sp.content:
 		sp.n += int64(n)
+		if sp.chash != nil {
+			sp.chash.Write(p[:n])
+		}
 	case sp.off:
 	default:
 		sp.lit = append(sp.lit, p[:n]...)
@@ -87,8 +117,7 @@ func (sp *splitter) write(b []byte) {
 		sp.off, sp.err = true, err
 	}
 	if sp.out.Len() > maxSplit {
-		sp.off = true
-		sp.out = bytes.Buffer{}
+		sp.disable()
 	}
 }
 
@@ -101,6 +130,65 @@ func (sp *splitter) flushLiteral() {
 	sp.write(binary.AppendUvarint(nil, uint64(len(sp.lit))))
 	sp.write(sp.lit)
 	sp.lit = sp.lit[:0]
+}
+
+// mark starts keeping the raw bytes read, for the next entry's headers.
+func (sp *splitter) mark() {
+	sp.capture, sp.capStart, sp.capOver = sp.capture[:0], sp.total, false
+}
+
+// captured is what was read since mark, and the stream offset it starts at;
+// nil when it was too much to keep.
+func (sp *splitter) captured() ([]byte, int64) {
+	if sp.capOver {
+		return nil, 0
+	}
+	return sp.capture, sp.capStart
+}
+
+// disable drops the tar split: the layer is stored without one.
+func (sp *splitter) disable() {
+	sp.off = true
+	sp.out = bytes.Buffer{}
+}
+
+// beginSparse marks that what follows is the packed data of a sparse file;
+// it is hashed so that endSparse can tell whether the map is right.
+func (sp *splitter) beginSparse() {
+	sp.begin()
+	sp.chash = sha256.New()
+}
+
+// endSparse records the packed data read since beginSparse as the fragments
+// frags of object d (size bytes), provided they hold what was read: the
+// packed data must hash to sum, the hash of those fragments of the content.
+// Otherwise the layer gets no tar split.
+func (sp *splitter) endSparse(d digest.Digest, size int64, frags []sparseFrag, sum []byte) {
+	sp.content = false
+	got := sp.chash.Sum(nil)
+	sp.chash = nil
+	total, ok := validFrags(frags, size)
+	if !ok || total != sp.n || !bytes.Equal(got, sum) {
+		sp.disable()
+		return
+	}
+	if sp.off {
+		return
+	}
+	for _, f := range frags {
+		if f.length == 0 {
+			continue
+		}
+		seg := []byte{segRange}
+		seg = binary.AppendUvarint(seg, uint64(f.length))
+		seg = binary.AppendUvarint(seg, uint64(f.offset))
+		seg = binary.AppendUvarint(seg, uint64(size))
+		sp.write(appendString(seg, string(d)))
+	}
+	if sp.objects == nil {
+		sp.objects = map[digest.Digest]int64{}
+	}
+	sp.objects[d] = size
 }
 
 // begin marks that what follows is the content of a regular file.
@@ -144,6 +232,8 @@ type segment struct {
 	n      int64
 	lit    []byte
 	object digest.Digest
+	off    int64 // segRange: where in the object
+	size   int64 // segRange: the object's size
 }
 
 // decodeTarSplit decodes a stored tar split; a layer without one has no segments.
@@ -174,6 +264,12 @@ func decodeTarSplit(blob []byte) ([]segment, error) {
 			d.b = d.b[n:]
 		case segContent:
 			out = append(out, segment{kind: kind, n: int64(n), object: digest.Digest(d.string())})
+		case segRange:
+			off, size := d.uvarint(), d.uvarint()
+			if off > size || n > size-off {
+				return nil, fmt.Errorf("tar split: range past the end of its object: %w", ErrCorrupt)
+			}
+			out = append(out, segment{kind: kind, n: int64(n), off: int64(off), size: int64(size), object: digest.Digest(d.string())})
 		default:
 			return nil, fmt.Errorf("tar split: segment kind %q: %w", kind, ErrCorrupt)
 		}
@@ -217,7 +313,8 @@ type tarJoiner struct {
 	s    *Store
 	segs []segment
 	cur  io.Reader
-	f    *os.File
+	f    *os.File // the object being read
+	fd   digest.Digest
 }
 
 func (j *tarJoiner) Read(p []byte) (int, error) {
@@ -226,7 +323,6 @@ func (j *tarJoiner) Read(p []byte) (int, error) {
 			n, err := j.cur.Read(p)
 			if err == io.EOF {
 				err = nil
-				j.closeObject()
 				j.cur = nil
 				if n == 0 {
 					continue
@@ -243,12 +339,17 @@ func (j *tarJoiner) Read(p []byte) (int, error) {
 			j.cur = bytes.NewReader(seg.lit)
 			continue
 		}
-		f, err := os.Open(j.s.ObjectPath(seg.object))
-		if err != nil {
-			return 0, fmt.Errorf("object %s: %w", seg.object, err)
+		// The fragments of a sparse file come one after the other: keep
+		// its object open across them.
+		if j.f == nil || j.fd != seg.object {
+			j.closeObject()
+			f, err := os.Open(j.s.ObjectPath(seg.object))
+			if err != nil {
+				return 0, fmt.Errorf("object %s: %w", seg.object, err)
+			}
+			j.f, j.fd = f, seg.object
 		}
-		j.f = f
-		j.cur = &exactReader{r: io.LimitReader(f, seg.n), want: seg.n, d: seg.object}
+		j.cur = &exactReader{r: io.NewSectionReader(j.f, seg.off, seg.n), want: seg.n, d: seg.object}
 	}
 }
 
