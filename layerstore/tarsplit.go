@@ -64,9 +64,10 @@ type splitter struct {
 // below it; past it a sparse file's data stays literal in the split.
 const maxCapture = 8 << 20
 
-// maxSplit bounds a tar split (compressed). A layer past it (a sparse file
-// with much data, which stays in the split) is imported without one: it
-// mounts, but cannot be given back byte for byte.
+// maxSplit bounds a tar split (compressed). A layer past it (one with much
+// data outside file contents: whiteout bodies, bytes after the end of the
+// archive, a sparse file whose map could not be read) is imported without
+// one: it mounts, but cannot be given back byte for byte.
 const maxSplit = 64 << 20
 
 // litChunk is how much literal data is buffered before it is compressed.
