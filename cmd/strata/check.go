@@ -20,8 +20,8 @@ trees, object reference counts, mount leases) and that every object file exists
 with its recorded size; --contents also hashes every object.
 
 Each problem is printed on a "problem:" line; what an interrupted command or a
-crash leaves behind (unreferenced objects, staging files, stale mounts) on
-"garbage:" lines, which strata gc removes. The exit status is 1 if there is a
+crash leaves behind (unreferenced objects, layers and trees no image or mount
+holds, staging files, stale mounts) on "garbage:" lines, which strata gc removes. The exit status is 1 if there is a
 problem; garbage alone is not one.`,
 		Args:    cobra.NoArgs,
 		GroupID: "store",

@@ -28,7 +28,9 @@ layer no other image or mount holds ("Deleted: sha256:<diffID>") and the file
 contents nothing else shares.
 
 Without -f, an ID of an image tagged in several repositories, and an image a
-live mount uses, are refused. With -f, names that match nothing are reported
+live mount uses, are refused. With -f, a mounted image goes at once but what
+its mount shows stays until the mount ends, and goes then. With -f, names that
+match nothing are reported
 but do not fail the command. An IMAGE that fails does not stop the others;
 the exit status is 1 if any failed.`,
 		Example: `  strata rmi demo:latest
