@@ -157,8 +157,9 @@ func (s *Store) UpdateMount(m MountRecord) error {
 // removed while mounted) goes with the lease, as an image removal deletes
 // what it alone held: in the same transaction, object files after it
 // commits. Removing a lease that is gone is not an error. When an import
-// holds the store past Options.LockTimeout, the lease still goes and what it
-// held is left for GC (Check reports it as garbage).
+// holds the store for longer than sweepWait, the lease still goes (an
+// unmount does not wait for an import) and what it held is left for GC;
+// Check reports it as garbage meanwhile.
 func (s *Store) RemoveMount(id string) error {
 	if err := checkMountID(id); err != nil {
 		return err
@@ -168,7 +169,7 @@ func (s *Store) RemoveMount(id string) error {
 	}
 	// Exclusive, as for image removal: an import may be counting on a layer
 	// only this lease holds.
-	lk, lerr := s.lock(true)
+	lk, lerr := s.lockWithin(true, min(sweepWait, s.opts.LockTimeout))
 	if lerr != nil && !errors.Is(lerr, ErrLocked) {
 		return lerr
 	}
@@ -196,6 +197,10 @@ func (s *Store) RemoveMount(id string) error {
 	removeObjects(s, doomed)
 	return lk.unlock()
 }
+
+// sweepWait is how long RemoveMount waits for running imports before it
+// leaves what the lease held to GC.
+const sweepWait = 5 * time.Second
 
 // Mounts lists the leases, live or not.
 func (s *Store) Mounts() ([]MountRecord, error) {

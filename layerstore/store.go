@@ -172,6 +172,11 @@ func bucket(tx *bolt.Tx, name []byte) *bolt.Bucket { return tx.Bucket(bucketRoot
 type storeLock struct{ f *os.File }
 
 func (s *Store) lock(exclusive bool) (*storeLock, error) {
+	return s.lockWithin(exclusive, s.opts.LockTimeout)
+}
+
+// lockWithin is lock, waiting at most wait.
+func (s *Store) lockWithin(exclusive bool, wait time.Duration) (*storeLock, error) {
 	f, err := os.OpenFile(filepath.Join(s.root, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
@@ -180,7 +185,7 @@ func (s *Store) lock(exclusive bool) (*storeLock, error) {
 	if exclusive {
 		how = unix.LOCK_EX
 	}
-	deadline := time.Now().Add(s.opts.LockTimeout)
+	deadline := time.Now().Add(wait)
 	for {
 		err = unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
 		if err == nil {
@@ -189,7 +194,7 @@ func (s *Store) lock(exclusive bool) (*storeLock, error) {
 		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
 			f.Close()
 			if errors.Is(err, unix.EWOULDBLOCK) {
-				return nil, fmt.Errorf("%s: waited %s: %w", s.root, s.opts.LockTimeout, ErrLocked)
+				return nil, fmt.Errorf("%s: waited %s: %w", s.root, wait, ErrLocked)
 			}
 			return nil, fmt.Errorf("lock %s: %w", s.root, err)
 		}
