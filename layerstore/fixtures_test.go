@@ -29,6 +29,9 @@ func openStore(t testing.TB) *layerstore.Store {
 		for _, p := range r.Problems {
 			t.Errorf("check: %s", p)
 		}
+		for _, g := range r.Garbage {
+			t.Errorf("check: garbage: %s", g)
+		}
 	})
 	return s
 }

@@ -36,6 +36,9 @@ func mustCheck(t testing.TB, s *Store) {
 	for _, p := range r.Problems {
 		t.Errorf("check: %s", p)
 	}
+	for _, g := range r.Garbage {
+		t.Errorf("check: garbage: %s", g)
+	}
 }
 
 // tarEntry describes one member of a synthetic layer.
