@@ -24,8 +24,9 @@
 // that is not a directory replaces a directory with everything below it;
 // hard links (to an earlier regular file of the same layer only) keep the
 // content their target had when they were made. Symlinks
-// in an entry's parent path are followed inside the root, as docker's
-// FollowSymlinkInScope does. A name longer than 255 bytes is refused.
+// in an entry's or a marker's parent path are followed inside the root, as
+// docker's FollowSymlinkInScope does (for a marker, the layer's own entries
+// first: docker meets them before the markers under them). A name longer than 255 bytes is refused.
 //
 // Crash guarantees: objects are written to tmp/, flushed with syncfs and renamed
 // into objects/ (and flushed again) before the bbolt transaction that names them

@@ -364,6 +364,24 @@ func TestReview_TreeVsUmoci(t *testing.T) {
 				rtar(t, rsym("up", "../../../.."), rsym("abs", "/"), rfile("up/etc/f", "f"), rfile("abs/g", "g")),
 			}
 		}},
+		{name: "WhiteoutThroughSymlinkSameLayer", tars: func(t testing.TB) [][]byte {
+			return [][]byte{
+				rtar(t, rdir("etc"), rfile("etc/passwd", "p"), rfile("etc/group", "g")),
+				rtar(t, rsym("d", "etc"), rwh("d", "passwd")),
+			}
+		}},
+		{name: "OpaqueThroughSymlinkSameLayer", tars: func(t testing.TB) [][]byte {
+			return [][]byte{
+				rtar(t, rdir("etc"), rfile("etc/passwd", "p"), rfile("etc/group", "g")),
+				rtar(t, rsym("d", "etc"), ropq("d"), rfile("etc/new", "n")),
+			}
+		}},
+		{name: "WhiteoutUnderSymlinkReplacedByDir", tars: func(t testing.TB) [][]byte {
+			return [][]byte{
+				rtar(t, rdir("etc"), rfile("etc/passwd", "p"), rsym("d", "etc")),
+				rtar(t, rdir("d"), rwh("d", "passwd"), rfile("d/x", "x")),
+			}
+		}},
 		{name: "SymlinkModeFromHeader", tars: func(t testing.TB) [][]byte {
 			return [][]byte{
 				rtar(t, rfile("t", "t"), rent{name: "s", typ: tar.TypeSymlink, link: "t", mode: 0o644}),

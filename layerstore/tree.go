@@ -158,9 +158,18 @@ func (b *treeBuilder) ensureDir(dir string) {
 // changeset order: opaque markers, then whiteouts, then the entries
 // themselves. Hard links within the layer share an inode number.
 func (b *treeBuilder) applyLayer(entries []*Entry) error {
+	// Markers act on the lower layers, but their parent path goes through
+	// the layer's own symlinks and directories first, as docker, applying a
+	// tar in order, meets them before the markers under them.
+	own := map[string]*Entry{}
+	for _, e := range entries {
+		if e.Type != TypeWhiteout && e.Type != TypeOpaque {
+			own[e.Path] = e
+		}
+	}
 	for _, e := range entries {
 		if e.Type == TypeOpaque {
-			dir := b.resolveDir(parentOf(e.Path))
+			dir := b.resolveDir(parentOf(e.Path), own)
 			if d, ok := b.t.entries[dir]; ok && d.Type == TypeDir {
 				b.clear(dir)
 			}
@@ -168,7 +177,7 @@ func (b *treeBuilder) applyLayer(entries []*Entry) error {
 	}
 	for _, e := range entries {
 		if e.Type == TypeWhiteout {
-			b.remove(JoinPath(b.resolveDir(parentOf(e.Path)), strings.TrimPrefix(e.Name(), WhiteoutPrefix)))
+			b.remove(JoinPath(b.resolveDir(parentOf(e.Path), own), strings.TrimPrefix(e.Name(), WhiteoutPrefix)))
 		}
 	}
 	inoOf := map[string]uint64{} // layer path -> inode number given in this layer
@@ -201,7 +210,7 @@ func (b *treeBuilder) add(e *Entry, inoOf map[string]uint64) error {
 	// directories, inside the root: so does the tree.
 	p := e.Path
 	if p != "" {
-		p = JoinPath(b.resolveDir(parentOf(p)), e.Name())
+		p = JoinPath(b.resolveDir(parentOf(p), nil), e.Name())
 	}
 	n.Path = p
 	old, exists := b.t.entries[p]
@@ -242,9 +251,10 @@ const maxSymlinkHops = 40
 // the tree, never above the root, and returns the path they lead to. As in
 // the kernel (and docker's FollowSymlinkInScope), ".." in a link target
 // climbs from where the symlinks so far have led, not from the text of the
-// target. Past maxSymlinkHops it stops following, and the entry replaces
-// the symlink.
-func (b *treeBuilder) resolveDir(dir string) string {
+// target. An entry of own (the layer being applied) stands in for the
+// tree's at its path. Past maxSymlinkHops it stops following, and the entry
+// replaces the symlink.
+func (b *treeBuilder) resolveDir(dir string, own map[string]*Entry) string {
 	if dir == "" {
 		return ""
 	}
@@ -261,7 +271,11 @@ func (b *treeBuilder) resolveDir(dir string) string {
 			continue
 		}
 		next := JoinPath(cur, c)
-		if e, ok := b.t.entries[next]; ok && e.Type == TypeSymlink && hops < maxSymlinkHops {
+		e, ok := own[next]
+		if !ok {
+			e, ok = b.t.entries[next]
+		}
+		if ok && e.Type == TypeSymlink && hops < maxSymlinkHops {
 			hops++
 			if strings.HasPrefix(e.Link, "/") {
 				cur = ""
