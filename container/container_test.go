@@ -97,6 +97,7 @@ func TestRun_ImageConfigAndOverrides(t *testing.T) {
 		{"entrypoint replaced with cmd", Options{Entrypoint: []string{"/bin/echo"}, Cmd: []string{"a", "b"}}, "a b\n", 0},
 		{"no network but loopback", Options{Cmd: []string{"-c", "ls /sys/class/net"}}, "lo\n", 0},
 		{"status of a child killed by a signal", Options{Cmd: []string{"-c", `sh -c 'kill -9 $$'; exit $?`}}, "Killed\n", 137},
+		{"init as PID 1, the command its child", Options{Init: true, Cmd: []string{"-c", "cat /proc/1/comm; [ $$ -ne 1 ] && echo child"}}, "docker-init\nchild\n", 0},
 		{"read-only root", Options{ReadOnly: true, Cmd: []string{"-c", "touch /x 2>/dev/null || echo refused"}}, "refused\n", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -57,6 +57,29 @@ type Options struct {
 	Mounts []specs.Mount
 	// Annotations are copied into the spec (labels, the image name).
 	Annotations map[string]string
+	// Init runs an init process (tini or catatonit, static binaries from
+	// the host, at /sbin/docker-init as docker puts its own) as PID 1 that
+	// passes signals on and reaps zombies.
+	Init bool
+	// InitPath is the init binary. Default: the first of InitBinaries found.
+	InitPath string `json:",omitempty"`
+}
+
+// InitBinaries are the static init programs --init looks for (Debian's
+// tini and catatonit packages).
+var InitBinaries = []string{"/usr/bin/tini-static", "/usr/bin/catatonit", "/usr/libexec/podman/catatonit"}
+
+// initPath is the init binary o asks for.
+func initPath(o Options) (string, error) {
+	if o.InitPath != "" {
+		return o.InitPath, nil
+	}
+	for _, p := range InitBinaries {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("--init: no static init program found (install Debian's tini or catatonit): looked for %s", strings.Join(InitBinaries, ", "))
 }
 
 // Spec returns the runtime spec that runs the image with config cfg, whose
@@ -78,6 +101,15 @@ func Spec(id, rootfs, etcDir string, cfg ocispec.ImageConfig, o Options) (*specs
 	args = append(args, cmd...)
 	if len(args) == 0 {
 		return nil, ErrNoCommand
+	}
+	var initMount []specs.Mount
+	if o.Init {
+		p, err := initPath(o)
+		if err != nil {
+			return nil, err
+		}
+		args = append([]string{"/sbin/docker-init", "--"}, args...)
+		initMount = []specs.Mount{{Destination: "/sbin/docker-init", Type: "bind", Source: p, Options: []string{"bind", "ro"}}}
 	}
 
 	hostname := o.Hostname
@@ -137,7 +169,7 @@ func Spec(id, rootfs, etcDir string, cfg ocispec.ImageConfig, o Options) (*specs
 		},
 		Root:        &specs.Root{Path: rootfs, Readonly: o.ReadOnly},
 		Hostname:    hostname,
-		Mounts:      append(defaultMounts(etc), o.Mounts...),
+		Mounts:      append(append(defaultMounts(etc), initMount...), o.Mounts...),
 		Annotations: o.Annotations,
 		Linux: &specs.Linux{
 			Namespaces: []specs.LinuxNamespace{

@@ -31,6 +31,7 @@ type createOptions struct {
 	labels      []string
 	cidfile     string
 	volumes     []string
+	init        bool
 }
 
 func (o *createOptions) flags(f *pflag.FlagSet) {
@@ -51,6 +52,7 @@ func (o *createOptions) flags(f *pflag.FlagSet) {
 	f.IntVar(&o.stopTimeout, "stop-timeout", -1, "seconds stop waits before it kills the container (default 10)")
 	f.StringArrayVarP(&o.labels, "label", "l", nil, "set metadata on the container (KEY=VALUE)")
 	f.StringVar(&o.cidfile, "cidfile", "", "write the container ID to the file")
+	f.BoolVar(&o.init, "init", false, "run an init (tini or catatonit) as PID 1 that passes signals on and reaps zombies")
 	f.StringArrayVarP(&o.volumes, "volume", "v", nil, "mount a volume: HOST-PATH:CTR-PATH[:ro], NAME:CTR-PATH[:ro] or CTR-PATH (anonymous)")
 }
 
@@ -70,6 +72,7 @@ func createContainer(cmd *cobra.Command, c *container.Containers, o *createOptio
 			Tty:        o.tty,
 			ReadOnly:   o.readOnly,
 			Network:    o.network,
+			Init:       o.init,
 		},
 	}
 	if cmd.Flags().Changed("entrypoint") {

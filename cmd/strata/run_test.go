@@ -84,6 +84,9 @@ func TestRun_Options(t *testing.T) {
 	if got := mustRun(t, root, "ps", "-a", "-q"); got != "" {
 		t.Errorf("--rm left %q", got)
 	}
+	if got := mustRun(t, root, "run", "--rm", "--init", "demo", "-c", "cat /proc/1/comm"); got != "docker-init\n" {
+		t.Errorf("--init: PID 1 is %q", got)
+	}
 	if r := runStrata(t, root, "", "run", "--rm", "--read-only", "demo", "-c", "touch /x"); r.code != 1 {
 		t.Errorf("write on --read-only: exit %d %q", r.code, r.stderr)
 	}
