@@ -34,6 +34,7 @@ func subcommands(g *globals) []*cobra.Command {
 		newPsCmd(g),
 		newLogsCmd(g),
 		newExecCmd(g),
+		newContainerCmd(g),
 		newSuperviseCmd(g),
 		newSystemCmd(g),
 		newCheckCmd(g),

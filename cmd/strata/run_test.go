@@ -217,3 +217,30 @@ func TestExec(t *testing.T) {
 	}
 	mustRun(t, root, "rm", "-f", "ex")
 }
+
+func TestContainer_InspectPrune(t *testing.T) {
+	root := containerStore(t)
+	id := strings.TrimSpace(mustRun(t, root, "create", "--name", "insp", "-e", "X=1", "-v", "/tmp:/host:ro", "--label", "a=b", "demo", "-c", "exit 4"))
+	got := mustRun(t, root, "container", "inspect", "-f", "{{.Id}} {{.Name}} {{.State.Status}} {{.Path}} {{.Args}} {{.Config.Env}} {{.Config.Labels}} {{.HostConfig.Binds}} {{.GraphDriver.Name}}", "insp")
+	want := id + " /insp created /bin/sh [-c exit 4] [X=1 PATH=/bin:/usr/bin:/sbin APP=demo] map[a:b org.example.fixture:demo] [/tmp:/host:ro] strata\n"
+	if got != want {
+		t.Errorf("inspect:\n%s\nwant:\n%s", got, want)
+	}
+	if r := runStrata(t, root, "", "start", "-a", "insp"); r.code != 4 {
+		t.Errorf("start -a: exit %d", r.code)
+	}
+	if got := mustRun(t, root, "container", "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} {{.State.Running}}", "insp"); got != "exited 4 false\n" {
+		t.Errorf("inspect after the run: %q", got)
+	}
+	if r := runStrata(t, root, "", "container", "inspect", "nosuch"); r.code != 1 || r.stdout != "[]\n" || !strings.Contains(r.stderr, "No such container: nosuch") {
+		t.Errorf("inspect nosuch: %q %q %d", r.stdout, r.stderr, r.code)
+	}
+	mustRun(t, root, "create", "--name", "other", "demo")
+	out := mustRun(t, root, "container", "prune", "-f")
+	if !strings.HasPrefix(out, "Deleted Containers:\n") || strings.Count(out, "\n") != 5 || !strings.Contains(out, id+"\n") {
+		t.Errorf("container prune:\n%s", out)
+	}
+	if got := mustRun(t, root, "container", "ls", "-a", "-q"); got != "" {
+		t.Errorf("after prune: %q", got)
+	}
+}
