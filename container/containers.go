@@ -238,6 +238,17 @@ func (c *Containers) run(ctx context.Context, ref string, stdio Stdio, started f
 	if !rec.OpenStdin {
 		run.Stdin = nil
 	}
+	if rec.Options.Tty {
+		// A terminal's output is one stream, as docker logs it.
+		if stdio.Stdout == nil {
+			run.Stdout = out
+		}
+		var done func()
+		if run, done, err = hostConsole(run); err != nil {
+			return ExitRuntimeFailed, err
+		}
+		defer done()
+	}
 
 	self, serr := layerstore.ProcessStart(os.Getpid())
 	if serr != nil {

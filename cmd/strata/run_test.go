@@ -244,3 +244,44 @@ func TestContainer_InspectPrune(t *testing.T) {
 		t.Errorf("after prune: %q", got)
 	}
 }
+
+// TestRun_InteractiveTerminal: run -it on a terminal gives the container a
+// terminal of its own, fed from strata's.
+func TestRun_InteractiveTerminal(t *testing.T) {
+	root := containerStore(t)
+	ptmx, tty := openPTY(t)
+	screen := make(chan string)
+	go func() {
+		var b strings.Builder
+		buf := make([]byte, 4096)
+		for {
+			n, err := ptmx.Read(buf)
+			b.Write(buf[:n])
+			if err != nil {
+				break
+			}
+		}
+		screen <- b.String()
+	}()
+	// The container reads a line from its terminal, which strata feeds
+	// from its own.
+	ptmx.Write([]byte("typed\r")) // the line waits in the terminal until read
+	cmd := newRootCmd()
+	cmd.SetIn(tty)
+	cmd.SetOut(tty)
+	cmd.SetErr(tty)
+	cmd.SetArgs([]string{"--root", root, "run", "-it", "--rm", "demo", "-c", `[ -t 0 ] && echo is-a-tty; read x; echo "got:$x"; exit 3`})
+	err := cmd.Execute()
+	// strata's copy of its terminal into the container's is still in a
+	// read (the CLI exits here): a keystroke ends it, then the terminal
+	// can close.
+	ptmx.Write([]byte("\r"))
+	tty.Close()
+	out := <-screen
+	if exitCode(err) != 3 {
+		t.Errorf("run -it: %v (exit %d), want exit 3\n%q", err, exitCode(err), out)
+	}
+	if !strings.Contains(out, "is-a-tty") || !strings.Contains(out, "got:typed") {
+		t.Errorf("run -it: the terminal showed %q", out)
+	}
+}

@@ -1,0 +1,75 @@
+package container
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"golang.org/x/sys/unix"
+	"golang.org/x/term"
+)
+
+// openPTY opens a pseudo-terminal pair.
+func openPTY() (master, slave *os.File, err error) {
+	master, err = os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	fail := func(err error) (*os.File, *os.File, error) {
+		master.Close()
+		return nil, nil, err
+	}
+	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		return fail(fmt.Errorf("unlock pty: %w", err))
+	}
+	n, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		return fail(fmt.Errorf("pty number: %w", err))
+	}
+	slave, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fail(err)
+	}
+	return master, slave, nil
+}
+
+// isTerminal says whether v is a terminal.
+func isTerminal(v any) bool {
+	f, ok := v.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// hostConsole gives runc, which wants a terminal of its own for a container
+// with one, a pseudo-terminal when stdio has none (a detached container, or
+// -t with redirected streams): runc's side is the slave, and what the
+// container writes comes out of the master into stdio.Stdout. The returned
+// stdio is runc's; done closes the pair once runc has exited.
+func hostConsole(stdio Stdio) (Stdio, func(), error) {
+	if isTerminal(stdio.Stdin) && isTerminal(stdio.Stdout) {
+		return stdio, func() {}, nil
+	}
+	master, slave, err := openPTY()
+	if err != nil {
+		return stdio, nil, err
+	}
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		if stdio.Stdout != nil {
+			io.Copy(stdio.Stdout, master) // ends with EIO once every slave is closed
+		} else {
+			io.Copy(io.Discard, master)
+		}
+	}()
+	if stdio.Stdin != nil {
+		// Ends at the first read after the run (a write to a closed
+		// master); the CLI, whose stdin this is, exits before.
+		go io.Copy(master, stdio.Stdin)
+	}
+	done := func() {
+		slave.Close()
+		<-copied
+		master.Close()
+	}
+	return Stdio{Stdin: slave, Stdout: slave, Stderr: slave}, done, nil
+}
