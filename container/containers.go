@@ -78,6 +78,8 @@ type CreateOptions struct {
 	// Volumes are -v's (see ParseVolume); each VOLUME of the image gets an
 	// anonymous volume unless one of them mounts there.
 	Volumes []Volume
+	// Ports are -p's (see ParsePublish), on the private network only.
+	Ports []Port
 }
 
 // Create makes a container of image ref: its record and its top layer (a
@@ -89,9 +91,14 @@ func (c *Containers) Create(ctx context.Context, ref string, o CreateOptions) (*
 		return nil, err
 	}
 	switch o.Network {
-	case "", NetworkNone, NetworkHost:
+	case "":
+		o.Network = NetworkPrivate
+	case NetworkPrivate, NetworkNone, NetworkHost:
 	default:
-		return nil, fmt.Errorf("network %q: want %s or %s", o.Network, NetworkNone, NetworkHost)
+		return nil, fmt.Errorf("network %q: want %s, %s or %s", o.Network, NetworkPrivate, NetworkNone, NetworkHost)
+	}
+	if len(o.Ports) > 0 && o.Network != NetworkPrivate {
+		return nil, fmt.Errorf("published ports need the %s network (the container has network %s)", NetworkPrivate, o.Network)
 	}
 	rec := &Record{
 		Name:        o.Name,
@@ -105,6 +112,7 @@ func (c *Containers) Create(ctx context.Context, ref string, o CreateOptions) (*
 		StopSignal:  o.StopSignal,
 		StopTimeout: o.StopTimeout,
 		Labels:      o.Labels,
+		Ports:       o.Ports,
 		State:       State{Status: Created},
 	}
 	if rec.StopSignal == "" {
@@ -199,9 +207,15 @@ func (c *Containers) run(ctx context.Context, ref string, stdio Stdio, started f
 	if err != nil {
 		return ExitRuntimeFailed, fmt.Errorf("container %s: root file system: %w", rec.ID[:12], err)
 	}
+	// The exit is recorded last, once the network and the root file system
+	// are down: rm and wait see a container that ended and let go.
+	var exited func() error
 	defer func() {
 		if cerr := s.Close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("container %s: unmount its root file system: %w", rec.ID[:12], cerr))
+		}
+		if exited != nil {
+			err = errors.Join(err, exited())
 		}
 		if rec.AutoRemove { // --rm: the container and its anonymous volumes
 			err = errors.Join(err, c.remove(rec), c.removeAnonymousVolumes(rec))
@@ -213,6 +227,18 @@ func (c *Containers) run(ctx context.Context, ref string, stdio Stdio, started f
 	}
 	o := rec.Options
 	o.Mounts = append(slices.Clone(o.Mounts), vmounts...)
+	if o.Network == NetworkPrivate {
+		ports := slices.Clone(rec.Ports)
+		pn, nerr := startPrivateNet(rec.ID, ports)
+		if nerr != nil {
+			return ExitRuntimeFailed, nerr
+		}
+		defer func() { err = errors.Join(err, pn.stop()) }() // the named result
+		o.NetNSPath = pn.path
+		if rec, err = c.records.Update(rec.ID, func(r *Record) error { r.Ports = ports; return nil }); err != nil {
+			return ExitRuntimeFailed, err
+		}
+	}
 	spec, err := Spec(rec.ID, s.Dir(), filepath.Join(c.records.Dir(rec.ID), "etc"), rec.Config, o)
 	if err != nil {
 		return ExitRuntimeFailed, err
@@ -266,19 +292,21 @@ func (c *Containers) run(ctx context.Context, ref string, stdio Stdio, started f
 	if startErr != nil {
 		runErr = errors.Join(runErr, startErr)
 	}
-	if _, err := c.records.Update(rec.ID, func(r *Record) error {
-		if r.State.Status != Running { // ended before it was seen running
-			r.State = State{StartedAt: t0}
-		}
-		r.State.Status, r.State.ExitCode, r.State.Pid = Exited, code, 0
-		r.State.FinishedAt = time.Now().UTC()
-		r.State.Supervisor, r.State.SupervisorStart = 0, 0
-		if runErr != nil {
-			r.State.Error = runErr.Error()
-		}
-		return nil
-	}); err != nil {
-		return code, errors.Join(runErr, err)
+	finished := time.Now().UTC()
+	exited = func() error {
+		_, err := c.records.Update(rec.ID, func(r *Record) error {
+			if r.State.Status != Running { // ended before it was seen running
+				r.State = State{StartedAt: t0}
+			}
+			r.State.Status, r.State.ExitCode, r.State.Pid = Exited, code, 0
+			r.State.FinishedAt = finished
+			r.State.Supervisor, r.State.SupervisorStart = 0, 0
+			if runErr != nil {
+				r.State.Error = runErr.Error()
+			}
+			return nil
+		})
+		return err
 	}
 	return code, runErr
 }
@@ -392,8 +420,11 @@ func (c *Containers) remove(rec *Record) error {
 			errs = append(errs, err)
 		}
 	}
-	// A mountpoint a dead supervisor left behind.
+	// A mountpoint and a network namespace a dead supervisor left behind.
 	_ = unix.Unmount(c.rootfs(rec.ID), unix.MNT_DETACH)
+	if err := removeNetns(netnsName(rec.ID)); err != nil {
+		errs = append(errs, err)
+	}
 	if err := c.records.Remove(rec.ID); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
 	}

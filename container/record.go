@@ -56,6 +56,7 @@ type Record struct {
 	StopTimeout *int              `json:"stopTimeout,omitempty"` // seconds; default 10
 	Labels      map[string]string `json:"labels,omitempty"`
 	Volumes     []Volume          `json:"volumes,omitempty"`
+	Ports       []Port            `json:"ports,omitempty"` // host ports as published at the last start
 	State       State             `json:"state"`
 }
 

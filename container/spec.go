@@ -51,8 +51,11 @@ type Options struct {
 	Tty bool
 	// ReadOnly mounts the root file system read-only.
 	ReadOnly bool
-	// Network is NetworkNone (default) or NetworkHost.
+	// Network is NetworkNone (the default here), NetworkHost or
+	// NetworkPrivate, which needs NetNSPath.
 	Network string
+	// NetNSPath is the network namespace of a private network.
+	NetNSPath string `json:"-"`
 	// Mounts are added after the defaults (volumes, binds).
 	Mounts []specs.Mount
 	// Annotations are copied into the spec (labels, the image name).
@@ -186,9 +189,14 @@ func Spec(id, rootfs, etcDir string, cfg ocispec.ImageConfig, o Options) (*specs
 	switch o.Network {
 	case "", NetworkNone:
 		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+	case NetworkPrivate:
+		if o.NetNSPath == "" {
+			return nil, fmt.Errorf("network %s: no network namespace made for it", NetworkPrivate)
+		}
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: o.NetNSPath})
 	case NetworkHost:
 	default:
-		return nil, fmt.Errorf("network %q: want %s or %s", o.Network, NetworkNone, NetworkHost)
+		return nil, fmt.Errorf("network %q: want %s, %s or %s", o.Network, NetworkPrivate, NetworkNone, NetworkHost)
 	}
 	return s, nil
 }
@@ -302,6 +310,10 @@ func writeEtc(dir, hostname, network string) (etcFiles, error) {
 	resolv := ""
 	if b, err := os.ReadFile("/etc/resolv.conf"); err == nil {
 		resolv = string(b)
+	}
+	if network == NetworkPrivate { // slirp4netns's address and DNS forwarder
+		hosts += privateAddr + "\t" + hostname + "\n"
+		resolv = "nameserver " + privateDNS + "\n"
 	}
 	for name, body := range map[string]string{e.hostname: hostname + "\n", e.hosts: hosts, e.resolv: resolv} {
 		if err := os.WriteFile(name, []byte(body), 0o644); err != nil {

@@ -109,3 +109,34 @@ func TestContainers_Volumes(t *testing.T) {
 		t.Errorf("a named volume went with rm -v: %v", err)
 	}
 }
+
+func TestParsePublish(t *testing.T) {
+	for _, tc := range []struct {
+		spec string
+		want Port
+		err  string
+	}{
+		{"80", Port{HostIP: "127.0.0.1", ContainerPort: 80, Proto: "tcp"}, ""},
+		{"8080:80", Port{HostIP: "127.0.0.1", HostPort: 8080, ContainerPort: 80, Proto: "tcp"}, ""},
+		{"0.0.0.0:8080:80/udp", Port{HostIP: "0.0.0.0", HostPort: 8080, ContainerPort: 80, Proto: "udp"}, ""},
+		{"[::1]:8080:80", Port{HostIP: "::1", HostPort: 8080, ContainerPort: 80, Proto: "tcp"}, ""},
+		{"127.0.0.1::80", Port{HostIP: "127.0.0.1", ContainerPort: 80, Proto: "tcp"}, ""},
+		{"80/sctp", Port{}, "tcp or udp"},
+		{"x:80", Port{}, "not a port number"},
+		{"nothost:1:80", Port{}, "not an IP address"},
+		{"0", Port{}, "not a port number"},
+		{"70000", Port{}, "not a port number"},
+		{"1:2:3:4", Port{}, "want [HOST-IP:]"},
+	} {
+		got, err := ParsePublish(tc.spec)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: %v, want an error saying %q", tc.spec, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%q: %+v, %v; want %+v", tc.spec, got, err, tc.want)
+		}
+	}
+}

@@ -32,6 +32,7 @@ type createOptions struct {
 	cidfile     string
 	volumes     []string
 	init        bool
+	publish     []string
 }
 
 func (o *createOptions) flags(f *pflag.FlagSet) {
@@ -43,7 +44,8 @@ func (o *createOptions) flags(f *pflag.FlagSet) {
 	f.StringVar(&o.entrypoint, "entrypoint", "", "overwrite the image's entrypoint (\"\" clears it)")
 	f.StringVarP(&o.hostname, "hostname", "h", "", "container host name")
 	f.Bool("help", false, "help for this command") // -h is --hostname, as in docker
-	f.StringVar(&o.network, "network", container.NetworkNone, "network: none (loopback only) or host")
+	f.StringVar(&o.network, "network", container.NetworkPrivate, "network: private (its own, outbound through slirp4netns, -p publishes ports), none (loopback only) or host")
+	f.StringArrayVarP(&o.publish, "publish", "p", nil, "publish a container's port on the host: [HOST-IP:][HOST-PORT:]CONTAINER-PORT[/tcp|udp] (host address 127.0.0.1 unless given)")
 	f.BoolVar(&o.readOnly, "read-only", false, "mount the container's root file system read-only")
 	f.BoolVarP(&o.interactive, "interactive", "i", false, "keep standard input open")
 	f.BoolVarP(&o.tty, "tty", "t", false, "allocate a pseudo-terminal")
@@ -80,6 +82,13 @@ func createContainer(cmd *cobra.Command, c *container.Containers, o *createOptio
 		if o.entrypoint != "" {
 			co.Entrypoint = []string{o.entrypoint}
 		}
+	}
+	for _, p := range o.publish {
+		port, err := container.ParsePublish(p)
+		if err != nil {
+			return nil, err
+		}
+		co.Ports = append(co.Ports, port)
 	}
 	for _, v := range o.volumes {
 		vol, err := container.ParseVolume(v)

@@ -73,7 +73,7 @@ func reporter(fd int) func(string) {
 			return
 		}
 		done = true
-		fmt.Fprintln(f, msg)
+		fmt.Fprintln(f, strings.ReplaceAll(strings.TrimSpace(msg), "\n", "; ")) // one line
 		f.Close()
 	}
 }

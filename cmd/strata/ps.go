@@ -145,8 +145,15 @@ func containerRow(r *container.Record, trunc bool, now time.Time) psRow {
 	if network == "" {
 		network = container.NetworkNone
 	}
+	var ports []string
+	if r.State.Status == container.Running {
+		for _, p := range r.Ports {
+			ports = append(ports, p.String())
+		}
+	}
 	return psRow{
 		ID:         id,
+		Ports:      strings.Join(ports, ", "),
 		Image:      r.ImageRef,
 		Command:    commandLine(r, trunc),
 		CreatedAt:  r.Created.Local().Format("2006-01-02 15:04:05 -0700 MST"),

@@ -1,6 +1,10 @@
 package main
 
 import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -283,5 +287,52 @@ func TestRun_InteractiveTerminal(t *testing.T) {
 	}
 	if !strings.Contains(out, "is-a-tty") || !strings.Contains(out, "got:typed") {
 		t.Errorf("run -it: the terminal showed %q", out)
+	}
+}
+
+// TestRun_PublishedPort: a web server in a container on the private
+// network answers on the host port -p published, on 127.0.0.1; a port
+// already taken is refused, leaving nothing behind.
+func TestRun_PublishedPort(t *testing.T) {
+	root := containerStore(t)
+	t.Setenv(cliEnv, "1")
+	www := t.TempDir()
+	os.WriteFile(filepath.Join(www, "index.html"), []byte("hello from a container\n"), 0o644)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	mustRun(t, root, "run", "-d", "--name", "web", "-p", fmt.Sprintf("127.0.0.1:%d:8080", port), "-v", www+":/www:ro",
+		"demo", "-c", "exec /bin/busybox httpd -f -p 8080 -h /www")
+	url := fmt.Sprintf("http://127.0.0.1:%d/index.html", port)
+	var body string
+	waitFor(t, "the web server", func() bool {
+		resp, err := http.Get(url)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
+		return resp.StatusCode == 200
+	})
+	if body != "hello from a container\n" {
+		t.Errorf("GET %s: %q", url, body)
+	}
+	if got := mustRun(t, root, "ps", "--format", "{{.Ports}}"); got != fmt.Sprintf("127.0.0.1:%d->8080/tcp\n", port) {
+		t.Errorf("ps PORTS: %q", got)
+	}
+	r := runStrata(t, root, "", "run", "--rm", "-p", fmt.Sprintf("127.0.0.1:%d:80", port), "demo", "true")
+	if r.code != 125 || !strings.Contains(r.stderr, "already allocated") {
+		t.Errorf("a taken port: exit %d %q", r.code, r.stderr)
+	}
+	if r := runStrata(t, root, "", "run", "--rm", "--network", "none", "-p", "80", "demo", "true"); r.code != 125 {
+		t.Errorf("-p without the private network: exit %d %q", r.code, r.stderr)
+	}
+	mustRun(t, root, "rm", "-f", "web")
+	if out, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(out), "strata-") {
+		t.Errorf("network namespaces left: %s", out)
 	}
 }
