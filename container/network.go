@@ -42,7 +42,9 @@ func (p Port) String() string {
 // host address defaults to 127.0.0.1 (reachable from this machine only);
 // a host port of 0 or none is picked free when the container starts.
 func ParsePublish(s string) (Port, error) {
-	bad := func(why string) (Port, error) { return Port{}, fmt.Errorf("invalid publish specification %q: %s", s, why) }
+	bad := func(why string) (Port, error) {
+		return Port{}, fmt.Errorf("invalid publish specification %q: %s", s, why)
+	}
 	p := Port{HostIP: "127.0.0.1", Proto: "tcp"}
 	spec := s
 	if i := strings.LastIndexByte(spec, '/'); i >= 0 {
