@@ -56,7 +56,7 @@ func TestStore_Load_BadArchives(t *testing.T) {
 			b := layerBlobs(t, l)[2]
 			os.Remove(b)
 			return l
-		}, imagefmt.ErrMissingBlob, "sha256:"},
+		}, layerstore.ErrMissingBlob, "sha256:"},
 		{"CorruptBlob", func(t *testing.T) string {
 			l := copyLayout(t, dir)
 			b := layerBlobs(t, l)[3]
@@ -94,8 +94,8 @@ func TestStore_Load_BadArchives(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "notes.txt")
 			os.WriteFile(p, []byte(strings.Repeat("not an image\n", 500)), 0o644)
 			return p
-		}, imagefmt.ErrUnknownFormat, "notes.txt"},
-		{"RootfsTarball", func(t *testing.T) string { return filepath.Join(dir, "rootfs.tar") }, imagefmt.ErrUnknownFormat, "rootfs.tar"},
+		}, layerstore.ErrUnknownFormat, "notes.txt"},
+		{"RootfsTarball", func(t *testing.T) string { return filepath.Join(dir, "rootfs.tar") }, layerstore.ErrUnknownFormat, "rootfs.tar"},
 		{"ManifestBadJSON", func(t *testing.T) string {
 			l := copyLayout(t, dir)
 			var idx struct {
@@ -107,7 +107,7 @@ func TestStore_Load_BadArchives(t *testing.T) {
 			os.Chmod(m, 0o644)
 			os.WriteFile(m, []byte("{not json"), 0o644)
 			return l
-		}, imagefmt.ErrDigestMismatch, "manifest"},
+		}, layerstore.ErrDigestMismatch, "manifest"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

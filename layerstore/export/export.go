@@ -18,7 +18,6 @@ import (
 	"archive/tar"
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -32,6 +31,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/strata-dev/strata/layerstore"
 )
 
 // Image is one image to write.
@@ -55,12 +55,6 @@ type Options struct {
 	// TmpDir holds compressed layers before they go into an archive. Default os.TempDir().
 	TmpDir string
 }
-
-// ErrInvalid: what was asked for cannot be written.
-var ErrInvalid = errors.New("invalid")
-
-// ErrDigestMismatch: a layer stream does not hash to its diffID.
-var ErrDigestMismatch = errors.New("digest mismatch")
 
 // Formats.
 const (
@@ -86,10 +80,10 @@ func Write(format string, w io.Writer, dir string, imgs []Image, opt Options) er
 	switch opt.Compression {
 	case "none", "gzip", "zstd":
 	default:
-		return fmt.Errorf("compression %q (want none, gzip or zstd): %w", opt.Compression, ErrInvalid)
+		return fmt.Errorf("compression %q (want none, gzip or zstd): %w", opt.Compression, layerstore.ErrInvalid)
 	}
 	if format == FormatDockerArchive && opt.Compression != "none" {
-		return fmt.Errorf("docker-archive layers are uncompressed: %w", ErrInvalid)
+		return fmt.Errorf("docker-archive layers are uncompressed: %w", layerstore.ErrInvalid)
 	}
 	switch format {
 	case FormatOCILayout:
@@ -104,7 +98,7 @@ func Write(format string, w io.Writer, dir string, imgs []Image, opt Options) er
 		}
 		return ts.tw.Close()
 	}
-	return fmt.Errorf("format %q (want oci-layout, oci-archive or docker-archive): %w", format, ErrInvalid)
+	return fmt.Errorf("format %q (want oci-layout, oci-archive or docker-archive): %w", format, layerstore.ErrInvalid)
 }
 
 func blobName(d digest.Digest) string { return "blobs/" + d.Algorithm().String() + "/" + d.Encoded() }
@@ -231,7 +225,7 @@ func putLayer(s sink, l Layer, opt Options) (ocispec.Descriptor, error) {
 		return ocispec.Descriptor{}, err
 	}
 	if got := digest.NewDigest(digest.SHA256, diff); got != l.DiffID || n != l.Size {
-		return ocispec.Descriptor{}, fmt.Errorf("stream hashes to %s (%d bytes), want %s (%d bytes): %w", got, n, l.DiffID, l.Size, ErrDigestMismatch)
+		return ocispec.Descriptor{}, fmt.Errorf("stream hashes to %s (%d bytes), want %s (%d bytes): %w", got, n, l.DiffID, l.Size, layerstore.ErrDigestMismatch)
 	}
 	size, err := tmp.Seek(0, io.SeekCurrent)
 	if err != nil {
@@ -263,7 +257,7 @@ func (v *verifying) Read(p []byte) (int, error) {
 	v.n += int64(n)
 	if err == io.EOF {
 		if got := digest.NewDigest(v.d.Algorithm(), v.h); got != v.d || v.n != v.size {
-			return n, fmt.Errorf("blob %s: stream hashes to %s (%d bytes, want %d): %w", v.d, got, v.n, v.size, ErrDigestMismatch)
+			return n, fmt.Errorf("blob %s: stream hashes to %s (%d bytes, want %d): %w", v.d, got, v.n, v.size, layerstore.ErrDigestMismatch)
 		}
 	}
 	return n, err
@@ -350,7 +344,7 @@ func (s *tarSink) put(d digest.Digest, size int64, r io.Reader) error {
 		return err
 	}
 	if n != size {
-		return fmt.Errorf("blob %s: %d bytes, want %d: %w", d, n, size, ErrDigestMismatch)
+		return fmt.Errorf("blob %s: %d bytes, want %d: %w", d, n, size, layerstore.ErrDigestMismatch)
 	}
 	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"slices"
 	"sync"
+
+	"github.com/strata-dev/strata/layerstore"
 )
 
 // Formats, as Archive.Format names them.
@@ -49,7 +51,7 @@ func (a *Archive) Close() error {
 // by name: an OCI image layout directory, an oci-archive or a docker-archive,
 // either of the last two possibly compressed with gzip or zstd (decompressed
 // to a temporary file under os.TempDir()). A file that is none of these
-// yields an error wrapping ErrUnknownFormat.
+// yields an error wrapping layerstore.ErrUnknownFormat.
 func Open(path string) (*Archive, error) {
 	return OpenIn(path, "")
 }
@@ -99,7 +101,7 @@ func OpenIn(path, tmpDir string) (*Archive, error) {
 		return openTar(path, tmp)
 	default:
 		f.Close()
-		return nil, fmt.Errorf("%s is %w: %s-compressed, which is not supported (decompress it first)", path, ErrUnknownFormat, c)
+		return nil, fmt.Errorf("%s is %w: %s-compressed, which is not supported (decompress it first)", path, layerstore.ErrUnknownFormat, c)
 	}
 }
 
@@ -119,7 +121,7 @@ func openStream(name string, r io.Reader, tmpDir string) (*Archive, error) {
 	}
 	c := sniff(magic)
 	if c != CompressionNone && c != CompressionGzip && c != CompressionZstd {
-		return nil, fmt.Errorf("%s is %w: %s-compressed, which is not supported (decompress it first)", name, ErrUnknownFormat, c)
+		return nil, fmt.Errorf("%s is %w: %s-compressed, which is not supported (decompress it first)", name, layerstore.ErrUnknownFormat, c)
 	}
 	tmp, err := tempFile(tmpDir)
 	if err != nil {
@@ -155,7 +157,7 @@ func openTar(name string, f *os.File) (*Archive, error) {
 	members, err := indexTar(f)
 	if errors.Is(err, errNotTar) {
 		f.Close()
-		return nil, fmt.Errorf("%s is %w: no index.json or manifest.json (not a directory or a tar file)", name, ErrUnknownFormat)
+		return nil, fmt.Errorf("%s is %w: no index.json or manifest.json (not a directory or a tar file)", name, layerstore.ErrUnknownFormat)
 	}
 	if err != nil {
 		f.Close()
@@ -177,7 +179,7 @@ func detect(name string, src source, ociFormat string) (*Archive, error) {
 		a.format = ociFormat
 		a.images, err = readLayout(src)
 	default:
-		err = fmt.Errorf("%s is %w: no index.json or manifest.json", name, ErrUnknownFormat)
+		err = fmt.Errorf("%s is %w: no index.json or manifest.json", name, layerstore.ErrUnknownFormat)
 		return nil, errors.Join(err, src.close())
 	}
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"github.com/strata-dev/strata/layerstore"
 )
 
 // sniff names the compression magic starts with: "gzip", "zstd", "xz",
@@ -26,33 +27,33 @@ func sniff(magic []byte) string {
 }
 
 // decompress copies the decompressed bytes of r, compressed as c ("gzip" or
-// "zstd"), to w. Corrupt input is an error wrapping ErrInvalid.
+// "zstd"), to w. Corrupt input is an error wrapping layerstore.ErrInvalid.
 func decompress(w io.Writer, r io.Reader, c string) error {
 	var zr io.Reader
 	switch c {
 	case CompressionGzip:
 		gr, err := gzip.NewReader(r)
 		if err != nil {
-			return fmt.Errorf("%w gzip stream: %w", ErrInvalid, err)
+			return fmt.Errorf("%w gzip stream: %w", layerstore.ErrInvalid, err)
 		}
 		defer gr.Close()
 		zr = gr
 	case CompressionZstd:
 		dr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1))
 		if err != nil {
-			return fmt.Errorf("%w zstd stream: %w", ErrInvalid, err)
+			return fmt.Errorf("%w zstd stream: %w", layerstore.ErrInvalid, err)
 		}
 		defer dr.Close()
 		zr = dr
 	default:
-		return fmt.Errorf("%w: unsupported compression %s", ErrInvalid, c)
+		return fmt.Errorf("%w: unsupported compression %s", layerstore.ErrInvalid, c)
 	}
 	ew := &errWriter{w: w}
 	if _, err := io.Copy(ew, zr); err != nil {
 		if ew.err != nil { // the temp file's fault (a full disk), not the input's
 			return ew.err
 		}
-		return fmt.Errorf("%w %s stream: %w", ErrInvalid, c, err)
+		return fmt.Errorf("%w %s stream: %w", layerstore.ErrInvalid, c, err)
 	}
 	return nil
 }

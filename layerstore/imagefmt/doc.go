@@ -1,8 +1,11 @@
 // Package imagefmt reads container image archives: it finds the images in
 // one, verifies their manifests and configs, and hands out their layer blobs
-// unread. It knows nothing of the store (package layerstore imports it, not
-// the other way round), writes nothing but temporary files, and keeps no
-// state outside an Archive.
+// unread, as layerstore.ImageSource values the store ingests. It imports
+// package layerstore only for that type and its sentinel errors (layerstore
+// never imports it), writes nothing but temporary files, and keeps no state
+// outside an Archive.
+//
+// The sentinel errors named below (ErrInvalid, …) are package layerstore's.
 //
 // # Formats
 //

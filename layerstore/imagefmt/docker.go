@@ -13,6 +13,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/strata-dev/strata/layerstore"
 )
 
 // dockerManifestFile is the file docker save writes to list its images.
@@ -35,10 +36,10 @@ func readDocker(src source) ([]Image, error) {
 	}
 	var entries []dockerEntry
 	if err := json.Unmarshal(raw, &entries); err != nil {
-		return nil, fmt.Errorf("%w %s: %w", ErrInvalid, dockerManifestFile, err)
+		return nil, fmt.Errorf("%w %s: %w", layerstore.ErrInvalid, dockerManifestFile, err)
 	}
 	if len(entries) == 0 {
-		return nil, fmt.Errorf("%w %s: lists no images", ErrInvalid, dockerManifestFile)
+		return nil, fmt.Errorf("%w %s: lists no images", layerstore.ErrInvalid, dockerManifestFile)
 	}
 	var images []Image
 	for i, e := range entries {
@@ -73,7 +74,7 @@ func readDockerImage(src source, e dockerEntry) (Image, error) {
 	img.ConfigRaw = cfg
 	img.ConfigDigest = digest.FromBytes(cfg)
 	if named, ok := digestFromName(cname); ok && named.Algorithm().FromBytes(cfg) != named {
-		return img, fmt.Errorf("config %s: %w: content hashes to %s", cname, ErrDigestMismatch, img.ConfigDigest)
+		return img, fmt.Errorf("config %s: %w: content hashes to %s", cname, layerstore.ErrDigestMismatch, img.ConfigDigest)
 	}
 	if img.Config, err = parseConfig(cfg, img.ConfigDigest, len(e.Layers)); err != nil {
 		return img, err
@@ -117,7 +118,7 @@ func dockerLayer(src source, p string, diffID digest.Digest) (Layer, error) {
 	}
 	rc, size, err := src.open(name)
 	if errors.Is(err, fs.ErrNotExist) {
-		return Layer{}, fmt.Errorf("layer %s (diffID %s): %w", name, diffID, ErrMissingBlob)
+		return Layer{}, fmt.Errorf("layer %s (diffID %s): %w", name, diffID, layerstore.ErrMissingBlob)
 	}
 	if err != nil {
 		return Layer{}, err
@@ -138,7 +139,7 @@ func dockerLayer(src source, p string, diffID digest.Digest) (Layer, error) {
 		l.MediaType = ocispec.MediaTypeImageLayer
 		l.Digest = diffID
 	default:
-		return Layer{}, fmt.Errorf("%w layer %s: unsupported compression %s", ErrInvalid, name, c)
+		return Layer{}, fmt.Errorf("%w layer %s: unsupported compression %s", layerstore.ErrInvalid, name, c)
 	}
 	if l.Digest == "" {
 		if d, ok := digestFromName(name); ok {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/strata-dev/strata/layerstore"
 )
 
 // Image is one image of an archive: its manifest, its config and its layers.
@@ -53,7 +54,7 @@ type Layer struct {
 	DiffID digest.Digest
 	// Open returns the raw blob bytes, neither decompressed nor verified:
 	// the caller verifies Digest, Size and DiffID while it streams. A blob
-	// the archive does not hold yields an error wrapping ErrMissingBlob that
+	// the archive does not hold yields an error wrapping layerstore.ErrMissingBlob that
 	// names the digest. Safe to call concurrently, until the Archive is
 	// closed.
 	Open func() (io.ReadCloser, error)
@@ -66,14 +67,14 @@ const maxJSONSize = 32 << 20
 func readMember(src source, name string) ([]byte, error) {
 	rc, size, err := src.open(name)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%s: %w", name, ErrMissingBlob)
+		return nil, fmt.Errorf("%s: %w", name, layerstore.ErrMissingBlob)
 	}
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
 	if size > maxJSONSize {
-		return nil, fmt.Errorf("%w %s: %d bytes, more than the %d a JSON document may have", ErrInvalid, name, size, maxJSONSize)
+		return nil, fmt.Errorf("%w %s: %d bytes, more than the %d a JSON document may have", layerstore.ErrInvalid, name, size, maxJSONSize)
 	}
 	raw, err := io.ReadAll(io.LimitReader(rc, size))
 	if err != nil {
@@ -91,7 +92,7 @@ func blobPath(d digest.Digest) string {
 // hashed with or turned into a path.
 func validDigest(d digest.Digest, what string) error {
 	if err := d.Validate(); err != nil {
-		return fmt.Errorf("%w %s digest %q: %w", ErrInvalid, what, d, err)
+		return fmt.Errorf("%w %s digest %q: %w", layerstore.ErrInvalid, what, d, err)
 	}
 	return nil
 }
@@ -103,11 +104,11 @@ func readBlob(src source, desc ocispec.Descriptor, what string) ([]byte, error) 
 		return nil, err
 	}
 	if desc.Size < 0 || desc.Size > maxJSONSize {
-		return nil, fmt.Errorf("%w %s %s: size %d is not in [0, %d]", ErrInvalid, what, desc.Digest, desc.Size, maxJSONSize)
+		return nil, fmt.Errorf("%w %s %s: size %d is not in [0, %d]", layerstore.ErrInvalid, what, desc.Digest, desc.Size, maxJSONSize)
 	}
 	rc, _, err := src.open(blobPath(desc.Digest))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%s %s: %w", what, desc.Digest, ErrMissingBlob)
+		return nil, fmt.Errorf("%s %s: %w", what, desc.Digest, layerstore.ErrMissingBlob)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", what, desc.Digest, err)
@@ -127,12 +128,12 @@ func readBlob(src source, desc ocispec.Descriptor, what string) ([]byte, error) 
 func verify(raw []byte, desc ocispec.Descriptor, what string) error {
 	switch n := int64(len(raw)); {
 	case n < desc.Size:
-		return fmt.Errorf("%s %s: %w: %d bytes, descriptor says %d", what, desc.Digest, ErrDigestMismatch, n, desc.Size)
+		return fmt.Errorf("%s %s: %w: %d bytes, descriptor says %d", what, desc.Digest, layerstore.ErrDigestMismatch, n, desc.Size)
 	case n > desc.Size:
-		return fmt.Errorf("%s %s: %w: more than the %d bytes the descriptor says", what, desc.Digest, ErrDigestMismatch, desc.Size)
+		return fmt.Errorf("%s %s: %w: more than the %d bytes the descriptor says", what, desc.Digest, layerstore.ErrDigestMismatch, desc.Size)
 	}
 	if got := desc.Digest.Algorithm().FromBytes(raw); got != desc.Digest {
-		return fmt.Errorf("%s %s: %w: content hashes to %s", what, desc.Digest, ErrDigestMismatch, got)
+		return fmt.Errorf("%s %s: %w: content hashes to %s", what, desc.Digest, layerstore.ErrDigestMismatch, got)
 	}
 	return nil
 }
@@ -142,7 +143,7 @@ func openBlob(src source, name string, d digest.Digest) func() (io.ReadCloser, e
 	return func() (io.ReadCloser, error) {
 		rc, _, err := src.open(name)
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("layer %s (%s): %w", d, name, ErrMissingBlob)
+			return nil, fmt.Errorf("layer %s (%s): %w", d, name, layerstore.ErrMissingBlob)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("layer %s: %w", d, err)
@@ -156,14 +157,14 @@ func openBlob(src source, name string, d digest.Digest) func() (io.ReadCloser, e
 func parseConfig(raw []byte, d digest.Digest, nlayers int) (ocispec.Image, error) {
 	var c ocispec.Image
 	if err := json.Unmarshal(raw, &c); err != nil {
-		return c, fmt.Errorf("%w config %s: %w", ErrInvalid, d, err)
+		return c, fmt.Errorf("%w config %s: %w", layerstore.ErrInvalid, d, err)
 	}
 	if c.RootFS.Type != "layers" {
-		return c, fmt.Errorf("%w config %s: rootfs.type is %q, want \"layers\"", ErrInvalid, d, c.RootFS.Type)
+		return c, fmt.Errorf("%w config %s: rootfs.type is %q, want \"layers\"", layerstore.ErrInvalid, d, c.RootFS.Type)
 	}
 	if len(c.RootFS.DiffIDs) != nlayers {
 		return c, fmt.Errorf("%w config %s: the manifest lists %d layers but rootfs.diff_ids has %d",
-			ErrInvalid, d, nlayers, len(c.RootFS.DiffIDs))
+			layerstore.ErrInvalid, d, nlayers, len(c.RootFS.DiffIDs))
 	}
 	for i, id := range c.RootFS.DiffIDs {
 		if err := validDigest(id, fmt.Sprintf("config %s diff_ids[%d]", d, i)); err != nil {

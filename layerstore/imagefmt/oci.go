@@ -8,6 +8,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/strata-dev/strata/layerstore"
 )
 
 // annotationContainerdName is the full reference containerd and docker 25+
@@ -32,7 +33,7 @@ func readLayout(src source) ([]Image, error) {
 		return nil, err
 	}
 	if len(idx.Manifests) == 0 {
-		return nil, fmt.Errorf("%w %s: lists no images", ErrInvalid, ocispec.ImageIndexFile)
+		return nil, fmt.Errorf("%w %s: lists no images", layerstore.ErrInvalid, ocispec.ImageIndexFile)
 	}
 	var images []Image
 	for i, desc := range idx.Manifests {
@@ -53,7 +54,7 @@ func readLayout(src source) ([]Image, error) {
 // checkLayoutFile checks the oci-layout file names a version 1 layout.
 func checkLayoutFile(src source) error {
 	if !src.has(ocispec.ImageLayoutFile) {
-		return fmt.Errorf("%w OCI layout: has %s but no %s file", ErrInvalid, ocispec.ImageIndexFile, ocispec.ImageLayoutFile)
+		return fmt.Errorf("%w OCI layout: has %s but no %s file", layerstore.ErrInvalid, ocispec.ImageIndexFile, ocispec.ImageLayoutFile)
 	}
 	raw, err := readMember(src, ocispec.ImageLayoutFile)
 	if err != nil {
@@ -61,10 +62,10 @@ func checkLayoutFile(src source) error {
 	}
 	var l ocispec.ImageLayout
 	if err := json.Unmarshal(raw, &l); err != nil {
-		return fmt.Errorf("%w %s: %w", ErrInvalid, ocispec.ImageLayoutFile, err)
+		return fmt.Errorf("%w %s: %w", layerstore.ErrInvalid, ocispec.ImageLayoutFile, err)
 	}
 	if !strings.HasPrefix(l.Version, "1.") {
-		return fmt.Errorf("%w %s: imageLayoutVersion %q, want 1.x", ErrInvalid, ocispec.ImageLayoutFile, l.Version)
+		return fmt.Errorf("%w %s: imageLayoutVersion %q, want 1.x", layerstore.ErrInvalid, ocispec.ImageLayoutFile, l.Version)
 	}
 	return nil
 }
@@ -124,11 +125,11 @@ type sniffed struct {
 // image it describes.
 func resolve(src source, desc ocispec.Descriptor, depth int) (Image, error) {
 	if depth > maxIndexDepth {
-		return Image{}, fmt.Errorf("%w index %s: indexes nest more than %d deep", ErrInvalid, desc.Digest, maxIndexDepth)
+		return Image{}, fmt.Errorf("%w index %s: indexes nest more than %d deep", layerstore.ErrInvalid, desc.Digest, maxIndexDepth)
 	}
 	mt := desc.MediaType
 	if mt != "" && !isManifestType(mt) && !isIndexType(mt) {
-		return Image{}, fmt.Errorf("%w manifest %s: unsupported media type %q", ErrInvalid, desc.Digest, mt)
+		return Image{}, fmt.Errorf("%w manifest %s: unsupported media type %q", layerstore.ErrInvalid, desc.Digest, mt)
 	}
 	raw, err := readBlob(src, desc, "manifest")
 	if err != nil {
@@ -137,7 +138,7 @@ func resolve(src source, desc ocispec.Descriptor, depth int) (Image, error) {
 	if mt == "" { // optional in a descriptor: tell by content
 		var s sniffed
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return Image{}, fmt.Errorf("%w manifest %s: %w", ErrInvalid, desc.Digest, err)
+			return Image{}, fmt.Errorf("%w manifest %s: %w", layerstore.ErrInvalid, desc.Digest, err)
 		}
 		mt = s.MediaType
 		if mt == "" && s.Manifests != nil {
@@ -193,13 +194,13 @@ func resolve(src source, desc ocispec.Descriptor, depth int) (Image, error) {
 func parseIndex(raw []byte, what string) (ocispec.Index, error) {
 	var idx ocispec.Index
 	if err := json.Unmarshal(raw, &idx); err != nil {
-		return idx, fmt.Errorf("%w %s: %w", ErrInvalid, what, err)
+		return idx, fmt.Errorf("%w %s: %w", layerstore.ErrInvalid, what, err)
 	}
 	if idx.SchemaVersion != 2 {
-		return idx, fmt.Errorf("%w %s: schemaVersion %d, want 2", ErrInvalid, what, idx.SchemaVersion)
+		return idx, fmt.Errorf("%w %s: schemaVersion %d, want 2", layerstore.ErrInvalid, what, idx.SchemaVersion)
 	}
 	if idx.MediaType != "" && !isIndexType(idx.MediaType) {
-		return idx, fmt.Errorf("%w %s: media type %q is not an index", ErrInvalid, what, idx.MediaType)
+		return idx, fmt.Errorf("%w %s: media type %q is not an index", layerstore.ErrInvalid, what, idx.MediaType)
 	}
 	return idx, nil
 }
@@ -209,32 +210,32 @@ func parseIndex(raw []byte, what string) (ocispec.Index, error) {
 func parseManifest(raw []byte, desc ocispec.Descriptor) (ocispec.Manifest, error) {
 	var m ocispec.Manifest
 	if err := json.Unmarshal(raw, &m); err != nil {
-		return m, fmt.Errorf("%w manifest %s: %w", ErrInvalid, desc.Digest, err)
+		return m, fmt.Errorf("%w manifest %s: %w", layerstore.ErrInvalid, desc.Digest, err)
 	}
 	if m.SchemaVersion != 2 {
-		return m, fmt.Errorf("%w manifest %s: schemaVersion %d, want 2", ErrInvalid, desc.Digest, m.SchemaVersion)
+		return m, fmt.Errorf("%w manifest %s: schemaVersion %d, want 2", layerstore.ErrInvalid, desc.Digest, m.SchemaVersion)
 	}
 	if m.MediaType != "" && !isManifestType(m.MediaType) {
-		return m, fmt.Errorf("%w manifest %s: unsupported media type %q", ErrInvalid, desc.Digest, m.MediaType)
+		return m, fmt.Errorf("%w manifest %s: unsupported media type %q", layerstore.ErrInvalid, desc.Digest, m.MediaType)
 	}
 	if m.MediaType != "" && desc.MediaType != "" && m.MediaType != desc.MediaType {
-		return m, fmt.Errorf("%w manifest %s: media type %q, but its descriptor says %q", ErrInvalid, desc.Digest, m.MediaType, desc.MediaType)
+		return m, fmt.Errorf("%w manifest %s: media type %q, but its descriptor says %q", layerstore.ErrInvalid, desc.Digest, m.MediaType, desc.MediaType)
 	}
 	if !isConfigType(m.Config.MediaType) {
-		return m, fmt.Errorf("%w manifest %s: unsupported config media type %q (not an image)", ErrInvalid, desc.Digest, m.Config.MediaType)
+		return m, fmt.Errorf("%w manifest %s: unsupported config media type %q (not an image)", layerstore.ErrInvalid, desc.Digest, m.Config.MediaType)
 	}
 	if err := validDigest(m.Config.Digest, fmt.Sprintf("manifest %s config", desc.Digest)); err != nil {
 		return m, err
 	}
 	for i, l := range m.Layers {
 		if _, ok := LayerCompression(l.MediaType); !ok {
-			return m, fmt.Errorf("%w manifest %s layers[%d] %s: unsupported layer media type %q", ErrInvalid, desc.Digest, i, l.Digest, l.MediaType)
+			return m, fmt.Errorf("%w manifest %s layers[%d] %s: unsupported layer media type %q", layerstore.ErrInvalid, desc.Digest, i, l.Digest, l.MediaType)
 		}
 		if err := validDigest(l.Digest, fmt.Sprintf("manifest %s layers[%d]", desc.Digest, i)); err != nil {
 			return m, err
 		}
 		if l.Size < 0 {
-			return m, fmt.Errorf("%w manifest %s layers[%d] %s: negative size %d", ErrInvalid, desc.Digest, i, l.Digest, l.Size)
+			return m, fmt.Errorf("%w manifest %s layers[%d] %s: negative size %d", layerstore.ErrInvalid, desc.Digest, i, l.Digest, l.Size)
 		}
 	}
 	return m, nil
@@ -253,7 +254,7 @@ func pickManifest(idx ocispec.Index, d digest.Digest) (ocispec.Descriptor, error
 		}
 	}
 	if first == nil {
-		return ocispec.Descriptor{}, fmt.Errorf("%w index %s: lists no image manifests", ErrInvalid, d)
+		return ocispec.Descriptor{}, fmt.Errorf("%w index %s: lists no image manifests", layerstore.ErrInvalid, d)
 	}
 	return *first, nil
 }

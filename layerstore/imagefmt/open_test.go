@@ -17,6 +17,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/strata-dev/strata/layerstore"
 )
 
 func TestOpen_Formats(t *testing.T) {
@@ -322,17 +323,17 @@ func TestOpen_NotAnArchive(t *testing.T) {
 			if err == nil {
 				a.Close()
 			}
-			wantErr(t, err, ErrUnknownFormat, tc.path, "is not an image archive")
+			wantErr(t, err, layerstore.ErrUnknownFormat, tc.path, "is not an image archive")
 		})
 	}
 	t.Run("rootfs-tar-message", func(t *testing.T) {
 		_, err := Open(fixture(t, "rootfs.tar"))
-		wantErr(t, err, ErrUnknownFormat, "no index.json or manifest.json")
+		wantErr(t, err, layerstore.ErrUnknownFormat, "no index.json or manifest.json")
 	})
 	t.Run("gzip-of-random-bytes", func(t *testing.T) {
 		p := compressFile(t, write("random2.bin", random), CompressionGzip)
 		_, err := Open(p)
-		wantErr(t, err, ErrUnknownFormat, p)
+		wantErr(t, err, layerstore.ErrUnknownFormat, p)
 	})
 	t.Run("missing-file", func(t *testing.T) {
 		_, err := Open(filepath.Join(dir, "nope"))
@@ -354,7 +355,7 @@ func TestOpen_TruncatedTar(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, err = Open(p)
-			wantErr(t, err, ErrInvalid, p, "truncated")
+			wantErr(t, err, layerstore.ErrInvalid, p, "truncated")
 		})
 	}
 	t.Run("truncated-gzip", func(t *testing.T) {
@@ -367,7 +368,7 @@ func TestOpen_TruncatedTar(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = Open(gz)
-		wantErr(t, err, ErrInvalid, gz, "gzip")
+		wantErr(t, err, layerstore.ErrInvalid, gz, "gzip")
 	})
 }
 
@@ -382,7 +383,7 @@ func TestOpen_MissingBlob(t *testing.T) {
 		a := openOK(t, l.dir) // the image is still listed; its blob is not there to read
 		layers := a.Images()[0].Layers
 		_, err := layers[2].Open()
-		wantErr(t, err, ErrMissingBlob, gone.String())
+		wantErr(t, err, layerstore.ErrMissingBlob, gone.String())
 		rc, err := layers[1].Open()
 		if err != nil {
 			t.Fatalf("other layers open: %v", err)
@@ -396,7 +397,7 @@ func TestOpen_MissingBlob(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := Open(l.dir)
-		wantErr(t, err, ErrMissingBlob, l.dir, "config", m.Config.Digest.String())
+		wantErr(t, err, layerstore.ErrMissingBlob, l.dir, "config", m.Config.Digest.String())
 	})
 	t.Run("manifest", func(t *testing.T) {
 		l := copyLayout(t)
@@ -405,7 +406,7 @@ func TestOpen_MissingBlob(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err := Open(l.dir)
-		wantErr(t, err, ErrMissingBlob, "manifest", desc.Digest.String())
+		wantErr(t, err, layerstore.ErrMissingBlob, "manifest", desc.Digest.String())
 	})
 	t.Run("docker-archive-layer", func(t *testing.T) {
 		entries := readTar(t, fixture(t, "demo.docker.tar"))
@@ -422,7 +423,7 @@ func TestOpen_MissingBlob(t *testing.T) {
 		p := filepath.Join(t.TempDir(), "missing.tar")
 		writeTar(t, p, entries)
 		_, err := Open(p)
-		wantErr(t, err, ErrMissingBlob, p, gone)
+		wantErr(t, err, layerstore.ErrMissingBlob, p, gone)
 	})
 }
 
@@ -437,7 +438,7 @@ func TestOpen_ConfigDigestMismatch(t *testing.T) {
 		b[len(b)/2] ^= 1 // same size, other bytes
 		l.writeFile(filepath.Join("blobs", "sha256", m.Config.Digest.Encoded()), b)
 		_, err = Open(l.dir)
-		wantErr(t, err, ErrDigestMismatch, "config", m.Config.Digest.String(), "hashes to")
+		wantErr(t, err, layerstore.ErrDigestMismatch, "config", m.Config.Digest.String(), "hashes to")
 	})
 	t.Run("oci-layout-size", func(t *testing.T) {
 		l := copyLayout(t)
@@ -448,7 +449,7 @@ func TestOpen_ConfigDigestMismatch(t *testing.T) {
 		}
 		l.writeFile(filepath.Join("blobs", "sha256", m.Config.Digest.Encoded()), append(b, ' '))
 		_, err = Open(l.dir)
-		wantErr(t, err, ErrDigestMismatch, "config", m.Config.Digest.String(), "bytes")
+		wantErr(t, err, layerstore.ErrDigestMismatch, "config", m.Config.Digest.String(), "bytes")
 	})
 	t.Run("docker-archive", func(t *testing.T) {
 		entries := readTar(t, fixture(t, "demo.docker.tar"))
@@ -462,7 +463,7 @@ func TestOpen_ConfigDigestMismatch(t *testing.T) {
 		p := filepath.Join(t.TempDir(), "bad-config.tar")
 		writeTar(t, p, entries)
 		_, err := Open(p)
-		wantErr(t, err, ErrDigestMismatch, cfgName)
+		wantErr(t, err, layerstore.ErrDigestMismatch, cfgName)
 	})
 }
 
@@ -476,7 +477,7 @@ func TestOpen_ManifestDigestMismatch(t *testing.T) {
 	b[len(b)-1] = ' ' // the closing brace: now bad JSON too, but the digest is checked first
 	l.writeFile(filepath.Join("blobs", "sha256", desc.Digest.Encoded()), b)
 	_, err = Open(l.dir)
-	wantErr(t, err, ErrDigestMismatch, "manifest", desc.Digest.String())
+	wantErr(t, err, layerstore.ErrDigestMismatch, "manifest", desc.Digest.String())
 }
 
 func TestOpen_BadJSON(t *testing.T) {
@@ -517,7 +518,7 @@ func TestOpen_BadJSON(t *testing.T) {
 			l := copyLayout(t)
 			tc.edit(l)
 			_, err := Open(l.dir)
-			wantErr(t, err, ErrInvalid, append([]string{l.dir}, tc.parts...)...)
+			wantErr(t, err, layerstore.ErrInvalid, append([]string{l.dir}, tc.parts...)...)
 		})
 	}
 	t.Run("docker-manifest.json", func(t *testing.T) {
@@ -525,7 +526,7 @@ func TestOpen_BadJSON(t *testing.T) {
 		p := filepath.Join(t.TempDir(), "bad.tar")
 		writeTar(t, p, entries)
 		_, err := Open(p)
-		wantErr(t, err, ErrInvalid, p, "manifest.json")
+		wantErr(t, err, layerstore.ErrInvalid, p, "manifest.json")
 	})
 }
 
@@ -538,7 +539,7 @@ func TestOpen_LayerCountMismatch(t *testing.T) {
 			rootfs["diff_ids"] = ids[:len(ids)-1]
 		})
 		_, err := Open(l.dir)
-		wantErr(t, err, ErrInvalid, cfg.String(), "5 layers", "diff_ids has 4")
+		wantErr(t, err, layerstore.ErrInvalid, cfg.String(), "5 layers", "diff_ids has 4")
 	})
 	t.Run("docker-archive", func(t *testing.T) {
 		entries := readTar(t, fixture(t, "demo.docker.tar"))
@@ -555,7 +556,7 @@ func TestOpen_LayerCountMismatch(t *testing.T) {
 		p := filepath.Join(t.TempDir(), "six.tar")
 		writeTar(t, p, entries)
 		_, err := Open(p)
-		wantErr(t, err, ErrInvalid, p, "6 layers", "diff_ids has 5")
+		wantErr(t, err, layerstore.ErrInvalid, p, "6 layers", "diff_ids has 5")
 	})
 }
 
@@ -574,7 +575,7 @@ func TestOpen_UnsupportedMediaType(t *testing.T) {
 			tc.edit(&m, tc.mediaType)
 			l.setManifest(mustJSON(t, m))
 			_, err := Open(l.dir)
-			wantErr(t, err, ErrInvalid, tc.mediaType)
+			wantErr(t, err, layerstore.ErrInvalid, tc.mediaType)
 		})
 	}
 	t.Run("index-entry", func(t *testing.T) {
@@ -583,7 +584,7 @@ func TestOpen_UnsupportedMediaType(t *testing.T) {
 		idx.Manifests[0].MediaType = "application/vnd.docker.distribution.manifest.v1+prettyjws"
 		l.setIndex(idx)
 		_, err := Open(l.dir)
-		wantErr(t, err, ErrInvalid, "manifest.v1+prettyjws")
+		wantErr(t, err, layerstore.ErrInvalid, "manifest.v1+prettyjws")
 	})
 }
 
@@ -593,7 +594,7 @@ func TestOpen_MemberEscapes(t *testing.T) {
 			p := filepath.Join(t.TempDir(), "evil.tar")
 			writeTar(t, p, []tarEntry{reg("manifest.json", []byte(`[]`)), reg(name, []byte("x"))})
 			_, err := Open(p)
-			wantErr(t, err, ErrInvalid, p, "escapes")
+			wantErr(t, err, layerstore.ErrInvalid, p, "escapes")
 		})
 	}
 	t.Run("manifest.json-names-outside", func(t *testing.T) {
@@ -610,7 +611,7 @@ func TestOpen_MemberEscapes(t *testing.T) {
 		p := filepath.Join(t.TempDir(), "out.tar")
 		writeTar(t, p, replaceEntry(entries, "manifest.json", mustJSON(t, ms)))
 		_, err := Open(p)
-		wantErr(t, err, ErrInvalid, "escapes")
+		wantErr(t, err, layerstore.ErrInvalid, "escapes")
 	})
 }
 
@@ -664,7 +665,7 @@ func TestOpen_NestedIndex(t *testing.T) {
 		idx.Manifests = []ocispec.Descriptor{l.writeBlob("", mustJSON(t, nested))} // media type by content
 		l.setIndex(idx)
 		_, err := Open(l.dir)
-		wantErr(t, err, ErrMissingBlob, missing.String())
+		wantErr(t, err, layerstore.ErrMissingBlob, missing.String())
 	})
 }
 
@@ -711,7 +712,7 @@ func TestOpen_Names(t *testing.T) {
 		idx.Manifests[0].Annotations = map[string]string{ocispec.AnnotationRefName: "Demo"}
 		l.setIndex(idx)
 		_, err := Open(l.dir)
-		wantErr(t, err, ErrInvalid, `"Demo"`, "lowercase", ocispec.AnnotationRefName)
+		wantErr(t, err, layerstore.ErrInvalid, `"Demo"`, "lowercase", ocispec.AnnotationRefName)
 	})
 }
 
@@ -719,7 +720,7 @@ func TestOpen_EmptyIndex(t *testing.T) {
 	l := copyLayout(t)
 	l.writeFile("index.json", []byte(`{"schemaVersion":2,"manifests":[]}`))
 	_, err := Open(l.dir)
-	wantErr(t, err, ErrInvalid, "index.json", "no images")
+	wantErr(t, err, layerstore.ErrInvalid, "index.json", "no images")
 }
 
 func TestOpen_NoOCILayoutFile(t *testing.T) {
@@ -728,7 +729,7 @@ func TestOpen_NoOCILayoutFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := Open(l.dir)
-	wantErr(t, err, ErrInvalid, "oci-layout")
+	wantErr(t, err, layerstore.ErrInvalid, "oci-layout")
 }
 
 func TestOpen_SymlinkOutOfLayout(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/strata-dev/strata/layerstore"
 )
 
 // The reference grammar of the distribution spec (distribution/reference).
@@ -39,18 +40,18 @@ const (
 //     ("docker.io/library/demo@sha256:…" -> "demo@sha256:…");
 //   - a 64-hex-digit name is refused: it would read as an image ID.
 //
-// An unacceptable s yields an error wrapping ErrInvalid that quotes it.
+// An unacceptable s yields an error wrapping layerstore.ErrInvalid that quotes it.
 // NormalizeRef(NormalizeRef(s)) == NormalizeRef(s).
 func NormalizeRef(s string) (string, error) {
 	bad := func(why string, args ...any) (string, error) {
-		return "", fmt.Errorf("%w reference %q: %s", ErrInvalid, s, fmt.Sprintf(why, args...))
+		return "", fmt.Errorf("%w reference %q: %s", layerstore.ErrInvalid, s, fmt.Sprintf(why, args...))
 	}
 	name, dgst := s, ""
 	if i := strings.IndexByte(s, '@'); i >= 0 {
 		name, dgst = s[:i], s[i+1:]
 		d, err := digest.Parse(dgst)
 		if err != nil {
-			return "", fmt.Errorf("%w reference %q: digest %q: %w", ErrInvalid, s, dgst, err)
+			return "", fmt.Errorf("%w reference %q: digest %q: %w", layerstore.ErrInvalid, s, dgst, err)
 		}
 		dgst = d.String()
 	}

@@ -3,6 +3,8 @@ package imagefmt
 import (
 	"strings"
 	"testing"
+
+	"github.com/strata-dev/strata/layerstore"
 )
 
 func TestNormalizeRef(t *testing.T) {
@@ -75,7 +77,7 @@ func TestNormalizeRef_Invalid(t *testing.T) {
 			if err == nil {
 				t.Fatalf("NormalizeRef(%q) = %q, want an error", tc.in, got)
 			}
-			wantErr(t, err, ErrInvalid, tc.why)
+			wantErr(t, err, layerstore.ErrInvalid, tc.why)
 			if !strings.Contains(err.Error(), `"`+tc.in+`"`) {
 				t.Errorf("error %q does not quote the input", err)
 			}

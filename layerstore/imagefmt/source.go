@@ -9,6 +9,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/strata-dev/strata/layerstore"
 )
 
 // source holds the members of an archive, by clean slash-separated name
@@ -68,7 +70,7 @@ func (d *dirSource) close() error { return d.root.Close() }
 func cleanMember(name string) (string, error) {
 	n := path.Clean(strings.TrimPrefix(name, "./"))
 	if path.IsAbs(n) || n == ".." || strings.HasPrefix(n, "../") {
-		return "", fmt.Errorf("%w member name %q: escapes the archive", ErrInvalid, name)
+		return "", fmt.Errorf("%w member name %q: escapes the archive", layerstore.ErrInvalid, name)
 	}
 	return n, nil
 }

@@ -10,6 +10,8 @@ import (
 	"path"
 	"strings"
 	"sync/atomic"
+
+	"github.com/strata-dev/strata/layerstore"
 )
 
 // tarSource is a tar file indexed once: every regular member's name maps to
@@ -38,7 +40,7 @@ const maxLinkHops = 16
 // its regular members, with symlinks and hard links (docker-archives written
 // by skopeo link <id>/layer.tar to ../<diffid>.tar) resolved to the member
 // they name; a dangling link is left out. It fails with errNotTar when the
-// first header is not a tar header, and with ErrInvalid for a truncated or
+// first header is not a tar header, and with layerstore.ErrInvalid for a truncated or
 // corrupt tar or a member name that escapes the archive. A sparse member is
 // indexed but cannot be opened.
 func indexTar(f *os.File) (map[string]tarMember, error) {
@@ -69,9 +71,9 @@ func indexTar(f *os.File) (map[string]tarMember, error) {
 				// I/O error this early means the file is no tar at all.
 				return nil, fmt.Errorf("%w: %w", errNotTar, err)
 			case errors.Is(err, io.ErrUnexpectedEOF):
-				return nil, fmt.Errorf("%w tar: truncated after %d members: %w", ErrInvalid, i, err)
+				return nil, fmt.Errorf("%w tar: truncated after %d members: %w", layerstore.ErrInvalid, i, err)
 			default:
-				return nil, fmt.Errorf("%w tar: header %d: %w", ErrInvalid, i+1, err)
+				return nil, fmt.Errorf("%w tar: header %d: %w", layerstore.ErrInvalid, i+1, err)
 			}
 		}
 		name, err := cleanMember(hdr.Name)
@@ -93,7 +95,7 @@ func indexTar(f *os.File) (map[string]tarMember, error) {
 			}
 			if hdr.Size < 0 || off+hdr.Size > fi.Size() {
 				return nil, fmt.Errorf("%w tar: truncated in member %q (%d bytes at offset %d, file is %d bytes): %w",
-					ErrInvalid, name, hdr.Size, off, fi.Size(), io.ErrUnexpectedEOF)
+					layerstore.ErrInvalid, name, hdr.Size, off, fi.Size(), io.ErrUnexpectedEOF)
 			}
 			members[name] = tarMember{off: off, size: hdr.Size}
 			delete(links, name)
@@ -148,7 +150,7 @@ func (t *tarSource) open(name string) (io.ReadCloser, int64, error) {
 		return nil, 0, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
 	}
 	if m.off < 0 {
-		return nil, 0, fmt.Errorf("%w tar member %q: sparse members are not supported", ErrInvalid, name)
+		return nil, 0, fmt.Errorf("%w tar member %q: sparse members are not supported", layerstore.ErrInvalid, name)
 	}
 	return io.NopCloser(io.NewSectionReader(t.f, m.off, m.size)), m.size, nil
 }
