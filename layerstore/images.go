@@ -1,7 +1,6 @@
 package layerstore
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -56,7 +54,7 @@ type imageRecord struct {
 
 // ImageSource is an image offered for ingest: a config, a manifest, layers.
 type ImageSource struct {
-	Names          []string      // normalized references ("name:tag") to point at it
+	Names          []string      // references to point at it, taken through ParseTag
 	ConfigRaw      []byte        //
 	ConfigDigest   digest.Digest // expected; verified when set
 	ManifestRaw    []byte        // optional
@@ -85,6 +83,10 @@ type AddOptions struct {
 func (s *Store) AddImage(ctx context.Context, src *ImageSource, opt *AddOptions) (Image, error) {
 	if opt == nil {
 		opt = &AddOptions{}
+	}
+	names, err := parseTags(src.Names)
+	if err != nil {
+		return Image{}, err
 	}
 	id := digest.FromBytes(src.ConfigRaw)
 	if src.ConfigDigest != "" && src.ConfigDigest != id {
@@ -131,7 +133,7 @@ func (s *Store) AddImage(ctx context.Context, src *ImageSource, opt *AddOptions)
 		rec.ChainID = identity.ChainID(rec.Layers)
 	}
 	if err := s.update(func(tx *bolt.Tx) error {
-		return s.commitImage(tx, rec, layers, src.Names)
+		return s.commitImage(tx, rec, layers, names)
 	}); err != nil {
 		return Image{}, err
 	}
@@ -400,7 +402,7 @@ func getImage(tx *bolt.Tx, id digest.Digest, tags map[digest.Digest][]string) (I
 	sort.Strings(img.RepoTags)
 	seen := map[string]bool{}
 	for _, t := range img.RepoTags {
-		repo, _ := splitTag(t)
+		repo, _ := SplitRef(t)
 		if img.ManifestDigest != "" && !seen[repo] {
 			seen[repo] = true
 			img.RepoDigests = append(img.RepoDigests, repo+"@"+string(img.ManifestDigest))
@@ -419,24 +421,6 @@ func getLayerRecord(tx *bolt.Tx, diffID digest.Digest) (layerRecord, error) {
 		return lr, fmt.Errorf("layer %s: %w: %w", diffID, err, ErrCorrupt)
 	}
 	return lr, nil
-}
-
-// splitTag splits "name:tag" at the tag's colon (not a registry port's).
-func splitTag(ref string) (string, string) {
-	i := strings.LastIndexByte(ref, ':')
-	if i < 0 || strings.ContainsRune(ref[i:], '/') {
-		return ref, ""
-	}
-	return ref[:i], ref[i+1:]
-}
-
-func allTags(tx *bolt.Tx) map[digest.Digest][]string {
-	tags := map[digest.Digest][]string{}
-	bucket(tx, bucketRefs).ForEach(func(k, v []byte) error {
-		tags[digest.Digest(v)] = append(tags[digest.Digest(v)], string(k))
-		return nil
-	})
-	return tags
 }
 
 // Images lists every image, newest first.
@@ -470,72 +454,4 @@ func (s *Store) ResolveImage(ref string) (Image, error) {
 		return err
 	})
 	return img, err
-}
-
-// NoSuchImageError is the error for a reference that names nothing; its
-// message is docker's.
-type NoSuchImageError struct{ Ref string }
-
-func (e *NoSuchImageError) Error() string { return "No such image: " + e.Ref }
-func (e *NoSuchImageError) Unwrap() error { return ErrNotFound }
-
-func resolve(tx *bolt.Tx, ref string) (digest.Digest, error) {
-	if ref == "" {
-		return "", &NoSuchImageError{Ref: ref}
-	}
-	rb := bucket(tx, bucketRefs)
-	if v := rb.Get([]byte(ref)); v != nil {
-		return digest.Digest(v), nil
-	}
-	if _, tag := splitTag(ref); tag == "" {
-		if v := rb.Get([]byte(ref + ":latest")); v != nil {
-			return digest.Digest(v), nil
-		}
-	}
-	if n, ok := normalizeRef(ref); ok {
-		if v := rb.Get([]byte(n)); v != nil {
-			return digest.Digest(v), nil
-		}
-	}
-	hex := strings.TrimPrefix(ref, "sha256:")
-	if len(hex) < 4 || len(hex) > 64 || strings.Trim(hex, "0123456789abcdef") != "" {
-		return "", &NoSuchImageError{Ref: ref}
-	}
-	prefix := []byte("sha256:" + hex)
-	c := bucket(tx, bucketImages).Cursor()
-	var found []digest.Digest
-	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		found = append(found, digest.Digest(k))
-	}
-	switch len(found) {
-	case 0:
-		return "", &NoSuchImageError{Ref: ref}
-	case 1:
-		return found[0], nil
-	}
-	return "", fmt.Errorf("image ID prefix %q matches %d images: %w", ref, len(found), ErrAmbiguous)
-}
-
-// normalizeRef maps docker.io forms to the short names we store.
-func normalizeRef(ref string) (string, bool) {
-	for _, p := range []string{"docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/"} {
-		if r, ok := strings.CutPrefix(ref, p); ok {
-			if _, tag := splitTag(r); tag == "" {
-				r += ":latest"
-			}
-			return r, true
-		}
-	}
-	return "", false
-}
-
-// Tag points the normalized reference target ("name:tag") at the image src names.
-func (s *Store) Tag(src, target string) error {
-	return s.update(func(tx *bolt.Tx) error {
-		id, err := resolve(tx, src)
-		if err != nil {
-			return err
-		}
-		return bucket(tx, bucketRefs).Put([]byte(target), []byte(id))
-	})
 }

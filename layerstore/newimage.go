@@ -27,7 +27,7 @@ type NewImageOptions struct {
 	Base     *Image                         // nil: start from scratch
 	Layers   []NewLayer                     // applied in order on the base
 	Edit     func(cfg *ocispec.Image) error // edits the config after the layers are added
-	Names    []string                       // normalized references to point at the result
+	Names    []string                       // references to point at the result, taken through ParseTag
 	Progress func(Progress)
 }
 
@@ -35,6 +35,10 @@ type NewImageOptions struct {
 // derived from the base's, and an OCI manifest naming the layers uncompressed
 // (digest = diffID). Like AddImage, all or nothing.
 func (s *Store) NewImage(ctx context.Context, opt NewImageOptions) (Image, error) {
+	names, err := parseTags(opt.Names)
+	if err != nil {
+		return Image{}, err
+	}
 	var cfg ocispec.Image
 	if opt.Base != nil {
 		if err := json.Unmarshal(opt.Base.ConfigRaw, &cfg); err != nil {
@@ -123,7 +127,7 @@ func (s *Store) NewImage(ctx context.Context, opt NewImageOptions) (Image, error
 			fresh = append(fresh, ing)
 		}
 	}
-	if err := s.update(func(tx *bolt.Tx) error { return s.commitImage(tx, rec, fresh, opt.Names) }); err != nil {
+	if err := s.update(func(tx *bolt.Tx) error { return s.commitImage(tx, rec, fresh, names) }); err != nil {
 		return Image{}, err
 	}
 	return s.ResolveImage(string(id))

@@ -60,9 +60,7 @@ func (s *Store) RemoveImage(ref string, force bool) (*RemoveReport, error) {
 		sort.Strings(tags)
 		byTag := ""
 		for _, t := range tags {
-			if t == ref || t == ref+":latest" {
-				byTag = t
-			} else if n, ok := normalizeRef(ref); ok && n == t {
+			if n, err := NormalizeRef(ref); t == ref || err == nil && n == t {
 				byTag = t
 			}
 		}

@@ -2,11 +2,9 @@ package main
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/strata-dev/strata/layerstore"
-	"github.com/strata-dev/strata/layerstore/imagefmt"
 	"github.com/strata-dev/strata/session"
 )
 
@@ -47,12 +45,9 @@ image.`,
 func runCommit(cmd *cobra.Command, g *globals, o *commitOptions, args []string) error {
 	var names []string
 	if len(args) == 2 {
-		name, err := imagefmt.NormalizeRef(args[1])
+		name, err := layerstore.ParseTag(args[1])
 		if err != nil {
 			return err
-		}
-		if strings.Contains(name, "@") {
-			return fmt.Errorf("refusing to create a tag with a digest reference: %q: %w", args[1], layerstore.ErrInvalid)
 		}
 		names = []string{name}
 	}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/strata-dev/strata/layerstore"
-	"github.com/strata-dev/strata/layerstore/imagefmt"
 )
 
 type imagesOptions struct {
@@ -198,7 +197,7 @@ func imageRows(img layerstore.Image, trunc, showDigest bool, now time.Time) []im
 // splitRepoTag splits a stored name into repository and tag; a name
 // without a tag (a digest reference) has the tag <none>.
 func splitRepoTag(ref string) (repo, tag string) {
-	repo, tag = imagefmt.SplitRef(ref)
+	repo, tag = layerstore.SplitRef(ref)
 	if tag == "" {
 		tag = "<none>"
 	}

@@ -8,7 +8,6 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 	"github.com/strata-dev/strata/layerstore"
-	"github.com/strata-dev/strata/layerstore/imagefmt"
 )
 
 type importOptions struct {
@@ -45,7 +44,7 @@ EXPOSE, LABEL, USER, VOLUME, WORKDIR, STOPSIGNAL.`,
 func runImport(cmd *cobra.Command, g *globals, o *importOptions, args []string) error {
 	var names []string
 	if len(args) == 2 {
-		n, err := imagefmt.NormalizeRef(args[1])
+		n, err := layerstore.ParseTag(args[1])
 		if err != nil {
 			return err
 		}

@@ -63,7 +63,7 @@ func runLoad(cmd *cobra.Command, g *globals, o *loadOptions) error {
 	defer a.Close()
 	want := map[string]bool{}
 	for _, t := range o.tags {
-		n, err := imagefmt.NormalizeRef(t)
+		n, err := layerstore.ParseTag(t)
 		if err != nil {
 			return err
 		}

@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/strata-dev/strata/layerstore"
 	"github.com/strata-dev/strata/layerstore/export"
-	"github.com/strata-dev/strata/layerstore/imagefmt"
 )
 
 type saveOptions struct {
@@ -99,7 +98,7 @@ func runSave(cmd *cobra.Command, g *globals, o *saveOptions, args []string) erro
 // saved under that name only; by ID, under all its tags (docker save's rule).
 func exportImage(s *layerstore.Store, img layerstore.Image, ref string) export.Image {
 	names := img.RepoTags
-	if n, err := imagefmt.NormalizeRef(ref); err == nil {
+	if n, err := layerstore.NormalizeRef(ref); err == nil {
 		for _, t := range img.RepoTags {
 			if t == n {
 				names = []string{n}

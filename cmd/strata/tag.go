@@ -1,12 +1,8 @@
 package main
 
 import (
-	"fmt"
-	"strings"
-
 	"github.com/spf13/cobra"
 	"github.com/strata-dev/strata/layerstore"
-	"github.com/strata-dev/strata/layerstore/imagefmt"
 )
 
 type tagOptions struct{}
@@ -32,17 +28,14 @@ dangling.`,
 }
 
 func runTag(_ *cobra.Command, g *globals, _ *tagOptions, src, target string) error {
-	name, err := imagefmt.NormalizeRef(target)
-	if err != nil {
+	// Checked before the store is opened (and created); Tag checks again.
+	if _, err := layerstore.ParseTag(target); err != nil {
 		return err
-	}
-	if strings.Contains(name, "@") {
-		return fmt.Errorf("refusing to create a tag with a digest reference: %q: %w", target, layerstore.ErrInvalid)
 	}
 	s, err := g.openStore()
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	return s.Tag(src, name)
+	return s.Tag(src, target)
 }

@@ -64,7 +64,7 @@
 //
 // # Names
 //
-// Every name is normalized by NormalizeRef ("name:tag", docker.io/library/
+// Every name is normalized by layerstore.NormalizeRef ("name:tag", docker.io/library/
 // dropped). For an index.json entry, the annotation io.containerd.image.name
 // (containerd and docker 25+ put the full reference there) wins; otherwise
 // org.opencontainers.image.ref.name is used: a full reference

@@ -55,7 +55,7 @@ func readDocker(src source) ([]Image, error) {
 func readDockerImage(src source, e dockerEntry) (Image, error) {
 	var img Image
 	for _, t := range e.RepoTags {
-		n, err := NormalizeRef(t)
+		n, err := layerstore.NormalizeRef(t)
 		if err != nil {
 			return img, fmt.Errorf("RepoTags: %w", err)
 		}

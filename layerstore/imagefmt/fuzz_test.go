@@ -12,6 +12,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/strata-dev/strata/layerstore"
 )
 
 // memSource is an archive in memory, for fuzzing without touching disk.
@@ -67,7 +68,7 @@ func exercise(t *testing.T, images []Image) {
 			t.Fatalf("%d layers but %d diff_ids", len(img.Layers), len(img.Config.RootFS.DiffIDs))
 		}
 		for _, n := range img.Names {
-			if again, err := NormalizeRef(n); err != nil || again != n {
+			if again, err := layerstore.NormalizeRef(n); err != nil || again != n {
 				t.Fatalf("name %q is not normalized: %q, %v", n, again, err)
 			}
 		}

@@ -82,7 +82,7 @@ func layoutNames(desc ocispec.Descriptor) ([]string, error) {
 	if ref == "" {
 		return nil, nil
 	}
-	n, err := NormalizeRef(ref)
+	n, err := layerstore.NormalizeRef(ref)
 	if err != nil {
 		return nil, fmt.Errorf("annotation %s: %w", key, err)
 	}

@@ -1,12 +1,16 @@
-package imagefmt
+package layerstore
+
+// References: the grammar of image names, and the refs bucket that maps
+// "name:tag" to image IDs.
 
 import (
+	"bytes"
 	"fmt"
 	"regexp"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
-	"github.com/strata-dev/strata/layerstore"
+	bolt "go.etcd.io/bbolt"
 )
 
 // The reference grammar of the distribution spec (distribution/reference).
@@ -40,18 +44,18 @@ const (
 //     ("docker.io/library/demo@sha256:…" -> "demo@sha256:…");
 //   - a 64-hex-digit name is refused: it would read as an image ID.
 //
-// An unacceptable s yields an error wrapping layerstore.ErrInvalid that quotes it.
+// An unacceptable s yields an error wrapping ErrInvalid that quotes it.
 // NormalizeRef(NormalizeRef(s)) == NormalizeRef(s).
 func NormalizeRef(s string) (string, error) {
 	bad := func(why string, args ...any) (string, error) {
-		return "", fmt.Errorf("%w reference %q: %s", layerstore.ErrInvalid, s, fmt.Sprintf(why, args...))
+		return "", fmt.Errorf("%w reference %q: %s", ErrInvalid, s, fmt.Sprintf(why, args...))
 	}
 	name, dgst := s, ""
 	if i := strings.IndexByte(s, '@'); i >= 0 {
 		name, dgst = s[:i], s[i+1:]
 		d, err := digest.Parse(dgst)
 		if err != nil {
-			return "", fmt.Errorf("%w reference %q: digest %q: %w", layerstore.ErrInvalid, s, dgst, err)
+			return "", fmt.Errorf("%w reference %q: digest %q: %w", ErrInvalid, s, dgst, err)
 		}
 		dgst = d.String()
 	}
@@ -124,4 +128,96 @@ func SplitRef(ref string) (repo, tag string) {
 		return ref[:i], ref[i+1:]
 	}
 	return ref, ""
+}
+
+// ParseTag checks and normalizes s as a name to tag an image with, as
+// NormalizeRef does ("demo" -> "demo:latest"), and refuses a digest
+// reference ("demo@sha256:…"), which cannot name a tag. AddImage, NewImage,
+// Tag and every command that names an image take their names through it.
+func ParseTag(s string) (string, error) {
+	n, err := NormalizeRef(s)
+	if err != nil {
+		return "", err
+	}
+	if strings.Contains(n, "@") {
+		return "", fmt.Errorf("refusing to create a tag with a digest reference: %q: %w", s, ErrInvalid)
+	}
+	return n, nil
+}
+
+// parseTags is ParseTag of every name, in order.
+func parseTags(names []string) ([]string, error) {
+	out := make([]string, 0, len(names))
+	for _, s := range names {
+		n, err := ParseTag(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func allTags(tx *bolt.Tx) map[digest.Digest][]string {
+	tags := map[digest.Digest][]string{}
+	bucket(tx, bucketRefs).ForEach(func(k, v []byte) error {
+		tags[digest.Digest(v)] = append(tags[digest.Digest(v)], string(k))
+		return nil
+	})
+	return tags
+}
+
+// NoSuchImageError is the error for a reference that names nothing; its
+// message is docker's.
+type NoSuchImageError struct{ Ref string }
+
+func (e *NoSuchImageError) Error() string { return "No such image: " + e.Ref }
+func (e *NoSuchImageError) Unwrap() error { return ErrNotFound }
+
+func resolve(tx *bolt.Tx, ref string) (digest.Digest, error) {
+	if ref == "" {
+		return "", &NoSuchImageError{Ref: ref}
+	}
+	rb := bucket(tx, bucketRefs)
+	if v := rb.Get([]byte(ref)); v != nil {
+		return digest.Digest(v), nil
+	}
+	if n, err := NormalizeRef(ref); err == nil {
+		if v := rb.Get([]byte(n)); v != nil {
+			return digest.Digest(v), nil
+		}
+	}
+	hex := strings.TrimPrefix(ref, "sha256:")
+	if len(hex) < 4 || len(hex) > 64 || strings.Trim(hex, "0123456789abcdef") != "" {
+		return "", &NoSuchImageError{Ref: ref}
+	}
+	prefix := []byte("sha256:" + hex)
+	c := bucket(tx, bucketImages).Cursor()
+	var found []digest.Digest
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		found = append(found, digest.Digest(k))
+	}
+	switch len(found) {
+	case 0:
+		return "", &NoSuchImageError{Ref: ref}
+	case 1:
+		return found[0], nil
+	}
+	return "", fmt.Errorf("image ID prefix %q matches %d images: %w", ref, len(found), ErrAmbiguous)
+}
+
+// Tag points the reference target, checked and normalized by ParseTag, at
+// the image src names (see ResolveImage). A tag target had is moved.
+func (s *Store) Tag(src, target string) error {
+	name, err := ParseTag(target)
+	if err != nil {
+		return err
+	}
+	return s.update(func(tx *bolt.Tx) error {
+		id, err := resolve(tx, src)
+		if err != nil {
+			return err
+		}
+		return bucket(tx, bucketRefs).Put([]byte(name), []byte(id))
+	})
 }
