@@ -19,6 +19,7 @@ import (
 	"github.com/strata-dev/strata/layerstore"
 	"github.com/strata-dev/strata/layerstore/imagefmt"
 	"github.com/strata-dev/strata/session"
+	"github.com/strata-dev/strata/transfer"
 )
 
 // ServeOptions configure Serve.
@@ -187,7 +188,7 @@ func newStrata(runDir, storeDir string, self []string, dirs *dirCounter, logf fu
 	return c
 }
 
-// loadLayout loads the image of an OCI layout as `strata load` does.
+// loadLayout loads the one image of an OCI layout under name.
 func loadLayout(ctx context.Context, s *layerstore.Store, layout, name string) error {
 	a, err := imagefmt.Open(layout)
 	if err != nil {
@@ -198,18 +199,8 @@ func loadLayout(ctx context.Context, s *layerstore.Store, layout, name string) e
 	if len(imgs) != 1 {
 		return fmt.Errorf("%s holds %d images, want 1", layout, len(imgs))
 	}
-	img := imgs[0]
-	src := &layerstore.ImageSource{
-		Names:          []string{name},
-		ConfigRaw:      img.ConfigRaw,
-		ConfigDigest:   img.ConfigDigest,
-		ManifestRaw:    img.ManifestRaw,
-		ManifestDigest: img.ManifestDigest,
-	}
-	for _, l := range img.Layers {
-		src.Layers = append(src.Layers, layerstore.LayerBlob{Digest: l.Digest, Size: l.Size, DiffID: l.DiffID, Open: l.Open})
-	}
-	_, err = s.AddImage(ctx, src, nil)
+	imgs[0].Names = []string{name}
+	_, err = transfer.Load(ctx, s, imgs, transfer.LoadOptions{})
 	return err
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/strata-dev/strata/internal/treecmp"
 	"github.com/strata-dev/strata/layerstore"
 	"github.com/strata-dev/strata/layerstore/imagefmt"
+	"github.com/strata-dev/strata/transfer"
 )
 
 func openStore(t testing.TB) *layerstore.Store {
@@ -52,18 +53,9 @@ func loadArchiveNoT(s *layerstore.Store, path string) ([]layerstore.Image, error
 		return nil, err
 	}
 	defer a.Close()
-	var out []layerstore.Image
-	for _, img := range a.Images() {
-		src := &layerstore.ImageSource{Names: img.Names, ConfigRaw: img.ConfigRaw, ConfigDigest: img.ConfigDigest,
-			ManifestRaw: img.ManifestRaw, ManifestDigest: img.ManifestDigest}
-		for _, l := range img.Layers {
-			src.Layers = append(src.Layers, layerstore.LayerBlob{Digest: l.Digest, Size: l.Size, DiffID: l.DiffID, Open: l.Open})
-		}
-		stored, err := s.AddImage(context.Background(), src, nil)
-		if err != nil {
-			return nil, fmt.Errorf("load %s: %w", path, err)
-		}
-		out = append(out, stored)
+	out, err := transfer.Load(context.Background(), s, a.Images(), transfer.LoadOptions{From: path})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

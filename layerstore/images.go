@@ -52,16 +52,6 @@ type imageRecord struct {
 	Loaded         time.Time       `json:"loaded"`
 }
 
-// ImageSource is an image offered for ingest: a config, a manifest, layers.
-type ImageSource struct {
-	Names          []string      // references to point at it, taken through ParseTag
-	ConfigRaw      []byte        //
-	ConfigDigest   digest.Digest // expected; verified when set
-	ManifestRaw    []byte        // optional
-	ManifestDigest digest.Digest // verified when set
-	Layers         []LayerBlob   // base first; DiffIDs default to the config's
-}
-
 // Progress reports ingest of one layer.
 type Progress struct {
 	Layer    int           // index in the image

@@ -24,14 +24,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// LayerBlob is one layer offered for ingest.
-type LayerBlob struct {
-	Digest digest.Digest // compressed blob digest to verify; "" when unknown (a plain tarball)
-	Size   int64         // declared blob size to verify; -1 when unknown
-	DiffID digest.Digest // expected diffID; "" when unknown
-	Open   func() (io.ReadCloser, error)
-}
-
 // layerRecord is the value of layers/<diffID>/meta.
 type layerRecord struct {
 	DiffID      digest.Digest   `json:"diffID"`

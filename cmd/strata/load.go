@@ -4,11 +4,11 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/strata-dev/strata/layerstore"
 	"github.com/strata-dev/strata/layerstore/imagefmt"
+	"github.com/strata-dev/strata/transfer"
 	"golang.org/x/term"
 )
 
@@ -61,75 +61,32 @@ func runLoad(cmd *cobra.Command, g *globals, o *loadOptions) error {
 		return err
 	}
 	defer a.Close()
-	want := map[string]bool{}
-	for _, t := range o.tags {
-		n, err := layerstore.ParseTag(t)
-		if err != nil {
-			return err
-		}
-		want[n] = true
-	}
-	images := a.Images()
-	var picked []imagefmt.Image
-	var all []string
-	for _, img := range images {
-		all = append(all, img.Names...)
-		if len(want) == 0 {
-			picked = append(picked, img)
-			continue
-		}
-		var names []string
-		for _, n := range img.Names {
-			if want[n] {
-				names = append(names, n)
-			}
-		}
-		if len(names) > 0 {
-			img.Names = names
-			picked = append(picked, img)
-		}
-	}
-	if len(picked) == 0 {
-		if len(want) > 0 {
-			return fmt.Errorf("%s has no image named %s (it has: %s)", o.input, strings.Join(o.tags, ", "), strings.Join(all, ", "))
-		}
-		return fmt.Errorf("%s holds no image", o.input)
-	}
 	out := cmd.OutOrStdout()
-	for _, img := range picked {
-		bar := newProgressBar(out, o.quiet)
-		src := &layerstore.ImageSource{
-			Names:          img.Names,
-			ConfigRaw:      img.ConfigRaw,
-			ConfigDigest:   img.ConfigDigest,
-			ManifestRaw:    img.ManifestRaw,
-			ManifestDigest: img.ManifestDigest,
-		}
-		for _, l := range img.Layers {
-			src.Layers = append(src.Layers, layerstore.LayerBlob{Digest: l.Digest, Size: l.Size, DiffID: l.DiffID, Open: l.Open})
-		}
-		stored, err := s.AddImage(cmd.Context(), src, &layerstore.AddOptions{Progress: bar.update})
+	var bar *progressBar
+	_, err = transfer.Load(cmd.Context(), s, a.Images(), transfer.LoadOptions{
+		Names: o.tags,
+		From:  o.input,
+		Progress: func(*layerstore.ImageSource) func(layerstore.Progress) {
+			bar = newProgressBar(out, o.quiet)
+			return bar.update
+		},
+		Loaded: func(stored layerstore.Image, names []string) {
+			bar.finish()
+			bar = nil
+			if len(names) == 0 {
+				fmt.Fprintf(out, "Loaded image ID: %s\n", stored.ID)
+			}
+			names = slices.Clone(names)
+			slices.Sort(names)
+			for _, n := range names {
+				fmt.Fprintf(out, "Loaded image: %s\n", n)
+			}
+		},
+	})
+	if bar != nil {
 		bar.finish()
-		if err != nil {
-			return fmt.Errorf("load %s: %w", imageLabel(img), err)
-		}
-		if len(img.Names) == 0 {
-			fmt.Fprintf(out, "Loaded image ID: %s\n", stored.ID)
-		}
-		names := slices.Clone(img.Names)
-		slices.Sort(names)
-		for _, n := range names {
-			fmt.Fprintf(out, "Loaded image: %s\n", n)
-		}
 	}
-	return nil
-}
-
-func imageLabel(img imagefmt.Image) string {
-	if len(img.Names) > 0 {
-		return img.Names[0]
-	}
-	return string(img.ConfigDigest)
+	return err
 }
 
 // isTerminal says whether f is a tty; /dev/null is a character device but

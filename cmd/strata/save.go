@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
-	"github.com/strata-dev/strata/layerstore"
 	"github.com/strata-dev/strata/layerstore/export"
+	"github.com/strata-dev/strata/transfer"
 )
 
 type saveOptions struct {
@@ -56,17 +56,9 @@ func runSave(cmd *cobra.Command, g *globals, o *saveOptions, args []string) erro
 		return err
 	}
 	defer s.Close()
-	var imgs []export.Image
-	for _, ref := range args {
-		img, err := s.ResolveImage(ref)
-		if err != nil {
-			return err
-		}
-		imgs = append(imgs, exportImage(s, img, ref))
-	}
-	opt := export.Options{Compression: o.compression, TmpDir: s.TmpDir()}
+	opt := export.Options{Compression: o.compression}
 	if format == export.FormatOCILayout {
-		return export.Write(format, nil, o.output, imgs, opt)
+		return transfer.Save(s, args, format, nil, o.output, opt)
 	}
 	var w io.Writer = cmd.OutOrStdout()
 	if o.output != "" {
@@ -76,7 +68,7 @@ func runSave(cmd *cobra.Command, g *globals, o *saveOptions, args []string) erro
 			return err
 		}
 		defer os.Remove(f.Name())
-		if err := export.Write(format, f, "", imgs, opt); err != nil {
+		if err := transfer.Save(s, args, format, f, "", opt); err != nil {
 			f.Close()
 			return err
 		}
@@ -91,27 +83,5 @@ func runSave(cmd *cobra.Command, g *globals, o *saveOptions, args []string) erro
 	if f, ok := w.(*os.File); ok && isTerminal(f) {
 		return fmt.Errorf("refusing to write an archive to a terminal: use -o or redirect")
 	}
-	return export.Write(format, w, "", imgs, opt)
-}
-
-// exportImage describes a stored image for export. Asked for by name, it is
-// saved under that name only; by ID, under all its tags (docker save's rule).
-func exportImage(s *layerstore.Store, img layerstore.Image, ref string) export.Image {
-	names := img.RepoTags
-	if n, err := layerstore.NormalizeRef(ref); err == nil {
-		for _, t := range img.RepoTags {
-			if t == n {
-				names = []string{n}
-			}
-		}
-	}
-	out := export.Image{Names: names, ConfigRaw: img.ConfigRaw}
-	for _, d := range img.Layers {
-		size := int64(-1)
-		if li, err := s.Layer(d); err == nil {
-			size = li.TarSize
-		}
-		out.Layers = append(out.Layers, export.Layer{DiffID: d, Size: size, Open: func() (io.ReadCloser, error) { return s.LayerTar(d) }})
-	}
-	return out
+	return transfer.Save(s, args, format, w, "", opt)
 }

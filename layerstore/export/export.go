@@ -2,9 +2,11 @@
 // layout directory, an oci-archive (a tar of one), or a docker-archive (what
 // docker save writes; docker 25+ style, which also holds an OCI layout).
 //
-// It takes images as configs plus layer streams and knows nothing of the
-// store. Configs are written verbatim, so an image keeps its ID. Layers are
-// written uncompressed (digest = diffID, verified while streaming) unless
+// It takes images as layerstore.ImageSource values whose layers are
+// uncompressed tars, as Store.ImageSource makes them (a registry push reads
+// the same source), and touches nothing of the store itself. Configs are
+// written verbatim, so an image keeps its ID. Layers are written
+// uncompressed (digest = diffID, verified while streaming) unless
 // Options.Compression asks for gzip or zstd (OCI formats only); manifests are
 // made anew, since a compressed blob's digest depends on the compressor.
 //
@@ -34,20 +36,6 @@ import (
 	"github.com/strata-dev/strata/layerstore"
 )
 
-// Image is one image to write.
-type Image struct {
-	Names     []string // "name:tag" references
-	ConfigRaw []byte
-	Layers    []Layer // base first
-}
-
-// Layer is one layer's uncompressed tar.
-type Layer struct {
-	DiffID digest.Digest
-	Size   int64 // bytes of the uncompressed tar
-	Open   func() (io.ReadCloser, error)
-}
-
 // Options tune an export.
 type Options struct {
 	// Compression of layer blobs in OCI formats: "none" (default), "gzip" or "zstd".
@@ -73,7 +61,7 @@ type sink interface {
 
 // Write writes imgs in format to w (archives) or to the directory dir
 // (oci-layout; w is unused).
-func Write(format string, w io.Writer, dir string, imgs []Image, opt Options) error {
+func Write(format string, w io.Writer, dir string, imgs []*layerstore.ImageSource, opt Options) error {
 	if opt.Compression == "" {
 		opt.Compression = "none"
 	}
@@ -103,7 +91,7 @@ func Write(format string, w io.Writer, dir string, imgs []Image, opt Options) er
 
 func blobName(d digest.Digest) string { return "blobs/" + d.Algorithm().String() + "/" + d.Encoded() }
 
-func writeAll(s sink, format string, imgs []Image, opt Options) error {
+func writeAll(s sink, format string, imgs []*layerstore.ImageSource, opt Options) error {
 	if err := s.file("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`)); err != nil {
 		return err
 	}
@@ -178,7 +166,10 @@ func writeAll(s sink, format string, imgs []Image, opt Options) error {
 }
 
 // putLayer writes one layer blob, compressed as asked, and returns its descriptor.
-func putLayer(s sink, l Layer, opt Options) (ocispec.Descriptor, error) {
+func putLayer(s sink, l layerstore.LayerBlob, opt Options) (ocispec.Descriptor, error) {
+	if l.Digest != "" && l.Digest != l.DiffID {
+		return ocispec.Descriptor{}, fmt.Errorf("blob %s is not the uncompressed tar: %w", l.Digest, layerstore.ErrInvalid)
+	}
 	if opt.Compression == "none" {
 		desc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: l.DiffID, Size: l.Size}
 		if s.has(l.DiffID) {

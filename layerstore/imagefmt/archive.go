@@ -20,12 +20,12 @@ const (
 )
 
 // Archive is an opened image archive. Its images are read and verified when
-// it is opened; only layer blobs are read later, through Layer.Open. Its
+// it is opened; only layer blobs are read later, through LayerBlob.Open. Its
 // methods and its layers' Open functions are safe for concurrent use.
 type Archive struct {
 	format string
 	src    source
-	images []Image
+	images []layerstore.ImageSource
 
 	closeOnce sync.Once
 	closeErr  error
@@ -37,10 +37,10 @@ func (a *Archive) Format() string { return a.format }
 // Images returns the archive's images in archive order (index.json or
 // manifest.json order; an image listed twice appears once, with the names of
 // both entries).
-func (a *Archive) Images() []Image { return slices.Clone(a.images) }
+func (a *Archive) Images() []layerstore.ImageSource { return slices.Clone(a.images) }
 
 // Close releases the archive's file (and with it the space of a decompressed
-// or spooled copy). Layer.Open fails after Close, and readers it returned
+// or spooled copy). LayerBlob.Open fails after Close, and readers it returned
 // stop working. Calling Close again does nothing.
 func (a *Archive) Close() error {
 	a.closeOnce.Do(func() { a.closeErr = a.src.close() })

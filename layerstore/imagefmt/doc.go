@@ -47,10 +47,10 @@
 // (ErrDigestMismatch), an unsupported manifest, config or layer media type
 // (supported layers: see LayerCompression), or a layer count that differs
 // from the config's rootfs.diff_ids (ErrInvalid). A missing manifest or
-// config is ErrMissingBlob. Layer blobs are not read: Layer.Open returns
+// config is ErrMissingBlob. Layer blobs are not read: LayerBlob.Open returns
 // their raw bytes, neither decompressed nor verified, and the caller (the
 // store) verifies digest, size and diffID while it streams. In an OCI layout
-// a missing layer blob surfaces from Layer.Open as ErrMissingBlob; in a
+// a missing layer blob surfaces from LayerBlob.Open as ErrMissingBlob; in a
 // docker-archive Open itself reports it, because it must read the first
 // bytes of each layer to tell its compression.
 //
@@ -80,7 +80,7 @@
 //
 // docker save writes no image manifest, so for each image this package
 // synthesizes an OCI manifest (schemaVersion 2, OCI media types), and
-// Image.ManifestRaw and ManifestDigest are those of its canonical JSON, not
+// ImageSource.ManifestRaw and ManifestDigest are those of its canonical JSON, not
 // of any registry manifest. Its config descriptor is the config member (its
 // digest is the image ID; a member named <hex>.json or blobs/sha256/<hex>
 // must hash to that name). Each layer's media type comes from the member's

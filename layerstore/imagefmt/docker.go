@@ -29,7 +29,7 @@ type dockerEntry struct {
 
 // readDocker reads the images of a docker-archive (see the package doc for
 // how it synthesizes their manifests).
-func readDocker(src source) ([]Image, error) {
+func readDocker(src source) ([]layerstore.ImageSource, error) {
 	raw, err := readMember(src, dockerManifestFile)
 	if err != nil {
 		return nil, err
@@ -41,7 +41,7 @@ func readDocker(src source) ([]Image, error) {
 	if len(entries) == 0 {
 		return nil, fmt.Errorf("%w %s: lists no images", layerstore.ErrInvalid, dockerManifestFile)
 	}
-	var images []Image
+	var images []layerstore.ImageSource
 	for i, e := range entries {
 		img, err := readDockerImage(src, e)
 		if err != nil {
@@ -52,8 +52,8 @@ func readDocker(src source) ([]Image, error) {
 	return images, nil
 }
 
-func readDockerImage(src source, e dockerEntry) (Image, error) {
-	var img Image
+func readDockerImage(src source, e dockerEntry) (layerstore.ImageSource, error) {
+	var img layerstore.ImageSource
 	for _, t := range e.RepoTags {
 		n, err := layerstore.NormalizeRef(t)
 		if err != nil {
@@ -111,25 +111,25 @@ func readDockerImage(src source, e dockerEntry) (Image, error) {
 // an uncompressed tar (the digest of a tar is its diffID); for a compressed
 // member, the digest its name carries (blobs/sha256/<hex>) or
 // else one computed by reading it.
-func dockerLayer(src source, p string, diffID digest.Digest) (Layer, error) {
+func dockerLayer(src source, p string, diffID digest.Digest) (layerstore.LayerBlob, error) {
 	name, err := cleanMember(p)
 	if err != nil {
-		return Layer{}, err
+		return layerstore.LayerBlob{}, err
 	}
 	rc, size, err := src.open(name)
 	if errors.Is(err, fs.ErrNotExist) {
-		return Layer{}, fmt.Errorf("layer %s (diffID %s): %w", name, diffID, layerstore.ErrMissingBlob)
+		return layerstore.LayerBlob{}, fmt.Errorf("layer %s (diffID %s): %w", name, diffID, layerstore.ErrMissingBlob)
 	}
 	if err != nil {
-		return Layer{}, err
+		return layerstore.LayerBlob{}, err
 	}
 	defer rc.Close()
 	var magic [6]byte
 	n, err := io.ReadFull(rc, magic[:])
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
-		return Layer{}, fmt.Errorf("layer %s: %w", name, err)
+		return layerstore.LayerBlob{}, fmt.Errorf("layer %s: %w", name, err)
 	}
-	l := Layer{Size: size, DiffID: diffID}
+	l := layerstore.LayerBlob{Size: size, DiffID: diffID}
 	switch c := sniff(magic[:n]); c {
 	case CompressionGzip:
 		l.MediaType = ocispec.MediaTypeImageLayerGzip
@@ -139,7 +139,7 @@ func dockerLayer(src source, p string, diffID digest.Digest) (Layer, error) {
 		l.MediaType = ocispec.MediaTypeImageLayer
 		l.Digest = diffID
 	default:
-		return Layer{}, fmt.Errorf("%w layer %s: unsupported compression %s", layerstore.ErrInvalid, name, c)
+		return layerstore.LayerBlob{}, fmt.Errorf("%w layer %s: unsupported compression %s", layerstore.ErrInvalid, name, c)
 	}
 	if l.Digest == "" {
 		if d, ok := digestFromName(name); ok {
@@ -147,7 +147,7 @@ func dockerLayer(src source, p string, diffID digest.Digest) (Layer, error) {
 		} else {
 			r := io.MultiReader(bytes.NewReader(magic[:n]), rc)
 			if l.Digest, err = digest.FromReader(r); err != nil {
-				return Layer{}, fmt.Errorf("layer %s: %w", name, err)
+				return layerstore.LayerBlob{}, fmt.Errorf("layer %s: %w", name, err)
 			}
 		}
 	}

@@ -42,7 +42,7 @@ func readTestdata(t testing.TB, name string) []byte {
 
 // seedLayout is an OCI layout in memory built from testdata/layout: the
 // fixture's manifests and config, and short stand-ins for the layer blobs
-// (Layer.Open does not verify them). Callers add index.json.
+// (LayerBlob.Open does not verify them). Callers add index.json.
 func seedLayout(t testing.TB) memSource {
 	src := memSource{ocispec.ImageLayoutFile: []byte(`{"imageLayoutVersion":"1.0.0"}`)}
 	for _, f := range []string{"manifest.json", "manifest-zstd.json", "config.json", "nested-index.json"} {
@@ -62,7 +62,7 @@ func seedLayout(t testing.TB) memSource {
 }
 
 // exercise reads everything an opened archive offers, as the store would.
-func exercise(t *testing.T, images []Image) {
+func exercise(t *testing.T, images []layerstore.ImageSource) {
 	for _, img := range images {
 		if len(img.Layers) != len(img.Config.RootFS.DiffIDs) {
 			t.Fatalf("%d layers but %d diff_ids", len(img.Layers), len(img.Config.RootFS.DiffIDs))

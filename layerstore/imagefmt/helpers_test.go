@@ -19,6 +19,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/strata-dev/strata/internal/fixtures"
+	"github.com/strata-dev/strata/layerstore"
 )
 
 // The fixture image, as make-fixtures.sh builds it.
@@ -252,9 +253,9 @@ func compressFile(t testing.TB, src, c string) string {
 }
 
 // checkLayers reads every layer blob concurrently and checks that it hashes to
-// Layer.Digest, has Layer.Size bytes, and decompresses (as its media type
-// says) to a tar that hashes to Layer.DiffID.
-func checkLayers(t *testing.T, img Image) {
+// LayerBlob.Digest, has LayerBlob.Size bytes, and decompresses (as its media type
+// says) to a tar that hashes to LayerBlob.DiffID.
+func checkLayers(t *testing.T, img layerstore.ImageSource) {
 	t.Helper()
 	var wg sync.WaitGroup
 	errs := make([]error, len(img.Layers))
@@ -269,7 +270,7 @@ func checkLayers(t *testing.T, img Image) {
 	}
 }
 
-func checkLayer(l Layer) error {
+func checkLayer(l layerstore.LayerBlob) error {
 	rc, err := l.Open()
 	if err != nil {
 		return err
@@ -284,7 +285,7 @@ func checkLayer(l Layer) error {
 		return errors.New("blob hashes to " + got)
 	}
 	if n != l.Size {
-		return errors.New("blob size differs from Layer.Size")
+		return errors.New("blob size differs from LayerBlob.Size")
 	}
 	// Read it again, decompressed, for the diffID.
 	rc2, err := l.Open()

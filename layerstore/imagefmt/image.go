@@ -14,52 +14,6 @@ import (
 	"github.com/strata-dev/strata/layerstore"
 )
 
-// Image is one image of an archive: its manifest, its config and its layers.
-type Image struct {
-	// Names are the references the image is tagged with, normalized by
-	// NormalizeRef ("demo:latest", "registry.example:5000/team/app:v1"), in
-	// archive order without duplicates. May be empty.
-	Names []string
-	// ManifestDigest is the digest of ManifestRaw.
-	ManifestDigest digest.Digest
-	// ManifestRaw is the OCI or docker v2 manifest as the archive holds it,
-	// byte for byte. A docker-archive holds no manifest: there it is an OCI
-	// manifest this package synthesizes (see the package doc).
-	ManifestRaw []byte
-	// Manifest is ManifestRaw parsed.
-	Manifest ocispec.Manifest
-	// ConfigRaw is the image config byte for byte, verified against the
-	// manifest's config descriptor (digest and size).
-	ConfigRaw []byte
-	// ConfigDigest is the digest of ConfigRaw: the image ID docker shows.
-	ConfigDigest digest.Digest
-	// Config is ConfigRaw parsed.
-	Config ocispec.Image
-	// Layers are the image's layers, base first; len(Layers) ==
-	// len(Config.RootFS.DiffIDs).
-	Layers []Layer
-}
-
-// Layer is one layer blob of an image.
-type Layer struct {
-	// Digest is the blob digest as the manifest names it: that of the
-	// (usually compressed) bytes Open returns.
-	Digest digest.Digest
-	// Size is the blob size the manifest declares.
-	Size int64
-	// MediaType is one of the types LayerCompression accepts.
-	MediaType string
-	// DiffID is the digest of the uncompressed tar, from the config's
-	// rootfs.diff_ids at the same index.
-	DiffID digest.Digest
-	// Open returns the raw blob bytes, neither decompressed nor verified:
-	// the caller verifies Digest, Size and DiffID while it streams. A blob
-	// the archive does not hold yields an error wrapping layerstore.ErrMissingBlob that
-	// names the digest. Safe to call concurrently, until the Archive is
-	// closed.
-	Open func() (io.ReadCloser, error)
-}
-
 // maxJSONSize bounds index.json, manifest.json, manifests and configs.
 const maxJSONSize = 32 << 20
 
@@ -138,7 +92,7 @@ func verify(raw []byte, desc ocispec.Descriptor, what string) error {
 	return nil
 }
 
-// openBlob returns the Layer.Open function for member name of src.
+// openBlob returns the LayerBlob.Open function for member name of src.
 func openBlob(src source, name string, d digest.Digest) func() (io.ReadCloser, error) {
 	return func() (io.ReadCloser, error) {
 		rc, _, err := src.open(name)

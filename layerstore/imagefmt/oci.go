@@ -20,7 +20,7 @@ const maxIndexDepth = 4
 
 // readLayout reads the images of an OCI image layout (a directory or an
 // oci-archive): the oci-layout file, then each entry of index.json.
-func readLayout(src source) ([]Image, error) {
+func readLayout(src source) ([]layerstore.ImageSource, error) {
 	if err := checkLayoutFile(src); err != nil {
 		return nil, err
 	}
@@ -35,7 +35,7 @@ func readLayout(src source) ([]Image, error) {
 	if len(idx.Manifests) == 0 {
 		return nil, fmt.Errorf("%w %s: lists no images", layerstore.ErrInvalid, ocispec.ImageIndexFile)
 	}
-	var images []Image
+	var images []layerstore.ImageSource
 	for i, desc := range idx.Manifests {
 		names, err := layoutNames(desc)
 		if err != nil {
@@ -91,7 +91,7 @@ func layoutNames(desc ocispec.Descriptor) ([]string, error) {
 
 // mergeImage appends img to images, or adds its names to an earlier image
 // with the same manifest (an index.json that tags one image twice).
-func mergeImage(images []Image, img Image) []Image {
+func mergeImage(images []layerstore.ImageSource, img layerstore.ImageSource) []layerstore.ImageSource {
 	for i := range images {
 		if images[i].ManifestDigest != img.ManifestDigest {
 			continue
@@ -123,22 +123,22 @@ type sniffed struct {
 
 // resolve reads the manifest desc names, following nested indexes, and the
 // image it describes.
-func resolve(src source, desc ocispec.Descriptor, depth int) (Image, error) {
+func resolve(src source, desc ocispec.Descriptor, depth int) (layerstore.ImageSource, error) {
 	if depth > maxIndexDepth {
-		return Image{}, fmt.Errorf("%w index %s: indexes nest more than %d deep", layerstore.ErrInvalid, desc.Digest, maxIndexDepth)
+		return layerstore.ImageSource{}, fmt.Errorf("%w index %s: indexes nest more than %d deep", layerstore.ErrInvalid, desc.Digest, maxIndexDepth)
 	}
 	mt := desc.MediaType
 	if mt != "" && !isManifestType(mt) && !isIndexType(mt) {
-		return Image{}, fmt.Errorf("%w manifest %s: unsupported media type %q", layerstore.ErrInvalid, desc.Digest, mt)
+		return layerstore.ImageSource{}, fmt.Errorf("%w manifest %s: unsupported media type %q", layerstore.ErrInvalid, desc.Digest, mt)
 	}
 	raw, err := readBlob(src, desc, "manifest")
 	if err != nil {
-		return Image{}, err
+		return layerstore.ImageSource{}, err
 	}
 	if mt == "" { // optional in a descriptor: tell by content
 		var s sniffed
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return Image{}, fmt.Errorf("%w manifest %s: %w", layerstore.ErrInvalid, desc.Digest, err)
+			return layerstore.ImageSource{}, fmt.Errorf("%w manifest %s: %w", layerstore.ErrInvalid, desc.Digest, err)
 		}
 		mt = s.MediaType
 		if mt == "" && s.Manifests != nil {
@@ -148,27 +148,27 @@ func resolve(src source, desc ocispec.Descriptor, depth int) (Image, error) {
 	if isIndexType(mt) {
 		idx, err := parseIndex(raw, "index "+desc.Digest.String())
 		if err != nil {
-			return Image{}, err
+			return layerstore.ImageSource{}, err
 		}
 		child, err := pickManifest(idx, desc.Digest)
 		if err != nil {
-			return Image{}, err
+			return layerstore.ImageSource{}, err
 		}
 		img, err := resolve(src, child, depth+1)
 		if err != nil {
-			return Image{}, fmt.Errorf("index %s: %w", desc.Digest, err)
+			return layerstore.ImageSource{}, fmt.Errorf("index %s: %w", desc.Digest, err)
 		}
 		return img, nil
 	}
 	m, err := parseManifest(raw, desc)
 	if err != nil {
-		return Image{}, err
+		return layerstore.ImageSource{}, err
 	}
 	cfg, err := readBlob(src, m.Config, "config")
 	if err != nil {
-		return Image{}, fmt.Errorf("manifest %s: %w", desc.Digest, err)
+		return layerstore.ImageSource{}, fmt.Errorf("manifest %s: %w", desc.Digest, err)
 	}
-	img := Image{
+	img := layerstore.ImageSource{
 		ManifestDigest: desc.Digest,
 		ManifestRaw:    raw,
 		Manifest:       m,
@@ -176,10 +176,10 @@ func resolve(src source, desc ocispec.Descriptor, depth int) (Image, error) {
 		ConfigDigest:   m.Config.Digest,
 	}
 	if img.Config, err = parseConfig(cfg, m.Config.Digest, len(m.Layers)); err != nil {
-		return Image{}, fmt.Errorf("manifest %s: %w", desc.Digest, err)
+		return layerstore.ImageSource{}, fmt.Errorf("manifest %s: %w", desc.Digest, err)
 	}
 	for i, l := range m.Layers {
-		img.Layers = append(img.Layers, Layer{
+		img.Layers = append(img.Layers, layerstore.LayerBlob{
 			Digest:    l.Digest,
 			Size:      l.Size,
 			MediaType: l.MediaType,

@@ -78,14 +78,14 @@ func TestOpen_Formats(t *testing.T) {
 			}
 			if rc, err := img.Layers[0].Open(); err == nil {
 				rc.Close()
-				t.Errorf("Layer.Open after Close succeeded")
+				t.Errorf("LayerBlob.Open after Close succeeded")
 			}
 		})
 	}
 }
 
 // checkImage checks what every opened fixture image must satisfy.
-func checkImage(t *testing.T, img Image, names []string, mediaType string) {
+func checkImage(t *testing.T, img layerstore.ImageSource, names []string, mediaType string) {
 	t.Helper()
 	if !slices.Equal(img.Names, names) {
 		t.Errorf("Names = %q, want %q", img.Names, names)
