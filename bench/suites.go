@@ -186,13 +186,13 @@ func (r *runner) diskSuite(ctx context.Context) error {
 			}
 		}
 	}
-	ovl, err := diskUsage(layerDirs...)
+	ovl, err := layerstore.DirUsage(layerDirs...)
 	if err != nil {
 		return err
 	}
 	var native int64
 	for _, img := range imgs {
-		n, err := diskUsage(img.LayerDirs...)
+		n, err := layerstore.DirUsage(img.LayerDirs...)
 		if err != nil {
 			return err
 		}
@@ -215,7 +215,7 @@ func (r *runner) diskSuite(ctx context.Context) error {
 				return fmt.Errorf("load %s: %w", img.Name, err)
 			}
 		}
-		n, err := diskUsage(storeDir)
+		n, err := layerstore.DirUsage(storeDir)
 		sr.Samples = []float64{float64(n)}
 		return err
 	}()
@@ -232,33 +232,4 @@ func (r *runner) diskSuite(ctx context.Context) error {
 	}
 	r.rp.describe(WDisk+"/"+key, desc)
 	return os.RemoveAll(storeDir)
-}
-
-// diskUsage is the bytes allocated to the files and directories under the
-// roots, each inode counted once, as du counts them.
-func diskUsage(roots ...string) (int64, error) {
-	type ino struct{ dev, ino uint64 }
-	seen := map[ino]bool{}
-	var total int64
-	for _, root := range roots {
-		err := filepath.WalkDir(root, func(p string, _ os.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			var st unix.Stat_t
-			if err := unix.Lstat(p, &st); err != nil {
-				return err
-			}
-			k := ino{st.Dev, st.Ino}
-			if !seen[k] {
-				seen[k] = true
-				total += st.Blocks * 512
-			}
-			return nil
-		})
-		if err != nil {
-			return 0, err
-		}
-	}
-	return total, nil
 }

@@ -427,8 +427,14 @@ func (s *Store) Images() ([]Image, error) {
 			return nil
 		})
 	})
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Created().After(out[j].Created()) })
+	sortImages(out)
 	return out, err
+}
+
+// sortImages sorts images newest first, in ID order where they were
+// created at the same time.
+func sortImages(imgs []Image) {
+	sort.SliceStable(imgs, func(i, j int) bool { return imgs[i].Created().After(imgs[j].Created()) })
 }
 
 // ResolveImage finds an image by "name[:tag]", full ID ("sha256:…"), or a

@@ -3,6 +3,7 @@ package layerstore
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
@@ -18,6 +19,21 @@ type ImageUsage struct {
 	Mounts     int   // live mounts of it
 }
 
+// MountUsage is one mount's share of the store.
+type MountUsage struct {
+	ID    string
+	Size  int64 // disk space of its directory (MountUsage); 0 when it is gone
+	Alive bool  // its server runs (MountRecord.Alive)
+}
+
+// LayerUsage is one layer's share of the store.
+type LayerUsage struct {
+	DiffID digest.Digest
+	Size   int64 // content bytes
+	Images int   // images that hold it
+	Mounts int   // live mounts that use it
+}
+
 // DiskUsage is the store's accounting: logical bytes (what the layers hold,
 // summed over images) against stored bytes (each object once).
 type DiskUsage struct {
@@ -29,8 +45,21 @@ type DiskUsage struct {
 	ObjectsSize   int64 // logical bytes of distinct objects
 	ObjectsOnDisk int64 // bytes the object files take on disk (sparse files count their data)
 	Mounts        int
-	MountsSize    int64 // bytes in top layers of mounts
+	MountsSize    int64 // bytes in the directories of mounts (their top layers)
 	Reclaimable   int64 // bytes of objects that only images without a live mount hold
+	// MountUsage lists the mounts in ID order.
+	MountUsage []MountUsage
+	// LayerUsage lists the layers images hold, image by image (newest image
+	// first, as Images lists them; each image's layers base first, each
+	// layer once), then those only live mounts use. Layers nothing holds
+	// (GC's to remove) are not listed.
+	LayerUsage []LayerUsage
+}
+
+// MountUsage is the disk space of mount id's directory (its top layer and
+// whatever else the mount keeps there), measured by DirUsage.
+func (s *Store) MountUsage(id string) (int64, error) {
+	return DirUsage(s.MountDir(id))
 }
 
 // DiskUsage computes the store's accounting.
@@ -43,12 +72,18 @@ func (s *Store) DiskUsage() (*DiskUsage, error) {
 			return err
 		}
 		mounted := map[digest.Digest]int{}
+		var live []MountRecord
 		for _, m := range mounts {
-			if m.Alive() {
+			mu := MountUsage{ID: m.ID, Alive: m.Alive()}
+			if mu.Alive {
 				mounted[m.Image]++
+				live = append(live, m)
 			}
+			// A mount whose directory is gone takes no space.
+			mu.Size, _ = s.MountUsage(m.ID)
 			du.Mounts++
-			du.MountsSize += duTree(s.MountDir(m.ID))
+			du.MountsSize += mu.Size
+			du.MountUsage = append(du.MountUsage, mu)
 		}
 		layerObjs := map[digest.Digest]map[digest.Digest]int64{}
 		objsOf := func(d digest.Digest) (map[digest.Digest]int64, error) {
@@ -98,11 +133,13 @@ func (s *Store) DiskUsage() (*DiskUsage, error) {
 		}
 		reclaim := map[digest.Digest]bool{}
 		inUse := map[digest.Digest]bool{}
+		var imgs []Image
 		for _, id := range ids {
 			img, err := getImage(tx, id, tags)
 			if err != nil {
 				return err
 			}
+			imgs = append(imgs, img)
 			u := ImageUsage{ID: id, RepoTags: img.RepoTags, Size: img.Size, Mounts: mounted[id]}
 			for d, n := range imgObjs[id] {
 				if holders[d] > 1 {
@@ -118,6 +155,9 @@ func (s *Store) DiskUsage() (*DiskUsage, error) {
 			}
 			du.ImagesSize += img.Size
 			du.Images = append(du.Images, u)
+		}
+		if du.LayerUsage, err = layerUsage(tx, imgs, live); err != nil {
+			return err
 		}
 		return bucket(tx, bucketObjects).ForEach(func(k, v []byte) error {
 			rec, err := unmarshalObject(v)
@@ -135,6 +175,42 @@ func (s *Store) DiskUsage() (*DiskUsage, error) {
 		})
 	})
 	return du, err
+}
+
+// layerUsage accounts the layers of imgs and of the live mounts, in the
+// order DiskUsage.LayerUsage documents.
+func layerUsage(tx *bolt.Tx, imgs []Image, live []MountRecord) ([]LayerUsage, error) {
+	imgs = slices.Clone(imgs)
+	sortImages(imgs)
+	var out []LayerUsage
+	at := map[digest.Digest]int{}
+	add := func(d digest.Digest, size int64) int {
+		i, ok := at[d]
+		if !ok {
+			i = len(out)
+			at[d] = i
+			out = append(out, LayerUsage{DiffID: d, Size: size})
+		}
+		return i
+	}
+	for _, img := range imgs {
+		for i, d := range img.Layers {
+			out[add(d, img.LayerSizes[i])].Images++
+		}
+	}
+	for _, m := range live {
+		for _, d := range m.Layers {
+			if _, ok := at[d]; !ok {
+				lr, err := getLayerRecord(tx, d)
+				if err != nil {
+					return nil, fmt.Errorf("mount %s: %w", m.ID, err)
+				}
+				add(d, lr.Size)
+			}
+			out[at[d]].Mounts++
+		}
+	}
+	return out, nil
 }
 
 // LayerInfo describes a stored layer.

@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/strata-dev/strata/container"
-	"github.com/strata-dev/strata/session"
 )
 
 // newContainerCmd is "strata container": docker's management command for
@@ -61,7 +60,7 @@ container prune does. Asks first unless -f is given.`,
 					continue
 				}
 				size := int64(0)
-				if u, err := upperUsage(session.UpperDir(s, r.MountID)); err == nil {
+				if u, err := s.MountUsage(r.MountID); err == nil {
 					size = u
 				}
 				if err := c.Remove(cmd.Context(), r.ID, false, false); err != nil {

@@ -4,15 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
-	"path/filepath"
 	"strconv"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 	"github.com/strata-dev/strata/layerstore"
-	"golang.org/x/sys/unix"
 )
 
 type dfOptions struct {
@@ -157,13 +154,7 @@ type dfReport struct {
 	du     *layerstore.DiskUsage
 	images []layerstore.Image
 	mounts []layerstore.MountRecord
-	live   map[string]bool // mount ID -> server alive
-	mSize  map[string]int64
-	// layer -> images holding it, live mounts using it, size
-	layerImages map[digest.Digest]int
-	layerMounts map[digest.Digest]int
-	layerSize   map[digest.Digest]int64
-	layerOrder  []digest.Digest
+	usage  map[string]layerstore.MountUsage // by mount ID
 }
 
 func gatherDf(s *layerstore.Store) (*dfReport, error) {
@@ -179,39 +170,9 @@ func gatherDf(s *layerstore.Store) (*dfReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &dfReport{
-		du: du, images: imgs, mounts: mounts,
-		live: map[string]bool{}, mSize: map[string]int64{},
-		layerImages: map[digest.Digest]int{}, layerMounts: map[digest.Digest]int{}, layerSize: map[digest.Digest]int64{},
-	}
-	addLayer := func(d digest.Digest, size int64) {
-		if _, ok := r.layerSize[d]; !ok {
-			r.layerSize[d] = size
-			r.layerOrder = append(r.layerOrder, d)
-		}
-	}
-	for _, img := range imgs {
-		for i, d := range img.Layers {
-			addLayer(d, img.LayerSizes[i])
-			r.layerImages[d]++
-		}
-	}
-	for _, m := range mounts {
-		r.live[m.ID] = m.Alive()
-		r.mSize[m.ID] = dirDiskUsage(s.MountDir(m.ID))
-		if !r.live[m.ID] {
-			continue
-		}
-		for _, d := range m.Layers {
-			if _, ok := r.layerSize[d]; !ok {
-				li, err := s.Layer(d)
-				if err != nil {
-					return nil, err
-				}
-				addLayer(d, li.Size)
-			}
-			r.layerMounts[d]++
-		}
+	r := &dfReport{du: du, images: imgs, mounts: mounts, usage: map[string]layerstore.MountUsage{}}
+	for _, m := range du.MountUsage {
+		r.usage[m.ID] = m
 	}
 	return r, nil
 }
@@ -265,18 +226,18 @@ func (r *dfReport) summary() []dfRow {
 	activeMounts := 0
 	var staleSize int64
 	for _, m := range r.mounts {
-		if r.live[m.ID] {
+		if u := r.usage[m.ID]; u.Alive {
 			activeMounts++
 		} else {
-			staleSize += r.mSize[m.ID]
+			staleSize += u.Size
 		}
 	}
 	activeLayers := 0
 	var activeLayersSize int64
-	for d, n := range r.layerMounts {
-		if n > 0 {
+	for _, l := range du.LayerUsage {
+		if l.Mounts > 0 {
 			activeLayers++
-			activeLayersSize += r.layerSize[d]
+			activeLayersSize += l.Size
 		}
 	}
 	return []dfRow{
@@ -332,8 +293,9 @@ func (r *dfReport) verboseRows(trunc bool) dfVerbose {
 		})
 	}
 	for _, m := range r.mounts {
+		u := r.usage[m.ID]
 		status := fmt.Sprintf("live (pid %d)", m.PID)
-		if !r.live[m.ID] {
+		if !u.Alive {
 			status = "stale (server gone)"
 		}
 		image := m.Ref
@@ -346,16 +308,16 @@ func (r *dfReport) verboseRows(trunc bool) dfVerbose {
 			Dir:          m.Dir,
 			ID:           m.ID,
 			Image:        image,
-			Size:         humanSize(r.mSize[m.ID], 4),
+			Size:         humanSize(u.Size, 4),
 			Status:       status,
 		})
 	}
-	for _, d := range r.layerOrder {
+	for _, l := range r.du.LayerUsage {
 		v.Layers = append(v.Layers, dfLayerRow{
-			ID:     displayID(d, !trunc),
-			Images: itoa(r.layerImages[d]),
-			Mounts: itoa(r.layerMounts[d]),
-			Size:   humanSize(r.layerSize[d], 3),
+			ID:     displayID(l.DiffID, !trunc),
+			Images: itoa(l.Images),
+			Mounts: itoa(l.Mounts),
+			Size:   humanSize(l.Size, 3),
 		})
 	}
 	return v
@@ -413,20 +375,4 @@ func rowsOf[T any](f *rowFormatter, rows []T) error {
 		}
 	}
 	return nil
-}
-
-// dirDiskUsage is the disk space of everything under dir (0 if it is gone).
-func dirDiskUsage(dir string) int64 {
-	var n int64
-	filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
-		if err != nil {
-			return nil
-		}
-		var st unix.Stat_t
-		if unix.Lstat(p, &st) == nil {
-			n += st.Blocks * 512
-		}
-		return nil
-	})
-	return n
 }

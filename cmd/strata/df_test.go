@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -106,5 +108,50 @@ func TestSystemDf_Sharing(t *testing.T) {
 	}
 	if got := mustRun(t, root, "system", "df", "-v", "--format", "{{len .Images}} {{len .Mounts}} {{len .Layers}}"); got != "2 0 6" {
 		t.Errorf("-v --format: %q", got)
+	}
+}
+
+// TestDf_MountSizeAgreesWithMounts: "strata mounts" and "system df -v" show
+// one measure of a mount's size (layerstore.Store.MountUsage), each in its
+// docker precision; a hard-linked file in the top layer counts once.
+func TestDf_MountSizeAgreesWithMounts(t *testing.T) {
+	root := newTestStore(t)
+	loadDemo(t, root)
+	dir, _ := startMount(t, root)
+	big := filepath.Join(dir, "big")
+	if err := os.WriteFile(big, bytes.Repeat([]byte("x"), 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(big, filepath.Join(dir, "big-link")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := layerstore.Open(root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	du, err := s.DiskUsage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(du.MountUsage) != 1 || !du.MountUsage[0].Alive {
+		t.Fatalf("DiskUsage mounts %+v, want one live mount", du.MountUsage)
+	}
+	m := du.MountUsage[0]
+	n, err := s.MountUsage(m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != m.Size || n != du.MountsSize || n < 1<<20 || n >= 2<<20 {
+		t.Errorf("MountUsage %d, DiskUsage %d (total %d): want one size of 1 MiB and a little, the link counted once", n, m.Size, du.MountsSize)
+	}
+	if got, want := strings.TrimSpace(mustRun(t, root, "mounts", "--format", "{{.ID}} {{.Size}}")), m.ID+" "+humanSize(n, 3); got != want {
+		t.Errorf("strata mounts: %q, want %q", got, want)
+	}
+	if got, want := mustRun(t, root, "system", "df", "-v", "--format", `{{range .Mounts}}{{.ID}} {{.Size}}{{end}}`), m.ID+" "+humanSize(n, 4); got != want {
+		t.Errorf("system df -v: %q, want %q", got, want)
+	}
+	_, rows := tableRows(t, strings.SplitN(mustRun(t, root, "system", "df"), "\n\n", 2)[0])
+	if rows[1][0] != "Mounts" || rows[1][3] != humanSize(n, 4) {
+		t.Errorf("system df mounts row %q, want size %s", rows[1], humanSize(n, 4))
 	}
 }

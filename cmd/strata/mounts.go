@@ -1,8 +1,6 @@
 package main
 
 import (
-	"io/fs"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"time"
@@ -10,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/strata-dev/strata/layerstore"
 	"github.com/strata-dev/strata/session"
-	"golang.org/x/sys/unix"
 )
 
 type mountsOptions struct {
@@ -130,7 +127,7 @@ func runMounts(cmd *cobra.Command, g *globals, o *mountsOptions) error {
 			row.Mode = "ro"
 		} else {
 			row.TopLayer = session.UpperDir(s, m.ID)
-			if n, err := upperUsage(row.TopLayer); err == nil {
+			if n, err := s.MountUsage(m.ID); err == nil {
 				row.Size = humanSize(n, 3)
 			}
 		}
@@ -139,28 +136,4 @@ func runMounts(cmd *cobra.Command, g *globals, o *mountsOptions) error {
 		}
 	}
 	return rf.flush(cmd.OutOrStdout())
-}
-
-// upperUsage is the space the files under dir take, as du counts it.
-func upperUsage(dir string) (int64, error) {
-	var total int64
-	seen := map[uint64]bool{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
-			return nil
-		}
-		if st.Nlink > 1 && !d.IsDir() {
-			if seen[st.Ino] {
-				return nil
-			}
-			seen[st.Ino] = true
-		}
-		total += st.Blocks * 512
-		return nil
-	})
-	return total, err
 }
