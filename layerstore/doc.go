@@ -5,7 +5,9 @@
 //	<root>/meta.db        bbolt: every piece of metadata (see schema.go for buckets and keys)
 //	<root>/objects/ab/…   regular-file contents by sha256, read-only, written once
 //	<root>/tmp/           staging on the same filesystem, so rename is atomic
-//	<root>/mounts/<id>/   top layers of mounts, held by their leases (owned by package session)
+//	<root>/mounts/<id>/   top layers of mounts, held by their leases (owned by package
+//	                      session; the store names it (MountDir), measures it
+//	                      (MountUsage) and removes it with the lease or by GC)
 //	<root>/lock           flock: shared by every writer of objects, exclusive for gc
 //
 // A layer is stored as its entries (one bbolt key per tar entry, keyed so that a
@@ -27,6 +29,14 @@
 // in an entry's or a marker's parent path are followed inside the root, as
 // docker's FollowSymlinkInScope does (for a marker, the layer's own entries
 // first: docker meets them before the markers under them). A name longer than 255 bytes is refused.
+//
+// Images come and go as ImageSource values (source.go): a manifest, a config
+// and layers by descriptor, each with a way to open its blob. Package
+// imagefmt reads archives into them, package export writes them out, and
+// package transfer moves them between the two and the store; those import
+// layerstore for that type, for the reference grammar (refs.go: every name
+// an image is given goes through ParseTag) and for the sentinel errors
+// (errors.go), and layerstore imports none of them.
 //
 // Crash guarantees: objects are written to tmp/, flushed with syncfs and renamed
 // into objects/ (and flushed again) before the bbolt transaction that names them

@@ -163,8 +163,6 @@ func (s *Store) update(fn func(tx *bolt.Tx) error) error {
 	return errors.Join(db.Update(fn), db.Close())
 }
 
-func root(tx *bolt.Tx) *bolt.Bucket { return tx.Bucket(bucketRoot) }
-
 func bucket(tx *bolt.Tx, name []byte) *bolt.Bucket { return tx.Bucket(bucketRoot).Bucket(name) }
 
 // storeLock is the flock on <root>/lock: shared while objects are staged

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -53,8 +52,7 @@ type dfRow struct {
 }
 
 func (r dfRow) MarshalJSON() ([]byte, error) {
-	type plain dfRow
-	return json.Marshal(plain(r))
+	return marshalRow(r)
 }
 
 // dfImageRow is one image of "df -v": docker's columns, MOUNTS for CONTAINERS.
@@ -71,8 +69,7 @@ type dfImageRow struct {
 }
 
 func (r dfImageRow) MarshalJSON() ([]byte, error) {
-	type plain dfImageRow
-	return json.Marshal(plain(r))
+	return marshalRow(r)
 }
 
 type dfMountRow struct {
@@ -86,8 +83,7 @@ type dfMountRow struct {
 }
 
 func (r dfMountRow) MarshalJSON() ([]byte, error) {
-	type plain dfMountRow
-	return json.Marshal(plain(r))
+	return marshalRow(r)
 }
 
 type dfLayerRow struct {
@@ -98,8 +94,7 @@ type dfLayerRow struct {
 }
 
 func (r dfLayerRow) MarshalJSON() ([]byte, error) {
-	type plain dfLayerRow
-	return json.Marshal(plain(r))
+	return marshalRow(r)
 }
 
 // dfVerbose is what a "df -v --format" template sees.
@@ -107,17 +102,6 @@ type dfVerbose struct {
 	Images []dfImageRow
 	Mounts []dfMountRow
 	Layers []dfLayerRow
-}
-
-func newSystemCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:     "system",
-		Short:   "Manage the store",
-		Args:    cobra.NoArgs,
-		GroupID: "store",
-	}
-	cmd.AddCommand(newDfCmd(g))
-	return cmd
 }
 
 func newDfCmd(g *globals) *cobra.Command {

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"text/tabwriter"
 	"text/template"
@@ -65,6 +66,19 @@ var templateFuncs = template.FuncMap{
 		}
 		return s[:n]
 	},
+}
+
+// marshalRow encodes a row as docker's formatter does, with json.Marshal
+// (so HTML-escaped), even inside {{json .}}, whose encoder does not escape.
+// Row types call it from their MarshalJSON; it encodes the row as a struct
+// type with the same fields and no methods, so it does not recurse.
+func marshalRow(row any) ([]byte, error) {
+	v := reflect.ValueOf(row)
+	fields := make([]reflect.StructField, v.NumField())
+	for i := range fields {
+		fields[i] = v.Type().Field(i)
+	}
+	return json.Marshal(v.Convert(reflect.StructOf(fields)).Interface())
 }
 
 // headerFuncs replace templateFuncs when a table's header row is rendered,

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,10 +43,8 @@ type historyRow struct {
 	Size         string
 }
 
-// MarshalJSON encodes the row as docker's formatter does, HTML-escaped.
 func (r historyRow) MarshalJSON() ([]byte, error) {
-	type plain historyRow
-	return json.Marshal(plain(r))
+	return marshalRow(r)
 }
 
 func newHistoryCmd(g *globals) *cobra.Command {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
@@ -60,10 +59,8 @@ type imageRow struct {
 	VirtualSize  string
 }
 
-// MarshalJSON encodes the row as docker's formatter does, HTML-escaped.
 func (r imageRow) MarshalJSON() ([]byte, error) {
-	type plain imageRow
-	return json.Marshal(plain(r))
+	return marshalRow(r)
 }
 
 func newImagesCmd(g *globals) *cobra.Command {

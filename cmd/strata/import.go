@@ -71,13 +71,9 @@ func runImport(cmd *cobra.Command, g *globals, o *importOptions, args []string) 
 		return err
 	}
 	defer s.Close()
-	from := src
-	if src == "-" {
-		from = "-"
-	}
 	bar := newProgressBar(cmd.ErrOrStderr(), o.quiet)
 	img, err := s.NewImage(cmd.Context(), layerstore.NewImageOptions{
-		Layers: []layerstore.NewLayer{{Open: open, History: ocispec.History{CreatedBy: "Imported from " + from, Comment: o.message}}},
+		Layers: []layerstore.NewLayer{{Open: open, History: ocispec.History{CreatedBy: "Imported from " + src, Comment: o.message}}},
 		Edit: func(cfg *ocispec.Image) error {
 			for _, e := range edits {
 				if err := e(&cfg.Config); err != nil {
