@@ -158,6 +158,7 @@ func parseTags(names []string) ([]string, error) {
 	return out, nil
 }
 
+// allTags maps each image ID to the names that point at it.
 func allTags(tx *bolt.Tx) map[digest.Digest][]string {
 	tags := map[digest.Digest][]string{}
 	bucket(tx, bucketRefs).ForEach(func(k, v []byte) error {
@@ -174,6 +175,8 @@ type NoSuchImageError struct{ Ref string }
 func (e *NoSuchImageError) Error() string { return "No such image: " + e.Ref }
 func (e *NoSuchImageError) Unwrap() error { return ErrNotFound }
 
+// resolve finds the image ref names: a stored name as given or normalized,
+// else an ID or unique ID prefix (see ResolveImage).
 func resolve(tx *bolt.Tx, ref string) (digest.Digest, error) {
 	if ref == "" {
 		return "", &NoSuchImageError{Ref: ref}
