@@ -89,17 +89,18 @@ func (n *node) openPlaceholder() (*os.File, syscall.Errno) {
 	u := n.u
 	u.nsMu.RLock()
 	defer u.nsMu.RUnlock()
-	p, _, err := u.upperStat(n)
-	var f *os.File
-	if err == nil {
-		f, err = os.OpenFile(u.abs(p), os.O_RDWR|unix.O_NOFOLLOW, 0)
-	} else if fd, ok := n.anyFd(); ok {
-		f, err = os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", fd), os.O_RDWR, 0)
-	}
+	fd, err := u.openUpperOf(n, unix.O_RDWR)
 	if err != nil {
-		return nil, toErrno(err)
+		afd, ok := n.anyFd()
+		if !ok {
+			return nil, toErrno(err)
+		}
+		if fd, err = openat(unix.AT_FDCWD, procPath(afd), unix.O_RDWR|unix.O_CLOEXEC, 0); err != nil {
+			return nil, toErrno(err)
+		}
 	}
-	st, err := fstat(int(f.Fd()))
+	f := os.NewFile(uintptr(fd), "upper")
+	st, err := fstat(fd)
 	if ino, ok := u.knownIno(&st); err != nil || !ok || ino != n.ino {
 		f.Close()
 		return nil, syscall.ESTALE
@@ -196,40 +197,62 @@ func (u *union) copyUpEntry(e *layerstore.Entry) error {
 }
 
 // ensureDir gives the lower directory at merged path p an upper copy, and
-// its parents before it. Callers hold nsMu exclusively.
+// its parents before it, walking down from the deepest one that has one by
+// descriptor. Callers hold nsMu exclusively.
 func (u *union) ensureDir(p string) error {
-	if p == "" {
-		return nil // the upper dir itself
+	var chain []*layerstore.Entry // to copy up, deepest first
+	q := p
+	for q != "" {
+		e, ok := u.tree.Lookup(q)
+		if !ok || e.Type != layerstore.TypeDir {
+			return fmt.Errorf("copy up %q: no lower directory there: %w", q, layerstore.ErrCorrupt)
+		}
+		if u.isCopied(e.Ino) {
+			break
+		}
+		chain = append(chain, e)
+		q = parentPath(q)
 	}
-	e, ok := u.tree.Lookup(p)
-	if !ok || e.Type != layerstore.TypeDir {
-		return fmt.Errorf("copy up %q: no lower directory there: %w", p, layerstore.ErrCorrupt)
-	}
-	if u.isCopied(e.Ino) {
+	if len(chain) == 0 {
 		return nil
 	}
-	if err := u.ensureDir(parentPath(p)); err != nil {
-		return err
+	dfd, err := u.openDir(q)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: q, Err: err}
 	}
-	return u.withParentTimes(p, func() error {
-		abs := u.abs(p)
-		if err := unix.Mkdir(abs, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
-			return &os.PathError{Op: "mkdir", Path: abs, Err: err}
-		}
-		if err := u.applyMeta(abs, e); err != nil {
-			return err
-		}
-		st, err := lstat(abs)
+	for i := len(chain) - 1; i >= 0; i-- {
+		e := chain[i]
+		var next int
+		err := withParentTimes(dfd, func() error {
+			if err := unix.Mkdirat(dfd, e.Name(), 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+				return &os.PathError{Op: "mkdir", Path: e.Path, Err: err}
+			}
+			fd, err := openat(dfd, e.Name(), dirPathFlags, 0)
+			if err != nil {
+				return &os.PathError{Op: "open", Path: e.Path, Err: err}
+			}
+			if err := u.applyMeta(fd, e); err != nil {
+				unix.Close(fd)
+				return err
+			}
+			st, err := fstat(fd)
+			if err != nil {
+				unix.Close(fd)
+				return err
+			}
+			u.setIno(&st, e.Ino)
+			u.copied.Store(e.Ino, struct{}{})
+			next = fd
+			return nil
+		})
+		u.closeDir(dfd)
 		if err != nil {
 			return err
 		}
-		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-			return fmt.Errorf("copy up %s: upper entry is not a directory: %w", p, layerstore.ErrCorrupt)
-		}
-		u.setIno(&st, e.Ino)
-		u.copied.Store(e.Ino, struct{}{})
-		return nil
-	})
+		dfd = next
+	}
+	u.closeDir(dfd)
+	return nil
 }
 
 // copyUpFile gives lower non-directory e an upper copy, with every name of
@@ -253,9 +276,14 @@ func (u *union) copyUpFile(e *layerstore.Entry, metacopy bool) error {
 	if err := u.ensureDir(parentPath(first)); err != nil {
 		return err
 	}
+	dfd, name, err := u.at(first)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: parentPath(first), Err: err}
+	}
+	defer u.closeDir(dfd)
 	var st unix.Stat_t
-	err := u.withParentTimes(first, func() (err error) {
-		st, err = u.createCopy(first, e, meta)
+	err = withParentTimes(dfd, func() (err error) {
+		st, err = u.createCopy(dfd, name, e, meta)
 		return err
 	})
 	if err != nil {
@@ -265,12 +293,17 @@ func (u *union) copyUpFile(e *layerstore.Entry, metacopy bool) error {
 		if err := u.ensureDir(parentPath(q)); err != nil {
 			return err
 		}
-		err := u.withParentTimes(q, func() error {
-			if err := unix.Link(u.abs(first), u.abs(q)); err != nil {
-				return &os.LinkError{Op: "link", Old: u.abs(first), New: u.abs(q), Err: err}
+		qfd, qname, err := u.at(q)
+		if err != nil {
+			return &os.PathError{Op: "open", Path: parentPath(q), Err: err}
+		}
+		err = withParentTimes(qfd, func() error {
+			if err := unix.Linkat(dfd, name, qfd, qname, 0); err != nil {
+				return &os.LinkError{Op: "link", Old: first, New: q, Err: err}
 			}
 			return nil
 		})
+		u.closeDir(qfd)
 		if err != nil {
 			return err
 		}
@@ -283,77 +316,82 @@ func (u *union) copyUpFile(e *layerstore.Entry, metacopy bool) error {
 	return nil
 }
 
-// createCopy makes the upper copy of non-directory e at merged path p: a
-// sparse placeholder with a metacopy mark (meta), an empty file, a symlink,
-// a device or a fifo, with e's owner, mode, xattrs and times.
-func (u *union) createCopy(p string, e *layerstore.Entry, meta bool) (unix.Stat_t, error) {
-	abs := u.abs(p)
+// createCopy makes the upper copy of non-directory e as name in the upper
+// directory dirfd: a sparse placeholder with a metacopy mark (meta), an
+// empty file, a symlink, a device or a fifo, with e's owner, mode, xattrs
+// and times.
+func (u *union) createCopy(dirfd int, name string, e *layerstore.Entry, meta bool) (unix.Stat_t, error) {
 	var st unix.Stat_t
 	switch e.Type {
 	case layerstore.TypeReg:
-		fd, err := unix.Open(abs, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
+		fd, err := openat(dirfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
 		if err != nil {
-			return st, &os.PathError{Op: "create", Path: abs, Err: err}
+			return st, &os.PathError{Op: "create", Path: e.Path, Err: err}
 		}
-		f := os.NewFile(uintptr(fd), abs)
-		defer f.Close()
+		defer unix.Close(fd)
 		if err := unix.Fchown(fd, int(e.UID), int(e.GID)); err != nil {
-			return st, &os.PathError{Op: "chown", Path: abs, Err: err}
+			return st, &os.PathError{Op: "chown", Path: e.Path, Err: err}
 		}
 		if meta {
 			if err := unix.Ftruncate(fd, e.Size); err != nil {
-				return st, &os.PathError{Op: "truncate", Path: abs, Err: err}
+				return st, &os.PathError{Op: "truncate", Path: e.Path, Err: err}
 			}
 		}
 		if err := unix.Fchmod(fd, e.Mode&0o7777); err != nil {
-			return st, &os.PathError{Op: "chmod", Path: abs, Err: err}
+			return st, &os.PathError{Op: "chmod", Path: e.Path, Err: err}
 		}
-		if err := u.setXattrs(abs, e, func(k string, v []byte) error { return unix.Fsetxattr(fd, k, v, 0) }); err != nil {
+		if err := u.setXattrs(fd, e); err != nil {
 			return st, err
 		}
 		if meta {
 			if err := unix.Fsetxattr(fd, XattrPrefix+markMetacopy, []byte(e.Digest), 0); err != nil {
-				return st, &os.PathError{Op: "setxattr metacopy", Path: abs, Err: err}
+				return st, &os.PathError{Op: "setxattr metacopy", Path: e.Path, Err: err}
 			}
 		}
 		ts := nsToTimespec(e.Mtime)
-		if err := unix.UtimesNanoAt(fd, "", []unix.Timespec{ts, ts}, unix.AT_EMPTY_PATH); err != nil {
-			return st, &os.PathError{Op: "utimes", Path: abs, Err: err}
+		if err := futimes(fd, ts, ts); err != nil {
+			return st, &os.PathError{Op: "utimes", Path: e.Path, Err: err}
 		}
 		return fstat(fd)
 	case layerstore.TypeSymlink:
-		if err := unix.Symlink(e.Link, abs); err != nil {
-			return st, &os.PathError{Op: "symlink", Path: abs, Err: err}
+		if err := unix.Symlinkat(e.Link, dirfd, name); err != nil {
+			return st, &os.PathError{Op: "symlink", Path: e.Path, Err: err}
 		}
 	case layerstore.TypeChar, layerstore.TypeBlock, layerstore.TypeFifo:
-		if err := unix.Mknod(abs, e.UnixMode()&unix.S_IFMT|0o600, int(unix.Mkdev(e.Devmajor, e.Devminor))); err != nil {
-			return st, &os.PathError{Op: "mknod", Path: abs, Err: err}
+		if err := unix.Mknodat(dirfd, name, e.UnixMode()&unix.S_IFMT|0o600, int(unix.Mkdev(e.Devmajor, e.Devminor))); err != nil {
+			return st, &os.PathError{Op: "mknod", Path: e.Path, Err: err}
 		}
 	default:
-		return st, fmt.Errorf("copy up %s: entry type %s: %w", p, e.Type, layerstore.ErrCorrupt)
+		return st, fmt.Errorf("copy up %s: entry type %s: %w", e.Path, e.Type, layerstore.ErrCorrupt)
 	}
-	if err := u.applyMeta(abs, e); err != nil {
+	fd, err := pinAt(dirfd, name)
+	if err != nil {
+		return st, &os.PathError{Op: "open", Path: e.Path, Err: err}
+	}
+	defer unix.Close(fd)
+	if err := u.applyMeta(fd, e); err != nil {
 		return st, err
 	}
-	return lstat(abs)
+	return fstat(fd)
 }
 
-// applyMeta sets e's owner, mode, xattrs and times on the upper entry at abs.
-func (u *union) applyMeta(abs string, e *layerstore.Entry) error {
-	if err := unix.Lchown(abs, int(e.UID), int(e.GID)); err != nil {
-		return &os.PathError{Op: "chown", Path: abs, Err: err}
+// applyMeta sets e's owner, mode, xattrs and times on the upper entry open
+// as fd (O_PATH).
+func (u *union) applyMeta(fd int, e *layerstore.Entry) error {
+	if err := unix.Fchownat(fd, "", int(e.UID), int(e.GID), unix.AT_EMPTY_PATH); err != nil {
+		return &os.PathError{Op: "chown", Path: e.Path, Err: err}
 	}
 	if e.Type != layerstore.TypeSymlink {
-		if err := unix.Fchmodat(unix.AT_FDCWD, abs, e.Mode&0o7777, 0); err != nil {
-			return &os.PathError{Op: "chmod", Path: abs, Err: err}
+		if err := unix.Chmod(procPath(fd), e.Mode&0o7777); err != nil {
+			return &os.PathError{Op: "chmod", Path: e.Path, Err: err}
 		}
 	}
-	if err := u.setXattrs(abs, e, func(k string, v []byte) error { return unix.Lsetxattr(abs, k, v, 0) }); err != nil {
+	if err := u.setXattrs(fd, e); err != nil {
 		return err
 	}
 	ts := nsToTimespec(e.Mtime)
-	if err := utimes(abs, ts, ts); err != nil {
-		return &os.PathError{Op: "utimes", Path: abs, Err: err}
+	if err := futimes(fd, ts, ts); err != nil {
+		return &os.PathError{Op: "utimes", Path: e.Path, Err: err}
 	}
 	return nil
 }
@@ -361,33 +399,32 @@ func (u *union) applyMeta(abs string, e *layerstore.Entry) error {
 // setXattrs copies e's xattrs with set. One the upper file system cannot
 // hold (a user.* xattr on a symlink, a label it does not support) is logged
 // and left out rather than failing the copy-up.
-func (u *union) setXattrs(abs string, e *layerstore.Entry, set func(k string, v []byte) error) error {
+func (u *union) setXattrs(fd int, e *layerstore.Entry) error {
 	for k, v := range e.Xattrs {
 		if reservedXattr(k) {
 			continue
 		}
-		if err := set(k, []byte(v)); err != nil {
+		if err := fsetxattr(fd, k, []byte(v), 0); err != nil {
 			if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EINVAL) {
 				u.log.Warn("strata fs: copy-up cannot keep an xattr", "path", e.Path, "xattr", k, "err", err)
 				continue
 			}
-			return &os.PathError{Op: "setxattr " + k, Path: abs, Err: err}
+			return &os.PathError{Op: "setxattr " + k, Path: e.Path, Err: err}
 		}
 	}
 	return nil
 }
 
-// withParentTimes runs fn, which creates or removes the entry at merged path
-// p as part of a copy-up, and then restores the times of p's parent in the
-// upper dir: copy-up is not a change anyone should see.
-func (u *union) withParentTimes(p string, fn func() error) error {
-	dir := u.abs(parentPath(p))
-	st, err := lstat(dir)
+// withParentTimes runs fn, which creates or removes an entry of the upper
+// directory dirfd as part of a copy-up, and then restores the directory's
+// times: copy-up is not a change anyone should see.
+func withParentTimes(dirfd int, fn func() error) error {
+	st, err := fstat(dirfd)
 	if err != nil {
 		return fn()
 	}
 	err = fn()
-	_ = utimes(dir, st.Atim, st.Mtim)
+	_ = futimes(dirfd, st.Atim, st.Mtim)
 	return err
 }
 
@@ -400,24 +437,27 @@ func (u *union) materialize(p string, e *layerstore.Entry) error {
 	if err := u.ensureDir(p); err != nil {
 		return err
 	}
-	abs := u.abs(p)
-	st0, err := lstat(abs)
+	dfd, err := u.openDir(p)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: p, Err: err}
+	}
+	defer u.closeDir(dfd)
+	st0, err := fstat(dfd)
 	if err != nil {
 		return err
 	}
 	for _, c := range u.tree.Children(e.Path) {
 		cp := joinPath(p, c.Name())
-		cabs := u.abs(cp)
-		st, err := lstat(cabs)
+		st, err := fstatat(dfd, c.Name())
 		switch {
 		case err == nil:
-			wo, err := isWhiteout(cabs, &st)
+			wo, err := isWhiteout(dfd, c.Name(), &st)
 			if err != nil {
 				return err
 			}
 			if wo {
-				if err := unix.Unlink(cabs); err != nil {
-					return &os.PathError{Op: "unlink", Path: cabs, Err: err}
+				if err := unix.Unlinkat(dfd, c.Name(), 0); err != nil {
+					return &os.PathError{Op: "unlink", Path: cp, Err: err}
 				}
 				continue
 			}
@@ -438,35 +478,44 @@ func (u *union) materialize(p string, e *layerstore.Entry) error {
 				return err
 			}
 		default:
-			return &os.PathError{Op: "lstat", Path: cabs, Err: err}
+			return &os.PathError{Op: "lstat", Path: cp, Err: err}
 		}
 	}
-	if err := unix.Lsetxattr(abs, XattrPrefix+markOpaque, []byte("y"), 0); err != nil {
-		return &os.PathError{Op: "setxattr opaque", Path: abs, Err: err}
+	if err := fsetxattr(dfd, XattrPrefix+markOpaque, []byte("y"), 0); err != nil {
+		return &os.PathError{Op: "setxattr opaque", Path: p, Err: err}
 	}
 	u.unmerged.Store(e.Ino, struct{}{})
-	_ = utimes(abs, st0.Atim, st0.Mtim)
+	_ = futimes(dfd, st0.Atim, st0.Mtim)
 	return nil
 }
 
-// whiteout records at merged path p that the lower entry there is deleted.
-func (u *union) whiteout(p string) error {
-	abs := u.abs(p)
-	if err := unix.Mknod(abs, unix.S_IFCHR, 0); err != nil {
-		return &os.PathError{Op: "mknod whiteout", Path: abs, Err: err}
+// whiteout records that the lower entry name in upper directory dirfd is
+// deleted.
+func whiteout(dirfd int, name string) error {
+	if err := unix.Mknodat(dirfd, name, unix.S_IFCHR, 0); err != nil {
+		return &os.PathError{Op: "mknod whiteout", Path: name, Err: err}
 	}
-	if err := unix.Lsetxattr(abs, XattrPrefix+markWhiteout, []byte("y"), 0); err != nil {
-		_ = unix.Unlink(abs)
-		return &os.PathError{Op: "setxattr whiteout", Path: abs, Err: err}
+	fd, err := pinAt(dirfd, name)
+	if err == nil {
+		err = fsetxattr(fd, XattrPrefix+markWhiteout, []byte("y"), 0)
+		unix.Close(fd)
+	}
+	if err != nil {
+		_ = unix.Unlinkat(dirfd, name, 0)
+		return &os.PathError{Op: "setxattr whiteout", Path: name, Err: err}
 	}
 	return nil
 }
 
-// setOpaque marks the upper directory at merged path p opaque.
-func (u *union) setOpaque(p string) error {
-	abs := u.abs(p)
-	if err := unix.Lsetxattr(abs, XattrPrefix+markOpaque, []byte("y"), 0); err != nil {
-		return &os.PathError{Op: "setxattr opaque", Path: abs, Err: err}
+// setOpaque marks upper directory name in dirfd opaque.
+func setOpaque(dirfd int, name string) error {
+	fd, err := pinAt(dirfd, name)
+	if err == nil {
+		err = fsetxattr(fd, XattrPrefix+markOpaque, []byte("y"), 0)
+		unix.Close(fd)
+	}
+	if err != nil {
+		return &os.PathError{Op: "setxattr opaque", Path: name, Err: err}
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -42,33 +43,36 @@ func (c Change) String() string { return string(c.Kind) + " /" + c.Path }
 // it where the walk passed it, so every directory comes before its entries.) Diff reads the upper dir only, so it works from another
 // process while the mount is live or after it ended.
 func Diff(upper string, tree *layerstore.Tree) ([]Change, error) {
-	st, err := lstat(upper)
+	root, err := openUpperRoot("diff", upper)
 	if err != nil {
-		return nil, &os.PathError{Op: "diff", Path: upper, Err: err}
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return nil, fmt.Errorf("diff %s: not a directory: %w", upper, layerstore.ErrInvalid)
-	}
-	d := &differ{tree: tree, upper: upper, listed: map[string]bool{}, at: map[string]int{}}
-	if err := d.walk("", true); err != nil {
 		return nil, err
+	}
+	defer unix.Close(root)
+	d := &differ{tree: tree, listed: map[string]bool{}, at: map[string]int{}}
+	if err := d.walk(root, "", true); err != nil {
+		return nil, fmt.Errorf("diff %s: %w", upper, err)
 	}
 	return d.changes, nil
 }
 
+// openUpperRoot opens upper dir upper (O_PATH) for a reader of its format,
+// which then walks it by descriptor: its paths may be longer than PATH_MAX.
+func openUpperRoot(op, upper string) (int, error) {
+	fd, err := openat(unix.AT_FDCWD, upper, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOTDIR) {
+		return -1, fmt.Errorf("%s %s: not a directory: %w", op, upper, layerstore.ErrInvalid)
+	}
+	if err != nil {
+		return -1, &os.PathError{Op: op, Path: upper, Err: err}
+	}
+	return fd, nil
+}
+
 type differ struct {
 	tree    *layerstore.Tree
-	upper   string
 	changes []Change
 	listed  map[string]bool // directories already listed
 	at      map[string]int  // unlisted directories being walked: where in changes they belong
-}
-
-func (d *differ) abs(p string) string {
-	if p == "" {
-		return d.upper
-	}
-	return d.upper + "/" + p
 }
 
 // add lists a change. An added or deleted entry, or one whose type changed
@@ -92,11 +96,11 @@ func (d *differ) add(kind byte, p string, dir, retype bool) {
 	}
 }
 
-// walk lists the changes in upper directory p. merged says whether the
-// lower directory of p shows through it; when it does not, whatever the
-// tree has in p and the upper dir has not is deleted.
-func (d *differ) walk(p string, merged bool) error {
-	ents, err := readUpperDir(d.abs(p))
+// walk lists the changes in upper directory p, open as dirfd. merged says
+// whether the lower directory of p shows through it; when it does not,
+// whatever the tree has in p and the upper dir has not is deleted.
+func (d *differ) walk(dirfd int, p string, merged bool) error {
+	ents, err := readUpperDir(dirfd, p)
 	if err != nil {
 		return err
 	}
@@ -110,7 +114,7 @@ func (d *differ) walk(p string, merged bool) error {
 			if j < len(hidden) && ents[i].name == hidden[j].Name() {
 				j++
 			}
-			if err := d.entry(p, &ents[i], merged); err != nil {
+			if err := d.entry(dirfd, p, &ents[i], merged); err != nil {
 				return err
 			}
 			i++
@@ -122,7 +126,7 @@ func (d *differ) walk(p string, merged bool) error {
 	return nil
 }
 
-func (d *differ) entry(p string, ue *upperEntry, merged bool) error {
+func (d *differ) entry(dirfd int, p string, ue *upperEntry, merged bool) error {
 	cp := joinPath(p, ue.name)
 	te, inTree := d.tree.Lookup(cp)
 	if ue.whiteout {
@@ -146,7 +150,7 @@ func (d *differ) entry(p string, ue *upperEntry, merged bool) error {
 	same := false
 	if childMerged {
 		var err error
-		if same, err = sameDirMeta(d.abs(cp), &ue.st, te); err != nil {
+		if same, err = sameDirMeta(dirfd, ue.name, &ue.st, te); err != nil {
 			return err
 		}
 	}
@@ -156,17 +160,23 @@ func (d *differ) entry(p string, ue *upperEntry, merged bool) error {
 		d.at[cp] = len(d.changes)
 		defer delete(d.at, cp)
 	}
-	return d.walk(cp, childMerged)
+	fd, err := openat(dirfd, ue.name, dirPathFlags, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: cp, Err: err}
+	}
+	defer unix.Close(fd)
+	return d.walk(fd, cp, childMerged)
 }
 
-// sameDirMeta reports whether the upper directory at abs has the mode, owner
-// and xattrs of lower directory te. Times are left out: the kernel changes
-// them as entries come and go, which the listing shows better.
-func sameDirMeta(abs string, st *unix.Stat_t, te *layerstore.Entry) (bool, error) {
+// sameDirMeta reports whether upper directory name in dirfd, whose lstat is
+// st, has the mode, owner and xattrs of lower directory te. Times are left
+// out: the kernel changes them as entries come and go, which the listing
+// shows better.
+func sameDirMeta(dirfd int, name string, st *unix.Stat_t, te *layerstore.Entry) (bool, error) {
 	if st.Mode&0o7777 != te.Mode&0o7777 || st.Uid != te.UID || st.Gid != te.GID {
 		return false, nil
 	}
-	x, err := userXattrs(abs)
+	x, err := userXattrsAt(dirfd, name)
 	if err != nil {
 		return false, err
 	}

@@ -3,7 +3,6 @@ package fs
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -63,11 +62,15 @@ func (u *union) lookupChild(n *node, dp, name string) (child, error) {
 	c := child{path: joinPath(dp, name)}
 	merged := n.merged()
 	if n.hasUpper() {
-		abs := u.abs(c.path)
-		st, err := lstat(abs)
+		dfd, err := u.openDir(dp)
+		if err != nil {
+			return c, &os.PathError{Op: "open", Path: dp, Err: err}
+		}
+		defer u.closeDir(dfd)
+		st, err := fstatat(dfd, name)
 		switch {
 		case err == nil:
-			wo, err := isWhiteout(abs, &st)
+			wo, err := isWhiteout(dfd, name, &st)
 			if err != nil {
 				return c, err
 			}
@@ -84,7 +87,7 @@ func (u *union) lookupChild(n *node, dp, name string) (child, error) {
 			}
 			return c, nil
 		case !errors.Is(err, unix.ENOENT):
-			return c, &os.PathError{Op: "lstat", Path: abs, Err: err}
+			return c, &os.PathError{Op: "lstat", Path: c.path, Err: err}
 		}
 	}
 	if merged {
@@ -135,6 +138,9 @@ var _ = (gofs.NodeLookuper)((*node)(nil))
 
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	u := n.u
+	if len(name) > nameMax {
+		return nil, syscall.ENAMETOOLONG // as the upper file system would say
+	}
 	if !n.hasUpper() {
 		// A lower directory nothing was changed in: the tree answers.
 		e, ok := u.tree.Child(n.lower.Path, name)
@@ -186,21 +192,26 @@ func (u *union) list(n *node, dp string) ([]listing, error) {
 		}
 		return out, nil
 	}
-	return u.listUpper(u.abs(dp), lowerKids)
+	return u.listUpper(dp, lowerKids)
 }
 
-// listUpper merges the upper directory at abs with the lower entries that
-// show through it (lowerKids, sorted).
-func (u *union) listUpper(abs string, lowerKids []*layerstore.Entry) ([]listing, error) {
-	ents, err := readDirents(abs)
+// listUpper merges the upper directory at merged path dp with the lower
+// entries that show through it (lowerKids, sorted). Callers hold nsMu.
+func (u *union) listUpper(dp string, lowerKids []*layerstore.Entry) ([]listing, error) {
+	dfd, err := u.openDir(dp)
 	if err != nil {
-		return nil, &os.PathError{Op: "readdir", Path: abs, Err: err}
+		return nil, &os.PathError{Op: "open", Path: dp, Err: err}
+	}
+	defer u.closeDir(dfd)
+	ents, err := readDirents(dfd, ".")
+	if err != nil {
+		return nil, &os.PathError{Op: "readdir", Path: dp, Err: err}
 	}
 	shadow := make(map[string]bool, len(ents))
 	out := make([]listing, 0, len(ents)+len(lowerKids))
 	for _, d := range ents {
 		shadow[d.name] = true
-		st, err := lstat(abs + "/" + d.name)
+		st, err := fstatat(dfd, d.name)
 		if errors.Is(err, unix.ENOENT) {
 			continue
 		}
@@ -208,7 +219,7 @@ func (u *union) listUpper(abs string, lowerKids []*layerstore.Entry) ([]listing,
 			return nil, err
 		}
 		if maybeWhiteout(&st) {
-			wo, err := isWhiteout(abs+"/"+d.name, &st)
+			wo, err := isWhiteout(dfd, d.name, &st)
 			if err != nil {
 				return nil, err
 			}
@@ -344,54 +355,70 @@ func (d *dirHandle) Releasedir(ctx context.Context, releaseFlags uint32) {}
 
 func (d *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno { return 0 }
 
+// newEntry is where a create puts its entry: the upper directory (open
+// O_PATH, release with closeDir) and the name in it.
+type newEntry struct {
+	path     string // merged path
+	dir      int
+	name     string
+	hidesDir bool // the name hides a lower directory: a new directory there is opaque
+}
+
 // prepareCreate readies the upper dir for a new entry name in directory n:
-// n gets an upper copy and a whiteout under the name goes. It returns the
-// new entry's merged path and whether it hides a lower directory (a new
-// directory there must be opaque). Callers hold nsMu exclusively.
-func (n *node) prepareCreate(name string) (string, bool, syscall.Errno) {
+// n gets an upper copy and a whiteout under the name goes. Callers hold
+// nsMu exclusively and release the result's dir with closeDir.
+func (n *node) prepareCreate(name string) (newEntry, syscall.Errno) {
 	u := n.u
 	if u.ro {
-		return "", false, syscall.EROFS
+		return newEntry{}, syscall.EROFS
+	}
+	if len(name) > nameMax {
+		return newEntry{}, syscall.ENAMETOOLONG
 	}
 	if !n.hasUpper() {
 		if err := u.ensureDir(n.lower.Path); err != nil {
-			return "", false, u.errno(err, "copy up", n.lower.Path)
+			return newEntry{}, u.errno(err, "copy up", n.lower.Path)
 		}
 	}
 	dp, errno := n.dirPath()
 	if errno != 0 {
-		return "", false, errno
+		return newEntry{}, errno
 	}
 	c, err := u.lookupChild(n, dp, name)
 	if err != nil {
-		return "", false, u.errno(err, "lookup", joinPath(dp, name))
+		return newEntry{}, u.errno(err, "lookup", joinPath(dp, name))
 	}
 	if c.exists {
-		return "", false, syscall.EEXIST
+		return newEntry{}, syscall.EEXIST
+	}
+	dfd, err := u.openDir(dp)
+	if err != nil {
+		return newEntry{}, u.errno(err, "open", dp)
 	}
 	if c.whiteout {
-		if err := unix.Unlink(u.abs(c.path)); err != nil {
-			return "", false, toErrno(err)
+		if err := unix.Unlinkat(dfd, name, 0); err != nil {
+			u.closeDir(dfd)
+			return newEntry{}, toErrno(err)
 		}
 	}
-	hidesDir := false
+	ne := newEntry{path: c.path, dir: dfd, name: name}
 	if n.merged() {
 		if e, ok := u.tree.Child(n.lower.Path, name); ok && e.Type == layerstore.TypeDir {
-			hidesDir = true
+			ne.hidesDir = true
 		}
 	}
-	return c.path, hidesDir, 0
+	return ne, 0
 }
 
 // owner returns the owner and mode of a new entry made by the caller of ctx
-// in the upper directory at abs: a setgid directory passes on its group,
-// and to directories its setgid bit.
-func owner(ctx context.Context, parentAbs string, dir bool, mode uint32) (int, int, uint32) {
+// in the upper directory open as dirfd: a setgid directory passes on its
+// group, and to directories its setgid bit.
+func owner(ctx context.Context, dirfd int, dir bool, mode uint32) (int, int, uint32) {
 	uid, gid := 0, 0
 	if c, ok := fuse.FromContext(ctx); ok {
 		uid, gid = int(c.Uid), int(c.Gid)
 	}
-	if st, err := lstat(parentAbs); err == nil && st.Mode&unix.S_ISGID != 0 {
+	if st, err := fstat(dirfd); err == nil && st.Mode&unix.S_ISGID != 0 {
 		gid = int(st.Gid)
 		if dir {
 			mode |= unix.S_ISGID
@@ -400,42 +427,42 @@ func owner(ctx context.Context, parentAbs string, dir bool, mode uint32) (int, i
 	return uid, gid, mode & 0o7777
 }
 
-// finishCreate gives the new upper entry at merged path p its owner and
-// mode, an inode number, and fills out. Callers hold nsMu exclusively.
-func (n *node) finishCreate(ctx context.Context, p string, mode uint32, out *fuse.EntryOut) (*node, syscall.Errno) {
+// finishCreate gives the new upper entry ne its owner and mode, an inode
+// number, and fills out. Callers hold nsMu exclusively.
+func (n *node) finishCreate(ctx context.Context, ne newEntry, mode uint32, out *fuse.EntryOut) (*node, syscall.Errno) {
 	u := n.u
-	abs := u.abs(p)
-	st, err := lstat(abs)
+	st, err := fstatat(ne.dir, ne.name)
 	if err != nil {
 		return nil, toErrno(err)
 	}
-	uid, gid, perm := owner(ctx, u.abs(parentPath(p)), st.Mode&unix.S_IFMT == unix.S_IFDIR, mode)
-	if err := unix.Lchown(abs, uid, gid); err != nil {
-		_ = removeEntry(abs, &st)
+	uid, gid, perm := owner(ctx, ne.dir, st.Mode&unix.S_IFMT == unix.S_IFDIR, mode)
+	if err := unix.Fchownat(ne.dir, ne.name, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		_ = removeEntry(ne.dir, ne.name, &st)
 		return nil, toErrno(err)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFLNK {
-		if err := unix.Fchmodat(unix.AT_FDCWD, abs, perm, 0); err != nil {
-			_ = removeEntry(abs, &st)
+		// Not a symlink, and nsMu keeps it so: fchmodat may follow.
+		if err := unix.Fchmodat(ne.dir, ne.name, perm, 0); err != nil {
+			_ = removeEntry(ne.dir, ne.name, &st)
 			return nil, toErrno(err)
 		}
 	}
-	if st, err = lstat(abs); err != nil {
+	if st, err = fstatat(ne.dir, ne.name); err != nil {
 		return nil, toErrno(err)
 	}
 	c := &node{u: u, ino: u.newIno()}
 	u.setIno(&st, c.ino)
-	u.fillUpperAttr(c, &st, p, false, &out.Attr)
+	u.fillUpperAttr(c, &st, ne.path, false, &out.Attr)
 	out.SetEntryTimeout(upperTimeout)
 	out.SetAttrTimeout(upperTimeout)
 	return c, 0
 }
 
-func removeEntry(abs string, st *unix.Stat_t) error {
+func removeEntry(dirfd int, name string, st *unix.Stat_t) error {
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-		return unix.Rmdir(abs)
+		return unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR)
 	}
-	return unix.Unlink(abs)
+	return unix.Unlinkat(dirfd, name, 0)
 }
 
 var _ = (gofs.NodeMkdirer)((*node)(nil))
@@ -444,21 +471,21 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	u := n.u
 	u.nsMu.Lock()
 	defer u.nsMu.Unlock()
-	p, hidesDir, errno := n.prepareCreate(name)
+	ne, errno := n.prepareCreate(name)
 	if errno != 0 {
 		return nil, errno
 	}
-	abs := u.abs(p)
-	if err := unix.Mkdir(abs, 0o700); err != nil {
+	defer u.closeDir(ne.dir)
+	if err := unix.Mkdirat(ne.dir, ne.name, 0o700); err != nil {
 		return nil, toErrno(err)
 	}
-	if hidesDir {
-		if err := u.setOpaque(p); err != nil {
-			_ = unix.Rmdir(abs)
-			return nil, u.errno(err, "mkdir", p)
+	if ne.hidesDir {
+		if err := setOpaque(ne.dir, ne.name); err != nil {
+			_ = unix.Unlinkat(ne.dir, ne.name, unix.AT_REMOVEDIR)
+			return nil, u.errno(err, "mkdir", ne.path)
 		}
 	}
-	c, errno := n.finishCreate(ctx, p, mode, out)
+	c, errno := n.finishCreate(ctx, ne, mode, out)
 	if errno != 0 {
 		return nil, errno
 	}
@@ -471,14 +498,15 @@ func (n *node) Mknod(ctx context.Context, name string, mode uint32, rdev uint32,
 	u := n.u
 	u.nsMu.Lock()
 	defer u.nsMu.Unlock()
-	p, _, errno := n.prepareCreate(name)
+	ne, errno := n.prepareCreate(name)
 	if errno != 0 {
 		return nil, errno
 	}
-	if err := unix.Mknod(u.abs(p), mode&unix.S_IFMT|0o600, int(rdev)); err != nil {
+	defer u.closeDir(ne.dir)
+	if err := unix.Mknodat(ne.dir, ne.name, mode&unix.S_IFMT|0o600, int(rdev)); err != nil {
 		return nil, toErrno(err)
 	}
-	c, errno := n.finishCreate(ctx, p, mode, out)
+	c, errno := n.finishCreate(ctx, ne, mode, out)
 	if errno != 0 {
 		return nil, errno
 	}
@@ -491,14 +519,15 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 	u := n.u
 	u.nsMu.Lock()
 	defer u.nsMu.Unlock()
-	p, _, errno := n.prepareCreate(name)
+	ne, errno := n.prepareCreate(name)
 	if errno != 0 {
 		return nil, errno
 	}
-	if err := unix.Symlink(target, u.abs(p)); err != nil {
+	defer u.closeDir(ne.dir)
+	if err := unix.Symlinkat(target, ne.dir, ne.name); err != nil {
 		return nil, toErrno(err)
 	}
-	c, errno := n.finishCreate(ctx, p, 0o777, out)
+	c, errno := n.finishCreate(ctx, ne, 0o777, out)
 	if errno != 0 {
 		return nil, errno
 	}
@@ -511,15 +540,16 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	u := n.u
 	u.nsMu.Lock()
 	defer u.nsMu.Unlock()
-	p, _, errno := n.prepareCreate(name)
+	ne, errno := n.prepareCreate(name)
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
-	fd, err := unix.Open(u.abs(p), int(upperOpenFlags(flags))|unix.O_CREAT|unix.O_EXCL, 0o600)
+	defer u.closeDir(ne.dir)
+	fd, err := openat(ne.dir, ne.name, int(upperOpenFlags(flags))|unix.O_CREAT|unix.O_EXCL, 0o600)
 	if err != nil {
 		return nil, nil, 0, toErrno(err)
 	}
-	c, errno := n.finishCreate(ctx, p, mode, out)
+	c, errno := n.finishCreate(ctx, ne, mode, out)
 	if errno != 0 {
 		unix.Close(fd)
 		return nil, nil, 0, errno
@@ -546,12 +576,16 @@ func (n *node) Tmpfile(ctx context.Context, flags uint32, mode uint32, out *fuse
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
-	dabs := u.abs(dp)
-	fd, err := unix.Open(dabs, int(upperOpenFlags(flags))|unix.O_TMPFILE, 0o600)
+	dfd, err := u.openDir(dp)
+	if err != nil {
+		return nil, nil, 0, u.errno(err, "open", dp)
+	}
+	defer u.closeDir(dfd)
+	fd, err := openat(dfd, ".", int(upperOpenFlags(flags))|unix.O_TMPFILE, 0o600)
 	if err != nil {
 		return nil, nil, 0, toErrno(err)
 	}
-	uid, gid, perm := owner(ctx, dabs, false, mode)
+	uid, gid, perm := owner(ctx, dfd, false, mode)
 	if err := unix.Fchown(fd, uid, gid); err == nil {
 		err = unix.Fchmod(fd, perm)
 	}
@@ -587,32 +621,33 @@ func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 			return nil, u.errno(err, "copy up", t.lower.Path)
 		}
 	}
-	// Where the target is: a path, or for a file without one (O_TMPFILE),
-	// an open descriptor.
-	var old string
-	if tp, _, err := u.upperStat(t); err == nil {
-		old = u.abs(tp)
-	} else if fd, ok := t.anyFd(); ok {
-		old = fmt.Sprintf("/proc/self/fd/%d", fd)
-	} else {
-		return nil, toErrno(err)
+	// The target through a descriptor: its upper entry's, or for a file
+	// without a name (O_TMPFILE), an open handle's.
+	tfd, err := u.openUpperOf(t, unix.O_PATH)
+	if err != nil {
+		fd, ok := t.anyFd()
+		if !ok {
+			return nil, toErrno(err)
+		}
+		if tfd, err = unix.Dup(fd); err != nil {
+			return nil, toErrno(err)
+		}
 	}
-	p, _, errno := n.prepareCreate(name)
+	defer unix.Close(tfd)
+	ne, errno := n.prepareCreate(name)
 	if errno != 0 {
 		return nil, errno
 	}
-	linkFlags := 0
-	if strings.HasPrefix(old, "/proc/") {
-		linkFlags = unix.AT_SYMLINK_FOLLOW // the magic link to the descriptor's file
-	}
-	if err := unix.Linkat(unix.AT_FDCWD, old, unix.AT_FDCWD, u.abs(p), linkFlags); err != nil {
+	defer u.closeDir(ne.dir)
+	// AT_SYMLINK_FOLLOW follows the magic link to the file itself.
+	if err := unix.Linkat(unix.AT_FDCWD, procPath(tfd), ne.dir, ne.name, unix.AT_SYMLINK_FOLLOW); err != nil {
 		return nil, toErrno(err)
 	}
-	st, err := lstat(u.abs(p))
+	st, err := fstatat(ne.dir, ne.name)
 	if err != nil {
 		return nil, toErrno(err)
 	}
-	u.fillUpperAttr(t, &st, p, true, &out.Attr)
+	u.fillUpperAttr(t, &st, ne.path, true, &out.Attr)
 	out.SetEntryTimeout(upperTimeout)
 	out.SetAttrTimeout(upperTimeout)
 	return t.EmbeddedInode(), 0
@@ -674,15 +709,19 @@ func (n *node) remove(name string, dir bool) syscall.Errno {
 			return u.errno(err, "copy up", n.lower.Path)
 		}
 	}
+	dfd, err := u.openDir(dp)
+	if err != nil {
+		return u.errno(err, "open", dp)
+	}
+	defer u.closeDir(dfd)
 	if c.upper {
-		abs := u.abs(c.path)
 		if dir {
-			if err := u.clearWhiteouts(abs); err != nil {
+			if err := clearWhiteouts(dfd, name); err != nil {
 				return u.errno(err, "rmdir", c.path)
 			}
-			err = unix.Rmdir(abs)
+			err = unix.Unlinkat(dfd, name, unix.AT_REMOVEDIR)
 		} else {
-			err = unix.Unlink(abs)
+			err = unix.Unlinkat(dfd, name, 0)
 		}
 		if err != nil {
 			return toErrno(err)
@@ -690,7 +729,7 @@ func (n *node) remove(name string, dir bool) syscall.Errno {
 	}
 	if n.merged() {
 		if _, ok := u.tree.Child(n.lower.Path, name); ok {
-			if err := u.whiteout(c.path); err != nil {
+			if err := whiteout(dfd, name); err != nil {
 				return u.errno(err, "whiteout", c.path)
 			}
 		}
@@ -711,7 +750,7 @@ func (u *union) checkEmpty(c *child) syscall.Errno {
 		}
 		return 0
 	}
-	l, err := u.listUpper(u.abs(c.path), lowerKids)
+	l, err := u.listUpper(c.path, lowerKids)
 	if err != nil {
 		return u.errno(err, "readdir", c.path)
 	}
@@ -721,16 +760,21 @@ func (u *union) checkEmpty(c *child) syscall.Errno {
 	return 0
 }
 
-// clearWhiteouts removes the whiteouts of an upper directory that shows
-// empty, so that it can be removed or replaced.
-func (u *union) clearWhiteouts(abs string) error {
-	ents, err := readDirents(abs)
+// clearWhiteouts removes the whiteouts of upper directory name in dirfd,
+// which shows empty, so that it can be removed or replaced.
+func clearWhiteouts(dirfd int, name string) error {
+	fd, err := openDirBeneath(dirfd, name)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: name, Err: err}
+	}
+	defer unix.Close(fd)
+	ents, err := readDirents(fd, ".")
 	if err != nil {
 		return err
 	}
 	for _, d := range ents {
-		if err := unix.Unlink(abs + "/" + d.name); err != nil {
-			return &os.PathError{Op: "unlink", Path: abs + "/" + d.name, Err: err}
+		if err := unix.Unlinkat(fd, d.name, 0); err != nil {
+			return &os.PathError{Op: "unlink", Path: joinPath(name, d.name), Err: err}
 		}
 	}
 	return nil
@@ -822,14 +866,23 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 	if dst, err = u.lookupChild(np, dp, newName); err != nil {
 		return u.errno(err, "lookup", dst.path)
 	}
-	sabs, dabs := u.abs(src.path), u.abs(dst.path)
+	sfd, err := u.openDir(sp)
+	if err != nil {
+		return u.errno(err, "open", sp)
+	}
+	defer u.closeDir(sfd)
+	dfd, err := u.openDir(dp)
+	if err != nil {
+		return u.errno(err, "open", dp)
+	}
+	defer u.closeDir(dfd)
 	if dst.whiteout {
-		if err := unix.Unlink(dabs); err != nil {
+		if err := unix.Unlinkat(dfd, newName, 0); err != nil {
 			return toErrno(err)
 		}
 	}
 	if dst.upper && dst.isDir() && !exchange {
-		if err := u.clearWhiteouts(dabs); err != nil {
+		if err := clearWhiteouts(dfd, newName); err != nil {
 			return u.errno(err, "rename", dst.path)
 		}
 	}
@@ -837,26 +890,26 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 	if exchange {
 		rflags = unix.RENAME_EXCHANGE
 	}
-	if err := unix.Renameat2(unix.AT_FDCWD, sabs, unix.AT_FDCWD, dabs, rflags); err != nil {
+	if err := unix.Renameat2(sfd, name, dfd, newName, rflags); err != nil {
 		return toErrno(err)
 	}
 
 	// A directory that lands on a path where the lower tree has a directory
 	// must hide it.
 	if src.isDir() {
-		if err := u.hideLowerDir(np, newName, dst.path); err != nil {
+		if err := u.hideLowerDir(np, newName, dfd); err != nil {
 			return u.errno(err, "rename", dst.path)
 		}
 	}
 	if exchange {
 		if dst.isDir() {
-			if err := u.hideLowerDir(n, name, src.path); err != nil {
+			if err := u.hideLowerDir(n, name, sfd); err != nil {
 				return u.errno(err, "rename", src.path)
 			}
 		}
 	} else if n.merged() {
 		if _, ok := u.tree.Child(n.lower.Path, name); ok {
-			if err := u.whiteout(src.path); err != nil {
+			if err := whiteout(sfd, name); err != nil {
 				return u.errno(err, "whiteout", src.path)
 			}
 		}
@@ -886,14 +939,15 @@ func (u *union) prepareMove(c *child) error {
 	return nil
 }
 
-// hideLowerDir makes the directory now at merged path p (named name in dir)
-// opaque when the lower tree has a directory of that path showing there.
-func (u *union) hideLowerDir(dir *node, name, p string) error {
+// hideLowerDir makes the directory now named name in dir (its upper
+// directory open as dirfd) opaque when the lower tree has a directory of
+// that path showing there.
+func (u *union) hideLowerDir(dir *node, name string, dirfd int) error {
 	if !dir.merged() {
 		return nil
 	}
 	if e, ok := u.tree.Child(dir.lower.Path, name); ok && e.Type == layerstore.TypeDir {
-		return u.setOpaque(p)
+		return setOpaque(dirfd, name)
 	}
 	return nil
 }

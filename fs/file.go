@@ -108,20 +108,21 @@ func (n *node) openUpper(flags uint32) (*upperFile, syscall.Errno) {
 	u.nsMu.RLock()
 	defer u.nsMu.RUnlock()
 	fl := int(upperOpenFlags(flags))
-	var fd int
-	p, _, err := u.upperStat(n)
-	if err == nil {
-		fd, err = unix.Open(u.abs(p), fl, 0)
-	} else if afd, ok := n.anyFd(); ok {
-		fd, err = unix.Open(fmt.Sprintf("/proc/self/fd/%d", afd), fl&^unix.O_NOFOLLOW, 0)
-	}
+	fd, err := u.openUpperOf(n, fl)
 	if err != nil {
-		return nil, toErrno(err)
-	}
-	st, err := fstat(fd)
-	if ino, ok := u.knownIno(&st); err != nil || !ok || ino != n.ino {
-		unix.Close(fd)
-		return nil, syscall.ESTALE
+		// No name left: reopen an open handle's file.
+		afd, ok := n.anyFd()
+		if !ok {
+			return nil, toErrno(err)
+		}
+		if fd, err = openat(unix.AT_FDCWD, procPath(afd), fl&^unix.O_NOFOLLOW, 0); err != nil {
+			return nil, toErrno(err)
+		}
+		st, err := fstat(fd)
+		if ino, ok := u.knownIno(&st); err != nil || !ok || ino != n.ino {
+			unix.Close(fd)
+			return nil, syscall.ESTALE
+		}
 	}
 	f := newUpperFile(n, fd)
 	f.meta.Store(u.metacopyOf(n.ino) != nil)

@@ -305,7 +305,12 @@ func TestFS_Whiteouts(t *testing.T) {
 		t.Errorf("etc/hosts made again: %q", got)
 	}
 	// The upper dir: an opaque directory.
-	if ents, err := readUpperDir(filepath.Join(m.upper, "usr")); err != nil {
+	usr, err := openUpperRoot("test", filepath.Join(m.upper, "usr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(usr)
+	if ents, err := readUpperDir(usr, "usr"); err != nil {
 		t.Fatal(err)
 	} else {
 		for _, ue := range ents {

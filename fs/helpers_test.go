@@ -254,6 +254,22 @@ func mustRead(t *testing.T, p string) string {
 	return string(b)
 }
 
+// Path-based calls for tests; the package itself reaches the upper dir by
+// descriptor only.
+func lstat(p string) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	err := unix.Lstat(p, &st)
+	return st, err
+}
+
+func getxattr(p, name string) ([]byte, error) {
+	return readXattr(func(buf []byte) (int, error) { return unix.Lgetxattr(p, name, buf) })
+}
+
+func listxattr(p string) ([]string, error) {
+	return listNames(func(b []byte) (int, error) { return unix.Llistxattr(p, b) })
+}
+
 func mustLstat(t *testing.T, p string) unix.Stat_t {
 	t.Helper()
 	st, err := lstat(p)

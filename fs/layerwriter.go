@@ -26,27 +26,29 @@ import (
 // go on changing it, so callers wanting a consistent layer stop writers
 // first.
 func WriteLayer(w io.Writer, upper string, tree *layerstore.Tree, objects func(digest.Digest) string) error {
-	lw := &layerWriter{tw: tar.NewWriter(w), tree: tree, upper: upper, objects: objects, links: map[uint64]string{}}
-	st, err := lstat(upper)
+	lw := &layerWriter{tw: tar.NewWriter(w), tree: tree, objects: objects, links: map[uint64]string{}}
+	root, err := openUpperRoot("write layer", upper)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(root)
+	st, err := fstat(root)
 	if err != nil {
 		return &os.PathError{Op: "write layer", Path: upper, Err: err}
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return fmt.Errorf("write layer %s: not a directory: %w", upper, layerstore.ErrInvalid)
-	}
-	if root, ok := tree.Lookup(""); ok {
-		same, err := sameDirMeta(upper, &st, root)
+	if te, ok := tree.Lookup(""); ok {
+		same, err := sameDirMeta(root, ".", &st, te)
 		if err != nil {
-			return err
+			return fmt.Errorf("write layer %s: %w", upper, err)
 		}
 		if !same {
-			if err := lw.header("", upperEntry{st: st}); err != nil {
-				return err
+			if err := lw.header(root, "", upperEntry{name: ".", st: st}); err != nil {
+				return fmt.Errorf("write layer %s: %w", upper, err)
 			}
 		}
 	}
-	if err := lw.walk("", true); err != nil {
-		return err
+	if err := lw.walk(root, "", true); err != nil {
+		return fmt.Errorf("write layer %s: %w", upper, err)
 	}
 	return lw.tw.Close()
 }
@@ -54,20 +56,13 @@ func WriteLayer(w io.Writer, upper string, tree *layerstore.Tree, objects func(d
 type layerWriter struct {
 	tw      *tar.Writer
 	tree    *layerstore.Tree
-	upper   string
 	objects func(digest.Digest) string
 	links   map[uint64]string // upper inode -> first path written, for hard links
 }
 
-func (lw *layerWriter) abs(p string) string {
-	if p == "" {
-		return lw.upper
-	}
-	return lw.upper + "/" + p
-}
-
-func (lw *layerWriter) walk(p string, merged bool) error {
-	ents, err := readUpperDir(lw.abs(p))
+// walk writes upper directory p, open as dirfd.
+func (lw *layerWriter) walk(dirfd int, p string, merged bool) error {
+	ents, err := readUpperDir(dirfd, p)
 	if err != nil {
 		return err
 	}
@@ -83,7 +78,7 @@ func (lw *layerWriter) walk(p string, merged bool) error {
 			}
 			continue
 		}
-		if err := lw.header(cp, *ue); err != nil {
+		if err := lw.header(dirfd, cp, *ue); err != nil {
 			return err
 		}
 		if ue.st.Mode&unix.S_IFMT != unix.S_IFDIR {
@@ -95,7 +90,13 @@ func (lw *layerWriter) walk(p string, merged bool) error {
 				return err
 			}
 		}
-		if err := lw.walk(cp, lowerDir && !ue.opaque); err != nil {
+		fd, err := openat(dirfd, ue.name, dirPathFlags, 0)
+		if err != nil {
+			return &os.PathError{Op: "open", Path: cp, Err: err}
+		}
+		err = lw.walk(fd, cp, lowerDir && !ue.opaque)
+		unix.Close(fd)
+		if err != nil {
 			return err
 		}
 	}
@@ -107,10 +108,10 @@ func (lw *layerWriter) marker(name string) error {
 	return lw.tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Format: tar.FormatPAX, ModTime: time.Unix(0, 0)})
 }
 
-// header writes the entry of upper path p (the root when p is "") and, for
-// a regular file, its content.
-func (lw *layerWriter) header(p string, ue upperEntry) error {
-	abs := lw.abs(p)
+// header writes upper entry ue, named ue.name in upper directory dirfd and
+// at merged path p (the root when p is ""), and, for a regular file, its
+// content.
+func (lw *layerWriter) header(dirfd int, p string, ue upperEntry) error {
 	st := &ue.st
 	h := &tar.Header{
 		Name:    p,
@@ -120,7 +121,7 @@ func (lw *layerWriter) header(p string, ue upperEntry) error {
 		ModTime: time.Unix(st.Mtim.Sec, st.Mtim.Nsec),
 		Format:  tar.FormatPAX,
 	}
-	x, err := userXattrs(abs)
+	x, err := userXattrsAt(dirfd, ue.name)
 	if err != nil {
 		return err
 	}
@@ -141,9 +142,9 @@ func (lw *layerWriter) header(p string, ue upperEntry) error {
 		}
 	case unix.S_IFLNK:
 		h.Typeflag = tar.TypeSymlink
-		target, err := os.Readlink(abs)
+		target, err := readlinkAt(dirfd, ue.name)
 		if err != nil {
-			return err
+			return &os.PathError{Op: "readlink", Path: p, Err: err}
 		}
 		h.Linkname = target
 	case unix.S_IFCHR, unix.S_IFBLK:
@@ -158,7 +159,7 @@ func (lw *layerWriter) header(p string, ue upperEntry) error {
 		h.Typeflag = tar.TypeReg
 		h.Size = st.Size
 		content = func() (io.ReadCloser, error) {
-			r, size, err := OpenUpperFile(abs, lw.objects)
+			r, size, err := openUpperFileAt(dirfd, ue.name, lw.objects)
 			if err == nil && size != h.Size {
 				r.Close()
 				err = fmt.Errorf("write layer: %s changed while it was read: %w", p, layerstore.ErrSizeMismatch)

@@ -85,7 +85,11 @@ func Mount(dir string, tree *layerstore.Tree, opts *Options) (*Server, error) {
 			return nil, fmt.Errorf("mount %s: %w", dir, err)
 		}
 		u.upper = up
+		if u.rootFd, err = openat(unix.AT_FDCWD, up, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+			return nil, fmt.Errorf("mount %s: upper dir: %w", dir, &os.PathError{Op: "open", Path: up, Err: err})
+		}
 		if err := u.initUpper(rootEntry, opts.Resume); err != nil {
+			u.closeRoot()
 			return nil, fmt.Errorf("mount %s: upper dir %s: %w", dir, up, err)
 		}
 	}
@@ -154,6 +158,7 @@ func Mount(dir string, tree *layerstore.Tree, opts *Options) (*Server, error) {
 	}
 	fsrv, err := gofs.Mount(dir, u.root, fsOpts)
 	if err != nil {
+		u.closeRoot()
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
 	s := &Server{fuse: fsrv, u: u, dir: dir, log: log}
@@ -168,23 +173,23 @@ func Mount(dir string, tree *layerstore.Tree, opts *Options) (*Server, error) {
 // keep its markers in, and gives it the root's attributes; with resume, it
 // takes up what the upper dir holds instead.
 func (u *union) initUpper(root *layerstore.Entry, resume bool) error {
-	ents, err := readDirents(u.upper)
+	ents, err := readDirents(u.rootFd, ".")
 	if err != nil {
 		return err
 	}
 	if len(ents) > 0 && !resume {
 		return fmt.Errorf("not empty: %w", layerstore.ErrInvalid)
 	}
-	if err := unix.Lsetxattr(u.upper, XattrPrefix+"probe", []byte("y"), 0); err != nil {
+	if err := fsetxattr(u.rootFd, XattrPrefix+"probe", []byte("y"), 0); err != nil {
 		return fmt.Errorf("cannot set %s xattrs (a writable mount needs a root server on a file system with trusted xattrs): %w", XattrPrefix, err)
 	}
-	_ = unix.Lremovexattr(u.upper, XattrPrefix+"probe")
+	_ = fremovexattr(u.rootFd, XattrPrefix+"probe")
 	if !resume {
-		if err := u.applyMeta(u.upper, root); err != nil {
+		if err := u.applyMeta(u.rootFd, root); err != nil {
 			return err
 		}
 	}
-	st, err := lstat(u.upper)
+	st, err := fstat(u.rootFd)
 	if err != nil {
 		return err
 	}
@@ -274,8 +279,12 @@ func (s *Server) Unmount() error {
 	if err := s.fuse.Unmount(); err != nil {
 		return fmt.Errorf("unmount %s: %w", s.dir, err)
 	}
+	s.u.closeRoot()
 	return nil
 }
 
 // Wait returns when the mount has ended, by Unmount or from outside.
-func (s *Server) Wait() { s.fuse.Wait() }
+func (s *Server) Wait() {
+	s.fuse.Wait()
+	s.u.closeRoot()
+}

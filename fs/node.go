@@ -170,33 +170,29 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 		return errno
 	}
 
-	// Apply the change through an open upper handle when there is one (the
-	// file may have no name left), else by path.
-	fd := -1
+	// Apply the change through the handle it came with, else through
+	// another open handle or a descriptor of the upper entry.
+	symlink := n.isSymlink()
+	var st unix.Stat_t
+	apply := func(fd int) error {
+		if errno := setattr(fd, symlink, in); errno != 0 {
+			return errno
+		}
+		var err error
+		st, err = fstat(fd)
+		return err
+	}
+	var errno syscall.Errno
 	if uf, ok := f.(*upperFile); ok {
-		fd = uf.fd
+		errno = toErrno(apply(uf.fd))
+	} else {
+		errno = n.withUpper(apply)
 	}
-	if fd < 0 {
-		u.nsMu.RLock()
-		defer u.nsMu.RUnlock()
-		p, _, err := u.upperStat(n)
-		if err == nil {
-			if errno := setattrPath(u.abs(p), n.isSymlink(), in); errno != 0 {
-				return errno
-			}
-			return n.Getattr(ctx, nil, out)
-		}
-		var ok bool
-		if fd, ok = n.anyFd(); !ok {
-			return toErrno(err)
-		}
-	}
-	if errno := setattrFd(fd, in); errno != 0 {
+	if errno != 0 {
 		return errno
 	}
-	st, err := fstat(fd)
-	if err != nil {
-		return toErrno(err)
+	if n.isDir() {
+		return n.Getattr(ctx, nil, out) // a merged directory's link count
 	}
 	n.u.fillUpperAttr(n, &st, "", false, &out.Attr)
 	out.SetTimeout(upperTimeout)
@@ -205,9 +201,11 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 
 func (n *node) isSymlink() bool { return n.StableAttr().Mode == syscall.S_IFLNK }
 
-// setattrPath applies a SETATTR to the upper entry at abs path p. Owner
-// first: chown clears setuid bits that a mode in the same request sets.
-func setattrPath(p string, symlink bool, in *fuse.SetAttrIn) syscall.Errno {
+// setattr applies a SETATTR to the upper entry open as fd: an open file or
+// an O_PATH descriptor (the f* calls refuse those, /proc/self/fd takes
+// them). Owner first: chown clears setuid bits that a mode in the same
+// request sets.
+func setattr(fd int, symlink bool, in *fuse.SetAttrIn) syscall.Errno {
 	uid, gid := -1, -1
 	if v, ok := in.GetUID(); ok {
 		uid = int(v)
@@ -216,49 +214,25 @@ func setattrPath(p string, symlink bool, in *fuse.SetAttrIn) syscall.Errno {
 		gid = int(v)
 	}
 	if uid >= 0 || gid >= 0 {
-		if err := unix.Lchown(p, uid, gid); err != nil {
+		if err := unix.Fchownat(fd, "", uid, gid, unix.AT_EMPTY_PATH); err != nil {
 			return toErrno(err)
 		}
 	}
 	if m, ok := in.GetMode(); ok && !symlink {
-		if err := unix.Fchmodat(unix.AT_FDCWD, p, m&0o7777, 0); err != nil {
+		err := unix.Fchmod(fd, m&0o7777)
+		if err == unix.EBADF {
+			err = unix.Chmod(procPath(fd), m&0o7777)
+		}
+		if err != nil {
 			return toErrno(err)
 		}
 	}
 	if sz, ok := in.GetSize(); ok {
-		if err := unix.Truncate(p, int64(sz)); err != nil {
-			return toErrno(err)
+		err := unix.Ftruncate(fd, int64(sz))
+		if err == unix.EBADF || err == unix.EINVAL {
+			err = unix.Truncate(procPath(fd), int64(sz)) // O_PATH, or open read-only
 		}
-	}
-	if ts, ok := setattrTimes(in); ok {
-		if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			return toErrno(err)
-		}
-	}
-	return 0
-}
-
-// setattrFd applies a SETATTR through an open file.
-func setattrFd(fd int, in *fuse.SetAttrIn) syscall.Errno {
-	uid, gid := -1, -1
-	if v, ok := in.GetUID(); ok {
-		uid = int(v)
-	}
-	if v, ok := in.GetGID(); ok {
-		gid = int(v)
-	}
-	if uid >= 0 || gid >= 0 {
-		if err := unix.Fchown(fd, uid, gid); err != nil {
-			return toErrno(err)
-		}
-	}
-	if m, ok := in.GetMode(); ok {
-		if err := unix.Fchmod(fd, m&0o7777); err != nil {
-			return toErrno(err)
-		}
-	}
-	if sz, ok := in.GetSize(); ok {
-		if err := unix.Ftruncate(fd, int64(sz)); err != nil {
+		if err != nil {
 			return toErrno(err)
 		}
 	}
@@ -295,20 +269,25 @@ func setattrTimes(in *fuse.SetAttrIn) ([]unix.Timespec, bool) {
 	return ts, true
 }
 
-// withUpper runs fn on the upper entry of n: by path (abs path, fd -1), or
-// by an open handle when n has no name. fn runs under nsMu shared.
-func (n *node) withUpper(fn func(p string, fd int) error) syscall.Errno {
-	n.u.nsMu.RLock()
-	defer n.u.nsMu.RUnlock()
-	p, _, err := n.u.upperStat(n)
-	if err == nil {
-		return toErrno(fn(n.u.abs(p), -1))
-	}
-	fd, ok := n.anyFd()
-	if !ok {
+// withUpper runs fn on a descriptor of the upper entry of n: an open
+// handle of n when there is one (it may have no name left), else an O_PATH
+// descriptor of the entry, opened under nsMu shared.
+func (n *node) withUpper(fn func(fd int) error) syscall.Errno {
+	n.fmu.Lock()
+	for f := range n.files {
+		err := fn(f.fd)
+		n.fmu.Unlock()
 		return toErrno(err)
 	}
-	return toErrno(fn("", fd))
+	n.fmu.Unlock()
+	n.u.nsMu.RLock()
+	defer n.u.nsMu.RUnlock()
+	fd, err := n.u.openUpperOf(n, unix.O_PATH)
+	if err != nil {
+		return toErrno(err)
+	}
+	defer unix.Close(fd)
+	return toErrno(fn(fd))
 }
 
 var _ = (gofs.NodeGetxattrer)((*node)(nil))
@@ -325,12 +304,8 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 		return xattrReply([]byte(v), dest)
 	}
 	var v []byte
-	errno := n.withUpper(func(p string, fd int) (err error) {
-		if fd >= 0 {
-			v, err = fgetxattr(fd, attr)
-		} else {
-			v, err = getxattr(p, attr)
-		}
+	errno := n.withUpper(func(fd int) (err error) {
+		v, err = fgetxattr(fd, attr)
 		return err
 	})
 	if errno != 0 {
@@ -351,12 +326,8 @@ func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 		}
 		slices.Sort(names)
 	} else {
-		errno := n.withUpper(func(p string, fd int) (err error) {
-			if fd >= 0 {
-				names, err = flistxattr(fd)
-			} else {
-				names, err = listxattr(p)
-			}
+		errno := n.withUpper(func(fd int) (err error) {
+			names, err = flistxattr(fd)
 			return err
 		})
 		if errno != 0 {
@@ -384,12 +355,7 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 	if errno := n.copyUpMeta(); errno != 0 {
 		return errno
 	}
-	return n.withUpper(func(p string, fd int) error {
-		if fd >= 0 {
-			return unix.Fsetxattr(fd, attr, data, int(flags))
-		}
-		return unix.Lsetxattr(p, attr, data, int(flags))
-	})
+	return n.withUpper(func(fd int) error { return fsetxattr(fd, attr, data, int(flags)) })
 }
 
 var _ = (gofs.NodeRemovexattrer)((*node)(nil))
@@ -409,12 +375,7 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	if errno := n.copyUpMeta(); errno != 0 {
 		return errno
 	}
-	return n.withUpper(func(p string, fd int) error {
-		if fd >= 0 {
-			return unix.Fremovexattr(fd, attr)
-		}
-		return unix.Lremovexattr(p, attr)
-	})
+	return n.withUpper(func(fd int) error { return fremovexattr(fd, attr) })
 }
 
 var _ = (gofs.NodeReadlinker)((*node)(nil))
@@ -423,39 +384,31 @@ func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 	if !n.hasUpper() {
 		return []byte(n.lower.Link), 0
 	}
-	var target []byte
-	errno := n.withUpper(func(p string, fd int) error {
-		if fd >= 0 {
-			return unix.EINVAL
-		}
-		buf := make([]byte, 4096)
-		for {
-			c, err := unix.Readlink(p, buf)
-			if err != nil {
-				return err
-			}
-			if c < len(buf) {
-				target = buf[:c]
-				return nil
-			}
-			buf = make([]byte, 2*len(buf))
-		}
+	var target string
+	errno := n.withUpper(func(fd int) (err error) {
+		target, err = readlinkAt(fd, "")
+		return err
 	})
-	return target, errno
+	return []byte(target), errno
 }
 
 var _ = (gofs.NodeStatfser)((*node)(nil))
 
 func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	var st syscall.Statfs_t
-	p := n.u.upper
-	if p == "" {
-		p = n.u.objDir
-	}
-	if p == "" {
+	n.u.nsMu.RLock()
+	var err error
+	switch {
+	case n.u.rootFd >= 0:
+		err = syscall.Fstatfs(n.u.rootFd, &st)
+	case n.u.objDir != "":
+		err = syscall.Statfs(n.u.objDir, &st)
+	default:
+		n.u.nsMu.RUnlock()
 		return 0
 	}
-	if err := syscall.Statfs(p, &st); err != nil {
+	n.u.nsMu.RUnlock()
+	if err != nil {
 		return toErrno(err)
 	}
 	out.FromStatfsT(&st)

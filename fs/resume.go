@@ -19,21 +19,21 @@ import (
 // deleted, and the two differ in nothing but that number. Every other entry
 // gets a new number. The root is already taken up.
 func (u *union) resumeUpper(root *layerstore.Entry) error {
-	_, opaque, err := readMark(u.upper, markOpaque)
+	_, opaque, err := readMark(u.rootFd, markOpaque)
 	if err != nil {
 		return err
 	}
 	if opaque {
 		u.unmerged.Store(root.Ino, struct{}{})
-		return u.resumeDir("", nil)
+		return u.resumeDir(u.rootFd, "", nil)
 	}
-	return u.resumeDir("", root)
+	return u.resumeDir(u.rootFd, "", root)
 }
 
-// resumeDir takes up upper directory p, whose lower directory lower shows
-// through it (nil: none does).
-func (u *union) resumeDir(p string, lower *layerstore.Entry) error {
-	ents, err := readUpperDir(u.abs(p))
+// resumeDir takes up upper directory p, open as dirfd, whose lower
+// directory lower shows through it (nil: none does).
+func (u *union) resumeDir(dirfd int, p string, lower *layerstore.Entry) error {
+	ents, err := readUpperDir(dirfd, p)
 	if err != nil {
 		return err
 	}
@@ -84,7 +84,13 @@ func (u *union) resumeDir(p string, lower *layerstore.Entry) error {
 			u.unmerged.Store(e.Ino, struct{}{})
 			next = nil
 		}
-		if err := u.resumeDir(cp, next); err != nil {
+		fd, err := openat(dirfd, ue.name, dirPathFlags, 0)
+		if err != nil {
+			return &os.PathError{Op: "open", Path: cp, Err: err}
+		}
+		err = u.resumeDir(fd, cp, next)
+		unix.Close(fd)
+		if err != nil {
 			return err
 		}
 	}

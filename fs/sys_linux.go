@@ -14,29 +14,53 @@ import (
 // Thin wrappers over the system calls the package uses, with EINTR retried
 // and errors left as errnos (wrapped by callers where a name helps).
 
-func lstat(p string) (unix.Stat_t, error) {
-	var st unix.Stat_t
-	for {
-		err := unix.Lstat(p, &st)
-		if err != unix.EINTR {
-			return st, err
-		}
-	}
-}
-
 func fstat(fd int) (unix.Stat_t, error) {
 	var st unix.Stat_t
 	err := unix.Fstat(fd, &st)
 	return st, err
 }
 
-// getxattr reads attribute name of p (not following a final symlink).
-func getxattr(p, name string) ([]byte, error) {
-	return readXattr(func(buf []byte) (int, error) { return unix.Lgetxattr(p, name, buf) })
+// The xattr calls below take a descriptor of the entry: an open file, or an
+// O_PATH descriptor, which the f* calls refuse (EBADF) on the kernels this
+// runs on; for those they go through /proc/self/fd, which reaches the entry
+// itself, a symlink included.
+
+// fgetxattr reads attribute name of the entry open as fd.
+func fgetxattr(fd int, name string) ([]byte, error) {
+	return readXattr(func(buf []byte) (int, error) {
+		n, err := unix.Fgetxattr(fd, name, buf)
+		if err == unix.EBADF {
+			n, err = unix.Getxattr(procPath(fd), name, buf)
+		}
+		return n, err
+	})
 }
 
-func fgetxattr(fd int, name string) ([]byte, error) {
-	return readXattr(func(buf []byte) (int, error) { return unix.Fgetxattr(fd, name, buf) })
+// flistxattr lists the attribute names of the entry open as fd.
+func flistxattr(fd int) ([]string, error) {
+	return listNames(func(b []byte) (int, error) {
+		n, err := unix.Flistxattr(fd, b)
+		if err == unix.EBADF {
+			n, err = unix.Listxattr(procPath(fd), b)
+		}
+		return n, err
+	})
+}
+
+func fsetxattr(fd int, name string, v []byte, flags int) error {
+	err := unix.Fsetxattr(fd, name, v, flags)
+	if err == unix.EBADF {
+		err = unix.Setxattr(procPath(fd), name, v, flags)
+	}
+	return err
+}
+
+func fremovexattr(fd int, name string) error {
+	err := unix.Fremovexattr(fd, name)
+	if err == unix.EBADF {
+		err = unix.Removexattr(procPath(fd), name)
+	}
+	return err
 }
 
 // readXattr calls get with a buffer that grows until the value fits (it
@@ -58,15 +82,6 @@ func readXattr(get func(buf []byte) (int, error)) ([]byte, error) {
 		}
 		return buf[:n], nil
 	}
-}
-
-// listxattr lists the attribute names of p (not following a final symlink).
-func listxattr(p string) ([]string, error) {
-	return listNames(func(b []byte) (int, error) { return unix.Llistxattr(p, b) })
-}
-
-func flistxattr(fd int) ([]string, error) {
-	return listNames(func(b []byte) (int, error) { return unix.Flistxattr(fd, b) })
 }
 
 func listNames(list func([]byte) (int, error)) ([]string, error) {
@@ -109,10 +124,10 @@ func xattrReply(v []byte, dest []byte) (uint32, syscall.Errno) {
 	return uint32(copy(dest, v)), 0
 }
 
-// utimes sets atime and mtime (nanoseconds; omit with unix.UTIME_OMIT as
-// Nsec) of p, not following a final symlink.
-func utimes(p string, atime, mtime unix.Timespec) error {
-	return unix.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{atime, mtime}, unix.AT_SYMLINK_NOFOLLOW)
+// futimes sets atime and mtime (omit one with unix.UTIME_OMIT as Nsec) of
+// the entry open as fd, an O_PATH descriptor too.
+func futimes(fd int, atime, mtime unix.Timespec) error {
+	return unix.UtimesNanoAt(fd, "", []unix.Timespec{atime, mtime}, unix.AT_EMPTY_PATH)
 }
 
 func nsToTimespec(ns int64) unix.Timespec { return unix.NsecToTimespec(ns) }
@@ -124,9 +139,10 @@ type rawDirent struct {
 	name string
 }
 
-// readDirents reads every entry of the directory at p but "." and "..".
-func readDirents(p string) ([]rawDirent, error) {
-	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+// readDirents reads every entry but "." and ".." of directory name in
+// dirfd.
+func readDirents(dirfd int, name string) ([]rawDirent, error) {
+	fd, err := openReadDir(dirfd, name)
 	if err != nil {
 		return nil, err
 	}

@@ -29,6 +29,7 @@ type union struct {
 	tree    *layerstore.Tree
 	objects func(digest.Digest) string
 	upper   string // absolute path of the upper dir; "" when read-only
+	rootFd  int    // O_PATH descriptor of the upper dir (-1: none or closed); nsMu keeps it open
 	ro      bool
 	objDir  string // directory of some object, for statfs of a read-only mount
 	log     *slog.Logger
@@ -74,17 +75,10 @@ func newUnion(tree *layerstore.Tree, opts *Options, log *slog.Logger) *union {
 		inos:     map[uint64]uint64{},
 		metacopy: map[uint64]*layerstore.Entry{},
 		pending:  map[*gofs.Inode]placement{},
+		rootFd:   -1,
 	}
 	u.nextIno.Store(max(tree.NextIno, 2))
 	return u
-}
-
-// abs is the absolute path of merged path p in the upper dir.
-func (u *union) abs(p string) string {
-	if p == "" {
-		return u.upper
-	}
-	return u.upper + "/" + p
 }
 
 func (u *union) isCopied(ino uint64) bool {
@@ -232,7 +226,12 @@ func (u *union) upperStat(n *node) (string, unix.Stat_t, error) {
 	if !ok {
 		return "", unix.Stat_t{}, unix.ENOENT
 	}
-	st, err := lstat(u.abs(p))
+	dfd, name, err := u.at(p)
+	if err != nil {
+		return "", unix.Stat_t{}, err
+	}
+	st, err := fstatat(dfd, name)
+	u.closeDir(dfd)
 	if err != nil {
 		return "", st, err
 	}
@@ -240,6 +239,31 @@ func (u *union) upperStat(n *node) (string, unix.Stat_t, error) {
 		return "", st, unix.ESTALE
 	}
 	return p, st, nil
+}
+
+// openUpperOf opens the upper entry of n with flags (O_PATH for a
+// descriptor to operate on it), never through a symlink, checked to be n's
+// inode. Callers hold nsMu.
+func (u *union) openUpperOf(n *node, flags int) (int, error) {
+	p, ok := u.pathOf(n)
+	if !ok {
+		return -1, unix.ENOENT
+	}
+	dfd, name, err := u.at(p)
+	if err != nil {
+		return -1, err
+	}
+	fd, err := openat(dfd, name, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	u.closeDir(dfd)
+	if err != nil {
+		return -1, err
+	}
+	st, err := fstat(fd)
+	if ino, ok := u.knownIno(&st); err != nil || !ok || ino != n.ino {
+		unix.Close(fd)
+		return -1, unix.ESTALE
+	}
+	return fd, nil
 }
 
 // joinPath joins a merged directory path and a name.

@@ -1,0 +1,204 @@
+package fs
+
+import (
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// The upper dir is reached through descriptors, never through absolute
+// paths. A merged path may be as long as the kernel allows below the
+// mountpoint, and the upper dir's own path in front of it would push it past
+// PATH_MAX (kernel overlayfs, which works on dentries, has no such limit);
+// and a walk by descriptor can refuse every symlink, so nothing in the upper
+// dir leads out of it.
+//
+// A directory is opened O_PATH from the upper dir's root descriptor with
+// openat2 and RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS (one call for paths
+// shorter than PATH_MAX, one per piece for longer ones; one openat with
+// O_NOFOLLOW per name where the kernel has no openat2). Names in it are then
+// made, looked up, removed and renamed with the *at calls. Operations on one
+// entry (owner, mode, times, xattrs) go through an O_PATH descriptor of the
+// entry itself, with /proc/self/fd/N for the calls that take no descriptor:
+// following that link reaches the entry, a symlink included, and nothing
+// beyond it.
+//
+// Only the descriptors of the operation in progress are open (the root's
+// aside): no cache, so no tree is big enough to exhaust descriptors, and
+// nothing can go stale when directories move. Each operation costs one
+// openat2 and one close more than a path-based call would; the package doc
+// of the benchmarks says what that measured.
+
+// nameMax is the longest name a directory entry may have (NAME_MAX).
+const nameMax = 255
+
+// dirPathFlags open a directory for walking only, never through a symlink.
+const dirPathFlags = unix.O_PATH | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+
+// resolveBeneath keeps a walk inside the directory it starts from, on the
+// same mount, through no symlink of any kind.
+const resolveBeneath = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV
+
+// openDirBeneath opens directory p below directory dirfd, O_PATH. p is a
+// merged path ("/"-separated names, no "." or ".."), not empty.
+func openDirBeneath(dirfd int, p string) (int, error) {
+	fd := dirfd
+	for p != "" {
+		piece, rest := p, ""
+		if len(p) >= unix.PathMax {
+			i := strings.LastIndexByte(p[:unix.PathMax], '/')
+			if i <= 0 {
+				if fd != dirfd {
+					unix.Close(fd)
+				}
+				return -1, unix.ENAMETOOLONG
+			}
+			piece, rest = p[:i], p[i+1:]
+		}
+		nfd, err := openDirPiece(fd, piece)
+		if fd != dirfd {
+			unix.Close(fd)
+		}
+		if err != nil {
+			return -1, err
+		}
+		fd, p = nfd, rest
+	}
+	return fd, nil
+}
+
+// openDirPiece opens directory p (shorter than PATH_MAX) below dirfd.
+func openDirPiece(dirfd int, p string) (int, error) {
+	how := unix.OpenHow{Flags: dirPathFlags, Resolve: resolveBeneath}
+	for try := 0; ; try++ {
+		fd, err := unix.Openat2(dirfd, p, &how)
+		switch {
+		case err == nil:
+			return fd, nil
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN && try < 8:
+			continue // a rename elsewhere on the file system raced with the walk
+		case err == unix.ENOSYS || err == unix.EAGAIN:
+			return openDirByName(dirfd, p)
+		}
+		return -1, err
+	}
+}
+
+// openDirByName walks p one name at a time, for kernels without openat2.
+func openDirByName(dirfd int, p string) (int, error) {
+	fd := dirfd
+	for name := range strings.SplitSeq(p, "/") {
+		nfd, err := openat(fd, name, dirPathFlags, 0)
+		if fd != dirfd {
+			unix.Close(fd)
+		}
+		if err != nil {
+			return -1, err
+		}
+		fd = nfd
+	}
+	return fd, nil
+}
+
+// splitPath splits merged path p into its directory and its last name.
+// The upper dir's root is "." in itself.
+func splitPath(p string) (string, string) {
+	if p == "" {
+		return "", "."
+	}
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		return p[:i], p[i+1:]
+	}
+	return "", p
+}
+
+// procPath names the file open as fd (an O_PATH descriptor too) for the
+// calls that take no descriptor.
+func procPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
+
+// openat is openat(2) with EINTR retried.
+func openat(dirfd int, name string, flags int, mode uint32) (int, error) {
+	for {
+		fd, err := unix.Openat(dirfd, name, flags, mode)
+		if err != unix.EINTR {
+			return fd, err
+		}
+	}
+}
+
+// fstatat lstats name in directory dirfd.
+func fstatat(dirfd int, name string) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	for {
+		err := unix.Fstatat(dirfd, name, &st, unix.AT_SYMLINK_NOFOLLOW)
+		if err != unix.EINTR {
+			return st, err
+		}
+	}
+}
+
+// pinAt opens name in directory dirfd O_PATH, not following a symlink: a
+// descriptor of the entry for the operations on it.
+func pinAt(dirfd int, name string) (int, error) {
+	return openat(dirfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+}
+
+// openReadDir opens directory name in dirfd for reading its entries.
+func openReadDir(dirfd int, name string) (int, error) {
+	return openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+}
+
+// openDir opens the upper directory at merged path p, O_PATH. The root is
+// the mount's own descriptor: release every result with closeDir. Callers
+// hold nsMu (which keeps the root descriptor open).
+func (u *union) openDir(p string) (int, error) {
+	if u.rootFd < 0 {
+		return -1, unix.EROFS
+	}
+	if p == "" {
+		return u.rootFd, nil
+	}
+	return openDirBeneath(u.rootFd, p)
+}
+
+// closeDir releases a descriptor from openDir or at.
+func (u *union) closeDir(fd int) {
+	if fd >= 0 && fd != u.rootFd {
+		unix.Close(fd)
+	}
+}
+
+// at opens the directory of merged path p and returns it with p's last name
+// ("." for the root). Callers hold nsMu and release it with closeDir.
+func (u *union) at(p string) (int, string, error) {
+	dir, name := splitPath(p)
+	fd, err := u.openDir(dir)
+	return fd, name, err
+}
+
+// closeRoot closes the root descriptor once no operation can use it.
+func (u *union) closeRoot() {
+	u.nsMu.Lock()
+	defer u.nsMu.Unlock()
+	if u.rootFd >= 0 {
+		unix.Close(u.rootFd)
+		u.rootFd = -1
+	}
+}
+
+// readlinkAt reads symlink name in dirfd.
+func readlinkAt(dirfd int, name string) (string, error) {
+	for size := 256; ; size *= 2 {
+		buf := make([]byte, size)
+		n, err := unix.Readlinkat(dirfd, name, buf)
+		if err != nil {
+			return "", err
+		}
+		if n < size {
+			return string(buf[:n]), nil
+		}
+	}
+}
