@@ -32,7 +32,9 @@ func (c Change) String() string { return string(c.Kind) + " /" + c.Path }
 // Diff lists the changes recorded in upper dir upper over tree, with docker
 // diff's semantics and order: a depth-first walk of the upper dir, names in
 // order within each directory. A path the tree has is C (changed), one it
-// has not is A (added); a deleted path is D, and what was below a deleted
+// has not is A (added), one the upper dir has only as an unchanged copy of
+// the lower entry (a name of a hard-link group another name of which
+// changed) is not listed; a deleted path is D, and what was below a deleted
 // directory is not listed. A directory is listed when its mode, owner or
 // xattrs changed, when it replaces what the tree had there, or (as C, just
 // before its first A or D child) when an entry was added to or deleted from
@@ -143,6 +145,15 @@ func (d *differ) entry(dirfd int, p string, ue *upperEntry, merged bool) error {
 		retype = isDir != (te.Type == layerstore.TypeDir)
 	}
 	if !isDir {
+		if merged && inTree && !retype {
+			same, err := sameAsLower(dirfd, ue, te)
+			if err != nil {
+				return err
+			}
+			if same {
+				return nil // copied up with its hard-link group, and nothing else
+			}
+		}
 		d.add(kind, cp, false, retype)
 		return nil
 	}
@@ -166,6 +177,44 @@ func (d *differ) entry(dirfd int, p string, ue *upperEntry, merged bool) error {
 	}
 	defer unix.Close(fd)
 	return d.walk(fd, cp, childMerged)
+}
+
+// sameAsLower reports whether upper non-directory ue, named ue.name in
+// dirfd, is lower entry te unchanged: same type, mode, owner, mtime and
+// xattrs, and the same data (a metacopy of te's object with nothing
+// appended, the same link target, the same device). Such an entry is in the
+// upper dir only because another name of its hard-link group changed (the
+// whole group is copied up then), or because a change put everything back;
+// as for docker, its link count alone is no change.
+func sameAsLower(dirfd int, ue *upperEntry, te *layerstore.Entry) (bool, error) {
+	st := &ue.st
+	if st.Mode&unix.S_IFMT != te.UnixMode()&unix.S_IFMT || st.Mode&0o7777 != te.Mode&0o7777 ||
+		st.Uid != te.UID || st.Gid != te.GID || st.Mtim.Nano() != te.Mtime {
+		return false, nil
+	}
+	switch te.Type {
+	case layerstore.TypeReg:
+		if ue.metacopy == "" || ue.metacopy != te.Digest || st.Size != te.Size {
+			return false, nil
+		}
+	case layerstore.TypeSymlink:
+		target, err := readlinkAt(dirfd, ue.name)
+		if err != nil || target != te.Link {
+			return false, err
+		}
+	case layerstore.TypeChar, layerstore.TypeBlock:
+		if unix.Major(st.Rdev) != te.Devmajor || unix.Minor(st.Rdev) != te.Devminor {
+			return false, nil
+		}
+	}
+	x, err := userXattrsAt(dirfd, ue.name)
+	if err != nil {
+		return false, err
+	}
+	if len(x) == 0 && len(te.Xattrs) == 0 {
+		return true, nil
+	}
+	return maps.Equal(x, te.Xattrs), nil
 }
 
 // sameDirMeta reports whether upper directory name in dirfd, whose lstat is

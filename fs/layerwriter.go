@@ -21,7 +21,11 @@ import (
 // ".wh..wh..opq" right after a directory that hides the lower directory of
 // its path, hard links as links to the first name written, and the content
 // of metacopy files from their objects. Directories come before what they
-// hold, names in order. The root is written only when its mode, owner or
+// hold, names in order. A name that is an unchanged copy of its lower entry
+// (copied up because another name of its hard-link group changed) is left
+// out, as Diff leaves it out, unless a new or changed name shares its inode:
+// then every name of the inode is written, so that they stay one inode in
+// the layer. The root is written only when its mode, owner or
 // xattrs changed. Like Diff, it reads the upper dir only; a live mount may
 // go on changing it, so callers wanting a consistent layer stop writers
 // first.
@@ -47,6 +51,11 @@ func WriteLayer(w io.Writer, upper string, tree *layerstore.Tree, objects func(d
 			}
 		}
 	}
+	lw.planning, lw.needed = true, map[uint64]bool{}
+	if err := lw.walk(root, "", true); err != nil {
+		return fmt.Errorf("write layer %s: %w", upper, err)
+	}
+	lw.planning = false
 	if err := lw.walk(root, "", true); err != nil {
 		return fmt.Errorf("write layer %s: %w", upper, err)
 	}
@@ -58,9 +67,17 @@ type layerWriter struct {
 	tree    *layerstore.Tree
 	objects func(digest.Digest) string
 	links   map[uint64]string // upper inode -> first path written, for hard links
+
+	// Names that are unchanged copies of their lower entry (copied up with
+	// their hard-link group) are left out, unless another name of their
+	// inode is new or changed: then all are written, so the layer keeps
+	// them one inode. A first pass (planning) finds those inodes.
+	planning bool
+	needed   map[uint64]bool // upper inode -> a name of it is new or changed
 }
 
-// walk writes upper directory p, open as dirfd.
+// walk writes upper directory p, open as dirfd, or, planning, only notes
+// which hard-linked inodes must be written.
 func (lw *layerWriter) walk(dirfd int, p string, merged bool) error {
 	ents, err := readUpperDir(dirfd, p)
 	if err != nil {
@@ -70,6 +87,36 @@ func (lw *layerWriter) walk(dirfd int, p string, merged bool) error {
 		ue := &ents[i]
 		cp := joinPath(p, ue.name)
 		te, inTree := lw.tree.Lookup(cp)
+		isDir := ue.st.Mode&unix.S_IFMT == unix.S_IFDIR
+		if !isDir && !ue.whiteout {
+			if lw.planning && ue.st.Nlink <= 1 {
+				continue
+			}
+			same := false
+			if merged && inTree && te.Type != layerstore.TypeDir {
+				var err error
+				if same, err = sameAsLower(dirfd, ue, te); err != nil {
+					return err
+				}
+			}
+			if lw.planning {
+				if !same {
+					lw.needed[ue.st.Ino] = true
+				}
+				continue
+			}
+			if same && !(ue.st.Nlink > 1 && lw.needed[ue.st.Ino]) {
+				continue
+			}
+		}
+		if lw.planning {
+			if isDir {
+				if err := lw.walkDir(dirfd, cp, ue, merged && inTree && te.Type == layerstore.TypeDir); err != nil {
+					return err
+				}
+			}
+			continue
+		}
 		if ue.whiteout {
 			if merged && inTree {
 				if err := lw.marker(joinPath(p, layerstore.WhiteoutPrefix+ue.name)); err != nil {
@@ -81,7 +128,7 @@ func (lw *layerWriter) walk(dirfd int, p string, merged bool) error {
 		if err := lw.header(dirfd, cp, *ue); err != nil {
 			return err
 		}
-		if ue.st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		if !isDir {
 			continue
 		}
 		lowerDir := merged && inTree && te.Type == layerstore.TypeDir
@@ -90,17 +137,22 @@ func (lw *layerWriter) walk(dirfd int, p string, merged bool) error {
 				return err
 			}
 		}
-		fd, err := openat(dirfd, ue.name, dirPathFlags, 0)
-		if err != nil {
-			return &os.PathError{Op: "open", Path: cp, Err: err}
-		}
-		err = lw.walk(fd, cp, lowerDir && !ue.opaque)
-		unix.Close(fd)
-		if err != nil {
+		if err := lw.walkDir(dirfd, cp, ue, lowerDir); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// walkDir walks upper directory ue of dirfd, at merged path p; lowerDir
+// says whether the tree has a directory there showing through its parent.
+func (lw *layerWriter) walkDir(dirfd int, p string, ue *upperEntry, lowerDir bool) error {
+	fd, err := openat(dirfd, ue.name, dirPathFlags, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: p, Err: err}
+	}
+	defer unix.Close(fd)
+	return lw.walk(fd, p, lowerDir && !ue.opaque)
 }
 
 // marker writes an empty whiteout or opaque marker entry.
