@@ -8,10 +8,28 @@ import (
 	"github.com/strata-dev/strata/layerstore"
 )
 
+// storeErrnos says what a file system answers for each of the store's
+// sentinel errors, every one of them (a test holds the list to
+// layerstore's). What the store cannot read is an I/O error: a missing or
+// corrupt object is EIO, not a missing file.
+var storeErrnos = []struct {
+	err   error
+	errno syscall.Errno
+}{
+	{layerstore.ErrInvalid, syscall.EINVAL},
+	{layerstore.ErrAmbiguous, syscall.EINVAL},
+	{layerstore.ErrExists, syscall.EEXIST},
+	{layerstore.ErrInUse, syscall.EBUSY},
+	{layerstore.ErrLocked, syscall.EBUSY},
+	{layerstore.ErrNotFound, syscall.EIO},
+	{layerstore.ErrCorrupt, syscall.EIO},
+	{layerstore.ErrDigestMismatch, syscall.EIO},
+	{layerstore.ErrSizeMismatch, syscall.EIO},
+}
+
 // toErrno is the one place where Go errors become the errno a FUSE request
-// answers with. Errnos pass through; the store's sentinel errors map to what
-// a file system would say (a missing or corrupt object is an I/O error, not a
-// missing file); anything unknown is EIO.
+// answers with. Errnos pass through; the store's sentinel errors map as
+// storeErrnos says; anything unknown is EIO.
 func toErrno(err error) syscall.Errno {
 	if err == nil {
 		return 0
@@ -27,15 +45,11 @@ func toErrno(err error) syscall.Errno {
 		return syscall.EEXIST
 	case errors.Is(err, iofs.ErrPermission):
 		return syscall.EPERM
-	case errors.Is(err, layerstore.ErrInvalid):
-		return syscall.EINVAL
-	case errors.Is(err, layerstore.ErrInUse):
-		return syscall.EBUSY
-	case errors.Is(err, layerstore.ErrNotFound),
-		errors.Is(err, layerstore.ErrCorrupt),
-		errors.Is(err, layerstore.ErrDigestMismatch),
-		errors.Is(err, layerstore.ErrSizeMismatch):
-		return syscall.EIO
+	}
+	for _, m := range storeErrnos {
+		if errors.Is(err, m.err) {
+			return m.errno
+		}
 	}
 	return syscall.EIO
 }
