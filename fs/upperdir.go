@@ -27,8 +27,8 @@ import (
 // Only the descriptors of the operation in progress are open (the root's
 // aside): no cache, so no tree is big enough to exhaust descriptors, and
 // nothing can go stale when directories move. Each operation costs one
-// openat2 and one close more than a path-based call would; the package doc
-// of the benchmarks says what that measured.
+// openat2 and one close more than a path-based call would
+// (BenchmarkUpperOps measures requests that pay it).
 
 // nameMax is the longest name a directory entry may have (NAME_MAX).
 const nameMax = 255
