@@ -249,12 +249,16 @@ func (u *union) openUpperOf(n *node, flags int) (int, error) {
 	if !ok {
 		return -1, unix.ENOENT
 	}
-	dfd, name, err := u.at(p)
-	if err != nil {
-		return -1, err
+	var fd int
+	var err error
+	switch {
+	case u.rootFd < 0:
+		return -1, unix.EROFS
+	case p == "":
+		fd, err = openat(u.rootFd, ".", flags|unix.O_CLOEXEC, 0)
+	default:
+		fd, err = openBeneath(u.rootFd, p, flags)
 	}
-	fd, err := openat(dfd, name, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	u.closeDir(dfd)
 	if err != nil {
 		return -1, err
 	}

@@ -43,9 +43,17 @@ const resolveBeneath = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RE
 // openDirBeneath opens directory p below directory dirfd, O_PATH. p is a
 // merged path ("/"-separated names, no "." or ".."), not empty.
 func openDirBeneath(dirfd int, p string) (int, error) {
+	return openBeneath(dirfd, p, dirPathFlags)
+}
+
+// openBeneath opens p (a merged path, not empty) below directory dirfd
+// with flags, through no symlink: a final symlink fails with ELOOP, or is
+// opened itself with O_PATH. Paths longer than PATH_MAX are opened in
+// pieces.
+func openBeneath(dirfd int, p string, flags int) (int, error) {
 	fd := dirfd
-	for p != "" {
-		piece, rest := p, ""
+	for {
+		piece, rest, fl := p, "", flags
 		if len(p) >= unix.PathMax {
 			i := strings.LastIndexByte(p[:unix.PathMax], '/')
 			if i <= 0 {
@@ -54,23 +62,22 @@ func openDirBeneath(dirfd int, p string) (int, error) {
 				}
 				return -1, unix.ENAMETOOLONG
 			}
-			piece, rest = p[:i], p[i+1:]
+			piece, rest, fl = p[:i], p[i+1:], dirPathFlags
 		}
-		nfd, err := openDirPiece(fd, piece)
+		nfd, err := openPiece(fd, piece, fl|unix.O_NOFOLLOW|unix.O_CLOEXEC)
 		if fd != dirfd {
 			unix.Close(fd)
 		}
-		if err != nil {
-			return -1, err
+		if err != nil || rest == "" {
+			return nfd, err
 		}
 		fd, p = nfd, rest
 	}
-	return fd, nil
 }
 
-// openDirPiece opens directory p (shorter than PATH_MAX) below dirfd.
-func openDirPiece(dirfd int, p string) (int, error) {
-	how := unix.OpenHow{Flags: dirPathFlags, Resolve: resolveBeneath}
+// openPiece opens p (shorter than PATH_MAX) below dirfd with flags.
+func openPiece(dirfd int, p string, flags int) (int, error) {
+	how := unix.OpenHow{Flags: uint64(flags), Resolve: resolveBeneath}
 	for try := 0; ; try++ {
 		fd, err := unix.Openat2(dirfd, p, &how)
 		switch {
@@ -81,17 +88,22 @@ func openDirPiece(dirfd int, p string) (int, error) {
 		case err == unix.EAGAIN && try < 8:
 			continue // a rename elsewhere on the file system raced with the walk
 		case err == unix.ENOSYS || err == unix.EAGAIN:
-			return openDirByName(dirfd, p)
+			return openByName(dirfd, p, flags)
 		}
 		return -1, err
 	}
 }
 
-// openDirByName walks p one name at a time, for kernels without openat2.
-func openDirByName(dirfd int, p string) (int, error) {
+// openByName walks p one name at a time, for kernels without openat2.
+func openByName(dirfd int, p string, flags int) (int, error) {
 	fd := dirfd
-	for name := range strings.SplitSeq(p, "/") {
-		nfd, err := openat(fd, name, dirPathFlags, 0)
+	names := strings.Split(p, "/")
+	for i, name := range names {
+		fl := dirPathFlags
+		if i == len(names)-1 {
+			fl = flags
+		}
+		nfd, err := openat(fd, name, fl, 0)
 		if fd != dirfd {
 			unix.Close(fd)
 		}
