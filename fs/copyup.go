@@ -32,8 +32,8 @@ func (n *node) copyUpMeta() syscall.Errno {
 	if n.u.ro {
 		return syscall.EROFS
 	}
-	n.u.nsMu.Lock()
-	defer n.u.nsMu.Unlock()
+	n.u.lockNS()
+	defer n.u.unlockNS()
 	return n.u.errno(n.u.copyUpEntry(n.lower), "copy up", n.lower.Path)
 }
 
@@ -44,9 +44,9 @@ func (n *node) copyUpMeta() syscall.Errno {
 func (n *node) copyUpForOpen(trunc bool) syscall.Errno {
 	u := n.u
 	if !n.hasUpper() {
-		u.nsMu.Lock()
+		u.lockNS()
 		err := u.copyUpFile(n.lower, !trunc)
-		u.nsMu.Unlock()
+		u.unlockNS()
 		if err != nil {
 			return u.errno(err, "copy up", n.lower.Path)
 		}

@@ -125,8 +125,8 @@ var _ = (gofs.NodeMkdirer)((*node)(nil))
 
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	u := n.u
-	u.nsMu.Lock()
-	defer u.nsMu.Unlock()
+	u.lockNS()
+	defer u.unlockNS()
 	ne, errno := n.prepareCreate(name)
 	if errno != 0 {
 		return nil, errno
@@ -152,8 +152,8 @@ var _ = (gofs.NodeMknoder)((*node)(nil))
 
 func (n *node) Mknod(ctx context.Context, name string, mode uint32, rdev uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	u := n.u
-	u.nsMu.Lock()
-	defer u.nsMu.Unlock()
+	u.lockNS()
+	defer u.unlockNS()
 	ne, errno := n.prepareCreate(name)
 	if errno != 0 {
 		return nil, errno
@@ -173,8 +173,8 @@ var _ = (gofs.NodeSymlinker)((*node)(nil))
 
 func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	u := n.u
-	u.nsMu.Lock()
-	defer u.nsMu.Unlock()
+	u.lockNS()
+	defer u.unlockNS()
 	ne, errno := n.prepareCreate(name)
 	if errno != 0 {
 		return nil, errno
@@ -194,8 +194,8 @@ var _ = (gofs.NodeCreater)((*node)(nil))
 
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
 	u := n.u
-	u.nsMu.Lock()
-	defer u.nsMu.Unlock()
+	u.lockNS()
+	defer u.unlockNS()
 	ne, errno := n.prepareCreate(name)
 	if errno != 0 {
 		return nil, nil, 0, errno
@@ -221,8 +221,8 @@ func (n *node) Tmpfile(ctx context.Context, flags uint32, mode uint32, out *fuse
 	if u.ro {
 		return nil, nil, 0, syscall.EROFS
 	}
-	u.nsMu.Lock()
-	defer u.nsMu.Unlock()
+	u.lockNS()
+	defer u.unlockNS()
 	if !n.hasUpper() {
 		if err := u.ensureDir(n.lower.Path); err != nil {
 			return nil, nil, 0, u.errno(err, "copy up", n.lower.Path)
@@ -270,8 +270,8 @@ func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 	if u.ro {
 		return nil, syscall.EROFS
 	}
-	u.nsMu.Lock()
-	defer u.nsMu.Unlock()
+	u.lockNS()
+	defer u.unlockNS()
 	if !t.hasUpper() {
 		if err := u.copyUpEntry(t.lower); err != nil {
 			return nil, u.errno(err, "copy up", t.lower.Path)

@@ -30,8 +30,8 @@ func (n *node) remove(name string, dir bool) syscall.Errno {
 	if u.ro {
 		return syscall.EROFS
 	}
-	u.nsMu.Lock()
-	defer u.nsMu.Unlock()
+	u.lockNS()
+	defer u.unlockNS()
 	dp, errno := n.dirPath()
 	if errno != 0 {
 		return errno

@@ -25,8 +25,8 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 		return syscall.EROFS
 	}
 	exchange := flags&unix.RENAME_EXCHANGE != 0
-	u.nsMu.Lock()
-	defer u.nsMu.Unlock()
+	u.lockNS()
+	defer u.unlockNS()
 
 	sp, errno := n.dirPath()
 	if errno != 0 {

@@ -41,6 +41,7 @@ type union struct {
 	// exclusively, path resolution and path-based reads share it. Lock order:
 	// node.mu before nsMu.
 	nsMu sync.RWMutex
+	dirs dirCache // upper directories open by path; emptied when nsMu is released exclusively
 
 	nextIno atomic.Uint64 // next inode number for a new upper file
 

@@ -3,6 +3,7 @@ package fs
 import (
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,11 +25,13 @@ import (
 // following that link reaches the entry, a symlink included, and nothing
 // beyond it.
 //
-// Only the descriptors of the operation in progress are open (the root's
-// aside): no cache, so no tree is big enough to exhaust descriptors, and
-// nothing can go stale when directories move. Each operation costs one
-// openat2 and one close more than a path-based call would
-// (BenchmarkUpperOps measures requests that pay it).
+// Directories that requests read (lookups, listings, attributes) are kept
+// open in a cache of at most dirCacheSize descriptors, keyed by merged
+// path, so that the lookups of a listing do not walk the path again each.
+// A path names the same directory for as long as nobody changes the
+// namespace, and every change holds nsMu exclusively: releasing it empties
+// the cache (unlockNS), and no reader can hold a cached descriptor then.
+// Everything else is open only for the operation in progress.
 
 // nameMax is the longest name a directory entry may have (NAME_MAX).
 const nameMax = 255
@@ -163,9 +166,38 @@ func openReadDir(dirfd int, name string) (int, error) {
 	return openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 }
 
-// openDir opens the upper directory at merged path p, O_PATH. The root is
-// the mount's own descriptor: release every result with closeDir. Callers
-// hold nsMu (which keeps the root descriptor open).
+// dirCacheSize bounds the directory descriptors a mount keeps open.
+const dirCacheSize = 32
+
+// dirCache holds descriptors of upper directories by merged path, valid
+// until the namespace next changes.
+type dirCache struct {
+	mu  sync.Mutex
+	fds map[string]int
+	set map[int]bool // the descriptors in fds
+}
+
+// lockNS takes nsMu for a change of the upper dir's namespace.
+func (u *union) lockNS() { u.nsMu.Lock() }
+
+// unlockNS releases nsMu after a change, emptying the directory cache: a
+// path may name another directory now.
+func (u *union) unlockNS() {
+	c := &u.dirs
+	c.mu.Lock()
+	for _, fd := range c.fds {
+		unix.Close(fd)
+	}
+	clear(c.fds)
+	clear(c.set)
+	c.mu.Unlock()
+	u.nsMu.Unlock()
+}
+
+// openDir opens the upper directory at merged path p, O_PATH, or finds it
+// in the cache. The root is the mount's own descriptor. Release every
+// result with closeDir, before nsMu. Callers hold nsMu (which keeps the
+// root descriptor and the cache's open).
 func (u *union) openDir(p string) (int, error) {
 	if u.rootFd < 0 {
 		return -1, unix.EROFS
@@ -173,12 +205,42 @@ func (u *union) openDir(p string) (int, error) {
 	if p == "" {
 		return u.rootFd, nil
 	}
-	return openDirBeneath(u.rootFd, p)
+	c := &u.dirs
+	c.mu.Lock()
+	fd, ok := c.fds[p]
+	c.mu.Unlock()
+	if ok {
+		return fd, nil
+	}
+	fd, err := openDirBeneath(u.rootFd, p)
+	if err != nil {
+		return -1, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.fds[p]; ok { // opened meanwhile by another reader
+		unix.Close(fd)
+		return old, nil
+	}
+	if c.fds == nil {
+		c.fds, c.set = map[string]int{}, map[int]bool{}
+	}
+	if len(c.fds) < dirCacheSize {
+		c.fds[p] = fd
+		c.set[fd] = true
+	}
+	return fd, nil
 }
 
 // closeDir releases a descriptor from openDir or at.
 func (u *union) closeDir(fd int) {
-	if fd >= 0 && fd != u.rootFd {
+	if fd < 0 || fd == u.rootFd {
+		return
+	}
+	u.dirs.mu.Lock()
+	cached := u.dirs.set[fd]
+	u.dirs.mu.Unlock()
+	if !cached {
 		unix.Close(fd)
 	}
 }
@@ -193,8 +255,8 @@ func (u *union) at(p string) (int, string, error) {
 
 // closeRoot closes the root descriptor once no operation can use it.
 func (u *union) closeRoot() {
-	u.nsMu.Lock()
-	defer u.nsMu.Unlock()
+	u.lockNS()
+	defer u.unlockNS()
 	if u.rootFd >= 0 {
 		unix.Close(u.rootFd)
 		u.rootFd = -1
