@@ -66,6 +66,17 @@
 // the directories it creates entries in, so a directory that only holds
 // copied-up entries shows unchanged.
 //
+// The server, Diff and WriteLayer reach the upper dir only through
+// descriptors (openat2 with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, the *at
+// calls, /proc/self/fd for what takes no descriptor), never through
+// absolute paths: a path in the mount may be as long as the kernel allows
+// (PATH_MAX counts from the working directory, not from the upper dir), and
+// no symlink in the upper dir leads out of it. A mount keeps the upper dir
+// and at most 32 of its directories open between requests; Diff and
+// WriteLayer hold one descriptor per level of the directory they are in.
+// Names longer than 255 bytes fail with ENAMETOOLONG, as on the upper file
+// system.
+//
 // Diff and WriteLayer read an upper dir with this format from any process,
 // while the mount is live or after it ended. A later mount of the same tree
 // takes an upper dir up again with Options.Resume (a server restarted over
