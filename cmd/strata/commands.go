@@ -40,6 +40,7 @@ func subcommands(g *globals) []*cobra.Command {
 		newCheckCmd(g),
 		newGCCmd(g),
 		newBenchCmd(g),
+		newSnapshotterCmd(g),
 	}
 }
 
