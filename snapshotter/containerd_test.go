@@ -17,7 +17,9 @@ import (
 
 	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/strata-dev/strata/internal/fixtures"
 	"github.com/strata-dev/strata/layerstore"
@@ -64,6 +66,7 @@ type env struct {
 	store    string // strata store root
 	sock     string // snapshotter socket
 	ctdSock  string
+	ns       string // containerd namespace: runc's state is per namespace, shared by every containerd
 	snap     *exec.Cmd
 	snapDone chan error
 }
@@ -95,7 +98,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, dir: dir, store: filepath.Join(dir, "store"), sock: filepath.Join(dir, "s.sock"), ctdSock: filepath.Join(dir, "c.sock")}
+	e := &env{t: t, dir: dir, ns: filepath.Base(dir), store: filepath.Join(dir, "store"), sock: filepath.Join(dir, "s.sock"), ctdSock: filepath.Join(dir, "c.sock")}
 	t.Cleanup(func() {
 		e.stopContainerd()
 		if e.snap != nil && e.snap.Process != nil {
@@ -149,11 +152,23 @@ func (e *env) startSnapshotter() {
 	}
 	e.snap, e.snapDone = cmd, make(chan error, 1)
 	go func() { e.snapDone <- cmd.Wait() }()
-	e.waitSocket(e.sock, e.snapDone)
-	// Ask it something: the socket exists before the server takes calls.
+	// Ready when it answers: a killed server leaves its socket behind.
 	c := e.client()
-	if _, err := c.Usage(context.Background(), &snapshotsapi.UsageRequest{Key: "none"}); err == nil {
-		t.Fatal("usage of a snapshot that does not exist: no error")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := c.Usage(context.Background(), &snapshotsapi.UsageRequest{Key: "none"})
+		if status.Code(err) == codes.NotFound {
+			return
+		}
+		select {
+		case err := <-e.snapDone:
+			log, _ := os.ReadFile(filepath.Join(e.dir, "snapshotter.log"))
+			t.Fatalf("snapshotter exited: %v\n%s", err, log)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("snapshotter not ready in 30 s: usage of a missing snapshot: %v", err)
+		}
 	}
 }
 
@@ -224,7 +239,7 @@ func (e *env) stopContainerd() {
 func (e *env) ctrErr(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "ctr", append([]string{"-a", e.ctdSock}, args...)...)
+	cmd := exec.CommandContext(ctx, "ctr", append([]string{"-a", e.ctdSock, "-n", e.ns}, args...)...)
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Run(); err != nil {
@@ -394,6 +409,7 @@ func TestContainerd_ImportRunCommit(t *testing.T) {
 	fx := fixtures.Dir(t)
 	e.ctr("images", "import", "--snapshotter", "strata", filepath.Join(fx, "demo.docker.tar"))
 	imported := e.snapshotImages()
+	chain := len(e.strataSnapshots())
 	if len(imported) < 2 {
 		t.Fatalf("import stored %d snapshot images in strata, want the image's layers", len(imported))
 	}
@@ -444,6 +460,9 @@ func TestContainerd_ImportRunCommit(t *testing.T) {
 		e.agree()
 		e.ctr("snapshots", "--snapshotter", "strata", "rm", "committed2")
 		e.ctr("containers", "rm", "run2")
+		if left := e.waitSnapshots(chain); len(left) != chain {
+			t.Errorf("after removing the commit and the container, the server holds %v", left)
+		}
 	})
 
 	t.Run("second import transfers nothing", func(t *testing.T) {

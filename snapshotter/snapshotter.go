@@ -157,7 +157,7 @@ func (s *Snapshotter) sessionOptions(r *record, ro bool) session.Options {
 	return session.Options{
 		ID: r.Mount, ReadOnly: ro, Keep: !ro,
 		Suid: true, Dev: true, AllowOther: true,
-		FsName: "strata:snapshot", Logger: s.log,
+		FsName: fsName(r.Mount), Logger: s.log,
 	}
 }
 
@@ -173,6 +173,26 @@ func (s *Snapshotter) mount(ctx context.Context, r *record) error {
 	}
 	s.sessions[r.Name] = sess
 	return nil
+}
+
+// fsName is the source of a snapshot's mount in the mount table; binds of
+// it (a container's root) show the same.
+func fsName(mountID string) string { return "strata:" + mountID }
+
+// boundElsewhere reports whether the mount of session sess is also mounted
+// somewhere else (a running container's root): then it cannot end, since
+// the kernel keeps the file system while any of its mounts lives.
+func boundElsewhere(sess *session.Session) (bool, error) {
+	mi, err := session.ReadMountinfo()
+	if err != nil {
+		return false, err
+	}
+	for _, m := range mi {
+		if m.Source == fsName(sess.ID()) && m.Dir != sess.Dir() {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func (s *Snapshotter) mountDir(id string) string { return filepath.Join(s.dir, "mnt", id) }
@@ -201,13 +221,23 @@ func (s *Snapshotter) scratch(ctx context.Context) (digest.Digest, error) {
 }
 
 // Close ends every mount this process serves. Active snapshots keep their
-// top layers for the next Open; a mount still in use (a running container)
-// is left to that Open, which detaches it.
+// top layers for the next Open; a mount a running container uses is left
+// as a server killed would leave it (the container sees its root file
+// system gone), and the next Open detaches it and serves the top layer
+// again.
 func (s *Snapshotter) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var errs []error
 	for name, sess := range s.sessions {
+		busy, err := boundElsewhere(sess)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if busy {
+			s.log.Warn("snapshot mount in use by a container: left for the next start", "snapshot", name, "dir", sess.Dir())
+			continue
+		}
 		if err := sess.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("snapshot %q: %w", name, err))
 		}
@@ -322,6 +352,9 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, labels map[s
 	if sess == nil {
 		return fmt.Errorf("snapshot %q: its mount is not served: %w", key, ErrPrecondition)
 	}
+	if err := s.notInUse(key, sess); err != nil {
+		return err
+	}
 	rec := sess.Record()
 	img, err := session.Commit(ctx, s.st, &rec, session.CommitOptions{Names: []string{tagOf(name)}, CreatedBy: "containerd commit " + name})
 	if err != nil {
@@ -341,6 +374,19 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, labels map[s
 		return err
 	}
 	return s.unmount(key, r)
+}
+
+// notInUse refuses to end the mount of snapshot key while a container
+// uses it.
+func (s *Snapshotter) notInUse(key string, sess *session.Session) error {
+	busy, err := boundElsewhere(sess)
+	if err != nil {
+		return err
+	}
+	if busy {
+		return fmt.Errorf("snapshot %q is mounted elsewhere (a running container's root): %w", key, layerstore.ErrInUse)
+	}
+	return nil
 }
 
 // unmount ends the session of r and deletes its top layer and mountpoint.
@@ -371,6 +417,11 @@ func (s *Snapshotter) unmount(name string, r *record) error {
 func (s *Snapshotter) Remove(ctx context.Context, key string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if sess := s.sessions[key]; sess != nil {
+		if err := s.notInUse(key, sess); err != nil {
+			return err
+		}
+	}
 	var r *record
 	if err := s.db.Update(func(tx *bolt.Tx) error {
 		var err error

@@ -1,0 +1,89 @@
+package snapshotter_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
+
+	"github.com/strata-dev/strata/internal/fixtures"
+)
+
+// activeKey is the server's name of the active snapshot of container id.
+func (e *env) activeKey(id string) string {
+	e.t.Helper()
+	for name, k := range e.strataSnapshots() {
+		if k == snapshotsapi.Kind_ACTIVE && strings.HasSuffix(name, "/"+id) {
+			return name
+		}
+	}
+	e.t.Fatalf("no active snapshot of container %s", id)
+	return ""
+}
+
+// readInSnapshot reads file p of active snapshot key through its mount.
+func (e *env) readInSnapshot(key, p string) string {
+	e.t.Helper()
+	r, err := e.client().Mounts(context.Background(), &snapshotsapi.MountsRequest{Key: key})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if len(r.Mounts) != 1 || r.Mounts[0].Type != "bind" {
+		e.t.Fatalf("mounts of %s: %v, want one bind mount", key, r.Mounts)
+	}
+	b, err := os.ReadFile(filepath.Join(r.Mounts[0].Source, p))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return string(b)
+}
+
+// restart stops the snapshotter (with sig) and starts it again.
+func (e *env) restart(sig syscall.Signal) {
+	e.t.Helper()
+	if err := e.snap.Process.Signal(sig); err != nil {
+		e.t.Fatal(err)
+	}
+	<-e.snapDone
+	e.startSnapshotter()
+}
+
+// A snapshotter killed or stopped while a container runs comes back with
+// the container's top layer as it was, and containerd and strata agree.
+func TestContainerd_RestartWhileRunning(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			e := newEnv(t)
+			e.ctr("images", "import", "--snapshotter", "strata", filepath.Join(fixtures.Dir(t), "demo.docker.tar"))
+			e.ctr("run", "-d", "--snapshotter", "strata", image, "run3", "busybox", "sleep", "1000")
+			e.ctr("tasks", "exec", "--exec-id", "w", "run3", "sh", "-c", "echo kept > /kept")
+			key := e.activeKey("run3")
+
+			e.restart(sig)
+			e.agree()
+			e.check()
+			if got := e.readInSnapshot(key, "kept"); got != "kept\n" {
+				t.Errorf("after the restart the top layer has /kept = %q, want %q", got, "kept\n")
+			}
+
+			e.ctr("tasks", "kill", "-s", "KILL", "run3")
+			e.ctr("tasks", "delete", "run3")
+			e.ctr("containers", "rm", "run3")
+			committed := 0
+			for _, k := range e.strataSnapshots() {
+				if k == snapshotsapi.Kind_COMMITTED {
+					committed++
+				}
+			}
+			if left := e.waitSnapshots(committed); len(left) != committed {
+				t.Errorf("after removing the container the server holds %v", left)
+			}
+			e.agree()
+			e.check()
+		})
+	}
+}
