@@ -51,7 +51,12 @@ func serveMain(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if err := snapshotter.Serve(ctx, sn, args[1]); err != nil {
+	l, err := snapshotter.Listen(args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := snapshotter.Serve(ctx, sn, l); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

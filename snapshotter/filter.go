@@ -64,8 +64,8 @@ func (f filter) match(i Info) bool {
 			if !ok || v != t.value {
 				return false
 			}
-		case "!=":
-			if ok && v == t.value {
+		case "!=": // an absent field is "", as containerd has it
+			if v == t.value {
 				return false
 			}
 		case "~=":
@@ -82,7 +82,7 @@ func fieldOf(i Info, path []string) (string, bool) {
 	case len(path) == 1 && path[0] == "name":
 		return i.Name, true
 	case len(path) == 1 && path[0] == "parent":
-		return i.Parent, i.Parent != ""
+		return i.Parent, true
 	case len(path) == 1 && path[0] == "kind":
 		return i.Kind.String(), true
 	case len(path) >= 2 && path[0] == "labels":

@@ -433,7 +433,7 @@ func (s *Snapshotter) Remove(ctx context.Context, key string) error {
 			return err
 		}
 		if kids {
-			return fmt.Errorf("snapshot %q has children: %w", key, ErrPrecondition)
+			return fmt.Errorf("cannot remove snapshot %q: it has children: %w", key, ErrPrecondition)
 		}
 		return snapshots(tx).Delete([]byte(key))
 	}); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os/signal"
 	"syscall"
 
@@ -46,7 +47,11 @@ active ones come back when the snapshotter starts again.`,
 			if err != nil {
 				return err
 			}
-			return snapshotter.Serve(ctx, sn, o.address)
+			l, err := snapshotter.Listen(o.address)
+			if err != nil {
+				return errors.Join(err, sn.Close())
+			}
+			return snapshotter.Serve(ctx, sn, l)
 		},
 	}
 	cmd.Flags().StringVar(&o.address, "address", "/run/strata/snapshotter.sock", "unix socket to serve on")
