@@ -18,6 +18,11 @@
 // containerd a bind mount of that FUSE mount. Commit writes the top layer as
 // a layer through session.Commit (whiteouts and all) and removes the mount.
 //
+// A Prepare whose target chain (label containerd.io/snapshot.ref) strata
+// already stores, from strata load or pull, is answered ErrAlreadyExists
+// with the committed snapshot made from the stored layers: containerd's
+// unpacker (pull) then neither fetches nor applies the layer.
+//
 // Crash safety: the record is written before the mount (Prepare) and
 // deleted before the image (Remove); a commit stores the tagged image, then
 // swaps the records in one transaction, then removes the mount. Open

@@ -263,6 +263,15 @@ func (s *Snapshotter) create(ctx context.Context, kind Kind, key, parent string,
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if kind == KindActive {
+		ok, err := s.stored(ctx, key, parent, labels)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return nil, fmt.Errorf("snapshot %q: strata stores its target %s: %w", key, labels[labelTarget], layerstore.ErrExists)
+		}
+	}
 	now := time.Now().UTC()
 	r := &record{Info: Info{Name: key, Parent: parent, Kind: kind, Labels: labels, Created: now, Updated: now}, Mount: mountPrefix + session.NewID()}
 	if parent == "" {
