@@ -56,6 +56,9 @@ func serveInProcess(t *testing.T, st *layerstore.Store) snapshotsapi.SnapshotsCl
 	if err != nil {
 		t.Fatal(err)
 	}
+	if fi, err := os.Stat(filepath.Join(dir, "s.sock")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("socket: %v, %v; want mode 0600 (containerd runs as root, no one else may call)", fi.Mode(), err)
+	}
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- snapshotter.Serve(ctx, sn, l) }()
