@@ -25,8 +25,8 @@ func (e *env) activeKey(id string) string {
 	return ""
 }
 
-// readInSnapshot reads file p of active snapshot key through its mount.
-func (e *env) readInSnapshot(key, p string) string {
+// mountSource is the directory the bind mount of snapshot key names.
+func (e *env) mountSource(key string) string {
 	e.t.Helper()
 	r, err := e.client().Mounts(context.Background(), &snapshotsapi.MountsRequest{Key: key})
 	if err != nil {
@@ -35,7 +35,13 @@ func (e *env) readInSnapshot(key, p string) string {
 	if len(r.Mounts) != 1 || r.Mounts[0].Type != "bind" {
 		e.t.Fatalf("mounts of %s: %v, want one bind mount", key, r.Mounts)
 	}
-	b, err := os.ReadFile(filepath.Join(r.Mounts[0].Source, p))
+	return r.Mounts[0].Source
+}
+
+// readInSnapshot reads file p of active snapshot key through its mount.
+func (e *env) readInSnapshot(key, p string) string {
+	e.t.Helper()
+	b, err := os.ReadFile(filepath.Join(e.mountSource(key), p))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -52,8 +58,9 @@ func (e *env) restart(sig syscall.Signal) {
 	e.startSnapshotter()
 }
 
-// A snapshotter killed or stopped while a container runs comes back with
-// the container's top layer as it was, and containerd and strata agree.
+// A snapshotter killed or stopped while a container runs and an unpack is
+// half done comes back with
+// both top layers as they were, and containerd and strata agree.
 func TestContainerd_RestartWhileRunning(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
@@ -62,6 +69,13 @@ func TestContainerd_RestartWhileRunning(t *testing.T) {
 			e.ctr("run", "-d", "--snapshotter", "strata", image, "run3", "busybox", "sleep", "1000")
 			e.ctr("tasks", "exec", "--exec-id", "w", "run3", "sh", "-c", "echo kept > /kept")
 			key := e.activeKey("run3")
+			// An unpack in progress: prepared, written, not committed.
+			e.ctr("snapshots", "--snapshotter", "strata", "prepare", "unpacking", "")
+			unpacking := e.activeKey("unpacking")
+			src := e.mountSource(unpacking)
+			if err := os.WriteFile(filepath.Join(src, "half"), []byte("applied\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
 
 			e.restart(sig)
 			e.agree()
@@ -69,6 +83,11 @@ func TestContainerd_RestartWhileRunning(t *testing.T) {
 			if got := e.readInSnapshot(key, "kept"); got != "kept\n" {
 				t.Errorf("after the restart the top layer has /kept = %q, want %q", got, "kept\n")
 			}
+			if got := e.readInSnapshot(unpacking, "half"); got != "applied\n" {
+				t.Errorf("after the restart the unpack has /half = %q, want %q", got, "applied\n")
+			}
+			e.ctr("snapshots", "--snapshotter", "strata", "commit", "unpacked", "unpacking")
+			e.ctr("snapshots", "--snapshotter", "strata", "rm", "unpacked")
 
 			e.ctr("tasks", "kill", "-s", "KILL", "run3")
 			e.ctr("tasks", "delete", "run3")
