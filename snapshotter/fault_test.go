@@ -59,8 +59,8 @@ func (e *env) restart(sig syscall.Signal) {
 }
 
 // A snapshotter killed or stopped while a container runs and an unpack is
-// half done comes back with
-// both top layers as they were, and containerd and strata agree.
+// half done comes back with both top layers as they were, and containerd
+// and strata agree.
 func TestContainerd_RestartWhileRunning(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
