@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,22 +44,38 @@ func startMountImage(t *testing.T, root, image string, args ...string) (string, 
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// Ready is the server's "mounted on" line, printed once fs.Mount has
+	// returned: not the mount table, where the mount shows up before
+	// go-fuse has taught the kernel that it answers no POLL. Opening a
+	// file of the mount from this process before then makes the Go
+	// runtime's epoll_ctl wait for a POLL answer that the server, whose
+	// goroutines need that very thread's P, may never send.
+	ready := make(chan struct{})
 	done := make(chan result, 1)
-	go func() { done <- runStrata(t, root, "", append(append([]string{"mount"}, args...), image, dir)...) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if fstype, _ := mountedAt(t, dir); fstype == "fuse.strata" {
-			break
+	go func() {
+		cmd := newRootCmd()
+		var out bytes.Buffer
+		errw := &lineSignal{want: "mounted on", signal: ready}
+		cmd.SetOut(&out)
+		cmd.SetErr(errw)
+		cmd.SetIn(strings.NewReader(""))
+		cmd.SetArgs(append([]string{"--root", root, "--lock-timeout", "5", "mount"}, append(args, image, dir)...))
+		err := cmd.Execute()
+		r := result{err: err, stdout: out.String(), stderr: errw.String()}
+		if err != nil {
+			r.code = exitCode(err)
 		}
-		select {
-		case r := <-done:
-			t.Fatalf("mount ended: %v\n%s", r.err, r.stderr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("mount did not come up")
-		}
-		time.Sleep(10 * time.Millisecond)
+		done <- r
+	}()
+	select {
+	case <-ready:
+	case r := <-done:
+		t.Fatalf("mount ended: %v\n%s", r.err, r.stderr)
+	case <-time.After(20 * time.Second):
+		t.Fatal("mount did not come up")
+	}
+	if fstype, _ := mountedAt(t, dir); fstype != "fuse.strata" {
+		t.Fatalf("the server says mounted, the mount table says %q", fstype)
 	}
 	t.Cleanup(func() {
 		if _, ok := mountedAt(t, dir); ok {
@@ -244,4 +262,31 @@ func TestUmount_Detached_TopLayerGoneOnReturn(t *testing.T) {
 	if _, ok := mountedAt(t, dir); ok {
 		t.Errorf("%s still mounted", dir)
 	}
+}
+
+// lineSignal is a writer that closes signal once what it was given
+// contains want.
+type lineSignal struct {
+	mu     sync.Mutex
+	b      bytes.Buffer
+	want   string
+	signal chan struct{}
+	done   bool
+}
+
+func (l *lineSignal) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.Write(p)
+	if !l.done && strings.Contains(l.b.String(), l.want) {
+		l.done = true
+		close(l.signal)
+	}
+	return len(p), nil
+}
+
+func (l *lineSignal) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
