@@ -26,7 +26,10 @@
 // open, the kernel allows no open of that inode other than with the same
 // backing file, so an open for writing in that window fails with ETXTBSY
 // (as for a running executable); this is why small files, the ones written
-// in place, do not use passthrough. A read-only handle opened before a
+// in place, do not use passthrough. The kernel sends the RELEASE of a closed
+// reader on its own time, so an open for writing waits up to half a second
+// for the readers to go before it says ETXTBSY: a writer right after a
+// reader's close(2) succeeds. A read-only handle opened before a
 // copy-up reads the upper file afterwards, so it sees later writes, unless
 // it is a passthrough handle, which goes on reading the object.
 //

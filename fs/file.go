@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -49,6 +50,9 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	defer n.mu.Unlock()
 	if write {
 		if n.ptOpen > 0 {
+			n.waitPassthroughRelease(ctx)
+		}
+		if n.ptOpen > 0 {
 			// The kernel lets an inode with passthrough opens have no
 			// other kind of open, and a write handle must never pass
 			// through to the object.
@@ -85,9 +89,33 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	// not see what a metacopy has beyond the object's end.
 	if u.passthrough.Load() && !n.hasUpper() && e.Size >= passthroughMinSize {
 		h.pt = true
+		if n.ptOpen == 0 {
+			n.ptDone = make(chan struct{})
+		}
 		n.ptOpen++
 	}
 	return h, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
+}
+
+// ptReleaseGrace is how long an open for writing waits for passthrough
+// readers to go: the kernel sends the RELEASE of a closed file on its own
+// time, so a writer right after a reader's close(2) would otherwise meet a
+// reader that is gone.
+const ptReleaseGrace = 500 * time.Millisecond
+
+// waitPassthroughRelease waits (n.mu held, released meanwhile) up to
+// ptReleaseGrace for n's passthrough handles to be released.
+func (n *node) waitPassthroughRelease(ctx context.Context) {
+	done := n.ptDone
+	n.mu.Unlock()
+	defer n.mu.Lock()
+	t := time.NewTimer(ptReleaseGrace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // dataEntry is the lower entry whose object holds n's data: its own while it
@@ -311,6 +339,9 @@ func (h *objectFile) Release(ctx context.Context) syscall.Errno {
 	if h.pt {
 		h.n.mu.Lock()
 		h.n.ptOpen--
+		if h.n.ptOpen == 0 {
+			close(h.n.ptDone)
+		}
 		h.n.mu.Unlock()
 	}
 	h.mu.Lock()

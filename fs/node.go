@@ -29,8 +29,9 @@ type node struct {
 	// directory it merges while it merges one. nil for inodes the mount made.
 	lower *layerstore.Entry
 
-	mu     sync.Mutex // serializes opens and data copy-up of this inode
-	ptOpen int        // open passthrough handles on the lower object (mu)
+	mu     sync.Mutex    // serializes opens and data copy-up of this inode
+	ptOpen int           // open passthrough handles on the lower object (mu)
+	ptDone chan struct{} // closed when ptOpen drops to 0 (mu)
 
 	fmu   sync.Mutex
 	files map[*upperFile]struct{} // open upper handles: fd-based access to unlinked files
