@@ -3,7 +3,8 @@
 # builds a 5-layer demo image from files already on the machine (busybox,
 # with umoci and skopeo), loads it into the default store, lists it, mounts it
 # as a directory, looks inside and runs the image's shell there, writes to the
-# ephemeral top layer, unmounts and checks the store.
+# ephemeral top layer, unmounts, runs the image as a container under runc,
+# and checks the store.
 #
 #   bash .ci/demo.sh            # store: $STRATA_ROOT, else /var/lib/strata
 #   KEEP_MOUNTED=1 bash .ci/demo.sh   # leave the mount up at /tmp/strata-demo/mnt
@@ -19,9 +20,12 @@ command -v umoci >/dev/null || need+=(umoci)
 command -v skopeo >/dev/null || need+=(skopeo)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v setfattr >/dev/null || need+=(attr)
+command -v runc >/dev/null || need+=(runc)
+command -v slirp4netns >/dev/null || need+=(slirp4netns)
+command -v ip >/dev/null || need+=(iproute2)
 if ((${#need[@]})); then
   apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  NEEDRESTART_MODE=a DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" </dev/null >/dev/null
 fi
 
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
@@ -50,6 +54,7 @@ if [ -n "${KEEP_MOUNTED:-}" ]; then
   exit 0
 fi
 step "$strata" umount "$mnt"
+step "$strata" run --rm --name demo-run demo -c 'echo "hello from a container: $(id -u)@$(hostname), $(ls /sys/class/net | tr "\n" " ")"'
 step "$strata" check
 [ ! -e "$mnt/tmp/new-file" ] || { echo "top layer survived unmount" >&2; exit 1; }
-echo; echo "demo ok: image loaded, mounted, written, unmounted; store clean"
+echo; echo "demo ok: image loaded, mounted, written, unmounted, run as a container; store clean"
