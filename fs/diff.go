@@ -45,12 +45,26 @@ func (c Change) String() string { return string(c.Kind) + " /" + c.Path }
 // it where the walk passed it, so every directory comes before its entries.) Diff reads the upper dir only, so it works from another
 // process while the mount is live or after it ended.
 func Diff(upper string, tree *layerstore.Tree) ([]Change, error) {
+	return DiffSkipping(upper, tree, nil)
+}
+
+// Skip names paths (merged, without a leading slash) that Diff and
+// WriteLayer leave out when the upper dir only added them empty: an empty
+// regular file or directory the tree has not. A container's runtime makes
+// such mountpoints (/proc, /etc/hosts, a volume's path) in its root; docker
+// keeps them in an init layer below the container's, so that they are no
+// change of the container's.
+type Skip func(path string) bool
+
+// DiffSkipping is Diff leaving out what skip names and the upper dir only
+// added, empty.
+func DiffSkipping(upper string, tree *layerstore.Tree, skip Skip) ([]Change, error) {
 	root, err := openUpperRoot("diff", upper)
 	if err != nil {
 		return nil, err
 	}
 	defer unix.Close(root)
-	d := &differ{tree: tree, listed: map[string]bool{}, at: map[string]int{}}
+	d := &differ{tree: tree, skip: skip, listed: map[string]bool{}, at: map[string]int{}}
 	if err := d.walk(root, "", true); err != nil {
 		return nil, fmt.Errorf("diff %s: %w", upper, err)
 	}
@@ -72,6 +86,7 @@ func openUpperRoot(op, upper string) (int, error) {
 
 type differ struct {
 	tree    *layerstore.Tree
+	skip    Skip
 	changes []Change
 	listed  map[string]bool // directories already listed
 	at      map[string]int  // unlisted directories being walked: where in changes they belong
@@ -136,6 +151,11 @@ func (d *differ) entry(dirfd int, p string, ue *upperEntry, merged bool) error {
 			d.add(ChangeDelete, cp, false, false)
 		}
 		return nil
+	}
+	if !inTree {
+		if skipped, err := skipEmpty(d.skip, dirfd, cp, ue); skipped || err != nil {
+			return err
+		}
 	}
 	kind := byte(ChangeAdd)
 	isDir := ue.st.Mode&unix.S_IFMT == unix.S_IFDIR
@@ -233,4 +253,35 @@ func sameDirMeta(dirfd int, name string, st *unix.Stat_t, te *layerstore.Entry) 
 		return true, nil
 	}
 	return maps.Equal(x, te.Xattrs), nil
+}
+
+// skipEmpty says whether upper entry ue (at merged path p, which the tree
+// has not, in dirfd) is one skip names and is empty: a regular file of no
+// bytes, or a directory holding nothing but such entries (the directories
+// made on the way to a deeper mountpoint).
+func skipEmpty(skip Skip, dirfd int, p string, ue *upperEntry) (bool, error) {
+	if skip == nil || ue.whiteout || !skip(p) {
+		return false, nil
+	}
+	switch ue.st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		return ue.st.Size == 0 && ue.metacopy == "", nil
+	case unix.S_IFDIR:
+		fd, err := openat(dirfd, ue.name, dirPathFlags, 0)
+		if err != nil {
+			return false, &os.PathError{Op: "open", Path: p, Err: err}
+		}
+		defer unix.Close(fd)
+		ents, err := readUpperDir(fd, p)
+		if err != nil || ue.opaque {
+			return false, err
+		}
+		for i := range ents {
+			if ok, err := skipEmpty(skip, fd, joinPath(p, ents[i].name), &ents[i]); !ok || err != nil {
+				return false, err
+			}
+		}
+		return true, nil
+	}
+	return false, nil
 }

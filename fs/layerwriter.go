@@ -30,7 +30,13 @@ import (
 // go on changing it, so callers wanting a consistent layer stop writers
 // first.
 func WriteLayer(w io.Writer, upper string, tree *layerstore.Tree, objects func(digest.Digest) string) error {
-	lw := &layerWriter{tw: tar.NewWriter(w), tree: tree, objects: objects, links: map[uint64]string{}}
+	return WriteLayerSkipping(w, upper, tree, objects, nil)
+}
+
+// WriteLayerSkipping is WriteLayer leaving out what skip names and the upper
+// dir only added, empty (see Skip).
+func WriteLayerSkipping(w io.Writer, upper string, tree *layerstore.Tree, objects func(digest.Digest) string, skip Skip) error {
+	lw := &layerWriter{tw: tar.NewWriter(w), tree: tree, objects: objects, skip: skip, links: map[uint64]string{}}
 	root, err := openUpperRoot("write layer", upper)
 	if err != nil {
 		return err
@@ -65,6 +71,7 @@ func WriteLayer(w io.Writer, upper string, tree *layerstore.Tree, objects func(d
 type layerWriter struct {
 	tw      *tar.Writer
 	tree    *layerstore.Tree
+	skip    Skip
 	objects func(digest.Digest) string
 	links   map[uint64]string // upper inode -> first path written, for hard links
 
@@ -87,6 +94,13 @@ func (lw *layerWriter) walk(dirfd int, p string, merged bool) error {
 		ue := &ents[i]
 		cp := joinPath(p, ue.name)
 		te, inTree := lw.tree.Lookup(cp)
+		if !inTree {
+			if skipped, err := skipEmpty(lw.skip, dirfd, cp, ue); err != nil {
+				return err
+			} else if skipped {
+				continue
+			}
+		}
 		isDir := ue.st.Mode&unix.S_IFMT == unix.S_IFDIR
 		if !isDir && !ue.whiteout {
 			if lw.planning && ue.st.Nlink <= 1 {

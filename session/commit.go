@@ -17,6 +17,11 @@ import (
 // while the mount is live or after its server is gone. A read-only mount
 // has none.
 func Diff(st *layerstore.Store, m *layerstore.MountRecord) ([]fs.Change, error) {
+	return DiffSkipping(st, m, nil)
+}
+
+// DiffSkipping is Diff leaving out the mountpoints skip names (fs.Skip).
+func DiffSkipping(st *layerstore.Store, m *layerstore.MountRecord, skip fs.Skip) ([]fs.Change, error) {
 	if m.ReadOnly {
 		return nil, nil
 	}
@@ -24,7 +29,7 @@ func Diff(st *layerstore.Store, m *layerstore.MountRecord) ([]fs.Change, error) 
 	if err != nil {
 		return nil, err
 	}
-	return fs.Diff(UpperDir(st, m.ID), tree)
+	return fs.DiffSkipping(UpperDir(st, m.ID), tree, skip)
 }
 
 // CommitOptions describe the image Commit makes.
@@ -38,6 +43,11 @@ type CommitOptions struct {
 	// CreatedBy is the history entry's created_by. Default "strata commit
 	// DIR".
 	CreatedBy string
+	// Config, if set, replaces the image config's Config (a container's
+	// run settings become the new image's, as docker commit does).
+	Config *ocispec.ImageConfig
+	// Skip leaves out mountpoints the upper dir only added, empty (fs.Skip).
+	Skip fs.Skip
 }
 
 // Commit turns the changes of mount m into a new layer on its image and
@@ -61,7 +71,7 @@ func Commit(ctx context.Context, st *layerstore.Store, m *layerstore.MountRecord
 	layer := layerstore.NewLayer{
 		Open: func() (io.ReadCloser, error) {
 			pr, pw := io.Pipe()
-			go func() { pw.CloseWithError(fs.WriteLayer(pw, upper, tree, st.ObjectPath)) }()
+			go func() { pw.CloseWithError(fs.WriteLayerSkipping(pw, upper, tree, st.ObjectPath, o.Skip)) }()
 			return pr, nil
 		},
 		History: ocispec.History{
@@ -77,6 +87,9 @@ func Commit(ctx context.Context, st *layerstore.Store, m *layerstore.MountRecord
 		Edit: func(cfg *ocispec.Image) error {
 			if o.Author != "" {
 				cfg.Author = o.Author
+			}
+			if o.Config != nil {
+				cfg.Config = *o.Config
 			}
 			return nil
 		},

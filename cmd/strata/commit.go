@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+	"github.com/strata-dev/strata/container"
 	"github.com/strata-dev/strata/layerstore"
 	"github.com/strata-dev/strata/session"
 )
@@ -16,9 +17,10 @@ type commitOptions struct {
 func newCommitCmd(g *globals) *cobra.Command {
 	o := &commitOptions{}
 	cmd := &cobra.Command{
-		Use:   "commit [OPTIONS] DIR [REPOSITORY[:TAG]]",
-		Short: "Create a new image from a mount's changes",
-		Long: `Turn the changes of the mount on DIR (or the mount of that ID) into a new layer
+		Use:   "commit [OPTIONS] CONTAINER|DIR [REPOSITORY[:TAG]]",
+		Short: "Create a new image from a container's or a mount's changes",
+		Long: `Turn the changes of a container (its name or ID), or of the mount on DIR (or
+the mount of that ID), into a new layer
 on top of its image, and store the result as a new image with a history entry,
 named REPOSITORY[:TAG] if given (else it is dangling). Prints the new image's
 ID. The mount goes on as it was.
@@ -51,11 +53,19 @@ func runCommit(cmd *cobra.Command, g *globals, o *commitOptions, args []string) 
 		}
 		names = []string{name}
 	}
-	s, err := g.openStore()
+	s, c, err := g.openContainers()
 	if err != nil {
 		return err
 	}
 	defer s.Close()
+	if _, err := c.Records().Get(args[0]); err == nil {
+		img, err := c.Commit(cmd.Context(), args[0], container.CommitOptions{Names: names, Message: o.message, Author: o.author})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), img.ID)
+		return nil
+	}
 	rec, err := session.Find(s, args[0])
 	if err != nil {
 		return err

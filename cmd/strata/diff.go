@@ -4,6 +4,9 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/strata-dev/strata/fs"
+	"github.com/strata-dev/strata/layerstore"
 	"github.com/strata-dev/strata/session"
 )
 
@@ -12,9 +15,10 @@ type diffOptions struct{}
 func newDiffCmd(g *globals) *cobra.Command {
 	o := &diffOptions{}
 	cmd := &cobra.Command{
-		Use:   "diff DIR",
-		Short: "Inspect changes to files or directories of a mount",
-		Long: `List the changes the mount on DIR (or the mount of that ID) made to its image,
+		Use:   "diff CONTAINER|DIR",
+		Short: "Inspect changes to files or directories of a container or a mount",
+		Long: `List the changes a container (its name or ID), or the mount on DIR (or the
+mount of that ID), made to its image,
 as docker diff does: A for an added path, C for a changed one, D for a deleted
 one. A directory is listed when its own attributes changed or an entry was
 added to or deleted from it. Works while the mount is live, and on a mount
@@ -30,16 +34,20 @@ whose server is gone.`,
 }
 
 func runDiff(cmd *cobra.Command, g *globals, _ *diffOptions, arg string) error {
-	s, err := g.openStore()
+	s, c, err := g.openContainers()
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	rec, err := session.Find(s, arg)
-	if err != nil {
-		return err
+	var changes []fs.Change
+	if _, cerr := c.Records().Get(arg); cerr == nil {
+		changes, err = c.Diff(arg)
+	} else {
+		var rec *layerstore.MountRecord
+		if rec, err = session.Find(s, arg); err == nil {
+			changes, err = session.Diff(s, rec)
+		}
 	}
-	changes, err := session.Diff(s, rec)
 	if err != nil {
 		return err
 	}

@@ -60,6 +60,15 @@ func TestRun_AttachedKeepsItsLayerUntilRm(t *testing.T) {
 	if got := mustRun(t, root, "logs", "kk"); got != "first\nagain\n" {
 		t.Errorf("logs: %q", got)
 	}
+	if got := mustRun(t, root, "diff", "kk"); got != "A /f\n" {
+		t.Errorf("diff of the container: %q (the runtime's mountpoints are no change)", got)
+	}
+	mustRun(t, root, "commit", "kk", "kk:committed")
+	// The image runs the container's command (which exits 3), on its layer.
+	if r := runStrata(t, root, "", "run", "--rm", "kk:committed"); r.stdout != "again\n" || r.code != 3 {
+		t.Errorf("a container of the committed image: %q, exit %d", r.stdout, r.code)
+	}
+	mustRun(t, root, "rmi", "kk:committed")
 	if got := mustRun(t, root, "rm", "kk"); got != "kk\n" {
 		t.Errorf("rm printed %q", got)
 	}
