@@ -26,7 +26,7 @@ var demoConfig = ocispec.ImageConfig{
 }
 
 // testRootfs is a plain copy of the fixture image's root file system.
-func testRootfs(t *testing.T) string {
+func testRootfs(t testing.TB) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: runc, namespaces")

@@ -100,11 +100,14 @@ func (c *Containers) Create(ctx context.Context, ref string, o CreateOptions) (*
 	if len(o.Ports) > 0 && o.Network != NetworkPrivate {
 		return nil, fmt.Errorf("published ports need the %s network (the container has network %s)", NetworkPrivate, o.Network)
 	}
+	id := NewID()
 	rec := &Record{
+		ID:          id,
 		Name:        o.Name,
 		Image:       img.ID,
 		ImageRef:    ref,
 		Created:     time.Now().UTC(),
+		MountID:     id[:12], // named before it exists: rm finds it after any crash
 		Options:     o.Options,
 		Config:      img.Config.Config,
 		AutoRemove:  o.AutoRemove,
@@ -130,22 +133,13 @@ func (c *Containers) Create(ctx context.Context, ref string, o CreateOptions) (*
 	fail := func(err error) (*Record, error) {
 		return nil, errors.Join(err, c.remove(rec))
 	}
-	rootfs := c.rootfs(rec.ID)
-	if err := os.Mkdir(rootfs, 0o755); err != nil {
+	if err := os.Mkdir(c.rootfs(rec.ID), 0o755); err != nil {
 		return fail(err)
 	}
-	s, err := session.Start(ctx, c.st, img.ID.String(), rootfs, c.sessionOptions(rec))
-	if err != nil {
-		return fail(err)
-	}
-	rec.MountID = s.ID()
-	if err := s.Close(); err != nil { // kept: the top layer waits for Start
-		return fail(err)
-	}
-	if rec, err = c.records.Update(rec.ID, func(r *Record) error {
-		r.MountID = s.ID()
-		return nil
-	}); err != nil {
+	// The top layer waits, unmounted, for the first start.
+	so := c.sessionOptions(rec)
+	so.ID = rec.MountID
+	if _, err := session.Prepare(ctx, c.st, img.ID.String(), so); err != nil {
 		return fail(err)
 	}
 	return rec, nil

@@ -51,7 +51,7 @@ func TestMain(m *testing.M) {
 
 // openContainers opens a store holding the fixture image as demo:latest
 // and its containers; the test's cleanup checks the store.
-func openContainers(t *testing.T) (*Containers, *layerstore.Store) {
+func openContainers(t testing.TB) (*Containers, *layerstore.Store) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: FUSE mounts, runc")

@@ -25,6 +25,8 @@ var storeErrnos = []struct {
 	{layerstore.ErrCorrupt, syscall.EIO},
 	{layerstore.ErrDigestMismatch, syscall.EIO},
 	{layerstore.ErrSizeMismatch, syscall.EIO},
+	{layerstore.ErrUnknownFormat, syscall.EINVAL},
+	{layerstore.ErrMissingBlob, syscall.EIO},
 }
 
 // toErrno is the one place where Go errors become the errno a FUSE request

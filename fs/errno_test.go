@@ -31,6 +31,8 @@ func TestToErrno_StoreSentinels(t *testing.T) {
 		"ErrInvalid":        layerstore.ErrInvalid,
 		"ErrInUse":          layerstore.ErrInUse,
 		"ErrLocked":         layerstore.ErrLocked,
+		"ErrUnknownFormat":  layerstore.ErrUnknownFormat,
+		"ErrMissingBlob":    layerstore.ErrMissingBlob,
 	}
 	declared := declaredSentinels(t, filepath.Join("..", "layerstore"))
 	if len(declared) == 0 {

@@ -238,3 +238,60 @@ func TestResume_NotKept(t *testing.T) {
 		t.Errorf("Resume of a mount that is not kept: %v, want invalid", err)
 	}
 }
+
+// Prepare makes a kept top layer nobody serves; the first Resume mounts it
+// as new (the root has the image's attributes), later ones keep what was
+// written; Remove deletes it.
+func TestPrepare_ResumeRemove(t *testing.T) {
+	needFUSE(t)
+	st := openStore(t)
+	ctx := context.Background()
+	rec, err := session.Prepare(ctx, st, "demo", session.Options{ID: "prepared1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.PID != 0 || !rec.Keep || rec.Running() {
+		t.Errorf("prepared lease: %+v", rec)
+	}
+	if got := leases(t, st); len(got) != 1 {
+		t.Fatalf("leases after Prepare: %v", got)
+	}
+	dir := mountDir(t)
+	s, err := session.Resume(ctx, st, "prepared1", dir, session.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var root, ref syscall.Stat_t
+	if err := syscall.Stat(dir, &root); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Stat(rootfs(t), &ref); err != nil {
+		t.Fatal(err)
+	}
+	if root.Mode != ref.Mode || root.Uid != ref.Uid {
+		t.Errorf("root of a prepared mount: mode %o uid %d, the image's %o %d", root.Mode, root.Uid, ref.Mode, ref.Uid)
+	}
+	mustWrite(t, filepath.Join(dir, "etc/prepared"), "kept")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = session.Resume(ctx, st, "prepared1", dir, session.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, filepath.Join(dir, "etc/prepared")); got != "kept" {
+		t.Errorf("after a second resume: %q", got)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := session.Remove(st, "prepared1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := leases(t, st); len(got) != 0 {
+		t.Errorf("leases after Remove: %v", got)
+	}
+	if _, err := os.Stat(session.UpperDir(st, "prepared1")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("top layer after Remove: %v", err)
+	}
+}

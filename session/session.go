@@ -126,6 +126,44 @@ func Start(ctx context.Context, st *layerstore.Store, ref, dir string, o Options
 	return s, nil
 }
 
+// Prepare makes a kept top layer of image ref without mounting it: the
+// lease, marked stopped as a kept session whose server stopped, and an
+// empty top layer, for Resume to serve later (a container that is created
+// now and started later). Options.ID names it; only Keep matters of the
+// rest. It returns the lease.
+func Prepare(ctx context.Context, st *layerstore.Store, ref string, o Options) (*layerstore.MountRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	img, err := st.ResolveImage(ref)
+	if err != nil {
+		return nil, err
+	}
+	id := o.ID
+	if id == "" {
+		id = NewID()
+	}
+	rec := layerstore.MountRecord{ID: id, Image: img.ID, Ref: ref, Keep: true, Created: time.Now()}
+	// The lease first, then the layer, then the lease marked stopped. A
+	// crash in between leaves a kept lease: the caller names it (Options.ID)
+	// before, so that what it keeps can remove it (session.Remove).
+	if err := st.AddMount(rec); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(UpperDir(st, id), 0o700); err != nil {
+		return nil, errors.Join(err, st.RemoveMount(id))
+	}
+	stopped, err := lease(st, id)
+	if err != nil {
+		return nil, errors.Join(err, st.RemoveMount(id))
+	}
+	stopped.PID, stopped.PIDStart = 0, 0
+	if err := st.UpdateMount(*stopped); err != nil {
+		return nil, errors.Join(err, st.RemoveMount(id))
+	}
+	return stopped, nil
+}
+
 // Resume serves the kept top layer of mount id again, on dir ("" for the
 // mountpoint it had), with the lease's read-only and keep settings. A mount
 // whose server still runs is refused with layerstore.ErrInUse; one whose
@@ -215,6 +253,12 @@ func setServer(rec *layerstore.MountRecord) error {
 // mount mounts tree; resume takes up what the top layer holds.
 func (s *Session) mount(tree *layerstore.Tree, ref string, resume bool, o Options) error {
 	t0 := time.Now()
+	if resume && s.upper != "" {
+		// A top layer Prepare made and nothing ever served is new.
+		if ents, err := os.ReadDir(s.upper); err == nil && len(ents) == 0 {
+			resume = false
+		}
+	}
 	name := o.FsName
 	if name == "" {
 		name = "strata:" + ref
