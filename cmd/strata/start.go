@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/strata-dev/strata/container"
 )
 
 func newStartCmd(g *globals) *cobra.Command {
@@ -31,22 +33,13 @@ one container runs attached, its output here and its exit status strata's.`,
 				}
 				return exitStatus(code)
 			}
-			var errs errorList
-			for _, ref := range args {
+			return eachContainer(cmd, g, args, func(c *container.Containers, ref string) error {
 				rec, err := c.Records().Get(ref)
-				if err == nil {
-					err = startDetachedContainer(g, c, rec.ID)
-				}
 				if err != nil {
-					errs = append(errs, err)
-					continue
+					return err
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), ref)
-			}
-			if err := errs.join(); err != nil {
-				return &exitError{code: 1, err: err}
-			}
-			return nil
+				return startDetachedContainer(g, c, rec.ID)
+			})
 		},
 	}
 	cmd.Flags().BoolVarP(&attach, "attach", "a", false, "attach the container's output and exit with its status")

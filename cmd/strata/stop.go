@@ -11,17 +11,25 @@ import (
 // eachContainer runs fn for every ref, prints the refs that succeeded (as
 // docker does) and reports every failure, exiting 1 if any failed.
 func eachContainer(cmd *cobra.Command, g *globals, refs []string, fn func(c *container.Containers, ref string) error) error {
+	return eachContainerLine(cmd, g, refs, func(c *container.Containers, ref string) (string, error) {
+		return ref, fn(c, ref)
+	})
+}
+
+// eachContainerLine is eachContainer printing the line fn returns.
+func eachContainerLine(cmd *cobra.Command, g *globals, refs []string, fn func(c *container.Containers, ref string) (string, error)) error {
 	_, c, err := g.openContainers()
 	if err != nil {
 		return err
 	}
 	var errs errorList
 	for _, ref := range refs {
-		if err := fn(c, ref); err != nil {
+		line, err := fn(c, ref)
+		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		fmt.Fprintln(cmd.OutOrStdout(), ref)
+		fmt.Fprintln(cmd.OutOrStdout(), line)
 	}
 	if err := errs.join(); err != nil {
 		return &exitError{code: 1, err: err}
@@ -40,10 +48,7 @@ kill it. Its writable layer stays until "strata rm".`,
 		Args:    cobra.MinimumNArgs(1),
 		GroupID: "container",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var t *int
-			if cmd.Flags().Changed("time") {
-				t = &timeout
-			}
+			t := stopTime(cmd, &timeout)
 			return eachContainer(cmd, g, args, func(c *container.Containers, ref string) error {
 				_, err := c.Stop(cmd.Context(), ref, t)
 				return err
@@ -52,6 +57,14 @@ kill it. Its writable layer stays until "strata rm".`,
 	}
 	cmd.Flags().IntVarP(&timeout, "time", "t", 10, "seconds to wait before killing the container")
 	return cmd
+}
+
+// stopTime is -t when given, else nil: the container's own stop timeout.
+func stopTime(cmd *cobra.Command, timeout *int) *int {
+	if cmd.Flags().Changed("time") {
+		return timeout
+	}
+	return nil
 }
 
 func newRestartCmd(g *globals) *cobra.Command {
@@ -63,10 +76,7 @@ func newRestartCmd(g *globals) *cobra.Command {
 		Args:    cobra.MinimumNArgs(1),
 		GroupID: "container",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var t *int
-			if cmd.Flags().Changed("time") {
-				t = &timeout
-			}
+			t := stopTime(cmd, &timeout)
 			return eachContainer(cmd, g, args, func(c *container.Containers, ref string) error {
 				rec, err := c.Stop(cmd.Context(), ref, t)
 				if err != nil {
@@ -129,23 +139,13 @@ func newWaitCmd(g *globals) *cobra.Command {
 		Args:    cobra.MinimumNArgs(1),
 		GroupID: "container",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, c, err := g.openContainers()
-			if err != nil {
-				return err
-			}
-			var errs errorList
-			for _, ref := range args {
+			return eachContainerLine(cmd, g, args, func(c *container.Containers, ref string) (string, error) {
 				rec, err := c.Wait(cmd.Context(), ref)
 				if err != nil {
-					errs = append(errs, err)
-					continue
+					return "", err
 				}
-				fmt.Fprintln(cmd.OutOrStdout(), rec.State.ExitCode)
-			}
-			if err := errs.join(); err != nil {
-				return &exitError{code: 1, err: err}
-			}
-			return nil
+				return fmt.Sprint(rec.State.ExitCode), nil
+			})
 		},
 	}
 }
