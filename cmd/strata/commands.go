@@ -17,7 +17,7 @@ func subcommands(g *globals) []*cobra.Command {
 		newRmiCmd(g),
 		newTagCmd(g),
 		newHistoryCmd(g),
-		newInspectCmd(g),
+		newInspectCmd(g, true),
 		newMountCmd(g),
 		newUmountCmd(g),
 		newMountsCmd(g),

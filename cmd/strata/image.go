@@ -23,7 +23,7 @@ func newImageCmd(g *globals) *cobra.Command {
 		asSubcommand(newImagesCmd(g), "ls [OPTIONS] [REPOSITORY[:TAG]]", "list"),
 		asSubcommand(newRmiCmd(g), "rm [OPTIONS] IMAGE [IMAGE...]", "remove", "rmi"),
 		newPruneCmd(g),
-		asSubcommand(newInspectCmd(g), "inspect [OPTIONS] IMAGE [IMAGE...]"),
+		asSubcommand(newInspectCmd(g, false), "inspect [OPTIONS] IMAGE [IMAGE...]"),
 		asSubcommand(newHistoryCmd(g), "history [OPTIONS] IMAGE"),
 		asSubcommand(newTagCmd(g), "tag SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]"),
 		asSubcommand(newLoadCmd(g), ""),

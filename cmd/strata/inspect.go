@@ -13,6 +13,9 @@ import (
 
 type inspectOptions struct {
 	format string
+	// containers: a name that is a container's is inspected as one first,
+	// as docker inspect does (strata inspect, not strata image inspect).
+	containers bool
 }
 
 // imageInspect is docker's image inspect document (API 1.41 to 1.45, without
@@ -126,13 +129,13 @@ type rawImageConfig struct {
 	Config        *containerConfig `json:"config"`
 }
 
-func newInspectCmd(g *globals) *cobra.Command {
-	o := &inspectOptions{}
+func newInspectCmd(g *globals, containers bool) *cobra.Command {
+	o := &inspectOptions{containers: containers}
 	cmd := &cobra.Command{
-		Use:   "inspect [OPTIONS] IMAGE [IMAGE...]",
-		Short: "Display detailed information on one or more images",
-		Long: `Print a JSON array with docker's image inspect document for each IMAGE
-(name[:tag], ID or unique ID prefix). GraphDriver names strata and gives the
+		Use:   "inspect [OPTIONS] CONTAINER|IMAGE [CONTAINER|IMAGE...]",
+		Short: "Display detailed information on one or more containers or images",
+		Long: `Print a JSON array with docker's inspect document for each container (by name
+or ID; "strata inspect" only) or IMAGE (name[:tag], ID or unique ID prefix). GraphDriver names strata and gives the
 image's chain ID; Metadata.LastTagTime is not recorded and stays zero.
 
 -f/--format executes a Go template on each image instead, e.g. '{{.Id}}',
@@ -159,26 +162,30 @@ func runInspect(cmd *cobra.Command, g *globals, o *inspectOptions, refs []string
 		}
 		tmpl = t
 	}
-	s, err := g.openStore()
+	s, c, err := g.openContainers()
 	if err != nil {
 		return err
 	}
 	defer s.Close()
 	var (
-		docs []imageInspect
+		docs []any
 		errs errorList
 		out  = cmd.OutOrStdout()
 	)
 	for _, ref := range refs {
-		img, err := s.ResolveImage(ref)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		doc, err := inspectImage(img)
-		if err != nil {
-			errs = append(errs, err)
-			continue
+		var doc any
+		if rec, cerr := c.Records().Get(ref); o.containers && cerr == nil {
+			doc = inspectContainer(s.Root(), c, rec)
+		} else {
+			img, err := s.ResolveImage(ref)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if doc, err = inspectImage(img); err != nil {
+				errs = append(errs, err)
+				continue
+			}
 		}
 		if tmpl != nil {
 			var buf bytes.Buffer
@@ -195,7 +202,7 @@ func runInspect(cmd *cobra.Command, g *globals, o *inspectOptions, refs []string
 	}
 	if tmpl == nil {
 		if docs == nil {
-			docs = []imageInspect{}
+			docs = []any{}
 		}
 		b, err := json.MarshalIndent(docs, "", "    ")
 		if err != nil {

@@ -245,6 +245,12 @@ func TestContainer_InspectPrune(t *testing.T) {
 	if got := mustRun(t, root, "container", "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}} {{.State.Running}}", "insp"); got != "exited 4 false\n" {
 		t.Errorf("inspect after the run: %q", got)
 	}
+	if got := mustRun(t, root, "inspect", "-f", "{{.Id}}", "insp", "demo"); got != id+"\n"+readDemoConfig(t).id+"\n" {
+		t.Errorf("inspect of a container and an image: %q", got)
+	}
+	if r := runStrata(t, root, "", "image", "inspect", "insp"); r.code != 1 {
+		t.Errorf("image inspect of a container: exit %d", r.code)
+	}
 	if r := runStrata(t, root, "", "container", "inspect", "nosuch"); r.code != 1 || r.stdout != "[]\n" || !strings.Contains(r.stderr, "No such container: nosuch") {
 		t.Errorf("inspect nosuch: %q %q %d", r.stdout, r.stderr, r.code)
 	}
