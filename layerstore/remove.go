@@ -75,6 +75,7 @@ func (s *Store) RemoveImage(ref string, force bool) (*RemoveReport, error) {
 		if err != nil {
 			return err
 		}
+		kept := false // a kept top layer (a container's) will be served again
 		for _, m := range mounts {
 			if m.Image == id && m.Alive() && !force {
 				name := ref
@@ -83,12 +84,18 @@ func (s *Store) RemoveImage(ref string, force bool) (*RemoveReport, error) {
 				}
 				return &ConflictError{Ref: name, Reason: fmt.Sprintf("image is in use by the mount at %s", m.Dir)}
 			}
+			kept = kept || m.Image == id && m.Keep
 		}
 		for _, t := range tags {
 			rep.Untagged = append(rep.Untagged, t)
 			if err := rb.Delete([]byte(t)); err != nil {
 				return err
 			}
+		}
+		if kept {
+			// As docker keeps the image of a container: forced, it is
+			// untagged only, and stays (dangling) for the container.
+			return nil
 		}
 		if err := bucket(tx, bucketImages).Delete([]byte(id)); err != nil {
 			return err

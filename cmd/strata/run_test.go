@@ -351,3 +351,35 @@ func TestRun_PublishedPort(t *testing.T) {
 		t.Errorf("network namespaces left: %s", out)
 	}
 }
+
+// An image a container uses is not removed from under it: rmi says which
+// container (docker's words); rmi -f only untags it, and the container
+// still runs; prune -a keeps it.
+func TestRmi_ImageOfAContainer(t *testing.T) {
+	root := containerStore(t)
+	id := strings.TrimSpace(mustRun(t, root, "create", "--name", "user", "demo", "-c", "echo still runs"))
+	cfg := readDemoConfig(t)
+	r := runStrata(t, root, "", "rmi", "demo")
+	if want := fmt.Sprintf("Error: conflict: unable to remove repository reference \"demo\" (must force) - container %s is using its referenced image %s\n", id[:12], cfg.shortID()); r.code != 1 || r.stderr != want {
+		t.Errorf("rmi demo: exit %d\n%q\nwant\n%q", r.code, r.stderr, want)
+	}
+	r = runStrata(t, root, "", "rmi", cfg.shortID())
+	if want := fmt.Sprintf("Error: conflict: unable to delete %s (must be forced) - image is being used by stopped container %s\n", cfg.shortID(), id[:12]); r.code != 1 || r.stderr != want {
+		t.Errorf("rmi ID: exit %d\n%q\nwant\n%q", r.code, r.stderr, want)
+	}
+	mustRun(t, root, "image", "prune", "-a", "-f")
+	if got := mustRun(t, root, "rmi", "-f", "demo"); got != "Untagged: demo:latest\n" {
+		t.Errorf("rmi -f of a container's image: %q", got)
+	}
+	if got := mustRun(t, root, "images", "-q"); got != cfg.shortID()+"\n" {
+		t.Errorf("images after rmi -f: %q (the container's image stays, dangling)", got)
+	}
+	if got := mustRun(t, root, "start", "-a", "user"); got != "still runs\n" {
+		t.Errorf("the container after rmi -f of its image: %q", got)
+	}
+	mustRun(t, root, "rm", "user")
+	mustRun(t, root, "image", "prune", "-f")
+	if got := mustRun(t, root, "images", "-a", "-q"); got != "" {
+		t.Errorf("after the container went, prune: %q", got)
+	}
+}
