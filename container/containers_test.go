@@ -274,6 +274,19 @@ func TestContainers_DetachedStopKill(t *testing.T) {
 	if got, _ := c.records.Get("trap"); got.State.Current().Status != Running {
 		t.Fatalf("after start: %+v", got.State)
 	}
+	// The trap is set once "up" is logged: a SIGTERM before that reaches a
+	// PID 1 with no handler, which ignores it (as under docker).
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		var logged strings.Builder
+		ReadLog(ctx, c.LogPath(trapping.ID), LogOptions{Tail: -1}, func(e LogEntry) error { logged.WriteString(e.Log); return nil })
+		if logged.String() == "up\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the container logged %q, not up", logged.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err := c.Remove(ctx, "trap", false, false); !errors.Is(err, ErrRunning) {
 		t.Errorf("rm of a running container: %v", err)
 	}
