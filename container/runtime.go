@@ -145,14 +145,21 @@ func (r *Runtime) foreground(dir string, stdio Stdio, started func(pid int), sub
 // exists, or false if the runtime exits first. runc writes the file whole
 // (a rename), so a file that exists is complete.
 func waitPidFile(path string, exited <-chan struct{}) (int, bool) {
+	read := func() (int, bool) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return 0, false
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		return pid, err == nil
+	}
 	for {
-		if b, err := os.ReadFile(path); err == nil {
-			pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-			return pid, err == nil
+		if pid, ok := read(); ok {
+			return pid, true
 		}
 		select {
 		case <-exited:
-			return 0, false
+			return read() // it may have come and gone between two looks
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
