@@ -319,7 +319,7 @@ func TestRun_PublishedPort(t *testing.T) {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	mustRun(t, root, "run", "-d", "--name", "web", "-p", fmt.Sprintf("127.0.0.1:%d:8080", port), "-v", www+":/www:ro",
+	id := mustRun(t, root, "run", "-d", "--name", "web", "-p", fmt.Sprintf("127.0.0.1:%d:8080", port), "-v", www+":/www:ro",
 		"demo", "-c", "exec /bin/busybox httpd -f -p 8080 -h /www")
 	url := fmt.Sprintf("http://127.0.0.1:%d/index.html", port)
 	var body string
@@ -347,8 +347,9 @@ func TestRun_PublishedPort(t *testing.T) {
 		t.Errorf("-p without the private network: exit %d %q", r.code, r.stderr)
 	}
 	mustRun(t, root, "rm", "-f", "web")
-	if out, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(out), "strata-") {
-		t.Errorf("network namespaces left: %s", out)
+	// Other tests' containers may have theirs: only this one's must be gone.
+	if out, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(out), "strata-"+id[:12]) {
+		t.Errorf("the container's network namespace is left: %s", out)
 	}
 }
 
