@@ -54,11 +54,7 @@ func (c *Containers) Exec(ref string, o ExecOptions, stdio Stdio) (int, error) {
 		if err != nil {
 			return 1, err
 		}
-		gids := []uint32{uint32(eu.Gid)}
-		for _, g := range eu.Sgids {
-			gids = append(gids, uint32(g))
-		}
-		p.User = specs.User{UID: uint32(eu.Uid), GID: uint32(eu.Gid), AdditionalGids: gids}
+		p.User = specUser(eu)
 		home = eu.Home
 	}
 	// The container's environment, the user's HOME, then -e.

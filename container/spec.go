@@ -153,16 +153,11 @@ func Spec(id, rootfs, etcDir string, cfg ocispec.ImageConfig, o Options) (*specs
 	}
 
 	caps := slices.Clone(defaultCaps)
-	// docker lists the primary group among the supplementary ones too.
-	gids := []uint32{uint32(eu.Gid)}
-	for _, g := range eu.Sgids {
-		gids = append(gids, uint32(g))
-	}
 	s := &specs.Spec{
 		Version: "1.0.2",
 		Process: &specs.Process{
 			Terminal: o.Tty,
-			User:     specs.User{UID: uint32(eu.Uid), GID: uint32(eu.Gid), AdditionalGids: gids},
+			User:     specUser(eu),
 			Args:     args,
 			Env:      env,
 			Cwd:      cwd,
@@ -233,6 +228,16 @@ func execUser(rootfs, spec string) (*user.ExecUser, error) {
 		return nil, err // "unable to find user NAME: no matching entries in passwd file"
 	}
 	return eu, nil
+}
+
+// specUser is the process user of eu; docker lists the primary group among
+// the supplementary ones too.
+func specUser(eu *user.ExecUser) specs.User {
+	gids := []uint32{uint32(eu.Gid)}
+	for _, g := range eu.Sgids {
+		gids = append(gids, uint32(g))
+	}
+	return specs.User{UID: uint32(eu.Uid), GID: uint32(eu.Gid), AdditionalGids: gids}
 }
 
 // mergeEnv lays the run's Env over the image's by key and adds what docker
