@@ -326,12 +326,7 @@ func (e *env) agree() {
 		}
 		ours[m[1]] = k
 	}
-	theirs := map[string]snapshotsapi.Kind{}
-	kinds := map[string]snapshotsapi.Kind{"View": snapshotsapi.Kind_VIEW, "Active": snapshotsapi.Kind_ACTIVE, "Committed": snapshotsapi.Kind_COMMITTED}
-	for _, line := range strings.Split(strings.TrimSpace(e.ctr("snapshots", "--snapshotter", "strata", "ls")), "\n")[1:] {
-		f := strings.Fields(line)
-		theirs[f[0]] = kinds[f[len(f)-1]]
-	}
+	theirs := e.containerdSnapshots()
 	for k, v := range theirs {
 		if ours[k] != v {
 			e.t.Errorf("containerd has %s %s, strata has it as %s", v, k, ours[k])
@@ -342,6 +337,19 @@ func (e *env) agree() {
 			e.t.Errorf("strata has %s %s, containerd does not", v, k)
 		}
 	}
+}
+
+// containerdSnapshots lists the snapshots containerd's metadata names
+// (ctr snapshots ls), by key.
+func (e *env) containerdSnapshots() map[string]snapshotsapi.Kind {
+	e.t.Helper()
+	theirs := map[string]snapshotsapi.Kind{}
+	kinds := map[string]snapshotsapi.Kind{"View": snapshotsapi.Kind_VIEW, "Active": snapshotsapi.Kind_ACTIVE, "Committed": snapshotsapi.Kind_COMMITTED}
+	for _, line := range strings.Split(strings.TrimSpace(e.ctr("snapshots", "--snapshotter", "strata", "ls")), "\n")[1:] {
+		f := strings.Fields(line)
+		theirs[f[0]] = kinds[f[len(f)-1]]
+	}
+	return theirs
 }
 
 // check runs strata's store checker and fails on problems and garbage.
