@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/strata-dev/strata/internal/fixtures"
+	"github.com/strata-dev/strata/internal/storetest"
 	"github.com/strata-dev/strata/layerstore"
-	"github.com/strata-dev/strata/layerstore/imagefmt"
 )
 
 // superviseEnv makes the test binary a detached supervisor: "root\nrunc-root\nid".
@@ -59,35 +59,8 @@ func openContainers(t testing.TB) (*Containers, *layerstore.Store) {
 	if _, err := exec.LookPath("runc"); err != nil {
 		t.Fatalf("runc is needed (.ci/run installs it): %v", err)
 	}
-	root := filepath.Join(t.TempDir(), "store")
-	st, err := layerstore.Open(root, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		rep, err := st.Check(false)
-		if err != nil {
-			t.Errorf("check: %v", err)
-			return
-		}
-		for _, p := range append(rep.Problems, rep.Garbage...) {
-			t.Errorf("check: %s", p)
-		}
-	})
-	a, err := imagefmt.Open(filepath.Join(fixtures.Dir(t), "oci"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	img := a.Images()[0]
-	src := &layerstore.ImageSource{Names: []string{"demo:latest"}, ConfigRaw: img.ConfigRaw, ConfigDigest: img.ConfigDigest,
-		ManifestRaw: img.ManifestRaw, ManifestDigest: img.ManifestDigest}
-	for _, l := range img.Layers {
-		src.Layers = append(src.Layers, layerstore.LayerBlob{Digest: l.Digest, Size: l.Size, DiffID: l.DiffID, Open: l.Open})
-	}
-	if _, err := st.AddImage(context.Background(), src, nil); err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.Open(t)
+	storetest.Load(t, st, filepath.Join(fixtures.Dir(t), "oci"))
 	c, err := Open(st, Config{Runtime: &Runtime{Root: filepath.Join(t.TempDir(), "runc")}, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/strata-dev/strata/internal/fixtures"
+	"github.com/strata-dev/strata/internal/storetest"
 	"github.com/strata-dev/strata/layerstore"
 	"github.com/strata-dev/strata/layerstore/imagefmt"
 )
@@ -111,7 +112,7 @@ func TestStore_Load_BadArchives(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			s := openStore(t)
+			s := storetest.Open(t)
 			// Something already stored that shares file contents (not layers)
 			// with the image: the plain rootfs tarball of its base layer.
 			base, err := s.NewImage(context.Background(), layerstore.NewImageOptions{
@@ -122,7 +123,7 @@ func TestStore_Load_BadArchives(t *testing.T) {
 				t.Fatal(err)
 			}
 			du1, _ := s.DiskUsage()
-			_, err = loadArchiveNoT(s, c.make(t))
+			_, err = storetest.LoadArchive(s, c.make(t))
 			if err == nil {
 				t.Fatal("load succeeded")
 			}

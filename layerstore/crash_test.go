@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/strata-dev/strata/internal/fixtures"
+	"github.com/strata-dev/strata/internal/storetest"
 	"github.com/strata-dev/strata/layerstore"
 )
 
@@ -30,7 +31,7 @@ func crashChild(root, archive string) {
 	}
 	for i := 0; ; i++ {
 		// load, remove, load again: every kind of transaction gets killed somewhere
-		loadArchiveNoT(s, archive)
+		storetest.LoadArchive(s, archive)
 		if i%2 == 1 {
 			s.Prune(true)
 		}
@@ -67,12 +68,8 @@ func TestStore_Crash(t *testing.T) {
 		if err != nil {
 			t.Fatalf("round %d: open after kill: %v", i, err)
 		}
-		r, err := s.Check(true)
-		if err != nil {
-			t.Fatalf("round %d: check: %v", i, err)
-		}
-		for _, p := range r.Problems {
-			t.Errorf("round %d: after kill: %s", i, p)
+		if r := storetest.CheckProblems(t, s); r == nil || !r.OK() {
+			t.Errorf("round %d: problems after the kill", i)
 		}
 		if i%3 == 2 {
 			if _, err := s.GC(); err != nil {
@@ -87,7 +84,7 @@ func TestStore_Crash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	imgs := loadArchive(t, s, filepath.Join(dir, "oci"))
+	imgs := storetest.Load(t, s, filepath.Join(dir, "oci"))
 	if len(imgs) != 1 {
 		t.Fatalf("load after the crashes: %d images", len(imgs))
 	}
@@ -98,8 +95,5 @@ func TestStore_Crash(t *testing.T) {
 	if e, ok := tree.Lookup("usr/share/doc/demo/README"); !ok || e.Size == 0 {
 		t.Fatalf("tree after the crashes lacks the top layer's README")
 	}
-	r, _ := s.Check(true)
-	for _, p := range r.Problems {
-		t.Error(p)
-	}
+	storetest.CheckProblems(t, s)
 }

@@ -1,65 +1,18 @@
 package layerstore_test
 
 import (
-	"context"
 	"crypto/sha256"
 	"fmt"
 	"io"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/strata-dev/strata/internal/fixtures"
+	"github.com/strata-dev/strata/internal/storetest"
 	"github.com/strata-dev/strata/internal/treecmp"
-	"github.com/strata-dev/strata/layerstore"
-	"github.com/strata-dev/strata/layerstore/imagefmt"
-	"github.com/strata-dev/strata/transfer"
 )
 
-func openStore(t testing.TB) *layerstore.Store {
-	t.Helper()
-	s, err := layerstore.Open(t.TempDir(), &layerstore.Options{LockTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		r, err := s.Check(true)
-		if err != nil {
-			t.Fatalf("check: %v", err)
-		}
-		for _, p := range r.Problems {
-			t.Errorf("check: %s", p)
-		}
-		for _, g := range r.Garbage {
-			t.Errorf("check: garbage: %s", g)
-		}
-	})
-	return s
-}
-
 // loadArchive loads every image of an archive the way `strata load` does.
-func loadArchive(t testing.TB, s *layerstore.Store, path string) []layerstore.Image {
-	t.Helper()
-	out, err := loadArchiveNoT(s, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func loadArchiveNoT(s *layerstore.Store, path string) ([]layerstore.Image, error) {
-	a, err := imagefmt.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer a.Close()
-	out, err := transfer.Load(context.Background(), s, a.Images(), transfer.LoadOptions{From: path})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 // TestStore_Load_Fixtures loads the fixture image from every format and
 // compares its merged tree with umoci's unpack of it, entry by entry.
 func TestStore_Load_Fixtures(t *testing.T) {
@@ -71,8 +24,8 @@ func TestStore_Load_Fixtures(t *testing.T) {
 	var ids []string
 	for _, format := range []string{"oci", "oci-zstd", "demo.docker.tar", "demo.oci.tar"} {
 		t.Run(format, func(t *testing.T) {
-			s := openStore(t)
-			imgs := loadArchive(t, s, filepath.Join(dir, format))
+			s := storetest.Open(t)
+			imgs := storetest.Load(t, s, filepath.Join(dir, format))
 			if len(imgs) != 1 || len(imgs[0].Layers) != 5 {
 				t.Fatalf("loaded %d images; want one of 5 layers", len(imgs))
 			}
@@ -106,7 +59,7 @@ func TestStore_Load_Fixtures(t *testing.T) {
 			}
 			// Loading again stores nothing new.
 			du1, _ := s.DiskUsage()
-			loadArchive(t, s, filepath.Join(dir, format))
+			storetest.Load(t, s, filepath.Join(dir, format))
 			du2, _ := s.DiskUsage()
 			if du1.Objects != du2.Objects || du1.Layers != du2.Layers || len(du2.Images) != 1 {
 				t.Errorf("second load changed the store: %+v -> %+v", du1, du2)
@@ -127,11 +80,11 @@ func TestStore_Load_Fixtures(t *testing.T) {
 // and objects are stored once.
 func TestStore_Load_AllFormatsShareObjects(t *testing.T) {
 	dir := fixtures.Dir(t)
-	s := openStore(t)
-	loadArchive(t, s, filepath.Join(dir, "oci"))
+	s := storetest.Open(t)
+	storetest.Load(t, s, filepath.Join(dir, "oci"))
 	du1, _ := s.DiskUsage()
 	for _, f := range []string{"oci-zstd", "demo.docker.tar", "demo.oci.tar"} {
-		loadArchive(t, s, filepath.Join(dir, f))
+		storetest.Load(t, s, filepath.Join(dir, f))
 	}
 	du2, _ := s.DiskUsage()
 	if du2.Objects != du1.Objects || du2.Layers != du1.Layers {

@@ -16,10 +16,18 @@ import (
 )
 
 // newTestStore opens a store in a temp dir; its cleanup runs the checker
-// with contents and fails the test on any problem.
+// with contents and fails the test on any problem or garbage. These are the
+// in-package copies of internal/storetest's Open and Check, which this
+// package's own tests cannot import (storetest imports layerstore).
 func newTestStore(t testing.TB) *Store {
 	t.Helper()
-	s, err := Open(t.TempDir(), &Options{LockTimeout: 5 * time.Second})
+	return openChecked(t, t.TempDir(), &Options{LockTimeout: 5 * time.Second})
+}
+
+// openChecked opens the store at root; its cleanup runs mustCheck.
+func openChecked(t testing.TB, root string, opts *Options) *Store {
+	t.Helper()
+	s, err := Open(root, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,18 +35,26 @@ func newTestStore(t testing.TB) *Store {
 	return s
 }
 
+// mustCheck fails t on every problem and every piece of garbage.
 func mustCheck(t testing.TB, s *Store) {
+	t.Helper()
+	for _, g := range checkOK(t, s, "check").Garbage {
+		t.Errorf("check: garbage: %s", g)
+	}
+}
+
+// checkOK runs the checker with contents and fails on any problem; the
+// garbage is the caller's to judge.
+func checkOK(t testing.TB, s *Store, when string) *CheckReport {
 	t.Helper()
 	r, err := s.Check(true)
 	if err != nil {
-		t.Fatalf("check: %v", err)
+		t.Fatalf("%s: check: %v", when, err)
 	}
 	for _, p := range r.Problems {
-		t.Errorf("check: %s", p)
+		t.Errorf("%s: check: %s", when, p)
 	}
-	for _, g := range r.Garbage {
-		t.Errorf("check: garbage: %s", g)
-	}
+	return r
 }
 
 // tarEntry describes one member of a synthetic layer.

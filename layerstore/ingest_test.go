@@ -143,12 +143,7 @@ func tmpfsStore(t *testing.T, size int) *Store {
 			t.Errorf("unmount %s: %v", dir, err)
 		}
 	})
-	s, err := Open(dir, &Options{LockTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { mustCheck(t, s) })
-	return s
+	return openChecked(t, dir, &Options{LockTimeout: 5 * time.Second})
 }
 
 func randomBody(t *testing.T, n int) string {

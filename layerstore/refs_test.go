@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/strata-dev/strata/internal/storetest"
 	"github.com/strata-dev/strata/layerstore"
 )
 
@@ -177,7 +178,7 @@ func TestStore_Refs_EveryWayToName(t *testing.T) {
 	for path, name := range paths {
 		for _, tc := range refCases {
 			t.Run(path+"/"+tc.ref, func(t *testing.T) {
-				s := openStore(t)
+				s := storetest.Open(t)
 				err := name(s, tc.ref)
 				imgs, lerr := s.Images()
 				if lerr != nil {

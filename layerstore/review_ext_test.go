@@ -22,6 +22,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/strata-dev/strata/internal/storetest"
 	"github.com/strata-dev/strata/internal/treecmp"
 	"github.com/strata-dev/strata/layerstore"
 )
@@ -160,7 +161,7 @@ func umociTree(t testing.TB, layers ...[]byte) *treecmp.Tree {
 func compareWithUmoci(t *testing.T, layers ...[]byte) *layerstore.Tree {
 	t.Helper()
 	want := umociTree(t, layers...)
-	s := openStore(t)
+	s := storetest.Open(t)
 	img, err := storeImage(t, s, "ref:1", layers...)
 	if err != nil {
 		t.Fatalf("import: %v", err)
@@ -483,7 +484,7 @@ func TestReview_LayerTar_GNUTarFormats(t *testing.T) {
 			}
 			// data after the end-of-archive marker (beyond tar's own record padding)
 			data = append(data, []byte("trailing garbage that is not a tar header at all")...)
-			s := openStore(t)
+			s := storetest.Open(t)
 			img, err := storeImage(t, s, "", data)
 			if err != nil {
 				t.Fatalf("import: %v", err)
@@ -594,7 +595,7 @@ func leaseImage(t *testing.T, s *layerstore.Store) (layerstore.Image, []digest.D
 }
 
 func TestReview_Lease_LiveMount(t *testing.T) {
-	s := openStore(t)
+	s := storetest.Open(t)
 	img, objs := leaseImage(t, s)
 	if err := s.AddMount(liveLease(t, "live", img)); err != nil {
 		t.Fatal(err)
@@ -635,7 +636,7 @@ func TestReview_Lease_LiveMount(t *testing.T) {
 }
 
 func TestReview_Lease_StaleMount(t *testing.T) {
-	s := openStore(t)
+	s := storetest.Open(t)
 	img, objs := leaseImage(t, s)
 	m := liveLease(t, "stale", img)
 	m.PID, m.PIDStart = deadPID(t), 1
@@ -661,7 +662,7 @@ func TestReview_Lease_StaleMount(t *testing.T) {
 }
 
 func TestReview_Lease_PruneAllLiveAndStale(t *testing.T) {
-	s := openStore(t)
+	s := storetest.Open(t)
 	img, objs := leaseImage(t, s)
 	other, err := storeImage(t, s, "other:1", rtar(t, rfile("o", "other")))
 	if err != nil {
@@ -692,7 +693,7 @@ func TestReview_Lease_PruneAllLiveAndStale(t *testing.T) {
 // A lease must protect the image's layers whatever the caller put in the
 // record's Layers and ChainID: the store knows them from the image.
 func TestReview_Lease_RecordWithoutLayers(t *testing.T) {
-	s := openStore(t)
+	s := storetest.Open(t)
 	img, objs := leaseImage(t, s)
 	m := liveLease(t, "live", img)
 	m.Layers, m.ChainID = nil, ""
@@ -709,7 +710,7 @@ func TestReview_Lease_RecordWithoutLayers(t *testing.T) {
 // between AddMount and UpdateMount the lease has no pid. GC must not drop it
 // (and delete the mount's upper directory) in that window.
 func TestReview_Lease_PendingLeaseSurvivesGC(t *testing.T) {
-	s := openStore(t)
+	s := storetest.Open(t)
 	img, _ := leaseImage(t, s)
 	m := liveLease(t, "pending", img)
 	m.PID, m.PIDStart = 0, 0
@@ -758,10 +759,7 @@ func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
 // objects, and never remove what it counts on.
 func TestReview_Concurrency_GCDuringImport(t *testing.T) {
 	root := t.TempDir()
-	a, err := layerstore.Open(root, &layerstore.Options{LockTimeout: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := storetest.OpenAt(t, root, &layerstore.Options{LockTimeout: 10 * time.Second})
 	b, err := layerstore.Open(root, &layerstore.Options{LockTimeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -802,13 +800,6 @@ func TestReview_Concurrency_GCDuringImport(t *testing.T) {
 		t.Fatal(err)
 	}
 	objectsPresent(t, b, objectsOf(tree), true, "after rm of the other image and gc")
-	r, err := b.Check(true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range r.Problems {
-		t.Error(p)
-	}
 }
 
 // Two handles add, tag, resolve, build trees, remove, prune and collect in
@@ -817,10 +808,7 @@ func TestReview_Concurrency_GCDuringImport(t *testing.T) {
 func TestReview_Concurrency_TwoHandlesStress(t *testing.T) {
 	root := t.TempDir()
 	opts := &layerstore.Options{LockTimeout: 60 * time.Second}
-	a, err := layerstore.Open(root, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := storetest.OpenAt(t, root, opts)
 	b, err := layerstore.Open(root, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -901,15 +889,9 @@ func TestReview_Concurrency_TwoHandlesStress(t *testing.T) {
 	if _, err := a.GC(); err != nil {
 		t.Fatal(err)
 	}
-	r, err := b.Check(true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range r.Problems {
-		t.Error(p)
-	}
-	if len(r.Garbage) != 0 {
-		t.Errorf("garbage after gc: %v", r.Garbage)
+	r := storetest.Check(t, b)
+	if r == nil {
+		return
 	}
 	imgs, err := a.Images()
 	if err != nil {
@@ -933,10 +915,7 @@ func TestReview_Concurrency_TwoHandlesStress(t *testing.T) {
 // it builds for an image removed meanwhile is collected by the next GC.
 func TestReview_Concurrency_ImageTreeVsRemove(t *testing.T) {
 	root := t.TempDir()
-	a, err := layerstore.Open(root, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := storetest.OpenAt(t, root, nil)
 	b, err := layerstore.Open(root, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -975,14 +954,8 @@ func TestReview_Concurrency_ImageTreeVsRemove(t *testing.T) {
 	if _, err := a.GC(); err != nil {
 		t.Fatal(err)
 	}
-	r, err := a.Check(true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range r.Problems {
-		t.Error(p)
-	}
-	if r.Trees != 1 || r.Images != 1 {
+	r := storetest.Check(t, a)
+	if r != nil && r.Trees != 1 || r.Images != 1 {
 		t.Errorf("%d images, %d trees after gc; want 1 and 1", r.Images, r.Trees)
 	}
 }
@@ -1002,10 +975,7 @@ func isOpen(path string) bool {
 // checker must not report the removal as corruption.
 func TestReview_Concurrency_CheckDuringRemove(t *testing.T) {
 	root := t.TempDir()
-	a, err := layerstore.Open(root, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := storetest.OpenAt(t, root, nil)
 	b, err := layerstore.Open(root, nil)
 	if err != nil {
 		t.Fatal(err)

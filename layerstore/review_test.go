@@ -58,19 +58,6 @@ func objectFiles(t *testing.T, s *Store) []string {
 	return left
 }
 
-// checkOK runs the checker with contents and fails on any problem.
-func checkOK(t *testing.T, s *Store, when string) *CheckReport {
-	t.Helper()
-	r, err := s.Check(true)
-	if err != nil {
-		t.Fatalf("%s: check: %v", when, err)
-	}
-	for _, p := range r.Problems {
-		t.Errorf("%s: check: %s", when, p)
-	}
-	return r
-}
-
 // mustEmpty asserts that GC left nothing: no records, no files, no garbage.
 func mustEmpty(t *testing.T, s *Store, when string) {
 	t.Helper()

@@ -11,8 +11,8 @@ import (
 
 	"github.com/strata-dev/strata/fs"
 	"github.com/strata-dev/strata/internal/fixtures"
+	"github.com/strata-dev/strata/internal/storetest"
 	"github.com/strata-dev/strata/layerstore"
-	"github.com/strata-dev/strata/layerstore/imagefmt"
 	"github.com/strata-dev/strata/session"
 )
 
@@ -64,47 +64,8 @@ func needFUSE(t *testing.T) {
 // and fails on any problem or garbage.
 func openStore(t *testing.T) *layerstore.Store {
 	t.Helper()
-	root := filepath.Join(t.TempDir(), "store")
-	st, err := layerstore.Open(root, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		rep, err := st.Check(true)
-		if err != nil {
-			t.Errorf("check: %v", err)
-			return
-		}
-		for _, p := range rep.Problems {
-			t.Errorf("check: problem: %s", p)
-		}
-		for _, g := range rep.Garbage {
-			t.Errorf("check: garbage: %s", g)
-		}
-	})
-	a, err := imagefmt.Open(filepath.Join(fixtures.Dir(t), "oci"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	imgs := a.Images()
-	if len(imgs) != 1 {
-		t.Fatalf("fixture layout holds %d images", len(imgs))
-	}
-	img := imgs[0]
-	src := &layerstore.ImageSource{
-		Names:          []string{"demo:latest"},
-		ConfigRaw:      img.ConfigRaw,
-		ConfigDigest:   img.ConfigDigest,
-		ManifestRaw:    img.ManifestRaw,
-		ManifestDigest: img.ManifestDigest,
-	}
-	for _, l := range img.Layers {
-		src.Layers = append(src.Layers, layerstore.LayerBlob{Digest: l.Digest, Size: l.Size, DiffID: l.DiffID, Open: l.Open})
-	}
-	if _, err := st.AddImage(context.Background(), src, nil); err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.Open(t)
+	storetest.Load(t, st, filepath.Join(fixtures.Dir(t), "oci"))
 	return st
 }
 

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/strata-dev/strata/internal/fixtures"
+	"github.com/strata-dev/strata/internal/storetest"
 	"github.com/strata-dev/strata/layerstore"
 	"github.com/strata-dev/strata/session"
 	"github.com/strata-dev/strata/snapshotter"
@@ -355,20 +356,7 @@ func (e *env) containerdSnapshots() map[string]snapshotsapi.Kind {
 // check runs strata's store checker and fails on problems and garbage.
 func (e *env) check() {
 	e.t.Helper()
-	st, err := layerstore.Open(e.store, nil)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	rep, err := st.Check(true)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for _, p := range rep.Problems {
-		e.t.Errorf("check: problem: %s", p)
-	}
-	for _, g := range rep.Garbage {
-		e.t.Errorf("check: garbage: %s", g)
-	}
+	storetest.CheckRoot(e.t, e.store)
 }
 
 // snapshotImages lists the store's images that hold containerd snapshots.

@@ -15,33 +15,23 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/strata-dev/strata/internal/fixtures"
+	"github.com/strata-dev/strata/internal/storetest"
 	"github.com/strata-dev/strata/layerstore"
-	"github.com/strata-dev/strata/layerstore/imagefmt"
 	"github.com/strata-dev/strata/snapshotter"
 )
 
 // loadDemo stores the fixture image as demo:latest, as strata load does.
 func loadDemo(t *testing.T, st *layerstore.Store) layerstore.Image {
 	t.Helper()
-	a, err := imagefmt.Open(filepath.Join(fixtures.Dir(t), "oci"))
-	if err != nil {
-		t.Fatal(err)
+	imgs := storetest.Load(t, st, filepath.Join(fixtures.Dir(t), "oci"))
+	if len(imgs) != 1 {
+		t.Fatalf("the fixture layout holds %d images", len(imgs))
 	}
-	defer a.Close()
-	img := a.Images()[0]
-	src := &layerstore.ImageSource{Names: []string{"demo:latest"}, ConfigRaw: img.ConfigRaw, ConfigDigest: img.ConfigDigest, ManifestRaw: img.ManifestRaw, ManifestDigest: img.ManifestDigest}
-	for _, l := range img.Layers {
-		src.Layers = append(src.Layers, layerstore.LayerBlob{Digest: l.Digest, Size: l.Size, DiffID: l.DiffID, Open: l.Open})
-	}
-	out, err := st.AddImage(context.Background(), src, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return imgs[0]
 }
 
 // serveInProcess serves a snapshotter of st on a socket; cleanup stops it,
-// detaches what is left mounted and checks the store.
+// detaches what is left mounted (before storetest checks the store).
 func serveInProcess(t *testing.T, st *layerstore.Store) snapshotsapi.SnapshotsClient {
 	t.Helper()
 	sn, err := snapshotter.Open(context.Background(), st, snapshotter.Options{})
@@ -74,13 +64,6 @@ func serveInProcess(t *testing.T, st *layerstore.Store) snapshotsapi.SnapshotsCl
 		}
 		detachUnder(t, st.Root())
 		os.RemoveAll(dir)
-		rep, err := st.Check(true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range rep.Problems {
-			t.Errorf("check: problem: %s", p)
-		}
 	})
 	return snapshotsapi.NewSnapshotsClient(cc)
 }
@@ -92,10 +75,7 @@ func TestService_PrepareStoredTarget(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: FUSE mounts")
 	}
-	st, err := layerstore.Open(filepath.Join(t.TempDir(), "store"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.Open(t) // checked after serveInProcess's cleanup stops serving
 	demo := loadDemo(t, st)
 	c := serveInProcess(t, st)
 	ctx := context.Background()

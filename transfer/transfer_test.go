@@ -11,32 +11,14 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/strata-dev/strata/internal/fixtures"
+	"github.com/strata-dev/strata/internal/storetest"
 	"github.com/strata-dev/strata/layerstore"
 	"github.com/strata-dev/strata/layerstore/export"
 	"github.com/strata-dev/strata/layerstore/imagefmt"
 	"github.com/strata-dev/strata/transfer"
 )
-
-func openStore(t *testing.T) *layerstore.Store {
-	t.Helper()
-	s, err := layerstore.Open(t.TempDir(), &layerstore.Options{LockTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		r, err := s.Check(true)
-		if err != nil {
-			t.Fatalf("check: %v", err)
-		}
-		for _, p := range r.Problems {
-			t.Errorf("check: %s", p)
-		}
-	})
-	return s
-}
 
 // archiveImages opens a fixture archive and returns its images.
 func archiveImages(t *testing.T, name string) []layerstore.ImageSource {
@@ -75,7 +57,7 @@ func checkLayers(t *testing.T, s *layerstore.Store, img layerstore.Image) {
 // another store through the same Load: same ID, names and layers.
 func TestLoad_FromStoreSource(t *testing.T) {
 	ctx := context.Background()
-	a := openStore(t)
+	a := storetest.Open(t)
 	loaded, err := transfer.Load(ctx, a, archiveImages(t, "oci-zstd"), transfer.LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +72,7 @@ func TestLoad_FromStoreSource(t *testing.T) {
 	if src.Manifest.Config.Digest != loaded[0].ID || len(src.Manifest.Layers) != len(loaded[0].Layers) {
 		t.Errorf("manifest %+v does not describe image %s", src.Manifest, loaded[0].ID)
 	}
-	b := openStore(t)
+	b := storetest.Open(t)
 	var progress []layerstore.Progress
 	var names []string
 	got, err := transfer.Load(ctx, b, []layerstore.ImageSource{*src}, transfer.LoadOptions{
@@ -130,7 +112,7 @@ func TestLoad_Names(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.names, ","), func(t *testing.T) {
-			s := openStore(t)
+			s := storetest.Open(t)
 			got, err := transfer.Load(ctx, s, imgs, transfer.LoadOptions{Names: tc.names, From: "the archive"})
 			if tc.want == nil {
 				if !errors.Is(err, tc.err) {
@@ -158,7 +140,7 @@ func TestLoad_Names(t *testing.T) {
 // every tag; what it writes loads back as the same image.
 func TestSave_NamesAndRoundTrip(t *testing.T) {
 	ctx := context.Background()
-	s := openStore(t)
+	s := storetest.Open(t)
 	loaded, err := transfer.Load(ctx, s, archiveImages(t, "demo.docker.tar"), transfer.LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -188,7 +170,7 @@ func TestSave_NamesAndRoundTrip(t *testing.T) {
 			if len(imgs) != 1 || !slices.Equal(imgs[0].Names, tc.want) {
 				t.Fatalf("saved %d images named %q, want one named %q", len(imgs), imgs[0].Names, tc.want)
 			}
-			fresh := openStore(t)
+			fresh := storetest.Open(t)
 			back, err := transfer.Load(ctx, fresh, imgs, transfer.LoadOptions{})
 			if err != nil {
 				t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/strata-dev/strata/internal/storetest"
 	"github.com/strata-dev/strata/layerstore"
 )
 
@@ -32,7 +33,7 @@ func anObject(t *testing.T, root string) (string, digest.Digest) {
 
 func TestCheck_Report(t *testing.T) {
 	t.Parallel()
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	loadDemo(t, root)
 	summary := regexp.MustCompile(`(?m)^checked metadata and object (sizes|contents) of 1 image, 5 layers, 1 tree, \d+ objects, 0 mounts: (\d+ problems?), (\d+ pieces? of garbage)\n\z`)
 
@@ -62,7 +63,7 @@ func TestCheck_Report(t *testing.T) {
 		if _, err := os.Stat(junk); !os.IsNotExist(err) {
 			t.Errorf("gc left %s: %v", junk, err)
 		}
-		mustCheck(t, root)
+		storetest.CheckRoot(t, root)
 	})
 
 	t.Run("missing object", func(t *testing.T) {
@@ -79,7 +80,7 @@ func TestCheck_Report(t *testing.T) {
 			r.stderr != "Error: store "+root+" has 1 problem\n" {
 			t.Errorf("code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 		}
-		mustCheck(t, root)
+		storetest.CheckRoot(t, root)
 	})
 
 	t.Run("changed content", func(t *testing.T) {
@@ -103,7 +104,7 @@ func TestCheck_Report(t *testing.T) {
 		if contents.code != 1 || !strings.Contains(contents.stdout, "problem: object "+d.String()+": content hashes to ") {
 			t.Errorf("check --contents: code %d, %q", contents.code, contents.stdout)
 		}
-		mustCheck(t, root)
+		storetest.CheckRoot(t, root)
 	})
 }
 

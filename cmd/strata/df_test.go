@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/strata-dev/strata/internal/storetest"
 	"github.com/strata-dev/strata/layerstore"
 )
 
@@ -29,7 +30,7 @@ func diskUsage(t *testing.T, root string) *layerstore.DiskUsage {
 
 func TestSystemDf_Empty(t *testing.T) {
 	t.Parallel()
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	want := `TYPE      TOTAL     ACTIVE    SIZE      RECLAIMABLE
 Images    0         0         0B        0B
 Mounts    0         0         0B        0B
@@ -44,7 +45,7 @@ Stored objects: 0, 0B on disk for 0B of file content across images (0B saved by 
 
 func TestSystemDf_Sharing(t *testing.T) {
 	t.Parallel()
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	loadDemo(t, root)
 	du := diskUsage(t, root)
 
@@ -76,7 +77,7 @@ func TestSystemDf_Sharing(t *testing.T) {
 
 	// A second image of the same files: everything it holds is shared.
 	mustRun(t, root, "import", "-q", filepath.Join(fixtureDir(t), "rootfs.tar"), "flat")
-	mustCheck(t, root)
+	storetest.CheckRoot(t, root)
 	du2 := diskUsage(t, root)
 	if du2.ImagesSize-du2.ObjectsSize <= du.ImagesSize-du.ObjectsSize {
 		t.Errorf("sharing saved %d bytes with one image, %d with two", du.ImagesSize-du.ObjectsSize, du2.ImagesSize-du2.ObjectsSize)
@@ -115,7 +116,7 @@ func TestSystemDf_Sharing(t *testing.T) {
 // one measure of a mount's size (layerstore.Store.MountUsage), each in its
 // docker precision; a hard-linked file in the top layer counts once.
 func TestDf_MountSizeAgreesWithMounts(t *testing.T) {
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	loadDemo(t, root)
 	dir, _ := startMount(t, root)
 	big := filepath.Join(dir, "big")

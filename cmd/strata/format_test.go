@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strata-dev/strata/internal/storetest"
 	"github.com/strata-dev/strata/layerstore"
 )
 
@@ -132,7 +133,7 @@ func TestRowFormatter_Table(t *testing.T) {
 
 func TestCompletion_Images(t *testing.T) {
 	t.Parallel()
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	loadDemo(t, root)
 	mustRun(t, root, "tag", "demo", "other/x:1")
 	short := readDemoConfig(t).shortID()

@@ -8,12 +8,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/strata-dev/strata/internal/storetest"
 	"github.com/strata-dev/strata/layerstore"
 )
 
 func TestGC_StaleMount(t *testing.T) {
 	t.Parallel()
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	loadDemo(t, root)
 	m := addMount(t, root, "m-stale", "demo", 0) // no server: stale
 
@@ -48,7 +49,7 @@ func TestGC_StaleMount(t *testing.T) {
 // prune and rmi, and counts as active in df.
 func TestGC_LiveMount(t *testing.T) {
 	t.Parallel()
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	loadDemo(t, root)
 	m := addMount(t, root, "m-live", "demo", os.Getpid())
 	t.Cleanup(func() { // before the store is checked

@@ -9,11 +9,13 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/strata-dev/strata/internal/storetest"
 )
 
 func TestHistory_Format(t *testing.T) {
 	t.Parallel()
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	loadDemo(t, root)
 	cfg := readDemoConfig(t)
 	n := len(cfg.History)
@@ -156,7 +158,7 @@ func TestHistory_Format(t *testing.T) {
 // enough to be cut at 45 characters with an ellipsis.
 func TestHistory_Truncate(t *testing.T) {
 	t.Parallel()
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	dir := filepath.Join(t.TempDir(), "a-directory-with-a-rather-long-name")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)

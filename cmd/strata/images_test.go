@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/strata-dev/strata/internal/storetest"
 )
 
 // demoSize is the image's size as image inspect reports it.
@@ -23,10 +25,10 @@ func demoSize(t *testing.T, root string) int64 {
 
 func TestImages_Format(t *testing.T) {
 	t.Parallel()
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	loadDemo(t, root)
 	mustRun(t, root, "tag", "demo", "other/x:1")
-	mustCheck(t, root)
+	storetest.CheckRoot(t, root)
 	cfg := readDemoConfig(t)
 	short := cfg.shortID()
 	size := humanSize(demoSize(t, root), 3)
@@ -163,13 +165,13 @@ func createdAt(t *testing.T, root string) string {
 
 func TestImages_Filter(t *testing.T) {
 	t.Parallel()
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	loadDemo(t, root)
 	mustRun(t, root, "tag", "demo", "other/x:1")
 	rootfs := filepath.Join(fixtureDir(t), "rootfs.tar")
 	mustRun(t, root, "import", "-q", rootfs, "x:1")
 	mustRun(t, root, "import", "-q", rootfs, "x:1") // the first one is now dangling
-	mustCheck(t, root)
+	storetest.CheckRoot(t, root)
 	format := []string{"--format", "{{.Repository}}:{{.Tag}}"}
 
 	tests := []struct {

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/strata-dev/strata/internal/storetest"
 )
 
 // TestMount_SetuidAndDevicesStayInTheImage imports an image holding a
@@ -50,7 +52,7 @@ func TestMount_SetuidAndDevicesStayInTheImage(t *testing.T) {
 	if err := os.WriteFile(tarball, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	mustRun(t, root, "import", "-q", tarball, "suid:latest")
 
 	asNobody := func(args ...string) (string, error) {

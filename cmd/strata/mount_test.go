@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strata-dev/strata/internal/storetest"
 	"github.com/strata-dev/strata/layerstore"
 	"github.com/strata-dev/strata/session"
 )
@@ -98,7 +99,7 @@ func mountedAt(t *testing.T, dir string) (string, bool) {
 }
 
 func TestMount_DiffCommitUmount(t *testing.T) {
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	loadDemo(t, root)
 	dir, done := startMount(t, root)
 
@@ -171,7 +172,7 @@ func TestMount_DiffCommitUmount(t *testing.T) {
 
 // TestUmount_DeadServer cleans up after a server that is gone.
 func TestUmount_DeadServer(t *testing.T) {
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	loadDemo(t, root)
 	s, err := layerstore.Open(root, nil)
 	if err != nil {
@@ -211,7 +212,7 @@ func TestUmount_Detached_TopLayerGoneOnReturn(t *testing.T) {
 		t.Skip("needs root: FUSE mounts")
 	}
 	t.Setenv(cliEnv, "1") // for the server "mount -d" starts
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	loadDemo(t, root)
 	dir := filepath.Join(t.TempDir(), "mnt")
 	if err := os.Mkdir(dir, 0o755); err != nil {

@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/strata-dev/strata/internal/storetest"
 )
 
 // onDisk is the "X on disk" of system df's objects line.
@@ -20,13 +22,13 @@ func onDisk(t *testing.T, root string) string {
 
 func TestPrune_Steps(t *testing.T) {
 	t.Parallel()
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	loadDemo(t, root)
 	rootfs := filepath.Join(fixtureDir(t), "rootfs.tar")
 	dangling := strings.TrimSpace(mustRun(t, root, "import", "-q", rootfs, "x:1"))
 	x := strings.TrimSpace(mustRun(t, root, "import", "-q", rootfs, "x:1"))
 	cfg := readDemoConfig(t)
-	mustCheck(t, root)
+	storetest.CheckRoot(t, root)
 	xLayer := strings.TrimSpace(mustRun(t, root, "image", "inspect", "-f", "{{index .RootFS.Layers 0}}", "x:1"))
 	var demoLayers []string
 	for i := len(cfg.DiffIDs) - 1; i >= 0; i-- {
@@ -61,7 +63,7 @@ func TestPrune_Steps(t *testing.T) {
 		if got := imageNames(t, root); got != st.images {
 			t.Errorf("%s: images %q, want %q", st.name, got, st.images)
 		}
-		mustCheck(t, root)
+		storetest.CheckRoot(t, root)
 	}
 
 	space := onDisk(t, root)

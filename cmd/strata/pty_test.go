@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/strata-dev/strata/internal/storetest"
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 )
@@ -69,7 +70,7 @@ func TestProgress_OnATerminal(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the fixture image holds device nodes and owners")
 	}
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	rootfs := filepath.Join(fixtureDir(t), "rootfs.tar")
 
 	screen, err := runStrataTTY(t, root, "import", rootfs, "flat:tty")
@@ -95,7 +96,7 @@ func TestProgress_OnATerminal(t *testing.T) {
 // TestSave_TerminalAndDevNull: save refuses to write an archive to a
 // terminal, but /dev/null (a character device, not a terminal) takes it.
 func TestSave_TerminalAndDevNull(t *testing.T) {
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	loadDemo(t, root)
 	screen, err := runStrataTTY(t, root, "save", "demo")
 	if err == nil || !strings.Contains(err.Error(), "refusing to write an archive to a terminal") {

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/strata-dev/strata/internal/storetest"
 )
 
 // refCases are names a command may be asked to tag an image with: good ones
@@ -73,7 +75,7 @@ func TestRefs_EveryCommand(t *testing.T) {
 	for name, args := range commands {
 		for _, tc := range refCases {
 			t.Run(name+"/"+tc.ref, func(t *testing.T) {
-				root := newTestStore(t)
+				root := storetest.Root(t)
 				r := runStrata(t, root, "", args(t, root, tc.ref)...)
 				got := ""
 				if _, err := os.Stat(root); err == nil {
@@ -110,7 +112,7 @@ func TestRefs_EveryCommand(t *testing.T) {
 
 // TestRefs_CommitGoodNames: commit stores a good name normalized.
 func TestRefs_CommitGoodNames(t *testing.T) {
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	loadDemo(t, root)
 	dir, _ := startMount(t, root)
 	for _, tc := range refCases {

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/strata-dev/strata/internal/storetest"
 )
 
 // imageNames is what "images" lists, as name:tag words.
@@ -17,7 +19,7 @@ func imageNames(t *testing.T, root string) string {
 // checking it after each step.
 func TestRmi_Steps(t *testing.T) {
 	t.Parallel()
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	loadDemo(t, root)
 	cfg := readDemoConfig(t)
 	var layersTopDown []string
@@ -61,7 +63,7 @@ func TestRmi_Steps(t *testing.T) {
 		if got := imageNames(t, root); got != st.images {
 			t.Errorf("%s: images %q, want %q", st.name, got, st.images)
 		}
-		mustCheck(t, root)
+		storetest.CheckRoot(t, root)
 	}
 
 	df := mustRun(t, root, "system", "df")
@@ -79,7 +81,7 @@ func TestRmi_Steps(t *testing.T) {
 
 func TestRmi_Force(t *testing.T) {
 	t.Parallel()
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	loadDemo(t, root)
 	cfg := readDemoConfig(t)
 	mustRun(t, root, "tag", "demo", "other/x:1")

@@ -4,12 +4,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/strata-dev/strata/internal/storetest"
 )
 
 // rmi -f of a mounted image, then umount: nothing of it stays behind,
 // unseen by images, counted by df and ignored by check.
 func TestRmi_ForcedWhileMounted_UmountLeavesNothing(t *testing.T) {
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	loadDemo(t, root)
 	dir, done := startMount(t, root)
 	mustRun(t, root, "rmi", "-f", "demo")

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/strata-dev/strata/internal/storetest"
 )
 
 // containerStore is a store with the demo image whose containers are all
@@ -24,7 +26,7 @@ func containerStore(t *testing.T) string {
 	if _, err := exec.LookPath("runc"); err != nil {
 		t.Fatalf("runc is needed (.ci/run installs it): %v", err)
 	}
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	loadDemo(t, root)
 	t.Cleanup(func() {
 		ids := strings.Fields(mustRun(t, root, "ps", "-a", "-q", "--no-trunc"))

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/strata-dev/strata/internal/storetest"
 	"github.com/strata-dev/strata/internal/treecmp"
 )
 
@@ -19,7 +20,7 @@ func TestSave_RoundTrip(t *testing.T) {
 			t.Skipf("%s not installed (.ci/run installs it)", tool)
 		}
 	}
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	loadDemo(t, root)
 	want := readDemoConfig(t).id
 	dir := t.TempDir()
@@ -49,7 +50,7 @@ func TestSave_RoundTrip(t *testing.T) {
 				t.Fatalf("skopeo inspect %s: %v\n%s", ref, err, b)
 			}
 			// skopeo prints the config it read: it must be ours, byte for byte hashed
-			fresh := newTestStore(t)
+			fresh := storetest.Root(t)
 			loaded := mustRun(t, fresh, "load", "-q", "-i", out)
 			if loaded != "Loaded image: demo:latest\n" {
 				t.Errorf("load of the saved archive printed %q", loaded)
@@ -76,7 +77,7 @@ func TestSave_RoundTrip(t *testing.T) {
 }
 
 func TestSave_Errors(t *testing.T) {
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	loadDemo(t, root)
 	for _, c := range []struct {
 		args []string

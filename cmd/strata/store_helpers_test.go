@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/strata-dev/strata/internal/fixtures"
-	"github.com/strata-dev/strata/layerstore"
+	"github.com/strata-dev/strata/internal/storetest"
 )
 
 // result is what one run of the CLI printed and how it would exit.
@@ -54,40 +54,6 @@ func mustRun(t *testing.T, root string, args ...string) string {
 	return r.stdout
 }
 
-// newTestStore returns an empty store directory that is checked when the
-// test ends.
-func newTestStore(t *testing.T) string {
-	t.Helper()
-	root := filepath.Join(t.TempDir(), "store")
-	t.Cleanup(func() { mustCheck(t, root) })
-	return root
-}
-
-// mustCheck fails the test if the store at root has a problem or garbage.
-func mustCheck(t *testing.T, root string) {
-	t.Helper()
-	if _, err := os.Stat(root); err != nil {
-		return // never opened
-	}
-	s, err := layerstore.Open(root, nil)
-	if err != nil {
-		t.Errorf("check %s: %v", root, err)
-		return
-	}
-	defer s.Close()
-	rep, err := s.Check(true)
-	if err != nil {
-		t.Errorf("check %s: %v", root, err)
-		return
-	}
-	for _, p := range rep.Problems {
-		t.Errorf("check %s: problem: %s", root, p)
-	}
-	for _, g := range rep.Garbage {
-		t.Errorf("check %s: garbage: %s", root, g)
-	}
-}
-
 // fixtureDir is where the fixture images are.
 func fixtureDir(t *testing.T) string {
 	t.Helper()
@@ -102,7 +68,7 @@ func loadDemo(t *testing.T, root string) {
 	if out != "Loaded image: demo:latest\n" {
 		t.Fatalf("load printed %q", out)
 	}
-	mustCheck(t, root)
+	storetest.CheckRoot(t, root)
 }
 
 // demoConfig is the fixture image's config, read from the OCI layout; id is

@@ -3,11 +3,13 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/strata-dev/strata/internal/storetest"
 )
 
 func TestTag_Normalize(t *testing.T) {
 	t.Parallel()
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	loadDemo(t, root)
 	cfg := readDemoConfig(t)
 	tests := []struct {
@@ -40,7 +42,7 @@ func TestTag_Normalize(t *testing.T) {
 					t.Errorf("images %q, want %q", got, tt.images)
 				}
 			}
-			mustCheck(t, root)
+			storetest.CheckRoot(t, root)
 		})
 	}
 }
