@@ -246,63 +246,6 @@ func (s *Store) ingestLayers(ctx context.Context, blobs []LayerBlob, progress fu
 	return out, st, nil
 }
 
-// putLayer stores a parsed layer and takes its object references. A layer
-// stored meanwhile by another process is left as it is.
-func putLayer(tx *bolt.Tx, ing *ingested) error {
-	lb := bucket(tx, bucketLayers)
-	if old := lb.Bucket([]byte(ing.rec.DiffID)); old != nil {
-		// Stored meanwhile, or stored from another blob: remember this
-		// blob as verified to hold the layer.
-		lr, err := getLayerRecord(tx, ing.rec.DiffID)
-		if err != nil {
-			return err
-		}
-		for _, d := range ing.rec.BlobDigests {
-			if !slices.Contains(lr.BlobDigests, d) {
-				lr.BlobDigests = append(lr.BlobDigests, d)
-			}
-		}
-		meta, err := json.Marshal(lr)
-		if err != nil {
-			return err
-		}
-		return old.Put(keyMeta, meta)
-	}
-	b, err := lb.CreateBucket([]byte(ing.rec.DiffID))
-	if err != nil {
-		return fmt.Errorf("layer %s: %w", ing.rec.DiffID, err)
-	}
-	meta, err := json.Marshal(ing.rec)
-	if err != nil {
-		return err
-	}
-	if err := b.Put(keyMeta, meta); err != nil {
-		return err
-	}
-	if ing.tarSplit != nil {
-		if err := b.Put(keyTarSplit, ing.tarSplit); err != nil {
-			return err
-		}
-	}
-	eb, err := b.CreateBucket(bucketEnts)
-	if err != nil {
-		return err
-	}
-	eb.FillPercent = 1 // keys arrive sorted
-	for _, e := range ing.entries {
-		v, _ := e.MarshalBinary()
-		if err := eb.Put(Key(e.Path), v); err != nil {
-			return fmt.Errorf("layer %s entry %q: %w", ing.rec.DiffID, e.Path, err)
-		}
-	}
-	for d, size := range ing.objects {
-		if _, err := refObject(tx, d, size, +1); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // commitImage stores new layers, the image record, its tree and its names.
 func (s *Store) commitImage(tx *bolt.Tx, rec imageRecord, layers []*ingested, names []string) error {
 	for _, ing := range layers {
@@ -399,18 +342,6 @@ func getImage(tx *bolt.Tx, id digest.Digest, tags map[digest.Digest][]string) (I
 		}
 	}
 	return img, nil
-}
-
-func getLayerRecord(tx *bolt.Tx, diffID digest.Digest) (layerRecord, error) {
-	var lr layerRecord
-	b := bucket(tx, bucketLayers).Bucket([]byte(diffID))
-	if b == nil {
-		return lr, fmt.Errorf("layer %s: %w", diffID, ErrNotFound)
-	}
-	if err := json.Unmarshal(b.Get(keyMeta), &lr); err != nil {
-		return lr, fmt.Errorf("layer %s: %w: %w", diffID, err, ErrCorrupt)
-	}
-	return lr, nil
 }
 
 // Images lists every image, newest first.

@@ -24,17 +24,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// layerRecord is the value of layers/<diffID>/meta.
-type layerRecord struct {
-	DiffID      digest.Digest   `json:"diffID"`
-	BlobDigests []digest.Digest `json:"blobDigests,omitempty"` // compressed digests seen for it
-	Compression string          `json:"compression"`           // of the first blob seen
-	TarSize     int64           `json:"tarSize"`               // uncompressed tar bytes
-	Size        int64           `json:"size"`                  // bytes of file contents and symlink targets, as docker counts
-	Entries     int             `json:"entries"`
-	Created     time.Time       `json:"created"`
-}
-
 // ingested is a layer parsed and staged, not yet committed.
 type ingested struct {
 	rec      layerRecord

@@ -270,36 +270,6 @@ func held(tx *bolt.Tx) (layers, trees map[digest.Digest]bool, err error) {
 	return layers, trees, nil
 }
 
-// layerObjects is the set of objects a layer holds, with their sizes: those
-// its entries name and those its tar split needs (a file that a later entry
-// of the same tar replaced is in the tar split only). This one definition
-// serves ingest, removal, disk usage and Check.
-func layerObjects(tx *bolt.Tx, diffID digest.Digest) (map[digest.Digest]int64, error) {
-	entries, err := layerEntries(tx, diffID)
-	if err != nil {
-		return nil, err
-	}
-	objs := map[digest.Digest]int64{}
-	for _, e := range entries {
-		if e.Type == TypeReg && e.Digest != "" {
-			objs[e.Digest] = e.Size
-		}
-	}
-	segs, err := decodeTarSplit(bucket(tx, bucketLayers).Bucket([]byte(diffID)).Get(keyTarSplit))
-	if err != nil {
-		return nil, fmt.Errorf("layer %s: %w", diffID, err)
-	}
-	for _, sg := range segs {
-		switch sg.kind {
-		case segContent:
-			objs[sg.object] = sg.n
-		case segRange:
-			objs[sg.object] = sg.size
-		}
-	}
-	return objs, nil
-}
-
 // removeObjects deletes object files after the transaction that dropped them
 // committed; a crash before this leaves garbage for GC. It returns the bytes
 // freed on disk.

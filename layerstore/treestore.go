@@ -54,24 +54,6 @@ func (s *Store) ensureTree(tx *bolt.Tx, diffIDs []digest.Digest) (*Tree, error) 
 	return t, writeTree(tx, t, diffIDs)
 }
 
-// layerEntries reads a layer's entries in key order.
-func layerEntries(tx *bolt.Tx, diffID digest.Digest) ([]*Entry, error) {
-	lb := bucket(tx, bucketLayers).Bucket([]byte(diffID))
-	if lb == nil || lb.Bucket(bucketEnts) == nil {
-		return nil, fmt.Errorf("layer %s: %w", diffID, ErrNotFound)
-	}
-	var out []*Entry
-	err := lb.Bucket(bucketEnts).ForEach(func(k, v []byte) error {
-		e := &Entry{Path: PathOfKey(k)}
-		if err := e.UnmarshalBinary(v); err != nil {
-			return fmt.Errorf("layer %s entry %q: %w", diffID, e.Path, err)
-		}
-		out = append(out, e)
-		return nil
-	})
-	return out, err
-}
-
 func writeTree(tx *bolt.Tx, t *Tree, diffIDs []digest.Digest) error {
 	b, err := bucket(tx, bucketTrees).CreateBucket([]byte(t.ChainID))
 	if err != nil {

@@ -212,35 +212,3 @@ func layerUsage(tx *bolt.Tx, imgs []Image, live []MountRecord) ([]LayerUsage, er
 	}
 	return out, nil
 }
-
-// LayerInfo describes a stored layer.
-type LayerInfo struct {
-	DiffID      digest.Digest
-	BlobDigests []digest.Digest
-	Compression string
-	TarSize     int64
-	Size        int64
-	Entries     int
-}
-
-// Layer returns what the store knows of a layer.
-func (s *Store) Layer(diffID digest.Digest) (LayerInfo, error) {
-	var li LayerInfo
-	err := s.view(func(tx *bolt.Tx) error {
-		lr, err := getLayerRecord(tx, diffID)
-		li = LayerInfo{DiffID: lr.DiffID, BlobDigests: lr.BlobDigests, Compression: lr.Compression, TarSize: lr.TarSize, Size: lr.Size, Entries: lr.Entries}
-		return err
-	})
-	return li, err
-}
-
-// LayerEntries returns a stored layer's entries in key order.
-func (s *Store) LayerEntries(diffID digest.Digest) ([]*Entry, error) {
-	var out []*Entry
-	err := s.view(func(tx *bolt.Tx) error {
-		var err error
-		out, err = layerEntries(tx, diffID)
-		return err
-	})
-	return out, err
-}
