@@ -17,16 +17,58 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// CheckReport is what Check found. Problems are broken invariants; Garbage
+// CheckReport is what Check found. Problems are broken invariants, each an
+// error wrapping ErrCorrupt (and the error that revealed it, if any); Garbage
 // is what a crash or an interrupted command may leave and GC removes.
 type CheckReport struct {
-	Problems                               []string
+	Problems                               []error
 	Garbage                                []string
 	Images, Layers, Trees, Objects, Mounts int
 }
 
 // OK reports whether the store has no problems (garbage is allowed).
 func (r *CheckReport) OK() bool { return len(r.Problems) == 0 }
+
+// checkError is one problem: its message as Check words it, wrapping
+// ErrCorrupt and the errors among its arguments.
+type checkError struct {
+	msg  string
+	errs []error
+}
+
+func (e *checkError) Error() string   { return e.msg }
+func (e *checkError) Unwrap() []error { return e.errs }
+
+// checker is one run of Check: what it found so far, and what a later step
+// needs of an earlier one. One method a bucket (or directory), in the order
+// Check runs them, as bbolt's tx_check.go checks a page kind a function.
+type checker struct {
+	s        *Store
+	contents bool
+	r        *CheckReport
+	objects  map[digest.Digest]objectRecord // the objects bucket
+	named    map[digest.Digest]uint64       // object -> how many layers name it
+	replay   []layerEntriesOf               // layers whose tar split to replay, after the view
+}
+
+type layerEntriesOf struct {
+	d       digest.Digest
+	entries []*Entry
+}
+
+func (c *checker) problem(format string, args ...any) {
+	e := &checkError{msg: fmt.Sprintf(format, args...), errs: []error{ErrCorrupt}}
+	for _, a := range args {
+		if err, ok := a.(error); ok {
+			e.errs = append(e.errs, err)
+		}
+	}
+	c.r.Problems = append(c.r.Problems, e)
+}
+
+func (c *checker) garbage(format string, args ...any) {
+	c.r.Garbage = append(c.r.Garbage, fmt.Sprintf(format, args...))
+}
 
 // Check verifies every cross-reference of the metadata, that every object
 // file exists with its recorded size, and with contents that every object
@@ -39,267 +81,307 @@ func (s *Store) Check(contents bool) (*CheckReport, error) {
 		return nil, err
 	}
 	defer lk.unlock()
-	r := &CheckReport{}
-	bad := func(format string, args ...any) { r.Problems = append(r.Problems, fmt.Sprintf(format, args...)) }
-	objects := map[digest.Digest]objectRecord{}
-	type layerEntriesOf struct {
-		d       digest.Digest
-		entries []*Entry
-	}
-	var replay []layerEntriesOf // layers whose tar split to replay, after the view
+	c := &checker{s: s, contents: contents, r: &CheckReport{}, objects: map[digest.Digest]objectRecord{}, named: map[digest.Digest]uint64{}}
 	err = s.view(func(tx *bolt.Tx) error {
 		for e := range tx.Check() {
-			bad("bbolt: %v", e)
+			c.problem("bbolt: %v", e)
 		}
-		refs := map[digest.Digest]uint64{} // object -> layers naming it
-		// layers
-		bucket(tx, bucketLayers).ForEach(func(k, _ []byte) error {
-			r.Layers++
-			d := digest.Digest(k)
-			lr, err := getLayerRecord(tx, d)
-			if err != nil {
-				bad("%v", err)
-				return nil
-			}
-			if lr.DiffID != d {
-				bad("layer %s: record names %s", d, lr.DiffID)
-			}
-			entries, err := layerEntries(tx, d)
-			if err != nil {
-				bad("%v", err)
-				return nil
-			}
-			byPath := map[string]*Entry{}
-			for _, e := range entries {
-				byPath[e.Path] = e
-			}
-			for _, e := range entries {
-				if e.HardLink != "" {
-					if t, ok := byPath[e.HardLink]; !ok || t.Type != TypeReg || t.HardLink != "" {
-						bad("layer %s: %q hard-links to %q, not a plain file of the layer", d, e.Path, e.HardLink)
-					} else if t.Digest != e.Digest {
-						bad("layer %s: %q hard-links to %q but names another object", d, e.Path, e.HardLink)
-					}
-				}
-				if e.Type == TypeReg && e.Digest.Validate() != nil {
-					bad("layer %s: %q has bad digest %q", d, e.Path, e.Digest)
-				}
-			}
-			if contents {
-				replay = append(replay, layerEntriesOf{d, entries})
-			}
-			objs, err := layerObjects(tx, d)
-			if err != nil {
-				bad("%v", err)
-			}
-			for o := range objs {
-				refs[o]++
-			}
-			if len(entries) != lr.Entries {
-				bad("layer %s: %d entries, record says %d", d, len(entries), lr.Entries)
-			}
-			return nil
-		})
-		// objects
-		bucket(tx, bucketObjects).ForEach(func(k, v []byte) error {
-			r.Objects++
-			d := digest.Digest(k)
-			rec, err := unmarshalObject(v)
-			if err != nil {
-				bad("object %s: bad record", d)
-				return nil
-			}
-			objects[d] = rec
-			if rec.Refs == 0 {
-				bad("object %s: record with no references", d)
-			} else if rec.Refs != refs[d] {
-				bad("object %s: refcount %d, %d layers name it", d, rec.Refs, refs[d])
-			}
-			return nil
-		})
-		for d := range refs {
-			if _, ok := objects[d]; !ok {
-				bad("object %s: named by a layer, not recorded", d)
-			}
-		}
-		// images and refs
-		imageChains := map[digest.Digest]bool{}
-		bucket(tx, bucketImages).ForEach(func(k, v []byte) error {
-			r.Images++
-			id := digest.Digest(k)
-			var rec imageRecord
-			if err := json.Unmarshal(v, &rec); err != nil {
-				bad("image %s: %v", id, err)
-				return nil
-			}
-			if digest.FromBytes(rec.Config) != id {
-				bad("image %s: config hashes to %s", id, digest.FromBytes(rec.Config))
-			}
-			if rec.Manifest != nil && digest.FromBytes(rec.Manifest) != rec.ManifestDigest {
-				bad("image %s: manifest does not hash to %s", id, rec.ManifestDigest)
-			}
-			cfg, err := parseConfig(rec.Config)
-			if err != nil {
-				bad("image %s: %v", id, err)
-				return nil
-			}
-			if rec.ID != id {
-				bad("image %s: record names %s", id, rec.ID)
-			}
-			if !slices.Equal(cfg.RootFS.DiffIDs, rec.Layers) {
-				bad("image %s: record and config disagree on layers", id)
-			}
-			for _, d := range rec.Layers {
-				if bucket(tx, bucketLayers).Bucket([]byte(d)) == nil {
-					bad("image %s: layer %s missing", id, d)
-				}
-			}
-			if len(rec.Layers) > 0 && identity.ChainID(rec.Layers) != rec.ChainID {
-				bad("image %s: chainID %s is wrong", id, rec.ChainID)
-			}
-			imageChains[rec.ChainID] = true
-			return nil
-		})
-		bucket(tx, bucketRefs).ForEach(func(k, v []byte) error {
-			if bucket(tx, bucketImages).Get(v) == nil {
-				bad("tag %s: names missing image %s", k, v)
-			}
-			return nil
-		})
-		// trees
-		bucket(tx, bucketTrees).ForEach(func(k, _ []byte) error {
-			r.Trees++
-			t, err := loadTree(tx, digest.Digest(k))
-			if err != nil {
-				bad("%v", err)
-				return nil
-			}
-			checkTreeAgainstLayers(tx, t, bad)
-			for p, e := range t.entries {
-				if p != "" {
-					if d, ok := t.entries[parentOf(p)]; !ok || d.Type != TypeDir {
-						bad("tree %s: %q has no parent directory", k, p)
-					}
-				}
-				if e.Type == TypeReg {
-					if _, ok := objects[e.Digest]; !ok {
-						bad("tree %s: %q names unknown object %s", k, p, e.Digest)
-					}
-				}
-				if e.Type == TypeWhiteout || e.Type == TypeOpaque {
-					bad("tree %s: %q is a %s", k, p, e.Type)
-				}
-				if e.Ino == 0 || e.Ino >= t.NextIno {
-					bad("tree %s: %q has inode %d outside [1,%d)", k, p, e.Ino, t.NextIno)
-				}
-			}
-			return nil
-		})
-		mounts, err := mountsTx(tx)
-		if err != nil {
-			bad("%v", err)
-		}
-		for _, m := range mounts {
-			r.Mounts++
-			for _, d := range m.Layers {
-				if bucket(tx, bucketLayers).Bucket([]byte(d)) == nil {
-					bad("mount %s: layer %s missing", m.ID, d)
-				}
-			}
-			if !m.Alive() {
-				r.Garbage = append(r.Garbage, fmt.Sprintf("mount %s at %s: server %d is gone (strata umount or gc cleans it)", m.ID, m.Dir, m.PID))
-			}
-		}
-		// What an interrupted removal (or an image removed while mounted,
-		// when its lease went) left: GC deletes it.
-		keepLayer, keepTree, err := held(tx)
-		if err != nil {
-			bad("%v", err)
-			return nil
-		}
-		bucket(tx, bucketLayers).ForEach(func(k, _ []byte) error {
-			if !keepLayer[digest.Digest(k)] {
-				r.Garbage = append(r.Garbage, fmt.Sprintf("layer %s: no image or mount holds it", k))
-			}
-			return nil
-		})
-		bucket(tx, bucketTrees).ForEach(func(k, _ []byte) error {
-			if !keepTree[digest.Digest(k)] {
-				r.Garbage = append(r.Garbage, fmt.Sprintf("tree %s: no image or mount holds it", k))
-			}
-			return nil
-		})
+		c.layers(tx)
+		c.objectRecords(tx)
+		c.images(tx)
+		c.refs(tx)
+		c.trees(tx)
+		c.mounts(tx)
+		c.unheld(tx)
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	for _, l := range replay {
-		s.checkLayerTar(l.d, l.entries, bad)
+	for _, l := range c.replay {
+		s.checkLayerTar(l.d, l.entries, c.problem)
 	}
-	// object files
+	c.objectFiles()
+	c.staging()
+	c.mountDirs()
+	return c.r, nil
+}
+
+// layers checks each layer's record and entries, and counts the objects
+// the layers name.
+func (c *checker) layers(tx *bolt.Tx) {
+	bucket(tx, bucketLayers).ForEach(func(k, _ []byte) error {
+		c.r.Layers++
+		d := digest.Digest(k)
+		lr, err := getLayerRecord(tx, d)
+		if err != nil {
+			c.problem("%v", err)
+			return nil
+		}
+		if lr.DiffID != d {
+			c.problem("layer %s: record names %s", d, lr.DiffID)
+		}
+		entries, err := layerEntries(tx, d)
+		if err != nil {
+			c.problem("%v", err)
+			return nil
+		}
+		byPath := map[string]*Entry{}
+		for _, e := range entries {
+			byPath[e.Path] = e
+		}
+		for _, e := range entries {
+			if e.HardLink != "" {
+				if t, ok := byPath[e.HardLink]; !ok || t.Type != TypeReg || t.HardLink != "" {
+					c.problem("layer %s: %q hard-links to %q, not a plain file of the layer", d, e.Path, e.HardLink)
+				} else if t.Digest != e.Digest {
+					c.problem("layer %s: %q hard-links to %q but names another object", d, e.Path, e.HardLink)
+				}
+			}
+			if e.Type == TypeReg && e.Digest.Validate() != nil {
+				c.problem("layer %s: %q has bad digest %q", d, e.Path, e.Digest)
+			}
+		}
+		if c.contents {
+			c.replay = append(c.replay, layerEntriesOf{d, entries})
+		}
+		objs, err := layerObjects(tx, d)
+		if err != nil {
+			c.problem("%v", err)
+		}
+		for o := range objs {
+			c.named[o]++
+		}
+		if len(entries) != lr.Entries {
+			c.problem("layer %s: %d entries, record says %d", d, len(entries), lr.Entries)
+		}
+		return nil
+	})
+}
+
+// objectRecords checks each object's record against the layers that name
+// it, and that every object a layer names is recorded.
+func (c *checker) objectRecords(tx *bolt.Tx) {
+	bucket(tx, bucketObjects).ForEach(func(k, v []byte) error {
+		c.r.Objects++
+		d := digest.Digest(k)
+		rec, err := unmarshalObject(v)
+		if err != nil {
+			c.problem("object %s: bad record", d)
+			return nil
+		}
+		c.objects[d] = rec
+		if rec.Refs == 0 {
+			c.problem("object %s: record with no references", d)
+		} else if rec.Refs != c.named[d] {
+			c.problem("object %s: refcount %d, %d layers name it", d, rec.Refs, c.named[d])
+		}
+		return nil
+	})
+	for d := range c.named {
+		if _, ok := c.objects[d]; !ok {
+			c.problem("object %s: named by a layer, not recorded", d)
+		}
+	}
+}
+
+// images checks each image's record against its config and manifest, and
+// that its layers are stored.
+func (c *checker) images(tx *bolt.Tx) {
+	bucket(tx, bucketImages).ForEach(func(k, v []byte) error {
+		c.r.Images++
+		id := digest.Digest(k)
+		var rec imageRecord
+		if err := json.Unmarshal(v, &rec); err != nil {
+			c.problem("image %s: %v", id, err)
+			return nil
+		}
+		if digest.FromBytes(rec.Config) != id {
+			c.problem("image %s: config hashes to %s", id, digest.FromBytes(rec.Config))
+		}
+		if rec.Manifest != nil && digest.FromBytes(rec.Manifest) != rec.ManifestDigest {
+			c.problem("image %s: manifest does not hash to %s", id, rec.ManifestDigest)
+		}
+		cfg, err := parseConfig(rec.Config)
+		if err != nil {
+			c.problem("image %s: %v", id, err)
+			return nil
+		}
+		if rec.ID != id {
+			c.problem("image %s: record names %s", id, rec.ID)
+		}
+		if !slices.Equal(cfg.RootFS.DiffIDs, rec.Layers) {
+			c.problem("image %s: record and config disagree on layers", id)
+		}
+		for _, d := range rec.Layers {
+			if bucket(tx, bucketLayers).Bucket([]byte(d)) == nil {
+				c.problem("image %s: layer %s missing", id, d)
+			}
+		}
+		if len(rec.Layers) > 0 && identity.ChainID(rec.Layers) != rec.ChainID {
+			c.problem("image %s: chainID %s is wrong", id, rec.ChainID)
+		}
+		return nil
+	})
+}
+
+// refs checks that every tag names a stored image.
+func (c *checker) refs(tx *bolt.Tx) {
+	bucket(tx, bucketRefs).ForEach(func(k, v []byte) error {
+		if bucket(tx, bucketImages).Get(v) == nil {
+			c.problem("tag %s: names missing image %s", k, v)
+		}
+		return nil
+	})
+}
+
+// trees checks each merged tree against the layers it is made of, and its
+// entries against the objects.
+func (c *checker) trees(tx *bolt.Tx) {
+	bucket(tx, bucketTrees).ForEach(func(k, _ []byte) error {
+		c.r.Trees++
+		t, err := loadTree(tx, digest.Digest(k))
+		if err != nil {
+			c.problem("%v", err)
+			return nil
+		}
+		checkTreeAgainstLayers(tx, t, c.problem)
+		for p, e := range t.entries {
+			if p != "" {
+				if d, ok := t.entries[parentOf(p)]; !ok || d.Type != TypeDir {
+					c.problem("tree %s: %q has no parent directory", k, p)
+				}
+			}
+			if e.Type == TypeReg {
+				if _, ok := c.objects[e.Digest]; !ok {
+					c.problem("tree %s: %q names unknown object %s", k, p, e.Digest)
+				}
+			}
+			if e.Type == TypeWhiteout || e.Type == TypeOpaque {
+				c.problem("tree %s: %q is a %s", k, p, e.Type)
+			}
+			if e.Ino == 0 || e.Ino >= t.NextIno {
+				c.problem("tree %s: %q has inode %d outside [1,%d)", k, p, e.Ino, t.NextIno)
+			}
+		}
+		return nil
+	})
+}
+
+// mounts checks that every lease's layers are stored; a lease whose server
+// is gone is garbage.
+func (c *checker) mounts(tx *bolt.Tx) {
+	mounts, err := mountsTx(tx)
+	if err != nil {
+		c.problem("%v", err)
+	}
+	for _, m := range mounts {
+		c.r.Mounts++
+		for _, d := range m.Layers {
+			if bucket(tx, bucketLayers).Bucket([]byte(d)) == nil {
+				c.problem("mount %s: layer %s missing", m.ID, d)
+			}
+		}
+		if !m.Alive() {
+			c.garbage("mount %s at %s: server %d is gone (strata umount or gc cleans it)", m.ID, m.Dir, m.PID)
+		}
+	}
+}
+
+// unheld reports as garbage the layers and trees no image or lease holds:
+// what an interrupted removal (or an image removed while mounted, when its
+// lease went) left, and GC deletes.
+func (c *checker) unheld(tx *bolt.Tx) {
+	keepLayer, keepTree, err := held(tx)
+	if err != nil {
+		c.problem("%v", err)
+		return
+	}
+	bucket(tx, bucketLayers).ForEach(func(k, _ []byte) error {
+		if !keepLayer[digest.Digest(k)] {
+			c.garbage("layer %s: no image or mount holds it", k)
+		}
+		return nil
+	})
+	bucket(tx, bucketTrees).ForEach(func(k, _ []byte) error {
+		if !keepTree[digest.Digest(k)] {
+			c.garbage("tree %s: no image or mount holds it", k)
+		}
+		return nil
+	})
+}
+
+// objectFiles checks objects/ against the object records: every recorded
+// object is there with its size (and, with contents, its digest); a file no
+// record names is garbage.
+func (c *checker) objectFiles() {
 	onDisk := map[digest.Digest]bool{}
 	for i := 0; i < 256; i++ {
-		dir := filepath.Join(s.objectsDir(), fmt.Sprintf("%02x", i))
+		dir := filepath.Join(c.s.objectsDir(), fmt.Sprintf("%02x", i))
 		names, err := readDirNames(dir)
 		if err != nil {
-			bad("objects: %v", err)
+			c.problem("objects: %v", err)
 			continue
 		}
 		for _, n := range names {
 			d := digest.NewDigestFromEncoded(digest.SHA256, fmt.Sprintf("%02x", i)+n)
 			onDisk[d] = true
-			if _, ok := objects[d]; !ok {
-				r.Garbage = append(r.Garbage, "unreferenced object "+filepath.Join(dir, n))
+			if _, ok := c.objects[d]; !ok {
+				c.garbage("unreferenced object %s", filepath.Join(dir, n))
 			}
 		}
 	}
-	keys := make([]digest.Digest, 0, len(objects))
-	for d := range objects {
+	keys := make([]digest.Digest, 0, len(c.objects))
+	for d := range c.objects {
 		keys = append(keys, d)
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
 	for _, d := range keys {
-		rec := objects[d]
+		rec := c.objects[d]
 		if !onDisk[d] {
-			bad("object %s: file missing", d)
+			c.problem("object %s: file missing", d)
 			continue
 		}
-		fi, err := os.Stat(s.ObjectPath(d))
+		fi, err := os.Stat(c.s.ObjectPath(d))
 		if err != nil {
-			bad("object %s: %v", d, err)
+			c.problem("object %s: %v", d, err)
 			continue
 		}
 		if fi.Size() != rec.Size {
-			bad("object %s: file has %d bytes, record says %d", d, fi.Size(), rec.Size)
+			c.problem("object %s: file has %d bytes, record says %d", d, fi.Size(), rec.Size)
 			continue
 		}
-		if contents {
-			if got, err := hashFile(s.ObjectPath(d)); err != nil {
-				bad("object %s: %v", d, err)
+		if c.contents {
+			if got, err := hashFile(c.s.ObjectPath(d)); err != nil {
+				c.problem("object %s: %v", d, err)
 			} else if got != d {
-				bad("object %s: content hashes to %s", d, got)
+				c.problem("object %s: content hashes to %s", d, got)
 			}
 		}
 	}
-	if names, _ := readDirNames(s.tmpDir()); len(names) > 0 {
-		for _, n := range names {
-			r.Garbage = append(r.Garbage, "staging leftover "+filepath.Join(s.tmpDir(), n))
-		}
+}
+
+// staging reports what an interrupted import left in tmp/.
+func (c *checker) staging() {
+	names, _ := readDirNames(c.s.tmpDir())
+	for _, n := range names {
+		c.garbage("staging leftover %s", filepath.Join(c.s.tmpDir(), n))
 	}
+}
+
+// mountDirs reports the directories under mounts/ that no lease names.
+func (c *checker) mountDirs() {
 	live := map[string]bool{}
-	ms, _ := s.Mounts()
+	ms, _ := c.s.Mounts()
 	for _, m := range ms {
 		live[m.ID] = true
 	}
-	if names, _ := readDirNames(s.mountsDir()); len(names) > 0 {
-		for _, n := range names {
-			if !live[n] {
-				r.Garbage = append(r.Garbage, "mount directory without a lease "+filepath.Join(s.mountsDir(), n))
-			}
+	names, _ := readDirNames(c.s.mountsDir())
+	for _, n := range names {
+		if !live[n] {
+			c.garbage("mount directory without a lease %s", filepath.Join(c.s.mountsDir(), n))
 		}
 	}
-	return r, nil
 }
 
 func readDirNames(dir string) ([]string, error) {

@@ -402,8 +402,13 @@ func TestStore_Check_FindsCorruption(t *testing.T) {
 		t.Fatalf("without --contents a same-size change is invisible: %+v", r)
 	}
 	r, _ = s.Check(true)
-	if r.OK() || !strings.Contains(strings.Join(r.Problems, "\n"), "hashes to") {
+	if r.OK() || !strings.Contains(errors.Join(r.Problems...).Error(), "hashes to") {
 		t.Fatalf("check --contents: %v", r.Problems)
+	}
+	for _, p := range r.Problems {
+		if !errors.Is(p, ErrCorrupt) {
+			t.Errorf("problem %q does not wrap ErrCorrupt", p)
+		}
 	}
 	os.Remove(p)
 	r, _ = s.Check(false)
