@@ -6,9 +6,10 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/opencontainers/go-digest"
 	"testing"
 	"time"
+
+	"github.com/opencontainers/go-digest"
 )
 
 // FuzzReadTar feeds arbitrary bytes to layer ingest. It must never panic;

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	bolt "go.etcd.io/bbolt"
 )
 
 // newTestStore opens a store in a temp dir; its cleanup runs the checker
@@ -171,5 +173,50 @@ func writeRawHeader(t testing.TB, buf *bytes.Buffer, h *tar.Header) {
 	if h.Typeflag == tar.TypeReg {
 		body := make([]byte, (h.Size+511)/512*512)
 		buf.Write(body)
+	}
+}
+
+// objectRefs reads the refcount of every object record.
+func objectRefs(t *testing.T, s *Store) map[digest.Digest]uint64 {
+	t.Helper()
+	out := map[digest.Digest]uint64{}
+	err := s.view(func(tx *bolt.Tx) error {
+		return bucket(tx, bucketObjects).ForEach(func(k, v []byte) error {
+			rec, err := unmarshalObject(v)
+			if err != nil {
+				return err
+			}
+			out[digest.Digest(k)] = rec.Refs
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// objectFiles lists the files under objects/.
+func objectFiles(t *testing.T, s *Store) []string {
+	t.Helper()
+	left, err := filepath.Glob(filepath.Join(s.Root(), "objects", "*", "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return left
+}
+
+// mustEmpty asserts that GC left nothing: no records, no files, no garbage.
+func mustEmpty(t *testing.T, s *Store, when string) {
+	t.Helper()
+	if refs := objectRefs(t, s); len(refs) != 0 {
+		t.Errorf("%s: object records left: %v", when, refs)
+	}
+	if left := objectFiles(t, s); len(left) != 0 {
+		t.Errorf("%s: object files left: %v", when, left)
+	}
+	r := checkOK(t, s, when)
+	if len(r.Garbage) != 0 || r.Layers != 0 || r.Trees != 0 {
+		t.Errorf("%s: %d layers, %d trees, garbage %v; want none", when, r.Layers, r.Trees, r.Garbage)
 	}
 }

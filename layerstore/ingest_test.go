@@ -1,21 +1,28 @@
 package layerstore
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	mrand "math/rand"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	bolt "go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 )
 
@@ -287,3 +294,348 @@ func TestIngest_TestdataLayers_RoundTrip(t *testing.T) {
 		})
 	}
 }
+
+// A tar that names one path twice (tar -x keeps the last) must leave a store
+// the checker passes, and removing the image must free every object.
+func TestIngest_DuplicateEntries_LastWins(t *testing.T) {
+	cases := map[string][]tarEntry{
+		"FileTwice":    {{name: "f", body: "one"}, {name: "f", body: "two"}},
+		"FileThenDir":  {{name: "f", body: "one"}, {name: "f/", typ: tar.TypeDir}},
+		"FileThenLink": {{name: "t", body: "target"}, {name: "f", body: "one"}, {name: "f", typ: tar.TypeLink, link: "t"}},
+	}
+	for name, ents := range cases {
+		t.Run(name, func(t *testing.T) {
+			s, err := Open(t.TempDir(), &Options{LockTimeout: 5 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			img, err := importLayers(t, s, "dup:1", makeTar(t, ents...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkOK(t, s, "after import")
+			// LayerTar still gives back the imported bytes (the first f's
+			// content is in the tar, so its object must stay while the layer does).
+			rc, err := s.LayerTar(img.Layers[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := sha256.New()
+			_, err = io.Copy(h, rc)
+			rc.Close()
+			if err != nil || fmt.Sprintf("sha256:%x", h.Sum(nil)) != string(img.Layers[0]) {
+				t.Fatalf("LayerTar: %v", err)
+			}
+			if _, err := s.RemoveImage("dup:1", false); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.GC(); err != nil {
+				t.Fatal(err)
+			}
+			mustEmpty(t, s, "after rm and gc")
+		})
+	}
+}
+
+// Bytes of a layer that are not file contents (whiteout bodies, data after
+// the end-of-archive marker, sparse file data) are buffered whole in memory
+// by the tar splitter and stored as one bbolt value. A small compressed
+// blob can make the importer allocate without bound.
+func TestIngest_NonContentBytes_Bounded(t *testing.T) {
+	const body = 128 << 20
+	zeros := make([]byte, 1<<20)
+	memCase := func(t *testing.T, raw []byte) {
+		blob := gz(t, raw)
+		t.Logf("blob: %d bytes compressed, %d uncompressed", len(blob), len(raw))
+		raw = nil
+		s, err := Open(t.TempDir(), &Options{MaxFileSize: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err = importLayers(t, s, "x:1", blob)
+		runtime.ReadMemStats(&after)
+		if err != nil {
+			t.Logf("import refused: %v", err)
+		}
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 64<<20 {
+			t.Errorf("importing a %d-byte blob allocated %d MiB", len(blob), alloc>>20)
+		}
+	}
+	t.Run("WhiteoutBody", func(t *testing.T) {
+		var raw bytes.Buffer
+		tw := tar.NewWriter(&raw)
+		tw.WriteHeader(&tar.Header{Name: "d/.wh.x", Typeflag: tar.TypeReg, Size: body, Mode: 0o644})
+		for i := 0; i < body>>20; i++ {
+			tw.Write(zeros)
+		}
+		tw.Close()
+		memCase(t, raw.Bytes())
+	})
+	t.Run("AfterEndMarker", func(t *testing.T) {
+		raw := makeTar(t, tarEntry{name: "f", body: "f"})
+		for i := 0; i < body>>20; i++ {
+			raw = append(raw, zeros...)
+		}
+		memCase(t, raw)
+	})
+	// A sparse file's data is its object's; the tar split names ranges of
+	// it, in every sparse format GNU tar writes, and still gives back the
+	// imported bytes.
+	for _, format := range []struct{ name, format, version string }{
+		{"gnu", "gnu", ""}, {"oldgnu", "oldgnu", ""},
+		{"pax0.0", "posix", "0.0"}, {"pax0.1", "posix", "0.1"}, {"pax1.0", "posix", "1.0"},
+	} {
+		t.Run("SparseDataStoredOnce/"+format.name, func(t *testing.T) {
+			if _, err := exec.LookPath("tar"); err != nil {
+				t.Skip("no GNU tar")
+			}
+			dir := t.TempDir()
+			f, err := os.Create(filepath.Join(dir, "disk.img"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// 32 runs of data with holes between them: more fragments than
+			// a GNU header holds (extension blocks) and a 1.0 map of more
+			// than one block.
+			data := make([]byte, 16<<20)
+			mrand.New(mrand.NewSource(1)).Read(data)
+			const run = 512 << 10
+			for i := 0; i < len(data)/run; i++ {
+				f.WriteAt(data[i*run:(i+1)*run], int64(i)*(2<<20))
+			}
+			f.Truncate(80 << 20) // and a hole at the end
+			f.Close()
+			args := []string{"-C", dir, "--sparse", "--format=" + format.format, "-cf", "-"}
+			if format.version != "" {
+				args = append(args, "--sparse-version="+format.version)
+			}
+			raw, err := exec.Command("tar", append(args, "disk.img")...).Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := newTestStore(t)
+			img, err := importLayers(t, s, "", raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var split int
+			s.view(func(tx *bolt.Tx) error {
+				split = len(bucket(tx, bucketLayers).Bucket([]byte(img.Layers[0])).Get(keyTarSplit))
+				return nil
+			})
+			if split == 0 || split > 64<<10 {
+				t.Errorf("the tar split of one sparse file is %d bytes, want a few hundred: its %d MiB of data belong to its object", split, len(data)>>20)
+			}
+			rc, err := s.LayerTar(img.Layers[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, raw) {
+				t.Errorf("LayerTar gave %d bytes, differing from the %d imported", len(got), len(raw))
+			}
+		})
+	}
+}
+
+// A uid, gid or mtime the entry cannot hold must be refused, not wrapped:
+// uid 2^32 (out of range for Linux) silently becomes root.
+func TestIngest_HeaderFieldsOutOfRange_Refused(t *testing.T) {
+	cases := map[string]*tar.Header{
+		"UID2^32":  {Name: "f", Typeflag: tar.TypeReg, Mode: 0o4755, Uid: 1 << 32, ModTime: time.Unix(1700000000, 0)},
+		"GID2^32":  {Name: "f", Typeflag: tar.TypeReg, Mode: 0o2755, Gid: 1<<32 + 5, ModTime: time.Unix(1700000000, 0)},
+		"Year2300": {Name: "f", Typeflag: tar.TypeReg, Mode: 0o644, ModTime: time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)},
+	}
+	for name, h := range cases {
+		t.Run(name, func(t *testing.T) {
+			var buf bytes.Buffer
+			tw := tar.NewWriter(&buf)
+			h.Format = tar.FormatPAX
+			if err := tw.WriteHeader(h); err != nil {
+				t.Fatal(err)
+			}
+			tw.Close()
+			s := newTestStore(t)
+			img, err := importLayers(t, s, "", buf.Bytes())
+			if err != nil {
+				return // refused: fine
+			}
+			_, tree, err := s.ImageTree(string(img.ID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, _ := tree.Lookup("f")
+			if int64(e.UID) != int64(h.Uid) || int64(e.GID) != int64(h.Gid) {
+				t.Errorf("owner %d:%d, header says %d:%d", e.UID, e.GID, h.Uid, h.Gid)
+			}
+			// A time int64 nanoseconds cannot hold is clamped to the
+			// nearest one they can, never wrapped.
+			want := h.ModTime
+			if want.After(time.Unix(0, math.MaxInt64)) {
+				want = time.Unix(0, math.MaxInt64)
+			}
+			if !time.Unix(0, e.Mtime).Equal(want) {
+				t.Errorf("mtime %s, header says %s (want %s)", time.Unix(0, e.Mtime).UTC(), h.ModTime, want.UTC())
+			}
+		})
+	}
+}
+
+// Names that clean to a place inside the layer are stored clean; names that
+// climb out are refused; no stored path is unclean.
+func TestIngest_Paths_CleanedOrRefused(t *testing.T) {
+	ok := map[string]string{
+		"a//b":         "a/b",
+		"./a/./b/":     "a/b",
+		"/abs/x":       "abs/x",
+		"a/../b":       "b",
+		"a/b/../../c":  "c",
+		"../":          "", // climbs out: refused below
+		"x/..":         "",
+		"///":          "",
+		"a/.wh.b/c":    "a/.wh.b/c",
+		"./":           "",
+		"a/b/c/../../": "a",
+	}
+	for in, want := range ok {
+		got, err := cleanPath(in)
+		if in == "../" {
+			if err == nil {
+				t.Errorf("cleanPath(%q) = %q, want refusal", in, got)
+			}
+			continue
+		}
+		if err != nil || got != want {
+			t.Errorf("cleanPath(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"..", "../x", "a/../../x", "/../x", "a/b/../../../x", "a\x00b", "./.."} {
+		if got, err := cleanPath(bad); err == nil {
+			t.Errorf("cleanPath(%q) = %q, want an error", bad, got)
+		}
+	}
+	// Over the whole import: store and tree hold only clean paths, and no
+	// file appears outside the store root.
+	outside := t.TempDir()
+	s := newTestStore(t)
+	layer := makeTar(t,
+		tarEntry{name: "./", typ: tar.TypeDir, mode: 0o700},
+		tarEntry{name: "a//b/", typ: tar.TypeDir},
+		tarEntry{name: "a//b//c", body: "c"},
+		tarEntry{name: "/abs", body: "abs"},
+		tarEntry{name: "q/../r", body: "r"},
+		tarEntry{name: "l", typ: tar.TypeLink, link: "/a/b/../b/c"},
+		tarEntry{name: "s", typ: tar.TypeSymlink, link: "../../../../" + outside + "/x"},
+	)
+	img, err := importLayers(t, s, "", layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, tree, err := s.ImageTree(string(img.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree.Walk(func(e *Entry) error {
+		if c, err := cleanPath(e.Path); err != nil || c != e.Path {
+			t.Errorf("unclean path %q in tree", e.Path)
+		}
+		return nil
+	})
+	root, _ := tree.Lookup("")
+	if root.Mode != 0o700 {
+		t.Errorf("root mode %o, want the layer's 0700", root.Mode)
+	}
+	l, _ := tree.Lookup("l")
+	c, _ := tree.Lookup("a/b/c")
+	if l == nil || c == nil || l.Ino != c.Ino || c.Nlink != 2 {
+		t.Errorf("hard link through an absolute, dotted name: %+v %+v", l, c)
+	}
+	if names, _ := readDirNames(outside); len(names) != 0 {
+		t.Errorf("import wrote outside the store: %v", names)
+	}
+}
+
+// A layer already stored is not read again; the blob offered for it is then
+// never verified, and the manifest naming it is stored as if it had been.
+func TestIngest_KnownLayer_BlobNotRead(t *testing.T) {
+	s := newTestStore(t)
+	raw := makeTar(t, tarEntry{name: "a", body: "a"})
+	good := gz(t, raw)
+	cfg := []byte(fmt.Sprintf(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["%s"]}}`, sha(raw)))
+	if _, err := s.AddImage(context.Background(), &ImageSource{ConfigRaw: cfg, Names: []string{"good:1"},
+		Layers: []LayerBlob{{Digest: sha(good), Size: int64(len(good)), Open: opener(good)}}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Same config (so same diffID), another manifest, and a blob that is not
+	// what its digest says.
+	bad := []byte("this is not a gzip of anything")
+	cfg2 := append([]byte(nil), cfg...)
+	cfg2 = append(cfg2[:len(cfg2)-1], []byte(`,"config":{"Env":["X=1"]}}`)...)
+	_, err := s.AddImage(context.Background(), &ImageSource{ConfigRaw: cfg2, Names: []string{"bad:1"},
+		Layers: []LayerBlob{{Digest: sha([]byte("claimed")), Size: int64(len(bad)), Open: opener(bad)}}}, nil)
+	if err == nil {
+		t.Fatal("a blob that does not hash to its digest was accepted because its diffID was already stored")
+	}
+	if imgs, _ := s.Images(); len(imgs) != 1 {
+		t.Errorf("%d images after the refused import", len(imgs))
+	}
+}
+
+// An import cancelled while staging leaves nothing behind; one that fails at
+// commit leaves only garbage that Check allows and GC removes.
+func TestIngest_Failed_LeavesOnlyGarbage(t *testing.T) {
+	s := newTestStore(t)
+	if _, err := importLayers(t, s, "keep:1", makeTar(t, tarEntry{name: "k", body: "keep"})); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("Cancelled", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		layer := makeTar(t, tarEntry{name: "a", body: "aaaa"}, tarEntry{name: "b", body: strings.Repeat("b", smallFile+1)}, tarEntry{name: "c", body: "cccc"})
+		open := func() (io.ReadCloser, error) {
+			return io.NopCloser(io.MultiReader(bytes.NewReader(layer[:len(layer)/2]), readFn(func([]byte) (int, error) {
+				cancel()
+				return 0, io.EOF
+			}), bytes.NewReader(layer[len(layer)/2:]))), nil
+		}
+		_, err := s.NewImage(ctx, NewImageOptions{Layers: []NewLayer{{Open: open}}, Names: []string{"cancel:1"}})
+		if err == nil {
+			t.Fatal("cancelled import succeeded")
+		}
+		r := checkOK(t, s, "after cancel")
+		if len(r.Garbage) != 0 {
+			t.Errorf("garbage after a cancelled import: %v", r.Garbage)
+		}
+	})
+	t.Run("CommitFails", func(t *testing.T) {
+		// an empty name is refused by bbolt inside the commit, after publish
+		_, err := s.NewImage(context.Background(), NewImageOptions{Names: []string{""},
+			Layers: []NewLayer{{Open: opener(makeTar(t, tarEntry{name: "z", body: "zzzz"}))}}})
+		if err == nil {
+			t.Fatal("import with an empty name succeeded")
+		}
+		r := checkOK(t, s, "after a failed commit")
+		if imgs, _ := s.Images(); len(imgs) != 1 {
+			t.Errorf("%d images after a failed commit", len(imgs))
+		}
+		if _, err := s.GC(); err != nil {
+			t.Fatal(err)
+		}
+		if r = checkOK(t, s, "after gc"); len(r.Garbage) != 0 {
+			t.Errorf("garbage after gc: %v", r.Garbage)
+		}
+		if _, err := os.Stat(s.ObjectPath(sha([]byte("zzzz")))); !os.IsNotExist(err) {
+			t.Errorf("object of the failed import after gc: %v", err)
+		}
+	})
+}
+
+type readFn func([]byte) (int, error)
+
+func (f readFn) Read(p []byte) (int, error) { return f(p) }

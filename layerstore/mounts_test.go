@@ -2,6 +2,8 @@ package layerstore
 
 import (
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -149,4 +151,41 @@ func TestStore_RemoveMount_StoreBusy_OrphansAreGarbage(t *testing.T) {
 		t.Errorf("gc removed layers %v and %d objects, want the orphan layer and its object", g.Layers, g.Objects)
 	}
 	assertOnly(t, s, kept, gone.Layers[1])
+}
+
+func TestStore_AddMount_IDOutsideMounts_HarmsNothing(t *testing.T) {
+	for _, c := range []struct{ name, id string }{{"DotDotThenGC", ".."}, {"DotThenGC", "."}, {"RemoveMountDotDot", ".."}} {
+		t.Run(c.name, func(t *testing.T) {
+			base := t.TempDir()
+			root := filepath.Join(base, "store")
+			s, err := Open(root, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			img, err := importLayers(t, s, "victim:1", makeTar(t, tarEntry{name: "f", body: "precious"}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.MkdirAll(s.MountDir("other"), 0o700)
+			err = s.AddMount(MountRecord{ID: c.id, Image: img.ID, Layers: img.Layers, ChainID: img.ChainID, Dir: "/mnt/x", PID: -1})
+			if err == nil {
+				if strings.HasPrefix(c.name, "RemoveMount") {
+					s.RemoveMount(c.id)
+				} else {
+					s.GC()
+				}
+			} else if strings.HasPrefix(c.name, "RemoveMount") {
+				s.RemoveMount(c.id)
+			}
+			if _, err := os.Stat(filepath.Join(root, "meta.db")); err != nil {
+				t.Fatalf("lease %q deleted the store: %v", c.id, err)
+			}
+			if _, err := os.Stat(s.ObjectPath(sha([]byte("precious")))); err != nil {
+				t.Fatalf("lease %q deleted objects: %v", c.id, err)
+			}
+			if _, err := os.Stat(s.MountDir("other")); err != nil && c.id == "." {
+				t.Fatalf("lease %q deleted other mounts' directories: %v", c.id, err)
+			}
+		})
+	}
 }

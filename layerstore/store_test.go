@@ -386,37 +386,6 @@ func TestStore_GC_Garbage(t *testing.T) {
 	}
 }
 
-func TestStore_Check_FindsCorruption(t *testing.T) {
-	s, err := Open(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := importLayers(t, s, "k:1", makeTar(t, tarEntry{name: "a", body: "abc"})); err != nil {
-		t.Fatal(err)
-	}
-	p := s.ObjectPath(sha([]byte("abc")))
-	os.Chmod(p, 0o600)
-	os.WriteFile(p, []byte("xyz"), 0o600)
-	r, err := s.Check(false)
-	if err != nil || !r.OK() {
-		t.Fatalf("without --contents a same-size change is invisible: %+v", r)
-	}
-	r, _ = s.Check(true)
-	if r.OK() || !strings.Contains(errors.Join(r.Problems...).Error(), "hashes to") {
-		t.Fatalf("check --contents: %v", r.Problems)
-	}
-	for _, p := range r.Problems {
-		if !errors.Is(p, ErrCorrupt) {
-			t.Errorf("problem %q does not wrap ErrCorrupt", p)
-		}
-	}
-	os.Remove(p)
-	r, _ = s.Check(false)
-	if r.OK() {
-		t.Fatal("missing object not reported")
-	}
-}
-
 // TestStore_LayerTar_RoundTrip: every testdata layer (sparse files, long
 // names, xattrs, hard links, whiteouts) comes back byte for byte.
 func TestStore_LayerTar_RoundTrip(t *testing.T) {
