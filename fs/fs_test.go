@@ -533,7 +533,7 @@ func TestFS_DiffAndWriteLayer(t *testing.T) {
 	if err := WriteLayer(&layer, m.upper, img.tree, img.objectPath); err != nil {
 		t.Fatal(err)
 	}
-	entries := layerFromTar(t, bytes.NewReader(layer.Bytes()), img.objects)
+	entries := layerFromTar(t, layer.Bytes())
 	applied, err := layerstore.BuildTree("", append(slices.Clone(img.layers), entries)...)
 	if err != nil {
 		t.Fatal(err)
@@ -1053,7 +1053,7 @@ func TestFS_Diff_HardLinkGroup(t *testing.T) {
 			}
 			kinds[h.Name] = h.Typeflag
 		}
-		return layerFromTar(t, bytes.NewReader(layer.Bytes()), img.objects), kinds
+		return layerFromTar(t, layer.Bytes()), kinds
 	}
 	check := func(what string, entries []*layerstore.Entry) {
 		t.Helper()

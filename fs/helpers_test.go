@@ -1,8 +1,8 @@
 package fs
 
 import (
-	"archive/tar"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -14,13 +14,13 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
+	"github.com/strata-dev/strata/internal/storetest"
 	"github.com/strata-dev/strata/layerstore"
 )
 
@@ -297,79 +297,22 @@ func walkNames(t *testing.T, root string) []string {
 	return out
 }
 
-// layerFromTar reads a layer tar into entries in key order, contents into
-// objects.
-func layerFromTar(t *testing.T, r io.Reader, objects string) []*layerstore.Entry {
+// layerFromTar stores a layer tar in a scratch store, as an import does,
+// and returns the entries the store made of it, in key order.
+func layerFromTar(t *testing.T, b []byte) []*layerstore.Entry {
 	t.Helper()
-	tr := tar.NewReader(r)
-	byPath := map[string]*layerstore.Entry{}
-	var out []*layerstore.Entry
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		e := &layerstore.Entry{
-			Path:  strings.TrimPrefix(path.Clean("/"+h.Name), "/"),
-			Mode:  uint32(h.Mode) & 0o7777,
-			UID:   uint32(h.Uid),
-			GID:   uint32(h.Gid),
-			Mtime: h.ModTime.UnixNano(),
-		}
-		for k, v := range h.PAXRecords {
-			if name, ok := strings.CutPrefix(k, "SCHILY.xattr."); ok {
-				if e.Xattrs == nil {
-					e.Xattrs = map[string]string{}
-				}
-				e.Xattrs[name] = v
-			}
-		}
-		base := path.Base(e.Path)
-		switch {
-		case base == layerstore.OpaqueName:
-			e.Type = layerstore.TypeOpaque
-		case strings.HasPrefix(base, layerstore.WhiteoutPrefix):
-			e.Type = layerstore.TypeWhiteout
-		default:
-			switch h.Typeflag {
-			case tar.TypeReg:
-				b, err := io.ReadAll(tr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				e.Type, e.Size, e.Digest = layerstore.TypeReg, int64(len(b)), writeTestObject(t, objects, b)
-			case tar.TypeLink:
-				tg, ok := byPath[strings.TrimPrefix(path.Clean("/"+h.Linkname), "/")]
-				if !ok {
-					t.Fatalf("%s: hard link to unknown %s", h.Name, h.Linkname)
-				}
-				e.Type, e.HardLink, e.Size, e.Digest, e.Link = tg.Type, tg.Path, tg.Size, tg.Digest, tg.Link
-				e.Devmajor, e.Devminor = tg.Devmajor, tg.Devminor
-			case tar.TypeSymlink:
-				e.Type, e.Link = layerstore.TypeSymlink, h.Linkname
-			case tar.TypeDir:
-				e.Type = layerstore.TypeDir
-			case tar.TypeChar:
-				e.Type, e.Devmajor, e.Devminor = layerstore.TypeChar, uint32(h.Devmajor), uint32(h.Devminor)
-			case tar.TypeBlock:
-				e.Type, e.Devmajor, e.Devminor = layerstore.TypeBlock, uint32(h.Devmajor), uint32(h.Devminor)
-			case tar.TypeFifo:
-				e.Type = layerstore.TypeFifo
-			default:
-				t.Fatalf("%s: tar type %q", h.Name, h.Typeflag)
-			}
-		}
-		if _, dup := byPath[e.Path]; dup {
-			t.Fatalf("layer has %s twice", e.Path)
-		}
-		byPath[e.Path] = e
-		out = append(out, e)
+	st := storetest.Open(t)
+	img, err := st.NewImage(context.Background(), layerstore.NewImageOptions{Layers: []layerstore.NewLayer{{
+		Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil },
+	}}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	sortEntries(out)
-	return out
+	entries, err := st.LayerEntries(img.Layers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return entries
 }
 
 // objectsSnapshot records everything about every file of an objects dir.

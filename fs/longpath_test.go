@@ -320,7 +320,7 @@ func TestFS_LongPaths_CopyUp(t *testing.T) {
 	if err := WriteLayer(&layer, m.upper, img.tree, img.objectPath); err != nil {
 		t.Fatalf("WriteLayer: %v", err)
 	}
-	entries := layerFromTar(t, bytes.NewReader(layer.Bytes()), img.objects)
+	entries := layerFromTar(t, layer.Bytes())
 	applied, err := layerstore.BuildTree("", append(slices.Clone(img.layers), entries)...)
 	if err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package fs_test
+package testsuite
 
 // Operation scripts: each named script is a list of steps applied both to a
 // plain copy of the fixture rootfs (cp -a, on the host file system: the
@@ -278,7 +278,7 @@ var suiteScripts = []suiteScript{
 	}},
 	// Plain mounts only: under passthrough a lower file of 1 MiB or more
 	// open read-only cannot be opened for writing (ETXTBSY); see
-	// TestSuite_PassthroughWriterWhileReading.
+	// PassthroughWriterWhileReading.
 	{"read-only handle of a large lower file sees later writes", []suiteStep{
 		opReadThenWrite("app/blob-copy.bin"), // big enough for passthrough
 		opReadThenWrite("bin/sh"),            // and one of a hard-link set
@@ -294,19 +294,19 @@ var suiteScripts = []suiteScript{
 	}},
 }
 
-// TestSuite_Ops runs every script against a fresh mount and a fresh copy of
+// testOps runs every script against a fresh mount and a fresh copy of
 // the reference rootfs, with and without FUSE passthrough.
-func TestSuite_Ops(t *testing.T) {
-	img := suiteLoadImage(t)
+func (ts *suite) testOps(t *testing.T) {
+	img := ts.demo
 	for _, pt := range []bool{false, true} {
 		t.Run(map[bool]string{false: "plain", true: "passthrough"}[pt], func(t *testing.T) {
 			for _, s := range suiteScripts {
 				t.Run(s.name, func(t *testing.T) {
 					if pt && strings.Contains(s.name, "large lower file") {
-						t.Skip("passthrough: a large lower file open read-only refuses writers (ETXTBSY), tested by TestSuite_PassthroughWriterWhileReading")
+						t.Skip("passthrough: a large lower file open read-only refuses writers (ETXTBSY), tested by PassthroughWriterWhileReading")
 					}
-					ref := suiteCopyRootfs(t)
-					m := suiteMountImage(t, img, suiteMountOptions{Passthrough: pt})
+					ref := ts.copyRootfs(t)
+					m := ts.mountImage(t, img, suiteMountOptions{Passthrough: pt})
 					start := time.Now().Add(-2 * time.Second)
 					for i, st := range s.steps {
 						if !suiteRunStep(t, fmt.Sprintf("step %d %s", i+1, st.name), st, ref, m.Dir, start) {
@@ -835,15 +835,15 @@ func suiteTypeOf(full string) layerstore.Type {
 	return 0
 }
 
-// TestSuite_PassthroughWriterWhileReading pins down the one place where a
+// testPassthroughWriterWhileReading pins down the one place where a
 // passthrough mount departs from a plain directory: while a read-only
 // handle of a large lower file is open (the kernel reads it straight from
 // its object), opening it for writing fails with ETXTBSY; once the reader
 // closes, the write goes through and the object stays untouched.
-func TestSuite_PassthroughWriterWhileReading(t *testing.T) {
-	img := suiteLoadImage(t)
-	m := suiteMountImage(t, img, suiteMountOptions{Passthrough: true})
-	if !m.srv.Passthrough() {
+func (ts *suite) testPassthroughWriterWhileReading(t *testing.T) {
+	img := ts.demo
+	m := ts.mountImage(t, img, suiteMountOptions{Passthrough: true})
+	if !m.Passthrough {
 		t.Skip("the kernel refused FUSE passthrough here")
 	}
 	p := filepath.Join(m.Dir, "app/blob-copy.bin")

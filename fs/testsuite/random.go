@@ -1,4 +1,4 @@
-package fs_test
+package testsuite
 
 // A seeded random sequence of operations, applied to a plain copy of the
 // fixture rootfs and to a mount, as the scripts in ops_suite_test.go are.
@@ -21,7 +21,7 @@ import (
 	"github.com/strata-dev/strata/layerstore"
 )
 
-func TestSuite_Random(t *testing.T) {
+func (ts *suite) testRandom(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("STRATA_SEED"); s != "" {
 		v, err := strconv.ParseUint(s, 10, 64)
@@ -40,10 +40,10 @@ func TestSuite_Random(t *testing.T) {
 	}
 	t.Logf("seed %d (replay with STRATA_SEED=%d)", seed, seed)
 
-	img := suiteLoadImage(t)
+	img := ts.demo
 	for _, pt := range []bool{false, true} {
 		t.Run(map[bool]string{false: "plain", true: "passthrough"}[pt], func(t *testing.T) {
-			suiteRandomRun(t, img, seed, nops, pt)
+			ts.randomRun(t, img, seed, nops, pt)
 		})
 	}
 }
@@ -51,10 +51,10 @@ func TestSuite_Random(t *testing.T) {
 // suiteRandomRun applies nops random operations chosen from seed to a copy of
 // the rootfs and to a mount, comparing as the scripts do, and stops at the
 // first divergence.
-func suiteRandomRun(t *testing.T, img *suiteImage, seed uint64, nops int, passthrough bool) {
+func (ts *suite) randomRun(t *testing.T, img *suiteImage, seed uint64, nops int, passthrough bool) {
 	const compareEvery = 20
-	ref := suiteCopyRootfs(t)
-	m := suiteMountImage(t, img, suiteMountOptions{Passthrough: passthrough})
+	ref := ts.copyRootfs(t)
+	m := ts.mountImage(t, img, suiteMountOptions{Passthrough: passthrough})
 	start := time.Now().Add(-2 * time.Second)
 	g := &suiteRandom{rng: rand.New(rand.NewPCG(seed, 0x5742a7a)), ref: ref, passthrough: passthrough}
 	var history []string

@@ -1,4 +1,4 @@
-package fs_test
+package testsuite
 
 // go-fuse's posixtest table, each case against a fresh mount, in two places:
 // the root of a mount of an empty tree (everything lives in the upper dir),
@@ -12,8 +12,6 @@ import (
 	"testing"
 
 	"github.com/hanwen/go-fuse/v2/posixtest"
-
-	"github.com/strata-dev/strata/layerstore"
 )
 
 // suitePosixSkip lists the posixtest cases that do not apply, and why. A
@@ -29,19 +27,14 @@ var suitePosixSkip = map[string]string{
 	"FcntlFlockLocksFile": "POSIX locks are per process: a plain ext4 directory fails this case too",
 }
 
-func TestSuite_Posix(t *testing.T) {
-	suiteRequireFixtures(t)
-	empty, err := layerstore.BuildTree("")
-	if err != nil {
-		t.Fatal(err)
-	}
+func (ts *suite) testPosix(t *testing.T) {
 	places := []struct {
 		name string
-		img  func(t *testing.T) *suiteImage
+		img  *suiteImage
 		dir  string
 	}{
-		{"empty", func(t *testing.T) *suiteImage { return &suiteImage{Tree: empty, Objects: t.TempDir()} }, ""},
-		{"lowerdir", suiteLoadImage, "tmp"},
+		{"empty", ts.empty, ""},
+		{"lowerdir", ts.demo, "tmp"},
 	}
 	names := make([]string, 0, len(posixtest.All))
 	for name := range posixtest.All {
@@ -50,13 +43,13 @@ func TestSuite_Posix(t *testing.T) {
 	slices.Sort(names)
 	for _, pl := range places {
 		t.Run(pl.name, func(t *testing.T) {
-			img := pl.img(t)
+			img := pl.img
 			for _, name := range names {
 				t.Run(name, func(t *testing.T) {
 					if why, ok := suitePosixSkip[name]; ok {
 						t.Skip(why)
 					}
-					m := suiteMountImage(t, img, suiteMountOptions{})
+					m := ts.mountImage(t, img, suiteMountOptions{})
 					posixtest.All[name](t, filepath.Join(m.Dir, pl.dir))
 				})
 			}

@@ -1,10 +1,10 @@
-package fs_test
+package testsuite
 
 // Steps that touch a mount through a memory mapping run in a child process.
 // A page fault on a FUSE file, unlike a system call, keeps its thread in the
 // Go runtime's "running" state: a stop-the-world (a GC) in the process that
 // serves the mount then waits for the faulting thread, which waits for the
-// server, which is stopped. Found by TestSuite_Random in passthrough mode:
+// server, which is stopped. Found by the random sequence in passthrough mode:
 // one thread in filemap_fault, the runtime in "GC mark termination".
 
 import (
@@ -14,13 +14,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"testing"
 
 	"golang.org/x/sys/unix"
 )
 
-// suiteChildEnv carries the operation (JSON) a re-executed test binary runs
-// in TestSuite_ChildProcess.
+// suiteChildEnv carries the operation (JSON) that a test binary importing
+// this package, re-executed by suiteInChild, runs instead of its tests.
 const suiteChildEnv = "STRATA_SUITE_CHILD"
 
 type suiteChildOp struct {
@@ -37,16 +36,20 @@ type suiteChildResult struct {
 	Err   string
 }
 
-// TestSuite_ChildProcess is not a test: it runs one operation when the suite
-// re-executes the test binary with suiteChildEnv set.
-func TestSuite_ChildProcess(t *testing.T) {
-	spec := os.Getenv(suiteChildEnv)
-	if spec == "" {
-		t.Skip("runs only in a child process of the suite")
+// init makes the test binary the child when suiteChildEnv is set: it runs
+// the one operation and exits before any test (or the caller's TestMain)
+// starts. Nothing is registered; a binary without the variable is untouched.
+func init() {
+	if spec := os.Getenv(suiteChildEnv); spec != "" {
+		os.Exit(suiteChild(spec))
 	}
+}
+
+func suiteChild(spec string) int {
 	var op suiteChildOp
 	if err := json.Unmarshal([]byte(spec), &op); err != nil {
-		t.Fatal(err)
+		fmt.Fprintln(os.Stderr, err)
+		return 2
 	}
 	var res suiteChildResult
 	var err error
@@ -54,15 +57,18 @@ func TestSuite_ChildProcess(t *testing.T) {
 	case "mmap-write":
 		res.Obs, err = mmapWrite(op.Path, op.Off, op.Data)
 	default:
-		t.Fatalf("unknown child op %q", op.Op)
+		fmt.Fprintf(os.Stderr, "unknown child op %q\n", op.Op)
+		return 2
 	}
 	if err != nil {
 		res.Err, res.Errno = err.Error(), int(errnoOf(err))
 	}
 	b, _ := json.Marshal(res)
 	if err := os.WriteFile(op.Result, b, 0o600); err != nil {
-		t.Fatal(err)
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
+	return 0
 }
 
 // suiteInChild runs op in a child process and returns what it observed and
@@ -78,7 +84,7 @@ func suiteInChild(op suiteChildOp) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSuite_ChildProcess$", "-test.count=1")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), suiteChildEnv+"="+string(spec))
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("child process for %s %s: %v: %s", op.Op, op.Path, err, out)
