@@ -1,9 +1,6 @@
 package layerstore_test
 
 import (
-	"crypto/sha256"
-	"fmt"
-	"io"
 	"path/filepath"
 	"testing"
 
@@ -42,21 +39,7 @@ func TestStore_Load_Fixtures(t *testing.T) {
 				t.Error(d)
 			}
 			// Every layer comes back byte for byte: its sha256 is its diffID.
-			for _, d := range imgs[0].Layers {
-				rc, err := s.LayerTar(d)
-				if err != nil {
-					t.Fatal(err)
-				}
-				h := sha256.New()
-				_, err = io.Copy(h, rc)
-				rc.Close()
-				if err != nil {
-					t.Fatalf("layer %s: %v", d, err)
-				}
-				if got := fmt.Sprintf("sha256:%x", h.Sum(nil)); got != string(d) {
-					t.Errorf("LayerTar(%s) hashes to %s", d, got)
-				}
-			}
+			storetest.CheckLayers(t, s, imgs[0])
 			// Loading again stores nothing new.
 			du1, _ := s.DiskUsage()
 			storetest.Load(t, s, filepath.Join(dir, format))

@@ -220,3 +220,18 @@ func mustEmpty(t *testing.T, s *Store, when string) {
 		t.Errorf("%s: %d layers, %d trees, garbage %v; want none", when, r.Layers, r.Trees, r.Garbage)
 	}
 }
+
+// layerTar reads all of LayerTar(d), failing t on any error.
+func layerTar(t testing.TB, s *Store, d digest.Digest) []byte {
+	t.Helper()
+	rc, err := s.LayerTar(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("layer %s: %v", d, err)
+	}
+	return b
+}

@@ -279,15 +279,7 @@ func TestIngest_TestdataLayers_RoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rc, err := s.LayerTar(img.Layers[0])
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := io.ReadAll(rc)
-			rc.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
+			got := layerTar(t, s, img.Layers[0])
 			if !bytes.Equal(got, raw) {
 				t.Errorf("LayerTar gave %d bytes, differing from the %d imported", len(got), len(raw))
 			}
@@ -429,15 +421,7 @@ func TestIngest_NonContentBytes_Bounded(t *testing.T) {
 			if split == 0 || split > 64<<10 {
 				t.Errorf("the tar split of one sparse file is %d bytes, want a few hundred: its %d MiB of data belong to its object", split, len(data)>>20)
 			}
-			rc, err := s.LayerTar(img.Layers[0])
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := io.ReadAll(rc)
-			rc.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
+			got := layerTar(t, s, img.Layers[0])
 			if !bytes.Equal(got, raw) {
 				t.Errorf("LayerTar gave %d bytes, differing from the %d imported", len(got), len(raw))
 			}

@@ -403,15 +403,7 @@ func TestStore_LayerTar_RoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
-		rc, err := s.LayerTar(img.Layers[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
+		got := layerTar(t, s, img.Layers[0])
 		if !bytes.Equal(got, data) {
 			t.Errorf("%s: LayerTar gave %d bytes, differing from the %d imported", f, len(got), len(data))
 		}

@@ -3,9 +3,7 @@ package transfer_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
-	"fmt"
 	"io"
 	"path/filepath"
 	"slices"
@@ -29,27 +27,6 @@ func archiveImages(t *testing.T, name string) []layerstore.ImageSource {
 	}
 	t.Cleanup(func() { a.Close() })
 	return a.Images()
-}
-
-// checkLayers fails unless every layer of img comes back from s byte for
-// byte (its sha256 is its diffID).
-func checkLayers(t *testing.T, s *layerstore.Store, img layerstore.Image) {
-	t.Helper()
-	for _, d := range img.Layers {
-		rc, err := s.LayerTar(d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h := sha256.New()
-		_, err = io.Copy(h, rc)
-		rc.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := fmt.Sprintf("sha256:%x", h.Sum(nil)); got != string(d) {
-			t.Errorf("layer %s reads back as %s", d, got)
-		}
-	}
 }
 
 // TestLoad_FromStoreSource: a source that is no archive (what a registry
@@ -90,7 +67,7 @@ func TestLoad_FromStoreSource(t *testing.T) {
 	if !slices.Equal(names, []string{"demo:latest"}) || len(progress) == 0 {
 		t.Errorf("Loaded saw %q, Progress %d events", names, len(progress))
 	}
-	checkLayers(t, b, got[0])
+	storetest.CheckLayers(t, b, got[0])
 }
 
 // TestLoad_Names: Names picks images and the names they get; a name the
@@ -178,7 +155,7 @@ func TestSave_NamesAndRoundTrip(t *testing.T) {
 			if back[0].ID != loaded[0].ID {
 				t.Errorf("image ID %s after save and load, want %s", back[0].ID, loaded[0].ID)
 			}
-			checkLayers(t, fresh, back[0])
+			storetest.CheckLayers(t, fresh, back[0])
 		})
 	}
 	if err := transfer.Save(s, []string{"nosuch"}, export.FormatDockerArchive, io.Discard, "", export.Options{}); !errors.Is(err, layerstore.ErrNotFound) {

@@ -8,10 +8,13 @@ package storetest
 
 import (
 	"context"
+	"crypto/sha256"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/strata-dev/strata/layerstore"
 	"github.com/strata-dev/strata/layerstore/imagefmt"
 	"github.com/strata-dev/strata/transfer"
@@ -112,4 +115,25 @@ func LoadArchive(s *layerstore.Store, path string) ([]layerstore.Image, error) {
 	}
 	defer a.Close()
 	return transfer.Load(context.Background(), s, a.Images(), transfer.LoadOptions{From: path})
+}
+
+// CheckLayers fails t unless every layer of img comes back from s byte for
+// byte: LayerTar's sha256 is the layer's diffID.
+func CheckLayers(t testing.TB, s *layerstore.Store, img layerstore.Image) {
+	t.Helper()
+	for _, d := range img.Layers {
+		rc, err := s.LayerTar(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.New()
+		_, err = io.Copy(h, rc)
+		rc.Close()
+		if err != nil {
+			t.Fatalf("layer %s: %v", d, err)
+		}
+		if got := digest.NewDigest(digest.SHA256, h); got != d {
+			t.Errorf("layer %s reads back as %s", d, got)
+		}
+	}
 }
