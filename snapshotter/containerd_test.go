@@ -315,14 +315,37 @@ func (e *env) waitSnapshots(n int) map[string]snapshotsapi.Kind {
 var backendName = regexp.MustCompile(`^[^/]+/[0-9]+/(.*)$`)
 
 // agree checks that ctr snapshots ls and the server name the same
-// snapshots of the same kinds.
+// snapshots of the same kinds. containerd drops a removed snapshot from its
+// metadata at once and from the snapshotter later, in its garbage
+// collector, so agree waits (up to a minute) for the two to meet before it
+// reports what differs.
 func (e *env) agree() {
 	e.t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		diff := e.disagree()
+		if len(diff) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			for _, d := range diff {
+				e.t.Error(d)
+			}
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// disagree lists how the server's snapshots differ from containerd's.
+func (e *env) disagree() []string {
+	e.t.Helper()
+	var diff []string
 	ours := map[string]snapshotsapi.Kind{}
 	for name, k := range e.strataSnapshots() {
 		m := backendName.FindStringSubmatch(name)
 		if m == nil {
-			e.t.Errorf("snapshot %q in strata is not one of containerd's", name)
+			diff = append(diff, fmt.Sprintf("snapshot %q in strata is not one of containerd's", name))
 			continue
 		}
 		ours[m[1]] = k
@@ -330,14 +353,15 @@ func (e *env) agree() {
 	theirs := e.containerdSnapshots()
 	for k, v := range theirs {
 		if ours[k] != v {
-			e.t.Errorf("containerd has %s %s, strata has it as %s", v, k, ours[k])
+			diff = append(diff, fmt.Sprintf("containerd has %s %s, strata has it as %s", v, k, ours[k]))
 		}
 	}
 	for k, v := range ours {
 		if _, ok := theirs[k]; !ok {
-			e.t.Errorf("strata has %s %s, containerd does not", v, k)
+			diff = append(diff, fmt.Sprintf("strata has %s %s, containerd does not", v, k))
 		}
 	}
+	return diff
 }
 
 // containerdSnapshots lists the snapshots containerd's metadata names
