@@ -2,7 +2,6 @@ package container
 
 import (
 	"context"
-	"path"
 	"strings"
 
 	"github.com/strata-dev/strata/fs"
@@ -10,23 +9,14 @@ import (
 	"github.com/strata-dev/strata/session"
 )
 
-// mountpoints are the paths the runtime makes in a container's root for
-// what it mounts there: docker's init layer holds them, so neither diff nor
-// commit shows them; strata leaves them out when they are only that (an
-// empty file or directory the image has not).
+// mountpoints are what the runtime makes in the container's root (see
+// Mountpoints).
 func (r *Record) mountpoints() fs.Skip {
-	paths := map[string]bool{
-		"proc": true, "sys": true, "dev": true, "etc/hostname": true, "etc/hosts": true,
-		"etc/resolv.conf": true, "sbin/docker-init": true, "sys/fs/cgroup": true, "dev/shm": true,
-		"dev/mqueue": true, "dev/pts": true,
-	}
+	vols := make([]string, 0, len(r.Volumes))
 	for _, v := range r.Volumes {
-		// The volume's path and the directories made to reach it.
-		for p := strings.TrimPrefix(path.Clean(v.Destination), "/"); p != "." && p != ""; p = path.Dir(p) {
-			paths[p] = true
-		}
+		vols = append(vols, v.Destination)
 	}
-	return func(p string) bool { return paths[p] }
+	return Mountpoints(vols)
 }
 
 // Diff lists the changes container ref made to its image, as docker diff

@@ -92,6 +92,7 @@ func (s *Store) Check(contents bool) (*CheckReport, error) {
 		c.refs(tx)
 		c.trees(tx)
 		c.mounts(tx)
+		checkCache(tx, c.problem)
 		c.unheld(tx)
 		return nil
 	})

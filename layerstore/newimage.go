@@ -28,6 +28,10 @@ type NewImageOptions struct {
 	Layers   []NewLayer                     // applied in order on the base
 	Edit     func(cfg *ocispec.Image) error // edits the config after the layers are added
 	Names    []string                       // references to point at the result, taken through ParseTag
+	// ConfigExtra sets keys of the config's "config" object that
+	// ocispec.ImageConfig has no field for (docker's Healthcheck, OnBuild,
+	// Shell); a nil value deletes the key. The base's such keys are kept.
+	ConfigExtra map[string]any
 	Progress func(Progress)
 }
 
@@ -105,6 +109,9 @@ func (s *Store) NewImage(ctx context.Context, opt NewImageOptions) (Image, error
 	if err != nil {
 		return Image{}, err
 	}
+	if raw, err = keepExtra(raw, opt.Base, opt.ConfigExtra); err != nil {
+		return Image{}, err
+	}
 	id := digest.FromBytes(raw)
 	man := ocispec.Manifest{
 		Versioned: specs.Versioned{SchemaVersion: 2},
@@ -131,4 +138,62 @@ func (s *Store) NewImage(ctx context.Context, opt NewImageOptions) (Image, error
 		return Image{}, err
 	}
 	return s.ResolveImage(string(id))
+}
+
+// keepExtra lays over raw's "config" object the keys of the base's that
+// ocispec does not know (lost by the round trip through ocispec.Image), then
+// extra's.
+func keepExtra(raw []byte, base *Image, extra map[string]any) ([]byte, error) {
+	merged := map[string]json.RawMessage{}
+	if base != nil {
+		var b struct {
+			Config map[string]json.RawMessage `json:"config"`
+		}
+		if json.Unmarshal(base.ConfigRaw, &b) == nil {
+			for k, v := range b.Config {
+				if !ociConfigKeys[k] {
+					merged[k] = v
+				}
+			}
+		}
+	}
+	for k, v := range extra {
+		if v == nil {
+			delete(merged, k)
+			continue
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+		merged[k] = b
+	}
+	if len(merged) == 0 {
+		return raw, nil
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &top); err != nil {
+		return nil, err
+	}
+	c := map[string]json.RawMessage{}
+	if v, ok := top["config"]; ok {
+		if err := json.Unmarshal(v, &c); err != nil {
+			return nil, err
+		}
+	}
+	for k, v := range merged {
+		c[k] = v
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return nil, err
+	}
+	top["config"] = b
+	return json.Marshal(top)
+}
+
+// ociConfigKeys are the keys ocispec.ImageConfig marshals.
+var ociConfigKeys = map[string]bool{
+	"User": true, "ExposedPorts": true, "Env": true, "Entrypoint": true, "Cmd": true,
+	"Volumes": true, "WorkingDir": true, "Labels": true, "StopSignal": true, "ArgsEscaped": true,
 }

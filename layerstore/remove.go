@@ -236,7 +236,7 @@ func sweep(tx *bolt.Tx) ([]digest.Digest, []objectFile, error) {
 			return nil, nil, err
 		}
 	}
-	return layers, doomed, nil
+	return layers, doomed, dropStaleCache(tx)
 }
 
 // held is what images and leases (live or stale) hold: their layers and the

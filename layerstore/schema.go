@@ -14,6 +14,7 @@ package layerstore
 //	             e/  Key(path)   -> Entry.MarshalBinary, with Ino and Nlink set
 //	  objects/ <digest>          -> uvarint size, uvarint refs (number of layers naming it)
 //	  mounts/  <mount ID>        -> JSON MountRecord (a lease: keeps its chain from GC)
+//	  buildcache/ <step key>     -> image ID: the image a build step made (buildcache.go)
 //
 // Key(path) is parent + "\x00" + name (the root is "/"), so a directory's
 // children are one contiguous, name-sorted key range.
@@ -25,9 +26,10 @@ var (
 	bucketTrees   = []byte("trees")
 	bucketObjects = []byte("objects")
 	bucketMounts  = []byte("mounts")
+	bucketCache   = []byte("buildcache")
 
 	keyMeta    = []byte("meta")
 	bucketEnts = []byte("e")
 )
 
-var topBuckets = [][]byte{bucketImages, bucketRefs, bucketLayers, bucketTrees, bucketObjects, bucketMounts}
+var topBuckets = [][]byte{bucketImages, bucketRefs, bucketLayers, bucketTrees, bucketObjects, bucketMounts, bucketCache}

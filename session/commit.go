@@ -48,6 +48,10 @@ type CommitOptions struct {
 	Config *ocispec.ImageConfig
 	// Skip leaves out mountpoints the upper dir only added, empty (fs.Skip).
 	Skip fs.Skip
+	// Edit, if set, edits the new image's config last (a build step sets
+	// its history and config); ConfigExtra is layerstore's.
+	Edit        func(cfg *ocispec.Image) error
+	ConfigExtra map[string]any
 }
 
 // Commit turns the changes of mount m into a new layer on its image and
@@ -91,9 +95,13 @@ func Commit(ctx context.Context, st *layerstore.Store, m *layerstore.MountRecord
 			if o.Config != nil {
 				cfg.Config = *o.Config
 			}
+			if o.Edit != nil {
+				return o.Edit(cfg)
+			}
 			return nil
 		},
-		Names: o.Names,
+		ConfigExtra: o.ConfigExtra,
+		Names:       o.Names,
 	})
 }
 

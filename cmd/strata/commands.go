@@ -23,6 +23,8 @@ func subcommands(g *globals) []*cobra.Command {
 		newMountsCmd(g),
 		newDiffCmd(g),
 		newCommitCmd(g),
+		newBuildCmd(g),
+		newBuilderCmd(g),
 		newRunCmd(g),
 		newCreateCmd(g),
 		newStartCmd(g),

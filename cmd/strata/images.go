@@ -93,7 +93,7 @@ prints each row as JSON.`,
 		},
 	}
 	f := cmd.Flags()
-	f.BoolVarP(&o.all, "all", "a", false, "show all images (strata keeps no intermediate images, so this lists the same)")
+	f.BoolVarP(&o.all, "all", "a", false, "show all images (default hides intermediate images: untagged ones only the build cache holds)")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "only show image IDs")
 	f.BoolVar(&o.noTrunc, "no-trunc", false, "don't truncate output")
 	f.BoolVar(&o.digests, "digests", false, "show digests")
@@ -137,6 +137,13 @@ func runImages(cmd *cobra.Command, g *globals, o *imagesOptions, args []string) 
 	imgs, err = filterImages(s, imgs, filters)
 	if err != nil {
 		return err
+	}
+	if !o.all {
+		cached, err := s.CacheImages()
+		if err != nil {
+			return err
+		}
+		imgs = slices.DeleteFunc(imgs, func(img layerstore.Image) bool { return len(img.RepoTags) == 0 && cached[img.ID] })
 	}
 	showDigest := o.digests || strings.Contains(format, "{{.Digest}}")
 	now := time.Now()
