@@ -231,7 +231,11 @@ func (b *builder) export(img *layerstore.Image) (layerstore.Image, error) {
 			}
 			nimg, err := b.st.NewImage(context.Background(), layerstore.NewImageOptions{
 				Base: img,
-				Edit: func(c *ocispec.Image) error { c.Config.Labels = cfg.Config.Labels; c.History = img.Config.History; return nil },
+				Edit: func(c *ocispec.Image) error {
+					c.Config.Labels = cfg.Config.Labels
+					c.History = img.Config.History
+					return nil
+				},
 			})
 			if err != nil {
 				return layerstore.Image{}, err

@@ -198,9 +198,9 @@ func nodeOf(rel, p string, fi os.FileInfo) (*node, error) {
 }
 
 func (c *contextDir) lookup(p string) (*node, bool) { n, ok := c.nodes[p]; return n, ok }
-func (c *contextDir) children(p string) []*node    { return c.kids[p] }
-func (c *contextDir) all() []*node                 { return c.list }
-func (c *contextDir) what() string                 { return "build context" }
+func (c *contextDir) children(p string) []*node     { return c.kids[p] }
+func (c *contextDir) all() []*node                  { return c.list }
+func (c *contextDir) what() string                  { return "build context" }
 
 func (c *contextDir) open(n *node) (io.ReadCloser, error) {
 	f, err := os.OpenFile(filepath.Join(c.root, filepath.FromSlash(n.path)), os.O_RDONLY|syscall.O_NOFOLLOW, 0)

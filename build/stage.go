@@ -154,10 +154,10 @@ func (b *builder) stage(ctx context.Context, i int) (*layerstore.Image, error) {
 
 type fromCmd struct{ st instructions.Stage }
 
-func (f *fromCmd) Name() string               { return "from" }
-func (f *fromCmd) Location() []parser.Range   { return f.st.Location }
-func (f *fromCmd) Comments() []string         { return nil }
-func (f *fromCmd) String() string             { return f.st.SourceCode }
+func (f *fromCmd) Name() string             { return "from" }
+func (f *fromCmd) Location() []parser.Range { return f.st.Location }
+func (f *fromCmd) Comments() []string       { return nil }
+func (f *fromCmd) String() string           { return f.st.SourceCode }
 
 func (s *stageState) setConfig(img *layerstore.Image) error {
 	s.cfg = img.Config
@@ -423,12 +423,12 @@ func (b *builder) arg(s *stageState, c *instructions.ArgCommand) error {
 			}
 		}
 		part := a.Key
+		s.args = setKV(s.args, a.Key, v) // BuildKit records "K=" for an ARG without a value
 		if has {
 			part += "=" + v
 			if _, isEnv := envKey(s.cfg.Config.Env, a.Key); !isEnv {
 				s.env = setKV(s.env, a.Key, v)
 			}
-			s.args = setKV(s.args, a.Key, v)
 		}
 		parts = append(parts, part)
 	}

@@ -77,7 +77,17 @@ func (r *Runtime) Run(ctx context.Context, id, dir string, stdio Stdio, started 
 	defer r.forceDelete(id)
 	stop := context.AfterFunc(ctx, func() { _ = r.Kill(id, syscall.SIGKILL) })
 	defer stop()
-	return r.foreground(dir, stdio, started, "run", "--bundle", dir, id)
+	// A cancel before the container existed found nothing to kill: kill it
+	// as soon as it is there.
+	onStart := func(pid int) {
+		if ctx.Err() != nil {
+			_ = r.Kill(id, syscall.SIGKILL)
+		}
+		if started != nil {
+			started(pid)
+		}
+	}
+	return r.foreground(dir, stdio, onStart, "run", "--bundle", dir, id)
 }
 
 // Exec runs process (written to dir/FILE) in the running container id, in

@@ -9,7 +9,9 @@ import (
 )
 
 // The build cache maps a build step's key (package build says what goes
-// into it) to the image the step made. An entry names an image that exists:
+// into it) to the image the step made, and records every image a step made
+// (buildimages: the intermediate images, even those a --no-cache build
+// made again under a key). An entry names an image that exists:
 // it is written in one transaction that checks so, and every removal of
 // images drops the entries of the images it removed (sweep), so a cached
 // step costs one small key and no layer of its own.
@@ -35,16 +37,19 @@ func (s *Store) CachePut(key string, id digest.Digest) error {
 		if bucket(tx, bucketImages).Get([]byte(id)) == nil {
 			return fmt.Errorf("build cache %s: image %s: %w", key, id, ErrNotFound)
 		}
+		if err := bucket(tx, bucketBuilt).Put([]byte(id), []byte(key)); err != nil {
+			return err
+		}
 		return bucket(tx, bucketCache).Put([]byte(key), []byte(id))
 	})
 }
 
-// CacheImages returns the IDs of the images the build cache names.
+// CacheImages returns the IDs of the images build steps made.
 func (s *Store) CacheImages() (map[digest.Digest]bool, error) {
 	ids := map[digest.Digest]bool{}
 	err := s.view(func(tx *bolt.Tx) error {
-		return bucket(tx, bucketCache).ForEach(func(_, v []byte) error {
-			ids[digest.Digest(v)] = true
+		return bucket(tx, bucketBuilt).ForEach(func(k, _ []byte) error {
+			ids[digest.Digest(k)] = true
 			return nil
 		})
 	})
@@ -74,18 +79,18 @@ func (s *Store) PruneCache() (*RemoveReport, error) {
 				used[m.Image] = true
 			}
 		}
-		cb := bucket(tx, bucketCache)
 		victims := map[digest.Digest]bool{}
-		var keys [][]byte
-		cb.ForEach(func(k, v []byte) error {
-			keys = append(keys, append([]byte(nil), k...))
-			if id := digest.Digest(v); len(tags[id]) == 0 && !used[id] {
+		bucket(tx, bucketBuilt).ForEach(func(k, _ []byte) error {
+			if id := digest.Digest(k); len(tags[id]) == 0 && !used[id] {
 				victims[id] = true
 			}
 			return nil
 		})
-		for _, k := range keys {
-			if err := cb.Delete(k); err != nil {
+		for _, name := range [][]byte{bucketCache, bucketBuilt} {
+			if err := tx.Bucket(bucketRoot).DeleteBucket(name); err != nil {
+				return err
+			}
+			if _, err := tx.Bucket(bucketRoot).CreateBucket(name); err != nil {
 				return err
 			}
 		}
@@ -133,6 +138,19 @@ func dropStaleCache(tx *bolt.Tx) error {
 			return err
 		}
 	}
+	bb := bucket(tx, bucketBuilt)
+	stale = stale[:0]
+	bb.ForEach(func(k, _ []byte) error {
+		if ib.Get(k) == nil {
+			stale = append(stale, append([]byte(nil), k...))
+		}
+		return nil
+	})
+	for _, k := range stale {
+		if err := bb.Delete(k); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -142,6 +160,12 @@ func checkCache(tx *bolt.Tx, bad func(string, ...any)) {
 	bucket(tx, bucketCache).ForEach(func(k, v []byte) error {
 		if ib.Get(v) == nil {
 			bad("build cache %s: image %s missing", k, v)
+		}
+		return nil
+	})
+	bucket(tx, bucketBuilt).ForEach(func(k, _ []byte) error {
+		if ib.Get(k) == nil {
+			bad("build images: image %s missing", k)
 		}
 		return nil
 	})

@@ -24,15 +24,15 @@ type NewLayer struct {
 
 // NewImageOptions describe an image made from a base and new layers.
 type NewImageOptions struct {
-	Base     *Image                         // nil: start from scratch
-	Layers   []NewLayer                     // applied in order on the base
-	Edit     func(cfg *ocispec.Image) error // edits the config after the layers are added
-	Names    []string                       // references to point at the result, taken through ParseTag
+	Base   *Image                         // nil: start from scratch
+	Layers []NewLayer                     // applied in order on the base
+	Edit   func(cfg *ocispec.Image) error // edits the config after the layers are added
+	Names  []string                       // references to point at the result, taken through ParseTag
 	// ConfigExtra sets keys of the config's "config" object that
 	// ocispec.ImageConfig has no field for (docker's Healthcheck, OnBuild,
 	// Shell); a nil value deletes the key. The base's such keys are kept.
 	ConfigExtra map[string]any
-	Progress func(Progress)
+	Progress    func(Progress)
 }
 
 // NewImage stores a new image: the base's layers plus new ones, with a config

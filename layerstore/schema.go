@@ -15,6 +15,7 @@ package layerstore
 //	  objects/ <digest>          -> uvarint size, uvarint refs (number of layers naming it)
 //	  mounts/  <mount ID>        -> JSON MountRecord (a lease: keeps its chain from GC)
 //	  buildcache/ <step key>     -> image ID: the image a build step made (buildcache.go)
+//	  buildimages/ <image ID>    -> step key: every image a build step made (intermediate)
 //
 // Key(path) is parent + "\x00" + name (the root is "/"), so a directory's
 // children are one contiguous, name-sorted key range.
@@ -27,9 +28,10 @@ var (
 	bucketObjects = []byte("objects")
 	bucketMounts  = []byte("mounts")
 	bucketCache   = []byte("buildcache")
+	bucketBuilt   = []byte("buildimages")
 
 	keyMeta    = []byte("meta")
 	bucketEnts = []byte("e")
 )
 
-var topBuckets = [][]byte{bucketImages, bucketRefs, bucketLayers, bucketTrees, bucketObjects, bucketMounts, bucketCache}
+var topBuckets = [][]byte{bucketImages, bucketRefs, bucketLayers, bucketTrees, bucketObjects, bucketMounts, bucketCache, bucketBuilt}
