@@ -18,9 +18,10 @@
 // image's ID, then each instruction as expanded (so ENV, ARG and build args
 // in use are in it), RUN's environment and network, and for COPY and ADD a
 // checksum of the selected files' contents and metadata (not their mtimes).
-// The key names the image the step made, in the store's build cache bucket
-// (layerstore.CachePut), written after the image itself: a crash between the
-// two leaves an image no cache names, which image prune removes. A cached
+// The key names the image the step made, in the store's build cache bucket,
+// written in the transaction that stores the image (NewImageOptions.CacheKey):
+// a crash leaves either both or neither, and a step's mount is a lease that
+// check reports and GC clears when its server is gone. A cached
 // step costs no disk of its own: it is the image, with the layers, the store
 // already has. Images that only the cache names are intermediate: strata
 // images hides them unless -a, and image prune or builder prune drop them,

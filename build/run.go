@@ -143,7 +143,7 @@ func (b *builder) run(ctx context.Context, s *stageState, c *instructions.RunCom
 		img, err = b.store(ctx, s, nil)
 	} else {
 		var got layerstore.Image
-		got, err = sess.Commit(ctx, session.CommitOptions{CreatedBy: createdBy, Skip: skip, Edit: s.edit, ConfigExtra: s.extraMap()})
+		got, err = sess.Commit(ctx, session.CommitOptions{CreatedBy: createdBy, Skip: skip, Edit: s.edit, ConfigExtra: s.extraMap(), CacheKey: s.key})
 		img = &got
 	}
 	closed = true

@@ -42,9 +42,10 @@ func (s *stageState) extraMap() map[string]any {
 }
 
 // store makes the stage's next image: its last one, plus the layer open
-// writes (none: a config-only image), with the stage's config.
+// writes (none: a config-only image), with the stage's config, cached
+// under the stage's key in the same transaction.
 func (b *builder) store(ctx context.Context, s *stageState, open func() (io.ReadCloser, error)) (*layerstore.Image, error) {
-	opt := layerstore.NewImageOptions{Base: s.img, Edit: s.edit, ConfigExtra: s.extraMap()}
+	opt := layerstore.NewImageOptions{Base: s.img, Edit: s.edit, ConfigExtra: s.extraMap(), CacheKey: s.key}
 	if open != nil {
 		opt.Layers = []layerstore.NewLayer{{Open: open}}
 	}
@@ -55,11 +56,9 @@ func (b *builder) store(ctx context.Context, s *stageState, open func() (io.Read
 	return &img, nil
 }
 
-// stored makes img the stage's image, cached under the stage's key.
+// stored makes img (stored and cached under the stage's key) the stage's
+// image.
 func (b *builder) stored(s *stageState, img *layerstore.Image) error {
-	if err := b.st.CachePut(s.key, img.ID); err != nil {
-		return err
-	}
 	s.img, s.pending = img, false
 	return s.setConfig(img)
 }

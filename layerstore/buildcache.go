@@ -33,15 +33,17 @@ func (s *Store) CacheGet(key string) (Image, error) {
 
 // CachePut records that the step of key made image id, which must exist.
 func (s *Store) CachePut(key string, id digest.Digest) error {
-	return s.update(func(tx *bolt.Tx) error {
-		if bucket(tx, bucketImages).Get([]byte(id)) == nil {
-			return fmt.Errorf("build cache %s: image %s: %w", key, id, ErrNotFound)
-		}
-		if err := bucket(tx, bucketBuilt).Put([]byte(id), []byte(key)); err != nil {
-			return err
-		}
-		return bucket(tx, bucketCache).Put([]byte(key), []byte(id))
-	})
+	return s.update(func(tx *bolt.Tx) error { return putCache(tx, key, id) })
+}
+
+func putCache(tx *bolt.Tx, key string, id digest.Digest) error {
+	if bucket(tx, bucketImages).Get([]byte(id)) == nil {
+		return fmt.Errorf("build cache %s: image %s: %w", key, id, ErrNotFound)
+	}
+	if err := bucket(tx, bucketBuilt).Put([]byte(id), []byte(key)); err != nil {
+		return err
+	}
+	return bucket(tx, bucketCache).Put([]byte(key), []byte(id))
 }
 
 // CacheImages returns the IDs of the images build steps made.

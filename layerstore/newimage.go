@@ -32,7 +32,10 @@ type NewImageOptions struct {
 	// ocispec.ImageConfig has no field for (docker's Healthcheck, OnBuild,
 	// Shell); a nil value deletes the key. The base's such keys are kept.
 	ConfigExtra map[string]any
-	Progress    func(Progress)
+	// CacheKey, when set, records the new image in the build cache under
+	// this key, in the transaction that stores it (see CachePut).
+	CacheKey string
+	Progress func(Progress)
 }
 
 // NewImage stores a new image: the base's layers plus new ones, with a config
@@ -134,7 +137,16 @@ func (s *Store) NewImage(ctx context.Context, opt NewImageOptions) (Image, error
 			fresh = append(fresh, ing)
 		}
 	}
-	if err := s.update(func(tx *bolt.Tx) error { return s.commitImage(tx, rec, fresh, names) }); err != nil {
+	err = s.update(func(tx *bolt.Tx) error {
+		if err := s.commitImage(tx, rec, fresh, names); err != nil {
+			return err
+		}
+		if opt.CacheKey != "" {
+			return putCache(tx, opt.CacheKey, id)
+		}
+		return nil
+	})
+	if err != nil {
 		return Image{}, err
 	}
 	return s.ResolveImage(string(id))

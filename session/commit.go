@@ -52,6 +52,8 @@ type CommitOptions struct {
 	// its history and config); ConfigExtra is layerstore's.
 	Edit        func(cfg *ocispec.Image) error
 	ConfigExtra map[string]any
+	// CacheKey is layerstore's: the build cache names the new image.
+	CacheKey string
 }
 
 // Commit turns the changes of mount m into a new layer on its image and
@@ -101,6 +103,7 @@ func Commit(ctx context.Context, st *layerstore.Store, m *layerstore.MountRecord
 			return nil
 		},
 		ConfigExtra: o.ConfigExtra,
+		CacheKey:    o.CacheKey,
 		Names:       o.Names,
 	})
 }
