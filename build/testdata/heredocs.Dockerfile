@@ -1,0 +1,7 @@
+FROM scratch
+COPY <<EOF /a
+x
+EOF
+RUN <<A bash
+echo
+A

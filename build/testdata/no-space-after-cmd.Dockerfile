@@ -1,0 +1,2 @@
+FROM demo
+CMD["ECHO","IMAGE CREATOR"]

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestBuild_CLI(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: FUSE mounts, runc")
+	}
+	root := newTestStore(t)
+	loadDemo(t, root)
+
+	// A Dockerfile alone on stdin; -q prints the ID only.
+	r := runStrata(t, root, "FROM demo\nLABEL a=b\nCMD [\"true\"]\n", "build", "-q", "-t", "cli:1", "-")
+	if r.err != nil || !strings.HasPrefix(r.stdout, "sha256:") || strings.Count(r.stdout, "\n") != 1 || r.stderr != "" {
+		t.Fatalf("build -q -: %v\nstdout %q\nstderr %q", r.err, r.stdout, r.stderr)
+	}
+	id := strings.TrimSpace(r.stdout)
+	if got := mustRun(t, root, "inspect", "-f", "{{.Id}}", "cli:1"); strings.TrimSpace(got) != id {
+		t.Errorf("cli:1 is %s, build printed %s", got, id)
+	}
+
+	// A tar context on stdin, with --iidfile and plain progress on stderr.
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	for name, body := range map[string]string{"Dockerfile": "FROM demo\nCOPY f.txt /f.txt\nRUN cat /f.txt > /g.txt\n", "f.txt": "from tar\n"} {
+		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg})
+		tw.Write([]byte(body))
+	}
+	tw.Close()
+	iid := filepath.Join(t.TempDir(), "iid")
+	r = runStrata(t, root, tb.String(), "build", "--network", "none", "--iidfile", iid, "-t", "cli:2", "-")
+	if r.err != nil {
+		t.Fatalf("build of a tar context: %v\n%s", r.err, r.stderr)
+	}
+	if b, _ := os.ReadFile(iid); string(b) != strings.TrimSpace(r.stdout) {
+		t.Errorf("--iidfile holds %q, stdout %q", b, r.stdout)
+	}
+	for _, want := range []string{"[2/3] COPY f.txt /f.txt", "[3/3] RUN cat /f.txt > /g.txt", "naming to cli:2 done"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("progress lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	// Again: every step from the cache.
+	r = runStrata(t, root, tb.String(), "build", "--network", "none", "-t", "cli:2", "-")
+	if r.err != nil || strings.Count(r.stderr, "CACHED") != 2 {
+		t.Errorf("rebuild: %v, %d CACHED:\n%s", r.err, strings.Count(r.stderr, "CACHED"), r.stderr)
+	}
+
+	// Intermediate images are hidden from images, shown with -a, and go
+	// with builder prune.
+	shown := strings.Count(mustRun(t, root, "images", "-q"), "\n")
+	all := strings.Count(mustRun(t, root, "images", "-a", "-q"), "\n")
+	if shown != 3 || all <= shown {
+		t.Errorf("images: %d, images -a: %d; want 3 (demo, cli:1, cli:2) and more", shown, all)
+	}
+	mustRun(t, root, "builder", "prune", "-f")
+	if n := strings.Count(mustRun(t, root, "images", "-a", "-q"), "\n"); n != 3 {
+		t.Errorf("after builder prune: images -a lists %d, want 3", n)
+	}
+
+	// A failing RUN: a failed command, its status and output on stderr.
+	r = runStrata(t, root, "FROM demo\nRUN echo oops; exit 7\n", "build", "--network", "none", "-")
+	if r.err == nil || r.code == 0 || !strings.Contains(r.stderr, "exit code: 7") || !strings.Contains(r.stderr, "oops") || !strings.Contains(r.stderr, "Dockerfile:2") {
+		t.Errorf("failing RUN: code %d, err %v\n%s", r.code, r.err, r.stderr)
+	}
+	// The brief's example: no space after CMD.
+	r = runStrata(t, root, "FROM demo\nRUN true\nENV A=1\nLABEL a=b\nEXPOSE 80\nCMD[\"ECHO\",\"IMAGE CREATOR\"]\n", "build", "-")
+	if r.err == nil || !strings.Contains(r.stderr, "Dockerfile:6: unknown instruction") || !strings.Contains(r.stderr, "CMD needs a space") {
+		t.Errorf("CMD[...]: %v\n%s", r.err, r.stderr)
+	}
+	if r := runStrata(t, root, "", "build", "--pull", "-"); r.err == nil {
+		t.Errorf("--pull accepted")
+	}
+}
