@@ -239,6 +239,9 @@ func everyContext(t *testing.T) string {
 		".dockerignore": "secret.key\n**/*.tmp\n",
 		"arch/t/f.txt":  "in archive\n",
 	})
+	if err := os.Link(filepath.Join(dir, "sub/a.txt"), filepath.Join(dir, "sub/a-link.txt")); err != nil {
+		t.Fatal(err)
+	}
 	for flag, name := range map[string]string{"-z": "archive.tar.gz", "-j": "archive.tar.bz2", "-J": "archive.tar.xz", "--zstd": "archive.tar.zst"} {
 		tarOf(t, filepath.Join(dir, "arch"), filepath.Join(dir, name), flag, "t")
 	}
@@ -314,6 +317,9 @@ func TestBuild_EveryInstruction(t *testing.T) {
 		if _, got := readFile(t, st, img, p); got != want {
 			t.Errorf("%s = %q, want %q", p, got, want)
 		}
+	}
+	if a, _ := readFile(t, st, img, "srv/app/a.txt"); a.Nlink != 2 {
+		t.Errorf("srv/app/a.txt has %d names, want 2 (a hard link in the context)", a.Nlink)
 	}
 	if e, _ := readFile(t, st, img, "owned/h.txt"); e.UID != 1000 || e.GID != 1000 || e.Mode != 0o640 {
 		t.Errorf("owned/h.txt: %d:%d %o", e.UID, e.GID, e.Mode)
@@ -520,7 +526,11 @@ func TestBuild_BadInput(t *testing.T) {
 		{"UnknownStage", "FROM demo\nCOPY --from=nowhere /x /\n", nil, "no such stage or image"},
 		{"UnknownImage", "FROM no-such-image:1\n", nil, "Dockerfile:1: FROM no-such-image:1: base image no-such-image:1"},
 		{"ManySourcesNoSlash", "FROM demo\nCOPY a b /dst\n", map[string]string{"a": "", "b": ""}, "must be a directory and end with a /"},
-		{"BadChown", "FROM demo\nCOPY a --chown=nobody-here /x\n", map[string]string{"a": ""}, ""},
+		{"RunMount", "FROM demo\nRUN --mount=type=cache,target=/c true\n", nil, "RUN --mount is not supported"},
+		{"OtherPlatform", "FROM --platform=linux/s390x demo\n", nil, "strata builds for linux/"},
+		{"BadChown", "FROM demo\nCOPY --chown=nobody-here a /x\n", map[string]string{"a": ""}, "can't find uid for user nobody-here"},
+		{"BadChmod", "FROM demo\nCOPY --chmod=999 a /x\n", map[string]string{"a": ""}, "invalid chmod parameter"},
+		{"StageLater", "FROM demo AS first\nCOPY --from=later /x /\nFROM demo AS later\nFROM first\n", nil, "is not defined before this one"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			files := map[string]string{"Dockerfile": tc.dockerfile}

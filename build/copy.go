@@ -216,10 +216,18 @@ func (b *builder) copy(ctx context.Context, s *stageState, a copyArgs) error {
 			if real != "" && !existed {
 				p.add(layerFile{dest: real, n: own(it.n, fromContext)})
 			}
+			links := map[uint64]string{} // hard links stay links, as BuildKit copies them
 			if err := b.walk(it.src, it.n.path, func(c *node) error {
 				rel := strings.TrimPrefix(strings.TrimPrefix(c.path, it.n.path), "/")
 				f := layerFile{dest: path.Join(real, rel), n: own(c, fromContext)}
-				if c.typ == layerstore.TypeReg {
+				if c.inode != 0 {
+					if first, ok := links[c.inode]; ok {
+						f.hard = first
+					} else {
+						links[c.inode] = f.dest
+					}
+				}
+				if c.typ == layerstore.TypeReg && f.hard == "" {
 					cs, cn := it.src, c
 					f.open = func() (io.ReadCloser, error) { return cs.open(cn) }
 				}
@@ -283,6 +291,10 @@ func hashNode(h io.Writer, f layerFile, src source) error {
 	sort.Strings(keys)
 	for _, k := range keys {
 		fmt.Fprintf(h, "%s=%s\x00", k, n.xattrs[k])
+	}
+	if f.hard != "" {
+		fmt.Fprintf(h, "hard=%s\x00", f.hard)
+		return nil
 	}
 	if n.typ != layerstore.TypeReg {
 		return nil

@@ -26,6 +26,17 @@ import (
 // so far, under the container runtime strata run uses; the mount's top
 // layer becomes the step's layer through the commit path.
 func (b *builder) run(ctx context.Context, s *stageState, c *instructions.RunCommand) error {
+	if len(instructions.GetMounts(c)) > 0 {
+		return fmt.Errorf("RUN --mount is not supported by strata build")
+	}
+	if sec := instructions.GetSecurity(c); sec != "" && sec != "sandbox" {
+		return fmt.Errorf("RUN --security=%s is not supported by strata build", sec)
+	}
+	for _, f := range c.FlagsUsed {
+		if f != "network" && f != "mount" && f != "security" {
+			return fmt.Errorf("RUN --%s is not supported by strata build", f)
+		}
+	}
 	args := c.CmdLine
 	var script *instructions.ShellInlineFile
 	display := c.String()

@@ -31,6 +31,7 @@ type node struct {
 	devminor uint32
 	xattrs   map[string]string
 	digest   string // regular files of an image: the content's digest
+	inode    uint64 // regular files with more than one name: what they share
 }
 
 // source is where COPY and ADD read from.
@@ -172,6 +173,9 @@ func nodeOf(rel, p string, fi os.FileInfo) (*node, error) {
 	switch m := fi.Mode(); {
 	case m.IsRegular():
 		n.typ = layerstore.TypeReg
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+			n.inode = st.Ino // one device: the context is one directory tree
+		}
 	case m.IsDir():
 		n.typ, n.size = layerstore.TypeDir, 0
 	case m&os.ModeSymlink != 0:
@@ -218,11 +222,15 @@ type imageSource struct {
 }
 
 func entryNode(e *layerstore.Entry) *node {
-	return &node{
+	n := &node{
 		path: e.Path, typ: e.Type, mode: e.Mode, uid: int(e.UID), gid: int(e.GID), size: e.Size,
 		mtime: time.Unix(0, e.Mtime), link: e.Link, devmajor: e.Devmajor, devminor: e.Devminor,
 		xattrs: e.Xattrs, digest: string(e.Digest),
 	}
+	if e.Type == layerstore.TypeReg && e.Nlink > 1 {
+		n.inode = e.Ino
+	}
+	return n
 }
 
 func (s *imageSource) lookup(p string) (*node, bool) {

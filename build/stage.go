@@ -53,6 +53,15 @@ func (b *builder) stage(ctx context.Context, i int) (*layerstore.Image, error) {
 		return nil, b.at(&fromCmd{st}, err)
 	}
 	from := base.Result
+	if st.Platform != "" {
+		p, err := b.lex.ProcessWordWithMatches(st.Platform, b.globalEnv())
+		if err != nil {
+			return nil, b.at(&fromCmd{st}, err)
+		}
+		if want := "linux/" + goarch(); p.Result != want && p.Result != "$BUILDPLATFORM" && p.Result != "$TARGETPLATFORM" {
+			return nil, b.at(&fromCmd{st}, fmt.Errorf("--platform=%s: strata builds for %s only", p.Result, want))
+		}
+	}
 	fromStage := -1
 	if j := b.stageByName(from); j >= 0 && j < i {
 		fromStage = j
@@ -319,6 +328,9 @@ func (b *builder) dispatch(ctx context.Context, s *stageState, c instructions.Co
 	case *instructions.CopyCommand:
 		return b.copy(ctx, s, copyArgs{cmd: c, name: "COPY", sd: c.SourcesAndDest, from: c.From, chown: c.Chown, chmod: c.Chmod, parents: c.Parents, exclude: c.ExcludePatterns, link: c.Link})
 	case *instructions.AddCommand:
+		if c.Unpack != nil || c.KeepGitDir != nil {
+			return fmt.Errorf("ADD --unpack and --keep-git-dir are not supported by strata build")
+		}
 		return b.copy(ctx, s, copyArgs{cmd: c, name: "ADD", sd: c.SourcesAndDest, chown: c.Chown, chmod: c.Chmod, add: true, exclude: c.ExcludePatterns, checksum: c.Checksum, link: c.Link})
 	default:
 		return fmt.Errorf("instruction %s is not supported", c.Name())
