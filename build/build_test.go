@@ -435,6 +435,21 @@ func TestBuild_Cache(t *testing.T) {
 	if strings.Contains(out, "CACHED") {
 		t.Errorf("--no-cache used the cache")
 	}
+	// Removing an image a cache entry names drops the entry with it.
+	inter, _ := st.CacheImages()
+	var victim string
+	for id := range inter {
+		if img, err := st.ResolveImage(string(id)); err == nil && len(img.RepoTags) == 0 {
+			victim = string(id)
+			break
+		}
+	}
+	if _, err := st.RemoveImage(victim, false); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := st.Check(false); err != nil || !rep.OK() {
+		t.Fatalf("check after rmi of a cached image: %v %v", err, rep.Problems)
+	}
 	// builder prune drops the intermediate images, not the tagged one.
 	if _, err := st.PruneCache(); err != nil {
 		t.Fatal(err)
