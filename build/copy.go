@@ -433,13 +433,9 @@ func (b *builder) extract(p *layerPlan, src source, n *node, target, real string
 		p.add(f)
 		fmt.Fprintf(sum, "%s\x00%d\x00%o\x00%d:%d\x00%s\x00%s\x00", f.dest, nd.typ, nd.mode, nd.uid, nd.gid, nd.link, f.hard)
 		if f.open != nil {
-			if err := hashNode(io.Discard, f, nil); err != nil {
+			if err := hashNode(sum, f, nil); err != nil {
 				return true, err
 			}
-			rc, _ := f.open()
-			c := sha256.New()
-			io.Copy(c, rc)
-			sum.Write(c.Sum(nil))
 		}
 	}
 	if err != io.EOF {

@@ -168,10 +168,11 @@ func writeEntry(tw *tar.Writer, f layerFile) error {
 
 func digestOf(s string) digest.Digest { return digest.Digest(s) }
 
-// resolveDest follows symlinks in the destination's directories inside
-// the image, as docker does, and returns the cleaned relative path.
+// resolveDest follows symlinks in the destination inside the image, the
+// last component's too, as BuildKit's copy does (a link's target outside
+// the root is taken back to the root), and returns the cleaned relative
+// path.
 func (p *layerPlan) resolveDest(dest string) string {
-	trailing := strings.HasSuffix(dest, "/")
 	parts := splitPath(dest)
 	var done []string
 	for hops := 0; len(parts) > 0 && hops < 40; {
@@ -179,7 +180,7 @@ func (p *layerPlan) resolveDest(dest string) string {
 		parts = parts[1:]
 		cur := path.Join(append(done, name)...)
 		e, ok := p.lookupImage(cur)
-		if !ok || e.Type != layerstore.TypeSymlink || (len(parts) == 0 && !trailing) {
+		if !ok || e.Type != layerstore.TypeSymlink {
 			done = append(done, name)
 			continue
 		}
