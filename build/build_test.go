@@ -17,13 +17,13 @@ import (
 
 	"github.com/strata-dev/strata/container"
 	"github.com/strata-dev/strata/internal/fixtures"
+	"github.com/strata-dev/strata/internal/storetest"
 	"github.com/strata-dev/strata/layerstore"
-	"github.com/strata-dev/strata/layerstore/imagefmt"
 )
 
 // openStore opens a store holding the fixture image as demo:latest (busybox
-// with a shell); the test's cleanup checks the store and that no mount
-// lease is left.
+// with a shell); the store is checked when the test ends, and no mount
+// lease may be left.
 func openStore(t testing.TB) *layerstore.Store {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -32,43 +32,14 @@ func openStore(t testing.TB) *layerstore.Store {
 	if _, err := exec.LookPath("runc"); err != nil {
 		t.Fatalf("runc is needed (.ci/run installs it): %v", err)
 	}
-	st, err := layerstore.Open(filepath.Join(t.TempDir(), "store"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.Open(t)
 	t.Cleanup(func() {
 		if ms, err := st.Mounts(); err != nil || len(ms) > 0 {
 			t.Errorf("mount leases left: %v %v", ms, err)
 		}
-		rep, err := st.Check(false)
-		if err != nil {
-			t.Errorf("check: %v", err)
-			return
-		}
-		for _, p := range append(rep.Problems, rep.Garbage...) {
-			t.Errorf("check: %s", p)
-		}
 	})
-	addArchive(t, st, filepath.Join(fixtures.Dir(t), "oci"), "demo:latest")
+	storetest.Load(t, st, filepath.Join(fixtures.Dir(t), "oci"))
 	return st
-}
-
-func addArchive(t testing.TB, st *layerstore.Store, path, name string) {
-	t.Helper()
-	a, err := imagefmt.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	img := a.Images()[0]
-	src := &layerstore.ImageSource{Names: []string{name}, ConfigRaw: img.ConfigRaw, ConfigDigest: img.ConfigDigest,
-		ManifestRaw: img.ManifestRaw, ManifestDigest: img.ManifestDigest}
-	for _, l := range img.Layers {
-		src.Layers = append(src.Layers, layerstore.LayerBlob{Digest: l.Digest, Size: l.Size, DiffID: l.DiffID, Open: l.Open})
-	}
-	if _, err := st.AddImage(context.Background(), src, nil); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // writeContext writes files (path -> content; a trailing "/" makes a

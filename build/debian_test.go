@@ -9,6 +9,7 @@ import (
 
 	"github.com/strata-dev/strata/container"
 	"github.com/strata-dev/strata/internal/fixtures"
+	"github.com/strata-dev/strata/internal/storetest"
 )
 
 // TestBuild_DebianAptGet installs a package with apt-get in RUN steps on
@@ -22,7 +23,7 @@ func TestBuild_DebianAptGet(t *testing.T) {
 		t.Skipf("deb.debian.org unreachable from here: %v", err)
 	}
 	c.Close()
-	addArchive(t, st, filepath.Join(fixtures.Debian(t), "debian.docker.tar"), "debian:bookworm")
+	storetest.Load(t, st, filepath.Join(fixtures.Debian(t), "debian.docker.tar"))
 	dir := writeContext(t, map[string]string{"Dockerfile": `FROM debian:bookworm
 RUN apt-get update
 RUN --network=host apt-get install -y --no-install-recommends hello && hello

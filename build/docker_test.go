@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/strata-dev/strata/internal/fixtures"
+	"github.com/strata-dev/strata/internal/storetest"
 	"github.com/strata-dev/strata/internal/treecmp"
 )
 
@@ -153,7 +154,7 @@ func TestBuild_SameAsDocker(t *testing.T) {
 			if tc.debian {
 				deb := filepath.Join(fixtures.Debian(t), "debian.docker.tar")
 				docker(t, "load", "-i", deb)
-				addArchive(t, st, deb, "debian:bookworm")
+				storetest.Load(t, st, deb)
 			}
 			dir := everyContext(t)
 			df := strings.ReplaceAll(tc.dockerfile, "{{URL}}", url)
@@ -165,7 +166,7 @@ func TestBuild_SameAsDocker(t *testing.T) {
 			docker(t, "build", "--network", "none", "-t", "docker-"+name+":1", dir)
 			archive := filepath.Join(t.TempDir(), "docker.tar")
 			docker(t, "save", "-o", archive, "docker-"+name+":1")
-			addArchive(t, st, archive, "docker-"+name+":1")
+			storetest.Load(t, st, archive)
 			dimg, err := st.ResolveImage("docker-" + name + ":1")
 			if err != nil {
 				t.Fatal(err)

@@ -7,13 +7,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/strata-dev/strata/internal/storetest"
 )
 
 func TestBuild_CLI(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: FUSE mounts, runc")
 	}
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	loadDemo(t, root)
 
 	// A Dockerfile alone on stdin; -q prints the ID only.
