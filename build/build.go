@@ -67,6 +67,11 @@ func Build(ctx context.Context, st *layerstore.Store, o Options) (layerstore.Ima
 	if b.o.Network == "" {
 		b.o.Network = container.NetworkPrivate
 	}
+	defer func() {
+		for _, f := range b.temps {
+			f.Close()
+		}
+	}()
 	if err := b.load(); err != nil {
 		return layerstore.Image{}, err
 	}
@@ -85,6 +90,7 @@ type builder struct {
 	stages   map[string]*stageState
 	vertex   int
 	usedArgs map[string]bool
+	temps    []*os.File // spooled ADD contents, closed when the build ends
 }
 
 type kv struct{ k, v string }

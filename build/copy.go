@@ -347,14 +347,12 @@ func (b *builder) fetch(ctx context.Context, raw string) (*fetched, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("ADD %s: %s", raw, resp.Status)
 	}
-	f, err := os.CreateTemp("", "strata-add-")
+	f, err := b.tempFile()
 	if err != nil {
 		return nil, err
 	}
-	os.Remove(f.Name()) // unnamed: gone when closed
 	size, err := io.Copy(f, resp.Body)
 	if err != nil {
-		f.Close()
 		return nil, fmt.Errorf("ADD %s: %w", raw, err)
 	}
 	mtime := time.Unix(0, 0)
@@ -386,6 +384,12 @@ func (b *builder) extract(p *layerPlan, src source, n *node, target, real string
 	if err != nil {
 		return false, nil // not a tar: a plain file
 	}
+	// Members' contents wait in one unnamed file until the layer is written.
+	spool, err := b.tempFile()
+	if err != nil {
+		return true, err
+	}
+	var off int64
 	base := real
 	p.mkdir(base)
 	for ; err == nil; h, err = tr.Next() {
@@ -408,12 +412,14 @@ func (b *builder) extract(p *layerPlan, src source, n *node, target, real string
 		f := layerFile{dest: path.Join(base, name), n: nd}
 		switch h.Typeflag {
 		case tar.TypeReg, tar.TypeRegA:
-			data, err := io.ReadAll(tr)
+			n, err := io.Copy(io.NewOffsetWriter(spool, off), tr)
 			if err != nil {
 				return true, err
 			}
-			nd.typ, nd.size = layerstore.TypeReg, int64(len(data))
-			f.open = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
+			at := off
+			off += n
+			nd.typ, nd.size = layerstore.TypeReg, n
+			f.open = func() (io.ReadCloser, error) { return io.NopCloser(io.NewSectionReader(spool, at, n)), nil }
 		case tar.TypeDir:
 			nd.typ = layerstore.TypeDir
 		case tar.TypeSymlink:
@@ -514,4 +520,15 @@ func (b *builder) chown(s *stageState, tree *layerstore.Tree, spec string) (int,
 		}
 	}
 	return uid, gid, nil
+}
+
+// tempFile is an unnamed file that lives until the build ends.
+func (b *builder) tempFile() (*os.File, error) {
+	f, err := os.CreateTemp("", "strata-build-spool-")
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(f.Name()) // unnamed: gone when closed
+	b.temps = append(b.temps, f)
+	return f, nil
 }
