@@ -27,6 +27,12 @@
 // images hides them unless -a, and image prune or builder prune drop them,
 // and their cache entries with them (in the same transaction).
 //
+// A RUN's mount is at os.TempDir()/strata-build-*/root (a 0700 directory,
+// so setuid programs work inside the container and nowhere else). A build
+// killed outright (SIGKILL) leaves that mount's lease, which check reports
+// and gc clears, the directory, and the step's container running until its
+// command ends: runc's foreground run has no shim to take it down.
+//
 // A failing step stores nothing of its own: its mount is closed (top layer
 // and lease gone) and the error names the Dockerfile, line and step, with a
 // RUN's exit status and last lines of output; the steps before it stay
