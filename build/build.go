@@ -72,6 +72,7 @@ func Build(ctx context.Context, st *layerstore.Store, o Options) (layerstore.Ima
 			f.Close()
 		}
 	}()
+	reapOrphans(st)
 	if err := b.load(); err != nil {
 		return layerstore.Image{}, err
 	}

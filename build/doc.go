@@ -28,10 +28,13 @@
 // and their cache entries with them (in the same transaction).
 //
 // A RUN's mount is at os.TempDir()/strata-build-*/root (a 0700 directory,
-// so setuid programs work inside the container and nowhere else). A build
-// killed outright (SIGKILL) leaves that mount's lease, which check reports
-// and gc clears, the directory, and the step's container running until its
-// command ends: runc's foreground run has no shim to take it down.
+// so setuid programs work inside the container and nowhere else), with an
+// owner file naming the build's process, the container and the store. A
+// build killed outright (SIGKILL) leaves the mount's lease (check reports
+// it, gc clears it), the directory, and the container running (runc's
+// foreground run has no shim to take it down); the next build of the store
+// finds the owner gone and kills and deletes the container, reaps the lease
+// and removes the directory (orphans.go).
 //
 // A failing step stores nothing of its own: its mount is closed (top layer
 // and lease gone) and the error names the Dockerfile, line and step, with a

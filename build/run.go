@@ -95,11 +95,14 @@ func (b *builder) run(ctx context.Context, s *stageState, c *instructions.RunCom
 		return err
 	}
 	defer os.RemoveAll(work)
+	id := container.NewID()
+	if err := writeOwner(work, id, b.o.Runtime, b.st); err != nil {
+		return err
+	}
 	root := filepath.Join(work, "root")
 	if err := os.Mkdir(root, 0o755); err != nil {
 		return err
 	}
-	id := container.NewID()
 	sess, err := session.Start(ctx, b.st, string(s.img.ID), root, session.Options{
 		Suid: true, AllowOther: true, FsName: "strata-build:" + id[:12],
 	})

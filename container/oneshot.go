@@ -57,3 +57,7 @@ func Mountpoints(vols []string) fs.Skip {
 	}
 	return func(p string) bool { return paths[p] }
 }
+
+// ForceDelete kills container id and deletes it from the runtime's state,
+// whatever state it is in (a RunOnce container its supervisor left behind).
+func (r *Runtime) ForceDelete(id string) { r.forceDelete(id) }
