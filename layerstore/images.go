@@ -31,6 +31,7 @@ type Image struct {
 	ChainID        digest.Digest   // of all layers; "" for an image without layers
 	Size           int64           // sum of LayerSizes
 	Loaded         time.Time       // when it entered this store
+	LastTagTime    time.Time       // when Tag last named it; zero if never (load and import do not count, as in docker)
 }
 
 // Created is the image's creation time from its config, or when it was loaded.
@@ -50,6 +51,7 @@ type imageRecord struct {
 	Layers         []digest.Digest `json:"layers"`
 	ChainID        digest.Digest   `json:"chainID,omitempty"`
 	Loaded         time.Time       `json:"loaded"`
+	LastTagTime    time.Time       `json:"lastTagTime,omitzero"`
 }
 
 // Progress reports ingest of one layer.
@@ -286,6 +288,10 @@ func (s *Store) commitImage(tx *bolt.Tx, rec imageRecord, layers []*ingested, na
 		if err := ib.Put([]byte(rec.ID), v); err != nil {
 			return err
 		}
+	} else if !rec.LastTagTime.IsZero() {
+		if err := touchTagTime(tx, rec.ID, rec.LastTagTime); err != nil {
+			return err
+		}
 	}
 	if rec.ChainID != "" {
 		if _, err := s.ensureTree(tx, rec.Layers); err != nil {
@@ -319,6 +325,7 @@ func getImage(tx *bolt.Tx, id digest.Digest, tags map[digest.Digest][]string) (I
 		Layers:         rec.Layers,
 		ChainID:        rec.ChainID,
 		Loaded:         rec.Loaded,
+		LastTagTime:    rec.LastTagTime,
 	}
 	if err := json.Unmarshal(rec.Config, &img.Config); err != nil {
 		return Image{}, fmt.Errorf("image %s config: %w: %w", id, err, ErrCorrupt)

@@ -130,6 +130,9 @@ func (s *Store) NewImage(ctx context.Context, opt NewImageOptions) (Image, error
 	if len(rec.Layers) > 0 {
 		rec.ChainID = identity.ChainID(rec.Layers)
 	}
+	if len(names) > 0 {
+		rec.LastTagTime = now // as docker import and commit with a name
+	}
 	// Layers already stored come back nil from ingestLayers; keep only new ones.
 	var fresh []*ingested
 	for _, ing := range ings {

@@ -5,9 +5,11 @@ package layerstore
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
@@ -169,10 +171,16 @@ func allTags(tx *bolt.Tx) map[digest.Digest][]string {
 }
 
 // NoSuchImageError is the error for a reference that names nothing; its
-// message is docker's.
+// message is docker's, with the reference normalized as docker prints it
+// ("nope" -> "No such image: nope:latest").
 type NoSuchImageError struct{ Ref string }
 
-func (e *NoSuchImageError) Error() string { return "No such image: " + e.Ref }
+func (e *NoSuchImageError) Error() string {
+	if n, err := NormalizeRef(e.Ref); err == nil {
+		return "No such image: " + n
+	}
+	return "No such image: " + e.Ref
+}
 func (e *NoSuchImageError) Unwrap() error { return ErrNotFound }
 
 // resolve finds the image ref names: a stored name as given or normalized,
@@ -221,6 +229,29 @@ func (s *Store) Tag(src, target string) error {
 		if err != nil {
 			return err
 		}
+		if err := touchTagTime(tx, id, time.Now().UTC()); err != nil {
+			return err
+		}
 		return bucket(tx, bucketRefs).Put([]byte(name), []byte(id))
 	})
+}
+
+// touchTagTime records in image id's record when it was last tagged
+// (docker's Metadata.LastTagTime).
+func touchTagTime(tx *bolt.Tx, id digest.Digest, t time.Time) error {
+	ib := bucket(tx, bucketImages)
+	v := ib.Get([]byte(id))
+	if v == nil {
+		return fmt.Errorf("image %s: %w", id, ErrNotFound)
+	}
+	var rec imageRecord
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return fmt.Errorf("image %s: %w: %w", id, err, ErrCorrupt)
+	}
+	rec.LastTagTime = t
+	nv, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return ib.Put([]byte(id), nv)
 }

@@ -212,7 +212,7 @@ func TestStore_RemoveImage_Tags(t *testing.T) {
 	}
 	rep, err = s.RemoveImage("x", false) // x means x:latest: not there
 	var nsi *NoSuchImageError
-	if !errors.As(err, &nsi) || err.Error() != "No such image: x" {
+	if !errors.As(err, &nsi) || err.Error() != "No such image: x:latest" {
 		t.Fatalf("rm x: %v", err)
 	}
 	rep, err = s.RemoveImage("x:1", false)

@@ -230,8 +230,8 @@ func writeInspect(w interface{ Write([]byte) (int, error) }, format string, docs
 		return err
 	}
 	for _, d := range docs {
-		if err := t.Execute(w, d); err != nil {
-			return fmt.Errorf("template parsing error: %w", err)
+		if err := execTemplate(t, w, d); err != nil {
+			return err
 		}
 		fmt.Fprintln(w)
 	}

@@ -112,8 +112,9 @@ func newDfCmd(g *globals) *cobra.Command {
 		Long: `Show how much the store holds, as docker system df does, with mounts in place of
 containers and a row for layers:
 
-  Images  SIZE is the file content of all images, each distinct content once;
-          RECLAIMABLE is what only images without a live mount hold.
+  Images  SIZE is the content of the images' layers, each distinct layer once
+          (docker's definition: one image's SIZE is its SIZE in "strata images");
+          RECLAIMABLE is that of the layers no live mount uses.
   Mounts  SIZE is the disk space of the mounts' copy-on-write layers;
           RECLAIMABLE is that of mounts whose server is gone (strata gc).
   Layers  SIZE is the file content of every layer, summed over layers.
@@ -122,6 +123,10 @@ A last line counts the stored objects (one file per distinct content) and what
 sharing them across layers and images saves. -v lists images, mounts and layers;
 --format takes a Go template over .Type .TotalCount .Active .Size .Reclaimable
 (with -v: over .Images .Mounts .Layers).`,
+		Example: `  strata system df
+  strata system df -v
+  strata system df --format '{{.Type}}: {{.Size}} ({{.Reclaimable}} reclaimable)'
+  strata system df --format json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDf(cmd, g, o)
@@ -217,16 +222,24 @@ func (r *dfReport) summary() []dfRow {
 		}
 	}
 	activeLayers := 0
-	var activeLayersSize int64
+	var activeLayersSize, imagesSize, imagesReclaimable int64
 	for _, l := range du.LayerUsage {
 		if l.Mounts > 0 {
 			activeLayers++
 			activeLayersSize += l.Size
 		}
+		// One definition of an image's size everywhere (images, df, prune):
+		// the content of its layers, each distinct layer once, as docker's.
+		if l.Images > 0 {
+			imagesSize += l.Size
+			if l.Mounts == 0 {
+				imagesReclaimable += l.Size
+			}
+		}
 	}
 	return []dfRow{
 		{Type: dfSummaryTypeImages, TotalCount: itoa(len(du.Images)), Active: itoa(activeImages),
-			Size: humanSize(du.ObjectsSize, 4), Reclaimable: reclaimable(du.Reclaimable, du.ObjectsSize)},
+			Size: humanSize(imagesSize, 4), Reclaimable: reclaimable(imagesReclaimable, imagesSize)},
 		{Type: dfSummaryTypeMounts, TotalCount: itoa(len(r.mounts)), Active: itoa(activeMounts),
 			Size: humanSize(du.MountsSize, 4), Reclaimable: reclaimable(staleSize, du.MountsSize)},
 		{Type: dfSummaryTypeLayers, TotalCount: itoa(du.Layers), Active: itoa(activeLayers),
@@ -317,7 +330,7 @@ func (r *dfReport) writeVerbose(w io.Writer, format string) error {
 		if err != nil {
 			return err
 		}
-		return t.Execute(w, v)
+		return execTemplate(t, w, v)
 	}
 	sections := []struct {
 		title, format string

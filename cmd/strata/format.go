@@ -11,9 +11,11 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"reflect"
+	"regexp"
 	"strings"
 	"text/tabwriter"
 	"text/template"
@@ -102,6 +104,70 @@ func parseTemplate(format string) (*template.Template, error) {
 	return t, nil
 }
 
+// fieldErrRE finds the field and type a template execution failed on.
+var fieldErrRE = regexp.MustCompile(`can't evaluate field (\w+) in type (\S+)`)
+
+// execTemplate executes a --format template on v. A failure is reported as
+// what it is, an execution error, naming the field the template asked for
+// and those the value has, rather than text/template's words about Go types.
+func execTemplate(t *template.Template, w io.Writer, v any) error {
+	var buf bytes.Buffer
+	err := t.Execute(&buf, v)
+	if err == nil {
+		_, err = buf.WriteTo(w)
+		return err
+	}
+	var ee template.ExecError
+	if !errors.As(err, &ee) {
+		return fmt.Errorf("executing the --format template: %w", err)
+	}
+	text := t.Tree.Root.String()
+	if m := fieldErrRE.FindStringSubmatch(err.Error()); m != nil {
+		msg := fmt.Sprintf("executing the --format template %q: no field %q", text, m[1])
+		if fields := fieldsOf(reflect.TypeOf(v), m[2], 0); fields != nil {
+			msg += " (there are " + strings.Join(fields, ", ") + ")"
+		}
+		return errors.New(msg)
+	}
+	return fmt.Errorf("executing the --format template %q: %w", text, ee.Err)
+}
+
+// fieldsOf lists the exported fields of the type named name, found in t or
+// the types of its fields.
+func fieldsOf(t reflect.Type, name string, depth int) []string {
+	if t == nil || depth > 4 {
+		return nil
+	}
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
+		if t.String() == name {
+			break
+		}
+		t = t.Elem()
+	}
+	st := t
+	for st.Kind() == reflect.Pointer {
+		st = st.Elem()
+	}
+	if st.Kind() != reflect.Struct {
+		return nil
+	}
+	if t.String() == name || st.String() == name {
+		var out []string
+		for i := range st.NumField() {
+			if f := st.Field(i); f.IsExported() {
+				out = append(out, "."+f.Name)
+			}
+		}
+		return out
+	}
+	for i := range st.NumField() {
+		if out := fieldsOf(st.Field(i).Type, name, depth+1); out != nil {
+			return out
+		}
+	}
+	return nil
+}
+
 // rowFormatter renders rows through a --format and writes them out on flush.
 type rowFormatter struct {
 	table  bool
@@ -140,8 +206,8 @@ func newRowFormatter(format string, names map[string]string) (*rowFormatter, err
 
 // row renders one row.
 func (f *rowFormatter) row(v any) error {
-	if err := f.tmpl.Execute(&f.rows, v); err != nil {
-		return fmt.Errorf("template parsing error: %w", err)
+	if err := execTemplate(f.tmpl, &f.rows, v); err != nil {
+		return err
 	}
 	f.rows.WriteByte('\n')
 	return nil

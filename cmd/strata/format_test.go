@@ -86,7 +86,7 @@ func TestEllipsis(t *testing.T) {
 func TestErrorList(t *testing.T) {
 	a := &layerstore.NoSuchImageError{Ref: "a"}
 	list := errorList{a, errors.New("second")}
-	if got := "Error: " + list.join().Error(); got != "Error: No such image: a\nError: second" {
+	if got := "Error: " + list.join().Error(); got != "Error: No such image: a:latest\nError: second" {
 		t.Errorf("%q", got)
 	}
 	if !errors.Is(list.join(), layerstore.ErrNotFound) || exitCode(list.join()) != 1 {

@@ -148,7 +148,7 @@ func TestHistory_Format(t *testing.T) {
 
 	t.Run("unknown image", func(t *testing.T) {
 		r := runStrata(t, root, "", "history", "nosuch")
-		if r.code != 1 || r.stderr != "Error: No such image: nosuch\n" || r.stdout != "" {
+		if r.code != 1 || r.stderr != "Error: No such image: nosuch:latest\n" || r.stdout != "" {
 			t.Errorf("code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 		}
 	})

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -108,6 +109,9 @@ func runImages(cmd *cobra.Command, g *globals, o *imagesOptions, args []string) 
 		return err
 	}
 	if len(args) == 1 {
+		if err := checkRefPattern(args[0]); err != nil {
+			return err
+		}
 		filters["reference"] = append(filters["reference"], args[0])
 	}
 	format := o.format
@@ -337,4 +341,24 @@ func matchLabels(labels map[string]string, want []string) bool {
 		}
 	}
 	return true
+}
+
+// globRE matches what a shell pattern may hold in place of name characters.
+var globRE = regexp.MustCompile(`\*+|\?|\[[^\]]*\]`)
+
+// checkRefPattern refuses a REPOSITORY[:TAG] argument no image name could
+// match ("bad::name"), rather than listing nothing: each run of pattern
+// characters stands for a name character, and the rest must be a reference.
+func checkRefPattern(p string) error {
+	if _, err := path.Match(p, ""); err != nil {
+		return fmt.Errorf("invalid reference pattern %q: %w: %w", p, err, layerstore.ErrInvalid)
+	}
+	probe := globRE.ReplaceAllString(p, "a")
+	if _, err := layerstore.NormalizeRef(probe); err != nil {
+		if probe == p {
+			return err
+		}
+		return fmt.Errorf("invalid reference pattern %q: no image name can match it: %w", p, err)
+	}
+	return nil
 }

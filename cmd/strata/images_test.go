@@ -201,7 +201,7 @@ func TestImages_Filter(t *testing.T) {
 		{name: "unknown filter", args: []string{"-f", "bogus=1"}, wantErr: "Error: Invalid filter 'bogus'\n"},
 		{name: "bad bool", args: []string{"-f", "dangling=maybe"}, wantErr: "Error: Invalid filter 'dangling=[maybe]'\n"},
 		{name: "no value", args: []string{"-f", "dangling"}, wantErr: "Error: invalid argument \"dangling\" for \"-f, --filter\" flag: bad format of filter (expected name=value)\n"},
-		{name: "before unknown", args: []string{"-f", "before=nosuch"}, wantErr: "Error: No such image: nosuch\n"},
+		{name: "before unknown", args: []string{"-f", "before=nosuch"}, wantErr: "Error: No such image: nosuch:latest\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,10 @@
 package main
 
 import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -55,16 +59,30 @@ func runImport(cmd *cobra.Command, g *globals, o *importOptions, args []string) 
 		return err
 	}
 	src := args[0]
-	open := func() (io.ReadCloser, error) {
-		if src == "-" {
-			return io.NopCloser(cmd.InOrStdin()), nil
+	// Look at the start of the tarball before the store is touched, so
+	// that an empty file or one that is no tar stores nothing.
+	var stdin *bufio.Reader
+	if src == "-" {
+		stdin = bufio.NewReaderSize(cmd.InOrStdin(), sniffSize)
+		if err := sniffTarball(stdin); err != nil {
+			return fmt.Errorf("import from standard input: %w", err)
 		}
-		return os.Open(src)
-	}
-	if src != "-" {
-		if _, err := os.Stat(src); err != nil {
+	} else {
+		f, err := os.Open(src)
+		if err != nil {
 			return err
 		}
+		err = sniffTarball(bufio.NewReaderSize(f, sniffSize))
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("import %s: %w", src, err)
+		}
+	}
+	open := func() (io.ReadCloser, error) {
+		if stdin != nil {
+			return io.NopCloser(stdin), nil
+		}
+		return os.Open(src)
 	}
 	s, err := g.openStore()
 	if err != nil {
@@ -91,4 +109,39 @@ func runImport(cmd *cobra.Command, g *globals, o *importOptions, args []string) 
 	}
 	fmt.Fprintln(cmd.OutOrStdout(), img.ID)
 	return nil
+}
+
+// sniffSize is how much of a tarball sniffTarball looks at: enough
+// compressed bytes for the first header of any gzip or zstd tar.
+const sniffSize = 64 << 10
+
+// sniffTarball checks, without consuming r, that it starts as a tar
+// (plain, gzip or zstd): an empty input and one that is not a tar are
+// refused with what they are. A valid empty archive passes (as in docker,
+// an image with no files).
+func sniffTarball(r *bufio.Reader) error {
+	head, err := r.Peek(sniffSize)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
+		return err
+	}
+	if len(head) == 0 {
+		return fmt.Errorf("the tarball is empty (0 bytes): want a tar of a root filesystem: %w", layerstore.ErrInvalid)
+	}
+	zr, kind, err := layerstore.Decompress(bytes.NewReader(head))
+	if err != nil {
+		return fmt.Errorf("not a tar archive: %w", err)
+	}
+	defer zr.Close()
+	_, err = tar.NewReader(zr).Next()
+	if err == nil || errors.Is(err, io.EOF) {
+		return nil
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) && len(head) == sniffSize {
+		return nil // a first entry longer than what was looked at
+	}
+	what := "not a tar archive"
+	if kind != "none" {
+		what = "not a tar archive inside its " + kind + " compression"
+	}
+	return fmt.Errorf("%s (%v): want a tar of a root filesystem, plain, gzip or zstd: %w", what, err, layerstore.ErrInvalid)
 }

@@ -18,27 +18,31 @@ type inspectOptions struct {
 	containers bool
 }
 
-// imageInspect is docker's image inspect document (API 1.41 to 1.45, without
-// the deprecated Container, ContainerConfig and VirtualSize). Go field names
-// are the JSON keys, so --format templates name them as docker's do.
+// imageInspect is docker 20.10's image inspect document (API 1.41), every
+// field in its order, Container, ContainerConfig and VirtualSize included
+// (later APIs deprecate them; scripts still use them). Go field names are the
+// JSON keys, so --format templates name them as docker's do.
 type imageInspect struct {
-	Id            string // docker's key, not ID
-	RepoTags      []string
-	RepoDigests   []string
-	Parent        string
-	Comment       string
-	Created       string
-	DockerVersion string
-	Author        string
-	Config        *containerConfig
-	Architecture  string
-	Variant       string `json:",omitempty"`
-	Os            string
-	OsVersion     string `json:",omitempty"`
-	Size          int64
-	GraphDriver   graphDriver
-	RootFS        rootFS
-	Metadata      imageMetadata
+	Id              string // docker's key, not ID
+	RepoTags        []string
+	RepoDigests     []string
+	Parent          string
+	Comment         string
+	Created         string
+	Container       string
+	ContainerConfig *containerConfig
+	DockerVersion   string
+	Author          string
+	Config          *containerConfig
+	Architecture    string
+	Variant         string `json:",omitempty"`
+	Os              string
+	OsVersion       string `json:",omitempty"`
+	Size            int64
+	VirtualSize     int64 // = Size, as in docker 20.10
+	GraphDriver     graphDriver
+	RootFS          rootFS
+	Metadata        imageMetadata
 }
 
 // containerConfig is docker's container.Config, the "config" of an image
@@ -127,6 +131,12 @@ type rawImageConfig struct {
 	OS            string           `json:"os"`
 	OSVersion     string           `json:"os.version"`
 	Config        *containerConfig `json:"config"`
+	// Set in images docker built or committed; zero elsewhere.
+	Container       string           `json:"container"`
+	ContainerConfig *containerConfig `json:"container_config"`
+	History         []struct {
+		Comment string `json:"comment"`
+	} `json:"history"`
 }
 
 func newInspectCmd(g *globals, containers bool) *cobra.Command {
@@ -136,7 +146,9 @@ func newInspectCmd(g *globals, containers bool) *cobra.Command {
 		Short: "Display detailed information on one or more containers or images",
 		Long: `Print a JSON array with docker's inspect document for each container (by name
 or ID; "strata inspect" only) or IMAGE (name[:tag], ID or unique ID prefix). GraphDriver names strata and gives the
-image's chain ID; Metadata.LastTagTime is not recorded and stays zero.
+image's chain ID; Metadata.LastTagTime is when "strata tag" (or an import or
+commit with a name) last named the image, zero after a load, as in docker.
+Comment is the config's, else the last history entry's, as docker shows it.
 
 -f/--format executes a Go template on each image instead, e.g. '{{.Id}}',
 '{{json .Config}}'.`,
@@ -189,8 +201,8 @@ func runInspect(cmd *cobra.Command, g *globals, o *inspectOptions, refs []string
 		}
 		if tmpl != nil {
 			var buf bytes.Buffer
-			if err := tmpl.Execute(&buf, doc); err != nil {
-				return fmt.Errorf("template parsing error: %w", err)
+			if err := execTemplate(tmpl, &buf, doc); err != nil {
+				return err
 			}
 			buf.WriteByte('\n')
 			if _, err := buf.WriteTo(out); err != nil {
@@ -222,23 +234,33 @@ func inspectImage(img layerstore.Image) (imageInspect, error) {
 		return imageInspect{}, fmt.Errorf("image %s config: %w: %w", img.ID, err, layerstore.ErrCorrupt)
 	}
 	doc := imageInspect{
-		Id:            img.ID.String(),
-		RepoTags:      append([]string{}, img.RepoTags...),
-		RepoDigests:   append([]string{}, img.RepoDigests...),
-		Comment:       raw.Comment,
-		DockerVersion: raw.DockerVersion,
-		Author:        raw.Author,
-		Config:        raw.Config,
-		Architecture:  raw.Architecture,
-		Variant:       raw.Variant,
-		Os:            raw.OS,
-		OsVersion:     raw.OSVersion,
-		Size:          img.Size,
+		Id:              img.ID.String(),
+		RepoTags:        append([]string{}, img.RepoTags...),
+		RepoDigests:     append([]string{}, img.RepoDigests...),
+		Comment:         raw.Comment,
+		DockerVersion:   raw.DockerVersion,
+		Author:          raw.Author,
+		Config:          raw.Config,
+		Architecture:    raw.Architecture,
+		Variant:         raw.Variant,
+		Os:              raw.OS,
+		OsVersion:       raw.OSVersion,
+		Size:            img.Size,
+		VirtualSize:     img.Size,
+		Container:       raw.Container,
+		ContainerConfig: raw.ContainerConfig,
+		Metadata:        imageMetadata{LastTagTime: img.LastTagTime},
 		GraphDriver: graphDriver{
 			Name: "strata",
 			Data: map[string]string{"LoadedAt": img.Loaded.Format(time.RFC3339Nano)},
 		},
 		RootFS: rootFS{Type: "layers"},
+	}
+	if doc.ContainerConfig == nil {
+		doc.ContainerConfig = &containerConfig{}
+	}
+	if doc.Comment == "" && len(raw.History) > 0 {
+		doc.Comment = raw.History[len(raw.History)-1].Comment
 	}
 	var created time.Time
 	if raw.Created != nil {

@@ -29,8 +29,8 @@ func TestInspect_Document(t *testing.T) {
 		for _, m := range regexp.MustCompile(`(?m)^        "(\w+)":`).FindAllStringSubmatch(out, -1) {
 			keys = append(keys, m[1])
 		}
-		want := []string{"Id", "RepoTags", "RepoDigests", "Parent", "Comment", "Created", "DockerVersion", "Author",
-			"Config", "Architecture", "Os", "Size", "GraphDriver", "RootFS", "Metadata"}
+		want := []string{"Id", "RepoTags", "RepoDigests", "Parent", "Comment", "Created", "Container", "ContainerConfig", "DockerVersion", "Author",
+			"Config", "Architecture", "Os", "Size", "VirtualSize", "GraphDriver", "RootFS", "Metadata"}
 		if !slices.Equal(keys, want) {
 			t.Errorf("keys %q\nwant %q", keys, want)
 		}
@@ -98,9 +98,9 @@ func TestInspect_Document(t *testing.T) {
 		{name: "by full ID", args: []string{"-f", "{{.Id}}", cfg.id}, stdout: cfg.id + "\n"},
 		{name: "by docker.io name", args: []string{"-f", "{{.Id}}", "docker.io/library/demo:latest"}, stdout: cfg.id + "\n"},
 		{name: "twice", args: []string{"-f", "{{.Id}}", "demo", "demo:latest"}, stdout: cfg.id + "\n" + cfg.id + "\n"},
-		{name: "unknown", args: []string{"nosuch"}, stdout: "[]\n", stderr: "Error: No such image: nosuch\n", code: 1},
-		{name: "unknowns", args: []string{"a1", "b2"}, stdout: "[]\n", stderr: "Error: No such image: a1\nError: No such image: b2\n", code: 1},
-		{name: "known and unknown", args: []string{"-f", "{{.Id}}", "nosuch", "demo"}, stdout: cfg.id + "\n", stderr: "Error: No such image: nosuch\n", code: 1},
+		{name: "unknown", args: []string{"nosuch"}, stdout: "[]\n", stderr: "Error: No such image: nosuch:latest\n", code: 1},
+		{name: "unknowns", args: []string{"a1", "b2"}, stdout: "[]\n", stderr: "Error: No such image: a1:latest\nError: No such image: b2:latest\n", code: 1},
+		{name: "known and unknown", args: []string{"-f", "{{.Id}}", "nosuch", "demo"}, stdout: cfg.id + "\n", stderr: "Error: No such image: nosuch:latest\n", code: 1},
 		{name: "bad field", args: []string{"-f", "{{.Nope}}", "demo"}, code: 1},
 	}
 	for _, tt := range tests {
@@ -110,7 +110,7 @@ func TestInspect_Document(t *testing.T) {
 				t.Errorf("exit code %d, want %d (%v)", r.code, tt.code, r.err)
 			}
 			if tt.name == "bad field" {
-				if !strings.Contains(r.stderr, "can't evaluate field Nope") {
+				if !strings.HasPrefix(r.stderr, `Error: executing the --format template "{{.Nope}}": no field "Nope" (there are .Id, .RepoTags,`) {
 					t.Errorf("stderr %q", r.stderr)
 				}
 				return
@@ -127,7 +127,7 @@ func TestInspect_Document(t *testing.T) {
 		if err := json.Unmarshal([]byte(r.stdout), &docs); err != nil || len(docs) != 1 || docs[0]["Id"] != cfg.id {
 			t.Errorf("stdout: %v, %d documents", err, len(docs))
 		}
-		if r.code != 1 || r.stderr != "Error: No such image: nosuch\n" {
+		if r.code != 1 || r.stderr != "Error: No such image: nosuch:latest\n" {
 			t.Errorf("code %d, stderr %q", r.code, r.stderr)
 		}
 	})

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -56,6 +57,13 @@ func runLoad(cmd *cobra.Command, g *globals, o *loadOptions) error {
 		a, err = imagefmt.OpenReader(cmd.InOrStdin(), s.TmpDir())
 	} else {
 		a, err = imagefmt.Open(o.input)
+	}
+	if errors.Is(err, layerstore.ErrUnknownFormat) {
+		src := o.input
+		if src == "" {
+			src = "-"
+		}
+		return fmt.Errorf("%w\n(a root filesystem tarball is not an image: \"strata import %s NAME[:TAG]\" makes one of it)", err, src)
 	}
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 
@@ -30,8 +31,10 @@ func newPruneCmd(g *globals) *cobra.Command {
 		Short: "Remove unused images",
 		Long: `Remove dangling images (those without a tag), or with -a every image no live
 mount uses, together with the layers and file contents nothing else holds.
-Asks first unless -f is given; the space reclaimed is what the removed files
-took on disk.`,
+Asks first unless -f is given, and refuses to ask when standard input is not
+a terminal. The space reclaimed is docker's figure, the content of the deleted
+layers, followed by what was freed on disk, which is less where the deleted
+layers shared files with what stays (each content is stored once).`,
 		Example: `  strata image prune -f
   strata image prune -a`,
 		Args: cobra.NoArgs,
@@ -48,6 +51,11 @@ took on disk.`,
 func runPrune(cmd *cobra.Command, g *globals, o *pruneOptions) error {
 	out := cmd.OutOrStdout()
 	if !o.force {
+		// A prompt nobody can answer (cron, CI, a pipe) would print a
+		// question without a newline and remove nothing: say so instead.
+		if f, ok := cmd.InOrStdin().(*os.File); !ok || !isTerminal(f) {
+			return fmt.Errorf("image prune asks before removing anything, and standard input is not a terminal: add -f (--force) to prune without asking")
+		}
 		warning := pruneDanglingWarning
 		if o.all {
 			warning = pruneAllWarning
@@ -77,7 +85,14 @@ func runPrune(cmd *cobra.Command, g *globals, o *pruneOptions) error {
 		}
 		fmt.Fprintln(out)
 	}
-	fmt.Fprintln(out, "Total reclaimed space:", humanSize(rep.Reclaimed, 4))
+	// docker's figure is the content of the deleted layers; strata frees
+	// less on disk where they shared files with what stays.
+	content := deletedContent(rep, before)
+	fmt.Fprintf(out, "Total reclaimed space: %s", humanSize(content, 4))
+	if rep.Reclaimed != content {
+		fmt.Fprintf(out, " (%s on disk, where each file content is stored once)", humanSize(rep.Reclaimed, 4))
+	}
+	fmt.Fprintln(out)
 	return nil
 }
 
@@ -117,11 +132,15 @@ func pruneLines(rep *layerstore.RemoveReport, before []layerstore.Image) []strin
 		}
 		lines = append(lines, "deleted: "+id.String())
 		img := byID[id]
-		for i := len(img.Layers) - 1; i >= 0; i-- {
-			if l := img.Layers[i]; layerLeft[l] {
-				lines = append(lines, "deleted: "+l.String())
+		var mine []digest.Digest
+		for _, l := range img.Layers {
+			if layerLeft[l] {
+				mine = append(mine, l)
 				delete(layerLeft, l)
 			}
+		}
+		for _, c := range deletedTopFirst(mine, img.Layers) {
+			lines = append(lines, "deleted: "+c.String())
 		}
 	}
 	// What no image accounted for (a tag or layer gone meanwhile).
@@ -144,4 +163,21 @@ func confirm(in io.Reader, out io.Writer, question string) bool {
 	fmt.Fprint(out, question+" [y/N] ")
 	line, _ := bufio.NewReader(in).ReadString('\n')
 	return strings.EqualFold(strings.TrimSpace(line), "y")
+}
+
+// deletedContent is docker's reclaimed space: the content bytes of every
+// layer the removal deleted, each once.
+func deletedContent(rep *layerstore.RemoveReport, before []layerstore.Image) int64 {
+	size := map[digest.Digest]int64{}
+	for _, img := range before {
+		for i, l := range img.Layers {
+			size[l] = img.LayerSizes[i]
+		}
+	}
+	var n int64
+	for _, d := range rep.Deleted {
+		n += size[d] // 0 for an image ID
+		delete(size, d)
+	}
+	return n
 }

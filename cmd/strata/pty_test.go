@@ -43,6 +43,13 @@ func openPTY(t *testing.T) (ptmx, tty *os.File) {
 // terminal showed.
 func runStrataTTY(t *testing.T, root string, args ...string) (screen string, err error) {
 	t.Helper()
+	return runStrataTyping(t, root, "", args...)
+}
+
+// runStrataTyping is runStrataTTY with stdin on the terminal too, and typed
+// typed at it before the command starts (the terminal echoes it).
+func runStrataTyping(t *testing.T, root, typed string, args ...string) (screen string, err error) {
+	t.Helper()
 	ptmx, tty := openPTY(t)
 	if !term.IsTerminal(int(tty.Fd())) {
 		t.Fatal("the pty is not a terminal")
@@ -56,7 +63,14 @@ func runStrataTTY(t *testing.T, root string, args ...string) (screen string, err
 	cmd := newRootCmd()
 	cmd.SetOut(tty)
 	cmd.SetErr(tty)
-	cmd.SetIn(strings.NewReader(""))
+	if typed != "" {
+		if _, err := ptmx.WriteString(typed); err != nil {
+			t.Fatal(err)
+		}
+		cmd.SetIn(tty)
+	} else {
+		cmd.SetIn(strings.NewReader(""))
+	}
 	cmd.SetArgs(append([]string{"--root", root, "--lock-timeout", "5"}, args...))
 	err = cmd.Execute()
 	tty.Close()

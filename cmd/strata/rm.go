@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/identity"
 	"github.com/spf13/cobra"
 	"github.com/strata-dev/strata/container"
 	"github.com/strata-dev/strata/layerstore"
@@ -26,7 +27,8 @@ func newRmiCmd(g *globals) *cobra.Command {
 
 A name of an image that has other tags only untags it ("Untagged: name:tag").
 Otherwise the image goes ("Deleted: sha256:<image ID>"), and with it every
-layer no other image or mount holds ("Deleted: sha256:<diffID>") and the file
+layer no other image or mount holds ("Deleted: sha256:<chain ID>", docker's
+name for a layer in an image) and the file
 contents nothing else shares.
 
 Without -f, an ID of an image tagged in several repositories, and an image a
@@ -93,14 +95,24 @@ func runRmi(cmd *cobra.Command, g *globals, o *rmiOptions, refs []string) error 
 
 // deletedTopFirst orders what a removal deleted as docker prints it: first
 // what is not a layer of the image (its ID), then its layers from the top
-// down. Layers is the image's diffIDs, base first.
+// down, each named by its chain ID in the image, as docker names layers.
+// Layers is the image's diffIDs, base first.
 func deletedTopFirst(deleted, layers []digest.Digest) []digest.Digest {
 	rank := map[digest.Digest]int{}
+	chain := map[digest.Digest]digest.Digest{}
 	for i, l := range layers {
-		rank[l] = len(layers) - i // the top layer ranks 1
+		if _, ok := chain[l]; !ok {
+			rank[l] = len(layers) - i // the top layer ranks 1
+			chain[l] = identity.ChainID(layers[:i+1])
+		}
 	}
 	out := slices.Clone(deleted)
 	slices.SortStableFunc(out, func(a, b digest.Digest) int { return rank[a] - rank[b] })
+	for i, d := range out {
+		if c, ok := chain[d]; ok {
+			out[i] = c
+		}
+	}
 	return out
 }
 

@@ -23,8 +23,8 @@ func TestRmi_Steps(t *testing.T) {
 	loadDemo(t, root)
 	cfg := readDemoConfig(t)
 	var layersTopDown []string
-	for i := len(cfg.DiffIDs) - 1; i >= 0; i-- {
-		layersTopDown = append(layersTopDown, "Deleted: "+cfg.DiffIDs[i])
+	for _, c := range chainIDsTopDown(cfg.DiffIDs) {
+		layersTopDown = append(layersTopDown, "Deleted: "+c)
 	}
 	objects := objectFiles(t, root)
 	if objects == 0 {
@@ -46,13 +46,13 @@ func TestRmi_Steps(t *testing.T) {
 			stderr: fmt.Sprintf("Error: conflict: unable to delete %s (must be forced) - image is referenced in multiple repositories\n", cfg.shortID()),
 			code:   1, images: "demo:latest other/x:1"},
 		{name: "untag via image rm", args: []string{"image", "rm", "other/x:1"}, stdout: "Untagged: other/x:1\n", images: "demo:latest"},
-		{name: "unknown", args: []string{"rmi", "nosuch"}, stderr: "Error: No such image: nosuch\n", code: 1, images: "demo:latest"},
-		{name: "unknown forced", args: []string{"rmi", "-f", "nosuch"}, stderr: "Error: No such image: nosuch\n", images: "demo:latest"},
+		{name: "unknown", args: []string{"rmi", "nosuch"}, stderr: "Error: No such image: nosuch:latest\n", code: 1, images: "demo:latest"},
+		{name: "unknown forced", args: []string{"rmi", "-f", "nosuch"}, stderr: "Error: No such image: nosuch:latest\n", images: "demo:latest"},
 		{name: "unknowns", args: []string{"image", "remove", "nosuch", "nope"},
-			stderr: "Error: No such image: nosuch\nError: No such image: nope\n", code: 1, images: "demo:latest"},
+			stderr: "Error: No such image: nosuch:latest\nError: No such image: nope:latest\n", code: 1, images: "demo:latest"},
 		{name: "last tag and an unknown", args: []string{"rmi", "nosuch", "demo"},
 			stdout: strings.Join(append([]string{"Untagged: demo:latest", "Deleted: " + cfg.id}, layersTopDown...), "\n") + "\n",
-			stderr: "Error: No such image: nosuch\n", code: 1, images: ""},
+			stderr: "Error: No such image: nosuch:latest\n", code: 1, images: ""},
 	}
 	for _, st := range steps {
 		r := runStrata(t, root, "", st.args...)

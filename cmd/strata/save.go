@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
+	"github.com/strata-dev/strata/layerstore"
 	"github.com/strata-dev/strata/layerstore/export"
 	"github.com/strata-dev/strata/transfer"
 )
@@ -51,6 +52,16 @@ func runSave(cmd *cobra.Command, g *globals, o *saveOptions, args []string) erro
 	if format == export.FormatOCILayout && o.output == "" {
 		return fmt.Errorf("--format oci writes a directory: name it with -o")
 	}
+	if format == export.FormatDockerArchive && o.compression != "" && o.compression != "none" {
+		return fmt.Errorf("--compression %s: a docker-archive's layers are always uncompressed (docker load reads them so); use --format oci-archive or --format oci for %s layers: %w",
+			o.compression, o.compression, layerstore.ErrInvalid)
+	}
+	if o.output != "" {
+		// Named before the store is opened, and by the target, not a temp file.
+		if _, err := os.Stat(filepath.Dir(o.output)); err != nil {
+			return fmt.Errorf("save -o %s: invalid output path: %w", o.output, err)
+		}
+	}
 	s, err := g.openStore()
 	if err != nil {
 		return err
@@ -65,7 +76,7 @@ func runSave(cmd *cobra.Command, g *globals, o *saveOptions, args []string) erro
 		// Write next to the target and rename, so a failed save leaves no half file.
 		f, err := os.CreateTemp(filepath.Dir(o.output), ".strata-save-*")
 		if err != nil {
-			return err
+			return fmt.Errorf("save -o %s: %w", o.output, err)
 		}
 		defer os.Remove(f.Name())
 		if err := transfer.Save(s, args, format, f, "", opt); err != nil {
@@ -78,7 +89,10 @@ func runSave(cmd *cobra.Command, g *globals, o *saveOptions, args []string) erro
 		if err := os.Chmod(f.Name(), 0o644); err != nil {
 			return err
 		}
-		return os.Rename(f.Name(), o.output)
+		if err := os.Rename(f.Name(), o.output); err != nil {
+			return fmt.Errorf("save -o %s: %w", o.output, err)
+		}
+		return nil
 	}
 	if f, ok := w.(*os.File); ok && isTerminal(f) {
 		return fmt.Errorf("refusing to write an archive to a terminal: use -o or redirect")

@@ -83,7 +83,7 @@ func TestSave_Errors(t *testing.T) {
 		args []string
 		msg  string
 	}{
-		{[]string{"save", "-o", filepath.Join(t.TempDir(), "x.tar"), "nosuch"}, "No such image: nosuch"},
+		{[]string{"save", "-o", filepath.Join(t.TempDir(), "x.tar"), "nosuch"}, "No such image: nosuch:latest"},
 		{[]string{"save", "--format", "oci", "demo"}, "name it with -o"},
 		{[]string{"save", "--format", "zip", "-o", filepath.Join(t.TempDir(), "x"), "demo"}, "format \"zip\""},
 		{[]string{"save", "--compression", "gzip", "-o", filepath.Join(t.TempDir(), "x"), "demo"}, "uncompressed"},

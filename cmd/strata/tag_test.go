@@ -24,7 +24,7 @@ func TestTag_Normalize(t *testing.T) {
 		{name: "retag moves", args: []string{"tag", "demo", "bar:1"}, images: "bar:1 demo:latest foo:latest localhost:5000/app:v1"},
 		{name: "uppercase", args: []string{"tag", "demo", "Bad"}, wantErr: `reference "Bad"`},
 		{name: "digest", args: []string{"tag", "demo", "foo@sha256:" + strings.Repeat("a", 64)}, wantErr: "refusing to create a tag with a digest reference"},
-		{name: "unknown source", args: []string{"tag", "nosuch", "x"}, wantErr: "Error: No such image: nosuch\n"},
+		{name: "unknown source", args: []string{"tag", "nosuch", "x"}, wantErr: "Error: No such image: nosuch:latest\n"},
 		{name: "one argument", args: []string{"tag", "demo"}, wantErr: "Error: accepts 2 arg(s), received 1\n"},
 	}
 	for _, tt := range tests {
