@@ -24,7 +24,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(cliEnv) == "1" {
 		os.Exit(execute(os.Args[1:]))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	stopDocker()
+	os.Exit(code)
 }
 
 // startMount runs "strata mount" in the foreground in this process and waits
