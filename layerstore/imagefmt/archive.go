@@ -110,8 +110,12 @@ func OpenIn(path, tmpDir string) (*Archive, error) {
 // that as Open would. The file is unlinked as soon as it is created, so
 // nothing is left behind even if the process dies; Close frees its space.
 func OpenReader(r io.Reader, tmpDir string) (*Archive, error) {
-	return openStream("stream", r, tmpDir)
+	return openStream(streamName, r, tmpDir)
 }
+
+// streamName names an archive read from a reader (in errors), which gives
+// no name to an image.
+const streamName = "stream"
 
 func openStream(name string, r io.Reader, tmpDir string) (*Archive, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
@@ -177,7 +181,7 @@ func detect(name string, src source, ociFormat string) (*Archive, error) {
 		a.images, err = readDocker(src)
 	case src.has("index.json"):
 		a.format = ociFormat
-		a.images, err = readLayout(src)
+		a.images, err = readLayout(src, name)
 	default:
 		err = fmt.Errorf("%s is %w: no index.json or manifest.json", name, layerstore.ErrUnknownFormat)
 		return nil, errors.Join(err, src.close())

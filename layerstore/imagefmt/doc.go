@@ -70,9 +70,12 @@
 // org.opencontainers.image.ref.name is used: a full reference
 // ("registry.example/app:v1", "demo:v1") as it is, a bare word ("demo",
 // as skopeo's oci:DIR:demo writes) as a repository name with tag "latest".
-// Beware that a ref.name holding only a tag ("latest", as some tools write
-// next to io.containerd.image.name) would read as the repository "latest"
-// if it stood alone. For a docker-archive, the names are manifest.json's
+// A ref.name that is only a tag ("latest", a version such as "v1.0.1" as in
+// the OCI spec's example, or a tag that cannot be a repository name) is
+// named as podman names it: "localhost/" and the layout's directory or
+// archive name without extensions, with that tag ("./app.oci.tar" with
+// ref.name "v1" loads as localhost/app:v1); from standard input such an
+// image has no name. For a docker-archive, the names are manifest.json's
 // RepoTags. A name that does not normalize (uppercase, say) fails Open with
 // ErrInvalid naming the annotation or RepoTags.
 //

@@ -98,7 +98,7 @@ func FuzzParseIndex(f *testing.F) {
 			src[k] = v
 		}
 		src[ocispec.ImageIndexFile] = data
-		images, err := readLayout(src)
+		images, err := readLayout(src, "fuzz")
 		if err != nil {
 			return
 		}
@@ -125,7 +125,7 @@ func FuzzParseManifest(f *testing.F) {
 		idx := ocispec.Index{Manifests: []ocispec.Descriptor{{MediaType: mediaType, Digest: d, Size: int64(len(data))}}}
 		idx.SchemaVersion = 2
 		src[ocispec.ImageIndexFile], _ = json.Marshal(idx)
-		images, err := readLayout(src)
+		images, err := readLayout(src, "fuzz")
 		if err != nil {
 			return
 		}
@@ -157,7 +157,7 @@ func FuzzParseConfig(f *testing.F) {
 		idx := ocispec.Index{Manifests: []ocispec.Descriptor{{MediaType: ocispec.MediaTypeImageManifest, Digest: md, Size: int64(len(raw))}}}
 		idx.SchemaVersion = 2
 		src[ocispec.ImageIndexFile], _ = json.Marshal(idx)
-		images, err := readLayout(src)
+		images, err := readLayout(src, "fuzz")
 		if err != nil {
 			return
 		}

@@ -3,6 +3,8 @@ package imagefmt
 import (
 	"encoding/json"
 	"fmt"
+	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 
@@ -19,8 +21,10 @@ const annotationContainerdName = "io.containerd.image.name"
 const maxIndexDepth = 4
 
 // readLayout reads the images of an OCI image layout (a directory or an
-// oci-archive): the oci-layout file, then each entry of index.json.
-func readLayout(src source) ([]layerstore.ImageSource, error) {
+// oci-archive): the oci-layout file, then each entry of index.json. path is
+// the layout's directory or archive file, whose name names the repository of
+// an entry whose ref.name is a bare tag.
+func readLayout(src source, path string) ([]layerstore.ImageSource, error) {
 	if err := checkLayoutFile(src); err != nil {
 		return nil, err
 	}
@@ -37,7 +41,7 @@ func readLayout(src source) ([]layerstore.ImageSource, error) {
 	}
 	var images []layerstore.ImageSource
 	for i, desc := range idx.Manifests {
-		names, err := layoutNames(desc)
+		names, err := layoutNames(desc, path)
 		if err != nil {
 			return nil, fmt.Errorf("%s manifests[%d]: %w", ocispec.ImageIndexFile, i, err)
 		}
@@ -73,11 +77,18 @@ func checkLayoutFile(src source) error {
 // layoutNames returns the normalized names an index.json entry tags its image
 // with: io.containerd.image.name if present, else
 // org.opencontainers.image.ref.name (see the package doc for the rule).
-func layoutNames(desc ocispec.Descriptor) ([]string, error) {
+func layoutNames(desc ocispec.Descriptor, path string) ([]string, error) {
 	ref := desc.Annotations[annotationContainerdName]
 	key := annotationContainerdName
 	if ref == "" {
 		ref, key = desc.Annotations[ocispec.AnnotationRefName], ocispec.AnnotationRefName
+		if isBareTag(ref) {
+			repo := layoutRepo(path)
+			if repo == "" {
+				return nil, nil // nothing to name it by: loaded by ID
+			}
+			ref = repo + ":" + ref
+		}
 	}
 	if ref == "" {
 		return nil, nil
@@ -88,6 +99,49 @@ func layoutNames(desc ocispec.Descriptor) ([]string, error) {
 	}
 	return []string{n}, nil
 }
+
+// versionRE matches a tag that reads as a version: "1", "1.2", "v2.0-rc1".
+var versionRE = regexp.MustCompile(`^v?[0-9][\w.-]*$`)
+
+// isBareTag says whether a ref.name is only a tag, as the OCI spec's own
+// example ("v1.0.1") and tools that write "latest" have it, rather than a
+// name: "latest", a version, or a valid tag that is no valid repository
+// name ("Stable", "_x"). A bare word that can be a repository ("demo", as
+// skopeo's oci:DIR:demo writes) stays a name.
+func isBareTag(ref string) bool {
+	if ref == "" || strings.ContainsAny(ref, "/:@") || !tagRE.MatchString(ref) {
+		return false
+	}
+	if ref == "latest" || versionRE.MatchString(ref) {
+		return true
+	}
+	_, err := layerstore.NormalizeRef(ref)
+	return err != nil
+}
+
+var tagRE = regexp.MustCompile(`^[\w][\w.-]{0,127}$`)
+
+// layoutRepo is podman's name for an image of a layout at path:
+// "localhost/" and the directory's or archive's name, lowercased, without
+// its extensions ("/tmp/My App.oci.tar" -> "localhost/my-app"); "" when the
+// path gives no usable name (standard input).
+func layoutRepo(path string) string {
+	base := strings.ToLower(filepath.Base(filepath.Clean(path)))
+	for _, ext := range []string{".gz", ".tgz", ".zst", ".zstd", ".xz", ".tar", ".oci", ".ocidir"} {
+		base = strings.TrimSuffix(base, ext)
+	}
+	base = strings.Trim(repoCharRE.ReplaceAllString(base, "-"), "-._")
+	if base == "" || path == "" || path == "-" || path == streamName {
+		return ""
+	}
+	repo := "localhost/" + base
+	if _, err := layerstore.NormalizeRef(repo); err != nil {
+		return ""
+	}
+	return repo
+}
+
+var repoCharRE = regexp.MustCompile(`[^a-z0-9._-]+`)
 
 // mergeImage appends img to images, or adds its names to an earlier image
 // with the same manifest (an index.json that tags one image twice).
