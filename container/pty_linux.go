@@ -1,37 +1,12 @@
 package container
 
 import (
-	"fmt"
 	"io"
 	"os"
 
-	"golang.org/x/sys/unix"
+	"github.com/strata-dev/strata/internal/pty"
 	"golang.org/x/term"
 )
-
-// openPTY opens a pseudo-terminal pair.
-func openPTY() (master, slave *os.File, err error) {
-	master, err = os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	fail := func(err error) (*os.File, *os.File, error) {
-		master.Close()
-		return nil, nil, err
-	}
-	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		return fail(fmt.Errorf("unlock pty: %w", err))
-	}
-	n, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		return fail(fmt.Errorf("pty number: %w", err))
-	}
-	slave, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fail(err)
-	}
-	return master, slave, nil
-}
 
 // isTerminal says whether v is a terminal.
 func isTerminal(v any) bool {
@@ -48,7 +23,7 @@ func hostConsole(stdio Stdio) (Stdio, func(), error) {
 	if isTerminal(stdio.Stdin) && isTerminal(stdio.Stdout) {
 		return stdio, func() {}, nil
 	}
-	master, slave, err := openPTY()
+	master, slave, err := pty.Open()
 	if err != nil {
 		return stdio, nil, err
 	}

@@ -19,8 +19,12 @@ package layerstore
 //
 // Key(path) is parent + "\x00" + name (the root is "/"), so a directory's
 // children are one contiguous, name-sorted key range.
+// FormatVersion names the store's on-disk layout: the root bucket of
+// meta.db. A new layout gets a new name.
+const FormatVersion = "v1"
+
 var (
-	bucketRoot    = []byte("v1")
+	bucketRoot    = []byte(FormatVersion)
 	bucketImages  = []byte("images")
 	bucketRefs    = []byte("refs")
 	bucketLayers  = []byte("layers")

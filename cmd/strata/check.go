@@ -23,6 +23,10 @@ Each problem is printed on a "problem:" line; what an interrupted command or a
 crash leaves behind (unreferenced objects, layers and trees no image or mount
 holds, staging files, stale mounts) on "garbage:" lines, which strata gc removes. The exit status is 1 if there is a
 problem; garbage alone is not one.`,
+		Example: `  strata check                      # metadata only: quick, safe beside live mounts
+  strata check --contents           # also re-hash every stored file (reads the whole store)
+  strata check || strata gc         # exit status 1 means problems; garbage alone is not one
+  strata --root /srv/strata check`,
 		Args:    cobra.NoArgs,
 		GroupID: "store",
 		RunE: func(cmd *cobra.Command, _ []string) error {

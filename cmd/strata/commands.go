@@ -43,6 +43,7 @@ func subcommands(g *globals) []*cobra.Command {
 		newGCCmd(g),
 		newBenchCmd(g),
 		newSnapshotterCmd(g),
+		newVersionCmd(g),
 	}
 }
 

@@ -80,7 +80,4 @@ func commandLine(r *container.Record, trunc bool) string {
 	return fmt.Sprintf("%q", s)
 }
 
-// containerStdio is a detached container's: nothing in, output to its log only.
-func containerStdio() container.Stdio { return container.Stdio{} }
-
 func isNotExist(err error) bool { return errors.Is(err, os.ErrNotExist) }

@@ -25,6 +25,9 @@ Waits for running imports to finish (they hold the store lock), so it never
 removes what one is about to commit. If a stale mountpoint cannot be detached,
 nothing is collected: unmount it by hand (umount -l DIR, or fusermount -u -z DIR)
 and run gc again.`,
+		Example: `  strata gc                         # after "strata check" reported garbage
+  strata image prune -a -f && strata gc
+  strata --root /srv/strata gc`,
 		Args:    cobra.NoArgs,
 		GroupID: "store",
 		RunE: func(cmd *cobra.Command, _ []string) error {

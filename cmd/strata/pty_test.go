@@ -2,39 +2,26 @@ package main
 
 import (
 	"bytes"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/strata-dev/strata/internal/pty"
 	"github.com/strata-dev/strata/internal/storetest"
-	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 )
 
-// openPTY returns a pseudo-terminal pair: what is written to tty can be read
-// from ptmx.
+// openPTY returns a pseudo-terminal pair (internal/pty), closed when the
+// test ends: what is written to tty can be read from ptmx.
 func openPTY(t *testing.T) (ptmx, tty *os.File) {
 	t.Helper()
-	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	ptmx, tty, err := pty.Open()
 	if err != nil {
-		t.Fatalf("open /dev/ptmx: %v", err)
+		t.Fatalf("open a pty: %v", err)
 	}
-	t.Cleanup(func() { ptmx.Close() })
-	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatalf("unlock pty: %v", err)
-	}
-	n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		t.Fatalf("pty number: %v", err)
-	}
-	tty, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatalf("open tty: %v", err)
-	}
-	t.Cleanup(func() { tty.Close() })
+	t.Cleanup(func() { ptmx.Close(); tty.Close() })
 	return ptmx, tty
 }
 

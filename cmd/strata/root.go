@@ -49,6 +49,17 @@ func newRootCmd() *cobra.Command {
 	for _, c := range subcommands(g) {
 		cmd.AddCommand(c)
 	}
+	// -v/--version prints what "strata version" does, as docker's does.
+	var version bool
+	cmd.Flags().BoolVarP(&version, "version", "v", false, "print version information and quit")
+	cmd.Args = cobra.NoArgs
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if version {
+			_, err := fmt.Fprint(cmd.OutOrStdout(), versionText(g.root))
+			return err
+		}
+		return cmd.Help()
+	}
 	return cmd
 }
 

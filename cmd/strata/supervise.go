@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/strata-dev/strata/container"
 )
 
 // newSuperviseCmd is the hidden command a detached container runs under: it
@@ -36,7 +37,7 @@ func newSuperviseCmd(g *globals) *cobra.Command {
 					_ = c.Kill(args[0], s.(syscall.Signal))
 				}
 			}()
-			code, err := c.Run(context.WithoutCancel(cmd.Context()), args[0], containerStdio(), func(err error) {
+			code, err := c.Run(context.WithoutCancel(cmd.Context()), args[0], container.Stdio{}, func(err error) {
 				if err != nil {
 					report("error: " + err.Error())
 				} else {

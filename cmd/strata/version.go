@@ -1,0 +1,111 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/strata-dev/strata/layerstore"
+	"golang.org/x/sys/unix"
+)
+
+type versionOptions struct{}
+
+func newVersionCmd(g *globals) *cobra.Command {
+	o := &versionOptions{}
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Show the strata version, its build and what this machine offers",
+		Long: `Print strata's version and git commit (from the build's own record), the Go
+version it was built with, whether this kernel and user get FUSE passthrough
+(the kernel reads lower files itself: Linux 6.9+, root), and the store format
+this binary reads and writes. "strata --version" prints the same.`,
+		Example: `  strata version
+  strata --version`,
+		Args:    cobra.NoArgs,
+		GroupID: "store",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runVersion(cmd.OutOrStdout(), g, o)
+		},
+	}
+}
+
+func runVersion(w io.Writer, g *globals, _ *versionOptions) error {
+	_, err := io.WriteString(w, versionText(g.root))
+	return err
+}
+
+// versionText is what version and --version print.
+func versionText(root string) string {
+	version, commit := "(unknown)", "(unknown)"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		version = bi.Main.Version
+		if version == "" || version == "(devel)" {
+			version = "dev"
+		}
+		var modified bool
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				commit = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
+			}
+		}
+		if modified && commit != "(unknown)" {
+			commit += " (with uncommitted changes)"
+		}
+	}
+	store := "not created yet"
+	if _, err := os.Stat(root); err == nil {
+		store = "exists"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "strata version %s\n", version)
+	fmt.Fprintf(&b, " Git commit:       %s\n", commit)
+	fmt.Fprintf(&b, " Go version:       %s\n", runtime.Version())
+	fmt.Fprintf(&b, " OS/Arch:          %s/%s\n", runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(&b, " FUSE passthrough: %s\n", passthroughAvailability())
+	fmt.Fprintf(&b, " Store format:     %s (store %s: %s)\n", layerstore.FormatVersion, root, store)
+	return b.String()
+}
+
+// passthroughAvailability says whether mounts here can use FUSE
+// passthrough, and if not why: it needs Linux 6.9+ and CAP_SYS_ADMIN.
+func passthroughAvailability() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return "unknown (" + err.Error() + ")"
+	}
+	release := unix.ByteSliceToString(u.Release[:])
+	major, minor := kernelVersion(release)
+	switch {
+	case major < 6 || (major == 6 && minor < 9):
+		return fmt.Sprintf("no: Linux %s has none (needs 6.9+); files are read through strata", release)
+	case os.Geteuid() != 0:
+		return fmt.Sprintf("no: Linux %s has it, but it needs root (CAP_SYS_ADMIN)", release)
+	}
+	return fmt.Sprintf("yes (Linux %s, root; off for a store on overlayfs or FUSE, as a mount's log says)", release)
+}
+
+// kernelVersion parses "6.18.3-amd64" as 6, 18.
+func kernelVersion(release string) (major, minor int) {
+	parts := strings.SplitN(release, ".", 3)
+	if len(parts) < 2 {
+		return 0, 0
+	}
+	digits := func(s string) int {
+		end := strings.IndexFunc(s, func(r rune) bool { return r < '0' || r > '9' })
+		if end < 0 {
+			end = len(s)
+		}
+		n, _ := strconv.Atoi(s[:end])
+		return n
+	}
+	return digits(parts[0]), digits(parts[1])
+}
