@@ -44,6 +44,7 @@ func subcommands(g *globals) []*cobra.Command {
 		newBenchCmd(g),
 		newSnapshotterCmd(g),
 		newVersionCmd(g),
+		newCompletionCmd(g),
 	}
 }
 
