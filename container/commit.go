@@ -37,6 +37,7 @@ func (c *Containers) Diff(ref string) ([]fs.Change, error) {
 type CommitOptions struct {
 	Names           []string
 	Message, Author string
+	Progress        func(layerstore.Progress) // as session.CommitOptions's
 }
 
 // Commit makes a new image of container ref: its image with the changes
@@ -60,5 +61,6 @@ func (c *Containers) Commit(ctx context.Context, ref string, o CommitOptions) (l
 		CreatedBy: strings.Join(append(append([]string{}, cfg.Entrypoint...), cfg.Cmd...), " "),
 		Config:    &cfg,
 		Skip:      rec.mountpoints(),
+		Progress:  o.Progress,
 	})
 }

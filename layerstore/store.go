@@ -40,7 +40,8 @@ type Store struct {
 }
 
 // DefaultRoot is $STRATA_ROOT, else /var/lib/strata for root, else
-// $XDG_DATA_HOME/strata (~/.local/share/strata).
+// $XDG_DATA_HOME/strata (~/.local/share/strata); "" for a user with neither
+// a home nor XDG_DATA_HOME (the caller must name a store).
 func DefaultRoot() string {
 	if r := os.Getenv("STRATA_ROOT"); r != "" {
 		return r
@@ -51,7 +52,10 @@ func DefaultRoot() string {
 	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
 		return filepath.Join(x, "strata")
 	}
-	home, _ := os.UserHomeDir()
+	home, err := os.UserHomeDir()
+	if err != nil || home == "" || home == "/" {
+		return "" // no home to keep a store in: the caller must name one
+	}
 	return filepath.Join(home, ".local", "share", "strata")
 }
 

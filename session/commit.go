@@ -54,6 +54,8 @@ type CommitOptions struct {
 	ConfigExtra map[string]any
 	// CacheKey is layerstore's: the build cache names the new image.
 	CacheKey string
+	// Progress, if set, is told how the new layer is read (its bytes).
+	Progress func(layerstore.Progress)
 }
 
 // Commit turns the changes of mount m into a new layer on its image and
@@ -105,6 +107,7 @@ func Commit(ctx context.Context, st *layerstore.Store, m *layerstore.MountRecord
 		ConfigExtra: o.ConfigExtra,
 		CacheKey:    o.CacheKey,
 		Names:       o.Names,
+		Progress:    o.Progress,
 	})
 }
 

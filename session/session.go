@@ -42,6 +42,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Debug logs every FUSE request.
 	Debug bool
+	// OnBusy is called once when Serve, asked to stop, finds the mount in
+	// use (it goes on serving until it can unmount). Default: a warning in
+	// the log.
+	OnBusy func(dir string, err error)
 }
 
 // Session is a mount this process serves.
@@ -51,6 +55,7 @@ type Session struct {
 	upper  string // "" when read-only
 	srv    *fs.Server
 	log    *slog.Logger
+	onBusy func(dir string, err error)
 	ended  chan struct{} // closed when the mount has ended
 	timing Timing
 
@@ -219,7 +224,7 @@ func newSession(st *layerstore.Store, rec layerstore.MountRecord, o Options) *Se
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	s := &Session{st: st, rec: rec, log: log, ended: make(chan struct{})}
+	s := &Session{st: st, rec: rec, log: log, onBusy: o.OnBusy, ended: make(chan struct{})}
 	if !rec.ReadOnly {
 		s.upper = UpperDir(st, rec.ID)
 	}
@@ -324,6 +329,10 @@ func (s *Session) Serve(ctx context.Context) error {
 			if err == nil {
 				<-s.ended
 				break
+			}
+			if !warned && s.onBusy != nil {
+				s.onBusy(s.rec.Dir, err)
+				warned = true
 			}
 			if !warned {
 				s.log.Warn("strata mount: cannot unmount, still serving; it unmounts once no longer in use (close what uses it, or detach it with strata umount --lazy)", "dir", s.rec.Dir, "err", err)

@@ -12,6 +12,7 @@ import (
 type commitOptions struct {
 	message string
 	author  string
+	quiet   bool
 }
 
 func newCommitCmd(g *globals) *cobra.Command {
@@ -41,6 +42,7 @@ image.`,
 	f := cmd.Flags()
 	f.StringVarP(&o.message, "message", "m", "", "commit message")
 	f.StringVarP(&o.author, "author", "a", "", `author (e.g., "Jane <jane@example.com>")`)
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "suppress the progress output")
 	return cmd
 }
 
@@ -58,26 +60,33 @@ func runCommit(cmd *cobra.Command, g *globals, o *commitOptions, args []string) 
 		return err
 	}
 	defer s.Close()
-	if _, err := c.Records().Get(args[0]); err == nil {
-		img, err := c.Commit(cmd.Context(), args[0], container.CommitOptions{Names: names, Message: o.message, Author: o.author})
-		if err != nil {
+	// The top layer is read and stored in one step: the bar shows the bytes
+	// read, then "Committing" until the image is stored.
+	pr := newProgress(cmd.ErrOrStderr(), o.quiet, "Committing", "Storing the image", 1)
+	var img layerstore.Image
+	if _, cerr := c.Records().Get(args[0]); cerr == nil {
+		img, err = c.Commit(cmd.Context(), args[0], container.CommitOptions{Names: names, Message: o.message, Author: o.author, Progress: pr.update})
+	} else {
+		var rec *layerstore.MountRecord
+		if rec, err = session.Find(s, args[0]); err != nil {
 			return err
 		}
-		fmt.Fprintln(cmd.OutOrStdout(), img.ID)
-		return nil
+		img, err = session.Commit(cmd.Context(), s, rec, session.CommitOptions{
+			Names:    names,
+			Message:  o.message,
+			Author:   o.author,
+			Progress: pr.update,
+		})
 	}
-	rec, err := session.Find(s, args[0])
 	if err != nil {
+		pr.done("", err)
 		return err
 	}
-	img, err := session.Commit(cmd.Context(), s, rec, session.CommitOptions{
-		Names:   names,
-		Message: o.message,
-		Author:  o.author,
-	})
-	if err != nil {
-		return err
+	what := "Committed " + truncateID(img.ID)
+	if len(names) > 0 {
+		what = "Committed " + names[0]
 	}
+	pr.done(what, nil)
 	fmt.Fprintln(cmd.OutOrStdout(), img.ID)
 	return nil
 }

@@ -89,7 +89,7 @@ func runImport(cmd *cobra.Command, g *globals, o *importOptions, args []string) 
 		return err
 	}
 	defer s.Close()
-	bar := newProgressBar(cmd.ErrOrStderr(), o.quiet)
+	pr := newProgress(cmd.ErrOrStderr(), o.quiet, "Importing", "Writing to the store", 1)
 	img, err := s.NewImage(cmd.Context(), layerstore.NewImageOptions{
 		Layers: []layerstore.NewLayer{{Open: open, History: ocispec.History{CreatedBy: "Imported from " + src, Comment: o.message}}},
 		Edit: func(cfg *ocispec.Image) error {
@@ -101,12 +101,17 @@ func runImport(cmd *cobra.Command, g *globals, o *importOptions, args []string) 
 			return nil
 		},
 		Names:    names,
-		Progress: bar.update,
+		Progress: pr.update,
 	})
-	bar.finish()
 	if err != nil {
+		pr.done("", err)
 		return fmt.Errorf("import %s: %w", src, err)
 	}
+	what := "Imported " + truncateID(img.ID)
+	if len(names) > 0 {
+		what = "Imported " + names[0]
+	}
+	pr.done(what, nil)
 	fmt.Fprintln(cmd.OutOrStdout(), img.ID)
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/strata-dev/strata/layerstore"
@@ -70,17 +71,22 @@ func runLoad(cmd *cobra.Command, g *globals, o *loadOptions) error {
 	}
 	defer a.Close()
 	out := cmd.OutOrStdout()
-	var bar *progressBar
+	// Progress on stderr, so that stdout holds only the "Loaded image" lines.
+	var pr *progress
 	_, err = transfer.Load(cmd.Context(), s, a.Images(), transfer.LoadOptions{
 		Names: o.tags,
 		From:  o.input,
-		Progress: func(*layerstore.ImageSource) func(layerstore.Progress) {
-			bar = newProgressBar(out, o.quiet)
-			return bar.update
+		Progress: func(src *layerstore.ImageSource) func(layerstore.Progress) {
+			pr = newProgress(cmd.ErrOrStderr(), o.quiet, "Loading", "Writing to the store", len(src.Layers))
+			return pr.update
 		},
 		Loaded: func(stored layerstore.Image, names []string) {
-			bar.finish()
-			bar = nil
+			what := "Loaded " + truncateID(stored.ID)
+			if len(names) > 0 {
+				what = "Loaded " + strings.Join(names, ", ")
+			}
+			pr.done(what, nil)
+			pr = nil
 			if len(names) == 0 {
 				fmt.Fprintf(out, "Loaded image ID: %s\n", stored.ID)
 			}
@@ -91,9 +97,7 @@ func runLoad(cmd *cobra.Command, g *globals, o *loadOptions) error {
 			}
 		},
 	})
-	if bar != nil {
-		bar.finish()
-	}
+	pr.done("", err)
 	return err
 }
 

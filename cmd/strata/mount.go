@@ -21,6 +21,7 @@ type mountOptions struct {
 	dev           bool
 	noPassthrough bool
 	allowOther    bool
+	force         bool
 
 	// Set by "mount -d" for the server it starts.
 	id      string
@@ -50,7 +51,14 @@ host's disks or memory, if the image says so): use them only for images you
 trust, on a directory only trusted users can reach. Other users may use the
 mount (--allow-other, the kernel checks permissions as on any directory), so
 that programs in the image running as other uids can read it. Large lower
-files are read through FUSE passthrough where the kernel has it.`,
+files are read through FUSE passthrough where the kernel has it.
+
+DIR must be empty and not already a mount point (the mount would hide what
+is there); --force mounts anyway. Ctrl-C of a mount in use says which
+processes hold it; it unmounts once they let go, or at once with "strata
+umount -l DIR". A writable mount needs root (its top layer keeps whiteouts
+and owners as trusted.* extended attributes); other users can mount
+--read-only where /dev/fuse is usable.`,
 		Example: `  strata mount demo /mnt/demo
   strata mount -d --read-only demo:latest /mnt/ro`,
 		Args:              cobra.ExactArgs(2),
@@ -67,6 +75,7 @@ files are read through FUSE passthrough where the kernel has it.`,
 	f.BoolVar(&o.dev, "dev", false, "allow access to the image's device nodes (any user who can reach the mount can open them)")
 	f.BoolVar(&o.noPassthrough, "no-passthrough", false, "read every file through the server, even where FUSE passthrough is available")
 	f.BoolVar(&o.allowOther, "allow-other", true, "let users other than the one mounting use the mount")
+	f.BoolVar(&o.force, "force", false, "mount even on a directory that is not empty or is already a mount point (hiding what is there)")
 	f.StringVar(&o.id, "mount-id", "", "mount ID (set by -d for the server it starts)")
 	f.IntVar(&o.readyFd, "ready-fd", 0, "file descriptor to report readiness on (set by -d)")
 	_ = f.MarkHidden("mount-id")
@@ -83,6 +92,12 @@ func runMount(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir string) 
 		return err
 	} else if !st.IsDir() {
 		return fmt.Errorf("%s: not a directory", dir)
+	}
+	if err := checkMountUser(o.readOnly); err != nil {
+		return err
+	}
+	if err := checkMountpoint(dir, o.force); err != nil {
+		return err
 	}
 	if o.detach && o.readyFd == 0 {
 		return startDetached(cmd, g, o, ref, dir)
@@ -112,6 +127,9 @@ func serveMount(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir string
 		NoPassthrough: o.noPassthrough,
 		Logger:        g.logger(),
 		Debug:         g.debug,
+		OnBusy: func(dir string, _ error) {
+			fmt.Fprintln(cmd.ErrOrStderr(), "strata: "+busySentence(dir, holders(dir)))
+		},
 	})
 	if err != nil {
 		return err
@@ -144,6 +162,7 @@ func startDetached(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir str
 		"--dev="+strconv.FormatBool(o.dev),
 		"--no-passthrough="+strconv.FormatBool(o.noPassthrough),
 		"--allow-other="+strconv.FormatBool(o.allowOther),
+		"--force="+strconv.FormatBool(o.force),
 		"--", ref, dir)
 	if strings.HasPrefix(line, "ready ") {
 		fmt.Fprintln(cmd.OutOrStdout(), strings.TrimPrefix(line, "ready "))

@@ -5,11 +5,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/strata-dev/strata/internal/pty"
 	"github.com/strata-dev/strata/internal/storetest"
+	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 )
 
@@ -22,6 +24,10 @@ func openPTY(t *testing.T) (ptmx, tty *os.File) {
 		t.Fatalf("open a pty: %v", err)
 	}
 	t.Cleanup(func() { ptmx.Close(); tty.Close() })
+	// A terminal of a size, as a user's is (a new pty has 0 columns).
+	if err := unix.IoctlSetWinsize(int(tty.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 40, Col: 120}); err != nil {
+		t.Fatalf("set pty size: %v", err)
+	}
 	return ptmx, tty
 }
 
@@ -66,31 +72,106 @@ func runStrataTyping(t *testing.T, root, typed string, args ...string) (screen s
 
 // TestProgress_OnATerminal runs every command that draws progress with its
 // stderr on a terminal: import of a tarball (whose layer has no digest to
-// show) from a file and from stdin's stand-in, and load.
+// show), load, save and commit each draw a bar per layer, then their
+// writing phase and a one-line summary with the total time.
 func TestProgress_OnATerminal(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the fixture image holds device nodes and owners")
 	}
 	root := storetest.Root(t)
 	rootfs := filepath.Join(fixtureDir(t), "rootfs.tar")
+	summary := regexp.MustCompile(`(?m)^\w+ \S+: \d+ layers?, [0-9.]+[kMG]?B( \(\d+ already stored\))? in [0-9.]+(ms|s|m)`)
+	check := func(name, screen string, want ...string) {
+		t.Helper()
+		screen = strings.ReplaceAll(screen, "\r\n", "\n")
+		for _, w := range want {
+			if !strings.Contains(screen, w) {
+				t.Errorf("%s on a terminal: no %q in\n%q", name, w, screen)
+			}
+		}
+		if !regexp.MustCompile(`layer  \[=+\]  [0-9.]+ [kKMG]?B / [0-9.]+ [kKMG]?B`).MatchString(screen) {
+			t.Errorf("%s on a terminal: no full bar with its bytes:\n%q", name, screen)
+		}
+		if summary.FindString(screen) == "" {
+			t.Errorf("%s on a terminal: no summary line:\n%q", name, screen)
+		}
+	}
 
 	screen, err := runStrataTTY(t, root, "import", rootfs, "flat:tty")
 	if err != nil {
 		t.Fatalf("import on a terminal: %v\n%s", err, screen)
 	}
-	if !strings.Contains(screen, "tarball: Loading layer") || !strings.Contains(screen, "\nsha256:") {
-		t.Errorf("import on a terminal: want progress, then the image ID:\n%q", screen)
-	}
+	check("import", screen, "tarball: ", "imported layer", "Writing to the store", "Imported flat:tty: 1 layer, ", "\nsha256:")
 
 	screen, err = runStrataTTY(t, root, "load", "-i", filepath.Join(fixtureDir(t), "demo.docker.tar"))
 	if err != nil {
 		t.Fatalf("load on a terminal: %v\n%s", err, screen)
 	}
-	if !strings.Contains(screen, ": Loading layer") || !strings.Contains(screen, "Loaded image: demo:latest") {
-		t.Errorf("load on a terminal: want progress, then the name:\n%q", screen)
-	}
+	check("load", screen, "loaded layer  [====", "Writing to the store", "Loaded demo:latest: 5 layers, ", "Loaded image: demo:latest")
 	if got := mustRun(t, root, "images", "--format", "{{.Repository}}:{{.Tag}}"); got != "flat:tty\ndemo:latest\n" {
 		t.Errorf("images after import and load on a terminal: %q", got)
+	}
+
+	screen, err = runStrataTTY(t, root, "save", "-o", filepath.Join(t.TempDir(), "demo.tar"), "demo")
+	if err != nil {
+		t.Fatalf("save on a terminal: %v\n%s", err, screen)
+	}
+	check("save", screen, "saved layer  [====", "Saved demo: 5 layers, ")
+
+	dir, done := startMount(t, root)
+	if err := os.WriteFile(filepath.Join(dir, "etc/motd"), bytes.Repeat([]byte("x"), 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	screen, err = runStrataTTY(t, root, "commit", dir, "demo:committed")
+	if err != nil {
+		t.Fatalf("commit on a terminal: %v\n%s", err, screen)
+	}
+	check("commit", screen, "tarball: ", "committed layer", "Storing the image", "Committed demo:committed: 1 layer, ")
+	mustRun(t, root, "umount", dir)
+	if r := <-done; r.err != nil {
+		t.Errorf("mount: %v", r.err)
+	}
+}
+
+// TestProgress_Plain: off a terminal, progress is one plain line per layer,
+// the writing phase and the summary, on stderr (stdout keeps what scripts
+// read); -q prints none of it.
+func TestProgress_Plain(t *testing.T) {
+	root := storetest.Root(t)
+	archive := filepath.Join(fixtureDir(t), "demo.docker.tar")
+	r := runStrata(t, root, "", "load", "-i", archive)
+	if r.err != nil || r.stdout != "Loaded image: demo:latest\n" {
+		t.Fatalf("load: %v %q", r.err, r.stdout)
+	}
+	lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n")
+	layer := regexp.MustCompile(`^[0-9a-f]{12}: loaded [0-9.]+[kMG]?B in [0-9.]+(µs|ms|s) \([0-9.]+[kMG]?B/s\)$`)
+	if len(lines) != 7 {
+		t.Fatalf("load's progress: want 5 layers, a phase and a summary:\n%s", r.stderr)
+	}
+	for _, l := range lines[:5] {
+		if !layer.MatchString(l) {
+			t.Errorf("layer line %q", l)
+		}
+	}
+	if lines[5] != "Writing to the store..." || !strings.HasPrefix(lines[6], "Loaded demo:latest: 5 layers, ") {
+		t.Errorf("load's phase and summary: %q", lines[5:])
+	}
+	r = runStrata(t, root, "", "load", "-i", archive)
+	if !strings.Contains(r.stderr, ": already stored\n") || !strings.Contains(r.stderr, "5 layers, 0B (5 already stored) in ") {
+		t.Errorf("second load:\n%s", r.stderr)
+	}
+	for _, args := range [][]string{
+		{"load", "-q", "-i", archive},
+		{"save", "-q", "-o", filepath.Join(t.TempDir(), "x.tar"), "demo"},
+		{"import", "-q", filepath.Join(fixtureDir(t), "rootfs.tar"), "q:1"},
+	} {
+		if r := runStrata(t, root, "", args...); r.err != nil || r.stderr != "" {
+			t.Errorf("strata %s: %v, stderr %q", strings.Join(args, " "), r.err, r.stderr)
+		}
+	}
+	r = runStrata(t, root, "", "save", "-o", filepath.Join(t.TempDir(), "x.tar"), "demo")
+	if n := strings.Count(r.stderr, ": saved "); r.err != nil || n != 5 || !strings.Contains(r.stderr, "\nSaved demo: 5 layers, ") {
+		t.Errorf("save: %v\n%s", r.err, r.stderr)
 	}
 }
 

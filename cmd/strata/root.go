@@ -19,10 +19,17 @@ type globals struct {
 
 // openStore opens the store the flags name.
 func (g *globals) openStore() (*layerstore.Store, error) {
-	return layerstore.Open(g.root, &layerstore.Options{
+	if g.root == "" {
+		return nil, fmt.Errorf("no store directory: this user has no home directory and neither STRATA_ROOT nor --root names one; put the store in a directory of your own, e.g. --root /var/tmp/strata-%d (or export STRATA_ROOT=…)", os.Geteuid())
+	}
+	s, err := layerstore.Open(g.root, &layerstore.Options{
 		LockTimeout: secs(g.lockTimeout),
 		Logger:      g.logger(),
 	})
+	if err != nil && os.Getenv("STRATA_ROOT") == "" && g.root == layerstore.DefaultRoot() && (errors.Is(err, os.ErrPermission) || errors.Is(err, os.ErrNotExist)) {
+		return nil, fmt.Errorf("%w\n(the default store %s cannot be made here: name a directory of your own with --root DIR or STRATA_ROOT=DIR)", err, g.root)
+	}
+	return s, err
 }
 
 func (g *globals) logger() *slog.Logger {
@@ -42,7 +49,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	cmd.PersistentFlags().StringVar(&g.root, "root", layerstore.DefaultRoot(), "store directory ($STRATA_ROOT)")
+	cmd.PersistentFlags().StringVar(&g.root, "root", layerstore.DefaultRoot(), "store directory ($STRATA_ROOT; else /var/lib/strata as root, ~/.local/share/strata as a user)")
 	cmd.PersistentFlags().BoolVarP(&g.debug, "debug", "D", false, "log debug messages to stderr")
 	cmd.PersistentFlags().IntVar(&g.lockTimeout, "lock-timeout", 30, "seconds to wait for another strata process to release the store")
 	cmd.AddGroup(&cobra.Group{ID: "image", Title: "Image commands:"}, &cobra.Group{ID: "mount", Title: "Mount commands:"}, &cobra.Group{ID: "container", Title: "Container commands:"}, &cobra.Group{ID: "store", Title: "Store commands:"})

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/strata-dev/strata/layerstore"
@@ -13,6 +14,7 @@ import (
 )
 
 type saveOptions struct {
+	quiet       bool
 	output      string
 	format      string
 	compression string
@@ -41,6 +43,7 @@ formats get gzip or zstd layer blobs.`,
 	f.StringVarP(&o.output, "output", "o", "", "write to this file (a directory for --format oci) instead of standard output")
 	f.StringVar(&o.format, "format", "docker-archive", "docker-archive, oci-archive or oci (a layout directory)")
 	f.StringVar(&o.compression, "compression", "none", "layer compression for the OCI formats: none, gzip or zstd")
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "suppress the progress output")
 	return cmd
 }
 
@@ -67,9 +70,14 @@ func runSave(cmd *cobra.Command, g *globals, o *saveOptions, args []string) erro
 		return err
 	}
 	defer s.Close()
-	opt := export.Options{Compression: o.compression}
+	// Progress goes to stderr; the archive to stdout or -o.
+	pr := newProgress(cmd.ErrOrStderr(), o.quiet, "Saving", "", 0)
+	opt := export.Options{Compression: o.compression, Progress: pr.update}
+	what := "Saved " + strings.Join(args, ", ")
 	if format == export.FormatOCILayout {
-		return transfer.Save(s, args, format, nil, o.output, opt)
+		err := transfer.Save(s, args, format, nil, o.output, opt)
+		pr.done(what, err)
+		return err
 	}
 	var w io.Writer = cmd.OutOrStdout()
 	if o.output != "" {
@@ -80,9 +88,11 @@ func runSave(cmd *cobra.Command, g *globals, o *saveOptions, args []string) erro
 		}
 		defer os.Remove(f.Name())
 		if err := transfer.Save(s, args, format, f, "", opt); err != nil {
+			pr.done("", err)
 			f.Close()
 			return err
 		}
+		pr.done(what, nil)
 		if err := f.Close(); err != nil {
 			return err
 		}
@@ -97,5 +107,7 @@ func runSave(cmd *cobra.Command, g *globals, o *saveOptions, args []string) erro
 	if f, ok := w.(*os.File); ok && isTerminal(f) {
 		return fmt.Errorf("refusing to write an archive to a terminal: use -o or redirect")
 	}
-	return transfer.Save(s, args, format, w, "", opt)
+	err = transfer.Save(s, args, format, w, "", opt)
+	pr.done(what, err)
+	return err
 }

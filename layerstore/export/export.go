@@ -42,6 +42,10 @@ type Options struct {
 	Compression string
 	// TmpDir holds compressed layers before they go into an archive. Default os.TempDir().
 	TmpDir string
+	// Progress, if set, is told of each layer as it is written (Layer counts
+	// the layers of all images in order; Done and Total are uncompressed
+	// bytes; Skipped when the blob is already in the output).
+	Progress func(layerstore.Progress)
 }
 
 // Formats.
@@ -104,6 +108,7 @@ func writeAll(s sink, format string, imgs []*layerstore.ImageSource, opt Options
 		Layers   []string
 	}
 	var dm []dockerEntry
+	nLayers := 0
 	for _, img := range imgs {
 		cfgD := digest.FromBytes(img.ConfigRaw)
 		if !s.has(cfgD) {
@@ -118,9 +123,18 @@ func writeAll(s sink, format string, imgs []*layerstore.ImageSource, opt Options
 		}
 		de := dockerEntry{Config: blobName(cfgD), RepoTags: img.Names}
 		for _, l := range img.Layers {
+			var read *countingLayer
+			if opt.Progress != nil {
+				read = &countingLayer{i: nLayers, l: l, report: opt.Progress}
+				l.Open = read.open
+			}
+			nLayers++
 			desc, err := putLayer(s, l, opt)
 			if err != nil {
 				return fmt.Errorf("layer %s: %w", l.DiffID, err)
+			}
+			if read != nil {
+				opt.Progress(layerstore.Progress{Layer: read.i, Digest: l.DiffID, Done: read.n, Total: l.Size, Skipped: !read.opened, Finished: true})
 			}
 			man.Layers = append(man.Layers, desc)
 			de.Layers = append(de.Layers, blobName(desc.Digest))
@@ -347,3 +361,37 @@ func (s *tarSink) file(name string, data []byte) error {
 	_, err := s.tw.Write(data)
 	return err
 }
+
+// countingLayer reports the bytes read from a layer's Open as progress.
+type countingLayer struct {
+	i      int
+	l      layerstore.LayerBlob
+	report func(layerstore.Progress)
+	opened bool
+	n      int64
+}
+
+func (c *countingLayer) open() (io.ReadCloser, error) {
+	rc, err := c.l.Open()
+	if err != nil {
+		return nil, err
+	}
+	c.opened = true
+	return &countingReader{rc: rc, c: c}, nil
+}
+
+type countingReader struct {
+	rc io.ReadCloser
+	c  *countingLayer
+}
+
+func (r *countingReader) Read(p []byte) (int, error) {
+	n, err := r.rc.Read(p)
+	if n > 0 {
+		r.c.n += int64(n)
+		r.c.report(layerstore.Progress{Layer: r.c.i, Digest: r.c.l.DiffID, Done: r.c.n, Total: r.c.l.Size})
+	}
+	return n, err
+}
+
+func (r *countingReader) Close() error { return r.rc.Close() }
