@@ -63,6 +63,7 @@ func runCommit(cmd *cobra.Command, g *globals, o *commitOptions, args []string) 
 	// The top layer is read and stored in one step: the bar shows the bytes
 	// read, then "Committing" until the image is stored.
 	pr := newProgress(cmd.ErrOrStderr(), o.quiet, "Committing", "Storing the image", 1)
+	defer pr.abort() // on the paths that do not end it
 	var img layerstore.Image
 	if _, cerr := c.Records().Get(args[0]); cerr == nil {
 		img, err = c.Commit(cmd.Context(), args[0], container.CommitOptions{Names: names, Message: o.message, Author: o.author, Progress: pr.update})

@@ -273,6 +273,7 @@ func TestDocker_Errors(t *testing.T) {
 		{"history", "nope"},
 		{"tag", "nope", "x"},
 		{"image", "inspect", "-f", "{{.Id}}", "nope", "demo"},
+		{"inspect", "-f", "{{.Id}}", "nope", "demo"}, // neither a container nor an image
 	} {
 		g, w := runStrata(t, root, "", args...), d.Docker("", args...)
 		if g.code != w.Code || norm(g.stderr) != norm(w.Stderr) || g.stdout != w.Stdout {

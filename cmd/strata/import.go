@@ -90,6 +90,7 @@ func runImport(cmd *cobra.Command, g *globals, o *importOptions, args []string) 
 	}
 	defer s.Close()
 	pr := newProgress(cmd.ErrOrStderr(), o.quiet, "Importing", "Writing to the store", 1)
+	defer pr.abort() // on the paths that do not end it
 	img, err := s.NewImage(cmd.Context(), layerstore.NewImageOptions{
 		Layers: []layerstore.NewLayer{{Open: open, History: ocispec.History{CreatedBy: "Imported from " + src, Comment: o.message}}},
 		Edit: func(cfg *ocispec.Image) error {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"text/template"
 	"time"
@@ -190,6 +191,9 @@ func runInspect(cmd *cobra.Command, g *globals, o *inspectOptions, refs []string
 			doc = inspectContainer(s.Root(), c, rec)
 		} else {
 			img, err := s.ResolveImage(ref)
+			if errors.Is(err, layerstore.ErrNotFound) && o.containers {
+				err = &noSuchObjectError{ref: ref, err: err} // neither a container nor an image
+			}
 			if err != nil {
 				errs = append(errs, err)
 				continue
@@ -278,3 +282,13 @@ func inspectImage(img layerstore.Image) (imageInspect, error) {
 	}
 	return doc, nil
 }
+
+// noSuchObjectError is docker inspect's word for a name that is neither a
+// container's nor an image's.
+type noSuchObjectError struct {
+	ref string
+	err error
+}
+
+func (e *noSuchObjectError) Error() string { return "No such object: " + e.ref }
+func (e *noSuchObjectError) Unwrap() error { return e.err }

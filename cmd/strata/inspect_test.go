@@ -127,7 +127,7 @@ func TestInspect_Document(t *testing.T) {
 		if err := json.Unmarshal([]byte(r.stdout), &docs); err != nil || len(docs) != 1 || docs[0]["Id"] != cfg.id {
 			t.Errorf("stdout: %v, %d documents", err, len(docs))
 		}
-		if r.code != 1 || r.stderr != "Error: No such image: nosuch:latest\n" {
+		if r.code != 1 || r.stderr != "Error: No such object: nosuch\n" {
 			t.Errorf("code %d, stderr %q", r.code, r.stderr)
 		}
 	})

@@ -10,6 +10,7 @@ package main
 // summary. Quiet: nothing.
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -48,6 +49,7 @@ type progress struct {
 	began     map[int]time.Time
 	finished  int
 	phaseFrom time.Time
+	ended     bool
 }
 
 // newProgress prepares progress on w: bars if w is a terminal, plain lines
@@ -185,6 +187,11 @@ func (pr *progress) done(what string, err error) {
 		return
 	}
 	pr.mu.Lock()
+	if pr.ended {
+		pr.mu.Unlock()
+		return
+	}
+	pr.ended = true
 	var read int64
 	stored := 0
 	for _, ev := range pr.last {
@@ -227,6 +234,11 @@ func (pr *progress) done(what string, err error) {
 	}
 	fmt.Fprintln(pr.w, line)
 }
+
+// abort ends the display without a summary, unless done ended it already.
+func (pr *progress) abort() { pr.done("", errAborted) }
+
+var errAborted = errors.New("aborted")
 
 func pastTense(verb string) string {
 	switch verb {

@@ -70,8 +70,12 @@ func runSave(cmd *cobra.Command, g *globals, o *saveOptions, args []string) erro
 		return err
 	}
 	defer s.Close()
+	if f, ok := cmd.OutOrStdout().(*os.File); ok && o.output == "" && format != export.FormatOCILayout && isTerminal(f) {
+		return fmt.Errorf("refusing to write an archive to a terminal: use -o or redirect")
+	}
 	// Progress goes to stderr; the archive to stdout or -o.
 	pr := newProgress(cmd.ErrOrStderr(), o.quiet, "Saving", "", 0)
+	defer pr.abort() // on the paths that do not end it
 	opt := export.Options{Compression: o.compression, Progress: pr.update}
 	what := "Saved " + strings.Join(args, ", ")
 	if format == export.FormatOCILayout {
@@ -92,20 +96,19 @@ func runSave(cmd *cobra.Command, g *globals, o *saveOptions, args []string) erro
 			f.Close()
 			return err
 		}
-		pr.done(what, nil)
-		if err := f.Close(); err != nil {
-			return err
+		err = f.Close()
+		if err == nil {
+			err = os.Chmod(f.Name(), 0o644)
 		}
-		if err := os.Chmod(f.Name(), 0o644); err != nil {
-			return err
+		if err == nil {
+			err = os.Rename(f.Name(), o.output)
 		}
-		if err := os.Rename(f.Name(), o.output); err != nil {
+		if err != nil {
+			pr.done("", err)
 			return fmt.Errorf("save -o %s: %w", o.output, err)
 		}
+		pr.done(what, nil)
 		return nil
-	}
-	if f, ok := w.(*os.File); ok && isTerminal(f) {
-		return fmt.Errorf("refusing to write an archive to a terminal: use -o or redirect")
 	}
 	err = transfer.Save(s, args, format, w, "", opt)
 	pr.done(what, err)
