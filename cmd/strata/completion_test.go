@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/strata-dev/strata/internal/storetest"
 )
 
 // TestCompletion_BashWithoutBashCompletion sources "strata completion bash"
@@ -16,7 +18,7 @@ func TestCompletion_BashWithoutBashCompletion(t *testing.T) {
 	if _, err := exec.LookPath("bash"); err != nil {
 		t.Skip("no bash")
 	}
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	loadDemo(t, root)
 	script := filepath.Join(t.TempDir(), "strata.bash")
 	if err := os.WriteFile(script, []byte(mustRun(t, root, "completion", "bash")), 0o644); err != nil {

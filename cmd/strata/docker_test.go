@@ -20,6 +20,8 @@ import (
 
 	"github.com/strata-dev/strata/internal/dockertest"
 	"github.com/strata-dev/strata/internal/fixtures"
+
+	"github.com/strata-dev/strata/internal/storetest"
 )
 
 // sharedDocker is the package's dockerd, started by the first test that
@@ -86,7 +88,7 @@ func mustDocker(t *testing.T, d *dockertest.Daemon, args ...string) string {
 // parityStore is a strata store holding what docker(t) holds.
 func parityStore(t *testing.T) string {
 	t.Helper()
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	mustRun(t, root, "load", "-q", "-i", filepath.Join(fixtures.Dir(t), "demo.docker.tar"))
 	mustRun(t, root, "load", "-q", "-i", filepath.Join(fixtures.Debian(t), "debian.docker.tar"))
 	return root
@@ -166,7 +168,7 @@ func TestDocker_ImageInspect(t *testing.T) {
 // image's Comment and in history, as docker's does.
 func TestDocker_Import_Comment(t *testing.T) {
 	d := docker(t)
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	rootfs := filepath.Join(fixtures.Dir(t), "rootfs.tar")
 	mustDocker(t, d, "import", "-m", "imported for parity", rootfs, "parity:imported")
 	t.Cleanup(func() { d.Docker("", "rmi", "parity:imported") })

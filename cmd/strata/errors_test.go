@@ -5,12 +5,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/strata-dev/strata/internal/storetest"
 )
 
 // TestErrors_SayWhatToDo: bad input is refused with what was wrong (and,
 // where there is one, what to do instead), and nothing is stored.
 func TestErrors_SayWhatToDo(t *testing.T) {
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	loadDemo(t, root)
 	dir := t.TempDir()
 	empty := filepath.Join(dir, "empty.tar")

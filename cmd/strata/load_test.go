@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/strata-dev/strata/internal/storetest"
 )
 
 // TestLoad_OCIBareTag: an OCI layout whose ref.name is only a tag loads as
@@ -14,7 +16,7 @@ import (
 // an oci-archive; a bare word that can be a name stays the name (skopeo's
 // oci:DIR:demo), and from standard input a bare tag names nothing.
 func TestLoad_OCIBareTag(t *testing.T) {
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	dir := t.TempDir()
 	layout := filepath.Join(dir, "My_App")
 	if out, err := exec.Command("cp", "-a", filepath.Join(fixtureDir(t), "oci"), layout).CombinedOutput(); err != nil {

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/strata-dev/strata/internal/storetest"
 )
 
 // TestMount_RefusesToHide: a directory with files, or one already mounted
@@ -19,7 +21,7 @@ func TestMount_RefusesToHide(t *testing.T) {
 		t.Skip("needs root: FUSE mounts")
 	}
 	t.Setenv(cliEnv, "1") // for the server "mount -d" starts
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	loadDemo(t, root)
 	dir := filepath.Join(t.TempDir(), "mnt")
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -68,7 +70,7 @@ func TestMount_BusyOnCtrlC(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: FUSE mounts")
 	}
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	loadDemo(t, root)
 	dir := filepath.Join(t.TempDir(), "mnt")
 	if err := os.Mkdir(dir, 0o755); err != nil {
