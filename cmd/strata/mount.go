@@ -134,12 +134,14 @@ func serveMount(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir string
 	if err != nil {
 		return err
 	}
+	// Catch the signals before saying the mount is ready: a Ctrl-C right
+	// after must unmount, not kill the server.
+	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
 	ready("ready " + sess.ID())
 	if o.readyFd == 0 {
 		fmt.Fprintf(cmd.ErrOrStderr(), "%s mounted on %s (mount %s); Ctrl-C unmounts\n", ref, dir, sess.ID())
 	}
-	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	return sess.Serve(ctx)
 }
 

@@ -98,6 +98,7 @@ func TestMount_BusyOnCtrlC(t *testing.T) {
 		runStrata(t, root, "", "gc")
 	})
 	lines := make(chan string, 16)
+	var said []string // for the failure message
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
@@ -112,8 +113,9 @@ func TestMount_BusyOnCtrlC(t *testing.T) {
 			select {
 			case l, ok := <-lines:
 				if !ok {
-					t.Fatalf("mount ended before saying %q", want)
+					t.Fatalf("mount ended before saying %q; it said:\n%s", want, strings.Join(said, "\n"))
 				}
+				said = append(said, l)
 				if strings.Contains(l, want) {
 					return l
 				}
