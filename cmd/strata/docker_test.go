@@ -52,9 +52,8 @@ func docker(t *testing.T) *dockertest.Daemon {
 			sharedDocker.err = err
 			return
 		}
-		d, err := dockertest.Start(dir)
+		d, err := dockertest.Start(dir) // removes dir when it fails or closes
 		if err != nil {
-			os.RemoveAll(dir)
 			sharedDocker.err = err
 			return
 		}

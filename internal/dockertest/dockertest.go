@@ -29,12 +29,13 @@ var ErrUnavailable = errors.New("dockerd unavailable")
 type Daemon struct {
 	Dir  string // holds data/, exec/, pid, sock, log
 	Sock string
+	root string // what Start was given: Dir's parent
 	cmd  *exec.Cmd
 	done chan error
 }
 
-// Start starts dockerd under dir (created if missing) and waits until it
-// answers, trying overlay2 and then vfs as the storage driver.
+// Start starts dockerd under dir (created if missing; Close removes it) and
+// waits until it answers, trying overlay2 and then vfs as the storage driver.
 func Start(dir string) (*Daemon, error) {
 	for _, bin := range []string{"dockerd", "docker"} {
 		if _, err := exec.LookPath(bin); err != nil {
@@ -48,11 +49,12 @@ func Start(dir string) (*Daemon, error) {
 	for _, driver := range []string{"overlay2", "vfs"} {
 		d, err := start(filepath.Join(dir, driver), driver)
 		if err == nil {
+			d.root = dir
 			return d, nil
 		}
 		errs = append(errs, fmt.Errorf("storage driver %s: %w", driver, err))
 	}
-	return nil, errors.Join(errs...)
+	return nil, errors.Join(append(errs, os.RemoveAll(dir))...)
 }
 
 func start(dir, driver string) (*Daemon, error) {
@@ -86,12 +88,15 @@ func start(dir, driver string) (*Daemon, error) {
 		select {
 		case err := <-d.done:
 			d.done <- err
-			return nil, fmt.Errorf("dockerd exited (%v): %s", err, d.logTail())
+			tail := d.logTail()
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("dockerd exited (%v): %s", err, tail)
 		case <-time.After(200 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
+			tail := d.logTail()
 			d.Close()
-			return nil, fmt.Errorf("dockerd did not answer in 60 s: %s", d.logTail())
+			return nil, fmt.Errorf("dockerd did not answer in 60 s: %s", tail)
 		}
 	}
 }
@@ -132,7 +137,7 @@ func (d *Daemon) Docker(stdin string, args ...string) Result {
 }
 
 // Close stops the daemon (SIGTERM, then SIGKILL after 20 s) and removes its
-// directory.
+// directories.
 func (d *Daemon) Close() error {
 	if d.cmd.Process != nil {
 		d.cmd.Process.Signal(syscall.SIGTERM)
@@ -146,5 +151,8 @@ func (d *Daemon) Close() error {
 	}
 	// The vfs/overlay2 data of a stopped daemon holds no mounts; remove it.
 	syscall.Unmount(filepath.Join(d.Dir, "data", "overlay2"), syscall.MNT_DETACH)
+	if d.root != "" {
+		return os.RemoveAll(d.root)
+	}
 	return os.RemoveAll(d.Dir)
 }
