@@ -2,82 +2,43 @@ package build
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/strata-dev/strata/internal/dockertest"
 	"github.com/strata-dev/strata/internal/fixtures"
 	"github.com/strata-dev/strata/internal/storetest"
 	"github.com/strata-dev/strata/internal/treecmp"
 )
 
-// startDockerd starts a dockerd of the test's own (overlay2 storage, vfs
-// where overlay2 cannot start; no iptables, no bridge) and returns its
-// socket; it skips when dockerd is not installed or cannot start here.
+// startDockerd starts a dockerd of the test's own (internal/dockertest:
+// overlay2 storage, vfs where overlay2 cannot start; no iptables, no
+// bridge), stopped when the test ends, and returns its socket; it skips
+// when dockerd is not installed or cannot start here.
 func startDockerd(t *testing.T) string {
 	t.Helper()
-	if _, err := exec.LookPath("dockerd"); err != nil {
-		t.Skip("dockerd not installed: no comparison with docker build")
-	}
-	if sock, ok := tryDockerd(t, "overlay2"); ok {
-		return sock
-	}
-	sock, ok := tryDockerd(t, "vfs")
-	if !ok {
-		t.Skip("dockerd does not start here (see the test log)")
-	}
-	return sock
-}
-
-func tryDockerd(t *testing.T, driver string) (string, bool) {
-	d, err := os.MkdirTemp("", "build-dockerd-")
+	dir, err := os.MkdirTemp("", "build-dockerd-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sock := filepath.Join(d, "sock")
-	cmd := exec.Command("dockerd", "--data-root", filepath.Join(d, "data"), "--exec-root", filepath.Join(d, "exec"),
-		"--pidfile", filepath.Join(d, "pid"), "-H", "unix://"+sock, "--iptables=false", "--bridge=none", "--storage-driver="+driver)
-	logf, _ := os.Create(filepath.Join(d, "log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Logf("dockerd --storage-driver=%s cannot start: %v", driver, err)
-		return "", false
+	d, err := dockertest.Start(dir) // removes dir when it fails or closes
+	if errors.Is(err, dockertest.ErrUnavailable) {
+		t.Skipf("no comparison with docker build: %v", err)
 	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	stop := func() {
-		cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-		logf.Close()
-		exec.Command("umount", "-R", filepath.Join(d, "data")).Run()
-		os.RemoveAll(d)
+	if err != nil {
+		t.Skipf("dockerd does not start here: %v", err)
 	}
-	for i := 0; i < 150; i++ {
-		select {
-		case <-exited:
-			b, _ := os.ReadFile(filepath.Join(d, "log"))
-			t.Logf("dockerd --storage-driver=%s exited: %s", driver, b)
-			stop()
-			return "", false
-		case <-time.After(100 * time.Millisecond):
+	t.Cleanup(func() {
+		if err := d.Close(); err != nil {
+			t.Errorf("stop dockerd: %v", err)
 		}
-		if exec.Command("docker", "-H", "unix://"+sock, "info").Run() == nil {
-			t.Cleanup(stop)
-			return sock, true
-		}
-	}
-	t.Logf("dockerd --storage-driver=%s did not answer in 15 s", driver)
-	stop()
-	return "", false
+	})
+	return d.Sock
 }
 
 // sameAsDockerCases are Dockerfiles both builders take: docker's classic
