@@ -25,7 +25,7 @@ type Image struct {
 	ManifestDigest digest.Digest
 	ManifestRaw    []byte
 	RepoTags       []string        // "name:tag", sorted
-	RepoDigests    []string        // "name@sha256:…" for each repository tagging it
+	RepoDigests    []string        // "name@sha256:…" of the registry manifests it was pulled or pushed as, sorted
 	Layers         []digest.Digest // diffIDs, base first
 	LayerSizes     []int64         // content bytes per layer, same order
 	ChainID        digest.Digest   // of all layers; "" for an image without layers
@@ -48,6 +48,7 @@ type imageRecord struct {
 	Config         []byte          `json:"config"` // base64: json.RawMessage would be re-compacted
 	ManifestDigest digest.Digest   `json:"manifestDigest,omitempty"`
 	Manifest       []byte          `json:"manifest,omitempty"`
+	RepoDigests    []string        `json:"repoDigests,omitempty"` // only from a registry, as in docker
 	Layers         []digest.Digest `json:"layers"`
 	ChainID        digest.Digest   `json:"chainID,omitempty"`
 	Loaded         time.Time       `json:"loaded"`
@@ -124,8 +125,16 @@ func (s *Store) AddImage(ctx context.Context, src *ImageSource, opt *AddOptions)
 	if len(rec.Layers) > 0 {
 		rec.ChainID = identity.ChainID(rec.Layers)
 	}
+	repoDigests, err := parseRepoDigests(src.RepoDigests)
+	if err != nil {
+		return Image{}, err
+	}
+	rec.RepoDigests = repoDigests
 	if err := s.update(func(tx *bolt.Tx) error {
-		return s.commitImage(tx, rec, layers, names)
+		if err := s.commitImage(tx, rec, layers, names); err != nil {
+			return err
+		}
+		return addRepoDigests(tx, rec.ID, repoDigests)
 	}); err != nil {
 		return Image{}, err
 	}
@@ -340,14 +349,7 @@ func getImage(tx *bolt.Tx, id digest.Digest, tags map[digest.Digest][]string) (I
 	}
 	img.RepoTags = tags[id]
 	sort.Strings(img.RepoTags)
-	seen := map[string]bool{}
-	for _, t := range img.RepoTags {
-		repo, _ := SplitRef(t)
-		if img.ManifestDigest != "" && !seen[repo] {
-			seen[repo] = true
-			img.RepoDigests = append(img.RepoDigests, repo+"@"+string(img.ManifestDigest))
-		}
-	}
+	img.RepoDigests = slices.Clone(rec.RepoDigests)
 	return img, nil
 }
 

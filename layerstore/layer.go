@@ -22,10 +22,13 @@ type layerRecord struct {
 	DiffID      digest.Digest   `json:"diffID"`
 	BlobDigests []digest.Digest `json:"blobDigests,omitempty"` // compressed digests seen for it
 	Compression string          `json:"compression"`           // of the first blob seen
-	TarSize     int64           `json:"tarSize"`               // uncompressed tar bytes
-	Size        int64           `json:"size"`                  // bytes of file contents and symlink targets, as docker counts
-	Entries     int             `json:"entries"`
-	Created     time.Time       `json:"created"`
+	// MediaTypes of the BlobDigests a registry pull or push used, by
+	// digest, so a push can offer a blob the registry may already have.
+	MediaTypes map[digest.Digest]string `json:"mediaTypes,omitempty"`
+	TarSize    int64                    `json:"tarSize"` // uncompressed tar bytes
+	Size       int64                    `json:"size"`    // bytes of file contents and symlink targets, as docker counts
+	Entries    int                      `json:"entries"`
+	Created    time.Time                `json:"created"`
 }
 
 // putLayer stores a parsed layer and takes its object references. A layer
@@ -149,6 +152,7 @@ func layerObjects(tx *bolt.Tx, diffID digest.Digest) (map[digest.Digest]int64, e
 type LayerInfo struct {
 	DiffID      digest.Digest
 	BlobDigests []digest.Digest
+	MediaTypes  map[digest.Digest]string // of the registry blobs among BlobDigests
 	Compression string
 	TarSize     int64
 	Size        int64
@@ -160,7 +164,7 @@ func (s *Store) Layer(diffID digest.Digest) (LayerInfo, error) {
 	var li LayerInfo
 	err := s.view(func(tx *bolt.Tx) error {
 		lr, err := getLayerRecord(tx, diffID)
-		li = LayerInfo{DiffID: lr.DiffID, BlobDigests: lr.BlobDigests, Compression: lr.Compression, TarSize: lr.TarSize, Size: lr.Size, Entries: lr.Entries}
+		li = LayerInfo{DiffID: lr.DiffID, BlobDigests: lr.BlobDigests, MediaTypes: lr.MediaTypes, Compression: lr.Compression, TarSize: lr.TarSize, Size: lr.Size, Entries: lr.Entries}
 		return err
 	})
 	return li, err

@@ -198,6 +198,11 @@ func resolve(tx *bolt.Tx, ref string) (digest.Digest, error) {
 			return digest.Digest(v), nil
 		}
 	}
+	if strings.Contains(ref, "@") {
+		if id, ok := resolveRepoDigest(tx, ref); ok {
+			return id, nil
+		}
+	}
 	hex := strings.TrimPrefix(ref, "sha256:")
 	if len(hex) < 4 || len(hex) > 64 || strings.Trim(hex, "0123456789abcdef") != "" {
 		return "", &NoSuchImageError{Ref: ref}

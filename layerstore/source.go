@@ -33,6 +33,9 @@ type ImageSource struct {
 	// Config is ConfigRaw parsed, for the caller's information; AddImage
 	// parses ConfigRaw itself.
 	Config ocispec.Image
+	// RepoDigests are the "name@sha256:…" references a registry knows the
+	// image by (a pull sets them; an archive has none), recorded with it.
+	RepoDigests []string
 	// Layers, base first; len(Layers) == len(Config.RootFS.DiffIDs).
 	Layers []LayerBlob
 }

@@ -1,0 +1,113 @@
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/strata-dev/strata/layerstore"
+	"github.com/strata-dev/strata/transfer/registry"
+)
+
+// PullOptions tune Pull.
+type PullOptions struct {
+	// Platform picks the manifest of an index or manifest list; the zero
+	// value is this machine's.
+	Platform ocispec.Platform
+	// Progress, if set, receives docker's per-layer status lines
+	// ("Pulling fs layer", "Downloading", "Pull complete", "Already
+	// exists"), serialized.
+	Progress func(registry.Event)
+}
+
+// PullResult is what a pull stored.
+type PullResult struct {
+	Image    layerstore.Image
+	Ref      registry.Reference
+	Digest   digest.Digest // the repo digest: manifest, or index it came from
+	UpToDate bool          // the name already named this image
+}
+
+// Pull stores the image ref names from its registry through the same
+// AddImage a load uses: all of it or nothing. Layers the store has (by
+// diffID) are not downloaded. The image is tagged with ref's name (none
+// for a pull by digest) and records ref's repo digest.
+func Pull(ctx context.Context, s *layerstore.Store, c *registry.Client, ref registry.Reference, opt PullOptions) (PullResult, error) {
+	if opt.Platform.OS == "" {
+		opt.Platform = registry.DefaultPlatform()
+	}
+	have := func(d digest.Digest) bool {
+		_, err := s.Layer(d)
+		return err == nil
+	}
+	remote, err := c.Get(ctx, ref, opt.Platform, have)
+	if err != nil {
+		return PullResult{}, err
+	}
+	src := remote.Source
+	res := PullResult{Ref: ref, Digest: remote.Digest}
+	if old, err := s.ResolveImage(string(src.ConfigDigest)); err == nil {
+		if n := ref.Name(); n == "" {
+			res.UpToDate = true
+		} else if cur, err := s.ResolveImage(n); err == nil && cur.ID == old.ID {
+			res.UpToDate = true
+		}
+	}
+	report := opt.Progress
+	if report == nil {
+		report = func(registry.Event) {}
+	}
+	ids := make([]string, len(src.Layers))
+	status := make([]string, len(src.Layers))
+	for i, l := range src.Layers {
+		d := remote.Source.Manifest.Layers[i].Digest
+		ids[i] = d.Encoded()[:12]
+		if l.Digest == "" {
+			status[i] = "Already exists"
+		} else {
+			status[i] = "Pulling fs layer"
+		}
+		report(registry.Event{ID: ids[i], Status: status[i]})
+	}
+	say := func(i int, st string, cur, total int64) {
+		if st != status[i] || total > 0 {
+			status[i] = st
+			report(registry.Event{ID: ids[i], Status: st, Current: cur, Total: total})
+		}
+	}
+	stored, err := s.AddImage(ctx, src, &layerstore.AddOptions{Progress: func(p layerstore.Progress) {
+		i := p.Layer
+		switch {
+		case p.Skipped:
+			say(i, "Already exists", 0, 0)
+		case p.Finished:
+			if status[i] == "Downloading" {
+				say(i, "Verifying Checksum", 0, 0)
+				say(i, "Download complete", 0, 0)
+			}
+			say(i, "Pull complete", 0, 0)
+		default:
+			say(i, "Downloading", p.Done, p.Total)
+		}
+	}})
+	if err != nil {
+		if errors.Is(err, layerstore.ErrDigestMismatch) || errors.Is(err, layerstore.ErrSizeMismatch) {
+			return res, fmt.Errorf("pull %s: the registry sent content that does not match its digest, nothing stored: %w", ref.Familiar(), err)
+		}
+		return res, fmt.Errorf("pull %s: %w", ref.Familiar(), err)
+	}
+	res.Image = stored
+	// Remember which registry blob holds each downloaded layer, for a
+	// push to offer it.
+	for i, l := range src.Layers {
+		if l.Digest != "" {
+			if err := s.AddLayerBlob(l.DiffID, l.Digest, l.MediaType); err != nil {
+				return res, err
+			}
+		}
+		_ = i
+	}
+	return res, nil
+}
