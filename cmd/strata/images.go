@@ -175,18 +175,46 @@ func imageRows(img layerstore.Image, trunc, showDigest bool, now time.Time) []im
 		UniqueSize:   "N/A",
 		VirtualSize:  humanSize(img.Size, 4),
 	}
-	if len(img.RepoTags) == 0 {
+	if len(img.RepoTags) == 0 && len(img.RepoDigests) == 0 {
 		r := base
 		r.Repository, r.Tag, r.Digest = "<none>", "<none>", "<none>"
 		return []imageRow{r}
 	}
 	digests := map[string][]string{}
+	var repos []string
 	for _, rd := range img.RepoDigests {
 		if repo, d, ok := strings.Cut(rd, "@"); ok {
+			if digests[repo] == nil {
+				repos = append(repos, repo)
+			}
 			digests[repo] = append(digests[repo], d)
 		}
 	}
 	var rows []imageRow
+	// A repository the image has a digest in but no tag (a pull by
+	// digest) gets a row of its own, as in docker.
+	tagged := map[string]bool{}
+	for _, t := range img.RepoTags {
+		repo, _ := splitRepoTag(t)
+		tagged[repo] = true
+	}
+	for _, repo := range repos {
+		if tagged[repo] {
+			continue
+		}
+		ds := digests[repo]
+		if !showDigest {
+			ds = ds[:1]
+		}
+		for _, d := range ds {
+			r := base
+			r.Repository, r.Tag, r.Digest = repo, "<none>", d
+			if !showDigest {
+				r.Digest = "<none>"
+			}
+			rows = append(rows, r)
+		}
+	}
 	for _, t := range img.RepoTags {
 		repo, tag := splitRepoTag(t)
 		ds := digests[repo]
