@@ -96,6 +96,9 @@ func Pull(ctx context.Context, s *layerstore.Store, c *registry.Client, ref regi
 		if errors.Is(err, layerstore.ErrDigestMismatch) || errors.Is(err, layerstore.ErrSizeMismatch) {
 			return res, fmt.Errorf("pull %s: the registry sent content that does not match its digest, nothing stored: %w", ref.Familiar(), err)
 		}
+		if errors.Is(err, layerstore.ErrCorrupt) {
+			return res, fmt.Errorf("pull %s: the registry sent a layer that is not a valid compressed tar, nothing stored: %w", ref.Familiar(), err)
+		}
 		return res, fmt.Errorf("pull %s: %w", ref.Familiar(), err)
 	}
 	res.Image = stored

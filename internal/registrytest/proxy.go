@@ -32,12 +32,19 @@ type Proxy struct {
 
 	mu           sync.Mutex
 	corrupt      map[digest.Digest]bool
+	swapped      map[digest.Digest]digest.Digest
 	cutAfter     int64 // cut the next blob response after this many bytes; 0 is never
 	onBlob       func(total int64)
 	manifestBody []byte
 	redirectLoop bool
 	requests     []string
+	broken       atomic.Bool
 }
+
+// Break makes every blob response in flight fail from now on, as the
+// registry's death breaks its connections (bytes already in the proxy's
+// socket buffers would otherwise still arrive).
+func (p *Proxy) Break(on bool) { p.broken.Store(on) }
 
 // StartProxy serves a proxy to target (the registry's base URL) until the
 // test ends.
@@ -47,7 +54,7 @@ func StartProxy(t testing.TB, target string) *Proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Proxy{corrupt: map[digest.Digest]bool{}}
+	p := &Proxy{corrupt: map[digest.Digest]bool{}, swapped: map[digest.Digest]digest.Digest{}}
 	rp := httputil.NewSingleHostReverseProxy(u)
 	rp.ModifyResponse = p.modify
 	rp.ErrorLog = nil
@@ -61,6 +68,15 @@ func StartProxy(t testing.TB, target string) *Proxy {
 		if loop {
 			http.Redirect(w, r, r.URL.String(), http.StatusTemporaryRedirect)
 			return
+		}
+		if i := strings.Index(r.URL.Path, "/blobs/sha256:"); i >= 0 && r.Method == http.MethodGet {
+			p.mu.Lock()
+			asked := r.URL.Path[i+len("/blobs/"):]
+			if other, ok := p.swapped[digest.Digest(asked)]; ok {
+				r.URL.Path = r.URL.Path[:i] + "/blobs/" + string(other)
+				r.Header.Set(swappedHeader, asked)
+			}
+			p.mu.Unlock()
 		}
 		if r.Body != nil && (r.Method == http.MethodPatch || r.Method == http.MethodPut) && strings.Contains(r.URL.Path, "/blobs/uploads/") {
 			r.Body = &countBody{ReadCloser: r.Body, n: &p.BlobUploadBytes}
@@ -77,6 +93,14 @@ func (p *Proxy) Corrupt(d digest.Digest) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.corrupt[d] = true
+}
+
+// Swap makes the proxy serve blob other's content when blob d is asked
+// for, without a Content-Length: a registry serving the wrong content.
+func (p *Proxy) Swap(d, other digest.Digest) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.swapped[d] = other
 }
 
 // CutNextBlobAfter makes the next blob response stop (the connection
@@ -136,11 +160,21 @@ func (p *Proxy) modify(resp *http.Response) error {
 		p.RangeRequests.Add(1)
 	}
 	d := digest.Digest(path[i+len("/blobs/"):])
+	if resp.Request.Header.Get(swappedHeader) != "" {
+		// A registry that lies: the digest asked for, other content.
+		resp.Header.Set("Docker-Content-Digest", resp.Request.Header.Get(swappedHeader))
+		// Unsized, so that the client reads it all and the digest check
+		// is what catches it.
+		resp.ContentLength = -1
+		resp.Header.Del("Content-Length")
+	}
 	b := &blobBody{ReadCloser: resp.Body, p: p, corrupt: p.corrupt[d], cut: p.cutAfter, onBlob: p.onBlob}
-	p.cutAfter = 0
 	resp.Body = b
 	return nil
 }
+
+// swappedHeader marks a request whose blob the proxy swapped.
+const swappedHeader = "X-Strata-Test-Swapped"
 
 // errCut breaks a response on purpose.
 var errCut = errors.New("registrytest: connection cut")
@@ -155,7 +189,13 @@ type blobBody struct {
 }
 
 func (b *blobBody) Read(q []byte) (int, error) {
+	if b.p.broken.Load() {
+		return 0, errCut
+	}
 	if b.cut > 0 && b.n >= b.cut {
+		b.p.mu.Lock()
+		b.p.cutAfter = 0 // once
+		b.p.mu.Unlock()
 		return 0, errCut
 	}
 	if b.cut > 0 && int64(len(q)) > b.cut-b.n {

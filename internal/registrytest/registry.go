@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -102,7 +101,8 @@ func (r *Registry) start(t testing.TB) {
 	cmd := exec.Command(r.cmd.Path, r.cmd.Args[1:]...)
 	cmd.Stdout = (*lockedWriter)(r)
 	cmd.Stderr = (*lockedWriter)(r)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// No Pdeathsig: it fires when the forking thread ends, which in Go
+	// is any time; t.Cleanup kills the registry.
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("docker-registry: %v", err)
 	}

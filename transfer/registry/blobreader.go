@@ -32,9 +32,11 @@ func (b *blobReader) Read(p []byte) (int, error) {
 	for attempt := 0; ; attempt++ {
 		if b.rc == nil {
 			if err := b.reopen(); err != nil {
+				// A 4xx will not change on asking again; a 5xx (a
+				// proxy whose registry is restarting) may.
 				var er *errcode.ErrorResponse
-				if attempt >= b.retries || b.ctx.Err() != nil || errors.As(err, &er) {
-					return 0, fmt.Errorf("blob %s at byte %d of %d: %w", b.desc.Digest, b.off, b.desc.Size, err)
+				if attempt >= b.retries || b.ctx.Err() != nil || errors.As(err, &er) && er.StatusCode < 500 {
+					return 0, explain(fmt.Sprintf("blob %s at byte %d of %d", b.desc.Digest, b.off, b.desc.Size), err)
 				}
 				b.wait(attempt)
 				continue
@@ -68,7 +70,7 @@ func (b *blobReader) Read(p []byte) (int, error) {
 }
 
 func (b *blobReader) wait(attempt int) {
-	t := time.NewTimer(time.Duration(250<<attempt) * time.Millisecond)
+	t := time.NewTimer(time.Duration(100<<attempt) * time.Millisecond)
 	defer t.Stop()
 	select {
 	case <-t.C:

@@ -7,6 +7,7 @@ import (
 
 	"github.com/strata-dev/strata/layerstore"
 	"oras.land/oras-go/v2/errdef"
+	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/errcode"
 )
 
@@ -19,6 +20,9 @@ var ErrUnauthorized = errors.New("unauthorized")
 func explain(what string, err error) error {
 	if err == nil {
 		return nil
+	}
+	if errors.Is(err, auth.ErrBasicCredentialNotFound) {
+		return fmt.Errorf("%s: %w: authentication required (no credentials for this registry: strata login): %w", what, ErrUnauthorized, err)
 	}
 	var er *errcode.ErrorResponse
 	if errors.As(err, &er) {

@@ -149,12 +149,9 @@ func (c *Client) Get(ctx context.Context, ref Reference, platform ocispec.Platfo
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
-			br := &blobReader{ctx: ctx, blobs: repo.Blobs(), desc: l, retries: c.opts.Retries, count: &c.stats.BlobBytesIn, release: func() { <-sem }}
-			if err := br.reopen(); err != nil {
-				br.Close()
-				return nil, explain(fmt.Sprintf("layer %s of %s", l.Digest, ref.Familiar()), err)
-			}
-			return br, nil
+			// The first Read connects, with the retries a broken
+			// connection gets.
+			return &blobReader{ctx: ctx, blobs: repo.Blobs(), desc: l, retries: c.opts.Retries, count: &c.stats.BlobBytesIn, release: func() { <-sem }}, nil
 		}
 		src.Layers = append(src.Layers, blob)
 	}
@@ -209,15 +206,12 @@ func fetchManifest(ctx context.Context, repo *remote.Repository, ref Reference, 
 	return desc, raw, nil
 }
 
-// fetchSmall reads a blob up to its declared size and checks its digest.
+// fetchSmall reads a blob up to its declared size, resuming as a layer
+// does, and checks its digest.
 func (c *Client) fetchSmall(ctx context.Context, repo *remote.Repository, desc ocispec.Descriptor) ([]byte, error) {
-	rc, err := repo.Blobs().Fetch(ctx, desc)
-	if err != nil {
-		return nil, err
-	}
+	rc := &blobReader{ctx: ctx, blobs: repo.Blobs(), desc: desc, retries: c.opts.Retries, count: &c.stats.BlobBytesIn}
 	defer rc.Close()
 	raw, err := io.ReadAll(io.LimitReader(rc, desc.Size+1))
-	c.stats.BlobBytesIn.Add(int64(len(raw)))
 	if err != nil {
 		return nil, err
 	}

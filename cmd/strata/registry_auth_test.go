@@ -1,0 +1,129 @@
+package main
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/strata-dev/strata/internal/registrytest"
+)
+
+// TestRegistry_TLSBasicAuth runs a registry with TLS (a CA the test makes)
+// and htpasswd auth: without the CA the certificate is refused, without
+// credentials docker's "unauthorized: authentication required"; login
+// checks the password and keeps it in docker's config.json (0600), which
+// push and pull then use; logout removes it.
+func TestRegistry_TLSBasicAuth(t *testing.T) {
+	dockerDir, strataDir := registryEnv(t)
+	reg := registrytest.Start(t, registrytest.Options{TLS: true, User: "alice", Password: "s3cret"})
+	src := newTestStore(t)
+	loadDemo(t, src)
+	name := reg.Addr + "/demo:v1"
+	mustRun(t, src, "tag", "demo", name)
+
+	r := runStrata(t, src, "", "push", name)
+	if r.err == nil || !strings.Contains(r.stderr, "certificate") {
+		t.Fatalf("push to a registry whose CA is unknown: %v\n%s", r.err, r.stderr)
+	}
+	reg.CA.InstallCA(t, filepath.Join(strataDir, "certs.d"), reg.Addr)
+
+	r = runStrata(t, src, "", "push", name)
+	if r.err == nil || !strings.Contains(r.stderr, "unauthorized: authentication required") {
+		t.Fatalf("push without credentials: %v\n%s", r.err, r.stderr)
+	}
+	r = runStrata(t, src, "wrong\n", "login", "-u", "alice", "--password-stdin", reg.Addr)
+	if r.err == nil || !strings.Contains(r.stderr, "incorrect username or password") {
+		t.Fatalf("login with a wrong password: %v\n%s", r.err, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dockerDir, "config.json")); err == nil {
+		t.Error("a failed login wrote config.json")
+	}
+	r = runStrata(t, src, "s3cret\n", "login", "-u", "alice", "--password-stdin", reg.Addr)
+	if r.err != nil || r.stdout != "Login Succeeded\n" {
+		t.Fatalf("login: %v\n%s%s", r.err, r.stdout, r.stderr)
+	}
+	cfgPath := filepath.Join(dockerDir, "config.json")
+	fi, err := os.Stat(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("config.json mode %v, want 0600", fi.Mode().Perm())
+	}
+	var cfg struct {
+		Auths map[string]struct{ Auth string }
+	}
+	raw, _ := os.ReadFile(cfgPath)
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Auths[reg.Addr].Auth; got != base64.StdEncoding.EncodeToString([]byte("alice:s3cret")) {
+		t.Errorf("config.json auths[%s] = %q (%s)", reg.Addr, got, raw)
+	}
+	out := mustRun(t, src, "push", name)
+	if !strings.Contains(out, "v1: digest: sha256:") {
+		t.Errorf("push printed:\n%s", out)
+	}
+	dst := newTestStore(t)
+	mustRun(t, dst, "pull", name)
+	if a, b := storeImageID(t, src, "demo"), storeImageID(t, dst, name); a != b {
+		t.Errorf("pulled %s, pushed %s", b, a)
+	}
+
+	if got := mustRun(t, src, "logout", reg.Addr); got != "Removing login credentials for "+reg.Addr+"\n" {
+		t.Errorf("logout printed %q", got)
+	}
+	if got := mustRun(t, src, "logout", reg.Addr); got != "Not logged in to "+reg.Addr+"\n" {
+		t.Errorf("second logout printed %q", got)
+	}
+	r = runStrata(t, newTestStore(t), "", "pull", name)
+	if r.err == nil || !strings.Contains(r.stderr, "unauthorized: authentication required") {
+		t.Errorf("pull after logout: %v\n%s", r.err, r.stderr)
+	}
+
+	// Credentials docker wrote (auths, base64) serve strata too, and an
+	// insecure registry needs no CA.
+	os.RemoveAll(filepath.Join(strataDir, "certs.d"))
+	registrytest.WriteDockerAuth(t, dockerDir, reg.Addr, "alice", "s3cret")
+	insecure := newTestStore(t)
+	mustRun(t, insecure, "pull", "--insecure-registry", reg.Addr, name)
+	if err := os.WriteFile(filepath.Join(strataDir, "registries.json"), []byte(`{"insecure-registries": ["`+reg.Addr+`"]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, insecure, "pull", name)
+}
+
+// TestRegistry_TokenAuth runs a registry with token auth (distribution's
+// auth: token: with the test's CA as its root bundle) against a token
+// server the test runs: login, push and pull go through bearer tokens.
+func TestRegistry_TokenAuth(t *testing.T) {
+	registryEnv(t)
+	ts := registrytest.StartTokenServer(t, "bob", "tok3n")
+	reg := registrytest.Start(t, registrytest.Options{Token: ts})
+	src := newTestStore(t)
+	loadDemo(t, src)
+	name := reg.Addr + "/team/demo:v1"
+	mustRun(t, src, "tag", "demo", name)
+	r := runStrata(t, src, "", "push", name)
+	if r.err == nil || !strings.Contains(r.stderr, "unauthorized: authentication required") {
+		t.Fatalf("push without a token: %v\n%s", r.err, r.stderr)
+	}
+	if r := runStrata(t, src, "nope\n", "login", "-u", "bob", "--password-stdin", reg.Addr); r.err == nil {
+		t.Fatal("login with a wrong password succeeded")
+	}
+	if r := runStrata(t, src, "tok3n\n", "login", "-u", "bob", "--password-stdin", reg.Addr); r.err != nil {
+		t.Fatalf("login: %v\n%s", r.err, r.stderr)
+	}
+	mustRun(t, src, "push", name)
+	dst := newTestStore(t)
+	mustRun(t, dst, "pull", name)
+	if a, b := storeImageID(t, src, "demo"), storeImageID(t, dst, name); a != b {
+		t.Errorf("pulled %s, pushed %s", b, a)
+	}
+	if ts.Issued.Load() == 0 {
+		t.Error("the token server issued no token")
+	}
+}
