@@ -1,0 +1,128 @@
+package main
+
+import (
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/strata-dev/strata/internal/fixtures"
+	"github.com/strata-dev/strata/internal/registrytest"
+	"github.com/strata-dev/strata/internal/treecmp"
+)
+
+func needSkopeo(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("skopeo"); err != nil {
+		t.Skip("skopeo is not installed")
+	}
+}
+
+func skopeo(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("skopeo", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("skopeo %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// TestRegistry_Skopeo: skopeo reads what strata pushed (inspect, and copy
+// to a docker-archive that strata loads back as the same image), and strata
+// pulls what skopeo pushed (the fixture layout, the Debian image) as the
+// image a load of the same layout makes, with the same tree.
+func TestRegistry_Skopeo(t *testing.T) {
+	needSkopeo(t)
+	registryEnv(t)
+	reg := registrytest.Start(t, registrytest.Options{})
+	src := newTestStore(t)
+	loadDemo(t, src)
+	id := storeImageID(t, src, "demo")
+	name := reg.Addr + "/demo:v1"
+	mustRun(t, src, "tag", "demo", name)
+	m := pushedRE.FindStringSubmatch(mustRun(t, src, "push", name))
+	if m == nil {
+		t.Fatal("push printed no digest")
+	}
+	var info struct {
+		Digest string
+		Layers []string
+	}
+	if err := json.Unmarshal([]byte(skopeo(t, "inspect", "--tls-verify=false", "docker://"+name)), &info); err != nil {
+		t.Fatal(err)
+	}
+	if info.Digest != m[1] || len(info.Layers) != 5 {
+		t.Errorf("skopeo inspect: digest %s, %d layers; strata pushed %s, 5 layers", info.Digest, len(info.Layers), m[1])
+	}
+	// To a docker-archive, which keeps the config as it is (a copy to an
+	// OCI layout converts docker's config to OCI's, a new ID).
+	archive := filepath.Join(t.TempDir(), "back.tar")
+	skopeo(t, "copy", "--src-tls-verify=false", "docker://"+name, "docker-archive:"+archive+":back:latest")
+	back := newTestStore(t)
+	mustRun(t, back, "load", "-q", "-i", archive)
+	if got := storeImageID(t, back, "back"); got != id {
+		t.Errorf("skopeo's copy of the pushed image loads as %s, want %s", got, id)
+	}
+
+	for _, tc := range []struct{ name, layout, ref string }{
+		{"fixture", filepath.Join(fixtureDir(t), "oci"), "demo"},
+		{"fixture zstd", filepath.Join(fixtureDir(t), "oci-zstd"), "demo"},
+		{"debian", filepath.Join(fixtures.Debian(t), "oci"), "debian"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			loaded := newTestStore(t)
+			mustRun(t, loaded, "load", "-q", "-i", tc.layout)
+			want := storeImageID(t, loaded, tc.ref)
+			target := reg.Addr + "/skopeo/" + strings.ReplaceAll(tc.name, " ", "-") + ":1"
+			skopeo(t, "copy", "--dest-tls-verify=false", "oci:"+tc.layout+":"+tc.ref, "docker://"+target)
+			pulled := newTestStore(t)
+			mustRun(t, pulled, "pull", target)
+			if got := storeImageID(t, pulled, target); got != want {
+				t.Errorf("pulled %s, the layout loads as %s", got, want)
+			}
+			if diffs := treecmp.Compare(storeTree(t, loaded, tc.ref), storeTree(t, pulled, target), treecmp.Options{IgnoreInodes: true}); len(diffs) > 0 {
+				t.Errorf("pulled tree differs from the loaded one:\n%s", strings.Join(diffs, "\n"))
+			}
+		})
+	}
+}
+
+// TestRegistry_Dockerd: dockerd pulls what strata pushed as the same image
+// ID, and strata pulls what dockerd pushed as the same image ID.
+func TestRegistry_Dockerd(t *testing.T) {
+	registryEnv(t)
+	reg := registrytest.Start(t, registrytest.Options{})
+	d := registrytest.StartDockerd(t)
+	src := newTestStore(t)
+	loadDemo(t, src)
+	id := storeImageID(t, src, "demo")
+	name := reg.Addr + "/demo:v1"
+	mustRun(t, src, "tag", "demo", name)
+	mustRun(t, src, "push", name)
+	if out, err := d.Docker(t, "pull", name); err != nil {
+		t.Fatalf("docker pull: %v\n%s", err, out)
+	}
+	out, err := d.Docker(t, "image", "inspect", "-f", "{{.Id}}", name)
+	if err != nil || strings.TrimSpace(out) != id {
+		t.Errorf("docker pulled %s (%v), strata pushed %s", strings.TrimSpace(out), err, id)
+	}
+
+	// docker push of an image docker loaded; strata pulls it.
+	if out, err := d.Docker(t, "load", "-i", filepath.Join(fixtureDir(t), "demo.docker.tar")); err != nil {
+		t.Fatalf("docker load: %v\n%s", err, out)
+	}
+	byDocker := reg.Addr + "/bydocker:1"
+	if out, err := d.Docker(t, "tag", "demo:latest", byDocker); err != nil {
+		t.Fatalf("docker tag: %v\n%s", err, out)
+	}
+	if out, err := d.Docker(t, "push", byDocker); err != nil {
+		t.Fatalf("docker push: %v\n%s", err, out)
+	}
+	dockerID, _ := d.Docker(t, "image", "inspect", "-f", "{{.Id}}", byDocker)
+	dst := newTestStore(t)
+	mustRun(t, dst, "pull", byDocker)
+	if got := storeImageID(t, dst, byDocker); got != strings.TrimSpace(dockerID) {
+		t.Errorf("strata pulled %s, docker pushed %s", got, strings.TrimSpace(dockerID))
+	}
+}
