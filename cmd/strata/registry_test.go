@@ -247,3 +247,35 @@ func addLayer(t *testing.T, root, base, name string) childImage {
 	}
 	return childImage{id: stored.ID.String(), blobSize: int64(len(layer))}
 }
+
+// TestRegistry_ProgressOnATerminal pulls and pushes with stdout on a
+// pseudo-terminal: per-layer lines rewritten in place, with bars.
+func TestRegistry_ProgressOnATerminal(t *testing.T) {
+	registryEnv(t)
+	reg := registrytest.Start(t, registrytest.Options{})
+	src := newTestStore(t)
+	loadDemo(t, src)
+	name := reg.Addr + "/demo:v1"
+	mustRun(t, src, "tag", "demo", name)
+	screen, err := runStrataTTY(t, src, "push", name)
+	if err != nil {
+		t.Fatalf("push on a terminal: %v\n%q", err, screen)
+	}
+	for _, want := range []string{"Pushing [", "\x1b[", ": Pushed", "v1: digest: sha256:"} {
+		if !strings.Contains(screen, want) {
+			t.Errorf("push on a terminal lacks %q:\n%q", want, screen)
+		}
+	}
+	screen, err = runStrataTTY(t, newTestStore(t), "pull", name)
+	if err != nil {
+		t.Fatalf("pull on a terminal: %v\n%q", err, screen)
+	}
+	for _, want := range []string{"Downloading [", "\x1b[", ": Pull complete", "Status: Downloaded newer image for " + name} {
+		if !strings.Contains(screen, want) {
+			t.Errorf("pull on a terminal lacks %q:\n%q", want, screen)
+		}
+	}
+	if strings.Count(screen, "Pull complete") != 5 {
+		t.Errorf("pull on a terminal: %d Pull complete, want 5 (one line per layer):\n%q", strings.Count(screen, "Pull complete"), screen)
+	}
+}
