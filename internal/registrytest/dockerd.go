@@ -3,6 +3,7 @@ package registrytest
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,15 +26,26 @@ type Dockerd struct {
 // It stops when the test ends.
 func StartDockerd(t testing.TB) *Dockerd {
 	t.Helper()
+	d, why := TryDockerd(t)
+	if d == nil {
+		t.Skip(why)
+	}
+	return d
+}
+
+// TryDockerd is StartDockerd that says why instead of skipping, for a
+// benchmark that runs its other contenders anyway.
+func TryDockerd(t testing.TB) (*Dockerd, string) {
+	t.Helper()
 	bin, err := exec.LookPath("dockerd")
 	if err != nil {
-		t.Skip("dockerd (Debian's docker.io) is not installed")
+		return nil, "dockerd (Debian's docker.io) is not installed"
 	}
 	if _, err := exec.LookPath("docker"); err != nil {
-		t.Skip("the docker CLI (Debian's docker.io) is not installed")
+		return nil, "the docker CLI (Debian's docker.io) is not installed"
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("dockerd needs root")
+		return nil, "dockerd needs root"
 	}
 	// Short paths: the socket's must fit in sun_path.
 	dir, err := os.MkdirTemp("", "registry-dockerd-")
@@ -47,7 +59,7 @@ func StartDockerd(t testing.TB) *Dockerd {
 	d.cmd.Stdout, d.cmd.Stderr = &d.log, &d.log
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := d.cmd.Start(); err != nil {
-		t.Skipf("dockerd cannot start: %v", err)
+		return nil, fmt.Sprintf("dockerd cannot start: %v", err)
 	}
 	done := make(chan struct{})
 	go func() { d.cmd.Wait(); close(done) }()
@@ -66,13 +78,13 @@ func StartDockerd(t testing.TB) *Dockerd {
 	defer cancel()
 	for {
 		if out, err := exec.CommandContext(ctx, "docker", "-H", "unix://"+d.Sock, "version", "-f", "{{.Server.Version}}").CombinedOutput(); err == nil {
-			return d
+			return d, ""
 		} else if ctx.Err() != nil {
-			t.Skipf("dockerd did not come up: %s\n%s", out, d.log.String())
+			return nil, fmt.Sprintf("dockerd did not come up: %s\n%s", out, lastLines(d.log.String(), 20))
 		}
 		select {
 		case <-done:
-			t.Skipf("dockerd exited at start:\n%s", lastLines(d.log.String(), 20))
+			return nil, fmt.Sprintf("dockerd exited at start:\n%s", lastLines(d.log.String(), 20))
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

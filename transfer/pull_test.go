@@ -1,0 +1,271 @@
+package transfer_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/strata-dev/strata/internal/fixtures"
+	"github.com/strata-dev/strata/internal/registrytest"
+	"github.com/strata-dev/strata/layerstore"
+	"github.com/strata-dev/strata/layerstore/imagefmt"
+	"github.com/strata-dev/strata/transfer"
+	"github.com/strata-dev/strata/transfer/registry"
+)
+
+// newClient is a registry client with credentials and config in temporary
+// directories.
+func newClient(t testing.TB) *registry.Client {
+	t.Helper()
+	c, err := registry.New(registry.Options{ConfigDir: t.TempDir(), DockerConfigDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func mustRef(t testing.TB, s string) registry.Reference {
+	t.Helper()
+	r, err := registry.ParseReference(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// loadLayout stores the image of an OCI layout directory as name.
+func loadLayout(t testing.TB, s *layerstore.Store, dir, name string) layerstore.Image {
+	t.Helper()
+	a, err := imagefmt.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	imgs := a.Images()
+	imgs[0].Names = []string{name}
+	out, err := transfer.Load(context.Background(), s, imgs[:1], transfer.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out[0]
+}
+
+// TestPull_PushRoundTrip is the library's round trip: Push of a stored
+// image, Pull into another store, the same image with the repo digest on
+// both sides, the blob remembered for the layer.
+func TestPull_PushRoundTrip(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{})
+	c := newClient(t)
+	src, dst := openStore(t), openStore(t)
+	ref := mustRef(t, reg.Addr+"/lib/demo:1")
+	img := loadLayout(t, src, filepath.Join(fixtures.Dir(t), "oci"), ref.Name())
+	var events []registry.Event
+	res, err := transfer.Push(context.Background(), src, c, ref, transfer.PushOptions{Progress: func(e registry.Event) { events = append(events, e) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) == 0 {
+		t.Error("push reported no progress")
+	}
+	pulled, err := transfer.Pull(context.Background(), dst, c, ref, transfer.PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pulled.Image.ID != img.ID || pulled.Digest != res.Digest {
+		t.Errorf("pulled %s by %s; pushed %s as %s", pulled.Image.ID, pulled.Digest, img.ID, res.Digest)
+	}
+	for _, s := range []*layerstore.Store{src, dst} {
+		got, err := s.ResolveImage(ref.Repo() + "@" + res.Digest.String())
+		if err != nil || got.ID != img.ID {
+			t.Errorf("image by repo digest: %v %v", got.ID, err)
+		}
+	}
+	li, err := dst.Layer(img.Layers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(li.MediaTypes) != 1 {
+		t.Errorf("pulled layer's registry blobs: %v", li.MediaTypes)
+	}
+}
+
+// TestPull_ZstdPush pushes with zstd (OCI media types) and pulls it back.
+func TestPull_ZstdPush(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{})
+	c := newClient(t)
+	src, dst := openStore(t), openStore(t)
+	ref := mustRef(t, reg.Addr+"/lib/zstd:1")
+	img := loadLayout(t, src, filepath.Join(fixtures.Dir(t), "oci"), ref.Name())
+	if _, err := transfer.Push(context.Background(), src, c, ref, transfer.PushOptions{Compression: registry.Zstd}); err != nil {
+		t.Fatal(err)
+	}
+	pulled, err := transfer.Pull(context.Background(), dst, c, ref, transfer.PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pulled.Image.ID != img.ID {
+		t.Errorf("pulled %s, pushed %s", pulled.Image.ID, img.ID)
+	}
+	var m struct{ Layers []struct{ MediaType string } }
+	if err := json.Unmarshal(pulled.Image.ManifestRaw, &m); err != nil || m.Layers[0].MediaType != "application/vnd.oci.image.layer.v1.tar+zstd" {
+		t.Errorf("zstd push made layers of %v (%v)", m.Layers, err)
+	}
+}
+
+// childOf stores base plus one layer of size random bytes as name.
+func childOf(t testing.TB, s *layerstore.Store, base, name string, size int) layerstore.Image {
+	t.Helper()
+	img, err := s.ResolveImage(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := s.ImageSource(&img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	content := make([]byte, size)
+	rand.New(rand.NewSource(1)).Read(content)
+	tw.WriteHeader(&tar.Header{Name: "added.bin", Mode: 0o644, Size: int64(size), Typeflag: tar.TypeReg, ModTime: time.Unix(1700000000, 0)})
+	tw.Write(content)
+	tw.Close()
+	layer := buf.Bytes()
+	diffID := digest.FromBytes(layer)
+	var cfg map[string]any
+	json.Unmarshal(img.ConfigRaw, &cfg)
+	rootfs := cfg["rootfs"].(map[string]any)
+	rootfs["diff_ids"] = append(rootfs["diff_ids"].([]any), diffID.String())
+	raw, _ := json.Marshal(cfg)
+	child := &layerstore.ImageSource{Names: []string{name}, ConfigRaw: raw, Layers: append(src.Layers, layerstore.LayerBlob{
+		Digest: diffID, Size: int64(len(layer)), DiffID: diffID,
+		Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layer)), nil },
+	})}
+	out, err := s.AddImage(context.Background(), child, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// BenchmarkPull pulls the Debian image ($STRATA_DEBIAN) from a loopback
+// registry into an empty store, beside skopeo copy into an empty
+// containers-storage (vfs driver, its own root) and docker pull into a
+// dockerd of its own (vfs) from the same registry, interleaved in each
+// iteration with the order rotated. It reports seconds per pull of each and
+// the ratios. Then "base-present": a child of Debian (one 32 MiB layer
+// more) pulled where Debian is stored; it reports the blob bytes that
+// crossed a counting proxy for each contender.
+func BenchmarkPull(b *testing.B) {
+	reg := registrytest.Start(b, registrytest.Options{})
+	proxy := registrytest.StartProxy(b, reg.URL())
+	c := newClient(b)
+	src, err := layerstore.Open(b.TempDir(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	name := proxy.Addr + "/bench/debian:bookworm"
+	childName := proxy.Addr + "/bench/debian:child"
+	loadLayout(b, src, filepath.Join(fixtures.Debian(b), "oci"), name)
+	childOf(b, src, name, childName, 32<<20)
+	for _, n := range []string{name, childName} {
+		if _, err := transfer.Push(context.Background(), src, c, mustRef(b, n), transfer.PushOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	_, haveSkopeo := exec.LookPath("skopeo")
+	d, why := registrytest.TryDockerd(b)
+	if d == nil {
+		b.Logf("no docker contender: %s", why)
+	}
+	tmp := b.TempDir()
+	b.Cleanup(func() { exec.Command("rm", "-rf", filepath.Join(tmp, "cs")).Run() })
+
+	// Each contender pulls into a store of its own; reset empties it,
+	// outside the timing.
+	type contender struct {
+		name  string
+		reset func(b *testing.B)
+		pull  func(b *testing.B, ref string)
+	}
+	run := func(b *testing.B, name string, args ...string) {
+		b.Helper()
+		if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+			b.Fatalf("%s %v: %v\n%s", name, args, err, out)
+		}
+	}
+	strataRoot, csRoot := filepath.Join(tmp, "strata"), filepath.Join(tmp, "cs")
+	contenders := []contender{{"strata",
+		func(b *testing.B) { os.RemoveAll(strataRoot) },
+		func(b *testing.B, ref string) {
+			s, err := layerstore.Open(strataRoot, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := transfer.Pull(context.Background(), s, c, mustRef(b, ref), transfer.PullOptions{}); err != nil {
+				b.Fatal(err)
+			}
+			s.Close()
+		}}}
+	if haveSkopeo == nil {
+		contenders = append(contenders, contender{"skopeo",
+			func(b *testing.B) { run(b, "rm", "-rf", csRoot) },
+			func(b *testing.B, ref string) {
+				run(b, "skopeo", "copy", "-q", "--src-tls-verify=false", "docker://"+ref,
+					"containers-storage:[vfs@"+csRoot+"/root+"+csRoot+"/run]"+ref)
+			}})
+	}
+	if d != nil {
+		contenders = append(contenders, contender{"docker",
+			func(b *testing.B) { d.Docker(b, "rmi", "-f", name, childName) },
+			func(b *testing.B, ref string) {
+				if out, err := d.Docker(b, "pull", "-q", ref); err != nil {
+					b.Fatalf("docker pull: %v\n%s", err, out)
+				}
+			}})
+	}
+	b.Run("empty", func(b *testing.B) {
+		secs := map[string]float64{}
+		for i := 0; i < b.N; i++ {
+			for j := range contenders {
+				k := contenders[(i+j)%len(contenders)]
+				k.reset(b)
+				start := time.Now()
+				k.pull(b, name)
+				secs[k.name] += time.Since(start).Seconds()
+			}
+		}
+		for _, k := range contenders {
+			b.ReportMetric(secs[k.name]/float64(b.N), k.name+"-s/op")
+			if k.name != "strata" {
+				b.ReportMetric(secs["strata"]/secs[k.name], "strata/"+k.name)
+			}
+		}
+		b.ReportMetric(0, "ns/op")
+	})
+	b.Run("base-present", func(b *testing.B) {
+		moved := map[string]int64{}
+		for i := 0; i < b.N; i++ {
+			for _, k := range contenders {
+				k.reset(b)
+				k.pull(b, name)
+				before := proxy.BlobBytes.Load()
+				k.pull(b, childName)
+				moved[k.name] += proxy.BlobBytes.Load() - before
+			}
+		}
+		for _, k := range contenders {
+			b.ReportMetric(float64(moved[k.name])/float64(b.N)/(1<<20), k.name+"-MiB-moved")
+		}
+		b.ReportMetric(0, "ns/op")
+	})
+}
