@@ -127,3 +127,57 @@ func TestRegistry_TokenAuth(t *testing.T) {
 		t.Error("the token server issued no token")
 	}
 }
+
+// credHelper is a docker-credential-* helper for one server, keeping what
+// docker's protocol hands it in a file: store (JSON on stdin), get (the
+// server on stdin), erase.
+const credHelper = `#!/bin/sh
+f="$STRATA_TEST_CREDS"
+case "$1" in
+store) cat > "$f" ;;
+get) read s; if [ -f "$f" ]; then cat "$f"; else echo "credentials not found in native keychain"; exit 1; fi ;;
+erase) read s; rm -f "$f" ;;
+list) echo "{}" ;;
+esac
+`
+
+// TestRegistry_CredentialHelper: with credsStore in config.json, login
+// hands the password to the docker-credential-* helper, not the file, and
+// push and logout go through it.
+func TestRegistry_CredentialHelper(t *testing.T) {
+	dockerDir, strataDir := registryEnv(t)
+	reg := registrytest.Start(t, registrytest.Options{TLS: true, User: "carol", Password: "h3lper"})
+	reg.CA.InstallCA(t, filepath.Join(strataDir, "certs.d"), reg.Addr)
+	bin := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bin, "docker-credential-stratatest"), []byte(credHelper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	creds := filepath.Join(t.TempDir(), "creds.json")
+	t.Setenv("STRATA_TEST_CREDS", creds)
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	if err := os.MkdirAll(dockerDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dockerDir, "config.json"), []byte(`{"credsStore":"stratatest"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src := newTestStore(t)
+	if r := runStrata(t, src, "h3lper\n", "login", "-u", "carol", "--password-stdin", reg.Addr); r.err != nil {
+		t.Fatalf("login: %v\n%s", r.err, r.stderr)
+	}
+	if b, err := os.ReadFile(creds); err != nil || !strings.Contains(string(b), `"Secret":"h3lper"`) {
+		t.Errorf("the helper holds %q (%v)", b, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dockerDir, "config.json")); strings.Contains(string(b), basicB64("carol", "h3lper")) {
+		t.Errorf("config.json holds the password though a helper is configured: %s", b)
+	}
+	loadDemo(t, src)
+	mustRun(t, src, "tag", "demo", reg.Addr+"/demo:v1")
+	mustRun(t, src, "push", reg.Addr+"/demo:v1")
+	mustRun(t, src, "logout", reg.Addr)
+	if _, err := os.Stat(creds); err == nil {
+		t.Error("logout left the helper's credentials")
+	}
+}
+
+func basicB64(u, p string) string { return base64.StdEncoding.EncodeToString([]byte(u + ":" + p)) }
