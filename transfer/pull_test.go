@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -268,4 +269,40 @@ func BenchmarkPull(b *testing.B) {
 		}
 		b.ReportMetric(0, "ns/op")
 	})
+}
+
+// TestPush_Chunked pushes a layer larger than the chunk size: it goes up
+// in PATCHes, and a PATCH that fails is sent again from where the registry
+// says the upload stands; the image pulls back whole.
+func TestPush_Chunked(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{})
+	proxy := registrytest.StartProxy(t, reg.URL())
+	c, err := registry.New(registry.Options{ConfigDir: t.TempDir(), DockerConfigDir: t.TempDir(), ChunkSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, dst := openStore(t), openStore(t)
+	ref := mustRef(t, proxy.Addr+"/lib/chunked:1")
+	loadLayout(t, src, filepath.Join(fixtures.Dir(t), "oci"), "demo")
+	img := childOf(t, src, "demo", ref.Name(), 4<<20)
+	proxy.FailPatch(2)
+	if _, err := transfer.Push(context.Background(), src, c, ref, transfer.PushOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	patches := 0
+	for _, r := range proxy.Requests() {
+		if strings.HasPrefix(r, "PATCH ") {
+			patches++
+		}
+	}
+	if patches < 5 {
+		t.Errorf("%d PATCH requests for a 4 MiB layer in 1 MiB chunks (one failed)", patches)
+	}
+	pulled, err := transfer.Pull(context.Background(), dst, c, ref, transfer.PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pulled.Image.ID != img.ID {
+		t.Errorf("pulled %s, pushed %s", pulled.Image.ID, img.ID)
+	}
 }

@@ -39,6 +39,15 @@ type Proxy struct {
 	redirectLoop bool
 	requests     []string
 	broken       atomic.Bool
+	failPatch    int // fail the failPatch-th PATCH from now with a 502; 0 is never
+}
+
+// FailPatch makes the n-th blob upload PATCH from now fail with 502 Bad
+// Gateway, without reaching the registry.
+func (p *Proxy) FailPatch(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.failPatch = n
 }
 
 // Break makes every blob response in flight fail from now on, as the
@@ -64,7 +73,17 @@ func StartProxy(t testing.TB, target string) *Proxy {
 		p.mu.Lock()
 		p.requests = append(p.requests, r.Method+" "+r.URL.Path)
 		loop := p.redirectLoop && strings.Contains(r.URL.Path, "/manifests/")
+		fail := false
+		if r.Method == http.MethodPatch && p.failPatch > 0 {
+			p.failPatch--
+			fail = p.failPatch == 0
+		}
 		p.mu.Unlock()
+		if fail {
+			io.Copy(io.Discard, r.Body)
+			http.Error(w, "registrytest: failed on purpose", http.StatusBadGateway)
+			return
+		}
 		if loop {
 			http.Redirect(w, r, r.URL.String(), http.StatusTemporaryRedirect)
 			return

@@ -43,6 +43,10 @@ type Options struct {
 	// Concurrency bounds the layers moved at once; 0 is 3, as docker's
 	// max-concurrent-downloads.
 	Concurrency int
+	// ChunkSize is the size of the chunks a blob larger than it uploads
+	// in (each resent from where the registry stands if it fails); 0 is
+	// 16 MiB.
+	ChunkSize int64
 	// Retries is how often an interrupted blob download resumes (HTTP
 	// Range) before the pull fails; 0 is 5.
 	Retries int
@@ -100,6 +104,9 @@ func New(opt Options) (*Client, error) {
 	}
 	if opt.Concurrency <= 0 {
 		opt.Concurrency = 3
+	}
+	if opt.ChunkSize <= 0 {
+		opt.ChunkSize = 16 << 20
 	}
 	if opt.Retries <= 0 {
 		opt.Retries = 5

@@ -252,7 +252,12 @@ func (c *Client) pushLayer(ctx context.Context, repo *remote.Repository, l layer
 		sent = n
 		report(Event{ID: id, Status: "Pushing", Current: n, Total: desc.Size})
 	}}
-	if err := repo.Blobs().Push(ctx, desc, pr); err != nil {
+	if desc.Size > c.opts.ChunkSize {
+		err = c.uploadChunked(ctx, repo, desc, f, pr.fn)
+	} else {
+		err = repo.Blobs().Push(ctx, desc, pr)
+	}
+	if err != nil {
 		return desc, explain("layer "+id, err)
 	}
 	report(Event{ID: id, Status: "Pushed"})
