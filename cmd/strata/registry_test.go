@@ -279,3 +279,28 @@ func TestRegistry_ProgressOnATerminal(t *testing.T) {
 		t.Errorf("pull on a terminal: %d Pull complete, want 5 (one line per layer):\n%q", strings.Count(screen, "Pull complete"), screen)
 	}
 }
+
+// TestRegistry_AllTags: push -a pushes every tag of the repository, pull -a
+// pulls every tag the registry has; push of a name the store lacks says so.
+func TestRegistry_AllTags(t *testing.T) {
+	registryEnv(t)
+	reg := registrytest.Start(t, registrytest.Options{})
+	src := newTestStore(t)
+	loadDemo(t, src)
+	repo := reg.Addr + "/tags"
+	r := runStrata(t, src, "", "push", repo+":v1")
+	if r.err == nil || !strings.Contains(r.stderr, "An image does not exist locally with the tag: "+repo) {
+		t.Errorf("push of an untagged name: %v\n%s", r.err, r.stderr)
+	}
+	mustRun(t, src, "tag", "demo", repo+":v1")
+	mustRun(t, src, "tag", "demo", repo+":v2")
+	out := mustRun(t, src, "push", "-a", repo)
+	if !strings.Contains(out, "v1: digest: sha256:") || !strings.Contains(out, "v2: digest: sha256:") {
+		t.Errorf("push -a printed:\n%s", out)
+	}
+	dst := newTestStore(t)
+	mustRun(t, dst, "pull", "-a", repo)
+	if got := mustRun(t, dst, "images", "--format", "{{.Repository}}:{{.Tag}}"); got != repo+":v1\n"+repo+":v2\n" {
+		t.Errorf("after pull -a: %q", got)
+	}
+}
