@@ -104,13 +104,12 @@ func Pull(ctx context.Context, s *layerstore.Store, c *registry.Client, ref regi
 	res.Image = stored
 	// Remember which registry blob holds each downloaded layer, for a
 	// push to offer it.
-	for i, l := range src.Layers {
+	for _, l := range src.Layers {
 		if l.Digest != "" {
 			if err := s.AddLayerBlob(l.DiffID, l.Digest, l.MediaType); err != nil {
 				return res, err
 			}
 		}
-		_ = i
 	}
 	return res, nil
 }

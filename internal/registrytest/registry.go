@@ -39,6 +39,7 @@ type Registry struct {
 	Storage string
 	CA      *CA // when TLS
 	opt     Options
+	bin     string
 	config  string
 	cmd     *exec.Cmd
 	done    chan struct{}
@@ -62,7 +63,7 @@ func Start(t testing.TB, opt Options) *Registry {
 	if opt.Storage == "" {
 		opt.Storage = filepath.Join(dir, "storage")
 	}
-	r := &Registry{Addr: opt.Addr, Storage: opt.Storage, opt: opt, config: filepath.Join(dir, "config.yml")}
+	r := &Registry{Addr: opt.Addr, Storage: opt.Storage, opt: opt, bin: bin, config: filepath.Join(dir, "config.yml")}
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: %s\n", opt.Storage, opt.Addr)
 	if opt.TLS {
@@ -88,17 +89,14 @@ func Start(t testing.TB, opt Options) *Registry {
 		fmt.Fprintf(&cfg, "auth:\n  htpasswd:\n    realm: strata-test\n    path: %s\n", file)
 	}
 	writeFile(t, r.config, []byte(cfg.String()))
-	r.bin(bin)
 	r.start(t)
 	t.Cleanup(func() { r.Kill() })
 	return r
 }
 
-func (r *Registry) bin(b string) { r.cmd = exec.Command(b, "serve", r.config) }
-
 func (r *Registry) start(t testing.TB) {
 	t.Helper()
-	cmd := exec.Command(r.cmd.Path, r.cmd.Args[1:]...)
+	cmd := exec.Command(r.bin, "serve", r.config)
 	cmd.Stdout = (*lockedWriter)(r)
 	cmd.Stderr = (*lockedWriter)(r)
 	// No Pdeathsig: it fires when the forking thread ends, which in Go
@@ -149,7 +147,7 @@ func (r *Registry) httpClient() *http.Client {
 
 // Kill stops the registry with SIGKILL, as a crash would.
 func (r *Registry) Kill() {
-	if r.cmd.Process != nil {
+	if r.cmd != nil && r.cmd.Process != nil {
 		r.cmd.Process.Kill()
 		<-r.done
 	}

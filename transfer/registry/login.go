@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
-	"github.com/strata-dev/strata/layerstore"
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/credentials"
 	"oras.land/oras-go/v2/registry/remote/errcode"
@@ -21,18 +21,8 @@ func ServerHost(server string) (hostport, key string) {
 	case "", DefaultServer, "docker.io", "index.docker.io", "registry-1.docker.io":
 		return "registry-1.docker.io", DefaultServer
 	}
-	h := server
-	for _, p := range []string{"https://", "http://"} {
-		if len(h) > len(p) && h[:len(p)] == p {
-			h = h[len(p):]
-		}
-	}
-	for i := 0; i < len(h); i++ {
-		if h[i] == '/' {
-			h = h[:i]
-			break
-		}
-	}
+	h := strings.TrimPrefix(strings.TrimPrefix(server, "https://"), "http://")
+	h, _, _ = strings.Cut(h, "/")
 	return h, h
 }
 
@@ -68,7 +58,7 @@ func (c *Client) Logout(ctx context.Context, server string) (bool, error) {
 		return false, nil
 	}
 	if err := credentials.Logout(ctx, c.creds, hostport); err != nil {
-		return true, fmt.Errorf("logout from %s: %w: %w", hostport, err, layerstore.ErrInvalid)
+		return true, fmt.Errorf("logout from %s: %w", hostport, err)
 	}
 	return true, nil
 }

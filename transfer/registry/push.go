@@ -102,10 +102,9 @@ func (c *Client) Push(ctx context.Context, ref Reference, src *layerstore.ImageS
 	var wg sync.WaitGroup
 	seen := map[digest.Digest]int{}
 	for i, l := range src.Layers {
-		if j, dup := seen[l.DiffID]; dup {
+		if _, dup := seen[l.DiffID]; dup {
 			// The same layer twice (an image that adds and removes
 			// nothing): one upload serves both.
-			_ = j
 			continue
 		}
 		seen[l.DiffID] = i
