@@ -108,15 +108,20 @@ func (c *Client) Push(ctx context.Context, ref Reference, src *layerstore.ImageS
 			continue
 		}
 		seen[l.DiffID] = i
-		report(Event{ID: shortID(l.DiffID), Status: "Waiting"})
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			select {
 			case sem <- struct{}{}:
-			case <-lctx.Done():
-				errs[i] = lctx.Err()
-				return
+			default:
+				// As docker says of a layer queued behind the others.
+				report(Event{ID: shortID(l.DiffID), Status: "Waiting"})
+				select {
+				case sem <- struct{}{}:
+				case <-lctx.Done():
+					errs[i] = lctx.Err()
+					return
+				}
 			}
 			defer func() { <-sem }()
 			d, err := c.pushLayer(lctx, repo, l, comp, opt, report)
