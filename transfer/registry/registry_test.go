@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"encoding/json"
 	"errors"
 	"testing"
 
@@ -84,4 +85,38 @@ func TestIsLoopback(t *testing.T) {
 			t.Errorf("isLoopback(%q) = %v", in, got)
 		}
 	}
+}
+
+// FuzzParseReference: whatever a user types, ParseReference does not
+// panic, and what it accepts prints as a reference it parses to the same.
+func FuzzParseReference(f *testing.F) {
+	for _, s := range []string{"busybox", "localhost:5000/x:v1", "a/b@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "UPPER", "x:"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := ParseReference(s)
+		if err != nil {
+			return
+		}
+		again, err := ParseReference(r.String())
+		if err != nil || again.String() != r.String() {
+			t.Errorf("%q -> %q -> %q, %v", s, r.String(), again.String(), err)
+		}
+	})
+}
+
+// FuzzPick: an index from a registry picks an entry or says why not.
+func FuzzPick(f *testing.F) {
+	f.Add([]byte(`{"manifests":[{"digest":"sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef","platform":{"os":"linux","architecture":"amd64"}}]}`))
+	f.Add([]byte(`{"manifests":[{"platform":{"os":"linux","architecture":"amd64"}}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var idx ocispec.Index
+		if json.Unmarshal(b, &idx) != nil {
+			return
+		}
+		d, err := pick(idx, ocispec.Platform{OS: "linux", Architecture: "amd64"})
+		if err == nil && d.Digest.Validate() != nil {
+			t.Errorf("picked an entry with digest %q", d.Digest)
+		}
+	})
 }
