@@ -150,6 +150,7 @@ func TestRegistry_KilledMidPull(t *testing.T) {
 	if r.err == nil || !strings.Contains(r.stderr, "Error: pull "+p.Addr+"/demo:v1: ") || !strings.Contains(r.stderr, "502") && !strings.Contains(r.stderr, "EOF") {
 		t.Errorf("pull from a registry killed mid-pull: %v\n%s", r.err, r.stderr)
 	}
+	t.Logf("the pull from a killed registry said: %s", r.stderr)
 	assertEmpty(t, root)
 
 	p.Break(false)

@@ -36,7 +36,7 @@ func (b *blobReader) Read(p []byte) (int, error) {
 				// proxy whose registry is restarting) may.
 				var er *errcode.ErrorResponse
 				if attempt >= b.retries || b.ctx.Err() != nil || errors.As(err, &er) && er.StatusCode < 500 {
-					return 0, explain(fmt.Sprintf("blob %s at byte %d of %d", b.desc.Digest, b.off, b.desc.Size), err)
+					return 0, explain(fmt.Sprintf("blob %s at byte %d of %d, attempt %d", b.desc.Digest, b.off, b.desc.Size, attempt+1), err)
 				}
 				b.wait(attempt)
 				continue
@@ -60,7 +60,7 @@ func (b *blobReader) Read(p []byte) (int, error) {
 		}
 		b.drop()
 		if attempt >= b.retries || b.ctx.Err() != nil {
-			return n, fmt.Errorf("blob %s at byte %d of %d: %w", b.desc.Digest, b.off, b.desc.Size, err)
+			return n, fmt.Errorf("blob %s at byte %d of %d, attempt %d: %w", b.desc.Digest, b.off, b.desc.Size, attempt+1, err)
 		}
 		if n > 0 {
 			return n, nil
