@@ -24,9 +24,12 @@
 // or "insecure-registries" in CONFIG/registries.json), which allows plain
 // HTTP and unverified TLS, as docker's --insecure-registry does.
 //
-// On disk it writes nothing but docker's config.json (mode 0600, through
-// a temporary file and a rename, by oras-go) on Login and Logout. A pull
-// writes only through the store's AddImage (all or nothing); a push writes
-// only to the registry, manifest last, so an interrupted push leaves at
-// most unreferenced blobs there, as docker's does.
+// On disk it writes docker's config.json (mode 0600, through a temporary
+// file and a rename, by oras-go) on Login and Logout, and during a push each
+// layer being uploaded, compressed, in a temporary file of PushOptions.TmpDir
+// (the store's tmp/, removed after; the upload must name the blob's digest
+// before its first byte). A pull writes only through the store's AddImage
+// (all or nothing); a push writes only to the registry, manifest last, so an
+// interrupted push leaves at most unreferenced blobs there, as docker's
+// does.
 package registry
