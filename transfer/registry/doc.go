@@ -26,9 +26,9 @@
 //
 // On disk it writes docker's config.json (mode 0600, through a temporary
 // file and a rename, by oras-go) on Login and Logout, and during a push each
-// layer being uploaded, compressed, in a temporary file of PushOptions.TmpDir
-// (the store's tmp/, removed after; the upload must name the blob's digest
-// before its first byte). A pull writes only through the store's AddImage
+// layer being uploaded, compressed, in a file without a name in
+// PushOptions.TmpDir (the store's tmp/: the upload must name the blob's
+// digest before its first byte), gone when the push ends or is killed. A pull writes only through the store's AddImage
 // (all or nothing); a push writes only to the registry, manifest last, so an
 // interrupted push leaves at most unreferenced blobs there, as docker's
 // does.

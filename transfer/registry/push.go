@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/strata-dev/strata/layerstore"
+	"golang.org/x/sys/unix"
 	"oras.land/oras-go/v2/registry/remote"
 )
 
@@ -49,8 +51,9 @@ type PushOptions struct {
 	MountFrom func(diffID digest.Digest) []string
 	// Pushed, if set, is told of each layer's blob in the registry.
 	Pushed func(diffID, blob digest.Digest, mediaType string)
-	// TmpDir holds a layer while it is compressed and hashed, before the
-	// upload that must name its digest; "" is os.TempDir().
+	// TmpDir holds a layer, in a file without a name, while it is
+	// compressed and hashed, before the upload that must name its digest;
+	// "" is os.TempDir().
 	TmpDir string
 }
 
@@ -244,7 +247,6 @@ func (c *Client) pushLayer(ctx context.Context, repo *remote.Repository, l layer
 	if err != nil {
 		return desc, fmt.Errorf("layer %s: %w", l.DiffID, err)
 	}
-	defer os.Remove(f.Name())
 	defer f.Close()
 	desc.MediaType = mt
 	if d, ok, err := offer(desc.Digest, mt); err != nil || ok {
@@ -276,13 +278,12 @@ func compressLayer(l layerstore.LayerBlob, comp, dir string) (*os.File, ocispec.
 		return nil, ocispec.Descriptor{}, err
 	}
 	defer rc.Close()
-	f, err := os.CreateTemp(dir, "push-*")
+	f, err := anonymousFile(dir)
 	if err != nil {
 		return nil, ocispec.Descriptor{}, err
 	}
 	fail := func(err error) (*os.File, ocispec.Descriptor, error) {
 		f.Close()
-		os.Remove(f.Name())
 		return nil, ocispec.Descriptor{}, err
 	}
 	dg := digest.SHA256.Digester()
@@ -305,6 +306,28 @@ func compressLayer(l layerstore.LayerBlob, comp, dir string) (*os.File, ocispec.
 		return fail(err)
 	}
 	return f, ocispec.Descriptor{Digest: dg.Digest(), Size: cw.n}, nil
+}
+
+// anonymousFile is a file in dir without a name (O_TMPFILE, else created
+// and unlinked at once): it is gone when closed, or when the process is
+// killed, and no check of the store ever sees it.
+func anonymousFile(dir string) (*os.File, error) {
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err == nil {
+		return os.NewFile(uintptr(fd), filepath.Join(dir, "(push)")), nil
+	}
+	f, err := os.CreateTemp(dir, "push-*")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Remove(f.Name()); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 type countWriter struct {

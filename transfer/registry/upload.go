@@ -76,7 +76,10 @@ func (c *Client) uploadChunked(ctx context.Context, repo *remote.Repository, des
 		off = 0
 		if r := st.Header.Get("Range"); r != "" {
 			if _, end, ok := strings.Cut(strings.TrimPrefix(r, "bytes="), "-"); ok {
-				if e, err := strconv.ParseInt(end, 10, 64); err == nil {
+				// distribution says "0-0" for an empty upload too
+				// (its end is size-1, floored at 0): take it as empty;
+				// a chunk is never one byte.
+				if e, err := strconv.ParseInt(end, 10, 64); err == nil && e > 0 {
 					off = e + 1
 				}
 			}
