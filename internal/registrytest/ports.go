@@ -10,7 +10,10 @@ import (
 	"testing"
 )
 
-var portMu sync.Mutex
+var (
+	portMu sync.Mutex
+	next   int // guarded by portMu
+)
 
 // Listen takes a free 127.0.0.1 port in $STRATA_TEST_PORTS ("5100-5149",
 // the default) and returns its listener, for a server of the test's own.
@@ -19,7 +22,13 @@ func Listen(t testing.TB) net.Listener {
 	portMu.Lock()
 	defer portMu.Unlock()
 	lo, hi := portRange()
-	for p := lo; p <= hi; p++ {
+	// Start where another test process (go test runs packages at once)
+	// is unlikely to: at an offset of this process's own.
+	n := hi - lo + 1
+	first := (os.Getpid()*7 + next) % n
+	next++
+	for i := 0; i < n; i++ {
+		p := lo + (first+i)%n
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 		if err == nil {
 			return l
@@ -30,7 +39,8 @@ func Listen(t testing.TB) net.Listener {
 }
 
 // FreeAddr is a 127.0.0.1 address whose port was free a moment ago, for a
-// server that binds it itself (docker-registry).
+// server that binds it itself (docker-registry); Start tries another if
+// it is taken meanwhile.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
 	l := Listen(t)

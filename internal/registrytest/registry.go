@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -56,10 +57,39 @@ func Start(t testing.TB, opt Options) *Registry {
 	if err != nil {
 		t.Skip("docker-registry (Debian's docker-registry package) is not installed")
 	}
-	dir := t.TempDir()
-	if opt.Addr == "" {
-		opt.Addr = FreeAddr(t)
+	if opt.Addr != "" {
+		return start(t, bin, opt)
 	}
+	// A port free a moment ago may be taken by another test process
+	// before the registry binds it: try another.
+	for attempt := 0; ; attempt++ {
+		o := opt
+		o.Addr = FreeAddr(t)
+		r, err := tryStart(t, bin, o)
+		if err == nil {
+			return r
+		}
+		if !errors.Is(err, errAddrInUse) || attempt == 4 {
+			t.Fatal(err)
+		}
+	}
+}
+
+// errAddrInUse is a registry that could not bind its address.
+var errAddrInUse = errors.New("address already in use")
+
+func start(t testing.TB, bin string, opt Options) *Registry {
+	t.Helper()
+	r, err := tryStart(t, bin, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func tryStart(t testing.TB, bin string, opt Options) (*Registry, error) {
+	t.Helper()
+	dir := t.TempDir()
 	if opt.Storage == "" {
 		opt.Storage = filepath.Join(dir, "storage")
 	}
@@ -89,20 +119,21 @@ func Start(t testing.TB, opt Options) *Registry {
 		fmt.Fprintf(&cfg, "auth:\n  htpasswd:\n    realm: strata-test\n    path: %s\n", file)
 	}
 	writeFile(t, r.config, []byte(cfg.String()))
-	r.start(t)
+	if err := r.start(); err != nil {
+		return nil, err
+	}
 	t.Cleanup(func() { r.Kill() })
-	return r
+	return r, nil
 }
 
-func (r *Registry) start(t testing.TB) {
-	t.Helper()
+func (r *Registry) start() error {
 	cmd := exec.Command(r.bin, "serve", r.config)
 	cmd.Stdout = (*lockedWriter)(r)
 	cmd.Stderr = (*lockedWriter)(r)
 	// No Pdeathsig: it fires when the forking thread ends, which in Go
 	// is any time; t.Cleanup kills the registry.
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("docker-registry: %v", err)
+		return fmt.Errorf("docker-registry: %w", err)
 	}
 	r.cmd = cmd
 	r.done = make(chan struct{})
@@ -115,13 +146,17 @@ func (r *Registry) start(t testing.TB) {
 		resp, err := hc.Do(req)
 		if err == nil {
 			resp.Body.Close()
-			return
+			return nil
 		}
 		select {
 		case <-r.done:
-			t.Fatalf("docker-registry exited:\n%s", r.Log())
+			if strings.Contains(r.Log(), "address already in use") {
+				return fmt.Errorf("docker-registry on %s: %w", r.Addr, errAddrInUse)
+			}
+			return fmt.Errorf("docker-registry exited:\n%s", r.Log())
 		case <-ctx.Done():
-			t.Fatalf("docker-registry on %s did not answer: %v\n%s", r.Addr, err, r.Log())
+			r.Kill()
+			return fmt.Errorf("docker-registry on %s did not answer: %v\n%s", r.Addr, err, r.Log())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -153,11 +188,24 @@ func (r *Registry) Kill() {
 	}
 }
 
-// Restart starts the registry again on the same address and storage.
+// Restart starts the registry again on the same address and storage. If
+// another process took the address meanwhile, it fails the test.
 func (r *Registry) Restart(t testing.TB) {
 	t.Helper()
 	r.Kill()
-	r.start(t)
+	r.logMu.Lock()
+	r.log.Reset()
+	r.logMu.Unlock()
+	var err error
+	for attempt := 0; attempt < 20; attempt++ {
+		if err = r.start(); !errors.Is(err, errAddrInUse) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Error(err)
+	}
 }
 
 // Log is what the registry printed so far.
