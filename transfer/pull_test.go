@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/strata-dev/strata/internal/fixtures"
 	"github.com/strata-dev/strata/internal/registrytest"
+	"github.com/strata-dev/strata/internal/storetest"
 	"github.com/strata-dev/strata/layerstore"
 	"github.com/strata-dev/strata/layerstore/imagefmt"
 	"github.com/strata-dev/strata/transfer"
@@ -66,7 +67,7 @@ func loadLayout(t testing.TB, s *layerstore.Store, dir, name string) layerstore.
 func TestPull_PushRoundTrip(t *testing.T) {
 	reg := registrytest.Start(t, registrytest.Options{})
 	c := newClient(t)
-	src, dst := openStore(t), openStore(t)
+	src, dst := storetest.Open(t), storetest.Open(t)
 	ref := mustRef(t, reg.Addr+"/lib/demo:1")
 	img := loadLayout(t, src, filepath.Join(fixtures.Dir(t), "oci"), ref.Name())
 	var events []registry.Event
@@ -103,7 +104,7 @@ func TestPull_PushRoundTrip(t *testing.T) {
 func TestPull_ZstdPush(t *testing.T) {
 	reg := registrytest.Start(t, registrytest.Options{})
 	c := newClient(t)
-	src, dst := openStore(t), openStore(t)
+	src, dst := storetest.Open(t), storetest.Open(t)
 	ref := mustRef(t, reg.Addr+"/lib/zstd:1")
 	img := loadLayout(t, src, filepath.Join(fixtures.Dir(t), "oci"), ref.Name())
 	if _, err := transfer.Push(context.Background(), src, c, ref, transfer.PushOptions{Compression: registry.Zstd}); err != nil {
@@ -281,7 +282,7 @@ func TestPush_Chunked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, dst := openStore(t), openStore(t)
+	src, dst := storetest.Open(t), storetest.Open(t)
 	ref := mustRef(t, proxy.Addr+"/lib/chunked:1")
 	loadLayout(t, src, filepath.Join(fixtures.Dir(t), "oci"), "demo")
 	img := childOf(t, src, "demo", ref.Name(), 4<<20)

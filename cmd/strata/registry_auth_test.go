@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/strata-dev/strata/internal/registrytest"
+	"github.com/strata-dev/strata/internal/storetest"
 )
 
 // TestRegistry_TLSBasicAuth runs a registry with TLS (a CA the test makes)
@@ -19,7 +20,7 @@ import (
 func TestRegistry_TLSBasicAuth(t *testing.T) {
 	dockerDir, strataDir := registryEnv(t)
 	reg := registrytest.Start(t, registrytest.Options{TLS: true, User: "alice", Password: "s3cret"})
-	src := newTestStore(t)
+	src := storetest.Root(t)
 	loadDemo(t, src)
 	name := reg.Addr + "/demo:v1"
 	mustRun(t, src, "tag", "demo", name)
@@ -67,7 +68,7 @@ func TestRegistry_TLSBasicAuth(t *testing.T) {
 	if !strings.Contains(out, "v1: digest: sha256:") {
 		t.Errorf("push printed:\n%s", out)
 	}
-	dst := newTestStore(t)
+	dst := storetest.Root(t)
 	mustRun(t, dst, "pull", name)
 	if a, b := storeImageID(t, src, "demo"), storeImageID(t, dst, name); a != b {
 		t.Errorf("pulled %s, pushed %s", b, a)
@@ -79,7 +80,7 @@ func TestRegistry_TLSBasicAuth(t *testing.T) {
 	if got := mustRun(t, src, "logout", reg.Addr); got != "Not logged in to "+reg.Addr+"\n" {
 		t.Errorf("second logout printed %q", got)
 	}
-	r = runStrata(t, newTestStore(t), "", "pull", name)
+	r = runStrata(t, storetest.Root(t), "", "pull", name)
 	if r.err == nil || !strings.Contains(r.stderr, "unauthorized: authentication required") {
 		t.Errorf("pull after logout: %v\n%s", r.err, r.stderr)
 	}
@@ -88,7 +89,7 @@ func TestRegistry_TLSBasicAuth(t *testing.T) {
 	// insecure registry needs no CA.
 	os.RemoveAll(filepath.Join(strataDir, "certs.d"))
 	registrytest.WriteDockerAuth(t, dockerDir, reg.Addr, "alice", "s3cret")
-	insecure := newTestStore(t)
+	insecure := storetest.Root(t)
 	mustRun(t, insecure, "pull", "--insecure-registry", reg.Addr, name)
 	if err := os.WriteFile(filepath.Join(strataDir, "registries.json"), []byte(`{"insecure-registries": ["`+reg.Addr+`"]}`), 0o644); err != nil {
 		t.Fatal(err)
@@ -103,7 +104,7 @@ func TestRegistry_TokenAuth(t *testing.T) {
 	registryEnv(t)
 	ts := registrytest.StartTokenServer(t, "bob", "tok3n")
 	reg := registrytest.Start(t, registrytest.Options{Token: ts})
-	src := newTestStore(t)
+	src := storetest.Root(t)
 	loadDemo(t, src)
 	name := reg.Addr + "/team/demo:v1"
 	mustRun(t, src, "tag", "demo", name)
@@ -118,7 +119,7 @@ func TestRegistry_TokenAuth(t *testing.T) {
 		t.Fatalf("login: %v\n%s", r.err, r.stderr)
 	}
 	mustRun(t, src, "push", name)
-	dst := newTestStore(t)
+	dst := storetest.Root(t)
 	mustRun(t, dst, "pull", name)
 	if a, b := storeImageID(t, src, "demo"), storeImageID(t, dst, name); a != b {
 		t.Errorf("pulled %s, pushed %s", b, a)
@@ -161,7 +162,7 @@ func TestRegistry_CredentialHelper(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dockerDir, "config.json"), []byte(`{"credsStore":"stratatest"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	src := newTestStore(t)
+	src := storetest.Root(t)
 	if r := runStrata(t, src, "h3lper\n", "login", "-u", "carol", "--password-stdin", reg.Addr); r.err != nil {
 		t.Fatalf("login: %v\n%s", r.err, r.stderr)
 	}

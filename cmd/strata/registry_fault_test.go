@@ -9,13 +9,14 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"github.com/strata-dev/strata/internal/registrytest"
+	"github.com/strata-dev/strata/internal/storetest"
 )
 
 // pushDemo pushes the demo image from a new store to reg as name and
 // returns its image ID, its largest layer blob and its smallest.
 func pushDemo(t *testing.T, addr, name string) (id string, big, small digest.Digest) {
 	t.Helper()
-	src := newTestStore(t)
+	src := storetest.Root(t)
 	loadDemo(t, src)
 	mustRun(t, src, "tag", "demo", addr+"/"+name)
 	mustRun(t, src, "push", addr+"/"+name)
@@ -40,7 +41,7 @@ func assertEmpty(t *testing.T, root string) {
 	if out := mustRun(t, root, "images", "-q"); out != "" {
 		t.Errorf("a failed pull left images:\n%s", out)
 	}
-	mustCheck(t, root)
+	storetest.CheckRoot(t, root)
 }
 
 // TestRegistry_PullFaults: what a broken registry, network or proxy does
@@ -58,7 +59,7 @@ func TestRegistry_PullFaults(t *testing.T) {
 	t.Run("wrong digest", func(t *testing.T) {
 		p := registrytest.StartProxy(t, reg.URL())
 		p.Swap(small, big)
-		root := newTestStore(t)
+		root := storetest.Root(t)
 		r := pull(t, p, root)
 		if r.err == nil || !strings.Contains(r.stderr, "does not match its digest") || !strings.Contains(r.stderr, string(small)) {
 			t.Errorf("pull of a blob with the wrong content: %v\n%s", r.err, r.stderr)
@@ -68,7 +69,7 @@ func TestRegistry_PullFaults(t *testing.T) {
 	t.Run("corrupt blob", func(t *testing.T) {
 		p := registrytest.StartProxy(t, reg.URL())
 		p.Corrupt(big)
-		root := newTestStore(t)
+		root := storetest.Root(t)
 		r := pull(t, p, root)
 		if r.err == nil || !strings.Contains(r.stderr, string(big)) || !strings.Contains(r.stderr, "nothing stored") {
 			t.Errorf("pull of a corrupted blob: %v\n%s", r.err, r.stderr)
@@ -77,7 +78,7 @@ func TestRegistry_PullFaults(t *testing.T) {
 	})
 	t.Run("not found", func(t *testing.T) {
 		p := registrytest.StartProxy(t, reg.URL())
-		root := newTestStore(t)
+		root := storetest.Root(t)
 		r := runStrata(t, root, "", "pull", p.Addr+"/demo:nope")
 		if r.err == nil || !strings.Contains(r.stderr, "manifest for "+p.Addr+"/demo:nope not found: manifest unknown") {
 			t.Errorf("pull of a missing tag: %v\n%s", r.err, r.stderr)
@@ -87,7 +88,7 @@ func TestRegistry_PullFaults(t *testing.T) {
 	t.Run("not JSON", func(t *testing.T) {
 		p := registrytest.StartProxy(t, reg.URL())
 		p.ServeManifest([]byte("<html>this is not a manifest</html>"))
-		root := newTestStore(t)
+		root := storetest.Root(t)
 		r := pull(t, p, root)
 		if r.err == nil || !strings.Contains(r.stderr, "not JSON") {
 			t.Errorf("pull of a non-JSON manifest: %v\n%s", r.err, r.stderr)
@@ -97,7 +98,7 @@ func TestRegistry_PullFaults(t *testing.T) {
 	t.Run("oversized manifest", func(t *testing.T) {
 		p := registrytest.StartProxy(t, reg.URL())
 		p.ServeManifest(append([]byte(`{"schemaVersion":2,"x":"`), append(bytes.Repeat([]byte("a"), 5<<20), `"}`...)...))
-		root := newTestStore(t)
+		root := storetest.Root(t)
 		r := pull(t, p, root)
 		if r.err == nil || !strings.Contains(r.stderr, "more than the 4 MiB a manifest may have") {
 			t.Errorf("pull of a 5 MiB manifest: %v\n%s", r.err, r.stderr)
@@ -107,7 +108,7 @@ func TestRegistry_PullFaults(t *testing.T) {
 	t.Run("redirect loop", func(t *testing.T) {
 		p := registrytest.StartProxy(t, reg.URL())
 		p.RedirectLoop(true)
-		root := newTestStore(t)
+		root := storetest.Root(t)
 		r := pull(t, p, root)
 		if r.err == nil || !strings.Contains(r.stderr, "stopped after 10 redirects") {
 			t.Errorf("pull through a redirect loop: %v\n%s", r.err, r.stderr)
@@ -117,7 +118,7 @@ func TestRegistry_PullFaults(t *testing.T) {
 	t.Run("connection cut, resumed with Range", func(t *testing.T) {
 		p := registrytest.StartProxy(t, reg.URL())
 		p.CutNextBlobAfter(100 << 10)
-		root := newTestStore(t)
+		root := storetest.Root(t)
 		if r := pull(t, p, root); r.err != nil {
 			t.Fatalf("pull over a cut connection: %v\n%s", r.err, r.stderr)
 		}
@@ -139,7 +140,7 @@ func TestRegistry_KilledMidPull(t *testing.T) {
 	reg := registrytest.Start(t, registrytest.Options{})
 	id, _, _ := pushDemo(t, reg.Addr, "demo:v1")
 	p := registrytest.StartProxy(t, reg.URL())
-	root := newTestStore(t)
+	root := storetest.Root(t)
 	var once sync.Once
 	p.OnBlobBytes(func(n int64) {
 		if n > 256<<10 {
@@ -164,7 +165,7 @@ func TestRegistry_KilledMidPull(t *testing.T) {
 	}
 
 	// Killed and back within the retries: the same pull resumes.
-	fresh := newTestStore(t)
+	fresh := storetest.Root(t)
 	var again sync.Once
 	restarted := make(chan struct{})
 	start := p.BlobBytes.Load()

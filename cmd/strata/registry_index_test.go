@@ -12,6 +12,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"github.com/strata-dev/strata/internal/registrytest"
+	"github.com/strata-dev/strata/internal/storetest"
 	"github.com/strata-dev/strata/layerstore"
 )
 
@@ -73,7 +74,7 @@ func TestRegistry_Index(t *testing.T) {
 	registryEnv(t)
 	reg := registrytest.Start(t, registrytest.Options{})
 	base := reg.URL()
-	src := newTestStore(t)
+	src := storetest.Root(t)
 	loadDemo(t, src)
 	mustRun(t, src, "tag", "demo", reg.Addr+"/multi:amd64")
 	mustRun(t, src, "push", reg.Addr+"/multi:amd64")
@@ -111,7 +112,7 @@ func TestRegistry_Index(t *testing.T) {
 		mt, armDigest, len(armManRaw), mt, amdDigest, len(mustGet(t, base+"/v2/multi/manifests/amd64", mt)))
 	indexDigest := putManifest(t, base, "multi", "latest", "application/vnd.oci.image.index.v1+json", []byte(index))
 
-	arm := newTestStore(t)
+	arm := storetest.Root(t)
 	out := mustRun(t, arm, "pull", "--platform", "linux/arm64", reg.Addr+"/multi")
 	if !strings.Contains(out, "Digest: "+indexDigest.String()+"\n") || !strings.HasPrefix(out, "Using default tag: latest\n") {
 		t.Errorf("pull --platform linux/arm64 printed:\n%s", out)
@@ -122,12 +123,12 @@ func TestRegistry_Index(t *testing.T) {
 	if got := strings.TrimSpace(mustRun(t, arm, "image", "inspect", "-f", "{{json .RepoDigests}}", reg.Addr+"/multi")); got != `["`+reg.Addr+`/multi@`+indexDigest.String()+`"]` {
 		t.Errorf("RepoDigests: %s, want the index's digest", got)
 	}
-	amd := newTestStore(t)
+	amd := storetest.Root(t)
 	mustRun(t, amd, "pull", "--platform", "linux/amd64", reg.Addr+"/multi:latest")
 	if got := storeImageID(t, amd, reg.Addr+"/multi"); got != amdID {
 		t.Errorf("--platform linux/amd64 pulled %s, want %s", got, amdID)
 	}
-	none := newTestStore(t)
+	none := storetest.Root(t)
 	r := runStrata(t, none, "", "pull", "--platform", "linux/s390x", reg.Addr+"/multi")
 	if r.err == nil || !strings.Contains(r.stderr, "no matching manifest for linux/s390x in the manifest list entries") {
 		t.Errorf("pull of a platform the index lacks: %v\n%s", r.err, r.stderr)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/strata-dev/strata/internal/fixtures"
 	"github.com/strata-dev/strata/internal/registrytest"
+	"github.com/strata-dev/strata/internal/storetest"
 	"github.com/strata-dev/strata/internal/treecmp"
 )
 
@@ -36,7 +37,7 @@ func TestRegistry_Skopeo(t *testing.T) {
 	needSkopeo(t)
 	registryEnv(t)
 	reg := registrytest.Start(t, registrytest.Options{})
-	src := newTestStore(t)
+	src := storetest.Root(t)
 	loadDemo(t, src)
 	id := storeImageID(t, src, "demo")
 	name := reg.Addr + "/demo:v1"
@@ -59,7 +60,7 @@ func TestRegistry_Skopeo(t *testing.T) {
 	// OCI layout converts docker's config to OCI's, a new ID).
 	archive := filepath.Join(t.TempDir(), "back.tar")
 	skopeo(t, "copy", "--src-tls-verify=false", "docker://"+name, "docker-archive:"+archive+":back:latest")
-	back := newTestStore(t)
+	back := storetest.Root(t)
 	mustRun(t, back, "load", "-q", "-i", archive)
 	if got := storeImageID(t, back, "back"); got != id {
 		t.Errorf("skopeo's copy of the pushed image loads as %s, want %s", got, id)
@@ -71,12 +72,12 @@ func TestRegistry_Skopeo(t *testing.T) {
 		{"debian", filepath.Join(fixtures.Debian(t), "oci"), "debian"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			loaded := newTestStore(t)
+			loaded := storetest.Root(t)
 			mustRun(t, loaded, "load", "-q", "-i", tc.layout)
 			want := storeImageID(t, loaded, tc.ref)
 			target := reg.Addr + "/skopeo/" + strings.ReplaceAll(tc.name, " ", "-") + ":1"
 			skopeo(t, "copy", "--dest-tls-verify=false", "oci:"+tc.layout+":"+tc.ref, "docker://"+target)
-			pulled := newTestStore(t)
+			pulled := storetest.Root(t)
 			mustRun(t, pulled, "pull", target)
 			if got := storeImageID(t, pulled, target); got != want {
 				t.Errorf("pulled %s, the layout loads as %s", got, want)
@@ -94,7 +95,7 @@ func TestRegistry_Dockerd(t *testing.T) {
 	registryEnv(t)
 	reg := registrytest.Start(t, registrytest.Options{})
 	d := registrytest.StartDockerd(t)
-	src := newTestStore(t)
+	src := storetest.Root(t)
 	loadDemo(t, src)
 	id := storeImageID(t, src, "demo")
 	name := reg.Addr + "/demo:v1"
@@ -120,7 +121,7 @@ func TestRegistry_Dockerd(t *testing.T) {
 		t.Fatalf("docker push: %v\n%s", err, out)
 	}
 	dockerID, _ := d.Docker(t, "image", "inspect", "-f", "{{.Id}}", byDocker)
-	dst := newTestStore(t)
+	dst := storetest.Root(t)
 	mustRun(t, dst, "pull", byDocker)
 	if got := storeImageID(t, dst, byDocker); got != strings.TrimSpace(dockerID) {
 		t.Errorf("strata pulled %s, docker pushed %s", got, strings.TrimSpace(dockerID))

@@ -18,6 +18,7 @@ import (
 	"testing"
 
 	"github.com/strata-dev/strata/internal/registrytest"
+	"github.com/strata-dev/strata/internal/storetest"
 	"github.com/strata-dev/strata/internal/treecmp"
 	"github.com/strata-dev/strata/layerstore"
 )
@@ -63,7 +64,7 @@ func TestRegistry_PushPull(t *testing.T) {
 	registryEnv(t)
 	reg := registrytest.Start(t, registrytest.Options{})
 	proxy := registrytest.StartProxy(t, reg.URL())
-	src, dst := newTestStore(t), newTestStore(t)
+	src, dst := storetest.Root(t), storetest.Root(t)
 	loadDemo(t, src)
 	id := storeImageID(t, src, "demo")
 	name := proxy.Addr + "/demo:v1"
@@ -135,7 +136,7 @@ func TestRegistry_PushPull(t *testing.T) {
 	}
 
 	// By digest: no tag, a row of its own under the repository.
-	fresh := newTestStore(t)
+	fresh := storetest.Root(t)
 	mustRun(t, fresh, "pull", proxy.Addr+"/demo@"+dgst)
 	if got := mustRun(t, fresh, "images", "--digests", "--format", "{{.Repository}} {{.Tag}} {{.Digest}}"); got != proxy.Addr+"/demo <none> "+dgst+"\n" {
 		t.Errorf("images after a pull by digest: %q", got)
@@ -151,7 +152,7 @@ func TestRegistry_BasePresent(t *testing.T) {
 	registryEnv(t)
 	reg := registrytest.Start(t, registrytest.Options{})
 	proxy := registrytest.StartProxy(t, reg.URL())
-	src, dst := newTestStore(t), newTestStore(t)
+	src, dst := storetest.Root(t), storetest.Root(t)
 	loadDemo(t, src)
 	// A child image: the demo plus one layer.
 	child := addLayer(t, src, "demo", proxy.Addr+"/demo:child")
@@ -253,7 +254,7 @@ func addLayer(t *testing.T, root, base, name string) childImage {
 func TestRegistry_ProgressOnATerminal(t *testing.T) {
 	registryEnv(t)
 	reg := registrytest.Start(t, registrytest.Options{})
-	src := newTestStore(t)
+	src := storetest.Root(t)
 	loadDemo(t, src)
 	name := reg.Addr + "/demo:v1"
 	mustRun(t, src, "tag", "demo", name)
@@ -266,7 +267,7 @@ func TestRegistry_ProgressOnATerminal(t *testing.T) {
 			t.Errorf("push on a terminal lacks %q:\n%q", want, screen)
 		}
 	}
-	screen, err = runStrataTTY(t, newTestStore(t), "pull", name)
+	screen, err = runStrataTTY(t, storetest.Root(t), "pull", name)
 	if err != nil {
 		t.Fatalf("pull on a terminal: %v\n%q", err, screen)
 	}
@@ -285,7 +286,7 @@ func TestRegistry_ProgressOnATerminal(t *testing.T) {
 func TestRegistry_AllTags(t *testing.T) {
 	registryEnv(t)
 	reg := registrytest.Start(t, registrytest.Options{})
-	src := newTestStore(t)
+	src := storetest.Root(t)
 	loadDemo(t, src)
 	repo := reg.Addr + "/tags"
 	r := runStrata(t, src, "", "push", repo+":v1")
@@ -298,7 +299,7 @@ func TestRegistry_AllTags(t *testing.T) {
 	if !strings.Contains(out, "v1: digest: sha256:") || !strings.Contains(out, "v2: digest: sha256:") {
 		t.Errorf("push -a printed:\n%s", out)
 	}
-	dst := newTestStore(t)
+	dst := storetest.Root(t)
 	mustRun(t, dst, "pull", "-a", repo)
 	if got := mustRun(t, dst, "images", "--format", "{{.Repository}}:{{.Tag}}"); got != repo+":v1\n"+repo+":v2\n" {
 		t.Errorf("after pull -a: %q", got)
