@@ -28,6 +28,8 @@ func newImageCmd(g *globals) *cobra.Command {
 		asSubcommand(newTagCmd(g), "tag SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]"),
 		asSubcommand(newLoadCmd(g), ""),
 		asSubcommand(newImportCmd(g), ""),
+		asSubcommand(newPullCmd(g), ""),
+		asSubcommand(newPushCmd(g), ""),
 	)
 	return cmd
 }
