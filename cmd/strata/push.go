@@ -29,8 +29,9 @@ the image's RepoDigests.`,
 		Example: `  strata tag demo localhost:5000/demo:v1
   strata push localhost:5000/demo:v1
   strata push -a localhost:5000/demo`,
-		Args:    cobra.ExactArgs(1),
-		GroupID: "image",
+		Args:              cobra.ExactArgs(1),
+		GroupID:           "image",
+		ValidArgsFunction: completeImages(g, 1, false),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runPush(cmd, g, o, args[0])
 		},
