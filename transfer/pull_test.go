@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/strata-dev/strata/internal/dockertest"
 	"github.com/strata-dev/strata/internal/fixtures"
 	"github.com/strata-dev/strata/internal/registrytest"
 	"github.com/strata-dev/strata/internal/storetest"
@@ -162,7 +163,8 @@ func childOf(t testing.TB, s *layerstore.Store, base, name string, size int) lay
 // BenchmarkPull pulls the Debian image ($STRATA_DEBIAN) from a loopback
 // registry into an empty store, beside skopeo copy into an empty
 // containers-storage (vfs driver, its own root) and docker pull into a
-// dockerd of its own (vfs) from the same registry, interleaved in each
+// dockerd of its own (internal/dockertest: overlay2, else vfs) from the same
+// registry, interleaved in each
 // iteration with the order rotated. It reports seconds per pull of each and
 // the ratios. Then "base-present": a child of Debian (one 32 MiB layer
 // more) pulled where Debian is stored; it reports the blob bytes that
@@ -185,9 +187,16 @@ func BenchmarkPull(b *testing.B) {
 		}
 	}
 	_, haveSkopeo := exec.LookPath("skopeo")
-	d, why := registrytest.TryDockerd(b)
-	if d == nil {
-		b.Logf("no docker contender: %s", why)
+	ddir, err := os.MkdirTemp("", "registry-bench-dockerd-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	d, err := dockertest.Start(ddir) // removes ddir when it fails or closes
+	if err != nil {
+		b.Logf("no docker contender: %v", err)
+		d = nil
+	} else {
+		b.Cleanup(func() { d.Close() })
 	}
 	tmp := b.TempDir()
 	b.Cleanup(func() { exec.Command("rm", "-rf", filepath.Join(tmp, "cs")).Run() })
@@ -228,10 +237,10 @@ func BenchmarkPull(b *testing.B) {
 	}
 	if d != nil {
 		contenders = append(contenders, contender{"docker",
-			func(b *testing.B) { d.Docker(b, "rmi", "-f", name, childName) },
+			func(b *testing.B) { d.Docker("", "rmi", "-f", name, childName) },
 			func(b *testing.B, ref string) {
-				if out, err := d.Docker(b, "pull", "-q", ref); err != nil {
-					b.Fatalf("docker pull: %v\n%s", err, out)
+				if r := d.Docker("", "pull", "-q", ref); r.Code != 0 {
+					b.Fatalf("docker pull: %s", r.Stderr)
 				}
 			}})
 	}

@@ -90,40 +90,32 @@ func TestRegistry_Skopeo(t *testing.T) {
 }
 
 // TestRegistry_Dockerd: dockerd pulls what strata pushed as the same image
-// ID, and strata pulls what dockerd pushed as the same image ID.
+// ID, and strata pulls what dockerd pushed as the same image ID. It uses the
+// tests' shared dockerd and removes its own images from it at the end.
 func TestRegistry_Dockerd(t *testing.T) {
 	registryEnv(t)
 	reg := registrytest.Start(t, registrytest.Options{})
-	d := registrytest.StartDockerd(t)
+	d := docker(t)
 	src := storetest.Root(t)
 	loadDemo(t, src)
 	id := storeImageID(t, src, "demo")
 	name := reg.Addr + "/demo:v1"
+	byDocker := reg.Addr + "/bydocker:1"
+	t.Cleanup(func() { d.Docker("", "rmi", name, byDocker) })
 	mustRun(t, src, "tag", "demo", name)
 	mustRun(t, src, "push", name)
-	if out, err := d.Docker(t, "pull", name); err != nil {
-		t.Fatalf("docker pull: %v\n%s", err, out)
-	}
-	out, err := d.Docker(t, "image", "inspect", "-f", "{{.Id}}", name)
-	if err != nil || strings.TrimSpace(out) != id {
-		t.Errorf("docker pulled %s (%v), strata pushed %s", strings.TrimSpace(out), err, id)
+	mustDocker(t, d, "pull", name)
+	if got := strings.TrimSpace(mustDocker(t, d, "image", "inspect", "-f", "{{.Id}}", name)); got != id {
+		t.Errorf("docker pulled %s, strata pushed %s", got, id)
 	}
 
-	// docker push of an image docker loaded; strata pulls it.
-	if out, err := d.Docker(t, "load", "-i", filepath.Join(fixtureDir(t), "demo.docker.tar")); err != nil {
-		t.Fatalf("docker load: %v\n%s", err, out)
-	}
-	byDocker := reg.Addr + "/bydocker:1"
-	if out, err := d.Docker(t, "tag", "demo:latest", byDocker); err != nil {
-		t.Fatalf("docker tag: %v\n%s", err, out)
-	}
-	if out, err := d.Docker(t, "push", byDocker); err != nil {
-		t.Fatalf("docker push: %v\n%s", err, out)
-	}
-	dockerID, _ := d.Docker(t, "image", "inspect", "-f", "{{.Id}}", byDocker)
+	// docker push of the image docker loaded from the fixture archive.
+	mustDocker(t, d, "tag", "demo:latest", byDocker)
+	mustDocker(t, d, "push", byDocker)
+	dockerID := strings.TrimSpace(mustDocker(t, d, "image", "inspect", "-f", "{{.Id}}", byDocker))
 	dst := storetest.Root(t)
 	mustRun(t, dst, "pull", byDocker)
-	if got := storeImageID(t, dst, byDocker); got != strings.TrimSpace(dockerID) {
-		t.Errorf("strata pulled %s, docker pushed %s", got, strings.TrimSpace(dockerID))
+	if got := storeImageID(t, dst, byDocker); got != dockerID {
+		t.Errorf("strata pulled %s, docker pushed %s", got, dockerID)
 	}
 }
