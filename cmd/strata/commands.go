@@ -40,6 +40,7 @@ func subcommands(g *globals) []*cobra.Command {
 		newPsCmd(g),
 		newLogsCmd(g),
 		newExecCmd(g),
+		newCpCmd(g),
 		newContainerCmd(g),
 		newSuperviseCmd(g),
 		newSystemCmd(g),

@@ -23,7 +23,7 @@ func newContainerCmd(g *globals) *cobra.Command {
 	for _, c := range []*cobra.Command{
 		ls, newContainerInspectCmd(g), newContainerPruneCmd(g),
 		newRunCmd(g), newCreateCmd(g), newStartCmd(g), newStopCmd(g), newRestartCmd(g),
-		newKillCmd(g), newContainerRmCmd(g), newWaitCmd(g), newLogsCmd(g), newExecCmd(g),
+		newKillCmd(g), newContainerRmCmd(g), newWaitCmd(g), newLogsCmd(g), newExecCmd(g), newCpCmd(g),
 	} {
 		c.GroupID = ""
 		cmd.AddCommand(c)
