@@ -119,9 +119,92 @@ func newContainerInspectCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// inspectContainer is docker inspect's document for a container, with the
-// fields strata has a value for and docker's zero values for the rest.
-func inspectContainer(root string, c *container.Containers, r *container.Record) map[string]any {
+// containerInspect is docker inspect's document for a container, its
+// fields in docker's order, with the values strata has and docker's zero
+// values for the rest.
+type containerInspect struct {
+	Id              string
+	Created         string
+	Path            string
+	Args            []string
+	State           containerStateDoc
+	Image           string
+	ResolvConfPath  string
+	HostnamePath    string
+	HostsPath       string
+	LogPath         string
+	Name            string
+	RestartCount    int
+	Driver          string
+	Platform        string
+	MountLabel      string
+	ProcessLabel    string
+	AppArmorProfile string
+	ExecIDs         []string
+	HostConfig      hostConfigDoc
+	GraphDriver     graphDriver
+	Mounts          []mountDoc
+	Config          containerConfigDoc
+	NetworkSettings struct{ Networks map[string]struct{} }
+}
+
+type containerStateDoc struct {
+	Status                                       container.Status
+	Running, Paused, Restarting, OOMKilled, Dead bool
+	Pid, ExitCode                                int
+	Error                                        string
+	StartedAt, FinishedAt                        string
+}
+
+type hostConfigDoc struct {
+	Binds           []string
+	ContainerIDFile string
+	LogConfig       struct {
+		Type   string
+		Config map[string]string
+	}
+	NetworkMode   string
+	PortBindings  map[string]any
+	RestartPolicy struct {
+		Name              string
+		MaximumRetryCount int
+	}
+	AutoRemove     bool
+	CgroupnsMode   string
+	IpcMode        string
+	Privileged     bool
+	ReadonlyRootfs bool
+	Runtime        string
+	Init           bool
+}
+
+type mountDoc struct {
+	Type        string
+	Name        string `json:",omitempty"`
+	Source      string
+	Destination string
+	Driver      string `json:",omitempty"`
+	Mode        string
+	RW          bool
+	Propagation string
+}
+
+type containerConfigDoc struct {
+	Hostname, Domainname, User              string
+	AttachStdin, AttachStdout, AttachStderr bool
+	ExposedPorts                            map[string]struct{} `json:",omitempty"`
+	Tty, OpenStdin, StdinOnce               bool
+	Env, Cmd                                []string
+	Image                                   string
+	Volumes                                 map[string]struct{}
+	WorkingDir                              string
+	Entrypoint, OnBuild                     []string
+	Labels                                  map[string]string
+	StopSignal                              string `json:",omitempty"`
+}
+
+// inspectContainer is docker inspect's document for container r.
+func inspectContainer(root string, c *container.Containers, r *container.Record) containerInspect {
 	cfg := r.RunConfig()
 	st := r.State.Current()
 	args := append(append([]string{}, cfg.Entrypoint...), cfg.Cmd...)
@@ -139,22 +222,22 @@ func inspectContainer(root string, c *container.Containers, r *container.Record)
 	}
 	dir := c.Records().Dir(r.ID)
 	var binds []string
-	mounts := []map[string]any{}
+	mounts := []mountDoc{}
 	for _, v := range r.Volumes {
 		mode := ""
 		if v.ReadOnly {
 			mode = "ro"
 		}
-		m := map[string]any{"Type": v.Type, "Destination": v.Destination, "Mode": mode, "RW": !v.ReadOnly, "Propagation": "rprivate"}
+		m := mountDoc{Type: v.Type, Destination: v.Destination, Mode: mode, RW: !v.ReadOnly, Propagation: "rprivate"}
 		if v.Type == "bind" {
-			m["Source"] = v.Source
+			m.Source = v.Source
 			spec := v.Source + ":" + v.Destination
 			if v.ReadOnly {
 				spec += ":ro"
 			}
 			binds = append(binds, spec)
 		} else {
-			m["Name"], m["Source"], m["Driver"], m["Propagation"] = v.Name, root+"/volumes/"+v.Name+"/_data", "local", ""
+			m.Name, m.Source, m.Driver, m.Propagation = v.Name, root+"/volumes/"+v.Name+"/_data", "local", ""
 		}
 		mounts = append(mounts, m)
 	}
@@ -162,53 +245,49 @@ func inspectContainer(root string, c *container.Containers, r *container.Record)
 	for p := range cfg.ExposedPorts {
 		exposed[p] = struct{}{}
 	}
-	return map[string]any{
-		"Id":      r.ID,
-		"Created": r.Created.Format(time.RFC3339Nano),
-		"Path":    path,
-		"Args":    args,
-		"State": map[string]any{
-			"Status": st.Status, "Running": st.Status == container.Running, "Paused": false, "Restarting": false,
-			"OOMKilled": false, "Dead": false, "Pid": st.Pid, "ExitCode": st.ExitCode, "Error": st.Error,
-			"StartedAt": st.StartedAt.Format(time.RFC3339Nano), "FinishedAt": st.FinishedAt.Format(time.RFC3339Nano),
+	doc := containerInspect{
+		Id:      r.ID,
+		Created: r.Created.Format(time.RFC3339Nano),
+		Path:    path,
+		Args:    args,
+		State: containerStateDoc{
+			Status: st.Status, Running: st.Status == container.Running, Pid: st.Pid, ExitCode: st.ExitCode, Error: st.Error,
+			StartedAt: st.StartedAt.Format(time.RFC3339Nano), FinishedAt: st.FinishedAt.Format(time.RFC3339Nano),
 		},
-		"Image":          r.Image.String(),
-		"ResolvConfPath": dir + "/etc/resolv.conf",
-		"HostnamePath":   dir + "/etc/hostname",
-		"HostsPath":      dir + "/etc/hosts",
-		"LogPath":        c.LogPath(r.ID),
-		"Name":           "/" + r.Name,
-		"RestartCount":   0,
-		"Driver":         "strata",
-		"Platform":       "linux",
-		"MountLabel":     "", "ProcessLabel": "", "AppArmorProfile": "",
-		"ExecIDs": nil,
-		"HostConfig": map[string]any{
-			"Binds": binds, "ContainerIDFile": "", "LogConfig": map[string]any{"Type": "json-file", "Config": map[string]string{}},
-			"NetworkMode": network, "PortBindings": map[string]any{}, "RestartPolicy": map[string]any{"Name": "no", "MaximumRetryCount": 0},
-			"AutoRemove": r.AutoRemove, "ReadonlyRootfs": r.Options.ReadOnly, "Init": r.Options.Init, "Runtime": "runc",
-			"Privileged": false, "IpcMode": "private", "CgroupnsMode": "host",
+		Image:          r.Image.String(),
+		ResolvConfPath: dir + "/etc/resolv.conf",
+		HostnamePath:   dir + "/etc/hostname",
+		HostsPath:      dir + "/etc/hosts",
+		LogPath:        c.LogPath(r.ID),
+		Name:           "/" + r.Name,
+		Driver:         "strata",
+		Platform:       "linux",
+		HostConfig: hostConfigDoc{
+			Binds: binds, NetworkMode: network, PortBindings: map[string]any{},
+			AutoRemove: r.AutoRemove, CgroupnsMode: "host", IpcMode: "private",
+			ReadonlyRootfs: r.Options.ReadOnly, Runtime: "runc", Init: r.Options.Init,
 		},
-		"GraphDriver": map[string]any{
-			"Name": "strata",
-			"Data": map[string]string{
+		GraphDriver: graphDriver{
+			Name: "strata",
+			Data: map[string]string{
 				"MountID":   r.MountID,
 				"UpperDir":  root + "/mounts/" + r.MountID + "/upper",
 				"MergedDir": dir + "/rootfs",
 			},
 		},
-		"Mounts": mounts,
-		"Config": map[string]any{
-			"Hostname": hostname, "Domainname": "", "User": cfg.User,
-			"AttachStdin": r.OpenStdin, "AttachStdout": true, "AttachStderr": true,
-			"ExposedPorts": exposed, "Tty": r.Options.Tty, "OpenStdin": r.OpenStdin, "StdinOnce": false,
-			"Env": cfg.Env, "Cmd": cfg.Cmd, "Image": r.ImageRef, "Volumes": cfg.Volumes, "WorkingDir": cfg.WorkingDir,
-			"Entrypoint": cfg.Entrypoint, "OnBuild": nil, "Labels": cfg.Labels, "StopSignal": cfg.StopSignal,
-		},
-		"NetworkSettings": map[string]any{
-			"Networks": map[string]any{network: map[string]any{}},
+		Mounts: mounts,
+		Config: containerConfigDoc{
+			Hostname: hostname, User: cfg.User,
+			AttachStdin: r.OpenStdin, AttachStdout: true, AttachStderr: true,
+			ExposedPorts: exposed, Tty: r.Options.Tty, OpenStdin: r.OpenStdin,
+			Env: cfg.Env, Cmd: cfg.Cmd, Image: r.ImageRef, Volumes: cfg.Volumes, WorkingDir: cfg.WorkingDir,
+			Entrypoint: cfg.Entrypoint, Labels: cfg.Labels, StopSignal: cfg.StopSignal,
 		},
 	}
+	doc.HostConfig.LogConfig.Type, doc.HostConfig.LogConfig.Config = "json-file", map[string]string{}
+	doc.HostConfig.RestartPolicy.Name = "no"
+	doc.NetworkSettings.Networks = map[string]struct{}{network: {}}
+	return doc
 }
 
 // writeInspect prints docs as docker inspect does: an indented JSON array,

@@ -241,6 +241,19 @@ func TestContainer_InspectPrune(t *testing.T) {
 	if got != want {
 		t.Errorf("inspect:\n%s\nwant:\n%s", got, want)
 	}
+	// docker's order of keys, not sorted ones.
+	raw := mustRun(t, root, "container", "inspect", "insp")
+	last := -1
+	for _, k := range []string{"Id", "Created", "Path", "Args", "State", "Status", "Running", "Pid", "ExitCode", "StartedAt", "FinishedAt",
+		"Image", "ResolvConfPath", "Name", "Driver", "HostConfig", "Binds", "NetworkMode", "GraphDriver", "Mounts", "Type", "Source", "Destination",
+		"Config", "Hostname", "Env", "Cmd", "Entrypoint", "Labels", "NetworkSettings"} {
+		i := strings.Index(raw[last+1:], `"`+k+`":`)
+		if i < 0 {
+			t.Errorf("inspect: %q missing or out of docker's order:\n%s", k, raw)
+			break
+		}
+		last += 1 + i
+	}
 	if r := runStrata(t, root, "", "start", "-a", "insp"); r.code != 4 {
 		t.Errorf("start -a: exit %d", r.code)
 	}
