@@ -2,6 +2,7 @@ package container
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -38,10 +40,14 @@ type Runtime struct {
 // ExitNotFound, ExitCannotInvoke or ExitRuntimeFailed.
 type StartError struct {
 	Code int
+	Op   string // "create" (a run) or "exec"
 	Msg  string // what the runtime said
 }
 
-func (e *StartError) Error() string { return e.Msg }
+// Error is docker's shape: OCI runtime create failed: ...: unknown.
+func (e *StartError) Error() string {
+	return fmt.Sprintf("OCI runtime %s failed: %s: unknown", e.Op, e.Msg)
+}
 
 // Stdio are the process's standard streams; nil means /dev/null.
 type Stdio struct {
@@ -110,17 +116,27 @@ func (r *Runtime) foreground(dir string, stdio Stdio, started func(pid int), sub
 	_ = os.Remove(logPath)
 	_ = os.Remove(pidPath)
 	all := r.args(append([]string{"--log", logPath, "--log-format", "json", sub, "--pid-file", pidPath}, args...)...)
+	op := "create"
+	if sub == "exec" {
+		op = "exec"
+	}
+	// Until the process exists, whatever comes out is the runtime's own
+	// (runc prints its error on the process's stderr): held back, and
+	// dropped if the start fails, as the error is returned instead.
+	out, errw := &gate{w: stdio.Stdout}, &gate{w: stdio.Stderr}
 	c := exec.Command(r.binary(), all...)
-	c.Stdin, c.Stdout, c.Stderr = stdio.Stdin, stdio.Stdout, stdio.Stderr
+	c.Stdin, c.Stdout, c.Stderr = stdio.Stdin, out.writer(), errw.writer()
 	if err := c.Start(); err != nil {
-		return ExitRuntimeFailed, &StartError{Code: ExitRuntimeFailed, Msg: err.Error()}
+		return ExitRuntimeFailed, &StartError{Code: ExitRuntimeFailed, Op: op, Msg: err.Error()}
 	}
 	exited := make(chan struct{})
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
-		if started != nil {
-			if pid, ok := waitPidFile(pidPath, exited); ok {
+		if pid, ok := waitPidFile(pidPath, exited); ok {
+			out.open()
+			errw.open()
+			if started != nil {
 				started(pid)
 			}
 		}
@@ -128,8 +144,13 @@ func (r *Runtime) foreground(dir string, stdio Stdio, started func(pid int), sub
 	err := c.Wait()
 	close(exited)
 	<-watched
-	if msg := runtimeError(logPath); msg != "" {
-		se := &StartError{Code: ExitRuntimeFailed, Msg: msg}
+	msg := runtimeError(logPath)
+	if msg == "" {
+		out.open()
+		errw.open()
+	}
+	if msg != "" {
+		se := &StartError{Code: ExitRuntimeFailed, Op: op, Msg: msg}
 		switch {
 		case strings.Contains(msg, "executable file not found"), strings.Contains(msg, "no such file or directory"):
 			se.Code = ExitNotFound
@@ -146,9 +167,43 @@ func (r *Runtime) foreground(dir string, stdio Stdio, started func(pid int), sub
 		return ee.ExitCode(), nil
 	}
 	if err != nil {
-		return ExitRuntimeFailed, &StartError{Code: ExitRuntimeFailed, Msg: err.Error()}
+		return ExitRuntimeFailed, &StartError{Code: ExitRuntimeFailed, Op: op, Msg: err.Error()}
 	}
 	return 0, nil
+}
+
+// gate holds what is written to w back until open; what it holds then is
+// passed on. A nil w stays nil (the process gets /dev/null).
+type gate struct {
+	w      io.Writer
+	mu     sync.Mutex
+	opened bool
+	held   bytes.Buffer
+}
+
+func (g *gate) writer() io.Writer {
+	if g.w == nil {
+		return nil
+	}
+	return g
+}
+
+func (g *gate) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.opened {
+		return g.held.Write(p)
+	}
+	return g.w.Write(p)
+}
+
+func (g *gate) open() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.opened && g.w != nil {
+		_, _ = g.held.WriteTo(g.w)
+	}
+	g.opened = true
 }
 
 // waitPidFile returns the pid runc writes to path once the container

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/strata-dev/strata/container"
@@ -33,20 +34,36 @@ func startDetachedContainer(g *globals, c *container.Containers, id string) erro
 	if msg, ok := strings.CutPrefix(line, "error: "); ok {
 		return errors.New(msg)
 	}
+	if rest, ok := strings.CutPrefix(line, "error "); ok { // error CODE: message
+		code, msg, _ := strings.Cut(rest, ": ")
+		if n, err := strconv.Atoi(code); err == nil {
+			return &exitError{code: n, err: errors.New(msg)}
+		}
+		return errors.New(rest)
+	}
 	return nil
+}
+
+// reportError is how a supervisor reports an error that kept its container
+// from starting: with the exit status when it is docker's 126 or 127.
+func reportError(err error) string {
+	var se *container.StartError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("error %d: %s", se.Code, err)
+	}
+	return "error: " + err.Error()
 }
 
 // failed wraps an error of strata itself (not of the container's command)
 // with docker's exit status 125. A command that could not be run has its
-// own status (126, 127), and the runtime has already said why on the
-// container's stderr: it is not said twice.
+// own status (126, 127), with the runtime's reason in docker's words.
 func failed(err error) error {
 	if err == nil {
 		return nil
 	}
 	var se *container.StartError
 	if errors.As(err, &se) {
-		return &exitError{code: se.Code}
+		return &exitError{code: se.Code, err: err}
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {

@@ -30,10 +30,6 @@ with the command's status; 126 when it cannot be run or found.`,
 			}
 			o.Cmd = args[1:]
 			code, err := c.Exec(args[0], o, container.Stdio{Stdin: cmd.InOrStdin(), Stdout: cmd.OutOrStdout(), Stderr: cmd.ErrOrStderr()})
-			var se *container.StartError
-			if errors.As(err, &se) {
-				return &exitError{code: code} // runc said why, on stderr
-			}
 			if err != nil {
 				return &exitError{code: code, err: err}
 			}

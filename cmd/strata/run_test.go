@@ -131,6 +131,23 @@ func TestRun_Errors(t *testing.T) {
 			t.Errorf("run %v: exit %d, %q; want %d and %q", tc.args, r.code, r.stderr, tc.code, tc.msg)
 		}
 	}
+	// The runtime's reason, once, in docker's words, and not in the logs;
+	// run -d exits as run does.
+	const notFound = `Error: OCI runtime create failed: runc run failed: unable to start container process: exec: "nosuch": executable file not found in $PATH: unknown` + "\n"
+	if r := runStrata(t, root, "", "run", "--name", "nf", "--entrypoint", "nosuch", "demo"); r.code != 127 || r.stderr != notFound || r.stdout != "" {
+		t.Errorf("run of a command not found: exit %d %q %q; want 127 %q", r.code, r.stdout, r.stderr, notFound)
+	}
+	if got := mustRun(t, root, "logs", "nf"); got != "" {
+		t.Errorf("the runtime's error is in the container's log: %q", got)
+	}
+	if got := mustRun(t, root, "inspect", "-f", "{{.State.Error}}", "nf"); got != strings.TrimPrefix(notFound, "Error: ") {
+		t.Errorf("State.Error: %q", got)
+	}
+	t.Setenv(cliEnv, "1") // the supervisor run -d starts is this test binary
+	if r := runStrata(t, root, "", "run", "-d", "--name", "nfd", "--entrypoint", "nosuch", "demo"); r.code != 127 || r.stderr != notFound {
+		t.Errorf("run -d of a command not found: exit %d %q", r.code, r.stderr)
+	}
+	mustRun(t, root, "rm", "nf", "nfd")
 	mustRun(t, root, "create", "--name", "dup", "demo")
 	if r := runStrata(t, root, "", "run", "--name", "dup", "demo"); r.code != 125 || !strings.Contains(r.stderr, `the container name "/dup" is already in use`) {
 		t.Errorf("name in use: exit %d %q", r.code, r.stderr)
@@ -219,6 +236,10 @@ func TestExec(t *testing.T) {
 		if r.stdout != tc.stdout || r.code != tc.code {
 			t.Errorf("exec %v: %q %q, exit %d; want %q, exit %d", tc.args, r.stdout, r.stderr, r.code, tc.stdout, tc.code)
 		}
+	}
+	const execNotFound = `Error: OCI runtime exec failed: exec failed: unable to start container process: exec: "nosuch": executable file not found in $PATH: unknown` + "\n"
+	if r := runStrata(t, root, "", "exec", "ex", "nosuch"); r.stderr != execNotFound {
+		t.Errorf("exec of a command not found: %q; want %q", r.stderr, execNotFound)
 	}
 	// The exec'd write lands in the container's layer.
 	mustRun(t, root, "exec", "ex", "sh", "-c", "echo via-exec > /etc/exec")

@@ -39,7 +39,7 @@ func newSuperviseCmd(g *globals) *cobra.Command {
 			}()
 			code, err := c.Run(context.WithoutCancel(cmd.Context()), args[0], container.Stdio{}, func(err error) {
 				if err != nil {
-					report("error: " + err.Error())
+					report(reportError(err))
 				} else {
 					report("started")
 				}
