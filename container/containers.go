@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -154,6 +155,7 @@ func (c *Containers) sessionOptions(rec *Record) session.Options {
 		Suid:       true,
 		AllowOther: true,
 		FsName:     "strata-container:" + rec.ID[:12],
+		Owner:      owner(rec.ID),
 		Logger:     c.log,
 	}
 }
@@ -405,26 +407,73 @@ func (c *Containers) Remove(ctx context.Context, ref string, force, removeVolume
 	return err
 }
 
+var validID = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// owner is what the leases of container id's top layer are kept by.
+func owner(id string) string { return "container:" + id }
+
 // remove deletes what rec holds: runtime state, top layer, then the record.
+// A top layer that cannot be removed keeps the record, so rm can be run
+// again.
 func (c *Containers) remove(rec *Record) error {
 	c.rt.forceDelete(rec.ID)
-	var errs []error
 	if rec.MountID != "" {
 		if err := session.Remove(c.st, rec.MountID); err != nil && !errors.Is(err, layerstore.ErrNotFound) {
-			errs = append(errs, err)
+			return fmt.Errorf("container %s: its top layer: %w", rec.ID[:12], err)
 		}
 	}
+	return c.removeRest(rec.ID)
+}
+
+// removeRest deletes what is left of container id once its top layer is
+// gone: a mountpoint and network namespace a dead supervisor left, and its
+// directory with the record.
+func (c *Containers) removeRest(id string) error {
+	var errs []error
 	// A mountpoint and a network namespace a dead supervisor left behind.
-	_ = unix.Unmount(c.rootfs(rec.ID), unix.MNT_DETACH)
-	if err := removeNetns(netnsName(rec.ID)); err != nil {
+	_ = unix.Unmount(c.rootfs(id), unix.MNT_DETACH)
+	if err := removeNetns(netnsName(id)); err != nil {
 		errs = append(errs, err)
 	}
-	if err := c.records.Remove(rec.ID); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := c.records.Remove(id); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
 
+// RemoveOrphans removes the top layers whose container is gone (a crash
+// between a lease and its record, or in the middle of rm) and what else
+// such a container left, and returns the containers' IDs and the space
+// their top layers took.
+func (c *Containers) RemoveOrphans() (ids []string, size int64, err error) {
+	ms, err := c.st.Mounts()
+	if err != nil {
+		return nil, 0, err
+	}
+	var errs []error
+	for _, m := range ms {
+		id, ok := strings.CutPrefix(m.Owner, "container:")
+		if !ok || !validID.MatchString(id) || m.Running() {
+			continue
+		}
+		if _, err := c.records.Get(id); !errors.Is(err, ErrNotFound) {
+			continue
+		}
+		u, _ := c.st.MountUsage(m.ID)
+		if err := session.Remove(c.st, m.ID); err != nil && !errors.Is(err, layerstore.ErrNotFound) {
+			errs = append(errs, err)
+			continue
+		}
+		size += u
+		_ = unix.Unmount(c.rootfs(id), unix.MNT_DETACH)
+		if err := errors.Join(removeNetns(netnsName(id)), os.RemoveAll(c.records.Dir(id))); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		ids = append(ids, id)
+	}
+	return ids, size, errors.Join(errs...)
+}
 // ParseSignal reads a signal as docker takes it: SIGTERM, TERM or 15.
 func ParseSignal(s string) (syscall.Signal, error) {
 	if s == "" {

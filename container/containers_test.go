@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 	"github.com/strata-dev/strata/internal/fixtures"
 	"github.com/strata-dev/strata/internal/storetest"
 	"github.com/strata-dev/strata/layerstore"
+	"github.com/strata-dev/strata/session"
 )
 
 // superviseEnv makes the test binary a detached supervisor: "root\nrunc-root\nid".
@@ -326,3 +328,54 @@ type syncBuf struct {
 
 func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
 func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// A kept top layer whose container is gone (a crash between the lease and
+// the record, or inside session.Start with Keep) is found by its owner and
+// removed; a container's own is left alone.
+func TestContainers_RemoveOrphans(t *testing.T) {
+	c, st := openContainers(t)
+	ctx := context.Background()
+	kept, err := c.Create(ctx, "demo", CreateOptions{Name: "kept", Options: Options{Cmd: []string{"-c", "true"}, Network: NetworkNone}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What a crash inside Start(Keep) leaves: a kept lease with a written
+	// top layer, and no record.
+	lost := NewID()
+	dir := t.TempDir()
+	s, err := session.Start(ctx, st, "demo", dir, session.Options{ID: lost[:12], Keep: true, Owner: owner(lost)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "f"), []byte("lost"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// And what one inside Prepare leaves.
+	lost2 := NewID()
+	if _, err := session.Prepare(ctx, st, "demo", session.Options{ID: lost2[:12], Keep: true, Owner: owner(lost2)}); err != nil {
+		t.Fatal(err)
+	}
+	ids, size, err := c.RemoveOrphans()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 2 || !slices.Contains(ids, lost) || !slices.Contains(ids, lost2) || size <= 0 {
+		t.Errorf("removed %q (%d bytes), want %s and %s", ids, size, lost[:12], lost2[:12])
+	}
+	ms, err := st.Mounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 1 || ms[0].ID != kept.MountID {
+		t.Errorf("leases left: %v, want only the container's %s", ms, kept.MountID)
+	}
+	if _, err := os.Stat(session.UpperDir(st, lost[:12])); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the orphan's top layer is still there: %v", err)
+	}
+	if ids, _, err := c.RemoveOrphans(); err != nil || len(ids) != 0 {
+		t.Errorf("a second pass removed %q, %v", ids, err)
+	}
+}

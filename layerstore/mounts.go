@@ -29,7 +29,10 @@ type MountRecord struct {
 	// Keep: the top layer outlives its server (a stopped container keeps
 	// its writable layer), so the lease holds until it is removed. PID 0
 	// then means no server serves it now.
-	Keep    bool      `json:"keep,omitempty"`
+	Keep bool `json:"keep,omitempty"`
+	// Owner names what keeps the lease ("container:ID"): a kept lease
+	// whose owner is gone is found by it and removed.
+	Owner   string    `json:"owner,omitempty"`
 	Created time.Time `json:"created"`
 }
 

@@ -30,6 +30,10 @@ type Options struct {
 	// Keep keeps the top layer and the lease when the server stops, for
 	// Resume; only Remove deletes them. Ignored by Resume (the lease says).
 	Keep bool
+	// Owner is recorded in the lease (layerstore.MountRecord.Owner) by
+	// Start and Prepare, so that what keeps a kept lease finds it after a
+	// crash. Ignored by Resume.
+	Owner string
 	// Suid, Dev and AllowOther are fs.Options': an image's setuid bits and
 	// device nodes take effect only when asked for.
 	Suid, Dev, AllowOther bool
@@ -108,6 +112,7 @@ func Start(ctx context.Context, st *layerstore.Store, ref, dir string, o Options
 		Dir:      dir,
 		ReadOnly: o.ReadOnly,
 		Keep:     o.Keep && !o.ReadOnly,
+		Owner:    o.Owner,
 		Created:  time.Now(),
 	}
 	if err := setServer(&rec); err != nil {
@@ -148,7 +153,7 @@ func Prepare(ctx context.Context, st *layerstore.Store, ref string, o Options) (
 	if id == "" {
 		id = NewID()
 	}
-	rec := layerstore.MountRecord{ID: id, Image: img.ID, Ref: ref, Keep: true, Created: time.Now()}
+	rec := layerstore.MountRecord{ID: id, Image: img.ID, Ref: ref, Keep: true, Owner: o.Owner, Created: time.Now()}
 	// The lease first, then the layer, then the lease marked stopped. A
 	// crash in between leaves a kept lease: the caller names it (Options.ID)
 	// before, so that what it keeps can remove it (session.Remove).

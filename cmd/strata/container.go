@@ -37,7 +37,8 @@ func newContainerPruneCmd(g *globals) *cobra.Command {
 		Use:   "prune [OPTIONS]",
 		Short: "Remove all stopped containers",
 		Long: `Remove every container that is not running, with its writable layer, as docker
-container prune does. Asks first unless -f is given.`,
+container prune does, and the writable layers a crash left without their
+container. Asks first unless -f is given.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
@@ -70,6 +71,13 @@ container prune does. Asks first unless -f is given.`,
 				deleted = append(deleted, r.ID)
 				reclaimed += size
 			}
+			// Top layers whose container a crash took away.
+			orphans, size, err := c.RemoveOrphans()
+			if err != nil {
+				errs = append(errs, err)
+			}
+			deleted = append(deleted, orphans...)
+			reclaimed += size
 			if len(deleted) > 0 {
 				fmt.Fprintln(out, "Deleted Containers:")
 				for _, id := range deleted {
