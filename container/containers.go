@@ -474,6 +474,7 @@ func (c *Containers) RemoveOrphans() (ids []string, size int64, err error) {
 	}
 	return ids, size, errors.Join(errs...)
 }
+
 // ParseSignal reads a signal as docker takes it: SIGTERM, TERM or 15.
 func ParseSignal(s string) (syscall.Signal, error) {
 	if s == "" {
