@@ -90,6 +90,7 @@ func (s *Store) Check(contents bool) (*CheckReport, error) {
 		c.objectRecords(tx)
 		c.images(tx)
 		c.refs(tx)
+		c.holds(tx)
 		c.trees(tx)
 		c.mounts(tx)
 		checkCache(tx, c.problem)
@@ -231,6 +232,19 @@ func (c *checker) refs(tx *bolt.Tx) {
 	bucket(tx, bucketRefs).ForEach(func(k, v []byte) error {
 		if bucket(tx, bucketImages).Get(v) == nil {
 			c.problem("tag %s: names missing image %s", k, v)
+		}
+		return nil
+	})
+}
+
+// holds checks that each hold names a tag and a holder; one whose tag is
+// not there (yet: a holder takes it first) is garbage its holder releases.
+func (c *checker) holds(tx *bolt.Tx) {
+	bucket(tx, bucketHolds).ForEach(func(k, v []byte) error {
+		if _, err := ParseTag(string(k)); err != nil || len(v) == 0 {
+			c.problem("hold %q by %q: not a tag and a holder", k, v)
+		} else if bucket(tx, bucketRefs).Get(k) == nil {
+			c.garbage("hold on %s by %s: no such tag (its holder releases it)", k, v)
 		}
 		return nil
 	})

@@ -234,6 +234,11 @@ func (s *Store) Tag(src, target string) error {
 		if err != nil {
 			return err
 		}
+		if old := bucket(tx, bucketRefs).Get([]byte(name)); old != nil && string(old) != string(id) {
+			if holder := bucket(tx, bucketHolds).Get([]byte(name)); holder != nil {
+				return fmt.Errorf("tag %s is held by %s: %w", name, holder, ErrInUse)
+			}
+		}
 		if err := touchTagTime(tx, id, time.Now().UTC()); err != nil {
 			return err
 		}

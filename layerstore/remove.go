@@ -26,13 +26,19 @@ func (r *RemoveReport) add(o *RemoveReport) {
 	r.Reclaimed += o.Reclaimed
 }
 
-// ConflictError is docker's refusal to delete without force.
+// ConflictError is docker's refusal to delete without force (or, Final,
+// at all).
 type ConflictError struct {
 	Ref, Reason string
+	Final       bool
 }
 
 func (e *ConflictError) Error() string {
-	return fmt.Sprintf("conflict: unable to delete %s (must be forced) - %s", e.Ref, e.Reason)
+	how := "must be forced"
+	if e.Final {
+		how = "cannot be forced"
+	}
+	return fmt.Sprintf("conflict: unable to delete %s (%s) - %s", e.Ref, how, e.Reason)
 }
 func (e *ConflictError) Unwrap() error { return ErrInUse }
 
@@ -63,6 +69,13 @@ func (s *Store) RemoveImage(ref string, force bool) (*RemoveReport, error) {
 			if n, err := NormalizeRef(ref); t == ref || err == nil && n == t {
 				byTag = t
 			}
+		}
+		if t, holder := heldTag(tx, tags); t != "" && (byTag == "" || byTag == t || len(tags) == 1) {
+			name := ref
+			if byTag == "" {
+				name = shortID(id)
+			}
+			return &ConflictError{Ref: name, Reason: fmt.Sprintf("image is held by %s (as %s)", holder, t), Final: true}
 		}
 		if byTag != "" && len(tags) > 1 {
 			rep.Untagged = append(rep.Untagged, byTag)
@@ -142,6 +155,11 @@ func (s *Store) Prune(all bool) (*RemoveReport, error) {
 		for _, m := range mounts {
 			if m.Alive() {
 				used[m.Image] = true
+			}
+		}
+		for id, t := range tags {
+			if h, _ := heldTag(tx, t); h != "" {
+				used[id] = true
 			}
 		}
 		ib := bucket(tx, bucketImages)

@@ -16,6 +16,7 @@ package layerstore
 //	  mounts/  <mount ID>        -> JSON MountRecord (a lease: keeps its chain from GC)
 //	  buildcache/ <step key>     -> image ID: the image a build step made (buildcache.go)
 //	  buildimages/ <image ID>    -> step key: every image a build step made (intermediate)
+//	  holds/   <name:tag>        -> holder (holds.go: the tag's image stays until released)
 //
 // Key(path) is parent + "\x00" + name (the root is "/"), so a directory's
 // children are one contiguous, name-sorted key range.
@@ -33,9 +34,10 @@ var (
 	bucketMounts  = []byte("mounts")
 	bucketCache   = []byte("buildcache")
 	bucketBuilt   = []byte("buildimages")
+	bucketHolds   = []byte("holds")
 
 	keyMeta    = []byte("meta")
 	bucketEnts = []byte("e")
 )
 
-var topBuckets = [][]byte{bucketImages, bucketRefs, bucketLayers, bucketTrees, bucketObjects, bucketMounts, bucketCache, bucketBuilt}
+var topBuckets = [][]byte{bucketImages, bucketRefs, bucketLayers, bucketTrees, bucketObjects, bucketMounts, bucketCache, bucketBuilt, bucketHolds}

@@ -448,6 +448,7 @@ func TestContainerd_ImportRunCommit(t *testing.T) {
 		if got != string(want) {
 			t.Errorf("cat /etc/motd in the container: %q, want %q", got, want)
 		}
+		e.waitSnapshots(chain) // containerd removes run1's snapshot in its own time
 	})
 
 	t.Run("commit", func(t *testing.T) {
@@ -497,6 +498,29 @@ func TestContainerd_ImportRunCommit(t *testing.T) {
 		if after := e.snapshotImages(); !slices.Equal(before, after) {
 			t.Errorf("a second import of the same layers changed strata's snapshots:\nbefore %v\nafter  %v", before, after)
 		}
+	})
+
+	t.Run("prune and rmi keep what containerd holds", func(t *testing.T) {
+		before := e.snapshotImages()
+		st, err := layerstore.Open(e.store, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep, err := st.Prune(true); err != nil || rep.DeletedImages != 0 {
+			t.Errorf("image prune -a: %+v %v", rep, err)
+		}
+		tag := strings.Fields(before[0])[0]
+		_, err = st.RemoveImage(tag, true)
+		if !errors.Is(err, layerstore.ErrInUse) || !strings.Contains(err.Error(), "(cannot be forced) - image is held by containerd's snapshotter") {
+			t.Errorf("rmi -f %s: %v", tag, err)
+		}
+		if after := e.snapshotImages(); !slices.Equal(before, after) {
+			t.Errorf("prune or rmi removed snapshots containerd holds:\nbefore %v\nafter  %v", before, after)
+		}
+		if got := e.ctr("run", "--rm", "--snapshotter", "strata", image, "run3", "cat", "/etc/passwd"); !strings.Contains(got, "root:") {
+			t.Errorf("a container after the prune: %q", got)
+		}
+		e.waitSnapshots(chain) // containerd removes run3's snapshot in its own time
 	})
 
 	e.agree()

@@ -1,6 +1,7 @@
 package snapshotter
 
 import (
+	"errors"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -70,9 +71,12 @@ func (s *Snapshotter) stored(ctx context.Context, key, parent string, labels map
 		return false, err
 	}
 	base := layerstore.Image{ConfigRaw: raw, Layers: chain, LayerSizes: sizes}
+	if err := s.st.Hold(tagOf(key), holder); err != nil {
+		return false, err
+	}
 	img, err := s.st.NewImage(ctx, layerstore.NewImageOptions{Base: &base, Names: []string{tagOf(key)}})
 	if err != nil {
-		return false, err
+		return false, errors.Join(err, s.st.Release(tagOf(key)))
 	}
 	now := time.Now().UTC()
 	r := &record{Info: Info{Name: key, Parent: parent, Kind: KindCommitted, Labels: labels, Created: now, Updated: now}, Image: img.ID}

@@ -45,6 +45,10 @@ type Snapshotter struct {
 // tagRepo is the repository of the tags that hold committed snapshots.
 const tagRepo = "containerd-snapshot"
 
+// holder holds those tags (layerstore.Store.Hold): prune and rmi leave
+// their images alone while containerd has the snapshots.
+const holder = "containerd's snapshotter"
+
 // mountPrefix starts the mount IDs of snapshot mounts.
 const mountPrefix = "snap-"
 
@@ -110,6 +114,29 @@ func (s *Snapshotter) recover(ctx context.Context) error {
 				return err
 			}
 			_ = os.Remove(s.mountDir(m.ID))
+		}
+	}
+	// Holds: every committed snapshot's (a store from before holds, or a
+	// crash between a hold and its tag), and none of a snapshot gone.
+	holds, err := s.st.Holds()
+	if err != nil {
+		return err
+	}
+	if _, err := s.st.ResolveImage(scratchTag); err == nil {
+		tags[scratchTag] = true
+	}
+	for t := range tags {
+		if holds[t] == "" {
+			if err := s.st.Hold(t, holder); err != nil {
+				return err
+			}
+		}
+	}
+	for t, h := range holds {
+		if h == holder && !tags[t] {
+			if err := s.st.Release(t); err != nil {
+				return err
+			}
 		}
 	}
 	imgs, err := s.st.Images()
@@ -214,6 +241,9 @@ func (s *Snapshotter) scratch(ctx context.Context) (digest.Digest, error) {
 		return img.ID, nil
 	}
 	if !errors.Is(err, layerstore.ErrNotFound) {
+		return "", err
+	}
+	if err := s.st.Hold(scratchTag, holder); err != nil {
 		return "", err
 	}
 	img, err = s.st.NewImage(ctx, layerstore.NewImageOptions{Names: []string{scratchTag}})
@@ -365,9 +395,13 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, labels map[s
 		return err
 	}
 	rec := sess.Record()
+	// Held before it exists: no prune between the tag and the hold.
+	if err := s.st.Hold(tagOf(name), holder); err != nil {
+		return err
+	}
 	img, err := session.Commit(ctx, s.st, &rec, session.CommitOptions{Names: []string{tagOf(name)}, CreatedBy: "containerd commit " + name})
 	if err != nil {
-		return err
+		return errors.Join(err, s.st.Release(tagOf(name)))
 	}
 	now := time.Now().UTC()
 	c := &record{Info: Info{Name: name, Parent: r.Parent, Kind: KindCommitted, Labels: labels, Created: now, Updated: now}, Image: img.ID}
@@ -449,6 +483,9 @@ func (s *Snapshotter) Remove(ctx context.Context, key string) error {
 		return err
 	}
 	if r.Kind == KindCommitted {
+		if err := s.st.Release(tagOf(key)); err != nil {
+			return err
+		}
 		_, err := s.st.RemoveImage(tagOf(key), false)
 		if errors.Is(err, layerstore.ErrNotFound) {
 			err = nil
