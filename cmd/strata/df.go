@@ -3,11 +3,13 @@ package main
 import (
 	"fmt"
 	"io"
+	"path/filepath"
 	"strconv"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
+	"github.com/strata-dev/strata/container"
 	"github.com/strata-dev/strata/layerstore"
 )
 
@@ -21,7 +23,8 @@ const (
 	dfImageTableFormat  = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}\t{{.SharedSize}}\t{{.UniqueSize}}\t{{.Mounts}}"
 	dfMountTableFormat  = "table {{.ID}}\t{{.Image}}\t{{.Dir}}\t{{.Size}}\t{{.CreatedSince}}\t{{.Status}}"
 	dfLayerTableFormat  = "table {{.ID}}\t{{.Size}}\t{{.Images}}\t{{.Mounts}}"
-	dfSummaryTypeImages = "Images"
+	dfSummaryTypeImages     = "Images"
+	dfSummaryTypeContainers = "Containers"
 	dfSummaryTypeMounts = "Mounts"
 	dfSummaryTypeLayers = "Layers"
 )
@@ -115,6 +118,8 @@ containers and a row for layers:
   Images  SIZE is the content of the images' layers, each distinct layer once
           (docker's definition: one image's SIZE is its SIZE in "strata images");
           RECLAIMABLE is that of the layers no live mount uses.
+  Containers  SIZE is the disk space of the containers' writable layers;
+          ACTIVE counts running ones, RECLAIMABLE is the others' (container prune).
   Mounts  SIZE is the disk space of the mounts' copy-on-write layers;
           RECLAIMABLE is that of mounts whose server is gone (strata gc).
   Layers  SIZE is the file content of every layer, summed over layers.
@@ -144,6 +149,7 @@ type dfReport struct {
 	images []layerstore.Image
 	mounts []layerstore.MountRecord
 	usage  map[string]layerstore.MountUsage // by mount ID
+	ctrs   []*container.Record
 }
 
 func gatherDf(s *layerstore.Store) (*dfReport, error) {
@@ -159,7 +165,15 @@ func gatherDf(s *layerstore.Store) (*dfReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &dfReport{du: du, images: imgs, mounts: mounts, usage: map[string]layerstore.MountUsage{}}
+	recs, err := container.OpenRecords(filepath.Join(s.Root(), "containers"))
+	if err != nil {
+		return nil, err
+	}
+	ctrs, err := recs.List()
+	if err != nil {
+		return nil, err
+	}
+	r := &dfReport{du: du, images: imgs, mounts: mounts, usage: map[string]layerstore.MountUsage{}, ctrs: ctrs}
 	for _, m := range du.MountUsage {
 		r.usage[m.ID] = m
 	}
@@ -221,6 +235,17 @@ func (r *dfReport) summary() []dfRow {
 			staleSize += u.Size
 		}
 	}
+	activeCtrs := 0
+	var ctrSize, ctrIdle int64
+	for _, c := range r.ctrs {
+		size := r.usage[c.MountID].Size
+		ctrSize += size
+		if c.State.Current().Status == container.Running {
+			activeCtrs++
+		} else {
+			ctrIdle += size
+		}
+	}
 	activeLayers := 0
 	var activeLayersSize, imagesSize, imagesReclaimable int64
 	for _, l := range du.LayerUsage {
@@ -240,6 +265,8 @@ func (r *dfReport) summary() []dfRow {
 	return []dfRow{
 		{Type: dfSummaryTypeImages, TotalCount: itoa(len(du.Images)), Active: itoa(activeImages),
 			Size: humanSize(imagesSize, 4), Reclaimable: reclaimable(imagesReclaimable, imagesSize)},
+		{Type: dfSummaryTypeContainers, TotalCount: itoa(len(r.ctrs)), Active: itoa(activeCtrs),
+			Size: humanSize(ctrSize, 4), Reclaimable: reclaimable(ctrIdle, ctrSize)},
 		{Type: dfSummaryTypeMounts, TotalCount: itoa(len(r.mounts)), Active: itoa(activeMounts),
 			Size: humanSize(du.MountsSize, 4), Reclaimable: reclaimable(staleSize, du.MountsSize)},
 		{Type: dfSummaryTypeLayers, TotalCount: itoa(du.Layers), Active: itoa(activeLayers),

@@ -31,10 +31,11 @@ func diskUsage(t *testing.T, root string) *layerstore.DiskUsage {
 func TestSystemDf_Empty(t *testing.T) {
 	t.Parallel()
 	root := storetest.Root(t)
-	want := `TYPE      TOTAL     ACTIVE    SIZE      RECLAIMABLE
-Images    0         0         0B        0B
-Mounts    0         0         0B        0B
-Layers    0         0         0B        0B
+	want := `TYPE         TOTAL     ACTIVE    SIZE      RECLAIMABLE
+Images       0         0         0B        0B
+Containers   0         0         0B        0B
+Mounts       0         0         0B        0B
+Layers       0         0         0B        0B
 
 Stored objects: 0, 0B on disk for 0B of file content across images (0B saved by sharing)
 `
@@ -56,6 +57,7 @@ func TestSystemDf_Sharing(t *testing.T) {
 	wantRows := [][]string{
 		// One image's size, as images shows it (docker's definition).
 		{"Images", "1", "0", humanSize(demoSize(t, root), 4), humanSize(demoSize(t, root), 4) + " (100%)"},
+		{"Containers", "0", "0", "0B", "0B"},
 		{"Mounts", "0", "0", "0B", "0B"},
 		{"Layers", "5", "0", humanSize(demoSize(t, root), 4), humanSize(demoSize(t, root), 4) + " (100%)"},
 	}
@@ -72,7 +74,7 @@ func TestSystemDf_Sharing(t *testing.T) {
 		}
 		types = append(types, row["Type"]+"="+row["TotalCount"])
 	}
-	if want := []string{"Images=1", "Mounts=0", "Layers=5"}; !slices.Equal(types, want) {
+	if want := []string{"Images=1", "Containers=0", "Mounts=0", "Layers=5"}; !slices.Equal(types, want) {
 		t.Errorf("--format json: %q, want %q", types, want)
 	}
 
@@ -153,7 +155,7 @@ func TestDf_MountSizeAgreesWithMounts(t *testing.T) {
 		t.Errorf("system df -v: %q, want %q", got, want)
 	}
 	_, rows := tableRows(t, strings.SplitN(mustRun(t, root, "system", "df"), "\n\n", 2)[0])
-	if rows[1][0] != "Mounts" || rows[1][3] != humanSize(n, 4) {
-		t.Errorf("system df mounts row %q, want size %s", rows[1], humanSize(n, 4))
+	if rows[2][0] != "Mounts" || rows[2][3] != humanSize(n, 4) {
+		t.Errorf("system df mounts row %q, want size %s", rows[2], humanSize(n, 4))
 	}
 }

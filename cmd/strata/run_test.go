@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -418,5 +419,28 @@ func TestRmi_ImageOfAContainer(t *testing.T) {
 	mustRun(t, root, "image", "prune", "-f")
 	if got := mustRun(t, root, "images", "-a", "-q"); got != "" {
 		t.Errorf("after the container went, prune: %q", got)
+	}
+}
+
+// TestSystemDf_Containers: the Containers row counts every container,
+// the running ones as active, and their writable layers' space, what the
+// stopped ones hold as reclaimable.
+func TestSystemDf_Containers(t *testing.T) {
+	root := containerStore(t)
+	t.Setenv(cliEnv, "1") // the supervisor run -d starts is this test binary
+	mustRun(t, root, "run", "--name", "big", "demo", "-c", "dd if=/dev/zero of=/big bs=1024 count=2048 2>/dev/null")
+	mustRun(t, root, "run", "-d", "--name", "up", "demo", "-c", "sleep 30")
+	_, rows := tableRows(t, strings.SplitN(mustRun(t, root, "system", "df"), "\n\n", 2)[0])
+	if len(rows) < 2 || rows[1][0] != "Containers" || rows[1][1] != "2" || rows[1][2] != "1" {
+		t.Fatalf("system df containers row: %q", rows)
+	}
+	size, reclaim := rows[1][3], rows[1][4]
+	if !regexp.MustCompile(`^2\.\d+MB$`).MatchString(size) || !regexp.MustCompile(`^2\.\d+MB \((9\d|100)%\)$`).MatchString(reclaim) {
+		t.Errorf("containers size %q reclaimable %q: want the stopped one's 2 MiB, nearly all reclaimable", size, reclaim)
+	}
+	mustRun(t, root, "rm", "-f", "up", "big")
+	_, rows = tableRows(t, strings.SplitN(mustRun(t, root, "system", "df"), "\n\n", 2)[0])
+	if !slices.Equal(rows[1], []string{"Containers", "0", "0", "0B", "0B"}) {
+		t.Errorf("after rm: %q", rows[1])
 	}
 }
