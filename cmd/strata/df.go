@@ -19,14 +19,14 @@ type dfOptions struct {
 }
 
 const (
-	dfTableFormat       = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"
-	dfImageTableFormat  = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}\t{{.SharedSize}}\t{{.UniqueSize}}\t{{.Mounts}}"
-	dfMountTableFormat  = "table {{.ID}}\t{{.Image}}\t{{.Dir}}\t{{.Size}}\t{{.CreatedSince}}\t{{.Status}}"
-	dfLayerTableFormat  = "table {{.ID}}\t{{.Size}}\t{{.Images}}\t{{.Mounts}}"
+	dfTableFormat           = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"
+	dfImageTableFormat      = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}\t{{.SharedSize}}\t{{.UniqueSize}}\t{{.Mounts}}"
+	dfMountTableFormat      = "table {{.ID}}\t{{.Image}}\t{{.Dir}}\t{{.Size}}\t{{.CreatedSince}}\t{{.Status}}"
+	dfLayerTableFormat      = "table {{.ID}}\t{{.Size}}\t{{.Images}}\t{{.Mounts}}"
 	dfSummaryTypeImages     = "Images"
 	dfSummaryTypeContainers = "Containers"
-	dfSummaryTypeMounts = "Mounts"
-	dfSummaryTypeLayers = "Layers"
+	dfSummaryTypeMounts     = "Mounts"
+	dfSummaryTypeLayers     = "Layers"
 )
 
 var (
