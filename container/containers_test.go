@@ -379,3 +379,104 @@ func TestContainers_RemoveOrphans(t *testing.T) {
 		t.Errorf("a second pass removed %q, %v", ids, err)
 	}
 }
+
+// runc killed with -9 before the container exists, while it is being
+// created (its init waits to be started) and while it runs: the run ends
+// as exited, the container's processes are gone, rm cleans up and the
+// store checks clean.
+func TestContainers_RuntimeKilled(t *testing.T) {
+	c, st := openContainers(t)
+	ctx := context.Background()
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	// The wrapper runs runc's "run" in the background, notes its pid, and
+	// kills it where the case says; every other subcommand is runc's own.
+	wrapper := filepath.Join(dir, "runc")
+	script := `#!/bin/sh
+case " $* " in *" run "*) ;; *) exec ` + runc + ` "$@" ;; esac
+for id; do :; done
+case "$(cat ` + dir + `/point)" in
+start) kill -9 $$ ;;
+esac
+` + runc + ` "$@" &
+echo $! > ` + dir + `/runc.pid
+if [ "$(cat ` + dir + `/point)" = create ]; then
+	while [ ! -e "$2/$id/state.json" ]; do sleep 0.01; done
+	kill -9 $!
+fi
+wait $!
+`
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c.rt.Binary = wrapper
+	for _, point := range []string{"start", "create", "run"} {
+		t.Run(point, func(t *testing.T) {
+			if err := os.WriteFile(filepath.Join(dir, "point"), []byte(point), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			rec, err := c.Create(ctx, "demo", CreateOptions{Name: "rk-" + point, Options: Options{Cmd: []string{"-c", "while :; do sleep 0.05; done"}, Network: NetworkNone}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			started := make(chan int, 1)
+			done := make(chan error, 1)
+			go func() {
+				_, err := c.Run(ctx, rec.ID, Stdio{}, func(err error) {
+					if err == nil {
+						r, _ := c.records.Get(rec.ID)
+						started <- r.State.Pid
+					}
+				})
+				done <- err
+			}()
+			var pid int
+			if point == "run" {
+				select {
+				case pid = <-started:
+				case err := <-done:
+					t.Fatalf("the run ended before it started: %v", err)
+				}
+				b, err := os.ReadFile(filepath.Join(dir, "runc.pid"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				var runcPid int
+				fmt.Sscan(string(b), &runcPid)
+				if err := syscall.Kill(runcPid, syscall.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
+			}
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("the run did not end after runc was killed")
+			}
+			got, err := c.Wait(ctx, rec.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.State.Status != Exited || got.State.ExitCode == 0 {
+				t.Errorf("after runc was killed: %+v", got.State)
+			}
+			if pid > 0 {
+				// Gone, or dead and not yet reaped by the init it went to.
+				if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && !strings.Contains(string(b), ") Z ") {
+					t.Errorf("the container's process %d outlived the run: %s", pid, b)
+				}
+			}
+			if out, err := exec.Command(runc, "--root", c.rt.Root, "list", "-q").CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "" {
+				t.Errorf("runc still knows containers: %q %v", out, err)
+			}
+			if err := c.Remove(ctx, rec.ID, true, false); err != nil {
+				t.Fatal(err)
+			}
+			if n := leases(t, st); n != 0 {
+				t.Errorf("%d leases after rm", n)
+			}
+		})
+	}
+}
