@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strata-dev/strata/internal/fixtures"
 	"github.com/strata-dev/strata/internal/storetest"
 )
 
@@ -442,5 +443,45 @@ func TestSystemDf_Containers(t *testing.T) {
 	_, rows = tableRows(t, strings.SplitN(mustRun(t, root, "system", "df"), "\n\n", 2)[0])
 	if !slices.Equal(rows[1], []string{"Containers", "0", "0", "0B", "0B"}) {
 		t.Errorf("after rm: %q", rows[1])
+	}
+}
+
+// TestRun_Debian runs a real distribution: bash, users from its own
+// /etc/passwd, and apt-get installing a package from deb.debian.org
+// through the private network (slirp4netns), committed and run again
+// without a network.
+func TestRun_Debian(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: FUSE mounts, runc")
+	}
+	root := storetest.Root(t)
+	if out := mustRun(t, root, "load", "-q", "-i", filepath.Join(fixtures.Debian(t), "oci")); out != "Loaded image: debian:latest\n" {
+		t.Fatalf("load printed %q", out)
+	}
+	t.Cleanup(func() {
+		if ids := strings.Fields(mustRun(t, root, "ps", "-a", "-q", "--no-trunc")); len(ids) > 0 {
+			mustRun(t, root, append([]string{"rm", "-f"}, ids...)...)
+		}
+		for _, img := range []string{"hello:1"} {
+			runStrata(t, root, "", "rmi", img)
+		}
+	})
+	if got := mustRun(t, root, "run", "--rm", "debian", "bash", "-c", `echo "$BASH_VERSION" | cut -d. -f1; cat /etc/debian_version | cut -d. -f1; echo $HOME`); got != "5\n12\n/root\n" {
+		t.Errorf("bash in debian: %q", got)
+	}
+	if got := mustRun(t, root, "run", "--rm", "-u", "nobody", "debian", "id"); got != "uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup)\n" {
+		t.Errorf("id as nobody: %q", got)
+	}
+	if r := runStrata(t, root, "", "run", "--rm", "debian", "getent", "hosts", "deb.debian.org"); r.code != 0 {
+		t.Skipf("deb.debian.org does not resolve through slirp4netns here (exit %d %q): apt-get not tried", r.code, r.stderr)
+	}
+	mustRun(t, root, "run", "--name", "apt", "debian", "bash", "-c",
+		"apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends hello >/dev/null")
+	if diff := mustRun(t, root, "diff", "apt"); !strings.Contains(diff, "A /usr/bin/hello\n") {
+		t.Errorf("diff after apt-get install hello:\n%s", diff)
+	}
+	mustRun(t, root, "commit", "apt", "hello:1")
+	if got := mustRun(t, root, "run", "--rm", "--network", "none", "hello:1", "hello"); got != "Hello, world!\n" {
+		t.Errorf("hello from the committed image: %q", got)
 	}
 }
