@@ -270,6 +270,7 @@ func (c *Containers) run(ctx context.Context, ref string, stdio Stdio, started f
 			return ExitRuntimeFailed, err
 		}
 		defer done()
+		run.Tty = true
 	}
 
 	self, serr := layerstore.ProcessStart(os.Getpid())

@@ -15,12 +15,15 @@ func isTerminal(v any) bool {
 }
 
 // hostConsole gives runc, which wants a terminal of its own for a container
-// with one, a pseudo-terminal when stdio has none (a detached container, or
-// -t with redirected streams): runc's side is the slave, and what the
+// with one, a pseudo-terminal when stdin is none (a detached container, or
+// -t with redirected input): runc's side is the slave, and what the
 // container writes comes out of the master into stdio.Stdout. The returned
-// stdio is runc's; done closes the pair once runc has exited.
+// stdio is runc's; done closes the pair once runc has exited. When stdin is
+// a terminal (-it at one), runc gets it as it is: it puts it in raw mode,
+// and on SIGWINCH (sent to the terminal's foreground group, which runc is
+// in) gives its size to the container's terminal.
 func hostConsole(stdio Stdio) (Stdio, func(), error) {
-	if isTerminal(stdio.Stdin) && isTerminal(stdio.Stdout) {
+	if isTerminal(stdio.Stdin) {
 		return stdio, func() {}, nil
 	}
 	master, slave, err := pty.Open()

@@ -53,6 +53,10 @@ func (e *StartError) Error() string {
 type Stdio struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
+	// Tty: the process has a terminal (runc is its console's master), which
+	// runc is asked to size again once the process exists: runc's own
+	// sizing at start can come before it holds the console.
+	Tty bool
 }
 
 // WriteBundle writes spec as dir/config.json, the bundle a runtime reads.
@@ -136,6 +140,9 @@ func (r *Runtime) foreground(dir string, stdio Stdio, started func(pid int), sub
 		if pid, ok := waitPidFile(pidPath, exited); ok {
 			out.open()
 			errw.open()
+			if stdio.Tty {
+				_ = c.Process.Signal(syscall.SIGWINCH) // runc sizes the console from its stdin
+			}
 			if started != nil {
 				started(pid)
 			}
@@ -182,8 +189,8 @@ type gate struct {
 }
 
 func (g *gate) writer() io.Writer {
-	if g.w == nil {
-		return nil
+	if _, ok := g.w.(*os.File); ok || g.w == nil {
+		return g.w // a terminal or file the process gets as it is
 	}
 	return g
 }

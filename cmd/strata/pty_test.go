@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/strata-dev/strata/internal/pty"
 	"github.com/strata-dev/strata/internal/storetest"
@@ -198,3 +202,89 @@ func TestSave_TerminalAndDevNull(t *testing.T) {
 		t.Errorf("save > /dev/null: %v\n%s", err, errb.String())
 	}
 }
+
+// TestRun_TTYResize: strata run -it at a terminal gives the container a
+// terminal of the same size, and a resize of it (SIGWINCH to the
+// terminal's foreground group, runc among it) reaches the container's.
+func TestRun_TTYResize(t *testing.T) {
+	root := containerStore(t)
+	if _, err := exec.LookPath("script"); err != nil {
+		t.Fatalf("script (util-linux) is needed: %v", err)
+	}
+	ptmx, tty := openPTY(t)
+	if err := unix.IoctlSetWinsize(int(ptmx.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 24, Col: 80}); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// script(1) runs strata in a session on a terminal of its own, as a
+	// login shell would, and passes a resize of ours on to it.
+	line := fmt.Sprintf("%s --root %s run -it --rm demo -c 'echo ready; while read x; do [ \"$x\" = q ] && exit 0; /bin/busybox stty size; done'", self, root)
+	cmd := exec.Command("script", "-qfec", line, "/dev/null")
+	cmd.Env = append(os.Environ(), cliEnv+"=1")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tty.Close()
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			t.Errorf("script did not end")
+		}
+	})
+	var screen syncBuffer
+	go io.Copy(&screen, ptmx)
+	wait := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(screen.String(), what) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the terminal never showed %q: %q", what, screen.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	wait("ready")
+	for _, size := range []unix.Winsize{{Row: 30, Col: 100}, {Row: 40, Col: 132}} {
+		if err := unix.IoctlSetWinsize(int(ptmx.Fd()), unix.TIOCSWINSZ, &size); err != nil {
+			t.Fatal(err)
+		}
+		// The size is passed on asynchronously (script, then runc): ask
+		// the shell again until it has arrived.
+		want := fmt.Sprintf("%d %d\r\n", size.Row, size.Col)
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(screen.String(), want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the container's terminal never became %q: %q", want, screen.String())
+			}
+			ptmx.Write([]byte("\r"))
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	ptmx.Write([]byte("q\r"))
+	select {
+	case <-exited:
+		if waitErr != nil {
+			t.Errorf("strata run -it: %v: %q", waitErr, screen.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("strata run -it did not end: %q", screen.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
