@@ -246,7 +246,13 @@ func (r *Runtime) Kill(id string, sig syscall.Signal) error {
 	return nil
 }
 
+// forceDelete removes container id from the runtime's state, killing what
+// is left of it. A container the runtime has no state for (runc run
+// deleted it) costs no runc process.
 func (r *Runtime) forceDelete(id string) {
+	if _, err := os.Lstat(filepath.Join(r.root(), id)); errors.Is(err, os.ErrNotExist) {
+		return
+	}
 	_ = exec.Command(r.binary(), r.args("delete", "--force", id)...).Run()
 }
 
@@ -257,12 +263,15 @@ func (r *Runtime) binary() string {
 	return r.Binary
 }
 
-func (r *Runtime) args(a ...string) []string {
-	root := r.Root
-	if root == "" {
-		root = "/run/strata/runc"
+func (r *Runtime) root() string {
+	if r.Root == "" {
+		return "/run/strata/runc"
 	}
-	return append([]string{"--root", root}, a...)
+	return r.Root
+}
+
+func (r *Runtime) args(a ...string) []string {
+	return append([]string{"--root", r.root()}, a...)
 }
 
 // runtimeError returns the last error the runtime logged, "" if none.
