@@ -65,9 +65,9 @@ func newSnapshotter(ctx context.Context, root string) (snapshots.Snapshotter, fu
 	return ps, closeFn, nil
 }
 
-type checkError struct{ problems []string }
+type checkError struct{ problems []error }
 
-func (e *checkError) Error() string { return "strata check: " + e.problems[0] }
+func (e *checkError) Error() string { return "strata check: " + e.problems[0].Error() }
 
 func TestSnapshotterSuite(t *testing.T) {
 	if os.Geteuid() != 0 {
