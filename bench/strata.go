@@ -74,6 +74,7 @@ func Serve(ctx context.Context, o ServeOptions) (err error) {
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	go session.TrimMemory(ctx, 2*time.Second)
 	lines := make(chan string)
 	go func() {
 		defer close(lines)
@@ -146,9 +147,11 @@ func newStrata(runDir, storeDir string, self []string, dirs *dirCounter, logf fu
 			return fmt.Errorf("load %s: %w", img.Name, err)
 		}
 		// Build the merged tree now, so that mounts time loading it.
-		if _, _, err := s.ImageTree(img.Name); err != nil {
+		_, tree, err := s.ImageTree(img.Name)
+		if err != nil {
 			return err
 		}
+		tree.Close()
 		logf("strata: loaded %s (%d layers) in %s", img.Name, len(img.Tars), time.Since(t0).Round(time.Millisecond))
 		loaded[img.Name] = true
 		return nil

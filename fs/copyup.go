@@ -34,7 +34,7 @@ func (n *node) copyUpMeta() syscall.Errno {
 	}
 	n.u.lockNS()
 	defer n.u.unlockNS()
-	return n.u.errno(n.u.copyUpEntry(n.lower), "copy up", n.lower.Path)
+	return n.u.errno(n.u.copyUpEntry(n.lowerEntry()), "copy up", n.lowerPath())
 }
 
 // copyUpForOpen gives n an upper copy for an open for writing: with trunc
@@ -45,10 +45,10 @@ func (n *node) copyUpForOpen(trunc bool) syscall.Errno {
 	u := n.u
 	if !n.hasUpper() {
 		u.lockNS()
-		err := u.copyUpFile(n.lower, !trunc)
+		err := u.copyUpFile(n.lowerEntry(), !trunc)
 		u.unlockNS()
 		if err != nil {
-			return u.errno(err, "copy up", n.lower.Path)
+			return u.errno(err, "copy up", n.lowerPath())
 		}
 	}
 	if trunc && u.metacopyOf(n.ino) != nil {
@@ -446,7 +446,7 @@ func (u *union) materialize(p string, e *layerstore.Entry) error {
 	if err != nil {
 		return err
 	}
-	for _, c := range u.tree.Children(e.Path) {
+	for _, c := range u.tree.ChildrenOf(e) {
 		cp := joinPath(p, c.Name())
 		st, err := fstatat(dfd, c.Name())
 		switch {

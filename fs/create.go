@@ -32,8 +32,8 @@ func (n *node) prepareCreate(name string) (newEntry, syscall.Errno) {
 		return newEntry{}, syscall.ENAMETOOLONG
 	}
 	if !n.hasUpper() {
-		if err := u.ensureDir(n.lower.Path); err != nil {
-			return newEntry{}, u.errno(err, "copy up", n.lower.Path)
+		if err := u.ensureDir(n.lowerPath()); err != nil {
+			return newEntry{}, u.errno(err, "copy up", n.lowerPath())
 		}
 	}
 	dp, errno := n.dirPath()
@@ -59,7 +59,7 @@ func (n *node) prepareCreate(name string) (newEntry, syscall.Errno) {
 	}
 	ne := newEntry{path: c.path, dir: dfd, name: name}
 	if n.merged() {
-		if e, ok := u.tree.Child(n.lower.Path, name); ok && e.Type == layerstore.TypeDir {
+		if e, ok := u.tree.ChildAt(n.lower, name); ok && e.Type == layerstore.TypeDir {
 			ne.hidesDir = true
 		}
 	}
@@ -224,8 +224,8 @@ func (n *node) Tmpfile(ctx context.Context, flags uint32, mode uint32, out *fuse
 	u.lockNS()
 	defer u.unlockNS()
 	if !n.hasUpper() {
-		if err := u.ensureDir(n.lower.Path); err != nil {
-			return nil, nil, 0, u.errno(err, "copy up", n.lower.Path)
+		if err := u.ensureDir(n.lowerPath()); err != nil {
+			return nil, nil, 0, u.errno(err, "copy up", n.lowerPath())
 		}
 	}
 	dp, errno := n.dirPath()
@@ -273,8 +273,8 @@ func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 	u.lockNS()
 	defer u.unlockNS()
 	if !t.hasUpper() {
-		if err := u.copyUpEntry(t.lower); err != nil {
-			return nil, u.errno(err, "copy up", t.lower.Path)
+		if err := u.copyUpEntry(t.lowerEntry()); err != nil {
+			return nil, u.errno(err, "copy up", t.lowerPath())
 		}
 	}
 	// The target through a descriptor: its upper entry's, or for a file

@@ -123,7 +123,7 @@ func (d *differ) walk(dirfd int, p string, merged bool) error {
 	}
 	var hidden []*layerstore.Entry
 	if te, ok := d.tree.Lookup(p); ok && te.Type == layerstore.TypeDir && !merged {
-		hidden = d.tree.Children(p)
+		hidden = d.tree.ChildrenOf(te)
 	}
 	i, j := 0, 0
 	for i < len(ents) || j < len(hidden) {

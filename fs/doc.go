@@ -5,8 +5,10 @@
 // # Read side
 //
 // Lookups, attributes and directory listings of everything that was not
-// changed come from the in-memory tree, so their cost does not depend on how
-// many layers made the image. Lower entries never change, so the kernel may
+// changed come from the tree (a file the store maps, shared by every mount
+// of the image: a node keeps only the entry it was looked up as), so their
+// cost does not depend on how many layers made the image. The mount holds
+// the tree until it ends; the caller closes it after Wait. Lower entries never change, so the kernel may
 // keep their entries, attributes, negative lookups and directory listings
 // for a long time (FOPEN_CACHE_DIR, readdirplus); whatever a change touches
 // is changed through the kernel, which invalidates its own caches. The

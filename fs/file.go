@@ -125,7 +125,7 @@ func (n *node) dataEntry() *layerstore.Entry {
 		return e
 	}
 	if !n.hasUpper() {
-		return n.lower
+		return n.lowerEntry()
 	}
 	return nil
 }

@@ -864,7 +864,7 @@ func TestDirHandle_SeekOnNewHandle(t *testing.T) {
 	img := baseImage(t)
 	u := newUnion(img.tree, &Options{ReadOnly: true, Objects: img.objectPath}, discardLogger())
 	root, _ := img.tree.Lookup("")
-	n := &node{u: u, ino: root.Ino, lower: root}
+	n := &node{u: u, ino: root.Ino, lower: root.Ref()}
 	u.root = n
 	d := &dirHandle{n: n}
 	if errno := d.Seekdir(context.Background(), 3); errno != 0 {

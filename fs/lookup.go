@@ -78,7 +78,7 @@ func (u *union) lookupChild(n *node, dp, name string) (child, error) {
 			c.exists, c.upper, c.st = true, true, st
 			c.ino = u.inoOf(&st)
 			if merged {
-				if e, ok := u.tree.Child(n.lower.Path, name); ok && e.Ino == c.ino {
+				if e, ok := u.tree.ChildAt(n.lower, name); ok && e.Ino == c.ino {
 					c.lower = e
 				}
 			}
@@ -88,7 +88,7 @@ func (u *union) lookupChild(n *node, dp, name string) (child, error) {
 		}
 	}
 	if merged {
-		if e, ok := u.tree.Child(n.lower.Path, name); ok {
+		if e, ok := u.tree.ChildAt(n.lower, name); ok {
 			c.exists, c.lower, c.ino = true, e, e.Ino
 		}
 	}
@@ -103,7 +103,7 @@ func (n *node) entryOut(c *child, out *fuse.EntryOut) {
 		out.SetAttrTimeout(lowerTimeout)
 		return
 	}
-	cn := &node{u: n.u, ino: c.ino, lower: c.lower}
+	cn := &node{u: n.u, ino: c.ino, lower: c.lower.Ref()}
 	n.u.fillUpperAttr(cn, &c.st, c.path, true, &out.Attr)
 	out.SetEntryTimeout(upperTimeout)
 	out.SetAttrTimeout(upperTimeout)
@@ -140,7 +140,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 	}
 	if !n.hasUpper() {
 		// A lower directory nothing was changed in: the tree answers.
-		e, ok := u.tree.Child(n.lower.Path, name)
+		e, ok := u.tree.ChildAt(n.lower, name)
 		if !ok {
 			return nil, syscall.ENOENT
 		}

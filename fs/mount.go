@@ -75,7 +75,7 @@ func Mount(dir string, tree *layerstore.Tree, opts *Options) (*Server, error) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	u := newUnion(tree, opts, log)
-	u.root = &node{u: u, ino: rootEntry.Ino, lower: rootEntry}
+	u.root = &node{u: u, ino: rootEntry.Ino, lower: rootEntry.Ref()}
 	if !opts.ReadOnly {
 		if opts.Upper == "" {
 			return nil, fmt.Errorf("mount %s: Options.Upper is required unless ReadOnly: %w", dir, layerstore.ErrInvalid)

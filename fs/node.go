@@ -26,8 +26,10 @@ type node struct {
 	ino uint64
 	// lower is the tree entry this inode came from, when it sits at that
 	// entry's path: its attributes while it has no upper copy, the lower
-	// directory it merges while it merges one. nil for inodes the mount made.
-	lower *layerstore.Entry
+	// directory it merges while it merges one. 0 for inodes the mount made.
+	// A reference, not the entry: a walk makes an inode of every entry, and
+	// the tree (shared by every mount of the image) holds the entry itself.
+	lower layerstore.Ref
 
 	mu     sync.Mutex    // serializes opens and data copy-up of this inode
 	ptOpen int           // open passthrough handles on the lower object (mu)
@@ -38,12 +40,18 @@ type node struct {
 }
 
 // hasUpper reports whether the inode lives in the upper dir.
-func (n *node) hasUpper() bool { return n.lower == nil || n.u.isCopied(n.lower.Ino) }
+func (n *node) hasUpper() bool { return n.lower == 0 || n.u.isCopied(n.ino) }
 
 // merged reports whether a directory shows the lower directory of its path.
 func (n *node) merged() bool {
-	return n.lower != nil && n.lower.Type == layerstore.TypeDir && !n.u.isUnmerged(n.lower.Ino)
+	return n.lower != 0 && n.u.tree.TypeAt(n.lower) == layerstore.TypeDir && !n.u.isUnmerged(n.ino)
 }
+
+// lowerEntry decodes n's tree entry (nil for inodes the mount made).
+func (n *node) lowerEntry() *layerstore.Entry { return n.u.tree.At(n.lower) }
+
+// lowerPath is the path of n's tree entry.
+func (n *node) lowerPath() string { return n.u.tree.PathAt(n.lower) }
 
 func (n *node) isDir() bool { return n.StableAttr().Mode == syscall.S_IFDIR }
 func (n *node) isReg() bool { return n.StableAttr().Mode == syscall.S_IFREG }
@@ -75,7 +83,7 @@ func (n *node) removeFile(f *upperFile) {
 
 // newChild makes the node of a child entry (not yet known to go-fuse).
 func (n *node) newChild(ctx context.Context, ino uint64, lower *layerstore.Entry, mode uint32) *gofs.Inode {
-	c := &node{u: n.u, ino: ino, lower: lower}
+	c := &node{u: n.u, ino: ino, lower: lower.Ref()}
 	return n.NewInode(ctx, c, gofs.StableAttr{Mode: mode & syscall.S_IFMT, Ino: ino})
 }
 
@@ -121,7 +129,7 @@ var _ = (gofs.NodeGetattrer)((*node)(nil))
 
 func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	if !n.hasUpper() {
-		lowerAttr(n.lower, &out.Attr)
+		lowerAttr(n.lowerEntry(), &out.Attr)
 		out.SetTimeout(lowerTimeout)
 		return 0
 	}
@@ -298,7 +306,7 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 		return 0, syscall.ENODATA
 	}
 	if !n.hasUpper() {
-		v, ok := n.lower.Xattrs[attr]
+		v, ok := n.lowerEntry().Xattrs[attr]
 		if !ok {
 			return 0, syscall.ENODATA
 		}
@@ -320,7 +328,7 @@ var _ = (gofs.NodeListxattrer)((*node)(nil))
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
 	var names []string
 	if !n.hasUpper() {
-		for k := range n.lower.Xattrs {
+		for k := range n.lowerEntry().Xattrs {
 			if !reservedXattr(k) {
 				names = append(names, k)
 			}
@@ -369,7 +377,7 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 		return syscall.EROFS
 	}
 	if !n.hasUpper() {
-		if _, ok := n.lower.Xattrs[attr]; !ok {
+		if _, ok := n.lowerEntry().Xattrs[attr]; !ok {
 			return syscall.ENODATA
 		}
 	}
@@ -383,7 +391,7 @@ var _ = (gofs.NodeReadlinker)((*node)(nil))
 
 func (n *node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 	if !n.hasUpper() {
-		return []byte(n.lower.Link), 0
+		return []byte(n.lowerEntry().Link), 0
 	}
 	var target string
 	errno := n.withUpper(func(fd int) (err error) {

@@ -26,14 +26,14 @@ type listing struct {
 // list returns the merged entries of directory n at merged path dp, sorted
 // by name. Callers hold nsMu unless n has no upper copy.
 func (u *union) list(n *node, dp string) ([]listing, error) {
-	var lowerKids []*layerstore.Entry
+	var lowerKids []layerstore.Dirent
 	if n.merged() {
-		lowerKids = u.tree.Children(n.lower.Path)
+		lowerKids = u.tree.DirentsAt(n.lower)
 	}
 	if !n.hasUpper() {
 		out := make([]listing, 0, len(lowerKids))
 		for _, e := range lowerKids {
-			out = append(out, listing{name: e.Name(), ino: e.Ino, mode: e.UnixMode() & unix.S_IFMT})
+			out = append(out, listing{name: e.Name, ino: e.Ino, mode: e.Type.UnixMode(0)})
 		}
 		return out, nil
 	}
@@ -42,7 +42,7 @@ func (u *union) list(n *node, dp string) ([]listing, error) {
 
 // listUpper merges the upper directory at merged path dp with the lower
 // entries that show through it (lowerKids, sorted). Callers hold nsMu.
-func (u *union) listUpper(dp string, lowerKids []*layerstore.Entry) ([]listing, error) {
+func (u *union) listUpper(dp string, lowerKids []layerstore.Dirent) ([]listing, error) {
 	dfd, err := u.openDir(dp)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: dp, Err: err}
@@ -75,8 +75,8 @@ func (u *union) listUpper(dp string, lowerKids []*layerstore.Entry) ([]listing, 
 		out = append(out, listing{name: d.name, ino: u.inoOf(&st), mode: st.Mode & unix.S_IFMT})
 	}
 	for _, e := range lowerKids {
-		if !shadow[e.Name()] {
-			out = append(out, listing{name: e.Name(), ino: e.Ino, mode: e.UnixMode() & unix.S_IFMT})
+		if !shadow[e.Name] {
+			out = append(out, listing{name: e.Name, ino: e.Ino, mode: e.Type.UnixMode(0)})
 		}
 	}
 	slices.SortFunc(out, func(a, b listing) int { return strings.Compare(a.name, b.name) })
@@ -129,7 +129,7 @@ func (d *dirHandle) load() syscall.Errno {
 	var l []listing
 	var err error
 	if !n.hasUpper() {
-		l, err = u.list(n, n.lower.Path)
+		l, err = u.list(n, n.lowerPath())
 	} else {
 		u.nsMu.RLock()
 		dp, errno := n.dirPath()

@@ -63,8 +63,8 @@ func (n *node) remove(name string, dir bool) syscall.Errno {
 		}
 	}
 	if !n.hasUpper() {
-		if err := u.ensureDir(n.lower.Path); err != nil {
-			return u.errno(err, "copy up", n.lower.Path)
+		if err := u.ensureDir(n.lowerPath()); err != nil {
+			return u.errno(err, "copy up", n.lowerPath())
 		}
 	}
 	dfd, err := u.openDir(dp)
@@ -86,7 +86,7 @@ func (n *node) remove(name string, dir bool) syscall.Errno {
 		}
 	}
 	if n.merged() {
-		if _, ok := u.tree.Child(n.lower.Path, name); ok {
+		if _, ok := u.tree.ChildAt(n.lower, name); ok {
 			if err := whiteout(dfd, name); err != nil {
 				return u.errno(err, "whiteout", c.path)
 			}
@@ -98,9 +98,9 @@ func (n *node) remove(name string, dir bool) syscall.Errno {
 
 // checkEmpty fails with ENOTEMPTY unless directory child c shows no entries.
 func (u *union) checkEmpty(c *child) syscall.Errno {
-	var lowerKids []*layerstore.Entry
+	var lowerKids []layerstore.Dirent
 	if u.childMerged(c) {
-		lowerKids = u.tree.Children(c.lower.Path)
+		lowerKids = u.tree.DirentsAt(c.lower.Ref())
 	}
 	if !c.upper {
 		if len(lowerKids) > 0 {

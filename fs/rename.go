@@ -85,8 +85,8 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 		}
 	}
 	if !np.hasUpper() {
-		if err := u.ensureDir(np.lower.Path); err != nil {
-			return u.errno(err, "copy up", np.lower.Path)
+		if err := u.ensureDir(np.lowerPath()); err != nil {
+			return u.errno(err, "copy up", np.lowerPath())
 		}
 	}
 	// Re-resolve: copy-up changed what the upper dir holds.
@@ -138,7 +138,7 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 			}
 		}
 	} else if n.merged() {
-		if _, ok := u.tree.Child(n.lower.Path, name); ok {
+		if _, ok := u.tree.ChildAt(n.lower, name); ok {
 			if err := whiteout(sfd, name); err != nil {
 				return u.errno(err, "whiteout", src.path)
 			}
@@ -176,7 +176,7 @@ func (u *union) hideLowerDir(dir *node, name string, dirfd int) error {
 	if !dir.merged() {
 		return nil
 	}
-	if e, ok := u.tree.Child(dir.lower.Path, name); ok && e.Type == layerstore.TypeDir {
+	if e, ok := u.tree.ChildAt(dir.lower, name); ok && e.Type == layerstore.TypeDir {
 		return setOpaque(dirfd, name)
 	}
 	return nil

@@ -45,7 +45,7 @@ func (u *union) resumeDir(dirfd int, p string, lower *layerstore.Entry) error {
 		cp := joinPath(p, ue.name)
 		var e *layerstore.Entry
 		if lower != nil {
-			if c, ok := u.tree.Child(lower.Path, ue.name); ok && c.UnixMode()&unix.S_IFMT == ue.st.Mode&unix.S_IFMT {
+			if c, ok := u.tree.ChildOf(lower, ue.name); ok && c.UnixMode()&unix.S_IFMT == ue.st.Mode&unix.S_IFMT {
 				e = c
 			}
 		}

@@ -201,7 +201,7 @@ func (u *union) parentOf(in *gofs.Inode) (string, *gofs.Inode) {
 // upper copy is where the tree has it: nothing moves without copy-up.
 func (u *union) pathOf(n *node) (string, bool) {
 	if !n.hasUpper() {
-		return n.lower.Path, true
+		return n.lowerPath(), true
 	}
 	var segs []string
 	in := n.EmbeddedInode()

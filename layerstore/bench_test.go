@@ -123,9 +123,11 @@ func BenchmarkTree(b *testing.B) {
 		b.Run(fmt.Sprintf("load/layers=%d", depth), func(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; i < b.N; i++ {
-				if _, _, err := s.ImageTree("deep:1"); err != nil {
+				_, t, err := s.MountTree("deep:1")
+				if err != nil {
 					b.Fatal(err)
 				}
+				t.Close()
 			}
 		})
 		_, tree, err := s.ImageTree("deep:1")
@@ -147,7 +149,8 @@ func BenchmarkTree(b *testing.B) {
 		b.Run(fmt.Sprintf("readdir/layers=%d", depth), func(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; i < b.N; i++ {
-				if len(tree.Children(fmt.Sprintf("d%04d", i%dirs))) != files/dirs {
+				d, _ := tree.Lookup(fmt.Sprintf("d%04d", i%dirs))
+				if len(tree.DirentsAt(d.Ref())) != files/dirs {
 					b.Fatal("short readdir")
 				}
 			}

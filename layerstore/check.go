@@ -1,6 +1,7 @@
 package layerstore
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -49,6 +50,7 @@ type checker struct {
 	objects  map[digest.Digest]objectRecord // the objects bucket
 	named    map[digest.Digest]uint64       // object -> how many layers name it
 	replay   []layerEntriesOf               // layers whose tar split to replay, after the view
+	treeRefs map[digest.Digest]bool         // tree files the tree records name
 }
 
 type layerEntriesOf struct {
@@ -81,7 +83,7 @@ func (s *Store) Check(contents bool) (*CheckReport, error) {
 		return nil, err
 	}
 	defer lk.unlock()
-	c := &checker{s: s, contents: contents, r: &CheckReport{}, objects: map[digest.Digest]objectRecord{}, named: map[digest.Digest]uint64{}}
+	c := &checker{s: s, contents: contents, r: &CheckReport{}, objects: map[digest.Digest]objectRecord{}, named: map[digest.Digest]uint64{}, treeRefs: map[digest.Digest]bool{}}
 	err = s.view(func(tx *bolt.Tx) error {
 		for e := range tx.Check() {
 			c.problem("bbolt: %v", e)
@@ -104,6 +106,7 @@ func (s *Store) Check(contents bool) (*CheckReport, error) {
 		s.checkLayerTar(l.d, l.entries, c.problem)
 	}
 	c.objectFiles()
+	c.treeFiles()
 	c.staging()
 	c.mountDirs()
 	return c.r, nil
@@ -250,37 +253,72 @@ func (c *checker) holds(tx *bolt.Tx) {
 	})
 }
 
-// trees checks each merged tree against the layers it is made of, and its
-// entries against the objects.
+// trees checks each merged tree's record and file, the file against the
+// layers it is made of, and its entries against the objects.
 func (c *checker) trees(tx *bolt.Tx) {
 	bucket(tx, bucketTrees).ForEach(func(k, _ []byte) error {
 		c.r.Trees++
-		t, err := loadTree(tx, digest.Digest(k))
+		chain := digest.Digest(k)
+		rec, err := getTreeRecord(tx, chain)
+		if errors.Is(err, ErrNotFound) {
+			c.garbage("tree %s: in the layout of an earlier version (gc drops it; it is built again when needed)", chain)
+			return nil
+		}
 		if err != nil {
 			c.problem("%v", err)
 			return nil
 		}
-		checkTreeAgainstLayers(tx, t, c.problem)
-		for p, e := range t.entries {
-			if p != "" {
-				if d, ok := t.entries[parentOf(p)]; !ok || d.Type != TypeDir {
-					c.problem("tree %s: %q has no parent directory", k, p)
-				}
-			}
+		c.treeRefs[rec.File] = true
+		t, err := c.s.loadTree(tx, chain)
+		if err != nil {
+			c.problem("%v", err)
+			return nil
+		}
+		defer t.Close()
+		checkTreeAgainstLayers(tx, t, rec, c.problem)
+		t.Walk(func(e *Entry) error {
 			if e.Type == TypeReg {
 				if _, ok := c.objects[e.Digest]; !ok {
-					c.problem("tree %s: %q names unknown object %s", k, p, e.Digest)
+					c.problem("tree %s: %q names unknown object %s", k, e.Path, e.Digest)
 				}
 			}
-			if e.Type == TypeWhiteout || e.Type == TypeOpaque {
-				c.problem("tree %s: %q is a %s", k, p, e.Type)
-			}
 			if e.Ino == 0 || e.Ino >= t.NextIno {
-				c.problem("tree %s: %q has inode %d outside [1,%d)", k, p, e.Ino, t.NextIno)
+				c.problem("tree %s: %q has inode %d outside [1,%d)", k, e.Path, e.Ino, t.NextIno)
 			}
-		}
+			return nil
+		})
 		return nil
 	})
+}
+
+// treeFiles reports tree files no record names as garbage and, with
+// contents, re-hashes those the records name.
+func (c *checker) treeFiles() {
+	names, err := readDirNames(c.s.treesDir())
+	if err != nil {
+		c.problem("trees: %v", err)
+	}
+	for _, n := range names {
+		d := digest.NewDigestFromEncoded(digest.SHA256, n)
+		if d.Validate() != nil || !c.treeRefs[d] {
+			c.garbage("unreferenced tree file %s", filepath.Join(c.s.treesDir(), n))
+		}
+	}
+	if !c.contents {
+		return
+	}
+	files := make([]digest.Digest, 0, len(c.treeRefs))
+	for d := range c.treeRefs {
+		files = append(files, d)
+	}
+	slices.Sort(files)
+	for _, d := range files {
+		if got, err := hashFile(c.s.TreePath(d)); err != nil {
+			c.problem("tree file %s: %v", d, err)
+		} else if got != d {
+			c.problem("tree file %s: content hashes to %s", d, got)
+		}
+	}
 }
 
 // mounts checks that every lease's layers are stored; a lease whose server
@@ -425,13 +463,9 @@ func hashFile(p string) (digest.Digest, error) {
 
 // checkTreeAgainstLayers rebuilds a stored tree from the layers its record
 // names and reports every entry that differs: a tree is derived data, and a
-// mount trusts it.
-func checkTreeAgainstLayers(tx *bolt.Tx, t *Tree, bad func(string, ...any)) {
-	var rec treeRecord
-	if err := json.Unmarshal(bucket(tx, bucketTrees).Bucket([]byte(t.ChainID)).Get(keyMeta), &rec); err != nil {
-		bad("tree %s: %v", t.ChainID, err)
-		return
-	}
+// mount trusts it. The encoding is deterministic, so the rebuilt file must
+// be the stored file byte for byte.
+func checkTreeAgainstLayers(tx *bolt.Tx, t *Tree, rec *treeRecord, bad func(string, ...any)) {
 	if len(rec.Layers) == 0 || identity.ChainID(rec.Layers) != t.ChainID {
 		bad("tree %s: stored under a key that is not the chainID of its layers", t.ChainID)
 		return
@@ -449,25 +483,40 @@ func checkTreeAgainstLayers(tx *bolt.Tx, t *Tree, bad func(string, ...any)) {
 		}
 	}
 	want := b.finish(t.ChainID)
+	if d := digest.FromBytes(want.Bytes()); d != rec.File {
+		bad("tree %s: the merge of its layers is tree file %s, record names %s", t.ChainID, d, rec.File)
+	}
+	if bytes.Equal(want.Bytes(), t.Bytes()) {
+		return
+	}
 	if want.NextIno != t.NextIno {
 		bad("tree %s: next inode %d, rebuilt %d", t.ChainID, t.NextIno, want.NextIno)
 	}
-	for p, we := range want.entries {
-		ge, ok := t.entries[p]
+	differs := 0
+	want.Walk(func(we *Entry) error {
+		ge, ok := t.Lookup(we.Path)
 		if !ok {
-			bad("tree %s: %q missing", t.ChainID, p)
-			continue
+			bad("tree %s: %q missing", t.ChainID, we.Path)
+			differs++
+			return nil
 		}
 		gb, _ := ge.MarshalBinary()
 		wb, _ := we.MarshalBinary()
 		if string(gb) != string(wb) {
-			bad("tree %s: %q differs from the merge of its layers", t.ChainID, p)
+			bad("tree %s: %q differs from the merge of its layers", t.ChainID, we.Path)
+			differs++
 		}
-	}
-	for p := range t.entries {
-		if _, ok := want.entries[p]; !ok {
-			bad("tree %s: %q is not in the merge of its layers", t.ChainID, p)
+		return nil
+	})
+	t.Walk(func(ge *Entry) error {
+		if _, ok := want.Lookup(ge.Path); !ok {
+			bad("tree %s: %q is not in the merge of its layers", t.ChainID, ge.Path)
+			differs++
 		}
+		return nil
+	})
+	if differs == 0 {
+		bad("tree %s: file differs from the merge of its layers", t.ChainID)
 	}
 }
 

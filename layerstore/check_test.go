@@ -57,6 +57,44 @@ func rawUpdate(t *testing.T, s *Store, fn func(r *bolt.Bucket) error) {
 	}
 }
 
+// setTreeEntry rewrites the tree file of chain with one entry edited: a new,
+// well-formed tree file named by its digest, and the record naming it.
+func setTreeEntry(t *testing.T, s *Store, r *bolt.Bucket, chain digest.Digest, path string, edit func(e *Entry)) error {
+	t.Helper()
+	b := r.Bucket(bucketTrees).Bucket([]byte(chain))
+	var rec treeRecord
+	if err := json.Unmarshal(b.Get(keyMeta), &rec); err != nil {
+		return err
+	}
+	tr, err := s.mapTree(chain, rec.File, rec.Size)
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+	all := map[string]*Entry{}
+	kids := map[string][]*Entry{}
+	tr.Walk(func(e *Entry) error {
+		all[e.Path] = e
+		if e.Path != "" {
+			kids[parentOf(e.Path)] = append(kids[parentOf(e.Path)], e)
+		}
+		return nil
+	})
+	e, ok := all[path]
+	if !ok {
+		return fmt.Errorf("no entry %q", path)
+	}
+	edit(e)
+	data := encodeTree(all, kids, tr.NextIno)
+	d, err := s.writeTreeFile(data)
+	if err != nil {
+		return err
+	}
+	rec.File, rec.Size = d, int64(len(data))
+	v, _ := json.Marshal(rec)
+	return b.Put(keyMeta, v)
+}
+
 func setEntry(t *testing.T, b *bolt.Bucket, path string, edit func(e *Entry)) error {
 	t.Helper()
 	k := Key(path)
@@ -105,19 +143,19 @@ func TestStore_Check_DetectsInjectedCorruption(t *testing.T) {
 		}},
 		{name: "TreeEntryNamesUnknownObject", corrupt: func(t *testing.T, s *Store, a, b Image) func(r *bolt.Bucket) error {
 			return func(r *bolt.Bucket) error {
-				return setEntry(t, r.Bucket(bucketTrees).Bucket([]byte(a.ChainID)).Bucket(bucketEnts), "a", func(e *Entry) { e.Digest = sha([]byte("nothing")) })
+				return setTreeEntry(t, s, r, a.ChainID, "a", func(e *Entry) { e.Digest = sha([]byte("nothing")) })
 			}
 		}},
 		{name: "TreeEntryModeFlipped",
 			corrupt: func(t *testing.T, s *Store, a, b Image) func(r *bolt.Bucket) error {
 				return func(r *bolt.Bucket) error {
-					return setEntry(t, r.Bucket(bucketTrees).Bucket([]byte(a.ChainID)).Bucket(bucketEnts), "bin/sh", func(e *Entry) { e.Mode = 0o4777 })
+					return setTreeEntry(t, s, r, a.ChainID, "bin/sh", func(e *Entry) { e.Mode = 0o4777 })
 				}
 			}},
 		{name: "TreeEntryPointsAtOtherObject",
 			corrupt: func(t *testing.T, s *Store, a, b Image) func(r *bolt.Bucket) error {
 				return func(r *bolt.Bucket) error {
-					return setEntry(t, r.Bucket(bucketTrees).Bucket([]byte(a.ChainID)).Bucket(bucketEnts), "etc/passwd", func(e *Entry) {
+					return setTreeEntry(t, s, r, a.ChainID, "etc/passwd", func(e *Entry) {
 						e.Digest, e.Size = sha([]byte("layer b")), 7
 					})
 				}
@@ -164,31 +202,55 @@ func TestStore_Check_DetectsInjectedCorruption(t *testing.T) {
 		{name: "TreeUnderWrongChainID",
 			corrupt: func(t *testing.T, s *Store, a, b Image) func(r *bolt.Bucket) error {
 				return func(r *bolt.Bucket) error {
-					// swap the two trees' entries: each image mounts the other's files
+					// swap the two trees' files: each image mounts the other's files
 					tb := r.Bucket(bucketTrees)
-					ea, eb := tb.Bucket([]byte(a.ChainID)).Bucket(bucketEnts), tb.Bucket([]byte(b.ChainID)).Bucket(bucketEnts)
-					copyA, copyB := map[string][]byte{}, map[string][]byte{}
-					ea.ForEach(func(k, v []byte) error { copyA[string(k)] = append([]byte(nil), v...); return nil })
-					eb.ForEach(func(k, v []byte) error { copyB[string(k)] = append([]byte(nil), v...); return nil })
-					for _, x := range []struct {
-						parent *bolt.Bucket
-						key    digest.Digest
-						from   map[string][]byte
-					}{{tb.Bucket([]byte(a.ChainID)), a.ChainID, copyB}, {tb.Bucket([]byte(b.ChainID)), b.ChainID, copyA}} {
-						if err := x.parent.DeleteBucket(bucketEnts); err != nil {
-							return err
-						}
-						nb, err := x.parent.CreateBucket(bucketEnts)
-						if err != nil {
-							return err
-						}
-						for k, v := range x.from {
-							if err := nb.Put([]byte(k), v); err != nil {
-								return err
-							}
-						}
+					ba, bb := tb.Bucket([]byte(a.ChainID)), tb.Bucket([]byte(b.ChainID))
+					va, vb := append([]byte(nil), ba.Get(keyMeta)...), append([]byte(nil), bb.Get(keyMeta)...)
+					var ra, rb treeRecord
+					json.Unmarshal(va, &ra)
+					json.Unmarshal(vb, &rb)
+					ra.File, rb.File, ra.Size, rb.Size = rb.File, ra.File, rb.Size, ra.Size
+					ra.Entries, rb.Entries, ra.NextIno, rb.NextIno = rb.Entries, ra.Entries, rb.NextIno, ra.NextIno
+					va, _ = json.Marshal(ra)
+					vb, _ = json.Marshal(rb)
+					return errors.Join(ba.Put(keyMeta, va), bb.Put(keyMeta, vb))
+				}
+			}},
+		{name: "TreeFileMissing",
+			corrupt: func(t *testing.T, s *Store, a, b Image) func(r *bolt.Bucket) error {
+				return func(r *bolt.Bucket) error {
+					rec, err := getTreeRecord(r.Tx(), a.ChainID)
+					if err != nil {
+						return err
 					}
-					return nil
+					return os.Remove(s.TreePath(rec.File))
+				}
+			}},
+		{name: "TreeFileByteFlipped",
+			corrupt: func(t *testing.T, s *Store, a, b Image) func(r *bolt.Bucket) error {
+				return func(r *bolt.Bucket) error {
+					rec, err := getTreeRecord(r.Tx(), a.ChainID)
+					if err != nil {
+						return err
+					}
+					p := s.TreePath(rec.File)
+					data, err := os.ReadFile(p)
+					if err != nil {
+						return err
+					}
+					data[len(data)-3] ^= 0x20 // in the string table: a name, a link or a digest
+					os.Chmod(p, 0o600)
+					return os.WriteFile(p, data, 0o400)
+				}
+			}},
+		{name: "TreeFileTruncated",
+			corrupt: func(t *testing.T, s *Store, a, b Image) func(r *bolt.Bucket) error {
+				return func(r *bolt.Bucket) error {
+					rec, err := getTreeRecord(r.Tx(), a.ChainID)
+					if err != nil {
+						return err
+					}
+					return os.Truncate(s.TreePath(rec.File), rec.Size/2)
 				}
 			}},
 		{name: "OrphanObjectRecordWithZeroRefs",

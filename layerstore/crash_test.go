@@ -1,6 +1,11 @@
 package layerstore_test
 
 import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -17,6 +22,10 @@ import (
 
 // TestMain lets the test binary act as a loader child for the crash test.
 func TestMain(m *testing.M) {
+	if root := os.Getenv("STRATA_CRASH_CHILD_TREES"); root != "" {
+		treeCrashChild(root, os.Getenv("STRATA_CRASH_CHILD_ARCHIVE"))
+		return
+	}
 	if root := os.Getenv("STRATA_CRASH_CHILD_ROOT"); root != "" {
 		crashChild(root, os.Getenv("STRATA_CRASH_CHILD_ARCHIVE"))
 		return
@@ -96,4 +105,120 @@ func TestStore_Crash(t *testing.T) {
 		t.Fatalf("tree after the crashes lacks the top layer's README")
 	}
 	storetest.CheckProblems(t, s)
+}
+
+// treeCrashChild stores image after image on the fixture image, each with a
+// top layer of its own (so a new tree file every time, built on the base's
+// mapped tree), and removes every other one (so tree files go too).
+func treeCrashChild(root, archive string) {
+	s, err := layerstore.Open(root, nil)
+	if err != nil {
+		os.Exit(2)
+	}
+	if _, err := s.ResolveImage("demo:latest"); err != nil {
+		if _, err := storetest.LoadArchive(s, archive); err != nil {
+			os.Exit(3)
+		}
+	}
+	base, err := s.ResolveImage("demo:latest")
+	if err != nil {
+		os.Exit(4)
+	}
+	for i := 0; ; i++ {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for j := 0; j < 3000; j++ {
+			name := fmt.Sprintf("gen/%d/%d/f%d", i, j%40, j)
+			tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Typeflag: tar.TypeReg, Size: 1}) // one object for all: the tree is the work
+			tw.Write([]byte{byte(i)})
+		}
+		tw.Close()
+		data := buf.Bytes()
+		ref := fmt.Sprintf("gen:%d", i)
+		_, err := s.NewImage(context.Background(), layerstore.NewImageOptions{
+			Base:   &base,
+			Layers: []layerstore.NewLayer{{Open: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }}},
+			Names:  []string{ref},
+		})
+		if err == nil && i%2 == 1 {
+			s.RemoveImage(ref, false)
+		}
+	}
+}
+
+// TestStore_Crash_TreeFiles kills a process that stores and removes images
+// (each a new tree file) at random moments: every kill leaves a store that
+// checks clean, whose leftovers GC removes, and whose trees all map.
+func TestStore_Crash_TreeFiles(t *testing.T) {
+	archive := filepath.Join(fixtures.Dir(t), "oci")
+	seed := time.Now().UnixNano()
+	if v := os.Getenv("STRATA_SEED"); v != "" {
+		seed, _ = strconv.ParseInt(v, 10, 64)
+	}
+	t.Logf("seed %d (STRATA_SEED replays)", seed)
+	rnd := rand.New(rand.NewSource(seed))
+	root := t.TempDir()
+	rounds := 8
+	if testing.Short() {
+		rounds = 4
+	}
+	for i := 0; i < rounds; i++ {
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(os.Environ(), "STRATA_CRASH_CHILD_TREES="+root, "STRATA_CRASH_CHILD_ARCHIVE="+archive)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(300+rnd.Intn(1500)) * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		s, err := layerstore.Open(root, nil)
+		if err != nil {
+			t.Fatalf("round %d: open after kill: %v", i, err)
+		}
+		r, err := s.Check(i%2 == 0)
+		if err != nil {
+			t.Fatalf("round %d: check: %v", i, err)
+		}
+		for _, p := range r.Problems {
+			t.Errorf("round %d: after kill: %s", i, p)
+		}
+		imgs, err := s.Images()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("round %d: %d images, %d trees, garbage %d", i, len(imgs), r.Trees, len(r.Garbage))
+		for _, img := range imgs {
+			_, tree, err := s.ImageTree(string(img.ID))
+			if err != nil {
+				t.Errorf("round %d: tree of %s: %v", i, img.ID, err)
+				continue
+			}
+			if _, ok := tree.Lookup("etc/passwd"); !ok {
+				t.Errorf("round %d: tree of %s lacks the base's etc/passwd", i, img.ID)
+			}
+			tree.Close()
+		}
+		if i%3 == 2 {
+			if _, err := s.GC(); err != nil {
+				t.Fatalf("round %d: gc: %v", i, err)
+			}
+			if r, _ := s.Check(false); len(r.Garbage) != 0 {
+				t.Errorf("round %d: garbage after gc: %v", i, r.Garbage)
+			}
+		}
+	}
+	s, err := layerstore.Open(root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GC(); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := s.Check(true)
+	for _, p := range r.Problems {
+		t.Error(p)
+	}
+	if len(r.Garbage) != 0 {
+		t.Errorf("garbage after gc: %v", r.Garbage)
+	}
 }

@@ -4,6 +4,8 @@
 //
 //	<root>/meta.db        bbolt: every piece of metadata (see schema.go for buckets and keys)
 //	<root>/objects/ab/…   regular-file contents by sha256, read-only, written once
+//	<root>/trees/<hex>    merged trees of chains, one file each by sha256, read-only,
+//	                      written once and memory-mapped by mounts (treefile.go)
 //	<root>/tmp/           staging on the same filesystem, so rename is atomic
 //	<root>/mounts/<id>/   top layers of mounts, held by their leases (owned by package
 //	                      session; the store names it (MountDir), measures it
@@ -13,8 +15,14 @@
 // A layer is stored as its entries (one bbolt key per tar entry, keyed so that a
 // directory's children are one contiguous key range), the objects its regular
 // files name, and its tar split (the tar without file contents, see
-// tarsplit.go), from which LayerTar gives back the imported tar byte for byte. The merged tree of a chain of layers (what a mount shows) is built
-// once per chainID from the nearest stored ancestor tree and kept in bbolt.
+// // tarsplit.go), from which LayerTar gives back the imported tar byte for
+// byte. The merged tree of a chain of layers (what a mount shows) is built
+// once per chainID from the nearest stored ancestor tree and kept as a tree
+// file: fixed-size records breadth first (a directory's children one
+// sorted run, found by binary search) and a string table, content-addressed
+// like an object. A mount maps it read-only and decodes nothing up front,
+// so every mount of a chain shares one copy in the page cache, and mounting
+// costs the same for 100 entries or 100,000.
 //
 // Layers are applied as docker applies them, whatever path they come in by
 // (import of a rootfs tarball, load, pull, commit): a whiteout ".wh.X" deletes
@@ -40,8 +48,12 @@
 //
 // Crash guarantees: objects are written to tmp/, flushed with syncfs and renamed
 // into objects/ (and flushed again) before the bbolt transaction that names them
-// commits. A kill at any point leaves at worst unreferenced files in tmp/ or
-// objects/, and layers and trees that no image or lease holds, which Check
+// commits; a tree file is written to tmp/, fsynced, renamed into trees/ and
+// the directory fsynced before the transaction that records it. A tree file
+// is never changed and only GC or a removal deletes it, once no record names
+// it; a mount that maps it keeps its pages after that, until it ends.
+// A kill at any point leaves at worst unreferenced files in tmp/, objects/
+// or trees/, and layers and trees that no image or lease holds, which Check
 // reports as garbage and GC removes. Every digest is
 // verified on ingest; a mismatch fails the import and stores nothing.
 //

@@ -86,6 +86,8 @@ type Entry struct {
 	Xattrs   map[string]string
 	Ino      uint64 // trees only: inode number, stable for the tree; shared by hard links
 	Nlink    uint32 // trees only: number of names with this Ino
+
+	rec uint32 // trees only: record number + 1 in the tree it came from (0: none)
 }
 
 // Name is the last element of e.Path.
@@ -97,7 +99,10 @@ func (e *Entry) Name() string {
 }
 
 // UnixMode is the mode as stat(2) reports it: type bits and permission bits.
-func (e *Entry) UnixMode() uint32 {
+func (e *Entry) UnixMode() uint32 { return e.Type.UnixMode(e.Mode) }
+
+// UnixMode is perm (07777 bits) with t's type bits, as stat(2) reports it.
+func (t Type) UnixMode(perm uint32) uint32 {
 	const (
 		sIFREG = 0o100000
 		sIFDIR = 0o040000
@@ -106,8 +111,8 @@ func (e *Entry) UnixMode() uint32 {
 		sIFBLK = 0o060000
 		sIFIFO = 0o010000
 	)
-	m := e.Mode & 0o7777
-	switch e.Type {
+	m := perm & 0o7777
+	switch t {
 	case TypeDir:
 		return m | sIFDIR
 	case TypeSymlink:

@@ -14,13 +14,14 @@ type GCReport struct {
 	Mounts    []string // stale leases dropped (mount IDs)
 	Layers    []digest.Digest
 	Objects   int   // object files removed
+	Trees     int   // tree files no record names, removed
 	Staging   int   // tmp/ entries removed
 	Reclaimed int64 // bytes on disk
 }
 
 // GC drops leases of mounts whose server is gone (the caller detaches their
-// mountpoints first), every layer and tree nothing holds, object files no
-// record names, and staging leftovers. It holds the store lock exclusively,
+// mountpoints first), every layer and tree nothing holds, object and tree
+// files no record names, and staging leftovers. It holds the store lock exclusively,
 // so no import is mid-way.
 func (s *Store) GC() (*GCReport, error) {
 	lk, err := s.lock(true)
@@ -31,6 +32,7 @@ func (s *Store) GC() (*GCReport, error) {
 	rep := &GCReport{}
 	var doomed []objectFile
 	known := map[digest.Digest]bool{}
+	knownTrees := map[string]bool{} // tree file names the records name
 	err = s.update(func(tx *bolt.Tx) error {
 		mounts, err := mountsTx(tx)
 		if err != nil {
@@ -48,6 +50,12 @@ func (s *Store) GC() (*GCReport, error) {
 		if err != nil {
 			return err
 		}
+		bucket(tx, bucketTrees).ForEach(func(k, _ []byte) error {
+			if rec, err := getTreeRecord(tx, digest.Digest(k)); err == nil {
+				knownTrees[rec.File.Encoded()] = true
+			}
+			return nil
+		})
 		return bucket(tx, bucketObjects).ForEach(func(k, _ []byte) error {
 			known[digest.Digest(k)] = true
 			return nil
@@ -57,7 +65,13 @@ func (s *Store) GC() (*GCReport, error) {
 		return nil, err
 	}
 	rep.Reclaimed += removeObjects(s, doomed)
-	rep.Objects += len(doomed)
+	for _, o := range doomed {
+		if o.tree {
+			rep.Trees++
+		} else {
+			rep.Objects++
+		}
+	}
 	for _, id := range rep.Mounts {
 		rep.Reclaimed += dirUsage(s.MountDir(id))
 		if err := os.RemoveAll(s.MountDir(id)); err != nil {
@@ -82,7 +96,21 @@ func (s *Store) GC() (*GCReport, error) {
 			}
 		}
 	}
-	names, err := readDirNames(s.tmpDir())
+	names, err := readDirNames(s.treesDir())
+	if err != nil {
+		return rep, err
+	}
+	for _, n := range names {
+		if !knownTrees[n] {
+			p := filepath.Join(s.treesDir(), n)
+			rep.Reclaimed += diskUsage(p)
+			if err := os.Remove(p); err != nil {
+				return rep, err
+			}
+			rep.Trees++
+		}
+	}
+	names, err = readDirNames(s.tmpDir())
 	if err != nil {
 		return rep, err
 	}

@@ -316,6 +316,26 @@ func (s *Store) commitImage(tx *bolt.Tx, rec imageRecord, layers []*ingested, na
 	return nil
 }
 
+// imageCore is what a mount needs of an image record: json skips the rest
+// (the config and manifest) without decoding it.
+type imageCore struct {
+	ID      digest.Digest   `json:"id"`
+	Layers  []digest.Digest `json:"layers"`
+	ChainID digest.Digest   `json:"chainID,omitempty"`
+}
+
+func getImageCore(tx *bolt.Tx, id digest.Digest) (imageCore, error) {
+	v := bucket(tx, bucketImages).Get([]byte(id))
+	if v == nil {
+		return imageCore{}, fmt.Errorf("image %s: %w", id, ErrNotFound)
+	}
+	var c imageCore
+	if err := json.Unmarshal(v, &c); err != nil {
+		return c, fmt.Errorf("image %s: %w: %w", id, err, ErrCorrupt)
+	}
+	return c, nil
+}
+
 // getImage reads one image record and fills the derived fields.
 func getImage(tx *bolt.Tx, id digest.Digest, tags map[digest.Digest][]string) (Image, error) {
 	v := bucket(tx, bucketImages).Get([]byte(id))

@@ -104,7 +104,7 @@ func (s *Store) AddMount(m MountRecord) error {
 		m.PIDStart = st
 	}
 	return s.update(func(tx *bolt.Tx) error {
-		img, err := getImage(tx, m.Image, nil)
+		img, err := getImageCore(tx, m.Image)
 		if err != nil {
 			return err
 		}

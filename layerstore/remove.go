@@ -200,9 +200,12 @@ func (s *Store) Prune(all bool) (*RemoveReport, error) {
 	return rep, nil
 }
 
+// objectFile is a file to remove once the transaction that stopped naming
+// it has committed: an object, or a tree file.
 type objectFile struct {
 	d    digest.Digest
 	size int64
+	tree bool
 }
 
 // sweep deletes every layer and tree that no image and no lease (live or
@@ -216,9 +219,15 @@ func sweep(tx *bolt.Tx) ([]digest.Digest, []objectFile, error) {
 	}
 	tb := bucket(tx, bucketTrees)
 	var trees [][]byte
+	files := map[digest.Digest]bool{} // tree files of the trees swept
 	tb.ForEach(func(k, _ []byte) error {
-		if !keepTree[digest.Digest(k)] {
+		rec, err := getTreeRecord(tx, digest.Digest(k))
+		if errors.Is(err, ErrNotFound) || !keepTree[digest.Digest(k)] {
+			// unheld, or in the layout of an earlier version (built again when needed)
 			trees = append(trees, append([]byte(nil), k...))
+			if err == nil {
+				files[rec.File] = true
+			}
 		}
 		return nil
 	})
@@ -226,6 +235,16 @@ func sweep(tx *bolt.Tx) ([]digest.Digest, []objectFile, error) {
 		if err := tb.DeleteBucket(k); err != nil {
 			return nil, nil, err
 		}
+	}
+	var doomed []objectFile
+	tb.ForEach(func(k, _ []byte) error {
+		if rec, err := getTreeRecord(tx, digest.Digest(k)); err == nil {
+			delete(files, rec.File) // another chain with the same merged tree
+		}
+		return nil
+	})
+	for d := range files {
+		doomed = append(doomed, objectFile{d: d, tree: true})
 	}
 	lb := bucket(tx, bucketLayers)
 	var layers []digest.Digest
@@ -235,7 +254,6 @@ func sweep(tx *bolt.Tx) ([]digest.Digest, []objectFile, error) {
 		}
 		return nil
 	})
-	var doomed []objectFile
 	for _, d := range layers {
 		objs, err := layerObjects(tx, d)
 		if err != nil {
@@ -247,7 +265,7 @@ func sweep(tx *bolt.Tx) ([]digest.Digest, []objectFile, error) {
 				return nil, nil, err
 			}
 			if gone {
-				doomed = append(doomed, objectFile{o, size})
+				doomed = append(doomed, objectFile{d: o, size: size})
 			}
 		}
 		if err := lb.DeleteBucket([]byte(d)); err != nil {
@@ -295,6 +313,9 @@ func removeObjects(s *Store, objs []objectFile) int64 {
 	var freed int64
 	for _, o := range objs {
 		p := s.ObjectPath(o.d)
+		if o.tree {
+			p = s.TreePath(o.d)
+		}
 		freed += diskUsage(p)
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			s.log.Warn("remove object", "digest", o.d, "err", err)

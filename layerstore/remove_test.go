@@ -82,12 +82,12 @@ func TestStore_RemoveImage_CrashBeforeFilesGo_LeavesGarbage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(doomed) != 2 {
-		t.Fatalf("doomed %v", doomed)
+	if len(doomed) != 3 {
+		t.Fatalf("doomed %v, want two objects and the tree file", doomed)
 	}
 	r := checkOK(t, s, "after the crash")
-	if len(r.Garbage) != 2 {
-		t.Errorf("garbage %v, want the two object files", r.Garbage)
+	if len(r.Garbage) != 3 {
+		t.Errorf("garbage %v, want the two object files and the tree file", r.Garbage)
 	}
 	if _, err := s.GC(); err != nil {
 		t.Fatal(err)

@@ -10,8 +10,9 @@ package layerstore
 //	             tarsplit        -> the tar stream without file contents, zstd (tarsplit.go)
 //	             e/  Key(path)   -> Entry.MarshalBinary (path is the key)
 //	  trees/   <chainID>/             merged tree of a chain
-//	             meta            -> JSON treeRecord
-//	             e/  Key(path)   -> Entry.MarshalBinary, with Ino and Nlink set
+//	             meta            -> JSON treeRecord: layers, entry count, NextIno,
+//	                                and the tree file (<root>/trees/<hex>, by the
+//	                                sha256 of its bytes; format in treefile.go)
 //	  objects/ <digest>          -> uvarint size, uvarint refs (number of layers naming it)
 //	  mounts/  <mount ID>        -> JSON MountRecord (a lease: keeps its chain from GC)
 //	  buildcache/ <step key>     -> image ID: the image a build step made (buildcache.go)
@@ -19,7 +20,10 @@ package layerstore
 //	  holds/   <name:tag>        -> holder (holds.go: the tag's image stays until released)
 //
 // Key(path) is parent + "\x00" + name (the root is "/"), so a directory's
-// children are one contiguous, name-sorted key range.
+// children are one contiguous, name-sorted key range. Trees of earlier
+// versions kept their entries in trees/<chainID>/e/; such a tree counts as
+// not stored (it is built again, as a file, when needed, and GC drops it).
+
 // FormatVersion names the store's on-disk layout: the root bucket of
 // meta.db. A new layout gets a new name.
 const FormatVersion = "v1"

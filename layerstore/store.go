@@ -75,15 +75,30 @@ func Open(root string, opts *Options) (*Store, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	for _, d := range []string{root, s.objectsDir(), s.tmpDir(), s.mountsDir()} {
+	// A store that is there already costs a few stats and a read-only
+	// transaction: every mount server opens one.
+	for _, d := range []string{root, s.objectsDir(), s.tmpDir(), s.mountsDir(), s.treesDir()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("open store: %w", err)
 		}
 	}
-	for i := 0; i < 256; i++ {
-		if err := os.MkdirAll(filepath.Join(s.objectsDir(), fmt.Sprintf("%02x", i)), 0o700); err != nil {
-			return nil, fmt.Errorf("open store: %w", err)
+	if fi, err := os.Stat(filepath.Join(s.objectsDir(), "ff")); err != nil || !fi.IsDir() { // made last
+		for i := 0; i < 256; i++ {
+			if err := os.MkdirAll(filepath.Join(s.objectsDir(), fmt.Sprintf("%02x", i)), 0o700); err != nil {
+				return nil, fmt.Errorf("open store: %w", err)
+			}
 		}
+	}
+	if _, err := os.Stat(s.dbPath()); err == nil && s.view(func(tx *bolt.Tx) error {
+		r := tx.Bucket(bucketRoot)
+		for _, b := range topBuckets {
+			if r == nil || r.Bucket(b) == nil {
+				return ErrNotFound
+			}
+		}
+		return nil
+	}) == nil {
+		return s, nil
 	}
 	err := s.update(func(tx *bolt.Tx) error {
 		r, err := tx.CreateBucketIfNotExists(bucketRoot)
@@ -114,6 +129,7 @@ func (s *Store) dbPath() string     { return filepath.Join(s.root, "meta.db") }
 func (s *Store) objectsDir() string { return filepath.Join(s.root, "objects") }
 func (s *Store) tmpDir() string     { return filepath.Join(s.root, "tmp") }
 func (s *Store) mountsDir() string  { return filepath.Join(s.root, "mounts") }
+func (s *Store) treesDir() string   { return filepath.Join(s.root, "trees") }
 
 // ObjectPath is where the content of digest d lives. Objects are immutable:
 // open them O_RDONLY only.
@@ -127,11 +143,15 @@ func (s *Store) ObjectPath(d digest.Digest) string {
 
 // MountDir is the directory that holds the state of mount id (its upper layer).
 // An invalid id (see AddMount) gets a path that holds nothing.
-func (s *Store) MountDir(id string) string {
+func (s *Store) MountDir(id string) string { return MountDirIn(s.root, id) }
+
+// MountDirIn is MountDir of the store at root, for a caller that need not
+// open it.
+func MountDirIn(root, id string) string {
 	if checkMountID(id) != nil {
-		return filepath.Join(s.mountsDir(), "invalid-id")
+		return filepath.Join(root, "mounts", "invalid-id")
 	}
-	return filepath.Join(s.mountsDir(), id)
+	return filepath.Join(root, "mounts", id)
 }
 
 func (s *Store) openDB(readOnly bool) (*bolt.DB, error) {

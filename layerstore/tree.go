@@ -1,6 +1,7 @@
 package layerstore
 
 import (
+	"encoding/binary"
 	"fmt"
 	"sort"
 	"strings"
@@ -8,59 +9,229 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// Tree is the merged tree of a chain of layers, held in memory: what a mount
-// of the chain shows before any write. A Tree is read-only once built and safe
-// for concurrent readers. Lookups are map accesses and readdir a slice, so
-// neither depends on how many layers made the tree.
+// Tree is the merged tree of a chain of layers: what a mount of the chain
+// shows before any write. It reads its entries in place from a tree file
+// (treefile.go), memory-mapped when it comes from the store, so mounts of
+// one chain share its pages; nothing is decoded until asked for. A Tree is
+// read-only and safe for concurrent readers. A lookup is a binary search
+// per path component and readdir one contiguous run of records, so neither
+// depends on how many layers made the tree.
+//
+// Entries a Tree returns are fresh copies the caller may keep, but their
+// strings point into the tree's memory: they stay valid until Close.
 type Tree struct {
 	ChainID digest.Digest
 	// NextIno is one more than the largest inode number in the tree; inode
 	// numbers from NextIno up are free for the mount's own new files.
 	NextIno uint64
 
-	entries map[string]*Entry   // by path; "" is the root
-	kids    map[string][]*Entry // directory path -> children sorted by name
+	d     *treeData
+	close func() error // unmaps a mapped tree; nil otherwise
+}
+
+// newTree opens an encoded tree held in b.
+func newTree(chainID digest.Digest, b []byte, close func() error) (*Tree, error) {
+	d, err := parseTree(b)
+	if err != nil {
+		return nil, err
+	}
+	return &Tree{ChainID: chainID, NextIno: d.nextIno, d: d, close: close}, nil
+}
+
+// Close releases the tree's memory. Entries taken from it must not be used
+// after.
+func (t *Tree) Close() error {
+	if t == nil || t.close == nil {
+		return nil
+	}
+	c := t.close
+	t.close = nil
+	return c()
 }
 
 // Lookup returns the entry at path ("" for the root).
 func (t *Tree) Lookup(path string) (*Entry, bool) {
-	e, ok := t.entries[path]
-	return e, ok
+	i, ok := t.d.lookup(path)
+	if !ok {
+		return nil, false
+	}
+	return t.d.entry(i), true
 }
 
-// Children returns the entries of directory dir sorted by name. The slice is
-// shared: callers must not modify it.
+// Children returns the entries of directory dir sorted by name.
 func (t *Tree) Children(dir string) []*Entry {
-	return t.kids[dir]
+	i, ok := t.d.lookup(dir)
+	if !ok {
+		return nil
+	}
+	return t.childrenOf(i)
+}
+
+// ChildrenOf is Children of a directory entry this tree returned, without
+// resolving its path again.
+func (t *Tree) ChildrenOf(dir *Entry) []*Entry {
+	i, ok := t.recOf(dir)
+	if !ok {
+		return nil
+	}
+	return t.childrenOf(i)
+}
+
+func (t *Tree) childrenOf(i uint32) []*Entry {
+	first, n := t.d.children(i)
+	if n == 0 {
+		return nil
+	}
+	es := make([]Entry, n) // one allocation for the lot
+	out := make([]*Entry, n)
+	for k := range es {
+		t.d.fill(first+uint32(k), &es[k])
+		out[k] = &es[k]
+	}
+	return out
 }
 
 // Child returns the entry name in directory dir.
 func (t *Tree) Child(dir, name string) (*Entry, bool) {
-	return t.Lookup(JoinPath(dir, name))
+	i, ok := t.d.lookup(dir)
+	if !ok {
+		return nil, false
+	}
+	return t.childOf(i, name)
+}
+
+// ChildOf is Child of a directory entry this tree returned.
+func (t *Tree) ChildOf(dir *Entry, name string) (*Entry, bool) {
+	i, ok := t.recOf(dir)
+	if !ok {
+		return nil, false
+	}
+	return t.childOf(i, name)
+}
+
+func (t *Tree) childOf(i uint32, name string) (*Entry, bool) {
+	j, ok := t.d.child(i, name)
+	if !ok {
+		return nil, false
+	}
+	return t.d.entry(j), true
+}
+
+// recOf finds the record of an entry: the one it came from when it came
+// from this tree, else by its path.
+func (t *Tree) recOf(e *Entry) (uint32, bool) {
+	if e.rec > 0 && e.rec <= t.d.n && t.d.path(e.rec-1) == e.Path {
+		return e.rec - 1, true
+	}
+	return t.d.lookup(e.Path)
+}
+
+// Ref names an entry of a tree in four bytes, for holders of many (a
+// mount's inodes) that need the entry only now and then; 0 names none.
+type Ref uint32
+
+// Ref is the reference of an entry this tree returned (0 for nil or an
+// entry of no tree).
+func (e *Entry) Ref() Ref {
+	if e == nil {
+		return 0
+	}
+	return Ref(e.rec)
+}
+
+func (t *Tree) valid(r Ref) bool { return r > 0 && uint32(r) <= t.d.n }
+
+// At decodes the entry r names (nil for 0).
+func (t *Tree) At(r Ref) *Entry {
+	if !t.valid(r) {
+		return nil
+	}
+	return t.d.entry(uint32(r) - 1)
+}
+
+// PathAt is At(r).Path without decoding the rest.
+func (t *Tree) PathAt(r Ref) string {
+	if !t.valid(r) {
+		return ""
+	}
+	return t.d.path(uint32(r) - 1)
+}
+
+// TypeAt is At(r).Type without decoding the rest (0 for none).
+func (t *Tree) TypeAt(r Ref) Type {
+	if !t.valid(r) {
+		return 0
+	}
+	return Type(t.d.rec(uint32(r) - 1)[9])
+}
+
+// ChildAt is ChildOf of the directory r names.
+func (t *Tree) ChildAt(r Ref, name string) (*Entry, bool) {
+	if !t.valid(r) {
+		return nil, false
+	}
+	return t.childOf(uint32(r)-1, name)
+}
+
+// ChildrenAt is ChildrenOf of the directory r names.
+func (t *Tree) ChildrenAt(r Ref) []*Entry {
+	if !t.valid(r) {
+		return nil
+	}
+	return t.childrenOf(uint32(r) - 1)
+}
+
+// Dirent is what a directory listing needs of an entry.
+type Dirent struct {
+	Name string
+	Ino  uint64
+	Type Type
+}
+
+// DirentsAt lists the directory r names, sorted by name, reading only
+// names, inode numbers and types (one allocation).
+func (t *Tree) DirentsAt(r Ref) []Dirent {
+	if !t.valid(r) {
+		return nil
+	}
+	first, n := t.d.children(uint32(r) - 1)
+	if n == 0 {
+		return nil
+	}
+	out := make([]Dirent, n)
+	le := binary.LittleEndian
+	for k := range out {
+		i := first + uint32(k)
+		rec := t.d.rec(i)
+		out[k] = Dirent{Name: t.d.name(i), Ino: le.Uint64(rec[32:]), Type: Type(rec[9])}
+	}
+	return out
 }
 
 // Len is the number of entries, the root included.
-func (t *Tree) Len() int { return len(t.entries) }
+func (t *Tree) Len() int { return int(t.d.n) }
 
 // Walk calls fn for every entry in depth-first name order, the root first.
 func (t *Tree) Walk(fn func(e *Entry) error) error {
-	var walk func(e *Entry) error
-	walk = func(e *Entry) error {
+	var walk func(i uint32) error
+	walk = func(i uint32) error {
+		e := t.d.entry(i)
 		if err := fn(e); err != nil {
 			return err
 		}
-		if e.Type != TypeDir {
-			return nil
-		}
-		for _, c := range t.kids[e.Path] {
-			if err := walk(c); err != nil {
+		first, n := t.d.children(i)
+		for j := first; j < first+n; j++ {
+			if err := walk(j); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	return walk(t.entries[""])
+	return walk(0)
 }
+
+// Bytes is the tree's encoding (treefile.go); callers must not modify it.
+func (t *Tree) Bytes() []byte { return t.d.b }
 
 // JoinPath joins a directory path and a name in the store's path form.
 func JoinPath(dir, name string) string {
@@ -78,16 +249,24 @@ func parentOf(p string) string {
 	return ""
 }
 
-// treeBuilder applies layers to a tree. Children are kept in maps while
-// building and sorted once at the end.
+// treeBuilder applies layers to a tree held in maps, encoded once at the
+// end.
 type treeBuilder struct {
-	t    *Tree
+	t    *builtTree
 	kids map[string]map[string]*Entry
 }
 
+// builtTree is a tree being built.
+type builtTree struct {
+	NextIno uint64
+	entries map[string]*Entry // by path; "" is the root
+}
+
+// newTreeBuilder starts from base (nil: an empty root). The builder's
+// entries share base's strings: base must stay open until finish.
 func newTreeBuilder(base *Tree) *treeBuilder {
 	b := &treeBuilder{
-		t:    &Tree{NextIno: 2, entries: map[string]*Entry{}},
+		t:    &builtTree{NextIno: 2, entries: map[string]*Entry{}},
 		kids: map[string]map[string]*Entry{},
 	}
 	if base == nil {
@@ -97,18 +276,17 @@ func newTreeBuilder(base *Tree) *treeBuilder {
 		return b
 	}
 	b.t.NextIno = base.NextIno
-	for p, e := range base.entries {
-		c := *e
-		b.t.entries[p] = &c
+	_ = base.Walk(func(e *Entry) error {
+		e.rec = 0
+		b.t.entries[e.Path] = e
 		if e.Type == TypeDir {
-			b.kids[p] = map[string]*Entry{}
+			b.kids[e.Path] = map[string]*Entry{}
 		}
-	}
-	for p, e := range b.t.entries {
-		if p != "" {
-			b.kids[parentOf(p)][e.Name()] = e
+		if e.Path != "" {
+			b.kids[parentOf(e.Path)][e.Name()] = e
 		}
-	}
+		return nil
+	})
 	return b
 }
 
@@ -288,10 +466,9 @@ func (b *treeBuilder) resolveDir(dir string, own map[string]*Entry) string {
 	return cur
 }
 
-// finish computes link counts and sorts children.
+// finish computes link counts, sorts children and encodes the tree.
 func (b *treeBuilder) finish(chainID digest.Digest) *Tree {
 	t := b.t
-	t.ChainID = chainID
 	links := map[uint64]uint32{}
 	subdirs := map[string]uint32{}
 	for p, e := range t.entries {
@@ -310,16 +487,20 @@ func (b *treeBuilder) finish(chainID digest.Digest) *Tree {
 			e.Nlink = links[e.Ino]
 		}
 	}
-	t.kids = make(map[string][]*Entry, len(b.kids))
+	kids := make(map[string][]*Entry, len(b.kids))
 	for dir, m := range b.kids {
 		s := make([]*Entry, 0, len(m))
 		for _, e := range m {
 			s = append(s, e)
 		}
 		sort.Slice(s, func(i, j int) bool { return s[i].Path < s[j].Path })
-		t.kids[dir] = s
+		kids[dir] = s
 	}
-	return t
+	tree, err := newTree(chainID, encodeTree(t.entries, kids, t.NextIno), nil)
+	if err != nil {
+		panic(fmt.Sprintf("layerstore: a tree just built does not parse: %v", err)) // a bug, not bad input
+	}
+	return tree
 }
 
 // BuildTree merges layers (base first), each given as its entries in key

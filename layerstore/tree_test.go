@@ -125,22 +125,27 @@ func baseOfName(n string) string { return n[strings.LastIndexByte(n, '/')+1:] }
 
 func treeDiff(a, b *Tree) string {
 	var out []string
-	for p, ea := range a.entries {
-		eb, ok := b.entries[p]
+	a.Walk(func(ea *Entry) error {
+		eb, ok := b.Lookup(ea.Path)
 		if !ok {
-			out = append(out, "only in stored: "+p)
-			continue
+			out = append(out, "only in stored: "+ea.Path)
+			return nil
 		}
 		va, _ := ea.MarshalBinary()
 		vb, _ := eb.MarshalBinary()
 		if !bytes.Equal(va, vb) {
-			out = append(out, fmt.Sprintf("%s: %+v != %+v", p, *ea, *eb))
+			out = append(out, fmt.Sprintf("%s: %+v != %+v", ea.Path, *ea, *eb))
 		}
-	}
-	for p := range b.entries {
-		if _, ok := a.entries[p]; !ok {
-			out = append(out, "only in scratch: "+p)
+		return nil
+	})
+	b.Walk(func(eb *Entry) error {
+		if _, ok := a.Lookup(eb.Path); !ok {
+			out = append(out, "only in scratch: "+eb.Path)
 		}
+		return nil
+	})
+	if len(out) == 0 && !bytes.Equal(a.Bytes(), b.Bytes()) {
+		out = append(out, "same entries, different tree files")
 	}
 	return strings.Join(out, "; ")
 }

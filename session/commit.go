@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -25,10 +26,11 @@ func DiffSkipping(st *layerstore.Store, m *layerstore.MountRecord, skip fs.Skip)
 	if m.ReadOnly {
 		return nil, nil
 	}
-	_, tree, err := st.ImageTree(m.Image.String())
+	_, tree, err := st.MountTree(m.Image.String())
 	if err != nil {
 		return nil, err
 	}
+	defer tree.Close()
 	return fs.DiffSkipping(UpperDir(st, m.ID), tree, skip)
 }
 
@@ -70,6 +72,19 @@ func Commit(ctx context.Context, st *layerstore.Store, m *layerstore.MountRecord
 	if err != nil {
 		return layerstore.Image{}, err
 	}
+	// The tree goes once no writer of the layer reads it any more.
+	var writers sync.WaitGroup
+	var readers []io.Closer
+	var rmu sync.Mutex
+	defer func() {
+		rmu.Lock()
+		for _, r := range readers {
+			r.Close()
+		}
+		rmu.Unlock()
+		writers.Wait()
+		tree.Close()
+	}()
 	upper := UpperDir(st, m.ID)
 	createdBy := o.CreatedBy
 	if createdBy == "" {
@@ -79,7 +94,14 @@ func Commit(ctx context.Context, st *layerstore.Store, m *layerstore.MountRecord
 	layer := layerstore.NewLayer{
 		Open: func() (io.ReadCloser, error) {
 			pr, pw := io.Pipe()
-			go func() { pw.CloseWithError(fs.WriteLayerSkipping(pw, upper, tree, st.ObjectPath, o.Skip)) }()
+			rmu.Lock()
+			readers = append(readers, pr)
+			rmu.Unlock()
+			writers.Add(1)
+			go func() {
+				defer writers.Done()
+				pw.CloseWithError(fs.WriteLayerSkipping(pw, upper, tree, st.ObjectPath, o.Skip))
+			}()
 			return pr, nil
 		},
 		History: ocispec.History{

@@ -21,6 +21,18 @@
 // changes and Commit turns them into an image. ParseMountinfo is the one
 // reader of /proc/self/mountinfo.
 //
+// Many mounts of one image: each is a server process of its own (a fault
+// takes down one mount, not every container of the node), and all of them
+// map the image's one tree file read-only, so the tree is in memory once
+// however many mount it; a server's own memory is the inodes the kernel
+// looked up through it and what its top layer changed. A server killed
+// (even with SIGKILL) leaves its mountpoint answering ENOTCONN and its
+// lease, which "strata mounts" shows as stale: Unmount ("strata umount")
+// or Reap detaches the mountpoint and drops the top layer and the lease
+// ("strata gc" does the same for every dead server); the other mounts of the image go on untouched, and the tree
+// file stays while any lease or image holds it. TrimMemory is for a process
+// that serves mounts.
+//
 // Crash safety: the lease is recorded before the top layer exists and
 // dropped after it is deleted, so a crash anywhere leaves at worst a lease
 // whose server is gone, which check reports and GC (or Reap) cleans up.

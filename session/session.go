@@ -58,6 +58,7 @@ type Session struct {
 	rec    layerstore.MountRecord
 	upper  string // "" when read-only
 	srv    *fs.Server
+	tree   *layerstore.Tree // mapped for the life of the server
 	log    *slog.Logger
 	onBusy func(dir string, err error)
 	ended  chan struct{} // closed when the mount has ended
@@ -97,7 +98,7 @@ func Start(ctx context.Context, st *layerstore.Store, ref, dir string, o Options
 		return nil, err
 	}
 	t0 := time.Now()
-	img, tree, err := st.ImageTree(ref)
+	imgID, tree, err := st.MountTree(ref)
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +108,7 @@ func Start(ctx context.Context, st *layerstore.Store, ref, dir string, o Options
 	}
 	rec := layerstore.MountRecord{
 		ID:       id,
-		Image:    img.ID,
+		Image:    imgID,
 		Ref:      ref,
 		Dir:      dir,
 		ReadOnly: o.ReadOnly,
@@ -116,22 +117,24 @@ func Start(ctx context.Context, st *layerstore.Store, ref, dir string, o Options
 		Created:  time.Now(),
 	}
 	if err := setServer(&rec); err != nil {
+		tree.Close()
 		return nil, err
 	}
 	// The lease first: from here on a crash leaves a lease that GC drops
 	// together with whatever was made under mounts/<id>.
 	if err := st.AddMount(rec); err != nil {
+		tree.Close()
 		return nil, err
 	}
 	s := newSession(st, rec, o)
 	s.timing.Tree = time.Since(t0)
 	if !rec.ReadOnly {
 		if err := os.MkdirAll(s.upper, 0o700); err != nil {
-			return nil, errors.Join(err, st.RemoveMount(id))
+			return nil, errors.Join(err, st.RemoveMount(id), tree.Close())
 		}
 	}
 	if err := s.mount(tree, ref, false, o); err != nil {
-		return nil, errors.Join(err, st.RemoveMount(id))
+		return nil, errors.Join(err, st.RemoveMount(id), tree.Close())
 	}
 	return s, nil
 }
@@ -204,22 +207,22 @@ func Resume(ctx context.Context, st *layerstore.Store, id, dir string, o Options
 		return nil, err
 	}
 	t0 := time.Now()
-	_, tree, err := st.ImageTree(rec.Image.String())
+	_, tree, err := st.MountTree(rec.Image.String())
 	if err != nil {
 		return nil, err
 	}
 	rec.Dir = dir
 	if err := setServer(rec); err != nil {
-		return nil, err
+		return nil, errors.Join(err, tree.Close())
 	}
 	if err := st.UpdateMount(*rec); err != nil {
-		return nil, err
+		return nil, errors.Join(err, tree.Close())
 	}
 	o.ReadOnly, o.Keep = rec.ReadOnly, rec.Keep
 	s := newSession(st, *rec, o)
 	s.timing.Tree = time.Since(t0)
 	if err := s.mount(tree, rec.Ref, true, o); err != nil {
-		return nil, errors.Join(err, s.release())
+		return nil, errors.Join(err, s.release(), tree.Close())
 	}
 	return s, nil
 }
@@ -290,6 +293,7 @@ func (s *Session) mount(tree *layerstore.Tree, ref string, resume bool, o Option
 		return err
 	}
 	s.srv = srv
+	s.tree = tree
 	s.timing.Mount = time.Since(t0)
 	go func() {
 		srv.Wait()
@@ -373,7 +377,7 @@ func (s *Session) Close() error {
 		<-s.ended
 	}
 	s.closed = true
-	s.closeErr = s.release()
+	s.closeErr = errors.Join(s.release(), s.tree.Close()) // the server is done with the tree
 	return s.closeErr
 }
 

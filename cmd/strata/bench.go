@@ -27,6 +27,7 @@ type benchOptions struct {
 	cpuprofile string
 	randOps    int
 	report     string
+	mnt        benchMountsOptions
 }
 
 func newBenchCmd(_ *globals) *cobra.Command {
@@ -64,11 +65,15 @@ Cold cells need root (they drop the caches); overlayfs needs root.`,
 	f.StringVar(&o.cpuprofile, "cpuprofile", "", "profile the strata server: writes PREFIX-<workload>.pprof per workload")
 	f.IntVar(&o.randOps, "rand-ops", 0, "random 4 KiB reads per rand-read run (default 65536, 8192 with --quick)")
 	f.StringVar(&o.report, "report", "", "measure nothing: render the results.json of an earlier run again (table, chart, Markdown)")
+	o.mnt.flags(f)
 	cmd.AddCommand(newBenchServeCmd())
 	return cmd
 }
 
 func runBench(cmd *cobra.Command, o *benchOptions) error {
+	if len(o.mnt.counts) > 0 {
+		return runBenchMounts(cmd, o)
+	}
 	if o.report != "" {
 		f, err := os.Open(o.report)
 		if err != nil {

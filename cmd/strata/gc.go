@@ -76,6 +76,9 @@ func runGC(cmd *cobra.Command, g *globals, _ *gcOptions) error {
 		if rep.Objects > 0 {
 			fmt.Fprintf(out, "Removed %s\n", plural(rep.Objects, "object file"))
 		}
+		if rep.Trees > 0 {
+			fmt.Fprintf(out, "Removed %s\n", plural(rep.Trees, "tree file"))
+		}
 		if rep.Staging > 0 {
 			fmt.Fprintf(out, "Removed %s\n", plural(rep.Staging, "staging leftover"))
 		}

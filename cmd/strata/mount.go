@@ -9,8 +9,10 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/strata-dev/strata/layerstore"
 	"github.com/strata-dev/strata/session"
 )
 
@@ -142,19 +144,16 @@ func serveMount(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir string
 	if o.readyFd == 0 {
 		fmt.Fprintf(cmd.ErrOrStderr(), "%s mounted on %s (mount %s); Ctrl-C unmounts\n", ref, dir, sess.ID())
 	}
+	go session.TrimMemory(ctx, 2*time.Second)
 	return sess.Serve(ctx)
 }
 
 // startDetached runs the server as a child in a session of its own and
 // returns once it reports the mount ready (or fails).
 func startDetached(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir string) error {
-	s, err := g.openStore()
-	if err != nil {
-		return err
-	}
+	// The server opens the store; this process only needs the log's place.
 	id := session.NewID()
-	mdir := s.MountDir(id)
-	s.Close()
+	mdir := layerstore.MountDirIn(g.root, id)
 	if err := os.MkdirAll(mdir, 0o700); err != nil {
 		return err
 	}

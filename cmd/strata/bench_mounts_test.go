@@ -1,0 +1,48 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/strata-dev/strata/bench"
+)
+
+// strata bench --mounts brings N read-write mounts of one image up with
+// strata mount -d and beside them N fuse-overlayfs mounts, checks each
+// keeps its writes to itself, measures, and takes them all down.
+func TestBench_Mounts(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: FUSE mounts")
+	}
+	if _, err := exec.LookPath("fuse-overlayfs"); err != nil {
+		t.Skip("fuse-overlayfs is not installed")
+	}
+	t.Setenv(cliEnv, "1") // for the servers "mount -d" starts
+	dir, out := t.TempDir(), t.TempDir()
+	stdout := mustRun(t, filepath.Join(t.TempDir(), "unused"), "bench", "--mounts", "3", "--mounts-image", filepath.Join(fixtureDir(t), "oci"), "--dir", dir, "--out", out)
+	t.Log(stdout)
+	b, err := os.ReadFile(filepath.Join(out, "mounts.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rp bench.MountsReport
+	if err := json.Unmarshal(b, &rp); err != nil {
+		t.Fatal(err)
+	}
+	if len(rp.Rows) != 2 || rp.Entries == 0 {
+		t.Fatalf("report: %+v", rp)
+	}
+	for _, r := range rp.Rows {
+		if r.Err != "" || r.Mounts != 3 || r.Anon <= 0 || r.PSS <= 0 || r.Up <= 0 {
+			t.Errorf("row %+v", r)
+		}
+	}
+	if !strings.Contains(stdout, "fuse-overlayfs") {
+		t.Errorf("table without fuse-overlayfs:\n%s", stdout)
+	}
+	mustCheck(t, filepath.Join(dir, "mounts", "store"))
+}
