@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/strata-dev/strata/bench"
+	"github.com/strata-dev/strata/internal/storetest"
 )
 
 // strata bench --mounts brings N read-write mounts of one image up with
@@ -44,5 +45,5 @@ func TestBench_Mounts(t *testing.T) {
 	if !strings.Contains(stdout, "fuse-overlayfs") {
 		t.Errorf("table without fuse-overlayfs:\n%s", stdout)
 	}
-	mustCheck(t, filepath.Join(dir, "mounts", "store"))
+	storetest.CheckRoot(t, filepath.Join(dir, "mounts", "store"))
 }
