@@ -308,15 +308,16 @@ func held(tx *bolt.Tx) (layers, trees map[digest.Digest]bool, err error) {
 
 // removeObjects deletes object files after the transaction that dropped them
 // committed; a crash before this leaves garbage for GC. It returns the bytes
-// freed on disk.
+// of object files freed on disk (tree files go too, uncounted).
 func removeObjects(s *Store, objs []objectFile) int64 {
 	var freed int64
 	for _, o := range objs {
 		p := s.ObjectPath(o.d)
 		if o.tree {
-			p = s.TreePath(o.d)
+			p = s.TreePath(o.d) // derived data: not counted as reclaimed content
+		} else {
+			freed += diskUsage(p)
 		}
-		freed += diskUsage(p)
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			s.log.Warn("remove object", "digest", o.d, "err", err)
 		}
