@@ -19,6 +19,16 @@
 // other reads go through the server with FOPEN_KEEP_CACHE. A missing or
 // short object makes that file fail with EIO and logs the digest.
 //
+// Kernel caches: the mount answers the first OPENDIR with ENOSYS, so the
+// kernel sends no OPENDIR or RELEASEDIR again and caches every listing
+// (rawfs.go). With Options.Writeback (writable mounts) the kernel caches
+// writes and owns sizes and modification times of regular files, as for a
+// local file system; it offers no passthrough beside it (the kernel's
+// process_init_reply), so a writable mount chooses one or the other.
+// Writes reach the upper dir when the kernel writes them back; Sync (and
+// SyncMount from another process) waits for that before the upper dir is
+// read.
+//
 // Passthrough and objects: the kernel opens a passthrough file's backing file
 // anew with the flags of the FUSE open and the credentials of this server, so
 // a write handle given the backing id of an object would write into the

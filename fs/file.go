@@ -27,9 +27,16 @@ const passthroughMinSize = 1 << 20
 // upperOpenFlags keeps the flags of a FUSE open that mean something to the
 // upper file: the access mode, truncation and synchronous writes. The kernel
 // computes append offsets itself, and O_DIRECT alignment is the caller's
-// business with the kernel, not ours with the upper file system.
+// business with the kernel, not ours with the upper file system. A
+// write-only open gets a read-write descriptor: with the writeback cache the
+// kernel reads through a write handle to fill the rest of a page it writes
+// in part (the kernel checked the caller's access already).
 func upperOpenFlags(flags uint32) uint32 {
-	return flags&(unix.O_ACCMODE|unix.O_TRUNC|unix.O_SYNC|unix.O_DSYNC) | unix.O_CLOEXEC | unix.O_NOFOLLOW
+	acc := flags & unix.O_ACCMODE
+	if acc == unix.O_WRONLY {
+		acc = unix.O_RDWR
+	}
+	return acc | flags&(unix.O_TRUNC|unix.O_SYNC|unix.O_DSYNC) | unix.O_CLOEXEC | unix.O_NOFOLLOW
 }
 
 var _ = (gofs.NodeOpener)((*node)(nil))

@@ -194,7 +194,7 @@ func (s *syncBuffer) String() string {
 }
 
 type mountOpts struct {
-	readOnly, passthrough bool
+	readOnly, passthrough, writeback bool
 }
 
 // mountImage mounts img on a t.TempDir() and unmounts it when the test ends,
@@ -220,6 +220,7 @@ func mountImage(t *testing.T, img *testImage, o mountOpts) *testMount {
 		Upper:       m.upper,
 		Objects:     img.objectPath,
 		Passthrough: o.passthrough,
+		Writeback:   o.writeback,
 		AllowOther:  true,
 		Logger:      slog.New(slog.NewTextHandler(m.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		FsName:      "strata-test",

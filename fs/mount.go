@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -44,6 +45,17 @@ type Options struct {
 	// passthrough, kernel 6.9+, root). When the kernel refuses, the mount
 	// logs why and reads in userspace with the page cache kept.
 	Passthrough bool
+	// Writeback lets the kernel cache writes to the top layer and send
+	// them in large batches (the FUSE writeback cache), as it does for a
+	// local file system: small writes cost no round trip each. Data a
+	// process wrote reaches the upper dir when the kernel writes it back
+	// (at the latest on fsync, syncfs, close or unmount); Sync forces it.
+	// The kernel does not combine it with passthrough on one mount
+	// (process_init_reply in fs/fuse/inode.c): with Writeback, Passthrough
+	// is off. Ignored when ReadOnly.
+	Writeback bool
+	// Trace counts FUSE requests by opcode (Server.Trace).
+	Trace bool
 	// Logger receives diagnostics. Default: discard.
 	Logger *slog.Logger
 	// Debug logs every FUSE request.
@@ -59,6 +71,8 @@ type Server struct {
 	dir         string
 	log         *slog.Logger
 	passthrough bool
+	writeback   bool
+	trace       *opCounts
 }
 
 // Mount mounts tree on dir and returns once the mount is ready.
@@ -134,7 +148,15 @@ func Mount(dir string, tree *layerstore.Tree, opts *Options) (*Server, error) {
 	} else if opts.ReadOnly {
 		mo.Options = append(mo.Options, "ro") // fusermount3 adds nosuid,nodev itself
 	}
-	if !opts.Passthrough {
+	writeback := opts.Writeback && !opts.ReadOnly
+	passthrough := opts.Passthrough && !writeback
+	if writeback {
+		mo.ExtraCapabilities |= fuse.CAP_WRITEBACK_CACHE
+		if opts.Passthrough {
+			log.Info("strata fs: the writeback cache is on; the kernel offers no passthrough beside it")
+		}
+	}
+	if !passthrough {
 		mo.DisabledCapabilities |= fuse.CAP_PASSTHROUGH
 	} else if sample != "" && stackedFS(filepath.Dir(sample)) {
 		// Backing files on overlayfs or FUSE sit one level deeper than
@@ -156,13 +178,26 @@ func Mount(dir string, tree *layerstore.Tree, opts *Options) (*Server, error) {
 		RootStableAttr:  &gofs.StableAttr{Ino: rootEntry.Ino},
 		Logger:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	fsrv, err := gofs.Mount(dir, u.root, fsOpts)
+	raw := &rawFS{RawFileSystem: gofs.NewNodeFS(u.root, fsOpts)}
+	if opts.Trace {
+		raw.trace = &opCounts{}
+	}
+	fsrv, err := fuse.NewServer(raw, dir, &fsOpts.MountOptions)
 	if err != nil {
 		u.closeRoot()
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
-	s := &Server{fuse: fsrv, u: u, dir: dir, log: log}
-	if opts.Passthrough {
+	go fsrv.Serve()
+	if err := fsrv.WaitMount(); err != nil {
+		_ = fsrv.Unmount()
+		u.closeRoot()
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	s := &Server{fuse: fsrv, u: u, dir: dir, log: log, trace: raw.trace}
+	if writeback {
+		s.writeback = fsrv.KernelSettings().Flags64()&fuse.CAP_WRITEBACK_CACHE != 0
+	}
+	if passthrough {
 		s.passthrough = s.probePassthrough(sample)
 		u.passthrough.Store(s.passthrough)
 	}
@@ -269,6 +304,61 @@ func (s *Server) probePassthrough(obj string) bool {
 // Passthrough reports whether read-only opens of lower files use FUSE
 // passthrough on this mount.
 func (s *Server) Passthrough() bool { return s.passthrough }
+
+// Writeback reports whether the kernel caches writes to the top layer.
+func (s *Server) Writeback() bool { return s.writeback }
+
+// Trace returns the FUSE requests served since the last Trace with reset
+// (or the mount), by opcode, most frequent first; nil unless Options.Trace.
+func (s *Server) Trace(reset bool) []OpCount {
+	if s.trace == nil {
+		return nil
+	}
+	return s.trace.snapshot(reset)
+}
+
+// Sync makes the upper dir hold every write made through the mount: Diff
+// and WriteLayer read the upper dir, and with the writeback cache the
+// kernel may still hold writes (see SyncMount).
+func (s *Server) Sync() error { return SyncMount(s.dir, s.u.upper) }
+
+// SyncMount is Sync for a mount on dir with upper dir upper, served by any
+// process. syncfs(2) on a FUSE mount starts the writeback but does not wait
+// for the server to have the data (the kernel's fuse_sync_fs leaves that to
+// FUSE_SYNCFS, which only virtiofs has); fsync(2) does wait (fuse_fsync
+// waits for the inode's pending writes). So it fsyncs, through the mount,
+// every regular file the upper dir holds: the only ones a write can have
+// gone to.
+func SyncMount(dir, upper string) error {
+	if upper == "" {
+		return nil
+	}
+	return filepath.WalkDir(upper, func(p string, d iofs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, iofs.ErrNotExist) {
+				return nil // removed meanwhile
+			}
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		rel, err := filepath.Rel(upper, p)
+		if err != nil {
+			return err
+		}
+		fd, err := unix.Open(filepath.Join(dir, rel), unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil // not in the mount under that name (removed, renamed, or hidden)
+		}
+		err = unix.Fdatasync(fd)
+		unix.Close(fd)
+		if err != nil {
+			return fmt.Errorf("sync %s: %w", dir, &os.PathError{Op: "fdatasync", Path: rel, Err: err})
+		}
+		return nil
+	})
+}
 
 // Dir is the mountpoint.
 func (s *Server) Dir() string { return s.dir }

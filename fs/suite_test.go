@@ -32,6 +32,7 @@ func mountFS(t *testing.T, st *layerstore.Store, ref, dir string, o testsuite.Mo
 		Upper:       upper,
 		Objects:     st.ObjectPath,
 		Passthrough: o.Passthrough,
+		Writeback:   o.Writeback,
 		Suid:        true,
 		Dev:         true,
 		FsName:      "strata-suite",

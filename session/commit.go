@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"strings"
 	"time"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -31,7 +32,27 @@ func DiffSkipping(st *layerstore.Store, m *layerstore.MountRecord, skip fs.Skip)
 		return nil, err
 	}
 	defer tree.Close()
+	if err := syncLive(st, m); err != nil {
+		return nil, err
+	}
 	return fs.DiffSkipping(UpperDir(st, m.ID), tree, skip)
+}
+
+// syncLive writes back what the kernel still caches of a live writable
+// mount's writes (the FUSE writeback cache), so that its top layer holds
+// them all before it is read.
+func syncLive(st *layerstore.Store, m *layerstore.MountRecord) error {
+	if m.ReadOnly || !m.Running() {
+		return nil
+	}
+	mi, err := ReadMountinfo()
+	if err != nil {
+		return err
+	}
+	if fstype, ok := Mounted(mi, m.Dir); !ok || !strings.HasPrefix(fstype, "fuse") {
+		return nil // not mounted here (gone, or in another mount namespace)
+	}
+	return fs.SyncMount(m.Dir, UpperDir(st, m.ID))
 }
 
 // CommitOptions describe the image Commit makes.
@@ -85,6 +106,9 @@ func Commit(ctx context.Context, st *layerstore.Store, m *layerstore.MountRecord
 		writers.Wait()
 		tree.Close()
 	}()
+	if err := syncLive(st, m); err != nil {
+		return layerstore.Image{}, err
+	}
 	upper := UpperDir(st, m.ID)
 	createdBy := o.CreatedBy
 	if createdBy == "" {

@@ -18,8 +18,9 @@ import (
 )
 
 // Options configure Start and Resume. The zero value mounts read-write,
-// nosuid and nodev, for the mounting user only, with FUSE passthrough where
-// the kernel has it, and deletes the top layer when the mount ends.
+// nosuid and nodev, for the mounting user only, with the FUSE writeback
+// cache (read-only: with FUSE passthrough where the kernel has it), and
+// deletes the top layer when the mount ends.
 type Options struct {
 	// ID names the mount (a directory under the store's mounts/). Default:
 	// NewID(). Ignored by Resume.
@@ -39,6 +40,13 @@ type Options struct {
 	Suid, Dev, AllowOther bool
 	// NoPassthrough reads every file through the server.
 	NoPassthrough bool
+	// NoWriteback sends every write of a writable mount to the server as
+	// it happens, instead of letting the kernel cache them (fs.Options
+	// Writeback). A writable mount has the writeback cache by default, and
+	// then no passthrough: the kernel offers one or the other.
+	NoWriteback bool
+	// Trace counts FUSE requests by opcode (Session.Trace).
+	Trace bool
 	// FsName is the source shown in /proc/mounts. Default "strata:" + the
 	// image reference.
 	FsName string
@@ -285,6 +293,8 @@ func (s *Session) mount(tree *layerstore.Tree, ref string, resume bool, o Option
 		Dev:         o.Dev,
 		AllowOther:  o.AllowOther,
 		Passthrough: !o.NoPassthrough,
+		Writeback:   !o.NoWriteback,
+		Trace:       o.Trace,
 		Logger:      s.log,
 		Debug:       o.Debug,
 		FsName:      name,
@@ -313,6 +323,12 @@ func (s *Session) Upper() string { return s.upper }
 
 // Record is the mount's lease as this session holds it.
 func (s *Session) Record() layerstore.MountRecord { return s.rec }
+
+// Trace returns the FUSE requests served by opcode (fs.Server.Trace).
+func (s *Session) Trace(reset bool) []fs.OpCount { return s.srv.Trace(reset) }
+
+// Writeback reports whether the kernel caches the mount's writes.
+func (s *Session) Writeback() bool { return s.srv.Writeback() }
 
 // Passthrough reports whether lower files are read through FUSE passthrough.
 func (s *Session) Passthrough() bool { return s.srv.Passthrough() }

@@ -18,6 +18,7 @@ func mountSession(t *testing.T, st *layerstore.Store, ref, dir string, o testsui
 	s, err := session.Start(context.Background(), st, ref, dir, session.Options{
 		ReadOnly:      o.ReadOnly,
 		NoPassthrough: !o.Passthrough,
+		NoWriteback:   !o.Writeback,
 		Suid:          true,
 		Dev:           true,
 	})

@@ -22,6 +22,7 @@ type mountOptions struct {
 	suid          bool
 	dev           bool
 	noPassthrough bool
+	noWriteback   bool
 	allowOther    bool
 	force         bool
 
@@ -76,6 +77,7 @@ and owners as trusted.* extended attributes); other users can mount
 	f.BoolVar(&o.suid, "suid", false, "honour the image's setuid and setgid bits (any user who can reach the mount can run its setuid-root programs)")
 	f.BoolVar(&o.dev, "dev", false, "allow access to the image's device nodes (any user who can reach the mount can open them)")
 	f.BoolVar(&o.noPassthrough, "no-passthrough", false, "read every file through the server, even where FUSE passthrough is available")
+	f.BoolVar(&o.noWriteback, "no-writeback", false, "send every write to the top layer as it happens (default: the kernel caches writes, and a writable mount has no passthrough)")
 	f.BoolVar(&o.allowOther, "allow-other", true, "let users other than the one mounting use the mount")
 	f.BoolVar(&o.force, "force", false, "mount even on a directory that is not empty or is already a mount point (hiding what is there)")
 	f.StringVar(&o.id, "mount-id", "", "mount ID (set by -d for the server it starts)")
@@ -127,6 +129,7 @@ func serveMount(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir string
 		Dev:           o.dev,
 		AllowOther:    o.allowOther,
 		NoPassthrough: o.noPassthrough,
+		NoWriteback:   o.noWriteback,
 		Logger:        g.logger(),
 		Debug:         g.debug,
 		OnBusy: func(dir string, _ error) {
@@ -162,6 +165,7 @@ func startDetached(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir str
 		"--suid="+strconv.FormatBool(o.suid),
 		"--dev="+strconv.FormatBool(o.dev),
 		"--no-passthrough="+strconv.FormatBool(o.noPassthrough),
+		"--no-writeback="+strconv.FormatBool(o.noWriteback),
 		"--allow-other="+strconv.FormatBool(o.allowOther),
 		"--force="+strconv.FormatBool(o.force),
 		"--", ref, dir)

@@ -298,15 +298,24 @@ var suiteScripts = []suiteScript{
 // the reference rootfs, with and without FUSE passthrough.
 func (ts *suite) testOps(t *testing.T) {
 	img := ts.demo
-	for _, pt := range []bool{false, true} {
-		t.Run(map[bool]string{false: "plain", true: "passthrough"}[pt], func(t *testing.T) {
+	modes := []struct {
+		name string
+		o    suiteMountOptions
+	}{
+		{"plain", suiteMountOptions{}},
+		{"passthrough", suiteMountOptions{Passthrough: true}},
+		{"writeback", suiteMountOptions{Writeback: true}},
+	}
+	for _, mode := range modes {
+		pt := mode.o.Passthrough
+		t.Run(mode.name, func(t *testing.T) {
 			for _, s := range suiteScripts {
 				t.Run(s.name, func(t *testing.T) {
 					if pt && strings.Contains(s.name, "large lower file") {
 						t.Skip("passthrough: a large lower file open read-only refuses writers (ETXTBSY), tested by PassthroughWriterWhileReading")
 					}
 					ref := ts.copyRootfs(t)
-					m := ts.mountImage(t, img, suiteMountOptions{Passthrough: pt})
+					m := ts.mountImage(t, img, mode.o)
 					start := time.Now().Add(-2 * time.Second)
 					for i, st := range s.steps {
 						if !suiteRunStep(t, fmt.Sprintf("step %d %s", i+1, st.name), st, ref, m.Dir, start) {

@@ -42,17 +42,23 @@ func (ts *suite) testPosix(t *testing.T) {
 	}
 	slices.Sort(names)
 	for _, pl := range places {
-		t.Run(pl.name, func(t *testing.T) {
-			img := pl.img
-			for _, name := range names {
-				t.Run(name, func(t *testing.T) {
-					if why, ok := suitePosixSkip[name]; ok {
-						t.Skip(why)
-					}
-					m := ts.mountImage(t, img, suiteMountOptions{})
-					posixtest.All[name](t, filepath.Join(m.Dir, pl.dir))
-				})
+		for _, wb := range []bool{false, true} {
+			name := pl.name
+			if wb {
+				name += "/writeback"
 			}
-		})
+			t.Run(name, func(t *testing.T) {
+				img := pl.img
+				for _, name := range names {
+					t.Run(name, func(t *testing.T) {
+						if why, ok := suitePosixSkip[name]; ok {
+							t.Skip(why)
+						}
+						m := ts.mountImage(t, img, suiteMountOptions{Writeback: wb})
+						posixtest.All[name](t, filepath.Join(m.Dir, pl.dir))
+					})
+				}
+			})
+		}
 	}
 }

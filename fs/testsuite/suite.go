@@ -56,6 +56,10 @@ type MountOptions struct {
 	// (FUSE passthrough) where it can; false reads every file through the
 	// server.
 	Passthrough bool
+	// Writeback lets the kernel cache writes to the top layer (the FUSE
+	// writeback cache, fs.Options.Writeback); false sends each write to the
+	// server.
+	Writeback bool
 }
 
 // Mount is a live mount a MounterFunc made.

@@ -1,0 +1,345 @@
+package fs
+
+import (
+	"sort"
+	"sync/atomic"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// rawFS stands between the kernel and go-fuse's node bridge. It does two
+// things the bridge does not:
+//
+//   - No OPENDIR and RELEASEDIR round trips. Its OPENDIR answers ENOSYS, and
+//     the kernel stops sending OPENDIR and RELEASEDIR for the life of the
+//     mount and caches listings as if every open had said FOPEN_CACHE_DIR
+//     and FOPEN_KEEP_CACHE (fuse_do_open in the kernel's fs/fuse/file.c).
+//     A READDIR then comes with no handle; rawFS opens one on the bridge for
+//     the request, seeks it to the request's offset and releases it. A
+//     directory's listing is built again for each request of a listing that
+//     does not fit one reply; the kernel asks once per listing while its
+//     cache holds.
+//   - Counting requests by opcode (Options.Trace), for the bench harness.
+//
+// The same cannot be done for files (FUSE_NO_OPEN_SUPPORT): the kernel's
+// no_open is one flag for the whole connection, so upper files, which need
+// an open to copy up and a descriptor to write, would lose theirs too, and
+// FUSE passthrough is set up only by an OPEN reply.
+type rawFS struct {
+	fuse.RawFileSystem
+	trace *opCounts // nil: not counting
+}
+
+// opCounts counts requests by opcode name.
+type opCounts struct {
+	n [opLast]atomic.Uint64
+}
+
+// The opcodes rawFS counts, in the kernel's names.
+const (
+	opLookup = iota
+	opForget
+	opGetattr
+	opSetattr
+	opMknod
+	opMkdir
+	opUnlink
+	opRmdir
+	opRename
+	opLink
+	opSymlink
+	opReadlink
+	opAccess
+	opGetxattr
+	opListxattr
+	opSetxattr
+	opRemovexattr
+	opCreate
+	opTmpfile
+	opOpen
+	opRead
+	opLseek
+	opGetlk
+	opSetlk
+	opRelease
+	opWrite
+	opCopyFileRange
+	opIoctl
+	opFlush
+	opFsync
+	opFallocate
+	opOpendir
+	opReaddir
+	opReaddirplus
+	opReleasedir
+	opFsyncdir
+	opStatfs
+	opStatx
+	opLast
+)
+
+var opNames = [opLast]string{
+	"LOOKUP", "FORGET", "GETATTR", "SETATTR", "MKNOD", "MKDIR", "UNLINK", "RMDIR", "RENAME", "LINK", "SYMLINK",
+	"READLINK", "ACCESS", "GETXATTR", "LISTXATTR", "SETXATTR", "REMOVEXATTR", "CREATE", "TMPFILE", "OPEN", "READ",
+	"LSEEK", "GETLK", "SETLK", "RELEASE", "WRITE", "COPY_FILE_RANGE", "IOCTL", "FLUSH", "FSYNC", "FALLOCATE",
+	"OPENDIR", "READDIR", "READDIRPLUS", "RELEASEDIR", "FSYNCDIR", "STATFS", "STATX",
+}
+
+func (r *rawFS) count(op int) {
+	if r.trace != nil {
+		r.trace.n[op].Add(1)
+	}
+}
+
+// OpCount is the number of requests of one opcode.
+type OpCount struct {
+	Op    string
+	Count uint64
+}
+
+// snapshot returns the nonzero counts, largest first, and with reset sets
+// them to zero.
+func (c *opCounts) snapshot(reset bool) []OpCount {
+	var out []OpCount
+	for i := range c.n {
+		var v uint64
+		if reset {
+			v = c.n[i].Swap(0)
+		} else {
+			v = c.n[i].Load()
+		}
+		if v > 0 {
+			out = append(out, OpCount{opNames[i], v})
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Count > out[j].Count })
+	return out
+}
+
+func (r *rawFS) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	r.count(opOpendir)
+	return fuse.ENOSYS
+}
+
+func (r *rawFS) ReleaseDir(in *fuse.ReleaseIn) {
+	r.count(opReleasedir)
+	r.RawFileSystem.ReleaseDir(in)
+}
+
+// readDir serves a READDIR or READDIRPLUS. Without a handle (no OPENDIR)
+// it opens one for this request.
+func (r *rawFS) readDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList, plus bool) fuse.Status {
+	read := r.RawFileSystem.ReadDir
+	if plus {
+		read = r.RawFileSystem.ReadDirPlus
+	}
+	if in.Fh != 0 {
+		return read(cancel, in, out)
+	}
+	oin := fuse.OpenIn{InHeader: in.InHeader, Flags: unix.O_RDONLY | unix.O_DIRECTORY}
+	var oout fuse.OpenOut
+	if st := r.RawFileSystem.OpenDir(cancel, &oin, &oout); !st.Ok() {
+		return st
+	}
+	rin := *in
+	rin.Fh = oout.Fh
+	st := read(cancel, &rin, out)
+	r.RawFileSystem.ReleaseDir(&fuse.ReleaseIn{InHeader: in.InHeader, Fh: oout.Fh})
+	return st
+}
+
+func (r *rawFS) ReadDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
+	r.count(opReaddir)
+	return r.readDir(cancel, in, out, false)
+}
+
+func (r *rawFS) ReadDirPlus(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
+	r.count(opReaddirplus)
+	return r.readDir(cancel, in, out, true)
+}
+
+func (r *rawFS) FsyncDir(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
+	r.count(opFsyncdir)
+	if in.Fh == 0 {
+		return fuse.OK // directories are synced with the upper dir's file system
+	}
+	return r.RawFileSystem.FsyncDir(cancel, in)
+}
+
+// The rest only count.
+
+func (r *rawFS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
+	r.count(opLookup)
+	return r.RawFileSystem.Lookup(cancel, h, name, out)
+}
+
+func (r *rawFS) Forget(nodeid, nlookup uint64) {
+	r.count(opForget)
+	r.RawFileSystem.Forget(nodeid, nlookup)
+}
+
+func (r *rawFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
+	r.count(opGetattr)
+	return r.RawFileSystem.GetAttr(cancel, in, out)
+}
+
+func (r *rawFS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
+	r.count(opSetattr)
+	return r.RawFileSystem.SetAttr(cancel, in, out)
+}
+
+func (r *rawFS) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
+	r.count(opMknod)
+	return r.RawFileSystem.Mknod(cancel, in, name, out)
+}
+
+func (r *rawFS) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name string, out *fuse.EntryOut) fuse.Status {
+	r.count(opMkdir)
+	return r.RawFileSystem.Mkdir(cancel, in, name, out)
+}
+
+func (r *rawFS) Unlink(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
+	r.count(opUnlink)
+	return r.RawFileSystem.Unlink(cancel, h, name)
+}
+
+func (r *rawFS) Rmdir(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
+	r.count(opRmdir)
+	return r.RawFileSystem.Rmdir(cancel, h, name)
+}
+
+func (r *rawFS) Rename(cancel <-chan struct{}, in *fuse.RenameIn, oldName, newName string) fuse.Status {
+	r.count(opRename)
+	return r.RawFileSystem.Rename(cancel, in, oldName, newName)
+}
+
+func (r *rawFS) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *fuse.EntryOut) fuse.Status {
+	r.count(opLink)
+	return r.RawFileSystem.Link(cancel, in, name, out)
+}
+
+func (r *rawFS) Symlink(cancel <-chan struct{}, h *fuse.InHeader, target, name string, out *fuse.EntryOut) fuse.Status {
+	r.count(opSymlink)
+	return r.RawFileSystem.Symlink(cancel, h, target, name, out)
+}
+
+func (r *rawFS) Readlink(cancel <-chan struct{}, h *fuse.InHeader) ([]byte, fuse.Status) {
+	r.count(opReadlink)
+	return r.RawFileSystem.Readlink(cancel, h)
+}
+
+func (r *rawFS) Access(cancel <-chan struct{}, in *fuse.AccessIn) fuse.Status {
+	r.count(opAccess)
+	return r.RawFileSystem.Access(cancel, in)
+}
+
+func (r *rawFS) GetXAttr(cancel <-chan struct{}, h *fuse.InHeader, attr string, dest []byte) (uint32, fuse.Status) {
+	r.count(opGetxattr)
+	return r.RawFileSystem.GetXAttr(cancel, h, attr, dest)
+}
+
+func (r *rawFS) ListXAttr(cancel <-chan struct{}, h *fuse.InHeader, dest []byte) (uint32, fuse.Status) {
+	r.count(opListxattr)
+	return r.RawFileSystem.ListXAttr(cancel, h, dest)
+}
+
+func (r *rawFS) SetXAttr(cancel <-chan struct{}, in *fuse.SetXAttrIn, attr string, data []byte) fuse.Status {
+	r.count(opSetxattr)
+	return r.RawFileSystem.SetXAttr(cancel, in, attr, data)
+}
+
+func (r *rawFS) RemoveXAttr(cancel <-chan struct{}, h *fuse.InHeader, attr string) fuse.Status {
+	r.count(opRemovexattr)
+	return r.RawFileSystem.RemoveXAttr(cancel, h, attr)
+}
+
+func (r *rawFS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
+	r.count(opCreate)
+	return r.RawFileSystem.Create(cancel, in, name, out)
+}
+
+func (r *rawFS) Tmpfile(cancel <-chan struct{}, in *fuse.CreateIn, out *fuse.CreateOut) fuse.Status {
+	r.count(opTmpfile)
+	return r.RawFileSystem.Tmpfile(cancel, in, out)
+}
+
+func (r *rawFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	r.count(opOpen)
+	return r.RawFileSystem.Open(cancel, in, out)
+}
+
+func (r *rawFS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
+	r.count(opRead)
+	return r.RawFileSystem.Read(cancel, in, buf)
+}
+
+func (r *rawFS) Lseek(cancel <-chan struct{}, in *fuse.LseekIn, out *fuse.LseekOut) fuse.Status {
+	r.count(opLseek)
+	return r.RawFileSystem.Lseek(cancel, in, out)
+}
+
+func (r *rawFS) GetLk(cancel <-chan struct{}, in *fuse.LkIn, out *fuse.LkOut) fuse.Status {
+	r.count(opGetlk)
+	return r.RawFileSystem.GetLk(cancel, in, out)
+}
+
+func (r *rawFS) SetLk(cancel <-chan struct{}, in *fuse.LkIn) fuse.Status {
+	r.count(opSetlk)
+	return r.RawFileSystem.SetLk(cancel, in)
+}
+
+func (r *rawFS) SetLkw(cancel <-chan struct{}, in *fuse.LkIn) fuse.Status {
+	r.count(opSetlk)
+	return r.RawFileSystem.SetLkw(cancel, in)
+}
+
+func (r *rawFS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
+	r.count(opRelease)
+	r.RawFileSystem.Release(cancel, in)
+}
+
+func (r *rawFS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
+	r.count(opWrite)
+	return r.RawFileSystem.Write(cancel, in, data)
+}
+
+func (r *rawFS) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][]byte) (uint32, fuse.Status) {
+	r.count(opWrite)
+	return r.RawFileSystem.Writev(cancel, in, data)
+}
+
+func (r *rawFS) CopyFileRange(cancel <-chan struct{}, in *fuse.CopyFileRangeIn) (uint32, fuse.Status) {
+	r.count(opCopyFileRange)
+	return r.RawFileSystem.CopyFileRange(cancel, in)
+}
+
+func (r *rawFS) Ioctl(cancel <-chan struct{}, in *fuse.IoctlIn, inbuf []byte, out *fuse.IoctlOut, outbuf []byte) fuse.Status {
+	r.count(opIoctl)
+	return r.RawFileSystem.Ioctl(cancel, in, inbuf, out, outbuf)
+}
+
+func (r *rawFS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
+	r.count(opFlush)
+	return r.RawFileSystem.Flush(cancel, in)
+}
+
+func (r *rawFS) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
+	r.count(opFsync)
+	return r.RawFileSystem.Fsync(cancel, in)
+}
+
+func (r *rawFS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Status {
+	r.count(opFallocate)
+	return r.RawFileSystem.Fallocate(cancel, in)
+}
+
+func (r *rawFS) StatFs(cancel <-chan struct{}, h *fuse.InHeader, out *fuse.StatfsOut) fuse.Status {
+	r.count(opStatfs)
+	return r.RawFileSystem.StatFs(cancel, h, out)
+}
+
+func (r *rawFS) Statx(cancel <-chan struct{}, in *fuse.StatxIn, out *fuse.StatxOut) fuse.Status {
+	r.count(opStatx)
+	return r.RawFileSystem.Statx(cancel, in, out)
+}
