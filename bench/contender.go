@@ -53,6 +53,9 @@ type mounted struct {
 	// profile starts (file != "") or stops (file == "") a CPU profile of
 	// the server; nil for contenders without one.
 	profile func(file string) error
+	// trace fetches and resets the server's FUSE request counts by opcode;
+	// nil unless tracing.
+	trace func() (map[string]uint64, error)
 	// note describes how the mount runs (passthrough, options).
 	note string
 	// phases, when set, breaks the mount time down (strata: open, tree,
@@ -119,7 +122,12 @@ func newNative(ds *Dataset) *contender {
 					return nil
 				}
 				big := filepath.Join(root, ds.BigFile)
-				return errors.Join(os.Truncate(big, ds.Spec.BigSize), os.Chmod(big, 0o644), os.RemoveAll(filepath.Join(root, writeDir)))
+				errs := []error{os.Truncate(big, ds.Spec.BigSize), os.Chmod(big, 0o644)}
+				wr, _ := filepath.Glob(filepath.Join(root, "wr-*"))
+				for _, p := range wr {
+					errs = append(errs, os.RemoveAll(p))
+				}
+				return errors.Join(errs...)
 			}
 			// A run that was killed may have left its changes.
 			if err := restore(context.Background()); err != nil {

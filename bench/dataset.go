@@ -87,6 +87,8 @@ type Dataset struct {
 	SmallFiles []string
 	// DeepEntries counts the merged tree of every depth image.
 	DeepEntries int
+	// Real is set when Main is the real image (RealSpec).
+	Real *RealSpec
 }
 
 // ImageData is one image of a dataset: its layers as directories in

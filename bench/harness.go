@@ -21,6 +21,15 @@ type Config struct {
 	Dir string
 	// Spec sizes the data. Default FullSpec().
 	Spec Spec
+	// Dataset is the main image the main workloads and the goals use:
+	// DatasetReal (default) or DatasetSynthetic. The depth, import and disk
+	// workloads use the synthetic images either way.
+	Dataset string
+	// Real sizes the real dataset. Default FullRealSpec().
+	Real RealSpec
+	// Trace counts the FUSE requests the strata server gets, by opcode,
+	// per workload run.
+	Trace bool
 	// Reps is how many times each cell is measured. Default 5.
 	Reps int
 	// Only limits the run to these workloads (AllWorkloads names). Default
@@ -53,6 +62,12 @@ func (c *Config) defaults() {
 	if c.Reps <= 0 {
 		c.Reps = 5
 	}
+	if c.Dataset == "" {
+		c.Dataset = DatasetReal
+	}
+	if len(c.Real.Base) == 0 {
+		c.Real = FullRealSpec()
+	}
 	if len(c.Contenders) == 0 {
 		c.Contenders = AllContenders
 	}
@@ -80,6 +95,7 @@ type runner struct {
 	// dropWhy is why cold cells cannot run ("" when they can).
 	dropWhy string
 	start   time.Time
+	load    *loadSampler
 }
 
 func (r *runner) logf(format string, args ...any) {
@@ -134,11 +150,25 @@ func Run(ctx context.Context, cfg Config) (rp *Report, err error) {
 			err = errors.Join(err, os.RemoveAll(r.runDir))
 		}
 	}()
+	if cfg.Dataset != DatasetReal && cfg.Dataset != DatasetSynthetic {
+		return nil, fmt.Errorf("unknown dataset %q (have %s, %s)", cfg.Dataset, DatasetReal, DatasetSynthetic)
+	}
 	if r.ds, err = BuildDataset(dir, cfg.Spec, r.logf); err != nil {
 		return nil, err
 	}
+	if cfg.Dataset == DatasetReal {
+		img, small, entries, err := buildReal(dir, cfg.Real, cfg.Spec.Seed, r.logf)
+		if err != nil {
+			return nil, err
+		}
+		r.ds.Main, r.ds.BigFile, r.ds.SmallFiles, r.ds.Entries = img, realBigFile, small, entries
+		r.ds.Spec.BigSize = cfg.Real.BigSize
+		r.ds.Real = &cfg.Real
+	}
 	r.dropWhy = canDropCaches()
 	r.rp.Meta = collectMeta(cfg, r.ds)
+	r.load = startLoadSampler(2 * time.Second)
+	defer r.load.stop()
 	r.cs = r.contenders()
 	for _, c := range r.cs {
 		if c.why != "" {
@@ -166,6 +196,7 @@ func Run(ctx context.Context, cfg Config) (rp *Report, err error) {
 	}
 	r.rp.Meta.Elapsed = time.Since(r.start).Seconds()
 	r.rp.Meta.Load = append(r.rp.Meta.Load, loadAvg())
+	r.rp.Meta.LoadSeries, r.rp.Meta.LoadMax = r.load.series()
 	r.rp.Finish()
 	return r.rp, nil
 }
@@ -179,7 +210,7 @@ func (r *runner) contenders() []*contender {
 		case Overlayfs, FuseOverlayfs:
 			cs = append(cs, newOverlay(r.runDir, name, &r.dirs))
 		case Strata:
-			cs = append(cs, newStrata(r.runDir, filepath.Join(r.runDir, "store"), r.cfg.Self, &r.dirs, r.logf))
+			cs = append(cs, newStrata(r.runDir, filepath.Join(r.runDir, "store"), r.cfg.Self, r.cfg.Trace, &r.dirs, r.logf))
 		}
 	}
 	return cs
@@ -264,6 +295,26 @@ func (r *runner) measure(ctx context.Context, w Workload, ls []*live) error {
 		}
 	}
 	r.logf("%s: %s", w.Key(), w.Desc)
+	t0 := time.Now()
+	traces := make([]map[string]uint64, len(ls))
+	traceRuns := make([]int, len(ls))
+	addTrace := func(i int) {
+		l := ls[i]
+		if l.m == nil || l.m.trace == nil {
+			return
+		}
+		t, err := l.m.trace()
+		if err != nil {
+			r.logf("  trace: %v", err)
+			return
+		}
+		if traces[i] == nil {
+			traces[i] = map[string]uint64{}
+		}
+		for k, v := range t {
+			traces[i][k] += v
+		}
+	}
 	fail := func(c *cell, err error) {
 		c.res.Err, c.dead = err.Error(), true
 		r.logf("  %s: %v", c.res.Contender, err)
@@ -278,6 +329,9 @@ func (r *runner) measure(ctx context.Context, w Workload, ls []*live) error {
 					return ctx.Err()
 				}
 				fail(cells[i], fmt.Errorf("warm-up: %w", err))
+			}
+			if l.m.trace != nil {
+				_, _ = l.m.trace() // the warm-up's requests are not counted
 			}
 		}
 	}
@@ -306,6 +360,9 @@ func (r *runner) measure(ctx context.Context, w Workload, ls []*live) error {
 			}
 			if w.Fresh {
 				if err := l.m.fresh(ctx); err != nil {
+					if l.c.name == Overlayfs {
+						err = fmt.Errorf("%w (the overlayfs baseline of this row is missing, not replaced)", err)
+					}
 					fail(c, fmt.Errorf("fresh mount: %w", err))
 					continue
 				}
@@ -341,8 +398,24 @@ func (r *runner) measure(ctx context.Context, w Workload, ls []*live) error {
 				continue
 			}
 			c.res.Samples = append(c.res.Samples, d.Seconds())
+			if w.Fresh || w.Cold {
+				addTrace(i) // a fresh mount is a new server; cold: per run anyway
+			}
+			traceRuns[i]++
 		}
 	}
+	for i := range ls {
+		if !w.Fresh && !w.Cold {
+			addTrace(i)
+		}
+		if traces[i] != nil && traceRuns[i] > 0 {
+			cells[i].res.Trace = map[string]float64{}
+			for k, v := range traces[i] {
+				cells[i].res.Trace[k] = float64(v) / float64(traceRuns[i])
+			}
+		}
+	}
+	maxLoad := r.load.maxSince(t0)
 	if prof != nil {
 		if err := prof.m.profile(""); err != nil {
 			r.logf("  profile: %v", err)
@@ -352,6 +425,7 @@ func (r *runner) measure(ctx context.Context, w Workload, ls []*live) error {
 		if c.res.Err != "" {
 			c.res.Samples = nil // a cell that failed once is not a measurement
 		}
+		c.res.Load = maxLoad
 		r.rp.add(c.res)
 		if c.res.Err == "" && c.res.Skip == "" {
 			st := Summarize(c.res.Samples)

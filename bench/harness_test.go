@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -29,6 +30,7 @@ func serveMain(args []string) int {
 	fl.StringVar(&o.Image, "image", "", "")
 	fl.StringVar(&o.Dir, "dir", "", "")
 	fl.BoolVar(&o.ReadOnly, "read-only", false, "")
+	fl.BoolVar(&o.Trace, "trace", false, "")
 	if err := fl.Parse(args); err != nil {
 		return 2
 	}
@@ -43,6 +45,13 @@ func serveMain(args []string) int {
 // tinySpec is a dataset that a test generates in a second or two.
 func tinySpec() Spec {
 	return Spec{Seed: 7, Files: 300, Dirs: 12, Layers: 3, BigSize: 4 << 20, Depths: []int{1, 3}, WriteFiles: 40, DiskImages: 2, AppFiles: 30}
+}
+
+// tinyReal is a real dataset made of small trees every machine that runs
+// the tests has: parts of the Go tree.
+func tinyReal() RealSpec {
+	root := runtime.GOROOT()
+	return RealSpec{Base: []string{filepath.Join(root, "src", "io")}, Apps: []string{filepath.Join(root, "src", "bufio")}, BigSize: 4 << 20}
 }
 
 // testLog collects the harness's progress lines and can call a hook on each.
@@ -81,7 +90,7 @@ func testContenders(t *testing.T) ([]string, []string) {
 func TestRun_Quick(t *testing.T) {
 	dir := t.TempDir()
 	cs, self := testContenders(t)
-	rp, err := Run(context.Background(), Config{Dir: dir, Spec: tinySpec(), Reps: 2, RandOps: 256, Contenders: cs, Self: self, Log: &testLog{t: t}})
+	rp, err := Run(context.Background(), Config{Dir: dir, Spec: tinySpec(), Real: tinyReal(), Reps: 2, RandOps: 256, Contenders: cs, Self: self, Trace: true, Log: &testLog{t: t}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +117,8 @@ func TestRun_Quick(t *testing.T) {
 		}
 	}
 	for _, w := range []string{"stat-walk/warm", "ls-lR/warm", "read-small/warm", "seq-read/warm", "rand-read/warm", "append/1 byte",
-		"chmod/0600", "write-small/create", "depth/walk layers=3", "import/3 layers", "disk/2 images"} {
+		"chmod/0600", "write-small/create", "depth/walk layers=3", "import/3 layers", "disk/2 images",
+		"find/warm", "gnu-ls-lR/warm", "tar/warm", "dd/bs=4k", "create-1k/1 KiB", "read-back/warm"} {
 		if !rows[w] {
 			t.Errorf("no row %s", w)
 		}
@@ -119,10 +129,21 @@ func TestRun_Quick(t *testing.T) {
 	if len(rp.Goals) == 0 {
 		t.Error("no goals")
 	}
+	if rp.Meta.LoadMax <= 0 || len(rp.Meta.LoadSeries) == 0 {
+		t.Errorf("no load sampled: max %v, %d samples", rp.Meta.LoadMax, len(rp.Meta.LoadSeries))
+	}
+	if r := rp.find("find/warm", Strata); r != nil && r.Stats != nil {
+		if r.Trace["LOOKUP"]+r.Trace["READDIRPLUS"]+r.Trace["READDIR"]+r.Trace["GETATTR"] == 0 {
+			t.Errorf("strata find/warm trace %v: no requests counted", r.Trace)
+		}
+		if r.Trace["OPENDIR"] != 0 || r.Trace["RELEASEDIR"] != 0 {
+			t.Errorf("strata find/warm trace %v: OPENDIR or RELEASEDIR sent", r.Trace)
+		}
+	}
 	// A second run reuses the dataset.
 	var reused bool
 	log := &testLog{t: t, hook: func(l string) { reused = reused || strings.Contains(l, "dataset: reusing") }}
-	if _, err := Run(context.Background(), Config{Dir: dir, Spec: tinySpec(), Reps: 1, Only: []string{WStatWalk}, Contenders: []string{Native}, Log: log}); err != nil {
+	if _, err := Run(context.Background(), Config{Dir: dir, Spec: tinySpec(), Real: tinyReal(), Reps: 1, Only: []string{WStatWalk}, Contenders: []string{Native}, Log: log}); err != nil {
 		t.Fatal(err)
 	}
 	if !reused {
@@ -142,7 +163,7 @@ func TestRun_Cancel(t *testing.T) {
 			cancel()
 		}
 	}}
-	_, err := Run(ctx, Config{Dir: dir, Spec: tinySpec(), Reps: 2, Contenders: cs, Self: self, Log: log})
+	_, err := Run(ctx, Config{Dir: dir, Spec: tinySpec(), Real: tinyReal(), Reps: 2, Contenders: cs, Self: self, Log: log})
 	if err == nil || ctx.Err() == nil {
 		t.Fatalf("Run returned %v after cancel", err)
 	}
@@ -153,6 +174,7 @@ func TestRun_BadConfig(t *testing.T) {
 	for _, cfg := range []Config{
 		{Dir: t.TempDir(), Only: []string{"nope"}},
 		{Dir: t.TempDir(), Contenders: []string{"zfs"}},
+		{Dir: t.TempDir(), Spec: tinySpec(), Dataset: "debian-ish"},
 	} {
 		if _, err := Run(context.Background(), cfg); err == nil {
 			t.Errorf("Run(%+v) did not fail", cfg)

@@ -35,6 +35,11 @@ type Result struct {
 	// Skip says why the cell was not measured; Err that it failed.
 	Skip string `json:"skip,omitempty"`
 	Err  string `json:"error,omitempty"`
+	// Load is the highest 1-minute load average sampled while its row ran.
+	Load float64 `json:"load,omitempty"`
+	// Trace is the FUSE requests the server got per run, by opcode
+	// (strata with --trace).
+	Trace map[string]float64 `json:"trace,omitempty"`
 }
 
 // Key is the row of the cell: "stat-walk/cold".
@@ -68,6 +73,23 @@ type Meta struct {
 	// Load is /proc/loadavg's 1, 5 and 15 minute averages when the run
 	// started and when it ended: how busy the machine was with others.
 	Load []string `json:"load,omitempty"`
+	// LoadSeries is the 1-minute load average sampled every 2 s through
+	// the run; LoadMax its highest.
+	LoadSeries []float64 `json:"loadSeries,omitempty"`
+	LoadMax    float64   `json:"loadMax,omitempty"`
+	// Dataset describes the main image.
+	Dataset string `json:"dataset,omitempty"`
+}
+
+// UnderLoad reports whether the machine was busier than its cores at some
+// point of the run: its figures are then not a baseline.
+func (rp *Report) UnderLoad() bool {
+	return rp.Meta.CPUs > 0 && rp.Meta.LoadMax > float64(rp.Meta.CPUs)
+}
+
+// foreign reports whether r's row ran under more load than the cores.
+func (rp *Report) foreign(r *Result) bool {
+	return rp.Meta.CPUs > 0 && r.Load > float64(rp.Meta.CPUs)
 }
 
 // Goal is a target the issue set for strata, checked against this run.
@@ -184,6 +206,38 @@ func (rp *Report) goals() []Goal {
 		}
 		out = append(out, g)
 	}
+	ratio("warm find", WFind+"/warm", "≤ 1.1× overlayfs", Overlayfs, func(v float64) bool { return v <= 1.1 })
+	ratio("warm GNU ls -lR", WLsGNU+"/warm", "≤ 1.2× overlayfs", Overlayfs, func(v float64) bool { return v <= 1.2 })
+	ratio("warm read of every file (tar)", WTar+"/warm", "≤ 1.3× overlayfs", Overlayfs, func(v float64) bool { return v <= 1.3 })
+	ratio("cold find", WFind+"/cold", "≤ 0.8× overlayfs", Overlayfs, func(v float64) bool { return v <= 0.8 })
+	ratio("dd bs=4k into the top layer", WDD+"/bs=4k", "time ≤ 1.25× overlayfs (≥ 0.8× its throughput)", Overlayfs, func(v float64) bool { return v <= 1.25 })
+	ratio("1,000 small creates", WCreate+"/1 KiB", "≤ 1.5× overlayfs", Overlayfs, func(v float64) bool { return v <= 1.5 })
+	ratio("read back a top-layer file", WReadBack+"/warm", "time ≤ 1.11× overlayfs (≥ 0.9× its throughput)", Overlayfs, func(v float64) bool { return v <= 1/0.9 })
+	// Every row ahead of fuse-overlayfs.
+	ahead, rows := 0, 0
+	var behind []string
+	for _, ri := range rp.Rows {
+		st, fo := rp.find(ri.Key, Strata), rp.find(ri.Key, FuseOverlayfs)
+		if st == nil || fo == nil || st.Stats == nil || fo.Stats == nil {
+			continue
+		}
+		rows++
+		if st.Stats.Median < fo.Stats.Median {
+			ahead++
+		} else {
+			behind = append(behind, ri.Key)
+		}
+	}
+	g0 := Goal{Name: "every row ahead of fuse-overlayfs", Want: "all rows", Got: "not measured"}
+	if rows > 0 {
+		met := ahead == rows
+		g0.Met = &met
+		g0.Got = fmt.Sprintf("%d of %d rows", ahead, rows)
+		if len(behind) > 0 {
+			g0.Got += "; behind on " + strings.Join(behind, ", ")
+		}
+	}
+	out = append(out, g0)
 	ratio("warm stat walk", WStatWalk+"/warm", "≤ 1.2× overlayfs", Overlayfs, func(v float64) bool { return v <= 1.2 })
 	ratio("warm ls -lR", WLsLR+"/warm", "≤ 1.2× overlayfs", Overlayfs, func(v float64) bool { return v <= 1.2 })
 	ratio("cold stat walk", WStatWalk+"/cold", "≤ 1.0× overlayfs", Overlayfs, func(v float64) bool { return v <= 1.0 })
@@ -344,8 +398,11 @@ func (rp *Report) WriteTable(w io.Writer) error {
 			if i == 0 {
 				k = ri.Key
 			}
-			c := r.cells()
+			c := rp.noted(r)
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k, c[0], c[1], c[2], c[3], c[4], c[5])
+			if len(r.Trace) > 0 {
+				fmt.Fprintf(tw, "\t  FUSE requests/run\t%s\t\t\t\t\n", fmtTrace(r.Trace, 8))
+			}
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -370,11 +427,144 @@ func metMark(m *bool) string {
 	return "MISSED"
 }
 
+// noted is r's cells with its row's load marked when it ran under more
+// load than the machine has cores.
+func (rp *Report) noted(r *Result) [6]string {
+	c := r.cells()
+	if rp.foreign(r) {
+		mark := fmt.Sprintf("under foreign load (1-min load up to %.1f on %d CPUs)", r.Load, rp.Meta.CPUs)
+		if c[5] != "" {
+			mark = c[5] + "; " + mark
+		}
+		c[5] = mark
+	}
+	return c
+}
+
+// fmtTrace lists the n most frequent opcodes of a trace.
+func fmtTrace(t map[string]float64, n int) string {
+	type kv struct {
+		k string
+		v float64
+	}
+	var kvs []kv
+	for k, v := range t {
+		kvs = append(kvs, kv{k, v})
+	}
+	slices.SortFunc(kvs, func(a, b kv) int {
+		if a.v != b.v {
+			if a.v > b.v {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.k, b.k)
+	})
+	var parts []string
+	for i, e := range kvs {
+		if i == n {
+			parts = append(parts, "…")
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%s %s", e.k, fmtCount(e.v)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func fmtCount(v float64) string {
+	if v >= 10 || v == math.Trunc(v) {
+		return groupDigits(int64(math.Round(v)))
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
+// groupDigits writes n with thousands separators: 55281 -> "55,281".
+func groupDigits(n int64) string {
+	s := fmt.Sprint(n)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+// plainRatio says a ratio of a contender's figure to a baseline's in
+// words: "3.2× slower", "1,000× faster", "about the same". Bytes rows
+// say more and less.
+func plainRatio(v *float64, unit string) string {
+	if v == nil || math.IsNaN(*v) || *v <= 0 {
+		return "—"
+	}
+	more, less := "slower", "faster"
+	if unit == UnitBytes {
+		more, less = "more", "less"
+	}
+	x := *v
+	switch {
+	case x >= 0.95 && x <= 1.05:
+		return "about the same"
+	case x > 1:
+		return fmtTimes(x) + " " + more
+	}
+	return fmtTimes(1/x) + " " + less
+}
+
+func fmtTimes(x float64) string {
+	switch {
+	case x >= 100:
+		return groupDigits(int64(math.Round(x))) + "×"
+	case x >= 10:
+		return fmt.Sprintf("%.0f×", x)
+	}
+	return fmt.Sprintf("%.2g×", x)
+}
+
+// Summary is a few sentences on the run: goals met and missed, and the load
+// it ran under.
+func (rp *Report) Summary() string {
+	var met, missed, unmeasured []string
+	for _, g := range rp.Goals {
+		switch {
+		case g.Met == nil:
+			unmeasured = append(unmeasured, g.Name)
+		case *g.Met:
+			met = append(met, g.Name)
+		default:
+			missed = append(missed, fmt.Sprintf("%s (%s, want %s)", g.Name, g.Got, g.Want))
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d of %d goals met", len(met), len(rp.Goals))
+	if len(met) > 0 {
+		fmt.Fprintf(&b, " (%s)", strings.Join(met, "; "))
+	}
+	b.WriteString(".")
+	if len(missed) > 0 {
+		fmt.Fprintf(&b, " Missed: %s.", strings.Join(missed, "; "))
+	}
+	if len(unmeasured) > 0 {
+		fmt.Fprintf(&b, " Not measured in this run: %s.", strings.Join(unmeasured, "; "))
+	}
+	if rp.UnderLoad() {
+		fmt.Fprintf(&b, " The machine was busier than its %d CPUs during the run (1-minute load up to %.1f): rows so marked ran under foreign load; compare ratios within a row, not figures across runs.", rp.Meta.CPUs, rp.Meta.LoadMax)
+	}
+	return b.String()
+}
+
 // WriteMarkdown writes the run's machine, the table and the goals as
 // Markdown (what bench/RESULTS.md shows).
 func (rp *Report) WriteMarkdown(w io.Writer) error {
 	m := rp.Meta
 	var b strings.Builder
+	fmt.Fprintf(&b, "%s\n\n", rp.Summary())
 	fmt.Fprintf(&b, "- date: %s\n", m.Date.UTC().Format(time.RFC3339))
 	fmt.Fprintf(&b, "- command: `%s`\n", m.Command)
 	if m.Revision != "" {
@@ -383,9 +573,12 @@ func (rp *Report) WriteMarkdown(w io.Writer) error {
 	fmt.Fprintf(&b, "- machine: %s, %d CPUs, %s RAM; kernel %s; %s\n", m.CPU, m.CPUs, m.Memory, m.Kernel, m.GoVersion)
 	fmt.Fprintf(&b, "- work directory: %s (%s)\n", m.Dir, m.FS)
 	if len(m.Load) > 0 {
-		fmt.Fprintf(&b, "- load average (1, 5, 15 min) at start and end: %s\n", strings.Join(m.Load, "; "))
+		fmt.Fprintf(&b, "- load average (1, 5, 15 min) at start and end: %s; highest 1-min load sampled during the run: %.2f\n", strings.Join(m.Load, "; "), m.LoadMax)
 	}
-	fmt.Fprintf(&b, "- dataset: %d files in %d directories over %d layers, a %s file; depths %v; %d repetitions per cell; run took %s\n",
+	if m.Dataset != "" {
+		fmt.Fprintf(&b, "- main image: %s\n", m.Dataset)
+	}
+	fmt.Fprintf(&b, "- synthetic dataset: %d files in %d directories over %d layers, a %s file; depths %v; %d repetitions per cell; run took %s\n",
 		m.Spec.Files, m.Spec.Dirs, m.Spec.Layers, fmtBytes(float64(m.Spec.BigSize)), m.Spec.Depths, m.Reps, fmtDur(m.Elapsed))
 	for _, c := range AllContenders {
 		if v, ok := m.Contenders[c]; ok {
@@ -395,14 +588,24 @@ func (rp *Report) WriteMarkdown(w io.Writer) error {
 	for _, k := range sortedKeys(m.Tools) {
 		fmt.Fprintf(&b, "- %s: %s\n", k, m.Tools[k])
 	}
-	b.WriteString("\n| workload | contender | median | spread | × native | × overlayfs | note |\n|---|---|--:|--:|--:|--:|---|\n")
+	b.WriteString("\n| workload | contender | median | spread | vs native | vs overlayfs | note |\n|---|---|--:|--:|--:|--:|---|\n")
 	for _, ri := range rp.Rows {
 		for i, r := range rp.row(ri.Key) {
 			k := ""
 			if i == 0 {
 				k = "**" + ri.Key + "**"
 			}
-			c := r.cells()
+			c := rp.noted(r)
+			if r.Stats != nil {
+				c[3], c[4] = plainRatio(r.VsNative, r.Unit), plainRatio(r.VsOverlayfs, r.Unit)
+			}
+			if len(r.Trace) > 0 {
+				t := "FUSE requests/run: " + fmtTrace(r.Trace, 6)
+				if c[5] != "" {
+					t = c[5] + "; " + t
+				}
+				c[5] = t
+			}
 			if r.Contender == Strata {
 				for j := range 5 {
 					if c[j] != "" && c[j] != "—" {

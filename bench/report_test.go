@@ -158,7 +158,7 @@ func TestReport_Markdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := b.String()
-	for _, want := range []string{"- command: `strata bench --quick`", "| workload | contender |", "| **stat-walk/warm** | native |", "**2.00×**", "| goal (strata) |", "`stat-walk/warm`: lstat everything"} {
+	for _, want := range []string{"- command: `strata bench --quick`", "| workload | contender |", "| **stat-walk/warm** | native |", "**2× slower**", "**3,000× faster**", "goals met", "| goal (strata) |", "`stat-walk/warm`: lstat everything"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, out)
 		}

@@ -31,7 +31,9 @@ type ServeOptions struct {
 	// NoPassthrough turns FUSE passthrough off (default: on where the
 	// kernel has it).
 	NoPassthrough bool
-	In            io.Reader // commands; EOF unmounts
+	// Trace counts FUSE requests by opcode (the trace command).
+	Trace bool
+	In    io.Reader // commands; EOF unmounts
 	Out           io.Writer // replies
 }
 
@@ -44,6 +46,8 @@ type ServeOptions struct {
 //
 //	profile FILE   start a CPU profile of this process into FILE
 //	stop           stop the CPU profile
+//	trace          the FUSE requests served since the last trace, by
+//	               opcode: "ok OP=N OP=N ..." (needs Trace)
 //
 // each with "ok" or "error: ...". At EOF on In (the harness closed it or
 // died), on SIGINT or SIGTERM, or when ctx ends, it unmounts and returns.
@@ -57,6 +61,7 @@ func Serve(ctx context.Context, o ServeOptions) (err error) {
 	sess, err := session.Start(ctx, st, o.Image, o.Dir, session.Options{
 		ReadOnly:      o.ReadOnly,
 		NoPassthrough: o.NoPassthrough,
+		Trace:         o.Trace,
 		FsName:        "strata-bench",
 	})
 	if err != nil {
@@ -70,7 +75,7 @@ func Serve(ctx context.Context, o ServeOptions) (err error) {
 		}
 	}()
 	tm := sess.Timing()
-	fmt.Fprintf(o.Out, "ready passthrough=%v open=%s tree=%s mount=%s\n", sess.Passthrough(), open, tm.Tree, tm.Mount)
+	fmt.Fprintf(o.Out, "ready passthrough=%v writeback=%v open=%s tree=%s mount=%s\n", sess.Passthrough(), sess.Writeback(), open, tm.Tree, tm.Mount)
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -95,7 +100,15 @@ func Serve(ctx context.Context, o ServeOptions) (err error) {
 			}
 			cmd, arg, _ := strings.Cut(line, " ")
 			var err error
+			reply := "ok"
 			switch {
+			case cmd == "trace" && o.Trace:
+				var b strings.Builder
+				b.WriteString("ok")
+				for _, c := range sess.Trace(true) {
+					fmt.Fprintf(&b, " %s=%d", c.Op, c.Count)
+				}
+				reply = b.String()
 			case cmd == "profile" && prof == nil:
 				if prof, err = os.Create(arg); err == nil {
 					if err = pprof.StartCPUProfile(prof); err != nil {
@@ -113,7 +126,7 @@ func Serve(ctx context.Context, o ServeOptions) (err error) {
 			if err != nil {
 				fmt.Fprintf(o.Out, "error: %v\n", err)
 			} else {
-				fmt.Fprintln(o.Out, "ok")
+				fmt.Fprintln(o.Out, reply)
 			}
 		}
 	}
@@ -122,7 +135,7 @@ func Serve(ctx context.Context, o ServeOptions) (err error) {
 // newStrata is the strata contender: images loaded into a bench-private
 // store at storeDir and mounted by a child process running self (a command
 // line that runs Serve with its flags appended, e.g. "strata bench serve").
-func newStrata(runDir, storeDir string, self []string, dirs *dirCounter, logf func(string, ...any)) *contender {
+func newStrata(runDir, storeDir string, self []string, trace bool, dirs *dirCounter, logf func(string, ...any)) *contender {
 	c := &contender{name: Strata}
 	if len(self) == 0 {
 		c.why = "no server command: run the harness as `strata bench`"
@@ -162,13 +175,16 @@ func newStrata(runDir, storeDir string, self []string, dirs *dirCounter, logf fu
 			return nil, err
 		}
 		mnt := filepath.Join(d, "mnt")
-		sv, err := startServer(ctx, self, storeDir, img.Name, mnt)
+		sv, err := startServer(ctx, self, storeDir, img.Name, mnt, trace)
 		if err != nil {
 			os.RemoveAll(d)
 			return nil, err
 		}
 		m := &mounted{root: mnt, note: sv.note}
 		m.profile = func(file string) error { return sv.profile(file) }
+		if trace {
+			m.trace = func() (map[string]uint64, error) { return sv.trace() }
+		}
 		m.phases = func() map[string]time.Duration { return sv.phases }
 		m.unmount = func() error {
 			err := sv.stop()
@@ -179,7 +195,7 @@ func newStrata(runDir, storeDir string, self []string, dirs *dirCounter, logf fu
 			if err := sv.stop(); err != nil {
 				return err
 			}
-			nsv, err := startServer(ctx, self, storeDir, img.Name, mnt)
+			nsv, err := startServer(ctx, self, storeDir, img.Name, mnt, trace)
 			if err != nil {
 				return err
 			}
@@ -223,8 +239,11 @@ type server struct {
 	waitE  error
 }
 
-func startServer(ctx context.Context, self []string, store, image, mnt string) (*server, error) {
+func startServer(ctx context.Context, self []string, store, image, mnt string, trace bool) (*server, error) {
 	args := append(append([]string(nil), self[1:]...), "--store", store, "--image", image, "--dir", mnt)
+	if trace {
+		args = append(args, "--trace")
+	}
 	cmd := exec.Command(self[0], args...)
 	// Its own process group: a terminal's ^C reaches the harness, which
 	// unmounts in order, not the server in the middle of a workload.
@@ -320,6 +339,31 @@ func (sv *server) profile(file string) error {
 		return errors.New(line)
 	}
 	return nil
+}
+
+// trace fetches (and resets) the server's request counts.
+func (sv *server) trace() (map[string]uint64, error) {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	if _, err := fmt.Fprintln(sv.in, "trace"); err != nil {
+		return nil, err
+	}
+	line, err := sv.readLine(context.Background(), time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	f := strings.Fields(line)
+	if len(f) == 0 || f[0] != "ok" {
+		return nil, errors.New(line)
+	}
+	out := map[string]uint64{}
+	for _, kv := range f[1:] {
+		k, v, _ := strings.Cut(kv, "=")
+		var n uint64
+		fmt.Sscan(v, &n)
+		out[k] = n
+	}
+	return out, nil
 }
 
 // stop closes the server's input, which makes it unmount and exit. A

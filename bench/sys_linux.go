@@ -52,6 +52,12 @@ func collectMeta(cfg Config, ds *Dataset) Meta {
 		Contenders: map[string]string{},
 		Load:       []string{loadAvg()},
 	}
+	if ds.Real != nil {
+		m.Dataset = fmt.Sprintf("real: %d entries, %d regular files; layer 0 %s, layer 1 %s and a %s file, layer 2 replaces every 50th file, deletes every 97th, makes one directory opaque",
+			ds.Entries, len(ds.SmallFiles)+1, strings.Join(ds.Real.Base, " "), strings.Join(ds.Real.Apps, " "), fmtBytes(float64(ds.Real.BigSize)))
+	} else {
+		m.Dataset = fmt.Sprintf("synthetic: %d entries", ds.Entries)
+	}
 	var u unix.Utsname
 	if unix.Uname(&u) == nil {
 		m.Kernel = unix.ByteSliceToString(u.Release[:])

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,7 +11,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -47,13 +50,21 @@ const (
 	WAppend     = "append"
 	WChmod      = "chmod"
 	WWriteSmall = "write-small"
+	WFind       = "find"
+	WLsGNU      = "gnu-ls-lR"
+	WTar        = "tar"
+	WCp         = "cp-a"
+	WDD         = "dd"
+	WReadBack   = "read-back"
+	WCreate     = "create-1k"
 	WDepth      = "depth"
 	WImport     = "import"
 	WDisk       = "disk"
 )
 
 // AllWorkloads lists every workload name in run order.
-var AllWorkloads = []string{WStatWalk, WLsLR, WReadSmall, WSeqRead, WRandRead, WAppend, WChmod, WWriteSmall, WDepth, WImport, WDisk}
+var AllWorkloads = []string{WStatWalk, WFind, WLsLR, WLsGNU, WReadSmall, WTar, WSeqRead, WRandRead, WAppend, WChmod,
+	WWriteSmall, WCreate, WCp, WDD, WReadBack, WDepth, WImport, WDisk}
 
 // mainWorkloads is the table of workloads run against the main image.
 func mainWorkloads(ds *Dataset, randOps int) []Workload {
@@ -71,10 +82,25 @@ func mainWorkloads(ds *Dataset, randOps int) []Workload {
 		return timed(func() error { return seqRead(filepath.Join(root, ds.BigFile), ds.Spec.BigSize) })
 	}
 	files := writeSet(ds.Spec)
+	find := func(ctx context.Context, root string) (time.Duration, error) {
+		return findPrint(ctx, root, wantWalk)
+	}
+	ddMiB := max(ds.Spec.BigSize>>20/10, 8) // 100 MiB in a full run
+	cpDir := cpSource(ds)
 	return []Workload{
 		{Name: WStatWalk, Case: "cold", Cold: true, Run: walk, Desc: fmt.Sprintf("lstat every entry of the tree (%d entries), caches dropped", wantWalk)},
 		{Name: WStatWalk, Case: "warm", Run: walk, Desc: "the same, caches warm"},
+		{Name: WFind, Case: "cold", Cold: true, Run: find, Desc: "find . -printf '%s\\n' (the real tool, in a child process), caches dropped"},
+		{Name: WFind, Case: "warm", Run: find, Desc: "the same, caches warm"},
 		{Name: WLsLR, Case: "warm", Run: ls, Desc: "ls -lR: readdir, then for every entry lstat and getxattr of security.selinux and system.posix_acl_access, as GNU ls -l does"},
+		{Name: WLsGNU, Case: "warm", Desc: "GNU ls -lR . > /dev/null (the real tool: its getxattr follows symlinks, the Go imitation's lgetxattr does not)",
+			Run: func(ctx context.Context, root string) (time.Duration, error) {
+				return runTool(ctx, root, nil, "ls", "-lR", ".")
+			}},
+		{Name: WTar, Case: "warm", Desc: fmt.Sprintf("tar -cf - --exclude=./%s . | cat > /dev/null: every file but the big one, by GNU tar", path.Dir(ds.BigFile)),
+			Run: func(ctx context.Context, root string) (time.Duration, error) {
+				return runTool(ctx, root, nil, "sh", "-c", fmt.Sprintf("tar -cf - --exclude=./%s . | cat > /dev/null", path.Dir(ds.BigFile)))
+			}},
 		{Name: WReadSmall, Case: "cold", Cold: true, Run: small, Desc: fmt.Sprintf("open, read and close every small file (%d files)", len(ds.SmallFiles))},
 		{Name: WReadSmall, Case: "warm", Run: small},
 		{Name: WSeqRead, Case: "cold", Cold: true, Run: seq, Desc: fmt.Sprintf("read the %s file sequentially, 1 MiB at a time", fmtBytes(float64(ds.Spec.BigSize)))},
@@ -95,7 +121,121 @@ func mainWorkloads(ds *Dataset, randOps int) []Workload {
 			Run: func(ctx context.Context, root string) (time.Duration, error) {
 				return timed(func() error { return writeFiles(ctx, filepath.Join(root, writeDir), files) })
 			}},
+		{Name: WCreate, Case: "1 KiB", Fresh: true, Desc: "create 1,000 new 1 KiB files in one new directory of the top layer, fresh mount each time",
+			Run: func(ctx context.Context, root string) (time.Duration, error) { return create1k(filepath.Join(root, "wr-create")) }},
+		{Name: WCp, Case: cpDir, Fresh: true, Desc: fmt.Sprintf("cp -a %s wr-cp (GNU cp: lower reads, top-layer creates), fresh mount each time", cpDir),
+			Run: func(ctx context.Context, root string) (time.Duration, error) {
+				return runTool(ctx, root, nil, "cp", "-a", cpDir, "wr-cp")
+			}},
+		{Name: WDD, Case: "bs=4k", Fresh: true, Desc: fmt.Sprintf("dd if=/dev/zero bs=4k of a new %d MiB top-layer file (no fsync), fresh mount each time", ddMiB),
+			Run: func(ctx context.Context, root string) (time.Duration, error) {
+				if err := os.Mkdir(filepath.Join(root, "wr-dd"), 0o755); err != nil {
+					return 0, err
+				}
+				return runTool(ctx, root, nil, "dd", "if=/dev/zero", "of=wr-dd/out", "bs=4k", fmt.Sprintf("count=%d", ddMiB*256), "status=none")
+			}},
+		{Name: WReadBack, Case: "warm", Fresh: true, Desc: fmt.Sprintf("dd bs=1M of a %d MiB file written to the top layer before (written, synced and read once untimed)", ddMiB),
+			Run: func(ctx context.Context, root string) (time.Duration, error) { return readBack(ctx, root, ddMiB) }},
 	}
+}
+
+// cpSource is the directory of the main image cp-a copies.
+func cpSource(ds *Dataset) string {
+	for _, d := range []string{"usr/share/doc", "usr/share/man/man1", "t00/d0000"} {
+		if st, err := os.Stat(filepath.Join(ds.Main.Merged, d)); err == nil && st.IsDir() {
+			return d
+		}
+	}
+	ents, _ := os.ReadDir(ds.Main.Merged)
+	for _, e := range ents {
+		if e.IsDir() && e.Name() != path.Dir(ds.BigFile) {
+			return e.Name()
+		}
+	}
+	return "."
+}
+
+// runTool runs a real tool in root and times it; stdout goes to out (nil:
+// discarded).
+func runTool(ctx context.Context, root string, out io.Writer, name string, args ...string) (time.Duration, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = root
+	cmd.Stdout = out
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	t0 := time.Now()
+	err := cmd.Run()
+	d := time.Since(t0)
+	if err != nil {
+		return 0, fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, lastLine([]byte(stderr.String())))
+	}
+	return d, nil
+}
+
+// findPrint runs find -printf '%s\n' and checks it saw want entries.
+func findPrint(ctx context.Context, root string, want int) (time.Duration, error) {
+	var lines lineCounter
+	d, err := runTool(ctx, root, &lines, "find", ".", "-printf", "%s\n")
+	if err != nil {
+		return 0, err
+	}
+	if lines.n != want {
+		return 0, fmt.Errorf("find saw %d entries, want %d", lines.n, want)
+	}
+	return d, nil
+}
+
+type lineCounter struct{ n int }
+
+func (l *lineCounter) Write(p []byte) (int, error) {
+	l.n += bytes.Count(p, []byte{'\n'})
+	return len(p), nil
+}
+
+// create1k creates 1,000 files of 1 KiB in a new directory dir.
+func create1k(dir string) (time.Duration, error) {
+	data := bytes.Repeat([]byte("strata-b"), 128)
+	return timed(func() error {
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return err
+		}
+		for i := range 1000 {
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%04d", i)), data, 0o644); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// readBack writes a file of mib MiB to the top layer, syncs, reads it once
+// and then times dd reading it again.
+func readBack(ctx context.Context, root string, mib int64) (time.Duration, error) {
+	dir := filepath.Join(root, "wr-rb")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return 0, err
+	}
+	f, err := os.Create(filepath.Join(dir, "file"))
+	if err != nil {
+		return 0, err
+	}
+	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = byte(i * 7)
+	}
+	for range mib {
+		if _, err := f.Write(buf); err != nil {
+			f.Close()
+			return 0, err
+		}
+	}
+	if err := errors.Join(f.Sync(), f.Close()); err != nil {
+		return 0, err
+	}
+	if _, err := runTool(ctx, root, nil, "dd", "if=wr-rb/file", "of=/dev/null", "bs=1M", "status=none"); err != nil {
+		return 0, err
+	}
+	return runTool(ctx, root, nil, "dd", "if=wr-rb/file", "of=/dev/null", "bs=1M", "status=none")
 }
 
 func timed(fn func() error) (time.Duration, error) {
