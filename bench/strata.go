@@ -34,7 +34,7 @@ type ServeOptions struct {
 	// Trace counts FUSE requests by opcode (the trace command).
 	Trace bool
 	In    io.Reader // commands; EOF unmounts
-	Out           io.Writer // replies
+	Out   io.Writer // replies
 }
 
 // Serve is the strata contender's server, run in a child process so that

@@ -122,7 +122,9 @@ func mainWorkloads(ds *Dataset, randOps int) []Workload {
 				return timed(func() error { return writeFiles(ctx, filepath.Join(root, writeDir), files) })
 			}},
 		{Name: WCreate, Case: "1 KiB", Fresh: true, Desc: "create 1,000 new 1 KiB files in one new directory of the top layer, fresh mount each time",
-			Run: func(ctx context.Context, root string) (time.Duration, error) { return create1k(filepath.Join(root, "wr-create")) }},
+			Run: func(ctx context.Context, root string) (time.Duration, error) {
+				return create1k(filepath.Join(root, "wr-create"))
+			}},
 		{Name: WCp, Case: cpDir, Fresh: true, Desc: fmt.Sprintf("cp -a %s wr-cp (GNU cp: lower reads, top-layer creates), fresh mount each time", cpDir),
 			Run: func(ctx context.Context, root string) (time.Duration, error) {
 				return runTool(ctx, root, nil, "cp", "-a", cpDir, "wr-cp")
