@@ -331,19 +331,28 @@ func lastLine(b []byte) string {
 	return s
 }
 
-// unmountDir unmounts mnt, retrying while it is busy, and detaches it
-// lazily as the last resort so that nothing stays mounted.
+// unmountBusyWait is how long unmountDir retries a busy mount: a tool the
+// workload ran may still be exiting, or the kernel still dropping its last
+// references (on a loaded machine, for seconds).
+const unmountBusyWait = 15 * time.Second
+
+// unmountDir unmounts mnt, retrying while it is busy (with a sync and a
+// growing pause), and detaches it lazily as the last resort so that nothing
+// stays mounted; the cell that needed it then fails, saying so.
 func unmountDir(mnt string) error {
 	var err error
-	for i := 0; i < 50; i++ {
+	pause := 10 * time.Millisecond
+	for deadline := time.Now().Add(unmountBusyWait); ; {
 		err = unix.Unmount(mnt, 0)
 		if err == nil || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
 			return nil // EINVAL: not a mount point (any more)
 		}
-		if !errors.Is(err, unix.EBUSY) {
+		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
 			break
 		}
-		time.Sleep(20 * time.Millisecond)
+		unix.Sync()
+		time.Sleep(pause)
+		pause = min(2*pause, time.Second)
 	}
 	if err2 := unix.Unmount(mnt, unix.MNT_DETACH); err2 == nil {
 		return fmt.Errorf("unmount %s: %w (detached lazily)", mnt, err)

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -639,4 +640,45 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(ks)
 	return ks
+}
+
+// Markers of the part of bench/RESULTS.md a run writes (UpdateResults);
+// everything outside them is left alone.
+const (
+	ResultsBegin = "<!-- bench:run:begin -->"
+	ResultsEnd   = "<!-- bench:run:end -->"
+)
+
+// ErrUnderLoad is UpdateResults refusing a run made on a machine busier
+// than its cores.
+var ErrUnderLoad = errors.New("the run was made under foreign load")
+
+// UpdateResults replaces the part of the results file doc between
+// ResultsBegin and ResultsEnd with this run's summary, chart (chart, a
+// path relative to the file) and tables. It refuses a run whose load
+// exceeded the cores (ErrUnderLoad) unless underLoad says to write it
+// anyway, marked as such.
+func (rp *Report) UpdateResults(doc []byte, chart string, underLoad bool) ([]byte, error) {
+	if rp.UnderLoad() && !underLoad {
+		return nil, fmt.Errorf("%w: the 1-minute load reached %.1f on %d CPUs; rerun on a quiet machine, or pass --under-load to record it marked as such",
+			ErrUnderLoad, rp.Meta.LoadMax, rp.Meta.CPUs)
+	}
+	s := string(doc)
+	i, j := strings.Index(s, ResultsBegin), strings.Index(s, ResultsEnd)
+	if i < 0 || j < i {
+		return nil, fmt.Errorf("the results file has no %s … %s section to replace", ResultsBegin, ResultsEnd)
+	}
+	var b strings.Builder
+	b.WriteString(ResultsBegin + "\n")
+	if rp.UnderLoad() {
+		fmt.Fprintf(&b, "\n**Measured under foreign load** (1-minute load up to %.1f on %d CPUs): the figures are not a baseline; the ratios within a row, contenders interleaved, are what this run shows.\n", rp.Meta.LoadMax, rp.Meta.CPUs)
+	}
+	if chart != "" {
+		fmt.Fprintf(&b, "\n![strata bench chart](%s)\n\n", chart)
+	}
+	if err := rp.WriteMarkdown(&b); err != nil {
+		return nil, err
+	}
+	b.WriteString("\n")
+	return []byte(s[:i] + b.String() + s[j:]), nil
 }

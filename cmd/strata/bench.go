@@ -28,6 +28,10 @@ type benchOptions struct {
 	randOps    int
 	report     string
 	mnt        benchMountsOptions
+	dataset    string
+	trace      bool
+	results    string
+	underLoad  bool
 }
 
 func newBenchCmd(_ *globals) *cobra.Command {
@@ -41,11 +45,20 @@ same run: metadata walks, ls -lR, small and big file reads, random reads,
 copy-up, small writes, 1 to 500 layers, import and disk use. Every cell is the
 median of --reps runs with its spread and its ratio to native and to overlayfs.
 
+The main image is real by default: this machine's /usr/share, /usr/bin and
+/etc in three layers with changes and whiteouts (--dataset synthetic for the
+generated one); the depth, import and disk rows use generated images. Real
+tools (find, GNU ls, tar, cp, dd) run beside Go imitations. The load average
+is sampled through the run and rows run under more load than the cores are
+marked; --results refuses such a run unless --under-load.
+
 Writes the table to standard output and results.json, results.svg and
-results.md to --out. The dataset is generated under --dir once and reused.
+results.md to --out. The dataset is built under --dir once and reused.
 Cold cells need root (they drop the caches); overlayfs needs root.`,
 		Example: `  strata bench --quick
   strata bench --only stat-walk,ls-lR --contenders overlayfs,strata --reps 9
+  strata bench --only find,gnu-ls-lR,tar --trace   # FUSE requests per run beside the timings
+  strata bench --results bench/RESULTS.md          # and record the run there (refused under load)
   strata bench --cpuprofile bench/out/strata   # then: go tool pprof -top strata bench/out/strata-ls-lR-warm.pprof`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -53,7 +66,11 @@ Cold cells need root (they drop the caches); overlayfs needs root.`,
 		},
 	}
 	f := cmd.Flags()
-	f.BoolVar(&o.quick, "quick", false, "a small dataset and 2 repetitions: done in under a minute")
+	f.BoolVar(&o.quick, "quick", false, "a small dataset and 2 repetitions: about 2 minutes on a quiet 2-core machine, plus a minute the first time to build the datasets")
+	f.StringVar(&o.dataset, "dataset", bench.DatasetReal, "main image: real (this machine's trees) or synthetic")
+	f.BoolVar(&o.trace, "trace", false, "count the FUSE requests the strata server gets per run, by opcode")
+	f.StringVar(&o.results, "results", "", "also record the run in this results file (bench/RESULTS.md), between its run markers")
+	f.BoolVar(&o.underLoad, "under-load", false, "with --results: record a run made under foreign load, marked as such (refused otherwise)")
 	f.StringVar(&o.dir, "dir", "/var/tmp/strata-bench", "work directory: dataset, stores and mounts")
 	f.IntVar(&o.reps, "reps", 0, "repetitions per cell (default 5, 2 with --quick)")
 	f.StringSliceVar(&o.only, "only", nil, "run only these workloads: "+strings.Join(bench.AllWorkloads, ","))
@@ -94,6 +111,8 @@ func runBench(cmd *cobra.Command, o *benchOptions) error {
 	cfg := bench.Config{
 		Dir:        o.dir,
 		Spec:       bench.FullSpec(),
+		Dataset:    o.dataset,
+		Trace:      o.trace,
 		Reps:       o.reps,
 		Only:       o.only,
 		Contenders: o.contenders,
@@ -105,6 +124,7 @@ func runBench(cmd *cobra.Command, o *benchOptions) error {
 	}
 	if o.quick {
 		cfg.Spec = bench.QuickSpec()
+		cfg.Real = bench.QuickRealSpec()
 		if cfg.Reps == 0 {
 			cfg.Reps = 2
 		}
@@ -157,7 +177,38 @@ func writeBenchReport(cmd *cobra.Command, o *benchOptions, rp *bench.Report) err
 		}
 		fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s\n", p)
 	}
+	if o.results != "" && len(errs) == 0 {
+		errs = append(errs, updateResults(cmd, o, rp))
+	}
 	return errors.Join(errs...)
+}
+
+// updateResults records the run in the results file, with the chart
+// copied beside it.
+func updateResults(cmd *cobra.Command, o *benchOptions, rp *bench.Report) error {
+	doc, err := os.ReadFile(o.results)
+	if err != nil {
+		return err
+	}
+	chart := "results.svg"
+	out, err := rp.UpdateResults(doc, chart, o.underLoad)
+	if err != nil {
+		return fmt.Errorf("%s not updated: %w", o.results, err)
+	}
+	dir := filepath.Dir(o.results)
+	for _, f := range []struct {
+		name  string
+		write func(io.Writer) error
+	}{{"results.svg", rp.WriteSVG}, {"results.json", rp.WriteJSON}} {
+		if err := writeFileWith(filepath.Join(dir, f.name), f.write); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(o.results, out, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.ErrOrStderr(), "recorded the run in %s\n", o.results)
+	return nil
 }
 
 func writeFileWith(p string, write func(io.Writer) error) error {
