@@ -17,6 +17,13 @@
 //
 // # Data
 //
+// The main image is real by default (RealSpec, realdata.go): this
+// machine's /usr/share as one layer, /usr/bin, /etc and a big file as a
+// second, and a third that replaces, deletes (whiteouts) and hides (an
+// opaque directory) some of what those hold, copied once with cp -a and
+// tarred by GNU tar. The synthetic main image (--dataset synthetic) and the
+// depth, import and disk images are generated:
+//
 // The dataset (Spec, dataset.go) is generated deterministically from a seed
 // into the work directory (default /var/tmp/strata-bench): every layer as a
 // directory in overlayfs format (whiteouts are 0/0 character devices, opaque
@@ -26,14 +33,24 @@
 //
 // # Measurements
 //
-// Workloads are Go code run in the harness process against the contender's
-// root (no subprocess except fio and tar). Every cell is measured Reps
+// Workloads are the real tools in child processes (find, GNU ls -lR, tar,
+// cp -a, dd), so that what the tools really ask of the file system shows
+// (GNU ls's getxattr follows symlinks), beside Go code run in the harness
+// process (the stat walk, ls -lR imitation, reads, creates). Every cell is measured Reps
 // times, contenders interleaved and their order rotated from one repetition
 // to the next so that drift on a shared machine spreads over all of them;
 // a cell reports the median, the spread (min and max) and its ratio to
 // native and to kernel overlayfs measured in the same run. Cold cells
 // drop the page, dentry and inode caches (root only) before each
 // repetition. Nothing here asserts absolute timings.
+//
+// The 1-minute load average is sampled every 2 s through the run; a row
+// whose highest sample exceeds the cores is marked as run under foreign
+// load, and UpdateResults refuses to record such a run unless told to mark
+// it. With Config.Trace the strata server counts its FUSE requests by
+// opcode, reported per run of each workload beside the timings. A row's
+// baseline (native, or overlayfs where a plain directory does nothing
+// comparable) never changes: when it fails, the row has no ratios.
 //
 // # Cleanup
 //

@@ -32,6 +32,7 @@ type benchOptions struct {
 	trace      bool
 	results    string
 	underLoad  bool
+	server     string
 }
 
 func newBenchCmd(_ *globals) *cobra.Command {
@@ -70,6 +71,7 @@ Cold cells need root (they drop the caches); overlayfs needs root.`,
 	f.StringVar(&o.dataset, "dataset", bench.DatasetReal, "main image: real (this machine's trees) or synthetic")
 	f.BoolVar(&o.trace, "trace", false, "count the FUSE requests the strata server gets per run, by opcode")
 	f.StringVar(&o.results, "results", "", "also record the run in this results file (bench/RESULTS.md), between its run markers")
+	f.StringVar(&o.server, "server", "", "measure the strata server of this strata binary instead of this one's (to compare two revisions with one harness)")
 	f.BoolVar(&o.underLoad, "under-load", false, "with --results: record a run made under foreign load, marked as such (refused otherwise)")
 	f.StringVar(&o.dir, "dir", "/var/tmp/strata-bench", "work directory: dataset, stores and mounts")
 	f.IntVar(&o.reps, "reps", 0, "repetitions per cell (default 5, 2 with --quick)")
@@ -107,6 +109,11 @@ func runBench(cmd *cobra.Command, o *benchOptions) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
+	}
+	if o.server != "" {
+		if self, err = filepath.Abs(o.server); err != nil {
+			return err
+		}
 	}
 	cfg := bench.Config{
 		Dir:        o.dir,
