@@ -2,7 +2,9 @@ package fs
 
 import (
 	"bytes"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,14 +29,20 @@ func mountTraced(t *testing.T, img *testImage, o mountOpts) *testMount {
 		t.Skip("needs root")
 	}
 	base := t.TempDir()
+	// Other users reach the mount (TestFS_KillPriv acts as one).
+	for _, d := range []string{filepath.Dir(base), base} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	m := &testMount{dir: filepath.Join(base, "mnt"), upper: filepath.Join(base, "upper"), logs: &syncBuffer{}}
 	for _, d := range []string{m.dir, m.upper} {
-		if err := os.Mkdir(d, 0o700); err != nil {
+		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
 	srv, err := Mount(m.dir, img.tree, &Options{Upper: m.upper, Objects: img.objectPath, Writeback: o.writeback,
-		Passthrough: o.passthrough, Trace: true, Logger: discardLogger(), FsName: "strata-test"})
+		Passthrough: o.passthrough, Trace: true, AllowOther: true, Logger: discardLogger(), FsName: "strata-test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,5 +202,62 @@ func TestFS_Writeback(t *testing.T) {
 	}
 	if got := mustRead(t, m.p("data/big")); got != string(wantBig[:10]) {
 		t.Errorf("data/big after truncate: %q", got)
+	}
+}
+
+// With HANDLE_KILLPRIV_V2 the kernel asks for security.capability once per
+// file, not before every write, and the server clears setuid and setgid
+// bits where the kernel would have: a write, a truncation, an O_TRUNC open
+// of a setuid file by someone without CAP_FSETID.
+func TestFS_KillPriv(t *testing.T) {
+	img := baseImage(t)
+	for _, wb := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain", true: "writeback"}[wb], func(t *testing.T) {
+			m := mountTraced(t, img, mountOpts{writeback: wb})
+			f, err := os.OpenFile(m.p("tmp/w"), os.O_WRONLY|os.O_CREATE, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := traceOf(m, "GETXATTR")
+			for range 200 {
+				if _, err := f.Write([]byte("x")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f.Close()
+			if n := traceOf(m, "GETXATTR") - before; n > 2 {
+				t.Errorf("%d GETXATTR requests for 200 writes, want at most one per file", n)
+			}
+			// Setuid and setgid (group-executable) files lose the bits
+			// when a user without CAP_FSETID writes or truncates them.
+			for i, op := range []string{"write", "truncate", "open O_TRUNC"} {
+				p := m.p(fmt.Sprintf("tmp/suid%d", i))
+				if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chown(p, 1000, 1000); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chmod(p, 0o775|os.ModeSetuid|os.ModeSetgid); err != nil { // after chown, which clears them
+					t.Fatal(err)
+				}
+				if st := mustLstat(t, p); st.Mode&(unix.S_ISUID|unix.S_ISGID) != unix.S_ISUID|unix.S_ISGID {
+					t.Fatalf("mode %o after chmod 6775", st.Mode&0o7777)
+				}
+				script := map[string]string{
+					"write":        "printf y >> " + p,
+					"truncate":     "truncate -s 1 " + p,
+					"open O_TRUNC": ": > " + p,
+				}[op]
+				cmd := exec.Command("setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "sh", "-c", script)
+				if out, err := cmd.CombinedOutput(); err != nil {
+					t.Fatalf("%s as uid 1000: %v: %s", op, err, out)
+				}
+				st := mustLstat(t, p)
+				if st.Mode&(unix.S_ISUID|unix.S_ISGID) != 0 {
+					t.Errorf("%s by uid 1000: mode %o keeps setuid/setgid", op, st.Mode&0o7777)
+				}
+			}
+		})
 	}
 }

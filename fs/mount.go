@@ -125,7 +125,10 @@ func Mount(dir string, tree *layerstore.Tree, opts *Options) (*Server, error) {
 		// cache and checks them itself: ls -l asks for
 		// system.posix_acl_access on every entry.
 		EnableAcl:         true,
-		ExtraCapabilities: fuse.CAP_ATOMIC_O_TRUNC,
+		// HANDLE_KILLPRIV_V2: rawFS clears setuid/setgid bits itself, and
+		// the kernel stops asking for security.capability before every
+		// write (see rawfs.go).
+		ExtraCapabilities: fuse.CAP_ATOMIC_O_TRUNC | fuse.CAP_HANDLE_KILLPRIV_V2,
 		Debug:             opts.Debug,
 		Logger:            slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}

@@ -20,6 +20,13 @@ import (
 //     directory's listing is built again for each request of a listing that
 //     does not fit one reply; the kernel asks once per listing while its
 //     cache holds.
+//   - Clearing setuid and setgid bits where the kernel asks (FUSE_HANDLE_
+//     KILLPRIV_V2). With it the kernel marks the mount SB_NOSEC, so a write
+//     asks for security.capability once per inode instead of a GETXATTR
+//     round trip before every write(2) (file_remove_privs); in return the
+//     server clears the bits after a WRITE, SETATTR or OPEN that says
+//     *_KILL_SUIDGID. The server's own writes to the upper file drop
+//     security.capability (the host kernel does that for every writer).
 //   - Counting requests by opcode (Options.Trace), for the bench harness.
 //
 // The same cannot be done for files (FUSE_NO_OPEN_SUPPORT): the kernel's
@@ -169,6 +176,31 @@ func (r *rawFS) FsyncDir(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 
 // The rest only count.
 
+// killSuidgid clears the setuid bit, and the setgid bit of a group-
+// executable file, of node h.NodeId (through handle fh when non-zero), as
+// the kernel would have had it kept privileges itself.
+func (r *rawFS) killSuidgid(cancel <-chan struct{}, h fuse.InHeader, fh uint64) fuse.Status {
+	var a fuse.AttrOut
+	if st := r.RawFileSystem.GetAttr(cancel, &fuse.GetAttrIn{InHeader: h}, &a); !st.Ok() {
+		return st
+	}
+	mode := a.Mode & 0o7777
+	kill := uint32(unix.S_ISUID)
+	if mode&unix.S_IXGRP != 0 {
+		kill |= unix.S_ISGID
+	}
+	if mode&kill == 0 {
+		return fuse.OK
+	}
+	in := fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{InHeader: h, Valid: fuse.FATTR_MODE, Mode: mode &^ kill}}
+	if fh != 0 {
+		in.Valid |= fuse.FATTR_FH
+		in.Fh = fh
+	}
+	var out fuse.AttrOut
+	return r.RawFileSystem.SetAttr(cancel, &in, &out)
+}
+
 func (r *rawFS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
 	r.count(opLookup)
 	return r.RawFileSystem.Lookup(cancel, h, name, out)
@@ -186,7 +218,16 @@ func (r *rawFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.At
 
 func (r *rawFS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
 	r.count(opSetattr)
-	return r.RawFileSystem.SetAttr(cancel, in, out)
+	kill := in.Valid&fuse.FATTR_KILL_SUIDGID != 0
+	in.Valid &^= fuse.FATTR_KILL_SUIDGID
+	st := r.RawFileSystem.SetAttr(cancel, in, out)
+	if st.Ok() && kill && in.Valid&fuse.FATTR_MODE == 0 {
+		fh, _ := in.GetFh()
+		if st = r.killSuidgid(cancel, in.InHeader, fh); st.Ok() {
+			st = r.RawFileSystem.GetAttr(cancel, &fuse.GetAttrIn{InHeader: in.InHeader}, out)
+		}
+	}
+	return st
 }
 
 func (r *rawFS) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
@@ -266,7 +307,13 @@ func (r *rawFS) Tmpfile(cancel <-chan struct{}, in *fuse.CreateIn, out *fuse.Cre
 
 func (r *rawFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
 	r.count(opOpen)
-	return r.RawFileSystem.Open(cancel, in, out)
+	st := r.RawFileSystem.Open(cancel, in, out)
+	if st.Ok() && in.Mode&fuse.OPEN_KILL_SUIDGID != 0 {
+		if st = r.killSuidgid(cancel, in.InHeader, out.Fh); !st.Ok() {
+			r.RawFileSystem.Release(cancel, &fuse.ReleaseIn{InHeader: in.InHeader, Fh: out.Fh, Flags: in.Flags})
+		}
+	}
+	return st
 }
 
 func (r *rawFS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
@@ -301,12 +348,23 @@ func (r *rawFS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
 
 func (r *rawFS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
 	r.count(opWrite)
-	return r.RawFileSystem.Write(cancel, in, data)
+	n, st := r.RawFileSystem.Write(cancel, in, data)
+	if st.Ok() && in.WriteFlags&fuse.WRITE_KILL_SUIDGID != 0 {
+		st = r.killSuidgid(cancel, in.InHeader, in.Fh)
+	}
+	return n, st
 }
 
 func (r *rawFS) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][]byte) (uint32, fuse.Status) {
+	n, st := r.RawFileSystem.Writev(cancel, in, data)
+	if st == fuse.ENOSYS {
+		return n, st // the server copies the data and calls Write, which counts
+	}
 	r.count(opWrite)
-	return r.RawFileSystem.Writev(cancel, in, data)
+	if st.Ok() && in.WriteFlags&fuse.WRITE_KILL_SUIDGID != 0 {
+		st = r.killSuidgid(cancel, in.InHeader, in.Fh)
+	}
+	return n, st
 }
 
 func (r *rawFS) CopyFileRange(cancel <-chan struct{}, in *fuse.CopyFileRangeIn) (uint32, fuse.Status) {
