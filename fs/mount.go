@@ -124,7 +124,7 @@ func Mount(dir string, tree *layerstore.Tree, opts *Options) (*Server, error) {
 		// The kernel keeps POSIX ACLs (and their absence) in its inode
 		// cache and checks them itself: ls -l asks for
 		// system.posix_acl_access on every entry.
-		EnableAcl:         true,
+		EnableAcl: true,
 		// HANDLE_KILLPRIV_V2: rawFS clears setuid/setgid bits itself, and
 		// the kernel stops asking for security.capability before every
 		// write (see rawfs.go).
