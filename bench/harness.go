@@ -197,6 +197,7 @@ func Run(ctx context.Context, cfg Config) (rp *Report, err error) {
 	r.rp.Meta.Elapsed = time.Since(r.start).Seconds()
 	r.rp.Meta.Load = append(r.rp.Meta.Load, loadAvg())
 	r.rp.Meta.LoadSeries, r.rp.Meta.LoadMax = r.load.series()
+	r.logf("run took %s; highest 1-minute load %.1f on %d CPUs", fmtDur(r.rp.Meta.Elapsed), r.rp.Meta.LoadMax, r.rp.Meta.CPUs)
 	r.rp.Finish()
 	return r.rp, nil
 }

@@ -67,7 +67,7 @@ Cold cells need root (they drop the caches); overlayfs needs root.`,
 		},
 	}
 	f := cmd.Flags()
-	f.BoolVar(&o.quick, "quick", false, "a small dataset and 2 repetitions: about 2 minutes on a quiet 2-core machine, plus a minute the first time to build the datasets")
+	f.BoolVar(&o.quick, "quick", false, "a small dataset and 2 repetitions (minutes, not seconds: every contender mounts and runs every workload; the first run also builds the datasets, and the run ends by saying how long it took)")
 	f.StringVar(&o.dataset, "dataset", bench.DatasetReal, "main image: real (this machine's trees) or synthetic")
 	f.BoolVar(&o.trace, "trace", false, "count the FUSE requests the strata server gets per run, by opcode")
 	f.StringVar(&o.results, "results", "", "also record the run in this results file (bench/RESULTS.md), between its run markers")
