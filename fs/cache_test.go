@@ -160,8 +160,16 @@ func TestFS_Writeback(t *testing.T) {
 	if err := m.srv.Sync(); err != nil {
 		t.Fatal(err)
 	}
+	for range 3 { // closes: FLUSH once at most
+		if _, err := os.ReadFile(m.p("etc/passwd")); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if got, err := os.ReadFile(filepath.Join(m.upper, "tmp/log")); err != nil || !bytes.Equal(got, want) {
 		t.Errorf("upper tmp/log after Sync: %d bytes (%v), want %d", len(got), err, len(want))
+	}
+	if n := traceOf(m, "FLUSH"); n > 1 {
+		t.Errorf("FLUSH sent %d times, want once (answered ENOSYS)", n)
 	}
 	if w := traceOf(m, "WRITE"); w > 100 {
 		t.Errorf("%d WRITE requests for 1001 writes: the kernel did not cache them", w)

@@ -27,6 +27,7 @@ import (
 //     server clears the bits after a WRITE, SETATTR or OPEN that says
 //     *_KILL_SUIDGID. The server's own writes to the upper file drop
 //     security.capability (the host kernel does that for every writer).
+//   - No FLUSH round trips: ENOSYS once (see Flush).
 //   - Counting requests by opcode (Options.Trace), for the bench harness.
 //
 // The same cannot be done for files (FUSE_NO_OPEN_SUPPORT): the kernel's
@@ -377,9 +378,15 @@ func (r *rawFS) Ioctl(cancel <-chan struct{}, in *fuse.IoctlIn, inbuf []byte, ou
 	return r.RawFileSystem.Ioctl(cancel, in, inbuf, out, outbuf)
 }
 
+// Flush answers ENOSYS, and the kernel sends no FLUSH again on this mount
+// (fuse_flush in fs/fuse/file.c: fc->no_flush): the server has nothing to
+// do at close(2) (writes are pwrite(2)s to the upper file as they come, and
+// the kernel keeps POSIX locks itself), and with the writeback cache the
+// kernel sends FLUSH at every close, FOPEN_NOFLUSH or not. The kernel still
+// writes back a file's cached writes before close returns.
 func (r *rawFS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
 	r.count(opFlush)
-	return r.RawFileSystem.Flush(cancel, in)
+	return fuse.ENOSYS
 }
 
 func (r *rawFS) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
