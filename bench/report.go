@@ -563,9 +563,16 @@ func (rp *Report) Summary() string {
 // WriteMarkdown writes the run's machine, the table and the goals as
 // Markdown (what bench/RESULTS.md shows).
 func (rp *Report) WriteMarkdown(w io.Writer) error {
+	if _, err := fmt.Fprintf(w, "%s\n\n", rp.Summary()); err != nil {
+		return err
+	}
+	return rp.writeMarkdownBody(w)
+}
+
+// writeMarkdownBody is WriteMarkdown without the summary.
+func (rp *Report) writeMarkdownBody(w io.Writer) error {
 	m := rp.Meta
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s\n\n", rp.Summary())
 	fmt.Fprintf(&b, "- date: %s\n", m.Date.UTC().Format(time.RFC3339))
 	fmt.Fprintf(&b, "- command: `%s`\n", m.Command)
 	if m.Revision != "" {
@@ -673,10 +680,12 @@ func (rp *Report) UpdateResults(doc []byte, chart string, underLoad bool) ([]byt
 	if rp.UnderLoad() {
 		fmt.Fprintf(&b, "\n**Measured under foreign load** (1-minute load up to %.1f on %d CPUs): the figures are not a baseline; the ratios within a row, contenders interleaved, are what this run shows.\n", rp.Meta.LoadMax, rp.Meta.CPUs)
 	}
+	fmt.Fprintf(&b, "\n%s\n", rp.Summary())
 	if chart != "" {
-		fmt.Fprintf(&b, "\n![strata bench chart](%s)\n\n", chart)
+		fmt.Fprintf(&b, "\n![strata bench: the goals, then every row relative to its baseline](%s)\n", chart)
 	}
-	if err := rp.WriteMarkdown(&b); err != nil {
+	b.WriteString("\n")
+	if err := rp.writeMarkdownBody(&b); err != nil {
 		return nil, err
 	}
 	b.WriteString("\n")
