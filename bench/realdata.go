@@ -47,9 +47,10 @@ func FullRealSpec() RealSpec {
 	return RealSpec{Base: []string{"/usr/share"}, Apps: []string{"/usr/bin", "/etc"}, BigSize: 1 << 30}
 }
 
-// QuickRealSpec is the real dataset of --quick.
+// QuickRealSpec is the real dataset of --quick: /usr/share/doc below, /etc
+// above, a 64 MiB file (about 7,000 entries on a Debian system).
 func QuickRealSpec() RealSpec {
-	return RealSpec{Base: []string{"/usr/share/man"}, Apps: []string{"/etc"}, BigSize: 64 << 20}
+	return RealSpec{Base: []string{"/usr/share/doc"}, Apps: []string{"/etc"}, BigSize: 64 << 20}
 }
 
 func (s RealSpec) hash() string {
