@@ -96,6 +96,23 @@ type builder struct {
 
 type kv struct{ k, v string }
 
+// readDockerfile reads p; one inside the context is read through an
+// os.Root of it, so a Dockerfile that is a symlink cannot name a file
+// outside the context (a context can come from anyone, a tar on stdin).
+func readDockerfile(context, p string) ([]byte, error) {
+	if context != "" {
+		if rel, err := filepath.Rel(context, p); err == nil && filepath.IsLocal(rel) {
+			root, err := os.OpenRoot(context)
+			if err != nil {
+				return nil, err
+			}
+			defer root.Close()
+			return root.ReadFile(rel)
+		}
+	}
+	return os.ReadFile(p)
+}
+
 func (b *builder) load() error {
 	b.file = "Dockerfile"
 	data := b.o.DockerfileData
@@ -110,7 +127,7 @@ func (b *builder) load() error {
 		b.file = filepath.Base(p)
 		t0 := time.Now()
 		var err error
-		if data, err = os.ReadFile(p); err != nil {
+		if data, err = readDockerfile(b.o.Context, p); err != nil {
 			return fmt.Errorf("read Dockerfile: %w", err)
 		}
 		b.vertexDone("[internal] load build definition from "+b.file, t0, fmt.Sprintf("transferring dockerfile: %dB done", len(data)))

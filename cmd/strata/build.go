@@ -200,8 +200,14 @@ func readStdinContext(r io.Reader) (dir string, dockerfile []byte, err error) {
 }
 
 // untarContext unpacks a context tar into dir: regular files, directories
-// and symlinks, every path kept inside dir.
+// and symlinks. Every name is created through an os.Root of dir, so no
+// entry (nor a symlink an earlier entry made) can reach outside it.
 func untarContext(r io.Reader, dir string) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
@@ -211,38 +217,37 @@ func untarContext(r io.Reader, dir string) error {
 		if err != nil {
 			return err
 		}
-		name := filepath.Clean("/" + h.Name)
-		if name == "/" {
+		name := strings.TrimPrefix(filepath.Clean("/"+h.Name), "/")
+		if name == "" {
 			continue
 		}
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return err
-		}
-		mode := os.FileMode(h.Mode).Perm()
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(p, mode|0o700); err != nil {
-				return err
-			}
-		case tar.TypeReg:
-			f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|syscall.O_NOFOLLOW, mode)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(f, tr)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return err
-			}
-		case tar.TypeSymlink:
-			if err := os.Symlink(h.Linkname, p); err != nil {
-				return err
-			}
+		if err := untarEntry(root, name, h, tr); err != nil {
+			return fmt.Errorf("build context: %s: %w", h.Name, err)
 		}
 	}
+}
+
+func untarEntry(root *os.Root, name string, h *tar.Header, tr io.Reader) error {
+	if d := filepath.Dir(name); d != "." {
+		if err := root.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	mode := os.FileMode(h.Mode).Perm()
+	switch h.Typeflag {
+	case tar.TypeDir:
+		return root.MkdirAll(name, mode|0o700)
+	case tar.TypeReg:
+		f, err := root.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|syscall.O_NOFOLLOW, mode)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(f, tr)
+		return errors.Join(err, f.Close())
+	case tar.TypeSymlink:
+		return root.Symlink(h.Linkname, name)
+	}
+	return nil
 }
 
 type builderPruneOptions struct{ force bool }
