@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/strata-dev/strata/container"
 	"github.com/strata-dev/strata/layerstore"
@@ -34,6 +35,18 @@ func writeOwner(work, id string, rt *container.Runtime, st *layerstore.Store) er
 	return os.WriteFile(filepath.Join(work, ownerFile), b, 0o600)
 }
 
+// ours reports whether p is this user's, no symlink, and writable by
+// nobody else: an owner file names a container to delete and a runc root,
+// so one another user planted must not be obeyed.
+func ours(p string) bool {
+	fi, err := os.Lstat(p)
+	if err != nil || fi.Mode()&os.ModeSymlink != 0 || fi.Mode().Perm()&0o022 != 0 {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == os.Geteuid()
+}
+
 // reapOrphans cleans up after the RUN steps of killed builds of this
 // store: their containers (killed and deleted), their mounts (session.Reap:
 // detached, top layer and lease gone) and their work directories. A step
@@ -41,6 +54,9 @@ func writeOwner(work, id string, rt *container.Runtime, st *layerstore.Store) er
 func reapOrphans(st *layerstore.Store) {
 	files, _ := filepath.Glob(filepath.Join(os.TempDir(), "strata-build-*", ownerFile))
 	for _, f := range files {
+		if !ours(filepath.Dir(f)) || !ours(f) {
+			continue // anyone can write under /tmp: act only on what this user made, private
+		}
 		b, err := os.ReadFile(f)
 		if err != nil {
 			continue

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -96,6 +97,9 @@ type differ struct {
 // (retype), lists its directory as changed too, unless it is listed, in the
 // place the walk passed it.
 func (d *differ) add(kind byte, p string, dir, retype bool) {
+	// p may point into a memory-mapped tree file, which the caller unmaps
+	// once Diff returns; the change outlives it.
+	p = strings.Clone(p)
 	if kind != ChangeModify || retype {
 		if parent := parentPath(p); parent != "" && !d.listed[parent] {
 			c := Change{ChangeModify, parent}
