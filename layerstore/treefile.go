@@ -205,6 +205,12 @@ func parseTree(b []byte) (*treeData, error) {
 			if !inStrs(a, c) {
 				return nil, bad("record %d: string out of bounds", i)
 			}
+			// A digest names a path under objects/: only a valid sha256 may.
+			if t == TypeReg && c > 0 {
+				if dg := digest.Digest(d.strs[a : a+c]); dg.Algorithm() != digest.SHA256 || dg.Validate() != nil {
+					return nil, bad("record %d: not a sha256 digest", i)
+				}
+			}
 		}
 		if xo := le.Uint32(r[64:]); xo != 0 {
 			if uint64(xo) >= sl {
