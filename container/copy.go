@@ -76,12 +76,16 @@ func (c *Containers) OpenCopyRoot(ctx context.Context, ref string) (*CopyRoot, e
 	return &CopyRoot{Tree: Tree{fd: fd}, rec: rec, close: end}, nil
 }
 
-// WritableAt says whether a copy may write at p (resolved, inside the
-// container): anywhere unless the root is read-only, then only in a volume
-// mounted read-write.
+// WritableAt says whether a copy may write at p (inside the container,
+// its symlinks followed there first, as the copy will): anywhere unless the
+// root is read-only, then only in a volume mounted read-write.
 func (r *CopyRoot) WritableAt(p string) error {
 	if !r.rec.Options.ReadOnly {
 		return nil
+	}
+	p, err := r.Resolve(p)
+	if err != nil {
+		return err
 	}
 	p = path.Clean("/" + p)
 	for _, v := range r.rec.Volumes {

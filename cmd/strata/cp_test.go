@@ -246,4 +246,15 @@ func TestCp_ToContainer(t *testing.T) {
 	if r := runStrata(t, root, "", "cp", f, "ro:/"); r.code != 1 || r.stderr != "Error: container rootfs is marked read-only\n" {
 		t.Errorf("cp into a read-only container: exit %d %q", r.code, r.stderr)
 	}
+	// Its volume (the image's VOLUME /app/data) takes copies, but not
+	// through a link in it that leads back into the read-only root.
+	mustRun(t, root, "cp", f, "ro:/app/data/")
+	link := filepath.Join(t.TempDir(), "up")
+	if err := os.Symlink("/etc", link); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, root, "cp", link, "ro:/app/data/")
+	if r := runStrata(t, root, "", "cp", f, "ro:/app/data/up/"); r.code != 1 || r.stderr != "Error: container rootfs is marked read-only\n" {
+		t.Errorf("cp through a volume's link into a read-only root: exit %d %q", r.code, r.stderr)
+	}
 }
