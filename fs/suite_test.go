@@ -40,5 +40,5 @@ func mountFS(t *testing.T, st *layerstore.Store, ref, dir string, o testsuite.Mo
 	if err != nil {
 		return nil, err
 	}
-	return &testsuite.Mount{Upper: upper, Passthrough: srv.Passthrough(), Unmount: srv.Unmount}, nil
+	return &testsuite.Mount{Upper: upper, Passthrough: srv.Passthrough(), Writeback: srv.Writeback(), Unmount: srv.Unmount}, nil
 }

@@ -25,7 +25,7 @@ func mountSession(t *testing.T, st *layerstore.Store, ref, dir string, o testsui
 	if err != nil {
 		return nil, err
 	}
-	m := &testsuite.Mount{Passthrough: s.Passthrough(), Unmount: s.Close}
+	m := &testsuite.Mount{Passthrough: s.Passthrough(), Writeback: s.Writeback(), Unmount: s.Close}
 	if !o.ReadOnly {
 		m.Upper = s.Upper()
 	}

@@ -69,6 +69,8 @@ type Mount struct {
 	Upper string
 	// Passthrough reports whether the kernel granted FUSE passthrough.
 	Passthrough bool
+	// Writeback reports whether the kernel granted the writeback cache.
+	Writeback bool
 	// Unmount ends the mount; the suite calls it once. It may delete Upper.
 	Unmount func() error
 }
@@ -163,6 +165,10 @@ func (ts *suite) mountImage(t *testing.T, img *suiteImage, o suiteMountOptions) 
 		t.Fatalf("mount %s on %s: %v", img.Ref, m.Dir, err)
 	}
 	m.Mount = mnt
+	if o.Writeback && !o.ReadOnly && !mnt.Writeback {
+		// The writeback cases would run as plain ones and prove nothing.
+		t.Errorf("mount %s on %s: the writeback cache was asked for and not granted", img.Ref, m.Dir)
+	}
 	t.Cleanup(func() {
 		if !m.done {
 			m.unmount(t)
