@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -220,9 +221,26 @@ func (e *env) startContainerd() {
 			_ = cmd.Process.Kill()
 			<-done
 		}
+		e.killShims()
 	})
 	e.waitSocket(e.ctdSock, done)
 	e.ctr("version")
+}
+
+// killShims kills the shims this test's containerd started that are
+// still there (a task the test failed in the middle of can keep its shim
+// after containerd is gone): they name its socket, a path of this test's.
+func (e *env) killShims() {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !bytes.Contains(b, []byte("containerd-shim")) || !bytes.Contains(b, []byte("\x00"+e.ctdSock+"\x00")) {
+			continue
+		}
+		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
 }
 
 // stopContainerd kills and deletes every task and container, so no shim
