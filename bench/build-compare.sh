@@ -22,13 +22,13 @@ echo hi > ctx/a.txt
 cat > ctx/Dockerfile <<'DF'
 FROM demo:latest
 ENV A=1
-WORKDIR /work
-COPY a.txt /work/a.txt
-COPY f1.bin f2.bin f3.bin /work/bin/
-RUN echo step > /work/step1
-RUN ls -la /work > /work/listing
-ADD a.txt /work/added.txt
-RUN cat /work/a.txt /work/added.txt > /work/both
+WORKDIR /bench
+COPY a.txt /bench/a.txt
+COPY f1.bin f2.bin f3.bin /bench/bin/
+RUN echo step > /bench/step1
+RUN ls -la /bench > /bench/listing
+ADD a.txt /bench/added.txt
+RUN cat /bench/a.txt /bench/added.txt > /bench/both
 LABEL org.example.bench=build
 CMD ["/bin/sh"]
 DF
