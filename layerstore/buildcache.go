@@ -2,7 +2,6 @@ package layerstore
 
 import (
 	"fmt"
-	"sort"
 
 	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
@@ -62,66 +61,24 @@ func (s *Store) CacheImages() (map[digest.Digest]bool, error) {
 // (untagged, and used by no live mount), with their layers and objects
 // nothing else holds, as docker builder prune drops the build cache.
 func (s *Store) PruneCache() (*RemoveReport, error) {
-	lk, err := s.lock(true)
-	if err != nil {
-		return nil, err
-	}
-	defer lk.unlock()
-	rep := &RemoveReport{}
-	var doomed []objectFile
-	err = s.update(func(tx *bolt.Tx) error {
-		tags := allTags(tx)
-		mounts, err := mountsTx(tx)
-		if err != nil {
-			return err
-		}
-		used := map[digest.Digest]bool{}
-		for _, m := range mounts {
-			if m.Alive() || m.Keep {
-				used[m.Image] = true
-			}
-		}
-		victims := map[digest.Digest]bool{}
+	return s.pruneImages(func(tx *bolt.Tx, tags map[digest.Digest][]string, used map[digest.Digest]bool) ([]digest.Digest, error) {
+		var victims []digest.Digest
 		bucket(tx, bucketBuilt).ForEach(func(k, _ []byte) error {
 			if id := digest.Digest(k); len(tags[id]) == 0 && !used[id] {
-				victims[id] = true
+				victims = append(victims, id)
 			}
 			return nil
 		})
 		for _, name := range [][]byte{bucketCache, bucketBuilt} {
 			if err := tx.Bucket(bucketRoot).DeleteBucket(name); err != nil {
-				return err
+				return nil, err
 			}
 			if _, err := tx.Bucket(bucketRoot).CreateBucket(name); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		ib := bucket(tx, bucketImages)
-		ids := make([]digest.Digest, 0, len(victims))
-		for id := range victims {
-			ids = append(ids, id)
-		}
-		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-		for _, id := range ids {
-			if ib.Get([]byte(id)) == nil {
-				continue
-			}
-			if err := ib.Delete([]byte(id)); err != nil {
-				return err
-			}
-			rep.Deleted = append(rep.Deleted, id)
-			rep.DeletedImages++
-		}
-		layers, d, err := sweep(tx)
-		doomed = d
-		rep.Deleted = append(rep.Deleted, layers...)
-		return err
+		return victims, nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	rep.Reclaimed = removeObjects(s, doomed)
-	return rep, nil
 }
 
 // dropStaleCache deletes the cache entries whose image is gone: every

@@ -138,6 +138,24 @@ func shortID(id digest.Digest) string {
 // Prune removes dangling images (no tag), or with all every image that no
 // live mount uses.
 func (s *Store) Prune(all bool) (*RemoveReport, error) {
+	return s.pruneImages(func(tx *bolt.Tx, tags map[digest.Digest][]string, used map[digest.Digest]bool) ([]digest.Digest, error) {
+		var victims []digest.Digest
+		bucket(tx, bucketImages).ForEach(func(k, _ []byte) error {
+			if id := digest.Digest(k); !used[id] && (all || len(tags[id]) == 0) {
+				victims = append(victims, id)
+			}
+			return nil
+		})
+		return victims, nil
+	})
+}
+
+// pruneImages is the one shape of Prune and PruneCache: under the store's
+// exclusive lock, in one transaction, pick returns the images to remove
+// (given every image's tags and the images a live mount or a containerd
+// hold uses), which lose their tags and records; then the layers and objects
+// nothing holds any more go, the object files after the commit.
+func (s *Store) pruneImages(pick func(tx *bolt.Tx, tags map[digest.Digest][]string, used map[digest.Digest]bool) ([]digest.Digest, error)) (*RemoveReport, error) {
 	lk, err := s.lock(true)
 	if err != nil {
 		return nil, err
@@ -162,18 +180,16 @@ func (s *Store) Prune(all bool) (*RemoveReport, error) {
 				used[id] = true
 			}
 		}
-		ib := bucket(tx, bucketImages)
-		var victims []digest.Digest
-		ib.ForEach(func(k, _ []byte) error {
-			id := digest.Digest(k)
-			if used[id] || (!all && len(tags[id]) > 0) {
-				return nil
-			}
-			victims = append(victims, id)
-			return nil
-		})
-		rb := bucket(tx, bucketRefs)
+		victims, err := pick(tx, tags, used)
+		if err != nil {
+			return err
+		}
+		sort.Slice(victims, func(i, j int) bool { return victims[i] < victims[j] })
+		ib, rb := bucket(tx, bucketImages), bucket(tx, bucketRefs)
 		for _, id := range victims {
+			if ib.Get([]byte(id)) == nil {
+				continue
+			}
 			t := tags[id]
 			sort.Strings(t)
 			for _, tag := range t {
