@@ -40,7 +40,7 @@ func (n *node) copyUpMeta() syscall.Errno {
 // copyUpForOpen gives n an upper copy for an open for writing: with trunc
 // an empty file, else a metacopy whose data stays in the object until a
 // write lands below the object's end (ensureData); appending, or opening for
-// writing and only reading, copies no data. Callers hold n.mu.
+// writing and only reading, copies no data. Callers hold n's lock.
 func (n *node) copyUpForOpen(trunc bool) syscall.Errno {
 	u := n.u
 	if !n.hasUpper() {
@@ -58,7 +58,7 @@ func (n *node) copyUpForOpen(trunc bool) syscall.Errno {
 }
 
 // copyUpForTruncate prepares n for a truncation to size: a truncation below
-// the object's end needs the data first. Callers hold n.mu.
+// the object's end needs the data first. Callers hold n's lock.
 func (n *node) copyUpForTruncate(size uint64) syscall.Errno {
 	if errno := n.copyUpForOpen(size == 0); errno != 0 {
 		return errno
@@ -76,8 +76,8 @@ func (n *node) ensureData(off int64) syscall.Errno {
 	if e == nil || off >= e.Size {
 		return 0
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
+	n.lock()
+	defer n.unlock()
 	if e = n.u.metacopyOf(n.ino); e == nil {
 		return 0
 	}
@@ -110,7 +110,7 @@ func (n *node) openPlaceholder() (*os.File, syscall.Errno) {
 
 // copyUpData copies the data of metacopy inode n from object e into the
 // first e.Size bytes of its upper file (what was appended beyond stays) and
-// then drops the metacopy mark. The file keeps its times. Callers hold n.mu.
+// then drops the metacopy mark. The file keeps its times. Callers hold n's lock.
 func (n *node) copyUpData(e *layerstore.Entry) syscall.Errno {
 	u := n.u
 	dst, errno := n.openPlaceholder()
@@ -139,7 +139,7 @@ func (n *node) copyUpData(e *layerstore.Entry) syscall.Errno {
 }
 
 // dropMetacopy empties the placeholder of n instead of copying data into it,
-// for an open with O_TRUNC or a truncation to 0. Callers hold n.mu.
+// for an open with O_TRUNC or a truncation to 0. Callers hold n's lock.
 func (n *node) dropMetacopy() syscall.Errno {
 	dst, errno := n.openPlaceholder()
 	if errno != 0 {

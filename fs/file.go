@@ -53,13 +53,13 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	if write && u.ro {
 		return nil, 0, syscall.EROFS
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
+	n.lock()
+	defer n.unlock()
 	if write {
-		if n.ptOpen > 0 {
-			n.waitPassthroughRelease(ctx)
+		if pt, done := n.ptOpen(); pt > 0 {
+			n.waitPassthroughRelease(ctx, done)
 		}
-		if n.ptOpen > 0 {
+		if pt, _ := n.ptOpen(); pt > 0 {
 			// The kernel lets an inode with passthrough opens have no
 			// other kind of open, and a write handle must never pass
 			// through to the object.
@@ -96,10 +96,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	// not see what a metacopy has beyond the object's end.
 	if u.passthrough.Load() && !n.hasUpper() && e.Size >= passthroughMinSize {
 		h.pt = true
-		if n.ptOpen == 0 {
-			n.ptDone = make(chan struct{})
-		}
-		n.ptOpen++
+		n.ptAdd()
 	}
 	return h, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
 }
@@ -110,12 +107,11 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 // reader that is gone.
 const ptReleaseGrace = 500 * time.Millisecond
 
-// waitPassthroughRelease waits (n.mu held, released meanwhile) up to
-// ptReleaseGrace for n's passthrough handles to be released.
-func (n *node) waitPassthroughRelease(ctx context.Context) {
-	done := n.ptDone
-	n.mu.Unlock()
-	defer n.mu.Lock()
+// waitPassthroughRelease waits (n's lock held, released meanwhile) up to
+// ptReleaseGrace for n's passthrough handles to be released (done closed).
+func (n *node) waitPassthroughRelease(ctx context.Context, done <-chan struct{}) {
+	n.unlock()
+	defer n.lock()
 	t := time.NewTimer(ptReleaseGrace)
 	defer t.Stop()
 	select {
@@ -194,7 +190,7 @@ func readMetacopy(dest []byte, off int64, obj *os.File, upperFd int, e *layersto
 type objectFile struct {
 	n  *node
 	f  *os.File
-	pt bool // counted in n.ptOpen
+	pt bool // counted in n.ptOpen()
 
 	mu    sync.Mutex
 	upper int // read-only fd of the upper file once needed; 0: not open
@@ -344,12 +340,7 @@ func seekMetacopy(obj *os.File, upper int, e *layerstore.Entry, off int64, whenc
 
 func (h *objectFile) Release(ctx context.Context) syscall.Errno {
 	if h.pt {
-		h.n.mu.Lock()
-		h.n.ptOpen--
-		if h.n.ptOpen == 0 {
-			close(h.n.ptDone)
-		}
-		h.n.mu.Unlock()
+		h.n.ptRelease()
 	}
 	h.mu.Lock()
 	if h.upper > 0 {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -30,13 +29,8 @@ type node struct {
 	// A reference, not the entry: a walk makes an inode of every entry, and
 	// the tree (shared by every mount of the image) holds the entry itself.
 	lower layerstore.Ref
-
-	mu     sync.Mutex    // serializes opens and data copy-up of this inode
-	ptOpen int           // open passthrough handles on the lower object (mu)
-	ptDone chan struct{} // closed when ptOpen drops to 0 (mu)
-
-	fmu   sync.Mutex
-	files map[*upperFile]struct{} // open upper handles: fd-based access to unlinked files
+	// What few nodes have at a time (a lock, passthrough handles, open
+	// upper files) is in the union's tables (nodestate.go).
 }
 
 // hasUpper reports whether the inode lives in the upper dir.
@@ -55,31 +49,6 @@ func (n *node) lowerPath() string { return n.u.tree.PathAt(n.lower) }
 
 func (n *node) isDir() bool { return n.StableAttr().Mode == syscall.S_IFDIR }
 func (n *node) isReg() bool { return n.StableAttr().Mode == syscall.S_IFREG }
-
-// anyFd returns an fd of an open upper handle of n, for files without a name.
-func (n *node) anyFd() (int, bool) {
-	n.fmu.Lock()
-	defer n.fmu.Unlock()
-	for f := range n.files {
-		return f.fd, true
-	}
-	return -1, false
-}
-
-func (n *node) addFile(f *upperFile) {
-	n.fmu.Lock()
-	if n.files == nil {
-		n.files = map[*upperFile]struct{}{}
-	}
-	n.files[f] = struct{}{}
-	n.fmu.Unlock()
-}
-
-func (n *node) removeFile(f *upperFile) {
-	n.fmu.Lock()
-	delete(n.files, f)
-	n.fmu.Unlock()
-}
 
 // newChild makes the node of a child entry (not yet known to go-fuse).
 func (n *node) newChild(ctx context.Context, ino uint64, lower *layerstore.Entry, mode uint32) *gofs.Inode {
@@ -169,9 +138,9 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 	}
 	size, hasSize := in.GetSize()
 	if hasSize && n.isReg() {
-		n.mu.Lock()
+		n.lock()
 		errno := n.copyUpForTruncate(size)
-		n.mu.Unlock()
+		n.unlock()
 		if errno != 0 {
 			return errno
 		}
@@ -282,13 +251,9 @@ func setattrTimes(in *fuse.SetAttrIn) ([]unix.Timespec, bool) {
 // handle of n when there is one (it may have no name left), else an O_PATH
 // descriptor of the entry, opened under nsMu shared.
 func (n *node) withUpper(fn func(fd int) error) syscall.Errno {
-	n.fmu.Lock()
-	for f := range n.files {
-		err := fn(f.fd)
-		n.fmu.Unlock()
+	if err, ok := n.withOpenFile(fn); ok {
 		return toErrno(err)
 	}
-	n.fmu.Unlock()
 	n.u.nsMu.RLock()
 	defer n.u.nsMu.RUnlock()
 	fd, err := n.u.openUpperOf(n, unix.O_PATH)

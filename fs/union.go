@@ -39,7 +39,7 @@ type union struct {
 
 	// nsMu guards the namespace of the upper dir: changes hold it
 	// exclusively, path resolution and path-based reads share it. Lock order:
-	// node.mu before nsMu.
+	// a node's lock before nsMu.
 	nsMu sync.RWMutex
 	dirs dirCache // upper directories open by path; emptied when nsMu is released exclusively
 
@@ -59,6 +59,8 @@ type union struct {
 
 	pendMu  sync.Mutex
 	pending map[*gofs.Inode]placement // renames the go-fuse tree does not show yet
+
+	state nodeState // per-node state few nodes have
 }
 
 // placement is where a renamed inode is now.
@@ -78,6 +80,7 @@ func newUnion(tree *layerstore.Tree, opts *Options, log *slog.Logger) *union {
 		pending:  map[*gofs.Inode]placement{},
 		rootFd:   -1,
 	}
+	u.state.init()
 	u.nextIno.Store(max(tree.NextIno, 2))
 	return u
 }
