@@ -39,8 +39,8 @@ type MountsConfig struct {
 	// node starting many containers makes them. Default 1: one after the
 	// other.
 	Parallel int
-	// Settle is how long the mounts rest after the walks before memory is
-	// read, the same for both. Default 5s.
+	// Settle is how long the mounts rest before memory is read (before
+	// the walks and after them), the same for both. Default 5s.
 	Settle time.Duration
 	// Log receives progress lines. Default: discard.
 	Log io.Writer
@@ -57,10 +57,15 @@ type MountsRow struct {
 	// Settle at rest, summed: anonymous (private) resident memory, resident
 	// memory, and proportional set size (shared pages divided among the
 	// processes that map them).
-	Anon int64  `json:"anon"`
-	RSS  int64  `json:"rss"`
-	PSS  int64  `json:"pss"`
-	Err  string `json:"error,omitempty"`
+	Anon int64 `json:"anon"`
+	RSS  int64 `json:"rss"`
+	PSS  int64 `json:"pss"`
+	// Anonymous resident memory of the servers, summed, after Settle at
+	// rest before the walks (mounted, one file written in each): what a
+	// server costs before it has looked anything up. Anon - AnonIdle over
+	// the entries walked is the cost of a looked-up entry.
+	AnonIdle int64  `json:"anon_idle"`
+	Err      string `json:"error,omitempty"`
 }
 
 // MountsReport is what RunMounts measured.
@@ -76,8 +81,9 @@ const mountsImageName = "bench-mounts:latest"
 // RunMounts loads the image into a bench store and unpacks its layers for
 // fuse-overlayfs, then for each count mounts that many read-write mounts of
 // it with each contender (strata first, then fuse-overlayfs), writes a file
-// into each and checks that no other mount sees it, walks every mount with
-// find and ls -lR, lets them rest, reads the servers' memory and unmounts
+// into each and checks that no other mount sees it, lets them rest and reads
+// the servers' memory, walks every mount with find and ls -lR, lets them
+// rest, reads the servers' memory again and unmounts
 // them all. Every mount it made is gone when it returns.
 func RunMounts(ctx context.Context, cfg MountsConfig) (*MountsReport, error) {
 	if cfg.Dir == "" {
@@ -269,6 +275,20 @@ func runMountSet(ctx context.Context, cfg MountsConfig, c string, n int, store s
 			}
 		}
 	}
+	if err := rest(ctx, cfg.Settle); err != nil {
+		return err
+	}
+	pids, err := serverPids(c, store, mnts)
+	if err != nil {
+		return err
+	}
+	for _, pid := range pids {
+		anon, _, _, err := procMemory(pid)
+		if err != nil {
+			return err
+		}
+		row.AnonIdle += anon
+	}
 	for _, m := range mnts {
 		for _, args := range [][]string{{"find", m}, {"ls", "-lR", m}} {
 			cmd := exec.CommandContext(ctx, args[0], args[1:]...)
@@ -279,13 +299,7 @@ func runMountSet(ctx context.Context, cfg MountsConfig, c string, n int, store s
 			}
 		}
 	}
-	select {
-	case <-time.After(cfg.Settle):
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	pids, err := serverPids(c, store, mnts)
-	if err != nil {
+	if err := rest(ctx, cfg.Settle); err != nil {
 		return err
 	}
 	for _, pid := range pids {
@@ -298,6 +312,16 @@ func runMountSet(ctx context.Context, cfg MountsConfig, c string, n int, store s
 		row.PSS += pss
 	}
 	return nil
+}
+
+// rest waits d, or until ctx ends.
+func rest(ctx context.Context, d time.Duration) error {
+	select {
+	case <-time.After(d):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // serverPids finds the process serving each mountpoint: strata's from the
@@ -374,7 +398,7 @@ func procMemory(pid int) (anon, rss, pss int64, err error) {
 func (rp *MountsReport) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "read-write mounts of %s (%d entries, %d layers), memory after find and ls -lR in each\n\n", rp.Image, rp.Entries, rp.Layers)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mounts\tat once\tcontender\tmount all\tunmount all\tanon total\tanon/mount\tPSS total\tPSS/mount\tRSS total\tanon ÷ fuse-overlayfs\t")
+	fmt.Fprintln(tw, "mounts\tat once\tcontender\tmount all\tunmount all\tanon total\tanon/mount\tPSS total\tPSS/mount\tRSS total\tanon ÷ fuse-overlayfs\tanon/mount before walks\tanon/entry walked\t")
 	byKey := map[string]MountsRow{}
 	for _, r := range rp.Rows {
 		byKey[r.Contender+"/"+strconv.Itoa(r.Mounts)] = r
@@ -382,7 +406,7 @@ func (rp *MountsReport) WriteTable(w io.Writer) error {
 	mb := func(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/1e6) }
 	for _, r := range rp.Rows {
 		if r.Err != "" {
-			fmt.Fprintf(tw, "%d\t%d\t%s\terror: %s\t\t\t\t\t\t\t\t\n", r.Mounts, r.Parallel, r.Contender, r.Err)
+			fmt.Fprintf(tw, "%d\t%d\t%s\terror: %s\t\t\t\t\t\t\t\t\t\t\n", r.Mounts, r.Parallel, r.Contender, r.Err)
 			continue
 		}
 		ratio := ""
@@ -390,9 +414,13 @@ func (rp *MountsReport) WriteTable(w io.Writer) error {
 			ratio = fmt.Sprintf("%.2f×", float64(r.Anon)/float64(f.Anon))
 		}
 		n := int64(r.Mounts)
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Mounts, r.Parallel, r.Contender,
+		perEntry := ""
+		if rp.Entries > 0 {
+			perEntry = fmt.Sprintf("%d B", (r.Anon-r.AnonIdle)/(n*int64(rp.Entries)))
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Mounts, r.Parallel, r.Contender,
 			r.Up.Round(time.Millisecond), r.Down.Round(time.Millisecond),
-			mb(r.Anon), mb(r.Anon/n), mb(r.PSS), mb(r.PSS/n), mb(r.RSS), ratio)
+			mb(r.Anon), mb(r.Anon/n), mb(r.PSS), mb(r.PSS/n), mb(r.RSS), ratio, mb(r.AnonIdle/n), perEntry)
 	}
 	return tw.Flush()
 }

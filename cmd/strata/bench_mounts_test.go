@@ -38,7 +38,7 @@ func TestBench_Mounts(t *testing.T) {
 		t.Fatalf("report: %+v", rp)
 	}
 	for _, r := range rp.Rows {
-		if r.Err != "" || r.Mounts != 3 || r.Anon <= 0 || r.PSS <= 0 || r.Up <= 0 {
+		if r.Err != "" || r.Mounts != 3 || r.Anon <= 0 || r.AnonIdle <= 0 || r.PSS <= 0 || r.Up <= 0 {
 			t.Errorf("row %+v", r)
 		}
 	}
