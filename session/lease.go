@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -221,8 +222,11 @@ func Reap(st *layerstore.Store, id string) error {
 
 // Remove deletes mount id for good, kept or not: its top layer and its
 // lease. A mount whose server runs is refused (layerstore.ErrInUse): end it
-// first.
+// first. A lease that is gone costs no store transaction.
 func Remove(st *layerstore.Store, id string) error {
+	if _, err := lease(st, id); errors.Is(err, layerstore.ErrNotFound) {
+		return os.RemoveAll(st.MountDir(id)) // a directory a lease never named
+	}
 	if err := Reap(st, id); err != nil {
 		return err
 	}
