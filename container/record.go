@@ -58,6 +58,9 @@ type Record struct {
 	Volumes     []Volume          `json:"volumes,omitempty"`
 	Ports       []Port            `json:"ports,omitempty"` // host ports as published at the last start
 	State       State             `json:"state"`
+	// Lost: the record on disk is torn (see lostRecord); only ID, MountID
+	// and State are known.
+	Lost bool `json:"-"`
 }
 
 // State is a container's run state.
@@ -161,7 +164,7 @@ func (r *Records) Create(rec *Record) error {
 		if err := r.write(rec); err != nil {
 			return errors.Join(err, os.RemoveAll(r.Dir(rec.ID)))
 		}
-		return writeFileAtomic(r.namePath(rec.Name), []byte(rec.ID))
+		return writeFileAtomic(r.namePath(rec.Name), []byte(rec.ID), !rec.AutoRemove)
 	})
 }
 
@@ -175,7 +178,8 @@ func (r *Records) Get(ref string) (*Record, error) {
 		return nil, fmt.Errorf("no container named: %w", ErrNotFound)
 	}
 	if id, err := os.ReadFile(r.namePath(ref)); err == nil {
-		if rec, err := r.read(string(id)); err == nil && rec.Name == ref {
+		if rec, err := r.read(string(id)); err == nil && (rec.Name == ref || rec.Lost) {
+			rec.Name = ref // a lost record's name is known from here only
 			return rec, nil
 		}
 	}
@@ -277,17 +281,45 @@ func (r *Records) read(id string) (*Record, error) {
 	}
 	var rec Record
 	if err := json.Unmarshal(b, &rec); err != nil {
-		return nil, fmt.Errorf("container %s: %w: %w", id, layerstore.ErrCorrupt, err)
+		if !validID.MatchString(id) {
+			return nil, fmt.Errorf("container %s: %w: %w", id, layerstore.ErrCorrupt, err)
+		}
+		return lostRecord(id, err), nil
 	}
 	return &rec, nil
 }
 
+// lostRecord stands for a record that a crash of the machine left torn (a
+// --rm container's record is not synced, see write): a container that has
+// exited with ExitUnknown, which rm removes with its top layer (named by its
+// ID, as Create names it).
+func lostRecord(id string, err error) *Record {
+	return &Record{
+		ID:      id,
+		MountID: id[:12],
+		Lost:    true,
+		State: State{
+			Status:   Exited,
+			ExitCode: ExitUnknown,
+			Error:    fmt.Sprintf("its record was lost in a crash (%v)", err),
+		},
+	}
+}
+
+// write replaces rec's record. A --rm container's is not synced: it does
+// not outlive the machine (its top layer is not kept either), a crash of
+// this process leaves the record whole (it is renamed into place), and one
+// of the machine at worst a torn record, which reads as a lost container
+// that rm removes. Every other container's record is synced.
 func (r *Records) write(rec *Record) error {
+	if rec.Lost {
+		return fmt.Errorf("container %s: its record was lost: %w", rec.ID[:12], layerstore.ErrCorrupt)
+	}
 	b, err := json.MarshalIndent(rec, "", "\t")
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(r.Dir(rec.ID), recordFile), b)
+	return writeFileAtomic(filepath.Join(r.Dir(rec.ID), recordFile), b, !rec.AutoRemove)
 }
 
 func (r *Records) locked(fn func() error) error {
@@ -302,14 +334,15 @@ func (r *Records) locked(fn func() error) error {
 	return fn()
 }
 
-// writeFileAtomic replaces name with data: written, synced, renamed.
-func writeFileAtomic(name string, data []byte) error {
+// writeFileAtomic replaces name with data: written, synced if sync,
+// renamed.
+func writeFileAtomic(name string, data []byte, sync bool) error {
 	tmp, err := os.CreateTemp(filepath.Dir(name), ".tmp-*")
 	if err != nil {
 		return err
 	}
 	_, err = tmp.Write(data)
-	if err == nil {
+	if err == nil && sync {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {

@@ -1,6 +1,7 @@
 package container
 
 import (
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -157,5 +158,47 @@ func TestState_DeadSupervisor(t *testing.T) {
 	reused.SupervisorStart++
 	if got := reused.Current(); got.Status != Exited {
 		t.Errorf("reused pid: %+v", got)
+	}
+}
+
+// A --rm container's record is not synced: a crash of the machine may
+// leave it empty. Such a record reads as a container that exited with
+// ExitUnknown, which cannot be started and which Remove removes, top layer
+// and all.
+func TestContainers_LostRecord(t *testing.T) {
+	c, st := openContainers(t)
+	ctx := context.Background()
+	rec, err := c.Create(ctx, "demo", CreateOptions{Name: "torn", AutoRemove: true, Options: Options{Network: NetworkNone}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(filepath.Join(c.records.Dir(rec.ID), recordFile), 0); err != nil {
+		t.Fatal(err)
+	}
+	list, err := c.records.List()
+	if err != nil || len(list) != 1 {
+		t.Fatalf("List: %v, %v", list, err)
+	}
+	got := list[0]
+	if !got.Lost || got.ID != rec.ID || got.MountID != rec.MountID || got.State.Status != Exited || got.State.ExitCode != ExitUnknown {
+		t.Errorf("a torn record reads as %+v", got)
+	}
+	if g, err := c.records.Get(rec.ID[:12]); err != nil || g.ID != rec.ID {
+		t.Errorf("Get by prefix: %v %v", g, err)
+	}
+	if _, err := c.Run(ctx, rec.ID, Stdio{}, nil); err == nil || !strings.Contains(err.Error(), "lost") {
+		t.Errorf("Run of a lost container: %v", err)
+	}
+	if _, err := c.records.Update(rec.ID, func(*Record) error { return nil }); !errors.Is(err, layerstore.ErrCorrupt) {
+		t.Errorf("Update of a lost record: %v", err)
+	}
+	if err := c.Remove(ctx, rec.ID, true, true); err != nil {
+		t.Fatal(err)
+	}
+	if n := leases(t, st); n != 0 {
+		t.Errorf("%d leases after rm", n)
+	}
+	if _, err := os.Stat(c.records.Dir(rec.ID)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("its directory is left: %v", err)
 	}
 }
