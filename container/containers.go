@@ -81,6 +81,12 @@ type CreateOptions struct {
 	Volumes []Volume
 	// Ports are -p's (see ParsePublish), on the private network only.
 	Ports []Port
+	// StartNow: the container's first Run follows at once (strata run), so
+	// its top layer is made then, with its mount, in one step (one store
+	// commit instead of three). Without it the top layer is made now and
+	// waits, as docker create's does (cp, diff and commit reach it before
+	// any start).
+	StartNow bool
 }
 
 // Create makes a container of image ref: its record and its top layer (a
@@ -137,6 +143,9 @@ func (c *Containers) Create(ctx context.Context, ref string, o CreateOptions) (*
 	if err := os.Mkdir(c.rootfs(rec.ID), 0o755); err != nil {
 		return fail(err)
 	}
+	if o.StartNow {
+		return rec, nil // Run makes the top layer (mountRoot)
+	}
 	// The top layer waits, unmounted, for the first start.
 	so := c.sessionOptions(rec)
 	so.ID = rec.MountID
@@ -192,49 +201,63 @@ func (c *Containers) Run(ctx context.Context, ref string, stdio Stdio, started f
 }
 
 func (c *Containers) run(ctx context.Context, ref string, stdio Stdio, started func(error)) (code int, err error) {
+	tl := c.timeline()
 	rec, err := c.records.Get(ref)
 	if err != nil {
 		return ExitRuntimeFailed, err
 	}
+	if rec.Lost {
+		return ExitRuntimeFailed, errors.New(rec.State.Error)
+	}
 	if rec.State.Current().Status == Running {
 		return ExitRuntimeFailed, fmt.Errorf("container %s: %w", rec.ID[:12], ErrRunning)
 	}
-	s, err := session.Resume(ctx, c.st, rec.MountID, c.rootfs(rec.ID), c.sessionOptions(rec))
-	if err != nil {
-		return ExitRuntimeFailed, fmt.Errorf("container %s: root file system: %w", rec.ID[:12], err)
-	}
-	// The exit is recorded last, once the network and the root file system
-	// are down: rm and wait see a container that ended and let go.
-	var exited func() error
+	o := rec.Options
+	var (
+		pn     *privateNet
+		s      *session.Session
+		exited func() error
+	)
+	// Everything is let go in this order: the network, the root file
+	// system, and only then is the exit recorded, so that rm and wait see a
+	// container that ended and let go; a --rm container is removed last,
+	// whether it ran or not.
 	defer func() {
-		if cerr := s.Close(); cerr != nil {
-			err = errors.Join(err, fmt.Errorf("container %s: unmount its root file system: %w", rec.ID[:12], cerr))
+		err = errors.Join(err, pn.stop())
+		tl("network down")
+		if s != nil {
+			if cerr := s.Close(); cerr != nil {
+				err = errors.Join(err, fmt.Errorf("container %s: unmount its root file system: %w", rec.ID[:12], cerr))
+			}
+			tl("root unmounted")
 		}
 		if exited != nil {
 			err = errors.Join(err, exited())
+			tl("recorded exit")
 		}
 		if rec.AutoRemove { // --rm: the container and its anonymous volumes
 			err = errors.Join(err, c.remove(rec), c.removeAnonymousVolumes(rec))
 		}
+		tl("cleaned up")
 	}()
+	// The network first: slirp4netns comes up while the root is mounted.
+	if o.Network == NetworkPrivate {
+		if pn, err = startPrivateNet(rec.ID); err != nil {
+			return ExitRuntimeFailed, err
+		}
+		o.NetNSPath = pn.path
+		tl("network started")
+	}
+	if s, err = c.mountRoot(ctx, rec); err != nil {
+		return ExitRuntimeFailed, fmt.Errorf("container %s: root file system: %w", rec.ID[:12], err)
+	}
+	tl("root mounted", "tree", s.Timing().Tree, "mount", s.Timing().Mount)
 	vmounts, err := c.prepareVolumes(rec, s.Dir())
 	if err != nil {
 		return ExitRuntimeFailed, err
 	}
-	o := rec.Options
 	o.Mounts = append(slices.Clone(o.Mounts), vmounts...)
-	if o.Network == NetworkPrivate {
-		ports := slices.Clone(rec.Ports)
-		pn, nerr := startPrivateNet(rec.ID, ports)
-		if nerr != nil {
-			return ExitRuntimeFailed, nerr
-		}
-		defer func() { err = errors.Join(err, pn.stop()) }() // the named result
-		o.NetNSPath = pn.path
-		if rec, err = c.records.Update(rec.ID, func(r *Record) error { r.Ports = ports; return nil }); err != nil {
-			return ExitRuntimeFailed, err
-		}
-	}
+	tl("volumes ready")
 	spec, err := Spec(rec.ID, s.Dir(), filepath.Join(c.records.Dir(rec.ID), "etc"), rec.Config, o)
 	if err != nil {
 		return ExitRuntimeFailed, err
@@ -242,6 +265,7 @@ func (c *Containers) run(ctx context.Context, ref string, stdio Stdio, started f
 	if err := WriteBundle(c.bundle(rec.ID), spec); err != nil {
 		return ExitRuntimeFailed, err
 	}
+	tl("bundle written")
 	logw, err := OpenLog(c.LogPath(rec.ID))
 	if err != nil {
 		return ExitRuntimeFailed, err
@@ -272,6 +296,13 @@ func (c *Containers) run(ctx context.Context, ref string, stdio Stdio, started f
 		defer done()
 		run.Tty = true
 	}
+	ports := slices.Clone(rec.Ports)
+	if pn != nil {
+		if err := pn.up(ports); err != nil {
+			return ExitRuntimeFailed, err
+		}
+		tl("network up")
+	}
 
 	self, serr := layerstore.ProcessStart(os.Getpid())
 	if serr != nil {
@@ -280,12 +311,16 @@ func (c *Containers) run(ctx context.Context, ref string, stdio Stdio, started f
 	var startErr error
 	t0 := time.Now().UTC()
 	code, runErr := c.rt.Run(ctx, rec.ID, c.bundle(rec.ID), run, func(pid int) {
+		tl("process started")
 		_, startErr = c.records.Update(rec.ID, func(r *Record) error {
+			r.Ports = ports
 			r.State = State{Status: Running, Pid: pid, StartedAt: time.Now().UTC(), Supervisor: os.Getpid(), SupervisorStart: self}
 			return nil
 		})
 		started(startErr)
+		tl("recorded running")
 	})
+	tl("process exited")
 	if startErr != nil {
 		runErr = errors.Join(runErr, startErr)
 	}
@@ -306,6 +341,34 @@ func (c *Containers) run(ctx context.Context, ref string, stdio Stdio, started f
 		return err
 	}
 	return code, runErr
+}
+
+// mountRoot serves rec's top layer on its rootfs: the kept one that Create
+// prepared (or an earlier run kept), or, for a container created to start
+// at once (CreateOptions.StartNow) and never started, a new one made now.
+// A --rm container's is not kept: its server's end, even a crash, takes it
+// away with its lease.
+func (c *Containers) mountRoot(ctx context.Context, rec *Record) (*session.Session, error) {
+	so := c.sessionOptions(rec)
+	s, err := session.Resume(ctx, c.st, rec.MountID, c.rootfs(rec.ID), so)
+	if errors.Is(err, layerstore.ErrNotFound) && rec.State.Status == Created {
+		so.ID, so.Keep = rec.MountID, !rec.AutoRemove
+		return session.Start(ctx, c.st, rec.Image.String(), c.rootfs(rec.ID), so)
+	}
+	return s, err
+}
+
+// timeline returns a function that logs (at debug level) how long after
+// its making each phase of a run ended: strata run -D shows where a run's
+// time goes.
+func (c *Containers) timeline() func(phase string, attrs ...any) {
+	if !c.log.Enabled(context.Background(), slog.LevelDebug) {
+		return func(string, ...any) {}
+	}
+	t0 := time.Now()
+	return func(phase string, attrs ...any) {
+		c.log.Debug("run", append([]any{"phase", phase, "ms", float64(time.Since(t0).Microseconds()) / 1000}, attrs...)...)
+	}
 }
 
 // Kill sends sig to the running container ref.

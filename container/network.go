@@ -9,9 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // NetworkPrivate is a network namespace of the container's own with
@@ -92,39 +96,47 @@ func ParsePublish(s string) (Port, error) {
 	return p, nil
 }
 
-// privateNet is a running private network: its namespace and the
-// slirp4netns that serves it.
+// privateNet is a private network: its namespace, held by a descriptor of
+// this process (it lives as long as the container or this process, and no
+// crash leaves it behind), and the slirp4netns that serves it.
 type privateNet struct {
-	name, path string
-	slirp      *exec.Cmd
-	exit       *os.File // slirp4netns ends when this closes (or we die)
+	ns    *os.File
+	path  string // the namespace for slirp4netns and the runtime: /proc/PID/fd/N
+	api   string // slirp4netns's API socket
+	slirp *exec.Cmd
+	ready *os.File // slirp4netns writes '1' here once it is up
+	exit  *os.File // slirp4netns ends when this closes (or we die)
+	log   *syncBuilder
+	// published: ports were asked for, so stop waits until they are free.
+	published bool
 }
 
 // apiDir holds the API sockets of the slirp4netns processes.
 const apiDir = "/run/strata/net"
 
-// netnsName is container id's network namespace, under /run/netns.
+// netnsName was container id's network namespace under /run/netns, where
+// strata used to keep them: removeNetns deletes one a crash left there.
 func netnsName(id string) string { return "strata-" + id[:12] }
 
-// startPrivateNet makes container id's network namespace, starts slirp4netns
-// in it, and publishes ports (a host port of 0
-// picked now, and written back into ports).
-func startPrivateNet(id string, ports []Port) (*privateNet, error) {
+// startPrivateNet makes a network namespace for container id and starts
+// slirp4netns in it; up waits until it serves. The two are apart so that
+// the caller mounts the container's root while slirp4netns comes up.
+func startPrivateNet(id string) (*privateNet, error) {
 	slirp, err := exec.LookPath("slirp4netns")
 	if err != nil {
 		return nil, fmt.Errorf("network %s needs slirp4netns (apt-get install slirp4netns), or use --network none or host: %w", NetworkPrivate, err)
 	}
-	n := &privateNet{name: netnsName(id), path: filepath.Join("/run/netns", netnsName(id))}
-	_ = exec.Command("ip", "netns", "delete", n.name).Run() // a dead supervisor's
-	if out, err := exec.Command("ip", "netns", "add", n.name).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("ip netns add %s: %w: %s", n.name, err, strings.TrimSpace(string(out)))
+	n := &privateNet{api: filepath.Join(apiDir, netnsName(id)+".sock"), log: &syncBuilder{}}
+	if n.ns, err = newNetns(); err != nil {
+		return nil, err
 	}
+	n.path = fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), n.ns.Fd())
 	fail := func(err error) (*privateNet, error) { return nil, errors.Join(err, n.stop()) }
 	readyR, readyW, err := os.Pipe()
 	if err != nil {
 		return fail(err)
 	}
-	defer readyR.Close()
+	n.ready = readyR
 	exitR, exitW, err := os.Pipe()
 	if err != nil {
 		readyW.Close()
@@ -133,31 +145,84 @@ func startPrivateNet(id string, ports []Port) (*privateNet, error) {
 	n.exit = exitW
 	// A socket's path must fit in 108 bytes: not under the store.
 	if err := os.MkdirAll(apiDir, 0o700); err != nil {
+		readyW.Close()
+		exitR.Close()
 		return fail(err)
 	}
-	api := filepath.Join(apiDir, n.name+".sock")
-	_ = os.Remove(api)
-	var log strings.Builder
+	_ = os.Remove(n.api)
 	n.slirp = exec.Command(slirp, "--configure", "--mtu=65520", "--disable-host-loopback",
-		"--netns-type=path", "--api-socket", api, "--ready-fd=3", "--exit-fd=4", n.path, "tap0")
+		"--netns-type=path", "--api-socket", n.api, "--ready-fd=3", "--exit-fd=4", n.path, "tap0")
 	n.slirp.ExtraFiles = []*os.File{readyW, exitR}
-	n.slirp.Stdout, n.slirp.Stderr = &log, &log
+	n.slirp.Stdout, n.slirp.Stderr = n.log, n.log
 	err = n.slirp.Start()
 	readyW.Close()
 	exitR.Close()
 	if err != nil {
+		n.slirp = nil
 		return fail(err)
 	}
-	if b, _ := bufio.NewReader(readyR).ReadByte(); b != '1' {
+	return n, nil
+}
+
+// up waits until slirp4netns serves the namespace, then publishes ports (a
+// host port of 0 picked now, and written back into ports).
+func (n *privateNet) up(ports []Port) error {
+	b, _ := bufio.NewReader(n.ready).ReadByte()
+	n.ready.Close()
+	n.ready = nil
+	if b != '1' {
+		n.exit.Close()
 		n.slirp.Wait()
-		return fail(fmt.Errorf("slirp4netns did not come up: %s", strings.TrimSpace(log.String())))
+		n.slirp = nil
+		return fmt.Errorf("slirp4netns did not come up: %s", strings.TrimSpace(n.log.String()))
 	}
 	for i := range ports {
-		if err := publish(api, &ports[i]); err != nil {
-			return fail(err)
+		n.published = true
+		if err := publish(n.api, &ports[i]); err != nil {
+			return err
 		}
 	}
-	return n, nil
+	return nil
+}
+
+// newNetns makes a network namespace and returns a descriptor that holds it.
+// A thread of its own enters it and ends with it (never handed back to Go).
+func newNetns() (*os.File, error) {
+	type result struct {
+		f   *os.File
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends in the namespace
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			ch <- result{err: fmt.Errorf("new network namespace: %w", err)}
+			return
+		}
+		f, err := os.Open("/proc/thread-self/ns/net")
+		ch <- result{f, err}
+	}()
+	r := <-ch
+	return r.f, r.err
+}
+
+// syncBuilder is a strings.Builder that a process's stdout and stderr may
+// write to at once.
+type syncBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuilder) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuilder) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // publish asks slirp4netns (its API socket at api) to forward p.
@@ -211,10 +276,18 @@ func freePort(host, proto string) (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// stop ends slirp4netns and deletes the namespace.
+// stop ends slirp4netns and lets go of the namespace.
 func (n *privateNet) stop() error {
 	if n == nil {
 		return nil
+	}
+	if n.ready != nil {
+		n.ready.Close()
+	}
+	var err error
+	if n.ns != nil {
+		err = n.ns.Close()
+		n.ns = nil
 	}
 	if n.exit != nil {
 		n.exit.Close()
@@ -222,6 +295,14 @@ func (n *privateNet) stop() error {
 	if n.slirp != nil && n.slirp.Process != nil {
 		done := make(chan struct{})
 		go func() { n.slirp.Wait(); close(done) }()
+		if !n.published {
+			// Its exit takes the tap device down, which costs the kernel
+			// tens of milliseconds (an RCU grace period): nothing waits
+			// for that unless a published port must be free on return.
+			// The goroutine reaps it; if this process ends first, init does.
+			_ = os.Remove(n.api)
+			return err
+		}
 		select {
 		case <-done:
 		case <-time.After(5 * time.Second):
@@ -229,8 +310,8 @@ func (n *privateNet) stop() error {
 			<-done
 		}
 	}
-	_ = os.Remove(filepath.Join(apiDir, n.name+".sock"))
-	return removeNetns(n.name)
+	_ = os.Remove(n.api)
+	return err
 }
 
 // removeNetns deletes network namespace name if it is there.

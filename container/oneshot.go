@@ -21,11 +21,14 @@ import (
 // Cancelling ctx kills the container. The status is as Run's.
 func (r *Runtime) RunOnce(ctx context.Context, id, dir, rootfs string, cfg ocispec.ImageConfig, o Options, stdio Stdio) (code int, err error) {
 	if o.Network == NetworkPrivate {
-		pn, nerr := startPrivateNet(id, nil)
+		pn, nerr := startPrivateNet(id)
 		if nerr != nil {
 			return ExitRuntimeFailed, nerr
 		}
 		defer func() { err = errors.Join(err, pn.stop()) }()
+		if nerr := pn.up(nil); nerr != nil {
+			return ExitRuntimeFailed, nerr
+		}
 		o.NetNSPath = pn.path
 	}
 	spec, err := Spec(id, rootfs, filepath.Join(dir, "etc"), cfg, o)

@@ -59,9 +59,11 @@ func (o *createOptions) flags(f *pflag.FlagSet) {
 }
 
 // createContainer makes the container the flags describe, image and
-// command from args, and writes --cidfile.
-func createContainer(cmd *cobra.Command, c *container.Containers, o *createOptions, args []string) (*container.Record, error) {
+// command from args, and writes --cidfile. startNow: it is run at once
+// (strata run), see container.CreateOptions.
+func createContainer(cmd *cobra.Command, c *container.Containers, o *createOptions, args []string, startNow bool) (*container.Record, error) {
 	co := container.CreateOptions{
+		StartNow:   startNow,
 		Name:       o.name,
 		AutoRemove: o.autoRemove,
 		OpenStdin:  o.interactive,
@@ -171,7 +173,7 @@ Prints the container's ID.`,
 			if err != nil {
 				return failed(err)
 			}
-			rec, err := createContainer(cmd, c, o, args)
+			rec, err := createContainer(cmd, c, o, args, false)
 			if err != nil {
 				return failed(err)
 			}

@@ -57,7 +57,7 @@ func runRun(cmd *cobra.Command, g *globals, o *runOptions, args []string) error 
 	if err != nil {
 		return failed(err)
 	}
-	rec, err := createContainer(cmd, c, &o.createOptions, args)
+	rec, err := createContainer(cmd, c, &o.createOptions, args, true)
 	if err != nil {
 		return failed(err)
 	}
