@@ -176,22 +176,37 @@ func fileMode(m uint32) os.FileMode {
 
 // Archive writes p (its last component not followed) to w as a tar stream
 // whose top entry is called name, a directory with all it holds, in name
-// order; hard links within it stay links. Sockets are left out, as docker
-// leaves them.
+// order; hard links within it stay links. Extended attributes go along
+// (PAX SCHILY.xattr records), but for security.selinux, a label of the
+// machine the file is on. Sockets are left out, as docker leaves them.
 func (t *Tree) Archive(w io.Writer, p, name string) error {
+	return t.archive(w, p, name, false)
+}
+
+// archive is Archive; exactTimes keeps modification times to the
+// nanosecond (else whole seconds, as docker's archives have them).
+func (t *Tree) archive(w io.Writer, p, name string, exactTimes bool) error {
 	fd, err := t.open(p, unix.O_PATH|unix.O_NOFOLLOW)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
 	tw := tar.NewWriter(w)
-	if err := archiveEntry(tw, fd, name, map[[2]uint64]string{}); err != nil {
+	a := &archiver{tw: tw, links: map[[2]uint64]string{}, exactTimes: exactTimes}
+	if err := a.entry(fd, name); err != nil {
 		return err
 	}
 	return tw.Close()
 }
 
-func archiveEntry(tw *tar.Writer, fd int, name string, links map[[2]uint64]string) error {
+type archiver struct {
+	tw         *tar.Writer
+	links      map[[2]uint64]string // the first name of each inode with links
+	exactTimes bool
+}
+
+func (a *archiver) entry(fd int, name string) error {
+	tw, links := a.tw, a.links
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return &os.PathError{Op: "stat", Path: name, Err: err}
@@ -200,6 +215,18 @@ func archiveEntry(tw *tar.Writer, fd int, name string, links map[[2]uint64]strin
 		Name: name, Mode: int64(st.Mode & 0o7777), Uid: int(st.Uid), Gid: int(st.Gid),
 		// Whole seconds, as docker's archives: no PAX record per entry.
 		ModTime: time.Unix(st.Mtim.Sec, 0), Format: tar.FormatPAX,
+	}
+	if a.exactTimes {
+		hdr.ModTime = time.Unix(st.Mtim.Unix())
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFLNK && st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		// A symlink's own attributes cannot be read through a descriptor
+		// (and user.* ones cannot be set on a link at all).
+		x, err := readXattrs(fd)
+		if err != nil {
+			return &os.PathError{Op: "listxattr", Path: name, Err: err}
+		}
+		hdr.PAXRecords = x
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFREG:
@@ -265,7 +292,7 @@ func archiveEntry(tw *tar.Writer, fd int, name string, links map[[2]uint64]strin
 		if err != nil {
 			return &os.PathError{Op: "open", Path: name + "/" + n, Err: err}
 		}
-		err = archiveEntry(tw, cfd, name+"/"+n, links)
+		err = a.entry(cfd, name+"/"+n)
 		unix.Close(cfd)
 		if err != nil {
 			return err
@@ -295,11 +322,14 @@ type ExtractOptions struct {
 	Owner *Owner
 	// NoChown leaves entries owned by the extracting user.
 	NoChown bool
-	// HostSafe drops setuid and setgid bits and leaves device nodes out
-	// (each reported to Skipped): what a copy out of a container onto the
-	// host does unless asked to keep everything.
+	// HostSafe drops setuid and setgid bits, file capabilities
+	// (security.capability) and trusted.* attributes, and leaves device
+	// nodes out (each reported to Skipped): what a copy out of a container
+	// onto the host does unless asked to keep everything.
 	HostSafe bool
-	Skipped  func(name string)
+	// Skipped is told of what was left out: a device node (HostSafe), or an
+	// extended attribute the destination does not take (ENOTSUP, EPERM).
+	Skipped func(name, what string)
 }
 
 // Extract unpacks the tar stream r into dir (an existing directory inside
@@ -338,7 +368,7 @@ func (t *Tree) Extract(dir string, r io.Reader, o ExtractOptions) error {
 		target := path.Join(base, name)
 		if o.HostSafe && (hdr.Typeflag == tar.TypeChar || hdr.Typeflag == tar.TypeBlock) {
 			if o.Skipped != nil {
-				o.Skipped(hdr.Name)
+				o.Skipped(hdr.Name, "device node left out")
 			}
 			continue
 		}
@@ -482,9 +512,13 @@ func (t *Tree) extractEntry(tr *tar.Reader, hdr *tar.Header, base, target string
 		}
 		return nil
 	}
-	// chmod after chown, which clears setuid bits.
+	// chmod after chown, which clears setuid bits; attributes after both
+	// (chown clears security.capability).
 	if err := unix.Chmod(fmt.Sprintf("/proc/self/fd/%d", fd), mode); err != nil {
 		return fail("chmod", err)
+	}
+	if err := writeXattrs(fd, hdr, o); err != nil {
+		return fail("setxattr", err)
 	}
 	if hdr.Typeflag == tar.TypeDir {
 		return nil // its time is set once all it holds is in

@@ -32,8 +32,10 @@ SRC_PATH to standard output.
 Paths in the container are resolved inside its root file system: no symlink
 or ".." in it leads out to the host. Copied into the container, files are
 owned by root unless -a keeps the source's owners; copied out, they are owned
-by the calling user, with their setuid and setgid bits dropped and device nodes
-left out, unless -a keeps all of it.`,
+by the calling user, with their setuid and setgid bits, file capabilities
+(security.capability) and trusted.* attributes dropped and device nodes left
+out, unless -a keeps all of it. Other extended attributes (user.*, ACLs) are
+copied both ways; docker cp copies file capabilities only.`,
 		Example: `  strata cp web:/etc/hostname .
   strata cp ./site/. web:/var/www
   strata cp web:/var/log - | tar t`,
@@ -185,9 +187,13 @@ func copyFromContainer(cmd *cobra.Command, root *container.CopyRoot, o *cpOption
 	xo := container.ExtractOptions{}
 	if !o.archive {
 		xo.NoChown, xo.HostSafe = true, true
-		xo.Skipped = func(name string) {
-			fmt.Fprintf(cmd.ErrOrStderr(), "strata cp: %s: device node left out (-a copies it)\n", name)
+	}
+	xo.Skipped = func(name, what string) {
+		hint := ""
+		if strings.HasPrefix(what, "device") {
+			hint = " (-a copies it)"
 		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "strata cp: %s: %s%s\n", name, what, hint)
 	}
 	return pipeTree(func(w io.Writer) error { return root.Archive(w, srcPath, top) },
 		func(r io.Reader) error { return host.Extract("/", r, xo) })
@@ -256,7 +262,9 @@ func copyToContainer(cmd *cobra.Command, root *container.CopyRoot, o *cpOptions,
 		}
 		dst.exists, dst.isDir = true, st.Mode.IsDir()
 	}
-	xo := container.ExtractOptions{Owner: &container.Owner{}}
+	xo := container.ExtractOptions{Owner: &container.Owner{}, Skipped: func(name, what string) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "strata cp: %s: %s\n", name, what)
+	}}
 	if o.archive {
 		xo.Owner = nil
 	}

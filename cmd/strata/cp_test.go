@@ -3,6 +3,7 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -256,5 +257,79 @@ func TestCp_ToContainer(t *testing.T) {
 	mustRun(t, root, "cp", link, "ro:/app/data/")
 	if r := runStrata(t, root, "", "cp", f, "ro:/app/data/up/"); r.code != 1 || r.stderr != "Error: container rootfs is marked read-only\n" {
 		t.Errorf("cp through a volume's link into a read-only root: exit %d %q", r.code, r.stderr)
+	}
+}
+
+// Extended attributes go both ways, into a running container and a stopped
+// one: user.* always, file capabilities into a container and, with -a
+// only, out of one (as a setuid bit); what the container holds is read
+// from outside it, not through strata cp.
+func TestCp_Xattrs(t *testing.T) {
+	root := containerStore(t)
+	t.Setenv(cliEnv, "1") // the supervisor run -d starts is this test binary
+	host := t.TempDir()
+	// cap_net_raw+ep, as setcap writes it (VFS_CAP_REVISION_2).
+	capNetRaw := string([]byte{1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
+	src := filepath.Join(host, "d")
+	os.MkdirAll(src, 0o755)
+	os.WriteFile(filepath.Join(src, "f"), []byte("f\n"), 0o644)
+	os.WriteFile(filepath.Join(src, "capf"), []byte("#!/bin/sh\n"), 0o755)
+	for _, x := range []struct{ path, name, value string }{
+		{src, "user.dir", "x"},
+		{filepath.Join(src, "f"), "user.color", "blue"},
+		{filepath.Join(src, "capf"), "security.capability", capNetRaw},
+	} {
+		if err := syscall.Setxattr(x.path, x.name, []byte(x.value), 0); err != nil {
+			t.Skipf("the test's directory keeps no %s: %v", x.name, err)
+		}
+	}
+	xattr := func(p, name string) string {
+		t.Helper()
+		buf := make([]byte, 256)
+		n, err := syscall.Getxattr(p, name, buf)
+		if err != nil {
+			return "<" + err.Error() + ">"
+		}
+		return string(buf[:n])
+	}
+	mustRun(t, root, "create", "--name", "stopped", "demo", "-c", "sleep 30")
+	mustRun(t, root, "run", "-d", "--name", "live", "demo", "-c", "sleep 30")
+	for _, ctr := range []string{"stopped", "live"} {
+		t.Run(ctr, func(t *testing.T) {
+			mustRun(t, root, "cp", src, ctr+":/tmp/")
+			mustRun(t, root, "cp", "-a", src, ctr+":/tmp/kept")
+			if got := mustRun(t, root, "start", ctr); got != ctr+"\n" { // a no-op for the running one, as docker's
+				t.Errorf("start printed %q", got)
+			}
+			pid := strings.TrimSpace(mustRun(t, root, "container", "inspect", "--format", "{{.State.Pid}}", ctr))
+			inside := func(p string) string { return fmt.Sprintf("/proc/%s/root%s", pid, p) }
+			for _, d := range []string{"/tmp/d", "/tmp/kept"} {
+				if got := xattr(inside(d), "user.dir"); got != "x" {
+					t.Errorf("%s in the container: user.dir %q", d, got)
+				}
+				if got := xattr(inside(d+"/f"), "user.color"); got != "blue" {
+					t.Errorf("%s/f in the container: user.color %q", d, got)
+				}
+				if got := xattr(inside(d+"/capf"), "security.capability"); got != capNetRaw {
+					t.Errorf("%s/capf in the container: security.capability %q", d, got)
+				}
+			}
+			out := filepath.Join(t.TempDir(), "out")
+			mustRun(t, root, "cp", ctr+":/tmp/d", out)
+			mustRun(t, root, "cp", "-a", ctr+":/tmp/d", out+"-a")
+			if got := xattr(out, "user.dir"); got != "x" {
+				t.Errorf("copied out: user.dir %q", got)
+			}
+			if got := xattr(filepath.Join(out, "f"), "user.color"); got != "blue" {
+				t.Errorf("copied out: user.color %q", got)
+			}
+			if got := xattr(filepath.Join(out, "capf"), "security.capability"); !strings.Contains(got, "no data") {
+				t.Errorf("copied out without -a: security.capability %q, want none", got)
+			}
+			if got := xattr(filepath.Join(out+"-a", "capf"), "security.capability"); got != capNetRaw {
+				t.Errorf("copied out with -a: security.capability %q", got)
+			}
+			mustRun(t, root, "stop", "-t", "0", ctr)
+		})
 	}
 }
