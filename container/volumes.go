@@ -3,8 +3,8 @@ package container
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -152,27 +152,47 @@ func (c *Containers) prepareVolumes(rec *Record, rootfs string) ([]specs.Mount, 
 }
 
 // copyImageContent copies what rootfs holds at dst (resolved inside it)
-// into the volume directory vol, if vol is empty.
+// into the volume directory vol, if vol is empty, as cp -a would: owners,
+// modes, times, extended attributes, hard links, device nodes; vol itself
+// takes the attributes of the directory at dst. It is read by descriptor
+// from inside the root (Tree), never through a link out of it.
 func copyImageContent(rootfs, dst, vol string) error {
 	ents, err := os.ReadDir(vol)
 	if err != nil || len(ents) > 0 {
 		return err
 	}
-	src, err := openInRoot(rootfs, dst, unix.O_PATH|unix.O_DIRECTORY)
+	src, err := OpenTree(rootfs)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dir := strings.TrimSuffix(dst, "/") + "/." // a link to a directory followed, inside the root
+	fd, err := src.open(dir, unix.O_PATH|unix.O_DIRECTORY)
 	if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOTDIR) {
 		return nil // nothing there to copy
 	}
 	if err != nil {
 		return err
 	}
-	defer src.Close()
-	// cp reads through this process's descriptor: a path resolved once,
-	// inside the root.
-	from := fmt.Sprintf("/proc/%d/fd/%d/.", os.Getpid(), src.Fd())
-	if out, err := exec.Command("cp", "-a", from, vol).CombinedOutput(); err != nil {
-		return fmt.Errorf("cp: %w: %s", err, strings.TrimSpace(string(out)))
+	unix.Close(fd)
+	to, err := OpenTree(vol)
+	if err != nil {
+		return err
 	}
-	return nil
+	defer to.Close()
+	pr, pw := io.Pipe()
+	werr := make(chan error, 1)
+	go func() {
+		err := src.archive(pw, dir, ".", true)
+		pw.CloseWithError(err)
+		werr <- err
+	}()
+	err = to.Extract("/", pr, ExtractOptions{})
+	pr.CloseWithError(errors.New("extraction ended"))
+	if werr := <-werr; err == nil {
+		err = werr
+	}
+	return err
 }
 
 // removeAnonymousVolumes deletes the container's anonymous volumes (rm -v).

@@ -4,9 +4,15 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-dev/strata/internal/treecmp"
 )
 
 func TestParseVolume(t *testing.T) {
@@ -138,5 +144,74 @@ func TestParsePublish(t *testing.T) {
 		if err != nil || got != tc.want {
 			t.Errorf("%q: %+v, %v; want %+v", tc.spec, got, err, tc.want)
 		}
+	}
+}
+
+// What the image holds at a VOLUME path is copied into the new volume as
+// cp -a copies it (the reference: cp -a of the same tree), links in the
+// path followed inside the image's root only.
+func TestCopyImageContent(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: owners, device nodes, file capabilities")
+	}
+	rootfs := t.TempDir()
+	src := filepath.Join(rootfs, "img", "vol")
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(src, "sub"), 0o700))
+	must(os.WriteFile(filepath.Join(src, "f"), []byte("f\n"), 0o644))
+	must(os.WriteFile(filepath.Join(src, "suid"), []byte("s\n"), 0o755))
+	must(os.Chmod(filepath.Join(src, "suid"), 0o4755))
+	must(os.WriteFile(filepath.Join(src, "sub", "deep"), []byte("d\n"), 0o600))
+	must(os.Link(filepath.Join(src, "f"), filepath.Join(src, "hard")))
+	must(os.Symlink("../f", filepath.Join(src, "sub", "link")))
+	must(unix.Mkfifo(filepath.Join(src, "fifo"), 0o640))
+	must(unix.Mknod(filepath.Join(src, "null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))))
+	must(os.Chown(filepath.Join(src, "sub", "deep"), 1000, 1000))
+	must(os.Lchown(filepath.Join(src, "sub", "link"), 1000, 1000))
+	must(unix.Setxattr(filepath.Join(src, "f"), "user.color", []byte("blue"), 0))
+	must(unix.Setxattr(filepath.Join(src, "sub"), "user.dir", []byte("x"), 0))
+	must(os.Chown(src, 1000, 1001))
+	must(os.Chmod(src, 0o750))
+	ts := time.Unix(1700000000, 123456789)
+	for _, p := range []string{"f", "sub/deep", "fifo", "sub", "."} {
+		must(os.Chtimes(filepath.Join(src, p), ts, ts))
+	}
+	must(unix.Lutimes(filepath.Join(src, "sub", "link"), []unix.Timeval{unix.NsecToTimeval(ts.UnixNano()), unix.NsecToTimeval(ts.UnixNano())}))
+	must(os.Symlink("/img/vol", filepath.Join(rootfs, "img", "lnk"))) // absolute: inside the root
+	must(os.Symlink("/etc", filepath.Join(rootfs, "img", "out")))     // the root has no /etc
+
+	ref := filepath.Join(t.TempDir(), "ref")
+	must(os.Mkdir(ref, 0o755))
+	if out, err := exec.Command("cp", "-a", src+"/.", ref).CombinedOutput(); err != nil {
+		t.Fatalf("cp -a: %v %s", err, out)
+	}
+	want, err := treecmp.Snapshot(ref, treecmp.Options{})
+	must(err)
+	for _, dst := range []string{"/img/vol", "/img/lnk", "/img/../img/lnk/"} {
+		vol := filepath.Join(t.TempDir(), "_data")
+		must(os.Mkdir(vol, 0o755))
+		must(copyImageContent(rootfs, dst, vol))
+		got, err := treecmp.Snapshot(vol, treecmp.Options{})
+		must(err)
+		if diffs := treecmp.Compare(want, got, treecmp.Options{IgnoreInodes: true}); len(diffs) > 0 {
+			t.Errorf("volume of %s differs from cp -a:\n%s", dst, strings.Join(diffs, "\n"))
+		}
+	}
+	// A link out of the root reads the root's /etc, which is not there.
+	vol := t.TempDir()
+	must(copyImageContent(rootfs, "/img/out", vol))
+	if ents, _ := os.ReadDir(vol); len(ents) != 0 {
+		t.Errorf("a link to /etc copied %d entries (the host's?)", len(ents))
+	}
+	// A volume that holds something already is left as it is.
+	must(os.WriteFile(filepath.Join(vol, "mine"), nil, 0o644))
+	must(copyImageContent(rootfs, "/img/vol", vol))
+	if ents, _ := os.ReadDir(vol); len(ents) != 1 {
+		t.Errorf("a volume with content got more: %d entries", len(ents))
 	}
 }
