@@ -18,6 +18,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // Exit statuses of a run that did not get to run the command, as docker's.
@@ -215,7 +216,8 @@ func (g *gate) open() {
 
 // waitPidFile returns the pid runc writes to path once the container
 // exists, or false if the runtime exits first. runc writes the file whole
-// (a rename), so a file that exists is complete.
+// (a rename), so a file that exists is complete. It waits on inotify
+// events of the file's directory, not by polling.
 func waitPidFile(path string, exited <-chan struct{}) (int, bool) {
 	read := func() (int, bool) {
 		b, err := os.ReadFile(path)
@@ -225,16 +227,52 @@ func waitPidFile(path string, exited <-chan struct{}) (int, bool) {
 		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 		return pid, err == nil
 	}
+	events, err := watchDir(filepath.Dir(path))
+	if err != nil { // no inotify: look every few milliseconds
+		for {
+			if pid, ok := read(); ok {
+				return pid, true
+			}
+			select {
+			case <-exited:
+				return read() // it may have come and gone between two looks
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+	defer events.Close()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		select {
+		case <-exited:
+			events.SetReadDeadline(time.Now()) // ends the Read below
+		case <-stop:
+		}
+	}()
+	buf := make([]byte, 4096)
 	for {
 		if pid, ok := read(); ok {
 			return pid, true
 		}
-		select {
-		case <-exited:
-			return read() // it may have come and gone between two looks
-		case <-time.After(5 * time.Millisecond):
+		if _, err := events.Read(buf); err != nil {
+			return read() // the runtime exited
 		}
 	}
+}
+
+// watchDir returns an inotify descriptor watching dir for files renamed
+// into it or written; its reads block (in Go's poller) until one is.
+func watchDir(dir string) (*os.File, error) {
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_MOVED_TO|unix.IN_CLOSE_WRITE); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), "inotify:"+dir), nil
 }
 
 // Kill sends sig to the container's init process.
