@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -204,4 +206,58 @@ func (c *Containers) removeAnonymousVolumes(rec *Record) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// VolumeUsage is a volume of the store and the space its files take.
+type VolumeUsage struct {
+	Name string
+	Dir  string // its files: <store>/volumes/NAME/_data
+	// Size is the bytes of the files it holds, a hard-linked file once, as
+	// docker's system df counts a volume.
+	Size int64
+}
+
+// StoreVolumes lists the volumes of the store at root, by name.
+func StoreVolumes(root string) ([]VolumeUsage, error) {
+	ents, err := os.ReadDir(filepath.Join(root, "volumes"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var vs []VolumeUsage
+	for _, e := range ents {
+		if !e.IsDir() || !validVolumeName.MatchString(e.Name()) {
+			continue
+		}
+		v := VolumeUsage{Name: e.Name(), Dir: filepath.Join(root, "volumes", e.Name(), "_data")}
+		seen := map[[2]uint64]bool{}
+		err := filepath.WalkDir(v.Dir, func(p string, d iofs.DirEntry, err error) error {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil // removed meanwhile
+			}
+			if err != nil || d.IsDir() {
+				return err
+			}
+			fi, err := d.Info()
+			if err != nil {
+				return nil
+			}
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+				key := [2]uint64{st.Dev, st.Ino}
+				if seen[key] {
+					return nil
+				}
+				seen[key] = true
+			}
+			v.Size += fi.Size()
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("volume %s: %w", v.Name, err)
+		}
+		vs = append(vs, v)
+	}
+	return vs, nil
 }

@@ -21,10 +21,13 @@ type dfOptions struct {
 const (
 	dfTableFormat           = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"
 	dfImageTableFormat      = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}\t{{.SharedSize}}\t{{.UniqueSize}}\t{{.Mounts}}"
+	dfContainerTableFormat  = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.LocalVolumes}}\t{{.Size}}\t{{.RunningFor}}\t{{.Status}}\t{{.Names}}"
+	dfVolumeTableFormat     = "table {{.Name}}\t{{.Links}}\t{{.Size}}"
 	dfMountTableFormat      = "table {{.ID}}\t{{.Image}}\t{{.Dir}}\t{{.Size}}\t{{.CreatedSince}}\t{{.Status}}"
 	dfLayerTableFormat      = "table {{.ID}}\t{{.Size}}\t{{.Images}}\t{{.Mounts}}"
 	dfSummaryTypeImages     = "Images"
 	dfSummaryTypeContainers = "Containers"
+	dfSummaryTypeVolumes    = "Local Volumes"
 	dfSummaryTypeMounts     = "Mounts"
 	dfSummaryTypeLayers     = "Layers"
 )
@@ -37,7 +40,12 @@ var (
 		"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
 		"Size": "SIZE", "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE", "Mounts": "MOUNTS",
 	}
-	dfMountColumns = map[string]string{
+	dfContainerColumns = map[string]string{
+		"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "LocalVolumes": "LOCAL VOLUMES", "Size": "SIZE",
+		"RunningFor": "CREATED", "CreatedAt": "CREATED AT", "Status": "STATUS", "Names": "NAMES",
+	}
+	dfVolumeColumns = map[string]string{"Name": "VOLUME NAME", "Links": "LINKS", "Size": "SIZE"}
+	dfMountColumns  = map[string]string{
 		"ID": "MOUNT ID", "Image": "IMAGE", "Dir": "DIRECTORY", "Size": "SIZE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Status": "STATUS",
 	}
 	dfLayerColumns = map[string]string{
@@ -75,6 +83,35 @@ func (r dfImageRow) MarshalJSON() ([]byte, error) {
 	return marshalRow(r)
 }
 
+// dfContainerRow is one container of "df -v", docker's columns.
+type dfContainerRow struct {
+	Command      string
+	CreatedAt    string
+	ID           string
+	Image        string
+	LocalVolumes string
+	Names        string
+	RunningFor   string
+	Size         string
+	Status       string
+}
+
+func (r dfContainerRow) MarshalJSON() ([]byte, error) {
+	return marshalRow(r)
+}
+
+// dfVolumeRow is one volume of "df -v": LINKS counts the containers that
+// mount it.
+type dfVolumeRow struct {
+	Links string
+	Name  string
+	Size  string
+}
+
+func (r dfVolumeRow) MarshalJSON() ([]byte, error) {
+	return marshalRow(r)
+}
+
 type dfMountRow struct {
 	CreatedAt    string
 	CreatedSince string
@@ -102,9 +139,11 @@ func (r dfLayerRow) MarshalJSON() ([]byte, error) {
 
 // dfVerbose is what a "df -v --format" template sees.
 type dfVerbose struct {
-	Images []dfImageRow
-	Mounts []dfMountRow
-	Layers []dfLayerRow
+	Images     []dfImageRow
+	Containers []dfContainerRow
+	Volumes    []dfVolumeRow
+	Mounts     []dfMountRow
+	Layers     []dfLayerRow
 }
 
 func newDfCmd(g *globals) *cobra.Command {
@@ -120,14 +159,17 @@ containers and a row for layers:
           RECLAIMABLE is that of the layers no live mount uses.
   Containers  SIZE is the disk space of the containers' writable layers;
           ACTIVE counts running ones, RECLAIMABLE is the others' (container prune).
+  Local Volumes  SIZE is the files the volumes hold; ACTIVE counts those a
+          container mounts, RECLAIMABLE is the others'.
   Mounts  SIZE is the disk space of the mounts' copy-on-write layers;
           RECLAIMABLE is that of mounts whose server is gone (strata gc).
   Layers  SIZE is the file content of every layer, summed over layers.
 
 A last line counts the stored objects (one file per distinct content) and what
-sharing them across layers and images saves. -v lists images, mounts and layers;
---format takes a Go template over .Type .TotalCount .Active .Size .Reclaimable
-(with -v: over .Images .Mounts .Layers).`,
+sharing them across layers and images saves. -v lists images, containers,
+volumes, mounts and layers; --format takes a Go template over .Type
+.TotalCount .Active .Size .Reclaimable (with -v: over .Images .Containers
+.Volumes .Mounts .Layers).`,
 		Example: `  strata system df
   strata system df -v
   strata system df --format '{{.Type}}: {{.Size}} ({{.Reclaimable}} reclaimable)'
@@ -150,6 +192,8 @@ type dfReport struct {
 	mounts []layerstore.MountRecord
 	usage  map[string]layerstore.MountUsage // by mount ID
 	ctrs   []*container.Record
+	vols   []container.VolumeUsage
+	links  map[string]int // containers by volume name
 }
 
 func gatherDf(s *layerstore.Store) (*dfReport, error) {
@@ -173,7 +217,19 @@ func gatherDf(s *layerstore.Store) (*dfReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &dfReport{du: du, images: imgs, mounts: mounts, usage: map[string]layerstore.MountUsage{}, ctrs: ctrs}
+	vols, err := container.StoreVolumes(s.Root())
+	if err != nil {
+		return nil, err
+	}
+	r := &dfReport{du: du, images: imgs, mounts: mounts, usage: map[string]layerstore.MountUsage{}, ctrs: ctrs, vols: vols, links: map[string]int{}}
+	for _, c := range ctrs {
+		c.State = c.State.Current()
+		for _, v := range c.Volumes {
+			if v.Type == "volume" {
+				r.links[v.Name]++
+			}
+		}
+	}
 	for _, m := range du.MountUsage {
 		r.usage[m.ID] = m
 	}
@@ -246,6 +302,16 @@ func (r *dfReport) summary() []dfRow {
 			ctrIdle += size
 		}
 	}
+	activeVols := 0
+	var volSize, volIdle int64
+	for _, v := range r.vols {
+		volSize += v.Size
+		if r.links[v.Name] > 0 {
+			activeVols++
+		} else {
+			volIdle += v.Size
+		}
+	}
 	activeLayers := 0
 	var activeLayersSize, imagesSize, imagesReclaimable int64
 	for _, l := range du.LayerUsage {
@@ -267,6 +333,8 @@ func (r *dfReport) summary() []dfRow {
 			Size: humanSize(imagesSize, 4), Reclaimable: reclaimable(imagesReclaimable, imagesSize)},
 		{Type: dfSummaryTypeContainers, TotalCount: itoa(len(r.ctrs)), Active: itoa(activeCtrs),
 			Size: humanSize(ctrSize, 4), Reclaimable: reclaimable(ctrIdle, ctrSize)},
+		{Type: dfSummaryTypeVolumes, TotalCount: itoa(len(r.vols)), Active: itoa(activeVols),
+			Size: humanSize(volSize, 4), Reclaimable: reclaimable(volIdle, volSize)},
 		{Type: dfSummaryTypeMounts, TotalCount: itoa(len(r.mounts)), Active: itoa(activeMounts),
 			Size: humanSize(du.MountsSize, 4), Reclaimable: reclaimable(staleSize, du.MountsSize)},
 		{Type: dfSummaryTypeLayers, TotalCount: itoa(du.Layers), Active: itoa(activeLayers),
@@ -316,10 +384,36 @@ func (r *dfReport) verboseRows(trunc bool) dfVerbose {
 			UniqueSize:   humanSize(u.UniqueSize, 4),
 		})
 	}
+	for _, c := range r.ctrs {
+		row := containerRow(c, trunc, now)
+		vols := 0
+		for _, v := range c.Volumes {
+			if v.Type == "volume" {
+				vols++
+			}
+		}
+		v.Containers = append(v.Containers, dfContainerRow{
+			Command:      row.Command,
+			CreatedAt:    row.CreatedAt,
+			ID:           row.ID,
+			Image:        row.Image,
+			LocalVolumes: itoa(vols),
+			Names:        row.Names,
+			RunningFor:   row.RunningFor,
+			Size:         humanSize(r.usage[c.MountID].Size, 3),
+			Status:       row.Status,
+		})
+	}
+	for _, vol := range r.vols {
+		v.Volumes = append(v.Volumes, dfVolumeRow{Links: itoa(r.links[vol.Name]), Name: vol.Name, Size: humanSize(vol.Size, 3)})
+	}
 	for _, m := range r.mounts {
 		u := r.usage[m.ID]
 		status := fmt.Sprintf("live (pid %d)", m.PID)
-		if !u.Alive {
+		switch {
+		case m.Keep && m.PID == 0:
+			status = "stopped (kept for a restart)"
+		case !u.Alive:
 			status = "stale (server gone)"
 		}
 		image := m.Ref
@@ -347,8 +441,9 @@ func (r *dfReport) verboseRows(trunc bool) dfVerbose {
 	return v
 }
 
-// writeVerbose prints docker's "df -v" sections: images, then mounts and
-// layers, then the objects line; or executes format over all of them.
+// writeVerbose prints docker's "df -v" sections: images, containers and
+// local volumes, then mounts and layers, then the objects line; or executes
+// format over all of them.
 func (r *dfReport) writeVerbose(w io.Writer, format string) error {
 	table := format == "" || format == tableFormatKey
 	v := r.verboseRows(table)
@@ -365,6 +460,8 @@ func (r *dfReport) writeVerbose(w io.Writer, format string) error {
 		rows          func(*rowFormatter) error
 	}{
 		{"Images space usage:", dfImageTableFormat, dfImageColumns, func(f *rowFormatter) error { return rowsOf(f, v.Images) }},
+		{"Containers space usage:", dfContainerTableFormat, dfContainerColumns, func(f *rowFormatter) error { return rowsOf(f, v.Containers) }},
+		{"Local Volumes space usage:", dfVolumeTableFormat, dfVolumeColumns, func(f *rowFormatter) error { return rowsOf(f, v.Volumes) }},
 		{"Mounts space usage:", dfMountTableFormat, dfMountColumns, func(f *rowFormatter) error { return rowsOf(f, v.Mounts) }},
 		{"Layers space usage:", dfLayerTableFormat, dfLayerColumns, func(f *rowFormatter) error { return rowsOf(f, v.Layers) }},
 	}

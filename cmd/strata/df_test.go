@@ -31,11 +31,12 @@ func diskUsage(t *testing.T, root string) *layerstore.DiskUsage {
 func TestSystemDf_Empty(t *testing.T) {
 	t.Parallel()
 	root := storetest.Root(t)
-	want := `TYPE         TOTAL     ACTIVE    SIZE      RECLAIMABLE
-Images       0         0         0B        0B
-Containers   0         0         0B        0B
-Mounts       0         0         0B        0B
-Layers       0         0         0B        0B
+	want := `TYPE            TOTAL     ACTIVE    SIZE      RECLAIMABLE
+Images          0         0         0B        0B
+Containers      0         0         0B        0B
+Local Volumes   0         0         0B        0B
+Mounts          0         0         0B        0B
+Layers          0         0         0B        0B
 
 Stored objects: 0, 0B on disk for 0B of file content across images (0B saved by sharing)
 `
@@ -58,6 +59,7 @@ func TestSystemDf_Sharing(t *testing.T) {
 		// One image's size, as images shows it (docker's definition).
 		{"Images", "1", "0", humanSize(demoSize(t, root), 4), humanSize(demoSize(t, root), 4) + " (100%)"},
 		{"Containers", "0", "0", "0B", "0B"},
+		{"Local Volumes", "0", "0", "0B", "0B"},
 		{"Mounts", "0", "0", "0B", "0B"},
 		{"Layers", "5", "0", humanSize(demoSize(t, root), 4), humanSize(demoSize(t, root), 4) + " (100%)"},
 	}
@@ -74,7 +76,7 @@ func TestSystemDf_Sharing(t *testing.T) {
 		}
 		types = append(types, row["Type"]+"="+row["TotalCount"])
 	}
-	if want := []string{"Images=1", "Containers=0", "Mounts=0", "Layers=5"}; !slices.Equal(types, want) {
+	if want := []string{"Images=1", "Containers=0", "Local Volumes=0", "Mounts=0", "Layers=5"}; !slices.Equal(types, want) {
 		t.Errorf("--format json: %q, want %q", types, want)
 	}
 
@@ -87,8 +89,9 @@ func TestSystemDf_Sharing(t *testing.T) {
 	}
 	out = mustRun(t, root, "system", "df", "-v")
 	sections := strings.Split(out, "\n\n")
-	// title, table, title, table, title, table, objects line
-	if len(sections) != 7 || sections[0] != "Images space usage:" || sections[2] != "Mounts space usage:" || sections[4] != "Layers space usage:" {
+	// title, table (an empty one is its header) five times, objects line
+	if len(sections) != 11 || sections[0] != "Images space usage:" || sections[2] != "Containers space usage:" ||
+		sections[4] != "Local Volumes space usage:" || sections[6] != "Mounts space usage:" || sections[8] != "Layers space usage:" {
 		t.Fatalf("df -v sections:\n%s", out)
 	}
 	header, rows = tableRows(t, sections[1])
@@ -103,12 +106,12 @@ func TestSystemDf_Sharing(t *testing.T) {
 			t.Errorf("image row %q: want a shared size and no mounts", r)
 		}
 	}
-	header, rows = tableRows(t, sections[5])
+	header, rows = tableRows(t, sections[9])
 	if want := []string{"LAYER ID", "SIZE", "IMAGES", "MOUNTS"}; !slices.Equal(header, want) || len(rows) != 6 {
 		t.Errorf("layers table %q, %d rows", header, len(rows))
 	}
-	if want := "Stored objects: " + itoa(du2.Objects) + ", "; !strings.HasPrefix(sections[6], want) {
-		t.Errorf("objects line %q, want it to start %q", sections[6], want)
+	if want := "Stored objects: " + itoa(du2.Objects) + ", "; !strings.HasPrefix(sections[10], want) {
+		t.Errorf("objects line %q, want it to start %q", sections[10], want)
 	}
 	if got := mustRun(t, root, "system", "df", "-v", "--format", "{{len .Images}} {{len .Mounts}} {{len .Layers}}"); got != "2 0 6" {
 		t.Errorf("-v --format: %q", got)
@@ -155,7 +158,7 @@ func TestDf_MountSizeAgreesWithMounts(t *testing.T) {
 		t.Errorf("system df -v: %q, want %q", got, want)
 	}
 	_, rows := tableRows(t, strings.SplitN(mustRun(t, root, "system", "df"), "\n\n", 2)[0])
-	if rows[2][0] != "Mounts" || rows[2][3] != humanSize(n, 4) {
-		t.Errorf("system df mounts row %q, want size %s", rows[2], humanSize(n, 4))
+	if rows[3][0] != "Mounts" || rows[3][3] != humanSize(n, 4) {
+		t.Errorf("system df mounts row %q, want size %s", rows[3], humanSize(n, 4))
 	}
 }

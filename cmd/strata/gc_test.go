@@ -23,8 +23,8 @@ func TestGC_StaleMount(t *testing.T) {
 		t.Errorf("check: code %d, %q", r.code, r.stdout)
 	}
 	_, rows := tableRows(t, strings.SplitN(mustRun(t, root, "system", "df"), "\n\n", 2)[0])
-	if want := []string{"Mounts", "1", "0"}; !slices.Equal(rows[2][:3], want) || rows[2][3] == "0B" || rows[2][3]+" (100%)" != rows[2][4] {
-		t.Errorf("df Mounts row %q: want a stale mount whose space is all reclaimable", rows[2])
+	if want := []string{"Mounts", "1", "0"}; !slices.Equal(rows[3][:3], want) || rows[3][3] == "0B" || rows[3][3]+" (100%)" != rows[3][4] {
+		t.Errorf("df Mounts row %q: want a stale mount whose space is all reclaimable", rows[3])
 	}
 	if !strings.Contains(mustRun(t, root, "system", "df", "-v"), "stale (server gone)") {
 		t.Errorf("df -v does not show the stale mount")
@@ -62,7 +62,7 @@ func TestGC_LiveMount(t *testing.T) {
 		}
 	})
 	_, rows := tableRows(t, strings.SplitN(mustRun(t, root, "system", "df"), "\n\n", 2)[0])
-	if rows[0][2] != "1" || rows[0][4] != "0B (0%)" || rows[2][2] != "1" || rows[3][2] != "5" {
+	if rows[0][2] != "1" || rows[0][4] != "0B (0%)" || rows[3][2] != "1" || rows[4][2] != "5" {
 		t.Errorf("df %q: want the image, the mount and 5 layers active, nothing reclaimable", rows)
 	}
 	r := runStrata(t, root, "", "rmi", "demo")

@@ -439,7 +439,51 @@ func TestSystemDf_Containers(t *testing.T) {
 	if !regexp.MustCompile(`^2\.\d+MB$`).MatchString(size) || !regexp.MustCompile(`^2\.\d+MB \((9\d|100)%\)$`).MatchString(reclaim) {
 		t.Errorf("containers size %q reclaimable %q: want the stopped one's 2 MiB, nearly all reclaimable", size, reclaim)
 	}
-	mustRun(t, root, "rm", "-f", "up", "big")
+	// Each has an anonymous volume for the image's VOLUME /app/data, which
+	// holds what the image has there: a file of 4 bytes.
+	if want := []string{"Local Volumes", "2", "2", "8B", "0B (0%)"}; !slices.Equal(rows[2], want) {
+		t.Errorf("system df volumes row: %q, want %q", rows[2], want)
+	}
+	mustRun(t, root, "run", "--name", "named", "-v", "store:/v", "demo", "-c", "echo hi > /v/f")
+	// docker's -v sections: per container and per volume.
+	sections := strings.Split(mustRun(t, root, "system", "df", "-v"), "\n\n")
+	if len(sections) < 6 || sections[2] != "Containers space usage:" || sections[4] != "Local Volumes space usage:" {
+		t.Fatalf("df -v sections: %q", sections)
+	}
+	header, ctrs := tableRows(t, sections[3])
+	if want := []string{"CONTAINER ID", "IMAGE", "COMMAND", "LOCAL VOLUMES", "SIZE", "CREATED", "STATUS", "NAMES"}; !slices.Equal(header, want) {
+		t.Errorf("containers header %q, want %q", header, want)
+	}
+	byName := map[string][]string{}
+	for _, c := range ctrs {
+		byName[c[len(c)-1]] = c
+	}
+	if c := byName["big"]; len(c) != 8 || c[1] != "demo" || c[2] != `"/bin/sh -c dd if=/d…"` || c[3] != "1" ||
+		!regexp.MustCompile(`^2\.\d+MB$`).MatchString(c[4]) || !strings.HasPrefix(c[6], "Exited (0) ") {
+		t.Errorf("df -v row of big: %q", c)
+	}
+	if c := byName["up"]; len(c) != 8 || !strings.HasPrefix(c[6], "Up ") {
+		t.Errorf("df -v row of up: %q", c)
+	}
+	if c := byName["named"]; len(c) != 8 || c[3] != "2" {
+		t.Errorf("df -v row of named: %q (want 2 local volumes: its -v and the image's)", c)
+	}
+	header, vols := tableRows(t, sections[5])
+	if want := []string{"VOLUME NAME", "LINKS", "SIZE"}; !slices.Equal(header, want) || len(vols) != 4 {
+		t.Errorf("volumes table %q, %d rows: %q", header, len(vols), vols)
+	}
+	for _, v := range vols {
+		if want := []string{v[0], "1", "4B"}; v[0] != "store" && !slices.Equal(v, want) {
+			t.Errorf("anonymous volume %q, want %q", v, want)
+		}
+		if want := []string{"store", "1", "3B"}; v[0] == "store" && !slices.Equal(v, want) {
+			t.Errorf("named volume %q, want %q", v, want)
+		}
+	}
+	mustRun(t, root, "rm", "-f", "-v", "up", "big", "named")
+	if got := mustRun(t, root, "system", "df", "-v", "--format", "{{len .Containers}} {{range .Volumes}}{{.Name}} {{.Links}}{{end}}"); got != "0 store 0" {
+		t.Errorf("after rm -v: %q, want no container and the named volume unused", got)
+	}
 	_, rows = tableRows(t, strings.SplitN(mustRun(t, root, "system", "df"), "\n\n", 2)[0])
 	if !slices.Equal(rows[1], []string{"Containers", "0", "0", "0B", "0B"}) {
 		t.Errorf("after rm: %q", rows[1])
