@@ -67,7 +67,7 @@ func (c *Containers) OpenCopyRoot(ctx context.Context, ref string) (*CopyRoot, e
 			binds = append(binds, bind{src: etc + name, dst: "/etc/" + name})
 		}
 	}
-	fd, ns, err := privateRoot(s.Dir(), binds)
+	fd, ns, err := privateRoot(s.Dir(), binds, rec.Options.ReadOnly)
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("container %s: %w", rec.ID[:12], err), s.Close())
 	}
@@ -78,7 +78,9 @@ func (c *Containers) OpenCopyRoot(ctx context.Context, ref string) (*CopyRoot, e
 
 // WritableAt says whether a copy may write at p (inside the container,
 // its symlinks followed there first, as the copy will): anywhere unless the
-// root is read-only, then only in a volume mounted read-write.
+// root is read-only, then only in a volume mounted read-write. It is the
+// early, docker-worded refusal; what holds a copy to it is the root being
+// mounted read-only for it (privateRoot), as it is in the container.
 func (r *CopyRoot) WritableAt(p string) error {
 	if !r.rec.Options.ReadOnly {
 		return nil
@@ -113,7 +115,10 @@ type bind struct {
 // (and so its mounts) alive until closed. Lookups from the root descriptor
 // see the namespace's mounts from any thread. The thread that made it goes
 // back to the process's namespace and is not handed back to Go's pool.
-func privateRoot(rootfs string, binds []bind) (root, ns int, err error) {
+// readOnly mounts rootfs itself read-only there once the binds are in, as
+// the container sees it: no path into it, a link a copy made in a volume
+// included, can write to it (the kernel refuses, EROFS).
+func privateRoot(rootfs string, binds []bind, readOnly bool) (root, ns int, err error) {
 	type result struct {
 		root, ns int
 		err      error
@@ -145,6 +150,11 @@ func privateRoot(rootfs string, binds []bind) (root, ns int, err error) {
 			for _, b := range binds {
 				if err := bindInRoot(rootfs, b); err != nil {
 					return err
+				}
+			}
+			if readOnly {
+				if err := unix.Mount("", rootfs, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+					return fmt.Errorf("mount the root read-only: %w", err)
 				}
 			}
 			var err error

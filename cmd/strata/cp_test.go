@@ -258,6 +258,27 @@ func TestCp_ToContainer(t *testing.T) {
 	if r := runStrata(t, root, "", "cp", f, "ro:/app/data/up/"); r.code != 1 || r.stderr != "Error: container rootfs is marked read-only\n" {
 		t.Errorf("cp through a volume's link into a read-only root: exit %d %q", r.code, r.stderr)
 	}
+	// Nor through a link the copy itself makes in the volume: a tar stream
+	// with a link to the root (absolute and climbing), then files through it.
+	for _, target := range []string{"/", "../.."} {
+		var b bytes.Buffer
+		tw := tar.NewWriter(&b)
+		tw.WriteHeader(&tar.Header{Name: "back", Typeflag: tar.TypeSymlink, Linkname: target})
+		tw.WriteHeader(&tar.Header{Name: "back/etc/" + escape, Typeflag: tar.TypeReg, Mode: 0o644, Size: 3})
+		tw.Write([]byte("in\n"))
+		tw.Close()
+		r := runStrata(t, root, b.String(), "cp", "-", "ro:/app/data")
+		if r.code != 1 || !strings.Contains(r.stderr, "read-only file system") {
+			t.Errorf("a tar stream through its own link %q into the read-only root: exit %d %q", target, r.code, r.stderr)
+		}
+		if r := runStrata(t, root, "", "cp", "ro:/etc/"+escape, "-"); r.code != 1 {
+			t.Errorf("the file landed in the read-only root through a link to %q", target)
+		}
+		mustRun(t, root, "exec", "live", "true") // (the running container is untouched)
+		if _, err := os.Lstat("/etc/" + escape); err == nil {
+			t.Errorf("a copy through a link to %q reached the host's /etc", target)
+		}
+	}
 }
 
 // Extended attributes go both ways, into a running container and a stopped
