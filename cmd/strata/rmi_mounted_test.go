@@ -38,9 +38,9 @@ func TestRmi_ForcedWhileMounted_UmountLeavesNothing(t *testing.T) {
 	if n := objectFiles(t, root); n != 0 {
 		t.Errorf("%d object files left", n)
 	}
-	df := mustRun(t, root, "system", "df", "--format", "{{.Type}} {{.TotalCount}} {{.Size}}")
+	df := mustRun(t, root, "system", "df", "--format", "{{.Type}}|{{.TotalCount}}|{{.Size}}")
 	for _, line := range strings.Split(strings.TrimSpace(df), "\n") {
-		if f := strings.Fields(line); len(f) >= 3 && (f[1] != "0" || f[2] != "0B") {
+		if f := strings.Split(line, "|"); len(f) != 3 || f[1] != "0" || f[2] != "0B" {
 			t.Errorf("df after umount counts something: %q", line)
 		}
 	}
