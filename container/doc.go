@@ -19,6 +19,14 @@
 // two containers. A container recorded as running whose supervisor process
 // is gone reads as exited (State.Current).
 //
+// A --rm container does not outlive the machine, so its record is renamed
+// into place unsynced and its top layer is not kept: a kill of its process
+// at any point leaves a record that ps -a shows (created, or exited 255)
+// and rm -f removes, with a lease that dies with its server; a power loss
+// at worst a torn record, which reads as a lost container that rm removes.
+// A private network's namespace is held by a descriptor of the process that
+// runs the container, so no crash leaves one behind.
+//
 // Logs are docker's json-file format (logs.go).
 //
 // Exit statuses follow docker's: the command's own; ExitCannotInvoke (126)
