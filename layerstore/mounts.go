@@ -170,6 +170,27 @@ func (s *Store) RemoveMount(id string) error {
 	if err := os.RemoveAll(s.MountDir(id)); err != nil {
 		return err
 	}
+	// The common case: the lease's image is still stored, so it holds all
+	// the lease held and nothing becomes garbage. Neither the sweep (which
+	// reads every image and tree) nor the exclusive lock is needed then.
+	errSweep := errors.New("sweep")
+	switch err := s.update(func(tx *bolt.Tx) error {
+		mb := bucket(tx, bucketMounts)
+		v := mb.Get([]byte(id))
+		if v == nil {
+			return errSweep
+		}
+		var m MountRecord
+		if err := json.Unmarshal(v, &m); err != nil || bucket(tx, bucketImages).Get([]byte(m.Image)) == nil {
+			return errSweep
+		}
+		return mb.Delete([]byte(id))
+	}); {
+	case err == nil:
+		return nil
+	case !errors.Is(err, errSweep):
+		return err
+	}
 	// Exclusive, as for image removal: an import may be counting on a layer
 	// only this lease holds.
 	lk, lerr := s.lockWithin(true, min(sweepWait, s.opts.LockTimeout))

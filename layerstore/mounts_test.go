@@ -1,6 +1,7 @@
 package layerstore
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -151,6 +152,41 @@ func TestStore_RemoveMount_StoreBusy_OrphansAreGarbage(t *testing.T) {
 		t.Errorf("gc removed layers %v and %d objects, want the orphan layer and its object", g.Layers, g.Objects)
 	}
 	assertOnly(t, s, kept, gone.Layers[1])
+}
+
+// The lease of an image still stored holds nothing of its own: its removal
+// neither sweeps nor waits for an import that holds the store (a container's
+// exit, a snapshot's commit), and leaves nothing behind.
+func TestStore_RemoveMount_ImageStored_NoWaitNoGarbage(t *testing.T) {
+	s := newTestStore(t)
+	img, err := importLayers(t, s, "img:1", makeTar(t, tarEntry{name: "f", body: "kept"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaseOf(t, s, "m1", img)
+	lk, err := s.lock(false) // what an import in flight holds
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	busy, err := Open(s.Root(), &Options{LockTimeout: 200 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = busy.RemoveMount("m1")
+	lk.unlock()
+	if err != nil {
+		t.Fatalf("umount while an import runs: %v", err)
+	}
+	if strings.Contains(log.String(), "store busy") {
+		t.Errorf("the removal waited for the import's lock: %s", log.String())
+	}
+	if ms, _ := s.Mounts(); len(ms) != 0 {
+		t.Fatalf("the lease is still there: %v", ms)
+	}
+	if r := checkOK(t, s, "lease of a stored image gone"); len(r.Garbage) != 0 || r.Images != 1 || r.Objects != 1 {
+		t.Errorf("after the lease: %d images, %d objects, garbage %v; want the image and its object, no garbage", r.Images, r.Objects, r.Garbage)
+	}
 }
 
 func TestStore_AddMount_IDOutsideMounts_HarmsNothing(t *testing.T) {

@@ -296,7 +296,13 @@ func sweep(tx *bolt.Tx) ([]digest.Digest, []objectFile, error) {
 func held(tx *bolt.Tx) (layers, trees map[digest.Digest]bool, err error) {
 	layers, trees = map[digest.Digest]bool{}, map[digest.Digest]bool{}
 	err = bucket(tx, bucketImages).ForEach(func(k, v []byte) error {
-		var rec imageRecord
+		// Only what holds: decoding the whole record (its config, in
+		// base64) for every image made each removal cost as much as the
+		// store's images times their layers.
+		var rec struct {
+			Layers  []digest.Digest `json:"layers"`
+			ChainID digest.Digest   `json:"chainID"`
+		}
 		if err := json.Unmarshal(v, &rec); err != nil {
 			return fmt.Errorf("image %s: %w: %w", k, err, ErrCorrupt)
 		}
