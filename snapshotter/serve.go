@@ -7,9 +7,16 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"time"
 
 	"google.golang.org/grpc"
+
+	"github.com/strata-dev/strata/session"
 )
+
+// trimInterval is how often Serve returns freed memory, as strata mount
+// does.
+const trimInterval = 2 * time.Second
 
 // Listen makes the unix socket at address (mode 0600: only root, as
 // containerd runs, may call it), replacing a stale one a killed server left.
@@ -31,8 +38,14 @@ func Listen(address string) (net.Listener, error) {
 }
 
 // Serve serves sn on l until ctx is done; then it stops taking calls, lets
-// the running ones finish, closes sn and removes the socket.
+// the running ones finish, closes sn and removes the socket. Meanwhile the
+// process hands the memory its mounts and calls freed back to the system
+// (session.TrimMemory), as a strata mount server does: resting snapshot
+// mounts keep only their live heap.
 func Serve(ctx context.Context, sn *Snapshotter, l net.Listener) error {
+	tctx, stopTrim := context.WithCancel(ctx)
+	defer stopTrim()
+	go session.TrimMemory(tctx, trimInterval)
 	g := grpc.NewServer()
 	NewService(sn).Register(g)
 	done := make(chan error, 1)
