@@ -2,6 +2,7 @@ package layerstore
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -34,6 +35,14 @@ type LayerUsage struct {
 	Mounts int   // live mounts that use it
 }
 
+// TreeUsage is one stored merged tree (a chain's, see ImageTree).
+type TreeUsage struct {
+	ChainID digest.Digest
+	Layers  int   // layers in the chain
+	Entries int   // entries of the merged tree
+	Size    int64 // disk space of its tree file (chains with the same merged tree share one)
+}
+
 // DiskUsage is the store's accounting: logical bytes (what the layers hold,
 // summed over images) against stored bytes (each object once).
 type DiskUsage struct {
@@ -47,6 +56,10 @@ type DiskUsage struct {
 	Mounts        int
 	MountsSize    int64 // bytes in the directories of mounts (their top layers)
 	Reclaimable   int64 // bytes of objects that only images without a live mount hold
+	Trees         int   // tree files under trees/ the stored trees name, each once
+	TreesOnDisk   int64 // bytes those tree files take on disk
+	// TreeUsage lists the stored trees in chain ID order.
+	TreeUsage []TreeUsage
 	// MountUsage lists the mounts in ID order.
 	MountUsage []MountUsage
 	// LayerUsage lists the layers images hold, image by image (newest image
@@ -159,6 +172,9 @@ func (s *Store) DiskUsage() (*DiskUsage, error) {
 		if du.LayerUsage, err = layerUsage(tx, imgs, live); err != nil {
 			return err
 		}
+		if err := s.treeUsage(tx, du); err != nil {
+			return err
+		}
 		return bucket(tx, bucketObjects).ForEach(func(k, v []byte) error {
 			rec, err := unmarshalObject(v)
 			if err != nil {
@@ -175,6 +191,29 @@ func (s *Store) DiskUsage() (*DiskUsage, error) {
 		})
 	})
 	return du, err
+}
+
+// treeUsage accounts the stored trees and their files. A tree in the
+// layout of an earlier version (no file) takes no file and is not listed.
+func (s *Store) treeUsage(tx *bolt.Tx, du *DiskUsage) error {
+	files := map[digest.Digest]bool{}
+	return bucket(tx, bucketTrees).ForEach(func(k, _ []byte) error {
+		rec, err := getTreeRecord(tx, digest.Digest(k))
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		size := diskUsage(s.TreePath(rec.File))
+		if !files[rec.File] {
+			files[rec.File] = true
+			du.Trees++
+			du.TreesOnDisk += size
+		}
+		du.TreeUsage = append(du.TreeUsage, TreeUsage{ChainID: digest.Digest(k), Layers: len(rec.Layers), Entries: rec.Entries, Size: size})
+		return nil
+	})
 }
 
 // layerUsage accounts the layers of imgs and of the live mounts, in the

@@ -25,6 +25,7 @@ const (
 	dfVolumeTableFormat     = "table {{.Name}}\t{{.Links}}\t{{.Size}}"
 	dfMountTableFormat      = "table {{.ID}}\t{{.Image}}\t{{.Dir}}\t{{.Size}}\t{{.CreatedSince}}\t{{.Status}}"
 	dfLayerTableFormat      = "table {{.ID}}\t{{.Size}}\t{{.Images}}\t{{.Mounts}}"
+	dfTreeTableFormat       = "table {{.ID}}\t{{.Layers}}\t{{.Entries}}\t{{.Size}}"
 	dfSummaryTypeImages     = "Images"
 	dfSummaryTypeContainers = "Containers"
 	dfSummaryTypeVolumes    = "Local Volumes"
@@ -50,6 +51,9 @@ var (
 	}
 	dfLayerColumns = map[string]string{
 		"ID": "LAYER ID", "Size": "SIZE", "Images": "IMAGES", "Mounts": "MOUNTS",
+	}
+	dfTreeColumns = map[string]string{
+		"ID": "CHAIN ID", "Layers": "LAYERS", "Entries": "ENTRIES", "Size": "SIZE",
 	}
 )
 
@@ -137,6 +141,18 @@ func (r dfLayerRow) MarshalJSON() ([]byte, error) {
 	return marshalRow(r)
 }
 
+// dfTreeRow is one stored merged tree of "df -v".
+type dfTreeRow struct {
+	Entries string
+	ID      string
+	Layers  string
+	Size    string
+}
+
+func (r dfTreeRow) MarshalJSON() ([]byte, error) {
+	return marshalRow(r)
+}
+
 // dfVerbose is what a "df -v --format" template sees.
 type dfVerbose struct {
 	Images     []dfImageRow
@@ -144,6 +160,7 @@ type dfVerbose struct {
 	Volumes    []dfVolumeRow
 	Mounts     []dfMountRow
 	Layers     []dfLayerRow
+	Trees      []dfTreeRow
 }
 
 func newDfCmd(g *globals) *cobra.Command {
@@ -166,10 +183,11 @@ containers and a row for layers:
   Layers  SIZE is the file content of every layer, summed over layers.
 
 A last line counts the stored objects (one file per distinct content) and what
-sharing them across layers and images saves. -v lists images, containers,
-volumes, mounts and layers; --format takes a Go template over .Type
-.TotalCount .Active .Size .Reclaimable (with -v: over .Images .Containers
-.Volumes .Mounts .Layers).`,
+sharing them across layers and images saves, and one the tree files (the merged
+tree of each chain mounted or built, derived from its layers). -v lists images,
+containers, volumes, mounts, layers and trees; --format takes a Go template over
+.Type .TotalCount .Active .Size .Reclaimable (with -v: over .Images .Containers
+.Volumes .Mounts .Layers .Trees).`,
 		Example: `  strata system df
   strata system df -v
   strata system df --format '{{.Type}}: {{.Size}} ({{.Reclaimable}} reclaimable)'
@@ -269,6 +287,7 @@ func runDf(cmd *cobra.Command, g *globals, o *dfOptions) error {
 	if o.format == "" || o.format == tableFormatKey {
 		fmt.Fprintln(out)
 		fmt.Fprintln(out, r.objectsLine())
+		fmt.Fprintln(out, r.treesLine())
 	}
 	return nil
 }
@@ -358,6 +377,11 @@ func (r *dfReport) objectsLine() string {
 		du.Objects, humanSize(du.ObjectsOnDisk, 4), humanSize(du.ImagesSize, 4), humanSize(max(0, du.ImagesSize-du.ObjectsSize), 4))
 }
 
+// treesLine counts the tree files, which the objects line leaves out.
+func (r *dfReport) treesLine() string {
+	return fmt.Sprintf("Tree files: %d, %s on disk (merged trees of the chains mounted or built)", r.du.Trees, humanSize(r.du.TreesOnDisk, 4))
+}
+
 func (r *dfReport) verboseRows(trunc bool) dfVerbose {
 	now := time.Now()
 	var v dfVerbose
@@ -438,6 +462,14 @@ func (r *dfReport) verboseRows(trunc bool) dfVerbose {
 			Size:   humanSize(l.Size, 3),
 		})
 	}
+	for _, t := range r.du.TreeUsage {
+		v.Trees = append(v.Trees, dfTreeRow{
+			Entries: itoa(t.Entries),
+			ID:      displayID(t.ChainID, !trunc),
+			Layers:  itoa(t.Layers),
+			Size:    humanSize(t.Size, 3),
+		})
+	}
 	return v
 }
 
@@ -464,6 +496,7 @@ func (r *dfReport) writeVerbose(w io.Writer, format string) error {
 		{"Local Volumes space usage:", dfVolumeTableFormat, dfVolumeColumns, func(f *rowFormatter) error { return rowsOf(f, v.Volumes) }},
 		{"Mounts space usage:", dfMountTableFormat, dfMountColumns, func(f *rowFormatter) error { return rowsOf(f, v.Mounts) }},
 		{"Layers space usage:", dfLayerTableFormat, dfLayerColumns, func(f *rowFormatter) error { return rowsOf(f, v.Layers) }},
+		{"Trees space usage:", dfTreeTableFormat, dfTreeColumns, func(f *rowFormatter) error { return rowsOf(f, v.Trees) }},
 	}
 	for i, sec := range sections {
 		if i > 0 {
@@ -483,6 +516,7 @@ func (r *dfReport) writeVerbose(w io.Writer, format string) error {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, r.objectsLine())
+	fmt.Fprintln(w, r.treesLine())
 	return nil
 }
 

@@ -28,6 +28,21 @@ func diskUsage(t *testing.T, root string) *layerstore.DiskUsage {
 	return du
 }
 
+// buildTree stores the merged tree of ref, as its first mount does.
+func buildTree(t *testing.T, root, ref string) {
+	t.Helper()
+	s, err := layerstore.Open(root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, tree, err := s.ImageTree(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree.Close()
+}
+
 func TestSystemDf_Empty(t *testing.T) {
 	t.Parallel()
 	root := storetest.Root(t)
@@ -39,6 +54,7 @@ Mounts          0         0         0B        0B
 Layers          0         0         0B        0B
 
 Stored objects: 0, 0B on disk for 0B of file content across images (0B saved by sharing)
+Tree files: 0, 0B on disk (merged trees of the chains mounted or built)
 `
 	if got := mustRun(t, root, "system", "df"); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
@@ -83,15 +99,17 @@ func TestSystemDf_Sharing(t *testing.T) {
 	// A second image of the same files: everything it holds is shared.
 	mustRun(t, root, "import", "-q", filepath.Join(fixtureDir(t), "rootfs.tar"), "flat")
 	storetest.CheckRoot(t, root)
+	buildTree(t, root, "flat")
 	du2 := diskUsage(t, root)
 	if du2.ImagesSize-du2.ObjectsSize <= du.ImagesSize-du.ObjectsSize {
 		t.Errorf("sharing saved %d bytes with one image, %d with two", du.ImagesSize-du.ObjectsSize, du2.ImagesSize-du2.ObjectsSize)
 	}
 	out = mustRun(t, root, "system", "df", "-v")
 	sections := strings.Split(out, "\n\n")
-	// title, table (an empty one is its header) five times, objects line
-	if len(sections) != 11 || sections[0] != "Images space usage:" || sections[2] != "Containers space usage:" ||
-		sections[4] != "Local Volumes space usage:" || sections[6] != "Mounts space usage:" || sections[8] != "Layers space usage:" {
+	// title, table (an empty one is its header) six times, objects and trees lines
+	if len(sections) != 13 || sections[0] != "Images space usage:" || sections[2] != "Containers space usage:" ||
+		sections[4] != "Local Volumes space usage:" || sections[6] != "Mounts space usage:" || sections[8] != "Layers space usage:" ||
+		sections[10] != "Trees space usage:" {
 		t.Fatalf("df -v sections:\n%s", out)
 	}
 	header, rows = tableRows(t, sections[1])
@@ -110,8 +128,15 @@ func TestSystemDf_Sharing(t *testing.T) {
 	if want := []string{"LAYER ID", "SIZE", "IMAGES", "MOUNTS"}; !slices.Equal(header, want) || len(rows) != 6 {
 		t.Errorf("layers table %q, %d rows", header, len(rows))
 	}
-	if want := "Stored objects: " + itoa(du2.Objects) + ", "; !strings.HasPrefix(sections[10], want) {
-		t.Errorf("objects line %q, want it to start %q", sections[10], want)
+	header, rows = tableRows(t, sections[11])
+	if want := []string{"CHAIN ID", "LAYERS", "ENTRIES", "SIZE"}; !slices.Equal(header, want) || len(rows) != len(du2.TreeUsage) || len(rows) == 0 {
+		t.Errorf("trees table %q, %d rows; the store has %d trees", header, len(rows), len(du2.TreeUsage))
+	}
+	if want := "Stored objects: " + itoa(du2.Objects) + ", "; !strings.HasPrefix(sections[12], want) {
+		t.Errorf("objects line %q, want it to start %q", sections[12], want)
+	}
+	if want := "\nTree files: " + itoa(du2.Trees) + ", " + humanSize(du2.TreesOnDisk, 4) + " on disk"; !strings.Contains(sections[12], want) {
+		t.Errorf("last lines %q, want them to hold %q", sections[12], want)
 	}
 	if got := mustRun(t, root, "system", "df", "-v", "--format", "{{len .Images}} {{len .Mounts}} {{len .Layers}}"); got != "2 0 6" {
 		t.Errorf("-v --format: %q", got)
