@@ -331,15 +331,33 @@ func (s *Server) Trace(reset bool) []OpCount {
 func (s *Server) Sync() error { return SyncMount(s.dir, s.u.upper) }
 
 // SyncMount is Sync for a mount on dir with upper dir upper, served by any
-// process. syncfs(2) on a FUSE mount starts the writeback but does not wait
-// for the server to have the data (the kernel's fuse_sync_fs leaves that to
-// FUSE_SYNCFS, which only virtiofs has); fsync(2) does wait (fuse_fsync
-// waits for the inode's pending writes). So it fsyncs, through the mount,
-// every regular file the upper dir holds: the only ones a write can have
-// gone to.
+// process. It needs the kernel's cached writes in the upper files, not on
+// the host disk (a commit makes its layer durable itself), so it asks for
+// no FSYNC, which the server answers with an fdatasync of the upper file.
+// What it uses instead is close(2): with the writeback cache the kernel's
+// fuse_flush (fs/fuse/file.c) writes the inode back and waits for the
+// server to have answered every WRITE (write_inode_now, fuse_sync_writes)
+// before it would send FLUSH, and this server's FLUSH is ENOSYS, so not
+// even that is sent. syncfs(2) first starts the writeback of every dirty
+// file of the mount at once; it does not wait for the server on every
+// kernel (fuse_sync_fs sends FUSE_SYNCFS only for virtiofs, and kernels
+// before 6.16 end a page's writeback when it is copied, not answered), so
+// each regular file of the upper dir, the only ones a write can have gone
+// to, is then opened through the mount and closed. A file gone meanwhile
+// (removed or renamed) is skipped; any other failure is an error, since
+// the writes behind it may not be in the upper dir.
 func SyncMount(dir, upper string) error {
 	if upper == "" {
 		return nil
+	}
+	if fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+		err = unix.Syncfs(fd)
+		unix.Close(fd)
+		if err != nil {
+			return fmt.Errorf("sync %s: %w", dir, &os.PathError{Op: "syncfs", Path: dir, Err: err})
+		}
+	} else {
+		return fmt.Errorf("sync %s: %w", dir, &os.PathError{Op: "open", Path: dir, Err: err})
 	}
 	return filepath.WalkDir(upper, func(p string, d iofs.DirEntry, err error) error {
 		if err != nil {
@@ -355,17 +373,35 @@ func SyncMount(dir, upper string) error {
 		if err != nil {
 			return err
 		}
-		fd, err := unix.Open(filepath.Join(dir, rel), unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return nil // not in the mount under that name (removed, renamed, or hidden)
-		}
-		err = unix.Fdatasync(fd)
-		unix.Close(fd)
-		if err != nil {
-			return fmt.Errorf("sync %s: %w", dir, &os.PathError{Op: "fdatasync", Path: rel, Err: err})
+		if err := flushFile(dir, rel); err != nil {
+			return fmt.Errorf("sync %s: %w", dir, err)
 		}
 		return nil
 	})
+}
+
+// flushFile opens rel under the mount on dir and closes it: the close
+// writes back what the kernel caches of it. A file its owner may not read
+// is opened for writing (no O_TRUNC: nothing changes); one gone or replaced
+// since the walk saw it is no error.
+func flushFile(dir, rel string) error {
+	const flags = unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC | unix.O_NOCTTY
+	p := filepath.Join(dir, rel)
+	fd, err := unix.Open(p, unix.O_RDONLY|flags, 0)
+	if err == unix.EACCES {
+		fd, err = unix.Open(p, unix.O_WRONLY|flags, 0)
+	}
+	switch err {
+	case nil:
+	case unix.ENOENT, unix.ENOTDIR, unix.ELOOP:
+		return nil // removed, renamed or replaced by a symlink meanwhile
+	default:
+		return &os.PathError{Op: "open", Path: rel, Err: err}
+	}
+	if err := unix.Close(fd); err != nil {
+		return &os.PathError{Op: "close", Path: rel, Err: err}
+	}
+	return nil
 }
 
 // Dir is the mountpoint.

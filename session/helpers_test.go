@@ -49,7 +49,7 @@ func serveMain(args []string) int {
 }
 
 // needFUSE skips t where FUSE mounts with a writable top layer cannot work.
-func needFUSE(t *testing.T) {
+func needFUSE(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: FUSE mounts and trusted xattrs in the top layer")
@@ -62,7 +62,7 @@ func needFUSE(t *testing.T) {
 // openStore opens a store in a temporary directory with the fixture image
 // loaded as demo:latest; the test's cleanup checks it, contents and all,
 // and fails on any problem or garbage.
-func openStore(t *testing.T) *layerstore.Store {
+func openStore(t testing.TB) *layerstore.Store {
 	t.Helper()
 	st := storetest.Open(t)
 	storetest.Load(t, st, filepath.Join(fixtures.Dir(t), "oci"))
@@ -74,7 +74,7 @@ func rootfs(t *testing.T) string { return filepath.Join(fixtures.Dir(t), "rootfs
 
 // mountDir makes an empty mountpoint; cleanup detaches whatever a failed
 // test left mounted there (before the store is checked).
-func mountDir(t *testing.T) string {
+func mountDir(t testing.TB) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "mnt")
 	if err := os.Mkdir(dir, 0o755); err != nil {
