@@ -79,12 +79,14 @@ func (b *builder) copy(ctx context.Context, s *stageState, a copyArgs) error {
 			if err != nil {
 				return err
 			}
+			defer t.Close() // the plan's nodes are copies (entryNode)
 			src, srcID = &imageSource{name: "stage " + a.from, tree: t, st: b.st}, string(img.ID)
 		} else {
 			img, t, err := b.st.ImageTree(a.from)
 			if err != nil {
 				return fmt.Errorf("COPY --from=%s: no such stage or image: %w", a.from, err)
 			}
+			defer t.Close()
 			src, srcID = &imageSource{name: "image " + a.from, tree: t, st: b.st}, string(img.ID)
 		}
 	case b.ctxDir != nil:
@@ -94,6 +96,7 @@ func (b *builder) copy(ctx context.Context, s *stageState, a copyArgs) error {
 	if err != nil {
 		return err
 	}
+	defer tree.Close()
 	var mode *uint32
 	if a.chmod != "" {
 		m, err := strconv.ParseUint(a.chmod, 8, 32)

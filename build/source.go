@@ -221,11 +221,21 @@ type imageSource struct {
 	st   *layerstore.Store
 }
 
+// entryNode makes a node of a tree's entry. Its strings are copies: an
+// entry's point into the tree's mapping, which goes at the tree's Close,
+// and a node lives on in a layer plan.
 func entryNode(e *layerstore.Entry) *node {
+	var xattrs map[string]string
+	if len(e.Xattrs) > 0 {
+		xattrs = make(map[string]string, len(e.Xattrs))
+		for k, v := range e.Xattrs {
+			xattrs[strings.Clone(k)] = strings.Clone(v)
+		}
+	}
 	n := &node{
-		path: e.Path, typ: e.Type, mode: e.Mode, uid: int(e.UID), gid: int(e.GID), size: e.Size,
-		mtime: time.Unix(0, e.Mtime), link: e.Link, devmajor: e.Devmajor, devminor: e.Devminor,
-		xattrs: e.Xattrs, digest: string(e.Digest),
+		path: strings.Clone(e.Path), typ: e.Type, mode: e.Mode, uid: int(e.UID), gid: int(e.GID), size: e.Size,
+		mtime: time.Unix(0, e.Mtime), link: strings.Clone(e.Link), devmajor: e.Devmajor, devminor: e.Devminor,
+		xattrs: xattrs, digest: strings.Clone(string(e.Digest)),
 	}
 	if e.Type == layerstore.TypeReg && e.Nlink > 1 {
 		n.inode = e.Ino

@@ -90,7 +90,8 @@ func (b *builder) commitConfig(ctx context.Context, s *stageState) (*layerstore.
 	return img, b.stored(s, img)
 }
 
-// tree is the merged tree of the stage's image so far, nil for nothing.
+// tree is the merged tree of the stage's image so far, nil for nothing;
+// the caller closes it (Close of nil is nothing).
 func (b *builder) tree(s *stageState) (*layerstore.Tree, error) {
 	if s.img == nil || len(s.img.Layers) == 0 {
 		return nil, nil
@@ -168,6 +169,7 @@ func (b *builder) workdir(ctx context.Context, s *stageState, c *instructions.Wo
 	if err != nil {
 		return err
 	}
+	defer tree.Close() // the plan's nodes are copies (entryNode)
 	owner := ownerMode{mode: 0o755}
 	if u := s.cfg.Config.User; u != "" {
 		uid, gid, err := b.chown(s, tree, u)

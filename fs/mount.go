@@ -336,28 +336,19 @@ func (s *Server) Sync() error { return SyncMount(s.dir, s.u.upper) }
 // no FSYNC, which the server answers with an fdatasync of the upper file.
 // What it uses instead is close(2): with the writeback cache the kernel's
 // fuse_flush (fs/fuse/file.c) writes the inode back and waits for the
-// server to have answered every WRITE (write_inode_now, fuse_sync_writes)
-// before it would send FLUSH, and this server's FLUSH is ENOSYS, so not
-// even that is sent. syncfs(2) first starts the writeback of every dirty
-// file of the mount at once; it does not wait for the server on every
-// kernel (fuse_sync_fs sends FUSE_SYNCFS only for virtiofs, and kernels
-// before 6.16 end a page's writeback when it is copied, not answered), so
-// each regular file of the upper dir, the only ones a write can have gone
-// to, is then opened through the mount and closed. A file gone meanwhile
-// (removed or renamed) is skipped; any other failure is an error, since
-// the writes behind it may not be in the upper dir.
+// server to have answered every WRITE (write_inode_now, fuse_sync_writes),
+// and returns the inode's writeback errors, before it would send FLUSH;
+// this server's FLUSH is ENOSYS, so not even that is sent. So each regular
+// file of the upper dir, the only ones a write can have gone to, is opened
+// through the mount and closed. syncfs(2) would not do: fuse_sync_fs sends
+// FUSE_SYNCFS only for virtiofs, kernels before 6.16 end a page's writeback
+// when it is copied rather than answered, and its error is any writeback
+// error of the whole mount since the open (a removed file's included). A
+// file gone meanwhile (removed, renamed) is skipped; any other failure is
+// an error, since the writes behind it may not be in the upper dir.
 func SyncMount(dir, upper string) error {
 	if upper == "" {
 		return nil
-	}
-	if fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
-		err = unix.Syncfs(fd)
-		unix.Close(fd)
-		if err != nil {
-			return fmt.Errorf("sync %s: %w", dir, &os.PathError{Op: "syncfs", Path: dir, Err: err})
-		}
-	} else {
-		return fmt.Errorf("sync %s: %w", dir, &os.PathError{Op: "open", Path: dir, Err: err})
 	}
 	return filepath.WalkDir(upper, func(p string, d iofs.DirEntry, err error) error {
 		if err != nil {

@@ -139,6 +139,12 @@ func (ts *suite) image(t *testing.T, ref string) *suiteImage {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// After every subtest and mount: its entries are read to the end.
+	t.Cleanup(func() {
+		if err := tree.Close(); err != nil {
+			t.Errorf("close the tree of %s: %v", ref, err)
+		}
+	})
 	return &suiteImage{Ref: ref, Tree: tree, Objects: filepath.Join(ts.st.Root(), "objects")}
 }
 
