@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,6 +44,20 @@ func TestMain(m *testing.M) {
 func serveMain(args []string) int {
 	ctx, stop := signalContext()
 	defer stop()
+	// A CPU profile of the server, for the benchmark's readings.
+	if p := os.Getenv("STRATA_SNAPSHOTTER_TEST_CPUPROFILE"); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
 	st, err := layerstore.Open(args[0], nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -68,7 +83,7 @@ func serveMain(args []string) int {
 // env is a snapshotter process and a containerd that uses it, each with
 // its own directories and sockets under one temporary directory.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	dir      string
 	store    string // strata store root
 	sock     string // snapshotter socket
@@ -79,7 +94,7 @@ type env struct {
 }
 
 // needContainerd skips t where containerd, ctr, runc or FUSE are missing.
-func needContainerd(t *testing.T) {
+func needContainerd(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: containerd, runc and FUSE mounts")
@@ -97,7 +112,7 @@ func needContainerd(t *testing.T) {
 // newEnv starts a snapshotter and containerd; cleanup kills what runs in
 // containerd, stops both, and detaches every mount left under the
 // directory, whatever the test did.
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	needContainerd(t)
 	// Short: unix socket paths are limited to 108 bytes.
@@ -425,7 +440,7 @@ func (e *env) snapshotImages() []string {
 }
 
 // detachUnder lazily unmounts every mount under dir, deepest first.
-func detachUnder(t *testing.T, dir string) {
+func detachUnder(t testing.TB, dir string) {
 	mi, err := session.ReadMountinfo()
 	if err != nil {
 		t.Errorf("cleanup: %v", err)

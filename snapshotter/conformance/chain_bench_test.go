@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/containerd/v2/core/snapshots"
+	"github.com/containerd/containerd/v2/pkg/archive"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/containerd/v2/plugins/snapshots/native"
 	"github.com/containerd/containerd/v2/plugins/snapshots/overlay"
@@ -145,5 +147,79 @@ func needRoot(tb testing.TB) {
 	}
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		tb.Skip("no /dev/fuse")
+	}
+}
+
+// BenchmarkUnpackLayer is what containerd's unpacker does with one layer
+// of an import or pull: Prepare, mount, apply the layer tar with
+// containerd's own archive.Apply, unmount, Commit (then, untimed, Remove).
+// The layer is the fixture's busybox rootfs (STRATA_FIXTURES' rootfs.tar)
+// with a file of each iteration's own. The -ms metrics split an iteration.
+func BenchmarkUnpackLayer(b *testing.B) {
+	needRoot(b)
+	fx := os.Getenv("STRATA_FIXTURES")
+	layer, err := os.ReadFile(filepath.Join(fx, "rootfs.tar"))
+	if err != nil {
+		b.Skipf("the fixture's rootfs.tar (set STRATA_FIXTURES): %v", err)
+	}
+	for _, p := range peers {
+		b.Run(p.name, func(b *testing.B) {
+			ctx := namespaces.WithNamespace(context.Background(), "bench")
+			root := b.TempDir()
+			sn, closeFn, err := p.open(ctx, filepath.Join(root, "sn"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() {
+				if err := closeFn(); err != nil {
+					b.Error(err)
+				}
+			})
+			target := filepath.Join(root, "rootfs")
+			if err := os.Mkdir(target, 0o700); err != nil {
+				b.Fatal(err)
+			}
+			var phase [3]time.Duration // prepare, apply (mount to unmount), commit
+			lap := func(i int, t0 time.Time) time.Time {
+				now := time.Now()
+				phase[i] += now.Sub(t0)
+				return now
+			}
+			for i := 0; b.Loop(); i++ {
+				key, name := fmt.Sprintf("extract-%d", i), fmt.Sprintf("layer-%d", i)
+				t0 := time.Now()
+				ms, err := sn.Prepare(ctx, key, "")
+				if err != nil {
+					b.Fatal(err)
+				}
+				t0 = lap(0, t0)
+				if err := mount.All(ms, target); err != nil {
+					b.Fatal(err)
+				}
+				_, aerr := archive.Apply(ctx, target, bytes.NewReader(layer))
+				if aerr == nil {
+					aerr = os.WriteFile(filepath.Join(target, "own"), []byte(name), 0o644)
+				}
+				if err := mount.UnmountAll(target, 0); err != nil {
+					b.Fatal(err)
+				}
+				if aerr != nil {
+					b.Fatal(aerr)
+				}
+				t0 = lap(1, t0)
+				if err := sn.Commit(ctx, name, key); err != nil {
+					b.Fatal(err)
+				}
+				lap(2, t0)
+				b.StopTimer()
+				if err := sn.Remove(ctx, name); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+			for i, unit := range []string{"prepare-ms", "apply-ms", "commit-ms"} {
+				b.ReportMetric(float64(phase[i].Microseconds())/1000/float64(b.N), unit)
+			}
+		})
 	}
 }
