@@ -18,6 +18,7 @@ type ImageUsage struct {
 	SharedSize int64 // bytes of objects another image also holds
 	UniqueSize int64 // bytes of objects only this image holds
 	Mounts     int   // live mounts of it
+	HeldBy     string // the holder of a held tag of it (Hold), "" for none
 }
 
 // MountUsage is one mount's share of the store.
@@ -33,6 +34,9 @@ type LayerUsage struct {
 	Size   int64 // content bytes
 	Images int   // images that hold it
 	Mounts int   // live mounts that use it
+	// HeldBy names the holders (Hold) of the images that hold it, sorted:
+	// prune and rmi leave it while one does.
+	HeldBy []string
 }
 
 // TreeUsage is one stored merged tree (a chain's, see ImageTree).
@@ -154,6 +158,7 @@ func (s *Store) DiskUsage() (*DiskUsage, error) {
 			}
 			imgs = append(imgs, img)
 			u := ImageUsage{ID: id, RepoTags: img.RepoTags, Size: img.Size, Mounts: mounted[id]}
+			_, u.HeldBy = heldTag(tx, img.RepoTags)
 			for d, n := range imgObjs[id] {
 				if holders[d] > 1 {
 					u.SharedSize += n
@@ -169,7 +174,7 @@ func (s *Store) DiskUsage() (*DiskUsage, error) {
 			du.ImagesSize += img.Size
 			du.Images = append(du.Images, u)
 		}
-		if du.LayerUsage, err = layerUsage(tx, imgs, live); err != nil {
+		if du.LayerUsage, err = layerUsage(tx, imgs, live, du.Images); err != nil {
 			return err
 		}
 		if err := s.treeUsage(tx, du); err != nil {
@@ -218,7 +223,11 @@ func (s *Store) treeUsage(tx *bolt.Tx, du *DiskUsage) error {
 
 // layerUsage accounts the layers of imgs and of the live mounts, in the
 // order DiskUsage.LayerUsage documents.
-func layerUsage(tx *bolt.Tx, imgs []Image, live []MountRecord) ([]LayerUsage, error) {
+func layerUsage(tx *bolt.Tx, imgs []Image, live []MountRecord, usage []ImageUsage) ([]LayerUsage, error) {
+	heldBy := map[digest.Digest]string{}
+	for _, u := range usage {
+		heldBy[u.ID] = u.HeldBy
+	}
 	imgs = slices.Clone(imgs)
 	sortImages(imgs)
 	var out []LayerUsage
@@ -234,7 +243,12 @@ func layerUsage(tx *bolt.Tx, imgs []Image, live []MountRecord) ([]LayerUsage, er
 	}
 	for _, img := range imgs {
 		for i, d := range img.Layers {
-			out[add(d, img.LayerSizes[i])].Images++
+			l := &out[add(d, img.LayerSizes[i])]
+			l.Images++
+			if h := heldBy[img.ID]; h != "" && !slices.Contains(l.HeldBy, h) {
+				l.HeldBy = append(l.HeldBy, h)
+				slices.Sort(l.HeldBy)
+			}
 		}
 	}
 	for _, m := range live {

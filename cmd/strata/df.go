@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -24,7 +26,7 @@ const (
 	dfContainerTableFormat  = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.LocalVolumes}}\t{{.Size}}\t{{.RunningFor}}\t{{.Status}}\t{{.Names}}"
 	dfVolumeTableFormat     = "table {{.Name}}\t{{.Links}}\t{{.Size}}"
 	dfMountTableFormat      = "table {{.ID}}\t{{.Image}}\t{{.Dir}}\t{{.Size}}\t{{.CreatedSince}}\t{{.Status}}"
-	dfLayerTableFormat      = "table {{.ID}}\t{{.Size}}\t{{.Images}}\t{{.Mounts}}"
+	dfLayerTableFormat      = "table {{.ID}}\t{{.Size}}\t{{.Images}}\t{{.Mounts}}\t{{.HeldBy}}"
 	dfTreeTableFormat       = "table {{.ID}}\t{{.Layers}}\t{{.Entries}}\t{{.Size}}"
 	dfSummaryTypeImages     = "Images"
 	dfSummaryTypeContainers = "Containers"
@@ -50,7 +52,7 @@ var (
 		"ID": "MOUNT ID", "Image": "IMAGE", "Dir": "DIRECTORY", "Size": "SIZE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Status": "STATUS",
 	}
 	dfLayerColumns = map[string]string{
-		"ID": "LAYER ID", "Size": "SIZE", "Images": "IMAGES", "Mounts": "MOUNTS",
+		"ID": "LAYER ID", "Size": "SIZE", "Images": "IMAGES", "Mounts": "MOUNTS", "HeldBy": "HELD BY",
 	}
 	dfTreeColumns = map[string]string{
 		"ID": "CHAIN ID", "Layers": "LAYERS", "Entries": "ENTRIES", "Size": "SIZE",
@@ -131,6 +133,7 @@ func (r dfMountRow) MarshalJSON() ([]byte, error) {
 }
 
 type dfLayerRow struct {
+	HeldBy string
 	ID     string
 	Images string
 	Mounts string
@@ -184,7 +187,8 @@ containers and a row for layers:
 
 A last line counts the stored objects (one file per distinct content) and what
 sharing them across layers and images saves, and one the tree files (the merged
-tree of each chain mounted or built, derived from its layers). -v lists images,
+tree of each chain mounted or built, derived from its layers); then, per holder
+(containerd's snapshotter), the images and layers it holds. -v lists images,
 containers, volumes, mounts, layers and trees; --format takes a Go template over
 .Type .TotalCount .Active .Size .Reclaimable (with -v: over .Images .Containers
 .Volumes .Mounts .Layers .Trees).`,
@@ -288,6 +292,9 @@ func runDf(cmd *cobra.Command, g *globals, o *dfOptions) error {
 		fmt.Fprintln(out)
 		fmt.Fprintln(out, r.objectsLine())
 		fmt.Fprintln(out, r.treesLine())
+		for _, l := range r.heldLines() {
+			fmt.Fprintln(out, l)
+		}
 	}
 	return nil
 }
@@ -377,6 +384,40 @@ func (r *dfReport) objectsLine() string {
 		du.Objects, humanSize(du.ObjectsOnDisk, 4), humanSize(du.ImagesSize, 4), humanSize(max(0, du.ImagesSize-du.ObjectsSize), 4))
 }
 
+// heldLines say, per holder (containerd's snapshotter), how many images and
+// layers prune and rmi keep for it; none when nothing is held.
+func (r *dfReport) heldLines() []string {
+	images, layers := map[string]int{}, map[string]int{}
+	var holders []string
+	for _, u := range r.du.Images {
+		if u.HeldBy != "" {
+			if images[u.HeldBy] == 0 {
+				holders = append(holders, u.HeldBy)
+			}
+			images[u.HeldBy]++
+		}
+	}
+	for _, l := range r.du.LayerUsage {
+		for _, h := range l.HeldBy {
+			layers[h]++
+		}
+	}
+	slices.Sort(holders)
+	var out []string
+	for _, h := range holders {
+		out = append(out, fmt.Sprintf("Held by %s: %s, %s (prune and rmi keep them)", h, count(images[h], "image"), count(layers[h], "layer")))
+	}
+	return out
+}
+
+// count is "1 image", "2 images".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return itoa(n) + " " + noun + "s"
+}
+
 // treesLine counts the tree files, which the objects line leaves out.
 func (r *dfReport) treesLine() string {
 	return fmt.Sprintf("Tree files: %d, %s on disk (merged trees of the chains mounted or built)", r.du.Trees, humanSize(r.du.TreesOnDisk, 4))
@@ -455,7 +496,12 @@ func (r *dfReport) verboseRows(trunc bool) dfVerbose {
 		})
 	}
 	for _, l := range r.du.LayerUsage {
+		held := strings.Join(l.HeldBy, ", ")
+		if held == "" {
+			held = "-"
+		}
 		v.Layers = append(v.Layers, dfLayerRow{
+			HeldBy: held,
 			ID:     displayID(l.DiffID, !trunc),
 			Images: itoa(l.Images),
 			Mounts: itoa(l.Mounts),
@@ -517,6 +563,9 @@ func (r *dfReport) writeVerbose(w io.Writer, format string) error {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, r.objectsLine())
 	fmt.Fprintln(w, r.treesLine())
+	for _, l := range r.heldLines() {
+		fmt.Fprintln(w, l)
+	}
 	return nil
 }
 

@@ -125,7 +125,7 @@ func TestSystemDf_Sharing(t *testing.T) {
 		}
 	}
 	header, rows = tableRows(t, sections[9])
-	if want := []string{"LAYER ID", "SIZE", "IMAGES", "MOUNTS"}; !slices.Equal(header, want) || len(rows) != 6 {
+	if want := []string{"LAYER ID", "SIZE", "IMAGES", "MOUNTS", "HELD BY"}; !slices.Equal(header, want) || len(rows) != 6 {
 		t.Errorf("layers table %q, %d rows", header, len(rows))
 	}
 	header, rows = tableRows(t, sections[11])
@@ -185,5 +185,34 @@ func TestDf_MountSizeAgreesWithMounts(t *testing.T) {
 	_, rows := tableRows(t, strings.SplitN(mustRun(t, root, "system", "df"), "\n\n", 2)[0])
 	if rows[3][0] != "Mounts" || rows[3][3] != humanSize(n, 4) {
 		t.Errorf("system df mounts row %q, want size %s", rows[3], humanSize(n, 4))
+	}
+}
+
+// What containerd's snapshotter holds shows in df: a line per holder, and
+// each layer's holders in -v.
+func TestSystemDf_HeldByContainerd(t *testing.T) {
+	t.Parallel()
+	root := storetest.Root(t)
+	loadDemo(t, root)
+	if out := mustRun(t, root, "system", "df"); strings.Contains(out, "Held by") {
+		t.Errorf("df with nothing held:\n%s", out)
+	}
+	s, err := layerstore.Open(root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Hold("demo:latest", "containerd's snapshotter"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if out := mustRun(t, root, "system", "df"); !strings.Contains(out, "\nHeld by containerd's snapshotter: 1 image, 5 layers (prune and rmi keep them)\n") {
+		t.Errorf("df with demo held:\n%s", out)
+	}
+	got := mustRun(t, root, "system", "df", "-v", "--format", "{{range .Layers}}{{.HeldBy}};{{end}}")
+	if want := strings.Repeat("containerd's snapshotter;", 5); got != want {
+		t.Errorf("-v layers held by: %q, want %q", got, want)
+	}
+	if out := mustRun(t, root, "system", "df", "-v"); !strings.Contains(out, "HELD BY") {
+		t.Errorf("df -v has no HELD BY column:\n%s", out)
 	}
 }
