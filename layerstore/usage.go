@@ -14,10 +14,10 @@ import (
 type ImageUsage struct {
 	ID         digest.Digest
 	RepoTags   []string
-	Size       int64 // content bytes of its layers
-	SharedSize int64 // bytes of objects another image also holds
-	UniqueSize int64 // bytes of objects only this image holds
-	Mounts     int   // live mounts of it
+	Size       int64  // content bytes of its layers
+	SharedSize int64  // bytes of objects another image also holds
+	UniqueSize int64  // bytes of objects only this image holds
+	Mounts     int    // live mounts of it
 	HeldBy     string // the holder of a held tag of it (Hold), "" for none
 }
 
