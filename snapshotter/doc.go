@@ -25,7 +25,8 @@
 //
 // Crash safety: the record is written before the mount (Prepare) and
 // deleted before the image (Remove); a commit stores the tagged image, then
-// swaps the records in one transaction, then removes the mount. Open
+// swaps the records in one transaction, answers, and then removes the
+// mount (Close waits for that). Open
 // resumes every active snapshot's kept top layer, remounts views, and
 // removes leases and tags that no record names, so after a kill at any
 // point the store and the records agree again.

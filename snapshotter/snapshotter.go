@@ -40,6 +40,8 @@ type Snapshotter struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session.Session // by snapshot name
+
+	ending sync.WaitGroup // mounts of committed snapshots still being ended
 }
 
 // tagRepo is the repository of the tags that hold committed snapshots.
@@ -256,6 +258,7 @@ func (s *Snapshotter) scratch(ctx context.Context) (digest.Digest, error) {
 // system gone), and the next Open detaches it and serves the top layer
 // again.
 func (s *Snapshotter) Close() error {
+	s.ending.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var errs []error
@@ -416,7 +419,20 @@ func (s *Snapshotter) Commit(ctx context.Context, name, key string, labels map[s
 	}); err != nil {
 		return err
 	}
-	return s.unmount(key, r)
+	// Committed: the mount and its top layer are leftovers now, ended after
+	// the answer (containerd's unpacker waits for each commit). A crash
+	// before they are gone leaves a lease no record names, which Open
+	// removes.
+	sess = s.sessions[key]
+	delete(s.sessions, key)
+	s.ending.Add(1)
+	go func() {
+		defer s.ending.Done()
+		if err := s.endMount(sess, r); err != nil {
+			s.log.Warn("committed snapshot: removing its mount", "snapshot", name, "mount", r.Mount, "err", err)
+		}
+	}()
+	return nil
 }
 
 // notInUse refuses to end the mount of snapshot key while a container
@@ -434,8 +450,16 @@ func (s *Snapshotter) notInUse(key string, sess *session.Session) error {
 
 // unmount ends the session of r and deletes its top layer and mountpoint.
 func (s *Snapshotter) unmount(name string, r *record) error {
+	sess := s.sessions[name]
+	delete(s.sessions, name)
+	return s.endMount(sess, r)
+}
+
+// endMount ends session sess (nil: none is served) of record r and
+// deletes its top layer, lease and mountpoint.
+func (s *Snapshotter) endMount(sess *session.Session, r *record) error {
 	var errs []error
-	if sess := s.sessions[name]; sess != nil {
+	if sess != nil {
 		if err := sess.Close(); err != nil {
 			// In use: detach it; the server cleans up when the last
 			// user is gone.
@@ -446,7 +470,6 @@ func (s *Snapshotter) unmount(name string, r *record) error {
 				errs = append(errs, sess.Close())
 			}
 		}
-		delete(s.sessions, name)
 	}
 	errs = append(errs, session.Remove(s.st, r.Mount))
 	if err := os.Remove(s.mountDir(r.Mount)); err != nil && !errors.Is(err, fs.ErrNotExist) {
