@@ -57,6 +57,9 @@ func BenchmarkContainerd(b *testing.B) {
 					e.ctr("images", "import", "--snapshotter", sn, a)
 				}
 				b.StopTimer()
+				if sn == "strata" {
+					e.waitMountsGone()
+				}
 				du, err := layerstore.DirUsage(e.snapshotterDir(sn))
 				if err != nil {
 					b.Fatal(err)
@@ -99,6 +102,26 @@ func (e *env) removeSimilar(sn string, n, base int) {
 // countSnapshots is how many snapshots ctr snapshots ls names in sn.
 func (e *env) countSnapshots(sn string) int {
 	return len(strings.Split(strings.TrimSpace(e.ctr("snapshots", "--snapshotter", sn, "ls")), "\n")) - 1
+}
+
+// waitMountsGone waits (up to a minute) until the store has no mount left:
+// a commit removes the mount of the unpacked layer after it answers.
+func (e *env) waitMountsGone() {
+	e.t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		left, err := os.ReadDir(filepath.Join(e.store, "mounts"))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			e.t.Fatal(err)
+		}
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%d mounts left in the store a minute after the imports", len(left))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // snapshotterDir is where sn keeps its snapshots.
