@@ -69,7 +69,8 @@ func TestOpen_RecoversCrashPoints(t *testing.T) {
 	if _, err := session.Commit(ctx, st, &rec, session.CommitOptions{Names: []string{tagOf("never")}}); err != nil {
 		t.Fatal(err)
 	}
-	// Crash 3: Remove dropped the record, the mount and its lease stayed.
+	// Crash 3: Remove dropped the record, or Commit swapped the records and
+	// answered, and the mount and its lease stayed.
 	if _, err := sn.Prepare(ctx, "half-removed", "base", nil); err != nil {
 		t.Fatal(err)
 	}
