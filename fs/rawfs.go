@@ -39,9 +39,26 @@ type rawFS struct {
 	trace *opCounts // nil: not counting
 }
 
-// opCounts counts requests by opcode name.
+// opCounts counts requests by opcode name, and GETXATTRs by the names
+// that tools ask for on every entry.
 type opCounts struct {
 	n [opLast]atomic.Uint64
+	x [len(tracedXattrs) + 1]atomic.Uint64 // the last: any other name
+}
+
+// tracedXattrs are the names GETXATTRs are counted by: what ls -l asks of
+// every entry, and what a write asks of every file.
+var tracedXattrs = [...]string{"security.selinux", "system.posix_acl_access", "system.posix_acl_default", "security.capability"}
+
+func (c *opCounts) countXattr(name string) {
+	i := len(tracedXattrs)
+	for j, x := range tracedXattrs {
+		if x == name {
+			i = j
+			break
+		}
+	}
+	c.x[i].Add(1)
 }
 
 // The opcodes rawFS counts, in the kernel's names.
@@ -107,19 +124,30 @@ type OpCount struct {
 }
 
 // snapshot returns the nonzero counts, largest first, and with reset sets
-// them to zero.
+// them to zero. GETXATTRs are also counted by name, as
+// "GETXATTR:security.selinux" and so on ("GETXATTR:other").
 func (c *opCounts) snapshot(reset bool) []OpCount {
 	var out []OpCount
-	for i := range c.n {
+	take := func(a *atomic.Uint64, name string) {
 		var v uint64
 		if reset {
-			v = c.n[i].Swap(0)
+			v = a.Swap(0)
 		} else {
-			v = c.n[i].Load()
+			v = a.Load()
 		}
 		if v > 0 {
-			out = append(out, OpCount{opNames[i], v})
+			out = append(out, OpCount{name, v})
 		}
+	}
+	for i := range c.n {
+		take(&c.n[i], opNames[i])
+	}
+	for i := range c.x {
+		name := "other"
+		if i < len(tracedXattrs) {
+			name = tracedXattrs[i]
+		}
+		take(&c.x[i], "GETXATTR:"+name)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Count > out[j].Count })
 	return out
@@ -278,6 +306,9 @@ func (r *rawFS) Access(cancel <-chan struct{}, in *fuse.AccessIn) fuse.Status {
 
 func (r *rawFS) GetXAttr(cancel <-chan struct{}, h *fuse.InHeader, attr string, dest []byte) (uint32, fuse.Status) {
 	r.count(opGetxattr)
+	if r.trace != nil {
+		r.trace.countXattr(attr)
+	}
 	return r.RawFileSystem.GetXAttr(cancel, h, attr, dest)
 }
 

@@ -124,6 +124,17 @@ func xattrReply(v []byte, dest []byte) (uint32, syscall.Errno) {
 	return uint32(copy(dest, v)), 0
 }
 
+// xattrReplyString is xattrReply of a value in the tree's memory.
+func xattrReplyString(v string, dest []byte) (uint32, syscall.Errno) {
+	if len(dest) == 0 {
+		return uint32(len(v)), 0
+	}
+	if len(dest) < len(v) {
+		return uint32(len(v)), syscall.ERANGE
+	}
+	return uint32(copy(dest, v)), 0
+}
+
 // futimes sets atime and mtime (omit one with unix.UTIME_OMIT as Nsec) of
 // the entry open as fd, an O_PATH descriptor too.
 func futimes(fd int, atime, mtime unix.Timespec) error {

@@ -1,10 +1,12 @@
 package fs
 
 import (
+	"bytes"
 	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -61,6 +63,9 @@ type union struct {
 	pending map[*gofs.Inode]placement // renames the go-fuse tree does not show yet
 
 	state nodeState // per-node state few nodes have
+
+	labelsOnce sync.Once
+	labels     atomic.Bool // the mount may hold SELinux labels (see noXattr)
 }
 
 // placement is where a renamed inode is now.
@@ -272,6 +277,36 @@ func (u *union) openUpperOf(n *node, flags int) (int, error) {
 		return -1, unix.ESTALE
 	}
 	return fd, nil
+}
+
+// selinuxXattr is the name of an SELinux label.
+const selinuxXattr = "security.selinux"
+
+// noXattr is the answer to a GETXATTR of a name an entry does not have:
+// ENODATA, except for security.selinux on a mount that holds no labels (no
+// entry of its image has one and none was set since), which answers
+// EOPNOTSUPP, as a file system without label support does. The kernel asks
+// the file system for security.selinux only when no security module
+// answers it, and keeps no cache of xattrs for FUSE, so ls -l sends one
+// GETXATTR per entry; GNU ls stops asking on a device once told
+// EOPNOTSUPP (getfilecon_cache in coreutils' ls.c). A label set later
+// makes the mount one with labels for the rest of its life; a label an
+// entry has is always returned.
+func (u *union) noXattr(name string) syscall.Errno {
+	if name != selinuxXattr {
+		return syscall.ENODATA
+	}
+	u.labelsOnce.Do(func() {
+		// Conservative: the name anywhere in the tree file (a path, a
+		// link target) counts as a label.
+		if bytes.Contains(u.tree.Bytes(), []byte(selinuxXattr)) {
+			u.labels.Store(true)
+		}
+	})
+	if u.labels.Load() {
+		return syscall.ENODATA
+	}
+	return syscall.EOPNOTSUPP
 }
 
 // joinPath joins a merged directory path and a name.

@@ -165,6 +165,15 @@ func (t *Tree) TypeAt(r Ref) Type {
 	return Type(t.d.rec(uint32(r) - 1)[9])
 }
 
+// XattrAt is At(r).Xattrs[name] without decoding the entry: no allocation,
+// the value points into the tree's memory.
+func (t *Tree) XattrAt(r Ref, name string) (string, bool) {
+	if !t.valid(r) {
+		return "", false
+	}
+	return t.d.xattr(uint32(r)-1, name)
+}
+
 // ChildAt is ChildOf of the directory r names.
 func (t *Tree) ChildAt(r Ref, name string) (*Entry, bool) {
 	if !t.valid(r) {

@@ -326,6 +326,31 @@ func (d *treeData) lookup(p string) (uint32, bool) {
 	return i, true
 }
 
+// xattr finds one xattr of record i in its blob (its bounds checked by
+// parseTree).
+func (d *treeData) xattr(i uint32, name string) (string, bool) {
+	xo := binary.LittleEndian.Uint32(d.rec(i)[64:])
+	if xo == 0 {
+		return "", false
+	}
+	b := d.strs[xo:]
+	n, k := binary.Uvarint(b)
+	b = b[k:]
+	next := func() string {
+		l, k := binary.Uvarint(b)
+		s := unsafe.String(unsafe.SliceData(b[k:]), int(l))
+		b = b[k+int(l):]
+		return s
+	}
+	for range n {
+		k, v := next(), next()
+		if k == name {
+			return v, true
+		}
+	}
+	return "", false
+}
+
 func decodeXattrs(b []byte) (map[string]string, error) {
 	d := decoder{b: b}
 	n := d.uvarint()
