@@ -122,7 +122,27 @@ var (
 	_ = (gofs.FileSeekdirer)((*dirHandle)(nil))
 	_ = (gofs.FileReleasedirer)((*dirHandle)(nil))
 	_ = (gofs.FileFsyncdirer)((*dirHandle)(nil))
+	_ = (gofs.FileLookuper)((*dirHandle)(nil))
 )
+
+// errKnown is Lookup's answer for a child the kernel holds already; go-fuse
+// then sends the entry with node ID 0.
+const errKnown = syscall.EEXIST
+
+// Lookup serves the lookups of a READDIRPLUS. A child the kernel holds
+// already (go-fuse has it under this directory) gets no attributes: an
+// entry with node ID 0 is one the kernel leaves alone (fuse_direntplus_link
+// in fs/fuse/readdir.c), while a full one makes it forget the child's
+// cached POSIX ACLs (forget_all_cached_acls there), so that ls -l after a
+// listing the kernel read again (its cached pages reclaimed) would send a
+// GETXATTR for every child. The kernel keeps the attributes it has, which
+// are as good: lower entries do not change, and changes go through it.
+func (d *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if d.n.GetChild(name) != nil {
+		return nil, errKnown
+	}
+	return d.n.Lookup(ctx, name, out)
+}
 
 func (d *dirHandle) load() syscall.Errno {
 	n, u := d.n, d.n.u
