@@ -86,15 +86,13 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	if e == nil {
 		return nil, 0, syscall.EIO
 	}
-	obj, err := u.openObjectOf(e)
-	if err != nil {
-		u.log.Error("strata fs: cannot read object", "path", e.Path, "digest", e.Digest, "err", err)
-		return nil, 0, syscall.EIO
-	}
-	h := &objectFile{n: n, f: obj}
+	h := &objectFile{n: n, e: e}
 	// Only a file that is all object may pass through: the kernel would
 	// not see what a metacopy has beyond the object's end.
 	if u.passthrough.Load() && !n.hasUpper() && e.Size >= passthroughMinSize {
+		if _, errno := h.object(); errno != 0 {
+			return nil, 0, errno // the kernel takes the descriptor now
+		}
 		h.pt = true
 		n.ptAdd()
 	}
@@ -187,13 +185,38 @@ func readMetacopy(dest []byte, off int64, obj *os.File, upperFd int, e *layersto
 // has an upper copy with data of its own (someone wrote to it), it reads the
 // upper file, so it sees later writes as POSIX wants; a passthrough handle
 // cannot, the kernel reads the object itself.
+//
+// The object is opened at the first read that needs it, not at OPEN: a
+// warm read is served from the page cache (FOPEN_KEEP_CACHE) and needs no
+// descriptor, so tar of a warm tree costs no open(2) and close(2) of
+// objects per file. A missing or short object then fails the read with EIO.
 type objectFile struct {
 	n  *node
-	f  *os.File
+	e  *layerstore.Entry // the entry whose object holds the data
+	f  atomic.Pointer[os.File]
 	pt bool // counted in n.ptOpen()
 
-	mu    sync.Mutex
-	upper int // read-only fd of the upper file once needed; 0: not open
+	mu    sync.Mutex // guards opening f and upper
+	upper int        // read-only fd of the upper file once needed; 0: not open
+}
+
+// object returns the open object, opening it the first time.
+func (h *objectFile) object() (*os.File, syscall.Errno) {
+	if f := h.f.Load(); f != nil {
+		return f, 0
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if f := h.f.Load(); f != nil {
+		return f, 0
+	}
+	f, err := h.n.u.openObjectOf(h.e)
+	if err != nil {
+		h.n.u.log.Error("strata fs: cannot read object", "path", h.e.Path, "digest", h.e.Digest, "err", err)
+		return nil, syscall.EIO
+	}
+	h.f.Store(f)
+	return f, 0
 }
 
 var (
@@ -211,7 +234,7 @@ func (h *objectFile) PassthroughFd() (int, bool) {
 	if !h.pt {
 		return -1, false
 	}
-	return int(h.f.Fd()), true
+	return int(h.f.Load().Fd()), true // opened by Open
 }
 
 // upperFd opens the upper file for reading, once.
@@ -235,7 +258,11 @@ func (h *objectFile) upperFd() (int, syscall.Errno) {
 func (h *objectFile) wholeFd() (int, bool, syscall.Errno) {
 	n := h.n
 	if !n.hasUpper() {
-		return int(h.f.Fd()), true, 0
+		f, errno := h.object()
+		if errno != 0 {
+			return -1, false, errno
+		}
+		return int(f.Fd()), true, 0
 	}
 	if n.u.metacopyOf(n.ino) != nil {
 		return -1, false, 0
@@ -247,18 +274,27 @@ func (h *objectFile) wholeFd() (int, bool, syscall.Errno) {
 func (h *objectFile) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	n := h.n
 	if !n.hasUpper() {
-		// The object's size was checked at open, and objects never change.
-		return fuse.ReadResultFd(h.f.Fd(), off, len(dest)), 0
+		// The object's size was checked when it was opened, and objects
+		// never change.
+		f, errno := h.object()
+		if errno != 0 {
+			return nil, errno
+		}
+		return fuse.ReadResultFd(f.Fd(), off, len(dest)), 0
 	}
 	if e := n.u.metacopyOf(n.ino); e != nil {
+		f, errno := h.object()
+		if errno != 0 {
+			return nil, errno
+		}
 		if off+int64(len(dest)) <= e.Size {
-			return fuse.ReadResultFd(h.f.Fd(), off, len(dest)), 0
+			return fuse.ReadResultFd(f.Fd(), off, len(dest)), 0
 		}
 		fd, errno := h.upperFd()
 		if errno != 0 {
 			return nil, errno
 		}
-		return readMetacopy(dest, off, h.f, fd, e)
+		return readMetacopy(dest, off, f, fd, e)
 	}
 	fd, errno := h.upperFd()
 	if errno != 0 {
@@ -274,11 +310,15 @@ func (h *objectFile) Lseek(ctx context.Context, off uint64, whence uint32) (uint
 	}
 	if !whole {
 		if e := h.n.u.metacopyOf(h.n.ino); e != nil {
+			f, errno := h.object()
+			if errno != 0 {
+				return 0, errno
+			}
 			ufd, errno := h.upperFd()
 			if errno != 0 {
 				return 0, errno
 			}
-			return seekMetacopy(h.f, ufd, e, int64(off), int(whence))
+			return seekMetacopy(f, ufd, e, int64(off), int(whence))
 		}
 		if fd, errno = h.upperFd(); errno != 0 {
 			return 0, errno
@@ -347,7 +387,10 @@ func (h *objectFile) Release(ctx context.Context) syscall.Errno {
 		unix.Close(h.upper)
 	}
 	h.mu.Unlock()
-	return toErrno(h.f.Close())
+	if f := h.f.Load(); f != nil {
+		return toErrno(f.Close())
+	}
+	return 0
 }
 
 func (h *objectFile) Fsync(ctx context.Context, flags uint32) syscall.Errno { return 0 }
