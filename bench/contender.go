@@ -117,7 +117,17 @@ func newNative(ds *Dataset) *contender {
 				return nil, fmt.Errorf("%s has no merged tree", img.Name)
 			}
 			root := img.Merged
-			restore := func(context.Context) error {
+			restore := func(ctx context.Context) error {
+				if img.Pristine != "" {
+					if err := os.RemoveAll(root); err != nil {
+						return err
+					}
+					out, err := exec.CommandContext(ctx, "cp", "-a", img.Pristine, root).CombinedOutput()
+					if err != nil {
+						return fmt.Errorf("cp -a %s: %w: %s", img.Pristine, err, lastLine(out))
+					}
+					return nil
+				}
 				if img != ds.Main {
 					return nil
 				}
@@ -134,10 +144,15 @@ func newNative(ds *Dataset) *contender {
 				return nil, err
 			}
 			return &mounted{
-				root:    root,
-				fresh:   restore,
-				unmount: func() error { return restore(context.Background()) },
-				note:    "plain directory on the work directory's file system",
+				root:  root,
+				fresh: restore,
+				unmount: func() error {
+					if img.Pristine != "" {
+						return os.RemoveAll(root)
+					}
+					return restore(context.Background())
+				},
+				note: "plain directory on the work directory's file system",
 			}, nil
 		},
 	}

@@ -101,6 +101,9 @@ type ImageData struct {
 	Tars      []string // same order
 	Layout    string   // OCI image layout directory
 	Merged    string   // the merged tree as a plain directory ("" if not made)
+	// Pristine, when set, is a directory Merged is made a copy of again
+	// before each writing repetition of native (the apt row's image).
+	Pristine string
 }
 
 // genEntry is one entry of a generated layer.

@@ -182,6 +182,7 @@ func Run(ctx context.Context, cfg Config) (rp *Report, err error) {
 		run  func(ctx context.Context) error
 	}{
 		{"main", r.mainSuite},
+		{WApt, r.aptSuite},
 		{WDepth, r.depthSuite},
 		{WImport, r.importSuite},
 		{WDisk, r.diskSuite},

@@ -56,6 +56,7 @@ const (
 	WCp         = "cp-a"
 	WDD         = "dd"
 	WReadBack   = "read-back"
+	WApt        = "apt-get"
 	WCreate     = "create-1k"
 	WDepth      = "depth"
 	WImport     = "import"
@@ -64,7 +65,7 @@ const (
 
 // AllWorkloads lists every workload name in run order.
 var AllWorkloads = []string{WStatWalk, WFind, WLsLR, WLsGNU, WReadSmall, WTar, WSeqRead, WRandRead, WAppend, WChmod,
-	WWriteSmall, WCreate, WCp, WDD, WReadBack, WDepth, WImport, WDisk}
+	WWriteSmall, WCreate, WCp, WDD, WReadBack, WApt, WDepth, WImport, WDisk}
 
 // mainWorkloads is the table of workloads run against the main image.
 func mainWorkloads(ds *Dataset, randOps int) []Workload {
