@@ -21,7 +21,15 @@
 //
 // Kernel caches: the mount answers the first OPENDIR with ENOSYS, so the
 // kernel sends no OPENDIR or RELEASEDIR again and caches every listing
-// (rawfs.go). With Options.Writeback (writable mounts) the kernel caches
+// (rawfs.go). A READDIRPLUS carries no attributes for children the kernel
+// holds already (node ID 0), so re-reading a listing does not make the
+// kernel forget their cached POSIX ACLs. The kernel keeps no cache of other
+// xattrs for FUSE; a mount whose image has no SELinux labels answers
+// EOPNOTSUPP for a missing security.selinux (not ENODATA), as a file system
+// without label support does, and tools like ls -l stop asking for every
+// entry (union.go, noXattr). Read-only handles open their object at the
+// first read that needs one, so an open served from the page cache costs
+// no open(2) of the object. With Options.Writeback (writable mounts) the kernel caches
 // writes and owns sizes and modification times of regular files, as for a
 // local file system; it offers no passthrough beside it (the kernel's
 // process_init_reply), so a writable mount chooses one or the other.
