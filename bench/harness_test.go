@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -90,6 +91,7 @@ func testContenders(t *testing.T) ([]string, []string) {
 func TestRun_Quick(t *testing.T) {
 	dir := t.TempDir()
 	cs, self := testContenders(t)
+	t.Setenv("STRATA_DEBIAN", "") // the apt-get row has a test of its own
 	rp, err := Run(context.Background(), Config{Dir: dir, Spec: tinySpec(), Real: tinyReal(), Reps: 2, RandOps: 256, Contenders: cs, Self: self, Trace: true, Log: &testLog{t: t}})
 	if err != nil {
 		t.Fatal(err)
@@ -123,6 +125,9 @@ func TestRun_Quick(t *testing.T) {
 			t.Errorf("no row %s", w)
 		}
 	}
+	if r := rp.find(WApt+"/"+strings.Join(aptPackages, " "), Native); r == nil || !strings.Contains(r.Skip, "STRATA_DEBIAN") {
+		t.Errorf("apt-get row without a Debian image: %+v, want skipped naming STRATA_DEBIAN", r)
+	}
 	if r := rp.find("stat-walk/warm", Native); r == nil || r.VsNative == nil || *r.VsNative != 1 {
 		t.Errorf("native's ratio to itself: %+v", r)
 	}
@@ -148,6 +153,39 @@ func TestRun_Quick(t *testing.T) {
 	}
 	if !reused {
 		t.Error("the second run generated the dataset again")
+	}
+}
+
+// TestRun_Apt runs the apt-get row on native and strata: apt-get install
+// from the repository the harness builds (with this machine's apt, from its
+// package mirror) in a chroot of the Debian fixture.
+func TestRun_Apt(t *testing.T) {
+	if os.Getenv("STRATA_DEBIAN") == "" {
+		t.Skip("STRATA_DEBIAN is not set (internal/fixtures' Debian image)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (chroot)")
+	}
+	dir := t.TempDir()
+	cs, self := testContenders(t)
+	cs = slices.DeleteFunc(cs, func(c string) bool { return c == Overlayfs })
+	rp, err := Run(context.Background(), Config{Dir: dir, Spec: tinySpec(), Real: tinyReal(), Reps: 1, Only: []string{WApt},
+		Contenders: cs, Self: self, Log: &testLog{t: t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkNoMounts(t, dir)
+	key := WApt + "/" + strings.Join(aptPackages, " ")
+	for _, c := range cs {
+		r := rp.find(key, c)
+		switch {
+		case r == nil:
+			t.Errorf("no %s cell of %s", c, key)
+		case r.Skip != "" && strings.Contains(r.Skip, "download"):
+			t.Skipf("no package mirror: %s", r.Skip)
+		case r.Err != "" || r.Skip != "" || r.Stats == nil:
+			t.Errorf("%s %s: not measured: %s%s", key, c, r.Err, r.Skip)
+		}
 	}
 }
 
