@@ -322,8 +322,8 @@ type ExtractOptions struct {
 	Owner *Owner
 	// NoChown leaves entries owned by the extracting user.
 	NoChown bool
-	// HostSafe drops setuid and setgid bits, file capabilities
-	// (security.capability) and trusted.* attributes, and leaves device
+	// HostSafe drops setuid and setgid bits, security.* attributes (file
+	// capabilities, LSM labels) and trusted.* ones, and leaves device
 	// nodes out (each reported to Skipped): what a copy out of a container
 	// onto the host does unless asked to keep everything.
 	HostSafe bool

@@ -80,9 +80,11 @@ func getXattr(p, name string) ([]byte, error) {
 }
 
 // writeXattrs sets hdr's extended attributes on what O_PATH descriptor fd
-// names (not on a symlink: see readXattrs). With o.HostSafe, file
-// capabilities and trusted.* attributes are dropped, as setuid bits are;
-// security.selinux is never set. One the destination refuses (ENOTSUP,
+// names (not on a symlink: see readXattrs). With o.HostSafe, security.*
+// attributes (file capabilities, and the labels a host's LSM may act on,
+// as Smack's SMACK64EXEC) and trusted.* ones are dropped, as setuid bits
+// are: what stays (user.*, ACLs) gives nobody more than the file's owner
+// could; security.selinux is never set. One the destination refuses (ENOTSUP,
 // EPERM) is reported to o.Skipped, not fatal, as docker's extraction
 // passes over EPERM.
 func writeXattrs(fd int, hdr *tar.Header, o ExtractOptions) error {
@@ -95,7 +97,7 @@ func writeXattrs(fd int, hdr *tar.Header, o ExtractOptions) error {
 		if !ok || name == "security.selinux" {
 			continue
 		}
-		if o.HostSafe && (name == "security.capability" || strings.HasPrefix(name, "trusted.")) {
+		if o.HostSafe && (strings.HasPrefix(name, "security.") || strings.HasPrefix(name, "trusted.")) {
 			continue
 		}
 		err := unix.Setxattr(p, name, []byte(v), 0)

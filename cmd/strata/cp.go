@@ -32,9 +32,9 @@ SRC_PATH to standard output.
 Paths in the container are resolved inside its root file system: no symlink
 or ".." in it leads out to the host. Copied into the container, files are
 owned by root unless -a keeps the source's owners; copied out, they are owned
-by the calling user, with their setuid and setgid bits, file capabilities
-(security.capability) and trusted.* attributes dropped and device nodes left
-out, unless -a keeps all of it. Other extended attributes (user.*, ACLs) are
+by the calling user, with their setuid and setgid bits, security.* attributes
+(file capabilities, LSM labels) and trusted.* attributes dropped and device
+nodes left out, unless -a keeps all of it. Other extended attributes (user.*, ACLs) are
 copied both ways; docker cp copies file capabilities only.`,
 		Example: `  strata cp web:/etc/hostname .
   strata cp ./site/. web:/var/www
