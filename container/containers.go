@@ -85,7 +85,9 @@ type CreateOptions struct {
 	// its top layer is made then, with its mount, in one step (one store
 	// commit instead of three). Without it the top layer is made now and
 	// waits, as docker create's does (cp, diff and commit reach it before
-	// any start).
+	// any start). A run that fails before its root is mounted makes the
+	// top layer then, so the container holds its image as a created one
+	// does; a kill in that window leaves it without one until its start.
 	StartNow bool
 }
 
@@ -230,6 +232,11 @@ func (c *Containers) run(ctx context.Context, ref string, stdio Stdio, started f
 				err = errors.Join(err, fmt.Errorf("container %s: unmount its root file system: %w", rec.ID[:12], cerr))
 			}
 			tl("root unmounted")
+		} else if !rec.AutoRemove {
+			// A container strata run made that failed before its root
+			// was mounted keeps its image as one create made does: its
+			// top layer waits for a start.
+			err = errors.Join(err, c.prepareRoot(rec))
 		}
 		if exited != nil {
 			err = errors.Join(err, exited())
@@ -356,6 +363,18 @@ func (c *Containers) mountRoot(ctx context.Context, rec *Record) (*session.Sessi
 		return session.Start(ctx, c.st, rec.Image.String(), c.rootfs(rec.ID), so)
 	}
 	return s, err
+}
+
+// prepareRoot makes rec's kept top layer, unmounted, unless it is there
+// (or its image is gone: the run's own error says so).
+func (c *Containers) prepareRoot(rec *Record) error {
+	so := c.sessionOptions(rec)
+	so.ID = rec.MountID
+	_, err := session.Prepare(context.Background(), c.st, rec.Image.String(), so)
+	if errors.Is(err, layerstore.ErrExists) || errors.Is(err, layerstore.ErrNotFound) {
+		return nil
+	}
+	return err
 }
 
 // timeline returns a function that logs (at debug level) how long after

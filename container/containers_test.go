@@ -480,3 +480,35 @@ wait $!
 		})
 	}
 }
+
+// A container strata run makes (StartNow) that fails before its root is
+// mounted (here: no slirp4netns for its private network) still holds its
+// image, as a created one does: rmi is refused until rm, and a later start
+// finds its top layer.
+func TestContainers_RunFailedBeforeRootKeepsImage(t *testing.T) {
+	c, st := openContainers(t)
+	ctx := context.Background()
+	rec, err := c.Create(ctx, "demo", CreateOptions{Name: "nonet", StartNow: true, Options: Options{Network: NetworkPrivate}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := os.Getenv("PATH")
+	t.Setenv("PATH", t.TempDir()) // no slirp4netns
+	if _, err := c.Run(ctx, rec.ID, Stdio{}, nil); err == nil || !strings.Contains(err.Error(), "slirp4netns") {
+		t.Fatalf("Run without slirp4netns: %v", err)
+	}
+	os.Setenv("PATH", path)
+	if n := leases(t, st); n != 1 {
+		t.Errorf("%d leases after the failed run, want its kept top layer's", n)
+	}
+	if _, err := st.RemoveImage("demo", false); !errors.Is(err, layerstore.ErrInUse) {
+		t.Errorf("rmi of the created container's image: %v", err)
+	}
+	if err := c.Remove(ctx, rec.ID, false, true); err != nil {
+		t.Fatal(err)
+	}
+	if n := leases(t, st); n != 0 {
+		t.Errorf("%d leases after rm", n)
+	}
+	storetest.Check(t, st)
+}
