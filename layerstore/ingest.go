@@ -117,8 +117,9 @@ func (s *Store) parseLayer(ctx context.Context, blob LayerBlob, st *staging, pro
 	if err != nil {
 		return nil, err
 	}
-	defer dr.Close()
-	raw := &hashReader{r: dr, h: sha256.New()}
+	in := startInflater(dr)
+	defer in.stop() // before rc.Close: the goroutine reads rc
+	raw := &hashReader{r: in, h: sha256.New()}
 	sp := newSplitter(raw)
 	ing := &ingested{objects: map[digest.Digest]int64{}}
 	ing.rec.Compression = compression
@@ -130,6 +131,8 @@ func (s *Store) parseLayer(ctx context.Context, blob LayerBlob, st *staging, pro
 	if _, err := io.Copy(io.Discard, sp); err != nil {
 		return nil, fmt.Errorf("layer %s (%s): %w", blobName(blob), compression, corrupt(err))
 	}
+	// The decompressor has met its end: the goroutine is done with comp.
+	in.stop()
 	if _, err := io.Copy(io.Discard, comp); err != nil {
 		return nil, fmt.Errorf("layer %s: %w", blobName(blob), err)
 	}
@@ -219,7 +222,6 @@ func (s *Store) readTar(ctx context.Context, sp *splitter, st *staging, ing *ing
 	byPath := map[string]*Entry{}
 	linksTo := map[string][]string{}      // hard-link target -> its links, in tar order
 	below := map[string]map[string]bool{} // directory path -> paths of this layer directly below it
-	buf := make([]byte, 256<<10)
 	free := freeBytes(st.dir)
 	limit, limitErr := free, error(unix.ENOSPC)
 	if m := s.opts.MaxFileSize; m > 0 && (free < 0 || m < free) {
@@ -363,7 +365,7 @@ func (s *Store) readTar(ctx context.Context, sp *splitter, st *staging, ing *ing
 						return fmt.Errorf("tar entry %q: %w", hdr.Name, corrupt(err))
 					}
 					d = st.addSmall(data)
-				} else if d, err = st.add(r, hdr.Size, buf); err != nil {
+				} else if d, err = st.add(r, hdr.Size); err != nil {
 					return fmt.Errorf("tar entry %q: %w", hdr.Name, corrupt(err))
 				}
 				switch {

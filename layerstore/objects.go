@@ -23,9 +23,10 @@ type staging struct {
 	s   *Store
 	dir string
 
-	// Small files are hashed in memory first (a known content costs no file
-	// at all) and written by a pool of goroutines: creating a file is the
-	// slowest step of an import, and file systems overlap creates well.
+	// Contents are hashed by the tar reader (a known small content costs no
+	// file at all) and written by a pool of goroutines, small ones whole,
+	// large ones in chunks as they are read: creating a file is the slowest
+	// step of an import, and file systems overlap creates well.
 	jobs    chan writeJob
 	writers sync.WaitGroup
 
@@ -38,11 +39,27 @@ type staging struct {
 
 type writeJob struct {
 	name string
-	data []byte
+	data []byte // the whole content, or
+	// the content in pieces of at most chunkSize, taken from chunkPool
+	// and put back once written; closed after the last.
+	chunks chan []byte
+	size   int64
 }
 
 // smallFile is the largest content staged through memory.
 const smallFile = 1 << 20
+
+// A file larger than smallFile goes to a writer in chunks of chunkSize, a
+// few at a time.
+const (
+	chunkSize     = 256 << 10
+	chunksPerFile = 4
+)
+
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+
+// stagingWriters is how many goroutines create staged files.
+const stagingWriters = 4
 
 func (s *Store) newStaging(known func(digest.Digest) bool) (*staging, error) {
 	dir, err := os.MkdirTemp(s.tmpDir(), "import-")
@@ -50,7 +67,7 @@ func (s *Store) newStaging(known func(digest.Digest) bool) (*staging, error) {
 		return nil, fmt.Errorf("staging: %w", err)
 	}
 	st := &staging{s: s, dir: dir, pending: map[digest.Digest]string{}, known: known, jobs: make(chan writeJob, 64)}
-	for i := 0; i < 4; i++ {
+	for i := 0; i < stagingWriters; i++ {
 		st.writers.Add(1)
 		go st.writer()
 	}
@@ -60,14 +77,31 @@ func (s *Store) newStaging(known func(digest.Digest) bool) (*staging, error) {
 func (st *staging) writer() {
 	defer st.writers.Done()
 	for j := range st.jobs {
-		if err := writeObjectFile(j.name, j.data); err != nil {
-			st.mu.Lock()
-			if st.err == nil {
-				st.err = err
-			}
-			st.mu.Unlock()
+		var err error
+		if j.chunks != nil {
+			err = writeChunked(j.name, j.chunks, j.size)
+		} else {
+			err = writeObjectFile(j.name, j.data)
+		}
+		if err != nil {
+			st.fail(err)
 		}
 	}
+}
+
+func (st *staging) fail(err error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.err == nil {
+		st.err = err
+	}
+}
+
+// failed is the first failure of a writer, if any yet.
+func (st *staging) failed() error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.err
 }
 
 func writeObjectFile(name string, data []byte) error {
@@ -77,12 +111,62 @@ func writeObjectFile(name string, data []byte) error {
 	}
 	err = writeSparse(f, data, 0)
 	if err == nil {
-		err = f.Truncate(int64(len(data)))
+		err = truncateTo(f, int64(len(data)), data)
+	}
+	if err == nil {
+		startWriteback(f)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	return err
+}
+
+// truncateTo sets f's size when the content ends in a hole (the last
+// block was left unwritten); otherwise the writes did.
+func truncateTo(f *os.File, size int64, tail []byte) error {
+	if size > 0 && size%zeroBlock == 0 && len(tail) >= zeroBlock && isZero(tail[len(tail)-zeroBlock:]) {
+		return f.Truncate(size)
+	}
+	return nil
+}
+
+// writeChunked writes the chunks of a large file as they come, and keeps
+// taking them after a failure so that the sender never waits.
+func writeChunked(name string, chunks chan []byte, size int64) error {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o400)
+	var off int64
+	for c := range chunks {
+		if err == nil {
+			err = writeSparse(f, c, off)
+		}
+		off += int64(len(c))
+		c = c[:cap(c)]
+		chunkPool.Put(&c)
+	}
+	if f == nil {
+		return err
+	}
+	if err == nil && off == size {
+		// The tail may be a hole; a size past the data is what Truncate is for.
+		err = f.Truncate(size)
+	}
+	if err == nil {
+		startWriteback(f)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// startWriteback has the kernel start writing f's pages out now, without
+// waiting: by the time publish's syncfs comes, it finds them written and
+// waits only for what is left (a few milliseconds instead of a tenth of a
+// second or more for a 100 MB layer). Durability is still syncfs's: this
+// only moves the work earlier, so its error does not matter.
+func startWriteback(f *os.File) {
+	unix.SyncFileRange(int(f.Fd()), 0, 0, unix.SYNC_FILE_RANGE_WRITE)
 }
 
 // wait lets the writers finish; after it no job may be added.
@@ -118,79 +202,81 @@ const zeroBlock = 4096
 
 var zeros [zeroBlock]byte
 
-// add copies r (size bytes) into a staged object and returns its digest.
-// Blocks of zeros become holes, so sparse files stay sparse on disk. A stream
-// shorter than size is an error (io.ErrUnexpectedEOF).
-func (st *staging) add(r io.Reader, size int64, buf []byte) (digest.Digest, error) {
+// add copies r (size bytes) into a staged object and returns its digest:
+// it hashes here and a writer writes, a few chunks behind. Blocks of zeros
+// become holes, so sparse files stay sparse on disk. A stream shorter than
+// size is an error (io.ErrUnexpectedEOF).
+func (st *staging) add(r io.Reader, size int64) (digest.Digest, error) {
+	if err := st.failed(); err != nil {
+		return "", fmt.Errorf("stage object: %w", err)
+	}
 	st.mu.Lock()
 	st.seq++
 	name := filepath.Join(st.dir, fmt.Sprintf("o%d", st.seq))
 	st.mu.Unlock()
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o400)
-	if err != nil {
-		return "", err
-	}
+	chunks := make(chan []byte, chunksPerFile)
+	st.jobs <- writeJob{name: name, chunks: chunks, size: size}
+	// A file that fails half-written stays in the staging directory, which
+	// discard removes.
+	defer close(chunks)
 	h := sha256.New()
-	var off int64
-	err = func() error {
-		for off < size {
-			n := int64(len(buf))
-			if size-off < n {
-				n = size - off
-			}
-			m, err := io.ReadFull(r, buf[:n])
-			if m > 0 {
-				h.Write(buf[:m])
-				if werr := writeSparse(f, buf[:m], off); werr != nil {
-					return werr
-				}
-				off += int64(m)
-			}
-			if err != nil {
-				if errors.Is(err, io.EOF) {
-					err = io.ErrUnexpectedEOF
-				}
-				return err
-			}
+	for off := int64(0); off < size; {
+		n := int64(chunkSize)
+		if size-off < n {
+			n = size - off
 		}
-		return f.Truncate(size)
-	}()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(name)
-		return "", err
+		bp := chunkPool.Get().(*[]byte)
+		buf := (*bp)[:n]
+		m, err := io.ReadFull(r, buf)
+		h.Write(buf[:m])
+		off += int64(m)
+		chunks <- buf[:m]
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return "", err
+		}
 	}
 	d := digest.NewDigestFromEncoded(digest.SHA256, fmt.Sprintf("%x", h.Sum(nil)))
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if _, dup := st.pending[d]; dup || st.known(d) {
-		os.Remove(name)
-		return d, nil
+	if _, dup := st.pending[d]; !dup && !st.known(d) {
+		st.pending[d] = name
 	}
-	st.pending[d] = name
 	return d, nil
 }
 
-// writeSparse writes p at off, skipping whole zero blocks.
+// writeSparse writes p at off, leaving whole zero blocks as holes: one
+// write for each run of blocks that are not all zeros.
 func writeSparse(f *os.File, p []byte, off int64) error {
-	for len(p) > 0 {
-		n := zeroBlock - int(off%zeroBlock)
-		if n > len(p) {
-			n = len(p)
+	start := -1 // in p, of the run not yet written
+	for i := 0; i < len(p); {
+		n := zeroBlock - int((off+int64(i))%zeroBlock)
+		if n > len(p)-i {
+			n = len(p) - i
 		}
-		chunk := p[:n]
-		if n != zeroBlock || string(chunk) != string(zeros[:]) {
-			if _, err := f.WriteAt(chunk, off); err != nil {
+		hole := n == zeroBlock && isZero(p[i:i+n])
+		switch {
+		case hole && start >= 0:
+			if _, err := f.WriteAt(p[start:i], off+int64(start)); err != nil {
 				return err
 			}
+			start = -1
+		case !hole && start < 0:
+			start = i
 		}
-		p = p[n:]
-		off += int64(n)
+		i += n
+	}
+	if start >= 0 {
+		if _, err := f.WriteAt(p[start:], off+int64(start)); err != nil {
+			return err
+		}
 	}
 	return nil
 }
+
+func isZero(b []byte) bool { return string(b) == string(zeros[:len(b)]) }
 
 // publish makes every staged object durable under objects/. After it
 // returns, the objects may be named by a transaction.
@@ -204,10 +290,29 @@ func (st *staging) publish() error {
 	if err := syncfs(st.dir); err != nil {
 		return err
 	}
-	for d, name := range st.pending {
-		if err := os.Rename(name, st.s.ObjectPath(d)); err != nil {
-			return fmt.Errorf("publish object %s: %w", d, err)
-		}
+	// Renames in a few goroutines: each waits on its directories' locks.
+	work := make(chan digest.Digest, len(st.pending))
+	for d := range st.pending {
+		work <- d
+	}
+	close(work)
+	errs := make([]error, stagingWriters)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for d := range work {
+				if err := os.Rename(st.pending[d], st.s.ObjectPath(d)); err != nil {
+					errs[i] = fmt.Errorf("publish object %s: %w", d, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	return syncfs(st.s.objectsDir())
 }
