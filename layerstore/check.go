@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,8 +23,11 @@ import (
 // error wrapping ErrCorrupt (and the error that revealed it, if any); Garbage
 // is what a crash or an interrupted command may leave and GC removes.
 type CheckReport struct {
-	Problems                               []error
-	Garbage                                []string
+	Problems []error
+	Garbage  []string
+	// Downloads are blobs a pull began and did not finish (see Download):
+	// "sha256:… (N bytes)", for the next pull to resume and GC to remove.
+	Downloads                              []string
 	Images, Layers, Trees, Objects, Mounts int
 }
 
@@ -108,6 +112,7 @@ func (s *Store) Check(contents bool) (*CheckReport, error) {
 	c.objectFiles()
 	c.treeFiles()
 	c.staging()
+	c.downloads()
 	c.mountDirs()
 	return c.r, nil
 }
@@ -419,6 +424,22 @@ func (c *checker) staging() {
 	names, _ := readDirNames(c.s.tmpDir())
 	for _, n := range names {
 		c.garbage("staging leftover %s", filepath.Join(c.s.tmpDir(), n))
+	}
+}
+
+// downloads lists the downloads a pull left; anything else under
+// downloads/ is garbage.
+func (c *checker) downloads() {
+	dls, other, err := c.s.downloads()
+	if err != nil {
+		c.problem("downloads: %v", err)
+		return
+	}
+	for _, n := range slices.Sorted(maps.Keys(dls)) {
+		c.r.Downloads = append(c.r.Downloads, fmt.Sprintf("sha256:%s (%d bytes)", n, dls[n]))
+	}
+	for _, n := range other {
+		c.garbage("not a download %s", filepath.Join(c.s.downloadsDir(), n))
 	}
 }
 

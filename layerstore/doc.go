@@ -7,6 +7,8 @@
 //	<root>/trees/<hex>    merged trees of chains, one file each by sha256, read-only,
 //	                      written once and memory-mapped by mounts (treefile.go)
 //	<root>/tmp/           staging on the same filesystem, so rename is atomic
+//	<root>/downloads/<hex> what arrived of a blob a pull is streaming or left unfinished,
+//	                      for the next pull to resume (downloads.go); GC removes them
 //	<root>/mounts/<id>/   top layers of mounts, held by their leases (owned by package
 //	                      session; the store names it (MountDir), measures it
 //	                      (MountUsage) and removes it with the lease or by GC)

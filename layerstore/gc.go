@@ -2,8 +2,10 @@ package layerstore
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
@@ -16,12 +18,13 @@ type GCReport struct {
 	Objects   int   // object files removed
 	Trees     int   // tree files no record names, removed
 	Staging   int   // tmp/ entries removed
+	Downloads int   // downloads/ entries removed (blobs a pull began)
 	Reclaimed int64 // bytes on disk
 }
 
 // GC drops leases of mounts whose server is gone (the caller detaches their
 // mountpoints first), every layer and tree nothing holds, object and tree
-// files no record names, and staging leftovers. It holds the store lock exclusively,
+// files no record names, staging leftovers and the downloads pulls left. It holds the store lock exclusively,
 // so no import is mid-way.
 func (s *Store) GC() (*GCReport, error) {
 	lk, err := s.lock(true)
@@ -121,6 +124,18 @@ func (s *Store) GC() (*GCReport, error) {
 			return rep, err
 		}
 		rep.Staging++
+	}
+	dls, other, err := s.downloads()
+	if err != nil {
+		return rep, err
+	}
+	for _, n := range append(slices.Collect(maps.Keys(dls)), other...) {
+		p := filepath.Join(s.downloadsDir(), n)
+		rep.Reclaimed += dirUsage(p)
+		if err := os.RemoveAll(p); err != nil {
+			return rep, err
+		}
+		rep.Downloads++
 	}
 	ms, err := s.Mounts()
 	if err != nil {

@@ -108,7 +108,7 @@ func (s *Store) parseLayer(ctx context.Context, blob LayerBlob, st *staging, pro
 		return nil, err
 	}
 	defer rc.Close()
-	comp := &hashReader{r: rc, h: sha256.New()}
+	comp := &hashReader{r: sourceReader{rc}, h: sha256.New()}
 	var src io.Reader = comp
 	if progress != nil {
 		src = &progressReader{r: comp, fn: progress}
@@ -167,16 +167,37 @@ func blobName(b LayerBlob) string {
 }
 
 // corrupt marks a decompression or tar error as ErrCorrupt. An error of the
-// system (no space left, an I/O error, reading or writing) says nothing about
-// the input and keeps its own class.
+// system (no space left, an I/O error, reading or writing) or of reading
+// the blob (a registry that went away) says nothing about the input and
+// keeps its own class.
 func corrupt(err error) error {
-	var errno syscall.Errno
+	var (
+		errno syscall.Errno
+		se    *sourceError
+	)
 	if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrInvalid) || errors.Is(err, context.Canceled) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.As(err, &errno) {
+		errors.Is(err, context.DeadlineExceeded) || errors.As(err, &errno) || errors.As(err, &se) {
 		return err
 	}
 	return fmt.Errorf("%w: %w", err, ErrCorrupt)
 }
+
+// sourceReader marks the errors of reading a blob (all but io.EOF), which
+// pass through the decompressor and the tar reader as they are.
+type sourceReader struct{ r io.Reader }
+
+func (s sourceReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = &sourceError{err}
+	}
+	return n, err
+}
+
+type sourceError struct{ err error }
+
+func (e *sourceError) Error() string { return e.err.Error() }
+func (e *sourceError) Unwrap() error { return e.err }
 
 // maxNameLen is the longest name (one path component) Linux file systems
 // take; a layer that holds a longer one could not be unpacked by tar -x.

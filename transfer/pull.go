@@ -77,7 +77,13 @@ func Pull(ctx context.Context, s *layerstore.Store, c *registry.Client, ref regi
 			report(registry.Event{ID: ids[i], Status: st, Current: cur, Total: total})
 		}
 	}
-	stored, err := s.AddImage(ctx, src, &layerstore.AddOptions{Progress: func(p layerstore.Progress) {
+	var rs resumeStats
+	for i, l := range src.Layers {
+		if l.Digest != "" {
+			src.Layers[i].Open = resumable(s, remote, i, &rs)
+		}
+	}
+	add := &layerstore.AddOptions{Progress: func(p layerstore.Progress) {
 		i := p.Layer
 		switch {
 		case p.Skipped:
@@ -91,13 +97,32 @@ func Pull(ctx context.Context, s *layerstore.Store, c *registry.Client, ref regi
 		default:
 			say(i, "Downloading", p.Done, p.Total)
 		}
-	}})
+	}}
+	stored, err := s.AddImage(ctx, src, add)
+	if bad(err) {
+		// What was downloaded is of no use, and when it began with what
+		// an earlier pull left, that part may be what was wrong (a
+		// power loss can leave a download's last pages stale): once
+		// more from the start.
+		removeDownloads(s, src)
+		if rs.resumed.Load() {
+			rs.resumed.Store(false)
+			rs.kept.Store(0)
+			stored, err = s.AddImage(ctx, src, add)
+		}
+	}
+	if err == nil || bad(err) {
+		removeDownloads(s, src)
+	}
 	if err != nil {
 		if errors.Is(err, layerstore.ErrDigestMismatch) || errors.Is(err, layerstore.ErrSizeMismatch) {
 			return res, fmt.Errorf("pull %s: the registry sent content that does not match its digest, nothing stored: %w", ref.Familiar(), err)
 		}
 		if errors.Is(err, layerstore.ErrCorrupt) {
 			return res, fmt.Errorf("pull %s: the registry sent a layer that is not a valid compressed tar, nothing stored: %w", ref.Familiar(), err)
+		}
+		if n := rs.kept.Load(); n > 0 {
+			return res, fmt.Errorf("pull %s: %w (the %d bytes that came are kept: pulling again resumes)", ref.Familiar(), err, n)
 		}
 		return res, fmt.Errorf("pull %s: %w", ref.Familiar(), err)
 	}
@@ -112,4 +137,18 @@ func Pull(ctx context.Context, s *layerstore.Store, c *registry.Client, ref regi
 		}
 	}
 	return res, nil
+}
+
+// bad is an AddImage failure that says a blob was wrong.
+func bad(err error) bool {
+	return errors.Is(err, layerstore.ErrDigestMismatch) || errors.Is(err, layerstore.ErrSizeMismatch) || errors.Is(err, layerstore.ErrCorrupt)
+}
+
+// removeDownloads drops the downloads of src's blobs: stored, or wrong.
+func removeDownloads(s *layerstore.Store, src *layerstore.ImageSource) {
+	for _, l := range src.Layers {
+		if l.Digest != "" {
+			s.RemoveDownload(l.Digest)
+		}
+	}
 }

@@ -316,3 +316,93 @@ func TestPush_Chunked(t *testing.T) {
 		t.Errorf("pulled %s, pushed %s", pulled.Image.ID, img.ID)
 	}
 }
+
+// TestPull_ResumesDownload: a download an earlier pull left (the first half
+// of the largest blob) is read back and only the rest is asked for, with
+// a Range request; one whose bytes are wrong fails the digest check, and
+// the pull starts again from nothing on its own. Either way the image is
+// the one pushed and no download is left.
+func TestPull_ResumesDownload(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{})
+	proxy := registrytest.StartProxy(t, reg.URL())
+	c := newClient(t)
+	src := storetest.Open(t)
+	ref := mustRef(t, proxy.Addr+"/lib/resume:1")
+	img := loadLayout(t, src, filepath.Join(fixtures.Dir(t), "oci"), ref.Name())
+	if _, err := transfer.Push(context.Background(), src, c, ref, transfer.PushOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Layers []struct{ Digest digest.Digest }
+	}
+	json.Unmarshal(img.ManifestRaw, &m)
+	remote, err := c.Get(context.Background(), ref, registry.DefaultPlatform(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := 0
+	for i, l := range remote.Source.Layers {
+		if l.Size > remote.Source.Layers[big].Size {
+			big = i
+		}
+	}
+	blob := remote.Source.Layers[big]
+	rc, err := blob.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	content, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || int64(len(content)) != blob.Size {
+		t.Fatalf("blob %s: %d bytes, %v", blob.Digest, len(content), err)
+	}
+	total := remote.Source.Manifest.Config.Size // blob bytes of a whole pull
+	for _, l := range remote.Source.Layers {
+		total += l.Size
+	}
+	for _, tc := range []struct {
+		name   string
+		left   []byte // what the earlier pull left
+		moved  int64  // blob bytes this pull moves, at least
+		ranges int64
+	}{
+		{"first half", content[:len(content)/2], total - int64(len(content)/2), 1},
+		// Found wrong before the rest is asked for: no Range request,
+		// and the pull again from nothing.
+		{"wrong bytes", bytes.Repeat([]byte{'x'}, len(content)/2), total, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dst := storetest.Open(t)
+			dl, err := dst.OpenDownload(blob.Digest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dl.Write(tc.left)
+			if err := dl.Keep(); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := dst.Check(false)
+			if err != nil || len(rep.Downloads) != 1 || !rep.OK() || len(rep.Garbage) != 0 {
+				t.Fatalf("check of a store with a download: %+v %v", rep, err)
+			}
+			before, ranges := proxy.BlobBytes.Load(), proxy.RangeRequests.Load()
+			pulled, err := transfer.Pull(context.Background(), dst, c, ref, transfer.PullOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pulled.Image.ID != img.ID {
+				t.Errorf("pulled %s, pushed %s", pulled.Image.ID, img.ID)
+			}
+			got := proxy.BlobBytes.Load() - before
+			if got < tc.moved || tc.ranges == 1 && got != tc.moved {
+				t.Errorf("moved %d blob bytes, want %d (whole pull %d, left %d)", got, tc.moved, total, len(tc.left))
+			}
+			if got := proxy.RangeRequests.Load() - ranges; got != tc.ranges {
+				t.Errorf("%d Range requests, want %d", got, tc.ranges)
+			}
+			if rep, err := dst.Check(false); err != nil || len(rep.Downloads) != 0 {
+				t.Errorf("downloads after the pull: %v %v", rep.Downloads, err)
+			}
+		})
+	}
+}

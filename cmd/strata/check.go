@@ -54,6 +54,9 @@ func runCheck(cmd *cobra.Command, g *globals, o *checkOptions) error {
 	for _, n := range rep.Garbage {
 		fmt.Fprintln(out, "garbage:", n)
 	}
+	for _, n := range rep.Downloads {
+		fmt.Fprintln(out, "unfinished download:", n, "(the next pull resumes it; gc removes it)")
+	}
 	what := "metadata and object sizes"
 	if o.contents {
 		what = "metadata and object contents"

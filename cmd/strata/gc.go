@@ -82,6 +82,9 @@ func runGC(cmd *cobra.Command, g *globals, _ *gcOptions) error {
 		if rep.Staging > 0 {
 			fmt.Fprintf(out, "Removed %s\n", plural(rep.Staging, "staging leftover"))
 		}
+		if rep.Downloads > 0 {
+			fmt.Fprintf(out, "Removed %s\n", plural(rep.Downloads, "unfinished download"))
+		}
 		fmt.Fprintln(out, "Total reclaimed space:", humanSize(rep.Reclaimed, 4))
 	}
 	return err

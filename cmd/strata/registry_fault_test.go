@@ -132,13 +132,19 @@ func TestRegistry_PullFaults(t *testing.T) {
 }
 
 // TestRegistry_KilledMidPull kills the registry while a layer streams: the
-// pull fails with a clear message and the store is as before; restarted,
-// the registry serves a second pull. A registry restarted while the pull
-// still retries is resumed into.
+// pull fails with a clear message and the store is as before but for the
+// unfinished downloads check lists; restarted, the registry serves a
+// second pull, which resumes them with Range requests: fewer blob bytes
+// cross than the image has, and the image is the same. A registry
+// restarted while the pull still retries is resumed into.
 func TestRegistry_KilledMidPull(t *testing.T) {
 	registryEnv(t)
 	reg := registrytest.Start(t, registrytest.Options{})
 	id, _, _ := pushDemo(t, reg.Addr, "demo:v1")
+	var blobs int64
+	for _, l := range manifestOf(t, reg.URL(), "demo", "v1")["layers"].([]any) {
+		blobs += int64(l.(map[string]any)["size"].(float64))
+	}
 	p := registrytest.StartProxy(t, reg.URL())
 	root := storetest.Root(t)
 	var once sync.Once
@@ -153,15 +159,30 @@ func TestRegistry_KilledMidPull(t *testing.T) {
 	}
 	t.Logf("the pull from a killed registry said: %s", r.stderr)
 	assertEmpty(t, root)
+	if out := mustRun(t, root, "check"); !strings.Contains(out, "unfinished download: sha256:") || !strings.Contains(out, "0 problems, 0 pieces of garbage") {
+		t.Errorf("check after a pull that broke off lists no unfinished download:\n%s", out)
+	}
 
 	p.Break(false)
 	p.OnBlobBytes(nil)
 	reg.Restart(t)
+	before, ranges := p.BlobBytes.Load(), p.RangeRequests.Load()
 	if r := runStrata(t, root, "", "pull", p.Addr+"/demo:v1"); r.err != nil {
 		t.Fatalf("second pull: %v\n%s", r.err, r.stderr)
 	}
 	if got := storeImageID(t, root, p.Addr+"/demo:v1"); got != id {
 		t.Errorf("pulled %s, want %s", got, id)
+	}
+	moved := p.BlobBytes.Load() - before
+	t.Logf("the second pull moved %d blob bytes of the image's %d (layers), with %d Range requests", moved, blobs, p.RangeRequests.Load()-ranges)
+	if p.RangeRequests.Load() == ranges {
+		t.Error("the second pull did not resume with a Range request")
+	}
+	if moved >= blobs {
+		t.Errorf("the second pull moved %d blob bytes, the image's layers are %d: nothing was resumed", moved, blobs)
+	}
+	if out := mustRun(t, root, "check"); strings.Contains(out, "unfinished download") {
+		t.Errorf("a pull that succeeded left its downloads:\n%s", out)
 	}
 
 	// Killed and back within the retries: the same pull resumes.
@@ -183,7 +204,7 @@ func TestRegistry_KilledMidPull(t *testing.T) {
 			})
 		}
 	})
-	ranges := p.RangeRequests.Load()
+	ranges = p.RangeRequests.Load()
 	if r := runStrata(t, fresh, "", "pull", p.Addr+"/demo:v1"); r.err != nil {
 		t.Fatalf("pull across a registry restart: %v\n%s", r.err, r.stderr)
 	}

@@ -42,6 +42,25 @@ type Remote struct {
 	Digest   digest.Digest
 	Platform ocispec.Platform
 	Source   *layerstore.ImageSource
+
+	c    *Client
+	ctx  context.Context
+	repo *remote.Repository
+	sem  chan struct{} // bounds the downloads at once
+}
+
+// OpenLayer opens layer i's blob (of Source.Layers) from byte off, as
+// that layer's Open does from its start: for the rest of a download an
+// earlier pull began. It waits while Options.Concurrency downloads run.
+func (r *Remote) OpenLayer(i int, off int64) (io.ReadCloser, error) {
+	select {
+	case r.sem <- struct{}{}:
+	case <-r.ctx.Done():
+		return nil, r.ctx.Err()
+	}
+	// The first Read connects, with the retries a broken connection gets.
+	return &blobReader{ctx: r.ctx, repo: r.repo, desc: r.Source.Manifest.Layers[i], off: off, retries: r.c.opts.Retries,
+		count: &r.c.stats.BlobBytesIn, release: func() { <-r.sem }}, nil
 }
 
 // Stats counts what a client moved.
@@ -69,7 +88,7 @@ func (c *Client) Get(ctx context.Context, ref Reference, platform ocispec.Platfo
 	if err != nil {
 		return nil, err
 	}
-	r := &Remote{Ref: ref, Digest: desc.Digest}
+	r := &Remote{Ref: ref, Digest: desc.Digest, c: c, ctx: ctx, repo: repo, sem: make(chan struct{}, c.opts.Concurrency)}
 	var man ocispec.Manifest
 	switch desc.MediaType {
 	case ocispec.MediaTypeImageIndex, MediaTypeDockerManifestList:
@@ -132,7 +151,7 @@ func (c *Client) Get(ctx context.Context, ref Reference, platform ocispec.Platfo
 	if n := ref.Name(); n != "" {
 		src.Names = []string{n}
 	}
-	sem := make(chan struct{}, c.opts.Concurrency)
+	r.Source = src
 	for i, l := range man.Layers {
 		if l.Digest.Validate() != nil || l.Size < 0 {
 			return nil, fmt.Errorf("manifest %s of %s: layer %d has no valid descriptor: %w", desc.Digest, ref.Familiar(), i, layerstore.ErrInvalid)
@@ -143,19 +162,9 @@ func (c *Client) Get(ctx context.Context, ref Reference, platform ocispec.Platfo
 			// digest of its content: the stored layer is it.
 			blob.Digest, blob.Size = "", -1
 		}
-		blob.Open = func() (io.ReadCloser, error) {
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-			// The first Read connects, with the retries a broken
-			// connection gets.
-			return &blobReader{ctx: ctx, blobs: repo.Blobs(), desc: l, retries: c.opts.Retries, count: &c.stats.BlobBytesIn, release: func() { <-sem }}, nil
-		}
+		blob.Open = func() (io.ReadCloser, error) { return r.OpenLayer(i, 0) }
 		src.Layers = append(src.Layers, blob)
 	}
-	r.Source = src
 	return r, nil
 }
 
@@ -209,7 +218,7 @@ func fetchManifest(ctx context.Context, repo *remote.Repository, ref Reference, 
 // fetchSmall reads a blob up to its declared size, resuming as a layer
 // does, and checks its digest.
 func (c *Client) fetchSmall(ctx context.Context, repo *remote.Repository, desc ocispec.Descriptor) ([]byte, error) {
-	rc := &blobReader{ctx: ctx, blobs: repo.Blobs(), desc: desc, retries: c.opts.Retries, count: &c.stats.BlobBytesIn}
+	rc := &blobReader{ctx: ctx, repo: repo, desc: desc, retries: c.opts.Retries, count: &c.stats.BlobBytesIn}
 	defer rc.Close()
 	raw, err := io.ReadAll(io.LimitReader(rc, desc.Size+1))
 	if err != nil {
