@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
@@ -42,10 +44,12 @@ func (e *ConflictError) Error() string {
 }
 func (e *ConflictError) Unwrap() error { return ErrInUse }
 
-// RemoveImage removes ref as docker rmi does: a tag of an image that has
-// other tags is only untagged; otherwise the image goes, and with it every
-// layer and object nothing else holds. Without force, an ID naming an image
-// of several repositories, or an image a live mount uses, is refused.
+// RemoveImage removes ref as docker rmi does: a tag or a repo digest
+// ("name@sha256:…") of an image that other tags or repo digests name is
+// only removed (untagging a repository's last tag drops its repo digests
+// too); otherwise the image goes, and with it every layer and object
+// nothing else holds. Without force, an ID naming an image of several
+// repositories, or an image a live mount uses, is refused.
 func (s *Store) RemoveImage(ref string, force bool) (*RemoveReport, error) {
 	// Exclusive: an import in flight may be counting on objects and layers
 	// this removal would delete.
@@ -77,9 +81,20 @@ func (s *Store) RemoveImage(ref string, force bool) (*RemoveReport, error) {
 			}
 			return &ConflictError{Ref: name, Reason: fmt.Sprintf("image is held by %s (as %s)", holder, t), Final: true}
 		}
-		if byTag != "" && len(tags) > 1 {
-			rep.Untagged = append(rep.Untagged, byTag)
-			return rb.Delete([]byte(byTag))
+		byDigest := ""
+		if byTag == "" {
+			if n, err := ParseRepoDigest(ref); err == nil {
+				if _, ok := resolveRepoDigest(tx, n); ok {
+					byDigest = n
+				}
+			}
+		}
+		if byTag != "" || byDigest != "" {
+			left, err := dropReference(tx, id, tags, byTag, byDigest, rep)
+			if err != nil || left > 0 {
+				return err
+			}
+			tags = nil // none was left: the image goes
 		}
 		if byTag == "" && len(tags) > 1 && !force {
 			return &ConflictError{Ref: shortID(id), Reason: "image is referenced in multiple repositories"}
@@ -92,7 +107,7 @@ func (s *Store) RemoveImage(ref string, force bool) (*RemoveReport, error) {
 		for _, m := range mounts {
 			if m.Image == id && m.Alive() && !force {
 				name := ref
-				if byTag == "" {
+				if byTag == "" && byDigest == "" {
 					name = shortID(id)
 				}
 				return &ConflictError{Ref: name, Reason: fmt.Sprintf("image is in use by the mount at %s", m.Dir)}
@@ -125,6 +140,61 @@ func (s *Store) RemoveImage(ref string, force bool) (*RemoveReport, error) {
 	}
 	rep.Reclaimed = removeObjects(s, doomed)
 	return rep, nil
+}
+
+// dropReference removes the tag byTag or the repo digest byDigest of image
+// id, as docker's untag does: with a tag goes every repo digest of its
+// repository when no other tag of it is left. It returns how many tags and
+// repo digests still name the image; at 0, the caller deletes it.
+func dropReference(tx *bolt.Tx, id digest.Digest, tags []string, byTag, byDigest string, rep *RemoveReport) (int, error) {
+	ib := bucket(tx, bucketImages)
+	var rec imageRecord
+	if err := json.Unmarshal(ib.Get([]byte(id)), &rec); err != nil {
+		return 0, fmt.Errorf("image %s: %w: %w", id, err, ErrCorrupt)
+	}
+	left := len(tags)
+	drop := map[string]bool{byDigest: byDigest != ""}
+	if byTag != "" {
+		rep.Untagged = append(rep.Untagged, byTag)
+		if err := bucket(tx, bucketRefs).Delete([]byte(byTag)); err != nil {
+			return 0, err
+		}
+		left--
+		repo := tagRepo(byTag)
+		if !slices.ContainsFunc(tags, func(t string) bool { return t != byTag && tagRepo(t) == repo }) {
+			for _, rd := range rec.RepoDigests {
+				if r, _, _ := strings.Cut(rd, "@"); r == repo {
+					drop[rd] = true
+				}
+			}
+		}
+	}
+	kept := rec.RepoDigests[:0:0]
+	for _, rd := range rec.RepoDigests {
+		if drop[rd] {
+			rep.Untagged = append(rep.Untagged, rd)
+		} else {
+			kept = append(kept, rd)
+		}
+	}
+	left += len(kept)
+	if left == 0 || len(kept) == len(rec.RepoDigests) {
+		return left, nil // the image goes, or its record is as it was
+	}
+	rec.RepoDigests = kept
+	v, err := json.Marshal(rec)
+	if err != nil {
+		return 0, err
+	}
+	return left, ib.Put([]byte(id), v)
+}
+
+// tagRepo is the repository of a normalized tag: "a/b:1" -> "a/b".
+func tagRepo(tag string) string {
+	if i := strings.LastIndexByte(tag, ':'); i > strings.LastIndexByte(tag, '/') {
+		return tag[:i]
+	}
+	return tag
 }
 
 func shortID(id digest.Digest) string {

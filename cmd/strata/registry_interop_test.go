@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -118,4 +119,77 @@ func TestRegistry_Dockerd(t *testing.T) {
 	if got := storeImageID(t, dst, byDocker); got != dockerID {
 		t.Errorf("strata pulled %s, docker pushed %s", got, dockerID)
 	}
+}
+
+// TestRegistry_RmiByDigest: rmi of a repo digest removes that reference
+// only while a tag names the image, and untagging a repository's last tag
+// drops its repo digests, as dockerd does: the same steps on both, the
+// same "Untagged:" lines and the same RepoTags and RepoDigests after each.
+func TestRegistry_RmiByDigest(t *testing.T) {
+	registryEnv(t)
+	reg := registrytest.Start(t, registrytest.Options{})
+	d := docker(t)
+	src := storetest.Root(t)
+	loadDemo(t, src)
+	name := reg.Addr + "/rmidigest:v1"
+	other := reg.Addr + "/rmidigest:other"
+	keep := "rmidigest-keep:1"
+	mustRun(t, src, "tag", "demo", name)
+	mustRun(t, src, "push", name)
+	t.Cleanup(func() { d.Docker("", "rmi", name, other, keep) })
+	root := storetest.Root(t)
+	mustRun(t, root, "pull", name)
+	mustDocker(t, d, "pull", name)
+	id := storeImageID(t, root, name)
+	byDigest := reg.Addr + "/rmidigest@" + strings.TrimSpace(strings.SplitN(mustRun(t, root, "image", "inspect", "-f", "{{index .RepoDigests 0}}", name), "@", 2)[1])
+
+	untagged := func(out string) []string {
+		var lines []string
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, "Untagged: ") {
+				lines = append(lines, l)
+			}
+		}
+		return lines
+	}
+	refs := `{{.RepoTags}} {{.RepoDigests}}`
+	for _, step := range [][]string{
+		{"tag", name, other},
+		{"tag", name, keep},
+		{"rmi", name},      // another tag of the repository is left: its digest stays
+		{"rmi", other},     // the repository's last tag: its digest goes too
+		{"pull", byDigest}, // the digest again, by digest
+		{"rmi", byDigest},  // only that reference: keep:1 still names the image
+	} {
+		got := runStrata(t, root, "", step...)
+		want := d.Docker("", step...)
+		if got.err != nil || want.Code != 0 {
+			t.Fatalf("%v: strata %v %s; docker exit %d %s", step, got.err, got.stderr, want.Code, want.Stderr)
+		}
+		if step[0] == "rmi" && !slices.Equal(untagged(got.stdout), untagged(want.Stdout)) {
+			t.Errorf("%v: strata said\n%s\ndocker said\n%s", step, got.stdout, want.Stdout)
+		}
+		s := mustRun(t, root, "image", "inspect", "-f", refs, id)
+		w := mustDocker(t, d, "image", "inspect", "-f", refs, id)
+		// docker's image also has the fixture's tags (demo:latest, ...).
+		if !sameRefs(s, w, reg.Addr+"/rmidigest", keep) {
+			t.Errorf("after %v: strata %s docker %s", step, s, w)
+		}
+	}
+}
+
+// sameRefs compares the "[tags] [digests]" of two inspects, only for the
+// references of repository repo and the tag keep.
+func sameRefs(a, b, repo, keep string) bool {
+	pick := func(s string) []string {
+		var out []string
+		for _, f := range strings.Fields(strings.NewReplacer("[", " ", "]", " ").Replace(s)) {
+			if f == keep || strings.HasPrefix(f, repo+":") || strings.HasPrefix(f, repo+"@") {
+				out = append(out, f)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	return slices.Equal(pick(a), pick(b))
 }

@@ -23,9 +23,11 @@ func newRmiCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rmi [OPTIONS] IMAGE [IMAGE...]",
 		Short: "Remove one or more images",
-		Long: `Remove images by name[:tag], ID or unique ID prefix, as docker rmi does.
+		Long: `Remove images by name[:tag], name@digest, ID or unique ID prefix, as docker rmi does.
 
-A name of an image that has other tags only untags it ("Untagged: name:tag").
+A name or a name@digest of an image that other tags or digests name only
+removes that reference ("Untagged: name:tag"); untagging a repository's last
+tag drops its name@digest references too.
 Otherwise the image goes ("Deleted: sha256:<image ID>"), and with it every
 layer no other image or mount holds ("Deleted: sha256:<chain ID>", docker's
 name for a layer in an image) and the file
