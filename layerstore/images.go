@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -57,12 +58,16 @@ type imageRecord struct {
 
 // Progress reports ingest of one layer.
 type Progress struct {
-	Layer    int           // index in the image
-	Digest   digest.Digest // blob digest, or diffID
-	Done     int64         // blob bytes read so far
-	Total    int64         // blob size, -1 if unknown
-	Skipped  bool          // already stored
-	Finished bool
+	Layer  int           // index in the image
+	Digest digest.Digest // blob digest, or diffID
+	Done   int64         // blob bytes read so far
+	// Extracted is how far into the blob the bytes the store has taken
+	// in (parsed, hashed, handed to the object writers) came from: a
+	// layer streams, so it follows Done a few hundred KiB behind.
+	Extracted int64
+	Total     int64 // blob size, -1 if unknown
+	Skipped   bool  // already stored
+	Finished  bool
 }
 
 // AddOptions tune AddImage.
@@ -225,17 +230,19 @@ func (s *Store) ingestLayers(ctx context.Context, blobs []LayerBlob, progress fu
 				return
 			}
 			defer func() { <-sem }()
-			var done int64
+			var done, extracted atomic.Int64
 			ing, err := s.parseLayer(ctx, b, st, func(n int64) {
-				done += n
-				report(Progress{Layer: i, Digest: name, Done: done, Total: b.Size})
+				report(Progress{Layer: i, Digest: name, Done: done.Add(n), Extracted: extracted.Load(), Total: b.Size})
+			}, func(pos int64) {
+				extracted.Store(pos)
+				report(Progress{Layer: i, Digest: name, Done: done.Load(), Extracted: pos, Total: b.Size})
 			})
 			if err != nil {
 				errs[i] = err
 				cancel()
 				return
 			}
-			report(Progress{Layer: i, Digest: name, Done: done, Total: b.Size, Finished: true})
+			report(Progress{Layer: i, Digest: name, Done: done.Load(), Extracted: done.Load(), Total: b.Size, Finished: true})
 			out[i] = ing
 		}()
 	}

@@ -14,16 +14,25 @@ import (
 // Only the goroutine reads src. Stop waits for it, so after Stop the
 // readers below src (the blob, its hashes) are the caller's again.
 type inflater struct {
-	chunks chan []byte   // decompressed bytes in order; closed at the end
+	chunks chan chunk    // decompressed bytes in order; closed at the end
 	free   chan []byte   // chunks the reader is done with
 	done   chan struct{} // closed by stop: the reader wants no more
 	exited chan struct{} // closed when the goroutine has returned
 	err    error         // why the stream ended (io.EOF: cleanly); read after chunks is closed
+	pos    func() int64  // how far into the blob the goroutine has read; nil: not asked
+	taken  func(int64)   // called by Read with the pos of each chunk it starts on
 
 	// The reader's side.
 	cur     []byte // what is left of the chunk being read
 	buf     []byte // the whole of that chunk, to give back
 	stopped bool
+}
+
+// chunk is decompressed bytes and how far into the blob the decompressor
+// had read once they were out.
+type chunk struct {
+	b   []byte
+	pos int64
 }
 
 // Chunks in flight: inflateChunks of inflateChunkSize each, bounded.
@@ -32,10 +41,18 @@ const (
 	inflateChunkSize = 256 << 10
 )
 
-// startInflater reads src to its end in a goroutine, and closes it.
-func startInflater(src io.ReadCloser) *inflater {
+// startInflater reads src to its end in a goroutine, and closes it. When
+// taken is not nil, Read reports to it how far into the blob (pos, read in
+// the goroutine) the bytes it hands out came from: what the store has
+// taken in of it.
+func startInflater(src io.ReadCloser, pos func() int64, taken func(int64)) *inflater {
+	if pos == nil || taken == nil {
+		pos, taken = nil, nil
+	}
 	in := &inflater{
-		chunks: make(chan []byte, inflateChunks),
+		pos:    pos,
+		taken:  taken,
+		chunks: make(chan chunk, inflateChunks),
 		free:   make(chan []byte, inflateChunks+1),
 		done:   make(chan struct{}),
 		exited: make(chan struct{}),
@@ -61,8 +78,12 @@ func (in *inflater) run(src io.ReadCloser) {
 		}
 		n, err := fill(src, buf)
 		if n > 0 {
+			c := chunk{b: buf[:n]}
+			if in.pos != nil {
+				c.pos = in.pos()
+			}
 			select {
-			case in.chunks <- buf[:n]:
+			case in.chunks <- c:
 			case <-in.done:
 				in.err = errStopped
 				return
@@ -102,7 +123,10 @@ func (in *inflater) Read(p []byte) (int, error) {
 		if !ok {
 			return 0, in.err
 		}
-		in.cur, in.buf = c, c
+		in.cur, in.buf = c.b, c.b
+		if in.taken != nil {
+			in.taken(c.pos)
+		}
 	}
 	n := copy(p, in.cur)
 	in.cur = in.cur[n:]

@@ -102,7 +102,11 @@ func cleanPath(name string) (string, error) {
 // parseLayer reads one (possibly compressed) layer blob, stages its file
 // contents and returns its entries. It verifies the blob digest and size and
 // the diffID when they are given.
-func (s *Store) parseLayer(ctx context.Context, blob LayerBlob, st *staging, progress func(int64)) (*ingested, error) {
+//
+// progress, if not nil, is told of the blob bytes as they are read, and
+// extracted of how far into the blob the bytes the tar reader has taken
+// came from (the two are a few chunks apart).
+func (s *Store) parseLayer(ctx context.Context, blob LayerBlob, st *staging, progress, extracted func(int64)) (*ingested, error) {
 	rc, err := blob.Open()
 	if err != nil {
 		return nil, err
@@ -117,7 +121,7 @@ func (s *Store) parseLayer(ctx context.Context, blob LayerBlob, st *staging, pro
 	if err != nil {
 		return nil, err
 	}
-	in := startInflater(dr)
+	in := startInflater(dr, func() int64 { return comp.n }, extracted)
 	defer in.stop() // before rc.Close: the goroutine reads rc
 	raw := &hashReader{r: in, h: sha256.New()}
 	sp := newSplitter(raw)

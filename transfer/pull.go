@@ -77,6 +77,14 @@ func Pull(ctx context.Context, s *layerstore.Store, c *registry.Client, ref regi
 			report(registry.Event{ID: ids[i], Status: st, Current: cur, Total: total})
 		}
 	}
+	// arrived says once that layer i's blob is all here; its digest is
+	// checked as the last of it passes.
+	arrived := func(i int) {
+		if status[i] == "Downloading" || status[i] == "Pulling fs layer" {
+			say(i, "Verifying Checksum", 0, 0)
+			say(i, "Download complete", 0, 0)
+		}
+	}
 	var rs resumeStats
 	for i, l := range src.Layers {
 		if l.Digest != "" {
@@ -89,11 +97,17 @@ func Pull(ctx context.Context, s *layerstore.Store, c *registry.Client, ref regi
 		case p.Skipped:
 			say(i, "Already exists", 0, 0)
 		case p.Finished:
-			if status[i] == "Downloading" {
-				say(i, "Verifying Checksum", 0, 0)
-				say(i, "Download complete", 0, 0)
+			arrived(i)
+			if p.Total > 0 {
+				say(i, "Extracting", p.Total, p.Total)
 			}
 			say(i, "Pull complete", 0, 0)
+		case p.Total > 0 && p.Done >= p.Total:
+			// A layer streams into the store: it is extracted as it
+			// arrives, and what is left to extract once it is all
+			// here is the few chunks between the two.
+			arrived(i)
+			say(i, "Extracting", p.Extracted, p.Total)
 		default:
 			say(i, "Downloading", p.Done, p.Total)
 		}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -102,6 +103,22 @@ func TestRegistry_PushPull(t *testing.T) {
 		"Status: Downloaded newer image for " + name + "\n", name + "\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("pull output lacks %q:\n%s", want, out)
+		}
+	}
+	// Without a terminal, as docker's CLI: each layer's statuses in
+	// order, none of those that come with a bar.
+	perLayer := map[string][]string{}
+	for _, l := range strings.Split(out, "\n") {
+		if id, st, ok := strings.Cut(l, ": "); ok && len(id) == 12 {
+			perLayer[id] = append(perLayer[id], st)
+		}
+	}
+	if len(perLayer) != 5 {
+		t.Errorf("pull printed lines for %d layers, want 5:\n%s", len(perLayer), out)
+	}
+	for id, sts := range perLayer {
+		if want := []string{"Pulling fs layer", "Verifying Checksum", "Download complete", "Pull complete"}; !slices.Equal(sts, want) {
+			t.Errorf("layer %s: %q, want %q", id, sts, want)
 		}
 	}
 	if got := storeImageID(t, dst, name); got != id {
@@ -271,7 +288,7 @@ func TestRegistry_ProgressOnATerminal(t *testing.T) {
 	if err != nil {
 		t.Fatalf("pull on a terminal: %v\n%q", err, screen)
 	}
-	for _, want := range []string{"Downloading [", "\x1b[", ": Pull complete", "Status: Downloaded newer image for " + name} {
+	for _, want := range []string{"Downloading [", ": Verifying Checksum", ": Download complete", "Extracting [", "\x1b[", ": Pull complete", "Status: Downloaded newer image for " + name} {
 		if !strings.Contains(screen, want) {
 			t.Errorf("pull on a terminal lacks %q:\n%q", want, screen)
 		}

@@ -16,7 +16,8 @@ import (
 // statusLines prints a pull's or push's per-layer status as docker's CLI
 // prints its JSON messages: on a terminal one line per layer, rewritten in
 // place (with a bar while bytes move); elsewhere a plain line for each
-// change of status, without the bars.
+// change of status, and none for those with a bar, as docker's CLI drops
+// progress messages when it does not write to a terminal.
 type statusLines struct {
 	w     io.Writer
 	tty   bool
@@ -58,15 +59,14 @@ func (s *statusLines) event(e registry.Event) {
 	text := e.ID + ": " + e.Status
 	if e.Total > 0 {
 		if !s.tty {
-			if s.seen[e.ID] == e.Status {
-				return
-			}
-		} else {
-			if time.Since(s.drawn[e.ID]) < 100*time.Millisecond && e.Current < e.Total {
-				return
-			}
-			text += " " + bar(e.Current, e.Total)
+			// As docker's CLI: a status with a bar (Downloading,
+			// Extracting, Pushing) is not shown without a terminal.
+			return
 		}
+		if s.seen[e.ID] == e.Status && time.Since(s.drawn[e.ID]) < 100*time.Millisecond && e.Current < e.Total {
+			return
+		}
+		text += " " + bar(e.Current, e.Total)
 	}
 	s.seen[e.ID] = e.Status
 	s.drawn[e.ID] = time.Now()
