@@ -102,7 +102,9 @@ func Pull(ctx context.Context, s *layerstore.Store, c *registry.Client, ref regi
 				say(i, "Extracting", p.Total, p.Total)
 			}
 			say(i, "Pull complete", 0, 0)
-		case p.Total > 0 && p.Done >= p.Total:
+		case p.Total > 0 && (p.Done >= p.Total || status[i] == "Extracting"):
+			// (Progress comes from two goroutines: one may be an
+			// older figure of Done than the last.)
 			// A layer streams into the store: it is extracted as it
 			// arrives, and what is left to extract once it is all
 			// here is the few chunks between the two.
