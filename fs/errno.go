@@ -27,6 +27,7 @@ var storeErrnos = []struct {
 	{layerstore.ErrSizeMismatch, syscall.EIO},
 	{layerstore.ErrUnknownFormat, syscall.EINVAL},
 	{layerstore.ErrMissingBlob, syscall.EIO},
+	{layerstore.ErrDownloadBusy, syscall.EBUSY},
 }
 
 // toErrno is the one place where Go errors become the errno a FUSE request

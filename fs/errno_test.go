@@ -33,6 +33,7 @@ func TestToErrno_StoreSentinels(t *testing.T) {
 		"ErrLocked":         layerstore.ErrLocked,
 		"ErrUnknownFormat":  layerstore.ErrUnknownFormat,
 		"ErrMissingBlob":    layerstore.ErrMissingBlob,
+		"ErrDownloadBusy":   layerstore.ErrDownloadBusy,
 	}
 	declared := declaredSentinels(t, filepath.Join("..", "layerstore"))
 	if len(declared) == 0 {
