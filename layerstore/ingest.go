@@ -112,13 +112,23 @@ func (s *Store) parseLayer(ctx context.Context, blob LayerBlob, st *staging, pro
 		return nil, err
 	}
 	defer rc.Close()
-	comp := &hashReader{r: sourceReader{rc}, h: sha256.New()}
+	var br io.Reader = rc
+	if blob.Size >= 0 && blob.Digest != "" {
+		// One byte past the declared size tells a wrong blob; reading on
+		// would let a registry that sends without end fill a pull's
+		// download (and keep the pull going) for nothing.
+		br = io.LimitReader(rc, blob.Size+1)
+	}
+	comp := &hashReader{r: sourceReader{br}, h: sha256.New()}
 	var src io.Reader = comp
 	if progress != nil {
 		src = &progressReader{r: comp, fn: progress}
 	}
 	dr, compression, err := Decompress(src)
 	if err != nil {
+		if blob.Size >= 0 && blob.Digest != "" && comp.n > blob.Size {
+			return nil, fmt.Errorf("blob %s: more than %d bytes, manifest says %d: %w", blob.Digest, blob.Size, blob.Size, ErrSizeMismatch)
+		}
 		return nil, err
 	}
 	in := startInflater(dr, func() int64 { return comp.n }, extracted)
@@ -127,13 +137,22 @@ func (s *Store) parseLayer(ctx context.Context, blob LayerBlob, st *staging, pro
 	sp := newSplitter(raw)
 	ing := &ingested{objects: map[digest.Digest]int64{}}
 	ing.rec.Compression = compression
+	// pastSize names the error of a blob longer than declared as that: the
+	// decompressor reading on past its end may fail first.
+	pastSize := func(err error) error {
+		in.stop()
+		if blob.Size >= 0 && blob.Digest != "" && comp.n > blob.Size {
+			return fmt.Errorf("blob %s: more than %d bytes, manifest says %d: %w", blob.Digest, blob.Size, blob.Size, ErrSizeMismatch)
+		}
+		return err
+	}
 	if err := s.readTar(ctx, sp, st, ing); err != nil {
-		return nil, fmt.Errorf("layer %s (%s): %w", blobName(blob), compression, err)
+		return nil, pastSize(fmt.Errorf("layer %s (%s): %w", blobName(blob), compression, err))
 	}
 	// The rest of the stream (tar padding past the end marker) counts toward
 	// the diffID and belongs to the tar split.
 	if _, err := io.Copy(io.Discard, sp); err != nil {
-		return nil, fmt.Errorf("layer %s (%s): %w", blobName(blob), compression, corrupt(err))
+		return nil, pastSize(fmt.Errorf("layer %s (%s): %w", blobName(blob), compression, corrupt(err)))
 	}
 	// The decompressor has met its end: the goroutine is done with comp.
 	in.stop()

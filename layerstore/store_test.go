@@ -425,3 +425,37 @@ func TestStore_LayerTar_RoundTrip(t *testing.T) {
 		t.Fatal("LayerTar with a missing object read to the end")
 	}
 }
+
+// countReader counts the bytes read from it.
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// TestStore_AddImage_BlobPastSize: a blob that goes on past its declared
+// size is refused as a size mismatch, and no more than one byte past that
+// size is read (a registry sending without end would otherwise fill a
+// pull's download).
+func TestStore_AddImage_BlobPastSize(t *testing.T) {
+	raw := makeTar(t, tarEntry{name: "a", body: "a"})
+	layer := gz(t, raw)
+	cfgRaw, _ := json.Marshal(ocispec.Image{RootFS: ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{sha(raw)}}})
+	junk := &countReader{r: bytes.NewReader(make([]byte, 16<<20))}
+	open := func() (io.ReadCloser, error) {
+		return io.NopCloser(io.MultiReader(bytes.NewReader(layer), junk)), nil
+	}
+	s := newTestStore(t)
+	_, err := s.AddImage(context.Background(), &ImageSource{ConfigRaw: cfgRaw, Layers: []LayerBlob{{Digest: sha(layer), Size: int64(len(layer)), Open: open}}}, nil)
+	if !errors.Is(err, ErrSizeMismatch) {
+		t.Fatalf("err = %v, want a size mismatch", err)
+	}
+	if junk.n > 1 {
+		t.Errorf("%d bytes read past the blob's declared size, want at most 1", junk.n)
+	}
+}
