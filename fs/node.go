@@ -333,6 +333,11 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 	}
 	if attr == selinuxXattr {
 		n.u.labels.Store(true)
+		// Kept for a mount that resumes this upper dir (see noXattr),
+		// before the label is: a crash leaves the mark, never the label alone.
+		if err := fsetxattr(n.u.rootFd, XattrPrefix+markLabels, []byte("y"), 0); err != nil {
+			return toErrno(err)
+		}
 	}
 	if errno := n.copyUpMeta(); errno != 0 {
 		return errno

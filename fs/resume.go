@@ -19,6 +19,13 @@ import (
 // deleted, and the two differ in nothing but that number. Every other entry
 // gets a new number. The root is already taken up.
 func (u *union) resumeUpper(root *layerstore.Entry) error {
+	_, labels, err := readMark(u.rootFd, markLabels)
+	if err != nil {
+		return err
+	}
+	if labels {
+		u.labels.Store(true)
+	}
 	_, opaque, err := readMark(u.rootFd, markOpaque)
 	if err != nil {
 		return err

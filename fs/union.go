@@ -290,8 +290,9 @@ const selinuxXattr = "security.selinux"
 // answers it, and keeps no cache of xattrs for FUSE, so ls -l sends one
 // GETXATTR per entry; GNU ls stops asking on a device once told
 // EOPNOTSUPP (getfilecon_cache in coreutils' ls.c). A label set later
-// makes the mount one with labels for the rest of its life; a label an
-// entry has is always returned.
+// makes the mount one with labels for the rest of its life, and for the
+// mounts that resume its upper dir (markLabels); a label an entry has is
+// always returned.
 func (u *union) noXattr(name string) syscall.Errno {
 	if name != selinuxXattr {
 		return syscall.ENODATA

@@ -25,6 +25,7 @@ const (
 	markWhiteout = "whiteout" // on a char device 0/0: a deleted lower entry
 	markOpaque   = "opaque"   // on a directory: lower entries do not show through
 	markMetacopy = "metacopy" // on a regular file: digest of the object holding the data
+	markLabels   = "labels"   // on the upper root: an SELinux label was set through a mount of it
 )
 
 // reservedXattr reports whether name is one of strata's own attributes,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -50,6 +51,46 @@ func TestFS_SelinuxLabels(t *testing.T) {
 			if _, err := getxattr(m.p(p), selinuxXattr); !errors.Is(err, unix.ENODATA) {
 				t.Errorf("%s after a label was set: %v, want ENODATA", p, err)
 			}
+		}
+	})
+	t.Run("resumed upper with a label", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("needs root")
+		}
+		img := baseImage(t)
+		base := t.TempDir()
+		dir, upper := filepath.Join(base, "mnt"), filepath.Join(base, "upper")
+		for _, d := range []string{dir, upper} {
+			if err := os.Mkdir(d, 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mount := func(resume bool) *Server {
+			srv, err := Mount(dir, img.tree, &Options{Resume: resume, Upper: upper, Objects: img.objectPath, Logger: discardLogger(), FsName: "strata-test"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { srv.Unmount() })
+			return srv
+		}
+		srv := mount(false)
+		const label = "system_u:object_r:etc_t:s0"
+		if err := unix.Lsetxattr(filepath.Join(dir, "etc/passwd"), selinuxXattr, []byte(label), 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Unmount(); err != nil {
+			t.Fatal(err)
+		}
+		mount(true)
+		// EOPNOTSUPP here would have GNU ls stop asking, and hide the label.
+		if _, err := getxattr(filepath.Join(dir, "etc/motd"), selinuxXattr); !errors.Is(err, unix.ENODATA) {
+			t.Errorf("unlabelled file of a resumed upper that holds a label: %v, want ENODATA", err)
+		}
+		if v, err := getxattr(filepath.Join(dir, "etc/passwd"), selinuxXattr); err != nil || string(v) != label {
+			t.Errorf("label of the resumed upper reads %q, %v", v, err)
+		}
+		if names, err := listxattr(filepath.Join(dir)); err != nil || len(names) != 0 {
+			t.Errorf("root's xattrs %q, %v: the mark shows", names, err)
 		}
 	})
 	t.Run("image with labels", func(t *testing.T) {
