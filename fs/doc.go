@@ -79,6 +79,9 @@
 //     copy_file_range of the data extents) only by the first write,
 //     fallocate or truncation below the object's end, after which the xattr
 //     is removed. Readers of an upper dir read files with OpenUpperFile.
+//   - Labels: the upper root carries the xattr "labels" (value "y") once an
+//     SELinux label was set through a mount, so that a mount resuming the
+//     upper dir answers ENODATA, not EOPNOTSUPP, to a missing one (noXattr).
 //   - Everything else is a plain file, directory, symlink, device or fifo
 //     with its real attributes. Hard links are hard links: the first change
 //     to any name of a lower hard-link group copies up every name of the
