@@ -44,23 +44,35 @@ func (s *Store) OpenDownload(d digest.Digest) (*Download, error) {
 		return nil, err
 	}
 	p := filepath.Join(s.downloadsDir(), d.Encoded())
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("download %s: %w", d, ErrDownloadBusy)
+	for {
+		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, err
 		}
-		return nil, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return nil, fmt.Errorf("download %s: %w", d, ErrDownloadBusy)
+			}
+			return nil, err
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		// The holder before us may have removed the file between our open
+		// and our lock (Discard): then the lock is on a file no longer at
+		// the path, and another pull may already hold the one that is.
+		at, err := os.Stat(p)
+		if err == nil && os.SameFile(fi, at) {
+			return &Download{f: f, path: p, size: fi.Size()}, nil
+		}
 		f.Close()
-		return nil, err
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
 	}
-	return &Download{f: f, path: p, size: fi.Size()}, nil
 }
 
 // Size is how many bytes an earlier pull left.
@@ -84,6 +96,10 @@ func (dl *Download) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// Broken reports whether a write failed: Keep then discards the download
+// rather than keep bytes that are not the blob's beginning.
+func (dl *Download) Broken() bool { return dl.err != nil }
 
 // Keep flushes the download for the next pull and lets it go: the pull
 // failed before the blob was whole.

@@ -55,3 +55,32 @@ func TestDownload_CheckAndGC(t *testing.T) {
 		t.Errorf("downloads after gc: %q", r.Downloads)
 	}
 }
+
+// TestDownload_BrokenIsNotKept: a download whose write failed says so, and
+// Keep removes it rather than keep bytes that are not the blob's beginning,
+// and the next pull starts a fresh one.
+func TestDownload_BrokenIsNotKept(t *testing.T) {
+	s := newTestStore(t)
+	d := sha([]byte("a blob"))
+	dl, err := s.OpenDownload(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl.f.Close() // the next write fails
+	dl.Write([]byte("a b"))
+	if !dl.Broken() {
+		t.Fatal("a download whose write failed is not Broken")
+	}
+	dl.Keep()
+	if _, err := os.Stat(filepath.Join(s.downloadsDir(), d.Encoded())); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a broken download was kept: %v", err)
+	}
+	dl, err = s.OpenDownload(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dl.Discard()
+	if dl.Broken() || dl.Size() != 0 {
+		t.Errorf("a new download: broken %v, %d bytes, want a fresh one", dl.Broken(), dl.Size())
+	}
+}

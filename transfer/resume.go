@@ -92,7 +92,7 @@ func (r *resumeReader) Close() error {
 	if r.whole {
 		return errors.Join(err, r.dl.Close())
 	}
-	if r.dl.Size() > 0 {
+	if r.dl.Size() > 0 && !r.dl.Broken() {
 		r.st.kept.Add(r.dl.Size())
 	}
 	return errors.Join(err, r.dl.Keep())
