@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"github.com/strata-dev/strata/layerstore"
-	"github.com/strata-dev/strata/layerstore/imagefmt"
-	"github.com/strata-dev/strata/transfer"
 )
 
 // MountsConfig configures RunMounts: many read-write mounts of one image at
@@ -115,7 +113,7 @@ func RunMounts(ctx context.Context, cfg MountsConfig) (*MountsReport, error) {
 	}
 	if _, err := st.ResolveImage(mountsImageName); err != nil {
 		logf("loading %s", cfg.Image)
-		if err := loadOne(ctx, st, cfg.Image); err != nil {
+		if err := loadLayout(ctx, st, cfg.Image, mountsImageName); err != nil {
 			return nil, fmt.Errorf("load %s: %w", cfg.Image, err)
 		}
 	}
@@ -149,21 +147,6 @@ func RunMounts(ctx context.Context, cfg MountsConfig) (*MountsReport, error) {
 		}
 	}
 	return rp, nil
-}
-
-func loadOne(ctx context.Context, st *layerstore.Store, path string) error {
-	a, err := imagefmt.Open(path)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	imgs := a.Images()
-	if len(imgs) != 1 {
-		return fmt.Errorf("%s holds %d images, want 1", path, len(imgs))
-	}
-	imgs[0].Names = []string{mountsImageName}
-	_, err = transfer.Load(ctx, st, imgs, transfer.LoadOptions{})
-	return err
 }
 
 // unpackLayers extracts each layer's tar into a directory of its own (once):

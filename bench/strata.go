@@ -207,7 +207,7 @@ func newStrata(runDir, storeDir string, self []string, trace bool, dirs *dirCoun
 	return c
 }
 
-// loadLayout loads the one image of an OCI layout under name.
+// loadLayout loads the one image of an image archive or OCI layout under name.
 func loadLayout(ctx context.Context, s *layerstore.Store, layout, name string) error {
 	a, err := imagefmt.Open(layout)
 	if err != nil {

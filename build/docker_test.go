@@ -82,12 +82,12 @@ CMD echo "$APP"
 	{name: "Debian", debian: true, dockerfile: `FROM debian:bookworm
 RUN useradd -m -u 1234 app && mkdir -p /srv/app && chown app:app /srv/app
 COPY --chown=app:app hello.txt sub /srv/app/
-RUN mkdir /srv/app/work && chown app:app /srv/app/work
+RUN mkdir /srv/app/data && chown app:app /srv/app/data
 USER app
-WORKDIR /srv/app/work
+WORKDIR /srv/app/data
 RUN echo "$(id -un):$(id -gn)" > whoami && ln -s whoami link
 ENV LANG=C.UTF-8
-CMD ["cat", "/srv/app/work/whoami"]
+CMD ["cat", "/srv/app/data/whoami"]
 `},
 }
 
