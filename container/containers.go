@@ -50,7 +50,7 @@ type Config struct {
 
 // Open opens the containers of st.
 func Open(st *layerstore.Store, cfg Config) (*Containers, error) {
-	recs, err := OpenRecords(filepath.Join(st.Root(), "containers"))
+	recs, err := OpenRecords(RecordsDir(st.Root()))
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +94,37 @@ type CreateOptions struct {
 // Create makes a container of image ref: its record and its top layer (a
 // kept mount session, stopped until Start). Nothing is left behind when it
 // fails.
-func (c *Containers) Create(ctx context.Context, ref string, o CreateOptions) (*Record, error) {
+func (c *Containers) Create(ctx context.Context, ref string, o CreateOptions) (rec *Record, err error) {
+	// The image is resolved and the record naming it made under the
+	// store's shared lock: a removal (which reads the records) comes
+	// before both or after both.
+	err = c.st.Use(func() error {
+		rec, err = c.create(ref, o)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*Record, error) {
+		return nil, errors.Join(err, c.remove(rec))
+	}
+	if err := os.Mkdir(c.rootfs(rec.ID), 0o755); err != nil {
+		return fail(err)
+	}
+	if o.StartNow {
+		return rec, nil // Run makes the top layer (mountRoot)
+	}
+	// The top layer waits, unmounted, for the first start.
+	so := c.sessionOptions(rec)
+	so.ID = rec.MountID
+	if _, err := session.Prepare(ctx, c.st, rec.Image.String(), so); err != nil {
+		return fail(err)
+	}
+	return rec, nil
+}
+
+// create checks o and records a container of image ref.
+func (c *Containers) create(ref string, o CreateOptions) (*Record, error) {
 	img, err := c.st.ResolveImage(ref)
 	if err != nil {
 		return nil, err
@@ -138,21 +168,6 @@ func (c *Containers) Create(ctx context.Context, ref string, o CreateOptions) (*
 	}
 	if err := c.records.Create(rec); err != nil {
 		return nil, err
-	}
-	fail := func(err error) (*Record, error) {
-		return nil, errors.Join(err, c.remove(rec))
-	}
-	if err := os.Mkdir(c.rootfs(rec.ID), 0o755); err != nil {
-		return fail(err)
-	}
-	if o.StartNow {
-		return rec, nil // Run makes the top layer (mountRoot)
-	}
-	// The top layer waits, unmounted, for the first start.
-	so := c.sessionOptions(rec)
-	so.ID = rec.MountID
-	if _, err := session.Prepare(ctx, c.st, img.ID.String(), so); err != nil {
-		return fail(err)
 	}
 	return rec, nil
 }

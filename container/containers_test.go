@@ -61,7 +61,11 @@ func openContainers(t testing.TB) (*Containers, *layerstore.Store) {
 	if _, err := exec.LookPath("runc"); err != nil {
 		t.Fatalf("runc is needed (.ci/run installs it): %v", err)
 	}
-	st := storetest.Open(t)
+	root := filepath.Join(t.TempDir(), "store")
+	// As the CLI opens it: a container's record holds its image.
+	st := storetest.OpenAt(t, root, &layerstore.Options{Users: func() ([]layerstore.ImageUser, error) {
+		return ImageUsers(RecordsDir(root))
+	}})
 	storetest.Load(t, st, filepath.Join(fixtures.Dir(t), "oci"))
 	c, err := Open(st, Config{Runtime: &Runtime{Root: filepath.Join(t.TempDir(), "runc")}, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
 	if err != nil {
@@ -511,4 +515,52 @@ func TestContainers_RunFailedBeforeRootKeepsImage(t *testing.T) {
 		t.Errorf("%d leases after rm", n)
 	}
 	storetest.Check(t, st)
+}
+
+// A container whose run was killed after its record was made and before
+// its root's lease (Create with StartNow, then nothing: the kill) holds its
+// image by its record: rmi refuses it in docker's words, prune -a keeps it,
+// and forced rmi only untags it.
+func TestContainers_RecordHoldsImageWithoutALease(t *testing.T) {
+	c, st := openContainers(t)
+	rec, err := c.Create(context.Background(), "demo", CreateOptions{Name: "unleased", StartNow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := leases(t, st); n != 0 {
+		t.Fatalf("%d leases: the test wants none", n)
+	}
+	img, err := st.ResolveImage("demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	short := img.ID.Encoded()[:12]
+	_, err = st.RemoveImage("demo", false)
+	if want := fmt.Sprintf(`conflict: unable to remove repository reference "demo" (must force) - container %s is using its referenced image %s`, rec.ID[:12], short); err == nil || err.Error() != want || !errors.Is(err, layerstore.ErrInUse) {
+		t.Errorf("rmi demo: %v\nwant %s", err, want)
+	}
+	_, err = st.RemoveImage(short, false)
+	if want := fmt.Sprintf("conflict: unable to delete %s (must be forced) - image is being used by stopped container %s", short, rec.ID[:12]); err == nil || err.Error() != want {
+		t.Errorf("rmi ID: %v\nwant %s", err, want)
+	}
+	if rep, err := st.Prune(true); err != nil || rep.DeletedImages != 0 {
+		t.Errorf("prune -a: %+v %v", rep, err)
+	}
+	rep, err := st.RemoveImage("demo", true)
+	if err != nil || len(rep.Untagged) != 1 || rep.DeletedImages != 0 {
+		t.Errorf("rmi -f demo: %+v %v (want untagged only)", rep, err)
+	}
+	if _, err := st.ResolveImage(img.ID.String()); err != nil {
+		t.Errorf("the container's image went: %v", err)
+	}
+	out, code := runFG(t, c, "unleased")
+	if code != 0 {
+		t.Errorf("the container after rmi -f: exit %d %q", code, out)
+	}
+	if err := c.Remove(context.Background(), "unleased", false, false); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := st.Prune(false); err != nil || rep.DeletedImages != 1 {
+		t.Errorf("prune once the container went: %+v %v", rep, err)
+	}
 }

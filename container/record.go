@@ -120,6 +120,32 @@ const (
 	recordFile = "container.json"
 )
 
+// RecordsDir is where the containers of the store at root keep their
+// records.
+func RecordsDir(root string) string { return filepath.Join(root, "containers") }
+
+// ImageUsers lists the containers recorded under dir (RecordsDir) as the
+// users of their images, for layerstore.Options.Users: a container holds
+// its image from its record's making, in any state, whatever became of its
+// top layer's lease. A torn record names no image.
+func ImageUsers(dir string) ([]layerstore.ImageUser, error) {
+	recs, err := (&Records{dir: dir}).List()
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var us []layerstore.ImageUser
+	for _, r := range recs {
+		if r.Lost || r.Image == "" {
+			continue
+		}
+		us = append(us, layerstore.ImageUser{Image: r.Image, Kind: "container", ID: r.ID, Running: r.State.Current().Status == Running})
+	}
+	return us, nil
+}
+
 // Dir is the directory of container id: its record, bundle, log, /etc files.
 func (r *Records) Dir(id string) string { return filepath.Join(r.dir, id) }
 

@@ -33,9 +33,16 @@ func (r *RemoveReport) add(o *RemoveReport) {
 type ConflictError struct {
 	Ref, Reason string
 	Final       bool
+	// Repository: Ref is a repository reference (a tag or repo digest)
+	// whose removal would leave a container's image dangling, in docker's
+	// other shape of the message.
+	Repository bool
 }
 
 func (e *ConflictError) Error() string {
+	if e.Repository {
+		return fmt.Sprintf("conflict: unable to remove repository reference %q (must force) - %s", e.Ref, e.Reason)
+	}
 	how := "must be forced"
 	if e.Final {
 		how = "cannot be forced"
@@ -49,7 +56,10 @@ func (e *ConflictError) Unwrap() error { return ErrInUse }
 // only removed (untagging a repository's last tag drops its repo digests
 // too); otherwise the image goes, and with it every layer and object
 // nothing else holds. Without force, an ID naming an image of several
-// repositories, or an image a live mount uses, is refused.
+// repositories, or an image a live mount uses, is refused; so is the last
+// reference to an image a user (Options.Users) has. A running user's image
+// is refused by ID even forced; forced, any user's image is only untagged
+// and stays, dangling, as docker keeps a container's.
 func (s *Store) RemoveImage(ref string, force bool) (*RemoveReport, error) {
 	// Exclusive: an import in flight may be counting on objects and layers
 	// this removal would delete.
@@ -58,6 +68,10 @@ func (s *Store) RemoveImage(ref string, force bool) (*RemoveReport, error) {
 		return nil, err
 	}
 	defer lk.unlock()
+	users, err := s.imageUsers()
+	if err != nil {
+		return nil, err
+	}
 	rep := &RemoveReport{}
 	var doomed []objectFile
 	err = s.update(func(tx *bolt.Tx) error {
@@ -94,16 +108,32 @@ func (s *Store) RemoveImage(ref string, force bool) (*RemoveReport, error) {
 			if err != nil || left > 0 {
 				return err
 			}
+			if u := users[id]; len(u) > 0 && !force {
+				// Its last reference (the transaction, untag and all, is
+				// rolled back): as docker, rather leave a container's
+				// image dangling only when told to.
+				return &ConflictError{Ref: ref, Repository: true, Reason: fmt.Sprintf("%s %s is using its referenced image %s", u[0].Kind, u[0].short(), shortID(id))}
+			}
 			tags = nil // none was left: the image goes
 		}
 		if byTag == "" && len(tags) > 1 && !force {
 			return &ConflictError{Ref: shortID(id), Reason: "image is referenced in multiple repositories"}
 		}
+		if u := users[id]; len(u) > 0 && byTag == "" && byDigest == "" {
+			if u[0].Running {
+				return &ConflictError{Ref: shortID(id), Reason: fmt.Sprintf("image is being used by running %s %s", u[0].Kind, u[0].short()), Final: true}
+			}
+			if !force {
+				return &ConflictError{Ref: shortID(id), Reason: fmt.Sprintf("image is being used by stopped %s %s", u[0].Kind, u[0].short())}
+			}
+		}
 		mounts, err := mountsTx(tx)
 		if err != nil {
 			return err
 		}
-		kept := false // a kept top layer (a container's) will be served again
+		// A container's image (by its record, or a kept top layer that
+		// will be served again) stays, untagged.
+		kept := len(users[id]) > 0
 		for _, m := range mounts {
 			if m.Image == id && m.Alive() && !force {
 				name := ref
@@ -206,7 +236,7 @@ func shortID(id digest.Digest) string {
 }
 
 // Prune removes dangling images (no tag), or with all every image that no
-// live mount uses.
+// live mount and no user (Options.Users: a container, in any state) uses.
 func (s *Store) Prune(all bool) (*RemoveReport, error) {
 	return s.pruneImages(func(tx *bolt.Tx, tags map[digest.Digest][]string, used map[digest.Digest]bool) ([]digest.Digest, error) {
 		var victims []digest.Digest
@@ -231,6 +261,10 @@ func (s *Store) pruneImages(pick func(tx *bolt.Tx, tags map[digest.Digest][]stri
 		return nil, err
 	}
 	defer lk.unlock()
+	users, err := s.imageUsers()
+	if err != nil {
+		return nil, err
+	}
 	rep := &RemoveReport{}
 	var doomed []objectFile
 	err = s.update(func(tx *bolt.Tx) error {
@@ -240,6 +274,9 @@ func (s *Store) pruneImages(pick func(tx *bolt.Tx, tags map[digest.Digest][]stri
 			return err
 		}
 		used := map[digest.Digest]bool{}
+		for id := range users {
+			used[id] = true // a container in any state
+		}
 		for _, m := range mounts {
 			if m.Alive() {
 				used[m.Image] = true

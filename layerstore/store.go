@@ -27,6 +27,11 @@ type Options struct {
 	// MaxFileSize refuses layer files declared larger. Default 0: only the
 	// free space of the store's file system limits them.
 	MaxFileSize int64
+	// Users lists what outside the store's metadata uses images (strata's
+	// containers, from their records): RemoveImage refuses to delete an
+	// image in use as docker's rmi does, and Prune keeps it. It is called
+	// under the store's exclusive lock; see Use. Default: nothing does.
+	Users func() ([]ImageUser, error)
 }
 
 // Store is a layer store rooted at a directory. Methods are safe for

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -231,7 +230,7 @@ func gatherDf(s *layerstore.Store) (*dfReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	recs, err := container.OpenRecords(filepath.Join(s.Root(), "containers"))
+	recs, err := container.OpenRecords(container.RecordsDir(s.Root()))
 	if err != nil {
 		return nil, err
 	}

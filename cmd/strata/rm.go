@@ -5,12 +5,10 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strings"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
 	"github.com/spf13/cobra"
-	"github.com/strata-dev/strata/container"
 	"github.com/strata-dev/strata/layerstore"
 )
 
@@ -67,9 +65,6 @@ func runRmi(cmd *cobra.Command, g *globals, o *rmiOptions, refs []string) error 
 		// Only to print the deleted layers top first, as docker does.
 		img, _ := s.ResolveImage(ref)
 		rep, err := s.RemoveImage(ref, o.force)
-		if errors.Is(err, layerstore.ErrInUse) {
-			err = containerConflict(g, ref, img, err)
-		}
 		if err != nil {
 			if !errors.Is(err, layerstore.ErrNotFound) {
 				fatal = true
@@ -124,36 +119,3 @@ func printErrors(w io.Writer, errs []error) {
 		fmt.Fprintln(w, "Error:", e)
 	}
 }
-
-// containerConflict says, as docker does, which container holds the image
-// a removal was refused for, when a container does; else err as it is.
-func containerConflict(g *globals, ref string, img layerstore.Image, err error) error {
-	_, c, cerr := g.openContainers()
-	if cerr != nil {
-		return err
-	}
-	recs, cerr := c.Records().List()
-	if cerr != nil {
-		return err
-	}
-	for _, r := range recs {
-		if r.Image != img.ID {
-			continue
-		}
-		state := "stopped"
-		if r.State.Current().Status == container.Running {
-			state = "running"
-		}
-		if strings.HasPrefix(strings.TrimPrefix(img.ID.String(), "sha256:"), strings.TrimPrefix(ref, "sha256:")) {
-			return inUse(fmt.Sprintf("conflict: unable to delete %s (must be forced) - image is being used by %s container %s", truncateID(img.ID), state, r.ID[:12]))
-		}
-		return inUse(fmt.Sprintf("conflict: unable to remove repository reference %q (must force) - container %s is using its referenced image %s", ref, r.ID[:12], truncateID(img.ID)))
-	}
-	return err
-}
-
-// inUse is a layerstore.ErrInUse with docker's words for it.
-type inUse string
-
-func (e inUse) Error() string { return string(e) }
-func (e inUse) Unwrap() error { return layerstore.ErrInUse }

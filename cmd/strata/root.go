@@ -7,6 +7,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/strata-dev/strata/container"
 	"github.com/strata-dev/strata/layerstore"
 )
 
@@ -25,6 +27,8 @@ func (g *globals) openStore() (*layerstore.Store, error) {
 	s, err := layerstore.Open(g.root, &layerstore.Options{
 		LockTimeout: secs(g.lockTimeout),
 		Logger:      g.logger(),
+		// A container holds its image from its record on (rmi, prune).
+		Users: func() ([]layerstore.ImageUser, error) { return container.ImageUsers(container.RecordsDir(g.root)) },
 	})
 	if err != nil && os.Getenv("STRATA_ROOT") == "" && g.root == layerstore.DefaultRoot() && (errors.Is(err, os.ErrPermission) || errors.Is(err, os.ErrNotExist)) {
 		return nil, fmt.Errorf("%w\n(the default store %s cannot be made here: name a directory of your own with --root DIR or STRATA_ROOT=DIR)", err, g.root)
