@@ -37,6 +37,8 @@ type Containers struct {
 	records *Records
 	rt      *Runtime
 	log     *slog.Logger
+	// stuckAfter: see Config.StuckAfter.
+	stuckAfter time.Duration
 }
 
 // Config configures Open.
@@ -46,6 +48,11 @@ type Config struct {
 	Runtime *Runtime
 	// Logger receives diagnostics. Default: discard.
 	Logger *slog.Logger
+	// StuckAfter is how long stop and rm -f wait, once the container was
+	// sent SIGKILL, for its supervisor to record the exit; a supervisor
+	// that has not by then (stopped, or hung) is killed, as docker kills a
+	// stuck shim, and the container is taken as exited. Default 10s.
+	StuckAfter time.Duration
 }
 
 // Open opens the containers of st.
@@ -54,7 +61,10 @@ func Open(st *layerstore.Store, cfg Config) (*Containers, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Containers{st: st, records: recs, rt: cfg.Runtime, log: cfg.Logger}
+	c := &Containers{st: st, records: recs, rt: cfg.Runtime, log: cfg.Logger, stuckAfter: cfg.StuckAfter}
+	if c.stuckAfter <= 0 {
+		c.stuckAfter = 10 * time.Second
+	}
 	if c.rt == nil {
 		c.rt = &Runtime{}
 	}
@@ -453,10 +463,41 @@ func (c *Containers) Stop(ctx context.Context, ref string, timeout *int) (*Recor
 		}
 	}
 	// Still running after the timeout (or the signal did not reach it).
+	return c.kill(ctx, rec)
+}
+
+// kill sends the running container rec SIGKILL and returns its record once
+// it has exited. A supervisor that does not record the exit within
+// stuckAfter (SIGSTOPped, or hung) is killed itself, with what it runs:
+// the container is then exited with ExitUnknown, as when its supervisor
+// dies, and rm cleans up after both.
+func (c *Containers) kill(ctx context.Context, rec *Record) (*Record, error) {
 	if err := c.rt.Kill(rec.ID, syscall.SIGKILL); err != nil {
-		c.log.Debug("stop: kill", "container", rec.ID, "err", err)
+		c.log.Debug("kill", "container", rec.ID, "err", err)
 	}
-	return c.Wait(ctx, rec.ID)
+	wctx, cancel := context.WithTimeout(ctx, c.stuckAfter)
+	done, err := c.Wait(wctx, rec.ID)
+	cancel()
+	if err == nil || ctx.Err() != nil {
+		return done, err
+	}
+	// Wait's record may be newer than rec (a restart): the supervisor it
+	// names now is the one that is stuck.
+	cur, err := c.records.Get(rec.ID)
+	if err != nil {
+		return nil, err
+	}
+	st := cur.State
+	c.log.Warn("the container's supervisor has not recorded its exit: killing it", "container", rec.ID[:12], "supervisor", st.Supervisor, "waited", c.stuckAfter)
+	if st.Supervisor > 0 {
+		m := layerstore.MountRecord{PID: st.Supervisor, PIDStart: st.SupervisorStart}
+		if m.Running() {
+			// Its runc too, if the container outlived the signal above.
+			c.rt.forceDelete(rec.ID)
+			_ = unix.Kill(st.Supervisor, unix.SIGKILL)
+		}
+	}
+	return c.Wait(ctx, rec.ID) // Current: exited once the supervisor is gone
 }
 
 // Wait returns container ref's record once it is not running (its
@@ -493,8 +534,7 @@ func (c *Containers) Remove(ctx context.Context, ref string, force, removeVolume
 		if !force {
 			return fmt.Errorf("you cannot remove a running container %s. Stop the container before attempting removal or force remove: %w", rec.ID, ErrRunning)
 		}
-		_ = c.rt.Kill(rec.ID, syscall.SIGKILL)
-		if rec, err = c.Wait(ctx, rec.ID); err != nil {
+		if rec, err = c.kill(ctx, rec); err != nil {
 			return err
 		}
 	}

@@ -325,6 +325,58 @@ func TestContainers_SupervisorKilled(t *testing.T) {
 	}
 }
 
+// rm -f of a container whose supervisor is SIGSTOPped (it cannot record the
+// exit) waits a bounded time, then kills the supervisor and cleans up, as
+// docker does with a stuck shim: the container's process, the supervisor,
+// the lease and the record are gone.
+func TestContainers_RemoveForcedStoppedSupervisor(t *testing.T) {
+	c, st := openContainers(t)
+	c.stuckAfter = time.Second
+	ctx := context.Background()
+	rec, err := c.Create(ctx, "demo", CreateOptions{Name: "stuck", Options: Options{Cmd: []string{"-c", "while :; do sleep 0.05; done"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sup := startDetached(t, c, rec.ID)
+	running, err := c.records.Get(rec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := running.State.Pid
+	pidStart, err := layerstore.ProcessStart(pid)
+	if err != nil || running.State.Supervisor != sup.Process.Pid {
+		t.Fatalf("the running container: %+v (%v)", running.State, err)
+	}
+	if err := sup.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sup.Process.Signal(syscall.SIGCONT) })
+	rctx, cancel := context.WithTimeout(ctx, 60*time.Second) // a bound for the test, far above the second
+	defer cancel()
+	if err := c.Remove(rctx, "stuck", true, false); err != nil {
+		t.Fatalf("rm -f: %v", err)
+	}
+	if _, err := c.records.Get(rec.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the record after rm -f: %v", err)
+	}
+	alive := func(pid int, start uint64) bool {
+		m := layerstore.MountRecord{PID: pid, PIDStart: start}
+		return m.Running()
+	}
+	if alive(pid, pidStart) {
+		t.Errorf("the container's process %d lives on", pid)
+	}
+	if alive(sup.Process.Pid, running.State.SupervisorStart) {
+		t.Errorf("the stuck supervisor %d lives on", sup.Process.Pid)
+	}
+	if n := leases(t, st); n != 0 {
+		t.Errorf("%d leases after rm -f", n)
+	}
+	if out, err := exec.Command("runc", "--root", c.rt.Root, "list", "-q").CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Errorf("runc list after rm -f: %q %v", out, err)
+	}
+}
+
 type syncBuf struct {
 	mu sync.Mutex
 	b  bytes.Buffer
