@@ -25,7 +25,18 @@ import (
 // superviseEnv makes the test binary a detached supervisor: "root\nrunc-root\nid".
 const superviseEnv = "STRATA_CONTAINER_TEST_SUPERVISE"
 
+// fillEnv makes the test binary fill a volume: "rootfs\ndst\nvolume-dir".
+const fillEnv = "STRATA_CONTAINER_TEST_FILL"
+
 func TestMain(m *testing.M) {
+	if v := os.Getenv(fillEnv); v != "" {
+		a := strings.Split(v, "\n")
+		if err := fillVolume(a[0], a[1], a[2]); err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if v := os.Getenv(superviseEnv); v != "" {
 		a := strings.Split(v, "\n")
 		st, err := layerstore.Open(a[0], nil)

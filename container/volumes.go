@@ -138,7 +138,7 @@ func (c *Containers) prepareVolumes(rec *Record, rootfs string) ([]specs.Mount, 
 			if err := os.MkdirAll(v.Source, 0o755); err != nil {
 				return nil, err
 			}
-			if err := copyImageContent(rootfs, v.Destination, v.Source); err != nil {
+			if err := fillVolume(rootfs, v.Destination, filepath.Dir(v.Source)); err != nil {
 				return nil, fmt.Errorf("volume %s: copy what the image has at %s: %w", v.Name, v.Destination, err)
 			}
 		default:
@@ -151,6 +151,146 @@ func (c *Containers) prepareVolumes(rec *Record, rootfs string) ([]specs.Mount, 
 		mounts = append(mounts, specs.Mount{Type: "bind", Source: v.Source, Destination: v.Destination, Options: opts})
 	}
 	return mounts, nil
+}
+
+// A volume's directory (<store>/volumes/NAME) holds its files in _data
+// and, while they are being copied in from an image, the marker .filling,
+// made before the first file and removed after the last, under a flock of
+// .lock: a marker whose lock nobody holds is a fill that was killed, whose
+// half-copied files the next fill (or gc) removes before copying again.
+const (
+	volumeData    = "_data"
+	volumeFilling = ".filling"
+	volumeLock    = ".lock"
+)
+
+// fillVolume copies what rootfs has at dst into the empty volume whose
+// directory is vol (copyImageContent), crash-safe: a fill killed midway is
+// redone, from nothing, by the next one.
+func fillVolume(rootfs, dst, vol string) error {
+	data, marker := filepath.Join(vol, volumeData), filepath.Join(vol, volumeFilling)
+	// Filled already (the common case) costs no lock: the marker is made
+	// before the first file, so a non-empty volume without one is whole.
+	if empty, err := emptyDir(data); err != nil || !empty {
+		if _, merr := os.Lstat(marker); err == nil && errors.Is(merr, os.ErrNotExist) {
+			return nil
+		}
+	}
+	unlock, err := lockVolume(vol, true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := resetInterrupted(vol); err != nil {
+		return err
+	}
+	if empty, err := emptyDir(data); err != nil || !empty {
+		return err // filled meanwhile, or the user's own files
+	}
+	if err := os.WriteFile(marker, nil, 0o600); err != nil {
+		return err
+	}
+	if err := copyImageContent(rootfs, dst, data); err != nil {
+		return err
+	}
+	return os.Remove(marker)
+}
+
+// lockVolume takes the flock of volume directory vol; with wait false, it
+// fails with EWOULDBLOCK where another process holds it.
+func lockVolume(vol string, wait bool) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(vol, volumeLock), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	how := unix.LOCK_EX
+	if !wait {
+		how |= unix.LOCK_NB
+	}
+	if err := unix.Flock(int(f.Fd()), how); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { f.Close() }, nil
+}
+
+// resetInterrupted empties the volume at vol if a fill of it was killed
+// (its marker is there; the caller holds the lock), leaving it as it was
+// before that fill.
+func resetInterrupted(vol string) error {
+	marker := filepath.Join(vol, volumeFilling)
+	if _, err := os.Lstat(marker); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	data := filepath.Join(vol, volumeData)
+	ents, err := os.ReadDir(data)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if err := os.RemoveAll(filepath.Join(data, e.Name())); err != nil {
+			return err
+		}
+	}
+	return os.Remove(marker)
+}
+
+func emptyDir(dir string) (bool, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(1)
+	if errors.Is(err, io.EOF) {
+		return true, nil
+	}
+	return len(names) == 0, err
+}
+
+// InterruptedFills names the volumes of the store at root whose fill from
+// an image was killed midway (strata check reports them: the next
+// container that mounts one, or ResetInterruptedFills, empties and fills it
+// again). A fill under way is not one.
+func InterruptedFills(root string) ([]string, error) {
+	return interruptedFills(root, false)
+}
+
+// ResetInterruptedFills empties the volumes InterruptedFills names, as
+// they were before the fill (strata gc), and returns them.
+func ResetInterruptedFills(root string) ([]string, error) {
+	return interruptedFills(root, true)
+}
+
+func interruptedFills(root string, reset bool) ([]string, error) {
+	marks, err := filepath.Glob(filepath.Join(root, "volumes", "*", volumeFilling))
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	var errs []error
+	for _, m := range marks {
+		vol := filepath.Dir(m)
+		unlock, err := lockVolume(vol, false)
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			continue // a fill under way
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if _, err := os.Lstat(m); err == nil { // not finished meanwhile
+			if reset {
+				err = resetInterrupted(vol)
+			}
+			if err == nil {
+				names = append(names, filepath.Base(vol))
+			}
+			errs = append(errs, err)
+		}
+		unlock()
+	}
+	return names, errors.Join(errs...)
 }
 
 // copyImageContent copies what rootfs holds at dst (resolved inside it)

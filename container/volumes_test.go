@@ -3,6 +3,7 @@ package container
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -213,5 +214,69 @@ func TestCopyImageContent(t *testing.T) {
 	must(copyImageContent(rootfs, "/img/vol", vol))
 	if ents, _ := os.ReadDir(vol); len(ents) != 1 {
 		t.Errorf("a volume with content got more: %d entries", len(ents))
+	}
+}
+
+// A process killed in the middle of a volume's first fill leaves it
+// half-filled and marked: check names it, and the next container that
+// mounts it gets what its image has there, not the half-copied files.
+func TestContainers_VolumeFillKilled(t *testing.T) {
+	c, _ := openContainers(t)
+	ctx := context.Background()
+	// A tree large enough that the fill is still copying when the kill
+	// lands: 8000 files.
+	src := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(src, "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 8000 {
+		if err := os.WriteFile(filepath.Join(src, "data", fmt.Sprintf("f%05d", i)), []byte("half"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vol := filepath.Join(c.st.Root(), "volumes", "halfway")
+	data := filepath.Join(vol, volumeData)
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill := exec.Command(self)
+	fill.Env = append(os.Environ(), fillEnv+"="+src+"\n/data\n"+vol)
+	if err := fill.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if empty, err := emptyDir(data); err != nil || !empty {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	fill.Process.Kill()
+	if err := fill.Wait(); err == nil {
+		t.Fatal("the fill ended before the kill: the test needs a larger tree")
+	}
+	if got, err := InterruptedFills(c.st.Root()); err != nil || len(got) != 1 || got[0] != "halfway" {
+		t.Fatalf("InterruptedFills after the kill: %q %v", got, err)
+	}
+	// The same path of the image without a volume is the reference.
+	plain, err := c.Create(ctx, "demo", CreateOptions{Name: "plain", Options: Options{Cmd: []string{"-c", "ls -A /bin"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := runFG(t, c, plain.ID)
+	v, _ := ParseVolume("halfway:/bin")
+	rec, err := c.Create(ctx, "demo", CreateOptions{Name: "refill", Volumes: []Volume{v}, Options: Options{Cmd: []string{"-c", "ls -A /bin"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, code := runFG(t, c, rec.ID)
+	if code != 0 || got != want || strings.Contains(got, "f00000") {
+		t.Errorf("the volume after a killed fill holds:\n%s\nwant what the image has at /bin:\n%s", got, want)
+	}
+	if got, err := InterruptedFills(c.st.Root()); err != nil || len(got) != 0 {
+		t.Errorf("InterruptedFills after the refill: %q %v", got, err)
 	}
 }

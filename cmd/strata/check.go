@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/strata-dev/strata/container"
 )
 
 type checkOptions struct {
@@ -21,7 +23,7 @@ with its recorded size; --contents also hashes every object.
 
 Each problem is printed on a "problem:" line; what an interrupted command or a
 crash leaves behind (unreferenced objects, layers and trees no image or mount
-holds, staging files, stale mounts) on "garbage:" lines, which strata gc removes. The exit status is 1 if there is a
+holds, staging files, stale mounts, a volume's interrupted fill) on "garbage:" lines, which strata gc removes. The exit status is 1 if there is a
 problem; garbage alone is not one.`,
 		Example: `  strata check                      # metadata only: quick, safe beside live mounts
   strata check --contents           # also re-hash every stored file (reads the whole store)
@@ -46,6 +48,14 @@ func runCheck(cmd *cobra.Command, g *globals, o *checkOptions) error {
 	rep, err := s.Check(o.contents)
 	if err != nil {
 		return err
+	}
+	// The containers' volumes are the store's too.
+	fills, err := container.InterruptedFills(s.Root())
+	if err != nil {
+		return err
+	}
+	for _, v := range fills {
+		rep.Garbage = append(rep.Garbage, fmt.Sprintf("volume %s: its fill from an image was interrupted (gc, or the next container that mounts it, fills it again)", v))
 	}
 	out := cmd.OutOrStdout()
 	for _, p := range rep.Problems {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"github.com/strata-dev/strata/container"
 	"github.com/strata-dev/strata/session"
 )
 
@@ -19,7 +21,9 @@ func newGCCmd(g *globals) *cobra.Command {
   - mounts whose server process is gone: their FUSE mountpoint is detached
     (lazily, as umount -l does), then their lease and copy-on-write layer go;
   - layers and merged trees no image or mount holds;
-  - object files no layer names, and staging leftovers of interrupted imports.
+  - object files no layer names, and staging leftovers of interrupted imports;
+  - the files of a volume whose fill from an image was interrupted (emptied,
+    so the next container that mounts it fills it again).
 
 Waits for running imports to finish (they hold the store lock), so it never
 removes what one is about to commit. If a stale mountpoint cannot be detached,
@@ -64,6 +68,13 @@ func runGC(cmd *cobra.Command, g *globals, _ *gcOptions) error {
 	}
 	if len(errs) > 0 {
 		return errs.join()
+	}
+	fills, err := container.ResetInterruptedFills(s.Root())
+	for _, v := range fills {
+		fmt.Fprintln(out, "Emptied half-filled volume:", v)
+	}
+	if err != nil {
+		return err
 	}
 	rep, err := s.GC()
 	if rep != nil {
