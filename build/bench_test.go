@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/strata-dev/strata/container"
+	"github.com/strata-dev/strata/internal/runctest"
 )
 
 // benchDockerfile is bench/build-compare.sh's: ten steps on the fixture.
@@ -40,7 +41,7 @@ func BenchmarkBuild(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	rt := &container.Runtime{Root: filepath.Join(b.TempDir(), "runc")}
+	rt := &container.Runtime{Root: runctest.Root(b)}
 	o := Options{Context: dir, Runtime: rt, Network: container.NetworkNone, Progress: io.Discard}
 	if _, err := Build(context.Background(), st, o); err != nil {
 		b.Fatal(err)

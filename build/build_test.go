@@ -17,6 +17,7 @@ import (
 
 	"github.com/strata-dev/strata/container"
 	"github.com/strata-dev/strata/internal/fixtures"
+	"github.com/strata-dev/strata/internal/runctest"
 	"github.com/strata-dev/strata/internal/storetest"
 	"github.com/strata-dev/strata/layerstore"
 )
@@ -74,7 +75,7 @@ func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(
 func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func runtimeFor(t testing.TB) *container.Runtime {
-	return &container.Runtime{Root: filepath.Join(t.TempDir(), "runc")}
+	return &container.Runtime{Root: runctest.Root(t)}
 }
 
 func build(t testing.TB, st *layerstore.Store, o Options) (layerstore.Image, string) {

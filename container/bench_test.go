@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+
+	"github.com/strata-dev/strata/internal/runctest"
 )
 
 // BenchmarkRun times a whole `run --rm IMAGE true` (create: lease and top
@@ -29,7 +31,7 @@ func BenchmarkRun(b *testing.B) {
 	})
 	b.Run("runc-plain-dir", func(b *testing.B) {
 		rootfs := testRootfs(b)
-		rt := &Runtime{Root: filepath.Join(b.TempDir(), "runc")}
+		rt := &Runtime{Root: runctest.Root(b)}
 		bundle := filepath.Join(b.TempDir(), "bundle")
 		spec, err := Spec("bench-plain", rootfs, filepath.Join(bundle, "etc"), demoConfig, Options{Entrypoint: []string{"/bin/true"}})
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-dev/strata/internal/fixtures"
+	"github.com/strata-dev/strata/internal/runctest"
 )
 
 // demoConfig is the fixture image's config (internal/fixtures/make-fixtures.sh).
@@ -65,7 +66,7 @@ func runCtx(ctx context.Context, t *testing.T, rootfs string, cfg ocispec.ImageC
 	if err := WriteBundle(bundle, spec); err != nil {
 		t.Fatal(err)
 	}
-	rt := &Runtime{Root: filepath.Join(t.TempDir(), "runc")}
+	rt := &Runtime{Root: runctest.Root(t)}
 	var out bytes.Buffer
 	code, err := rt.Run(ctx, id, bundle, Stdio{Stdout: &out, Stderr: &out}, nil)
 	return out.String(), code, err

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/strata-dev/strata/internal/fixtures"
+	"github.com/strata-dev/strata/internal/runctest"
 	"github.com/strata-dev/strata/internal/storetest"
 	"github.com/strata-dev/strata/layerstore"
 	"github.com/strata-dev/strata/session"
@@ -78,7 +79,7 @@ func openContainers(t testing.TB) (*Containers, *layerstore.Store) {
 		return ImageUsers(RecordsDir(root))
 	}})
 	storetest.Load(t, st, filepath.Join(fixtures.Dir(t), "oci"))
-	c, err := Open(st, Config{Runtime: &Runtime{Root: filepath.Join(t.TempDir(), "runc")}, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
+	c, err := Open(st, Config{Runtime: &Runtime{Root: runctest.Root(t)}, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -73,7 +73,7 @@ func runBuild(cmd *cobra.Command, g *globals, o *buildOptions, ctxArg string) er
 	if o.pull {
 		return fmt.Errorf("--pull: strata build uses the images in the store and pulls none: %w", layerstore.ErrInvalid)
 	}
-	bo := build.Options{Target: o.target, NoCache: o.noCache, Network: o.network, Tags: o.tags}
+	bo := build.Options{Target: o.target, NoCache: o.noCache, Network: o.network, Tags: o.tags, Runtime: runcRuntime()}
 	switch o.network {
 	case "default", "bridge":
 		bo.Network = container.NetworkPrivate

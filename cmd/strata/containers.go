@@ -17,11 +17,20 @@ func (g *globals) openContainers() (*layerstore.Store, *container.Containers, er
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := container.Open(s, container.Config{Logger: g.logger()})
+	c, err := container.Open(s, container.Config{Logger: g.logger(), Runtime: runcRuntime()})
 	if err != nil {
 		return nil, nil, err
 	}
 	return s, c, nil
+}
+
+// runcRootEnv names runc's state directory (runc --root) when set; every
+// command on a store's containers, and their supervisors (which inherit
+// it), must see the same one. Default: /run/strata/runc.
+const runcRootEnv = "STRATA_RUNC_ROOT"
+
+func runcRuntime() *container.Runtime {
+	return &container.Runtime{Root: os.Getenv(runcRootEnv)}
 }
 
 // startDetachedContainer runs container id under a supervisor process of

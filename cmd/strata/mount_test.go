@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strata-dev/strata/internal/runctest"
 	"github.com/strata-dev/strata/internal/storetest"
 	"github.com/strata-dev/strata/layerstore"
 	"github.com/strata-dev/strata/session"
@@ -23,6 +24,16 @@ const cliEnv = "STRATA_TEST_CLI"
 func TestMain(m *testing.M) {
 	if os.Getenv(cliEnv) == "1" {
 		os.Exit(execute(os.Args[1:]))
+	}
+	// Tests that run containers without a runc root of their own
+	// (containerStore gives one) share this process's.
+	if os.Getenv(runcRootEnv) == "" {
+		root, err := runctest.Process()
+		if err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+			os.Exit(1)
+		}
+		os.Setenv(runcRootEnv, root)
 	}
 	code := m.Run()
 	stopDocker()

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/strata-dev/strata/internal/fixtures"
+	"github.com/strata-dev/strata/internal/runctest"
 	"github.com/strata-dev/strata/internal/storetest"
 )
 
@@ -28,6 +29,10 @@ func containerStore(t *testing.T) string {
 	if _, err := exec.LookPath("runc"); err != nil {
 		t.Fatalf("runc is needed (.ci/run installs it): %v", err)
 	}
+	// runc's state under this test's own root: what it leaves there fails
+	// it (runctest), and a kill of this process leaves nothing the next
+	// run does not find.
+	t.Setenv(runcRootEnv, runctest.Root(t))
 	root := storetest.Root(t)
 	loadDemo(t, root)
 	t.Cleanup(func() {
