@@ -3,9 +3,13 @@ package container
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -39,7 +43,39 @@ func (r *Runtime) RunOnce(ctx context.Context, id, dir, rootfs string, cfg ocisp
 	if err := WriteBundle(bundle, spec); err != nil {
 		return ExitRuntimeFailed, err
 	}
+	stop, err := r.watchdog(id)
+	if err != nil {
+		return ExitRuntimeFailed, err
+	}
+	defer stop()
 	return r.Run(ctx, id, bundle, stdio, nil)
+}
+
+// watchdog makes container id die with this process, which has no
+// supervisor to outlive it: runc run, killed or not, leaves the container
+// running. A shell in a process group of its own (so a terminal's ^C to
+// this one's does not end it first) waits to read a pipe whose only writer
+// is this process; at its end, when this process dies, it deletes the
+// container, killing it (runc delete --force). stop ends the watchdog
+// without a runc process.
+func (r *Runtime) watchdog(id string) (stop func(), err error) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer pr.Close()
+	cmd := exec.Command("/bin/sh", "-c", `read _; exec "$0" --root "$1" delete --force "$2" >/dev/null 2>&1`, r.binary(), r.root(), id)
+	cmd.Stdin = pr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		pw.Close()
+		return nil, fmt.Errorf("container %s: its watchdog: %w", id, err)
+	}
+	return func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		pw.Close()
+	}, nil
 }
 
 // Mountpoints are the paths the runtime makes in a container's root for

@@ -3,12 +3,20 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/strata-dev/strata/internal/runctest"
 	"github.com/strata-dev/strata/internal/storetest"
+	"github.com/strata-dev/strata/layerstore"
 )
 
 func TestBuild_CLI(t *testing.T) {
@@ -79,5 +87,82 @@ func TestBuild_CLI(t *testing.T) {
 	}
 	if r := runStrata(t, root, "", "build", "--pull", "-"); r.err == nil {
 		t.Errorf("--pull accepted")
+	}
+}
+
+// A strata build killed with -9 during a RUN step takes the step's
+// container with it, within seconds (runc run, killed or not, would leave
+// it running until the next build reaped it); the next build cleans up
+// the rest (its dead mount, lease and work directory).
+func TestBuild_KilledTakesItsRunContainer(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: FUSE mounts, runc")
+	}
+	runcRoot := runctest.Root(t)
+	t.Setenv(runcRootEnv, runcRoot)
+	root := storetest.Root(t)
+	loadDemo(t, root)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := exec.Command(self, "--root", root, "build", "--network", "none", "-")
+	build.Env = append(os.Environ(), cliEnv+"=1")
+	build.Stdin = strings.NewReader("FROM demo\nRUN sleep 600\n")
+	var out syncBuffer
+	build.Stdout, build.Stderr = &out, &out
+	if err := build.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() { ended <- build.Wait() }()
+	t.Cleanup(func() {
+		build.Process.Kill()
+		<-ended
+	})
+	// The RUN step's container, by the test's own runc root.
+	var state specs.State
+	for deadline := time.Now().Add(60 * time.Second); state.Status != specs.StateRunning; {
+		select {
+		case err := <-ended:
+			t.Fatalf("the build ended before its RUN step ran: %v\n%s", err, out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no RUN container running after 60 s:\n%s", out.String())
+		}
+		if ids := runctest.List(t, runcRoot); len(ids) == 1 {
+			b, err := exec.Command("runc", "--root", runcRoot, "state", ids[0]).Output()
+			if err == nil {
+				json.Unmarshal(b, &state)
+			}
+		}
+	}
+	pidStart, err := layerstore.ProcessStart(state.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := build.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-ended
+	ended <- nil // for the cleanup
+	m := layerstore.MountRecord{PID: state.Pid, PIDStart: pidStart}
+	for deadline := time.Now().Add(10 * time.Second); m.Running(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the RUN step's container (pid %d) runs on 10 s after its build was killed", state.Pid)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(runctest.List(t, runcRoot)) > 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("runc still lists the RUN step's container: %q", runctest.List(t, runcRoot))
+		}
+	}
+	// The next build reaps the killed one's mount and lease.
+	if r := runStrata(t, root, "FROM demo\nLABEL after=1\n", "build", "-q", "--network", "none", "-t", "after", "-"); r.err != nil {
+		t.Fatalf("the next build: %v\n%s", r.err, r.stderr)
+	}
+	if got := mustRun(t, root, "mounts", "-q"); got != "" {
+		t.Errorf("mounts after the next build: %q", got)
 	}
 }
