@@ -17,6 +17,9 @@ import (
 	"github.com/strata-dev/strata/container"
 )
 
+// runGCLimit is the heap a run's first second may grow to uncollected.
+const runGCLimit = 64 << 20
+
 type runOptions struct {
 	createOptions
 	detach bool
@@ -56,12 +59,18 @@ func runRun(cmd *cobra.Command, g *globals, o *runOptions, args []string) error 
 	if o.tty && o.interactive && !o.detach && !isTTYReader(cmd.InOrStdin()) {
 		return failed(errors.New("the input device is not a TTY"))
 	}
-	// No garbage collection in a run's first second: a short run (run --rm
-	// IMAGE true) ends before its heap (the FUSE server's buffers) is worth
-	// collecting, and collecting it cost a few milliseconds of CPU beside
-	// runc's; a longer one collects as usual from then on.
+	// No garbage collection in a run's first second unless the heap nears
+	// runGCLimit: a short run (run --rm IMAGE true) ends before its heap
+	// (the FUSE server's buffers) is worth collecting, and collecting it
+	// cost a few milliseconds of CPU beside runc's; the cap bounds what a
+	// container that writes much at once makes its server hold meanwhile.
+	// A longer run collects as usual from then on.
 	gc := debug.SetGCPercent(-1)
-	restore := sync.OnceFunc(func() { debug.SetGCPercent(gc) })
+	limit := debug.SetMemoryLimit(min(runGCLimit, debug.SetMemoryLimit(-1)))
+	restore := sync.OnceFunc(func() {
+		debug.SetGCPercent(gc)
+		debug.SetMemoryLimit(limit)
+	})
 	defer restore()
 	time.AfterFunc(time.Second, restore)
 	_, c, err := g.openContainers()
