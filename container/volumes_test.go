@@ -239,28 +239,44 @@ func TestContainers_VolumeFillKilled(t *testing.T) {
 	if err := os.MkdirAll(data, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fill := exec.Command(self)
-	fill.Env = append(os.Environ(), fillEnv+"="+src+"\n/data\n"+vol)
-	if err := fill.Start(); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if empty, err := emptyDir(data); err != nil || !empty {
-			break
+	killFill := func() {
+		t.Helper()
+		self, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(time.Millisecond)
+		fill := exec.Command(self)
+		fill.Env = append(os.Environ(), fillEnv+"="+src+"\n/data\n"+vol)
+		if err := fill.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			if empty, err := emptyDir(data); err != nil || !empty {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		fill.Process.Kill()
+		if err := fill.Wait(); err == nil {
+			t.Fatal("the fill ended before the kill: the test needs a larger tree")
+		}
+		if got, err := InterruptedFills(c.st.Root()); err != nil || len(got) != 1 || got[0] != "halfway" {
+			t.Fatalf("InterruptedFills after the kill: %q %v", got, err)
+		}
 	}
-	fill.Process.Kill()
-	if err := fill.Wait(); err == nil {
-		t.Fatal("the fill ended before the kill: the test needs a larger tree")
+	// gc's way: emptied, as it was before the fill.
+	killFill()
+	if got, err := ResetInterruptedFills(c.st.Root()); err != nil || len(got) != 1 || got[0] != "halfway" {
+		t.Errorf("ResetInterruptedFills: %q %v", got, err)
 	}
-	if got, err := InterruptedFills(c.st.Root()); err != nil || len(got) != 1 || got[0] != "halfway" {
-		t.Fatalf("InterruptedFills after the kill: %q %v", got, err)
+	if empty, err := emptyDir(data); err != nil || !empty {
+		t.Errorf("the volume after ResetInterruptedFills: empty %v, %v", empty, err)
 	}
+	if got, err := InterruptedFills(c.st.Root()); err != nil || len(got) != 0 {
+		t.Errorf("InterruptedFills after the reset: %q %v", got, err)
+	}
+	// The next container's way: emptied and filled from its image.
+	killFill()
 	// The same path of the image without a volume is the reference.
 	plain, err := c.Create(ctx, "demo", CreateOptions{Name: "plain", Options: Options{Cmd: []string{"-c", "ls -A /bin"}}})
 	if err != nil {
