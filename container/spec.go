@@ -167,7 +167,7 @@ func Spec(id, rootfs, etcDir string, cfg ocispec.ImageConfig, o Options) (*specs
 		},
 		Root:        &specs.Root{Path: rootfs, Readonly: o.ReadOnly},
 		Hostname:    hostname,
-		Mounts:      append(append(defaultMounts(etc), initMount...), o.Mounts...),
+		Mounts:      append(append(defaultMounts(), initMount...), containerMounts(etc, o.Mounts)...),
 		Annotations: o.Annotations,
 		Linux: &specs.Linux{
 			Namespaces: []specs.LinuxNamespace{
@@ -346,8 +346,23 @@ var (
 	readonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
 )
 
-// defaultMounts are docker's, plus the container's /etc files.
-func defaultMounts(e etcFiles) []specs.Mount {
+// containerMounts are the container's /etc files and the mounts given
+// (volumes, binds), parents before what they hold, as docker sorts them: a
+// volume at /etc still gets the container's /etc/hosts on top of it, and a
+// bind given at /etc/hosts replaces strata's.
+func containerMounts(e etcFiles, given []specs.Mount) []specs.Mount {
+	ms := append([]specs.Mount{
+		{Destination: "/etc/hostname", Type: "bind", Source: e.hostname, Options: []string{"rbind", "rprivate"}},
+		{Destination: "/etc/hosts", Type: "bind", Source: e.hosts, Options: []string{"rbind", "rprivate"}},
+		{Destination: "/etc/resolv.conf", Type: "bind", Source: e.resolv, Options: []string{"rbind", "rprivate"}},
+	}, given...)
+	depth := func(m specs.Mount) int { return strings.Count(filepath.Clean(m.Destination), "/") }
+	slices.SortStableFunc(ms, func(a, b specs.Mount) int { return depth(a) - depth(b) })
+	return ms
+}
+
+// defaultMounts are docker's.
+func defaultMounts() []specs.Mount {
 	return []specs.Mount{
 		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
 		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
@@ -356,8 +371,5 @@ func defaultMounts(e etcFiles) []specs.Mount {
 		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"ro", "nosuid", "noexec", "nodev"}},
 		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
 		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
-		{Destination: "/etc/hostname", Type: "bind", Source: e.hostname, Options: []string{"rbind", "rprivate"}},
-		{Destination: "/etc/hosts", Type: "bind", Source: e.hosts, Options: []string{"rbind", "rprivate"}},
-		{Destination: "/etc/resolv.conf", Type: "bind", Source: e.resolv, Options: []string{"rbind", "rprivate"}},
 	}
 }

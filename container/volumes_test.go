@@ -296,3 +296,24 @@ func TestContainers_VolumeFillKilled(t *testing.T) {
 		t.Errorf("InterruptedFills after the refill: %q %v", got, err)
 	}
 }
+
+// A volume at /etc is filled from the image's /etc and still gets the
+// container's /etc/hostname, /etc/hosts and /etc/resolv.conf on top, as
+// docker mounts parents before what they hold.
+func TestContainers_VolumeAtEtc(t *testing.T) {
+	c, _ := openContainers(t)
+	ctx := context.Background()
+	plain, err := c.Create(ctx, "demo", CreateOptions{Name: "plain", Options: Options{Cmd: []string{"-c", "ls -A /etc"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := runFG(t, c, plain.ID)
+	v, _ := ParseVolume("etc:/etc")
+	rec, err := c.Create(ctx, "demo", CreateOptions{Name: "etc", Volumes: []Volume{v}, Options: Options{Hostname: "inside", Cmd: []string{"-c", "ls -A /etc; cat /etc/hostname"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, code := runFG(t, c, rec.ID); code != 0 || got != want+"inside\n" {
+		t.Errorf("a volume at /etc shows:\n%s\nwant\n%sinside", got, want)
+	}
+}
