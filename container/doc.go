@@ -27,6 +27,22 @@
 // A private network's namespace is held by a descriptor of the process that
 // runs the container, so no crash leaves one behind.
 //
+// A container holds its image from the moment its record is made, in any
+// state: ImageUsers lists the records for layerstore.Options.Users, which
+// rmi and prune read, and Create makes the record inside Store.Use.
+//
+// Volumes live in <store>/volumes/NAME/_data. A volume's first fill from
+// the image is made under a flock of NAME/.lock with a marker, NAME/.filling,
+// made before the first file and removed after the last: a marker no lock
+// holds is a killed fill, which the next fill (or ResetInterruptedFills,
+// gc's) empties and redoes; InterruptedFills lists them for check.
+//
+// A build's RUN container (RunOnce) has no supervisor to outlive its
+// build: a watchdog process deletes it (runc delete --force) when the
+// build's process ends, however it ends. stop and rm -f give a supervisor
+// that does not record its container's exit (SIGSTOPped, hung)
+// Config.StuckAfter, then kill it.
+//
 // Logs are docker's json-file format (logs.go).
 //
 // Exit statuses follow docker's: the command's own; ExitCannotInvoke (126)

@@ -66,4 +66,10 @@
 // removal, prune and GC take it exclusively, so they never delete an object or
 // layer an import is about to commit. Check holds it shared, so what it reads
 // of objects/ matches the metadata it read.
+//
+// Users: what keeps its own records outside the store (strata's containers)
+// names the images it uses through Options.Users, which image removal and
+// prune read under the exclusive lock; such a user resolves an image and
+// records its use inside Use (the lock shared), so no removal falls
+// between the two, and no kill leaves a recorded use unheld.
 package layerstore
