@@ -628,3 +628,30 @@ func TestContainers_RecordHoldsImageWithoutALease(t *testing.T) {
 		t.Errorf("prune once the container went: %+v %v", rep, err)
 	}
 }
+
+// A running container's image cannot be removed by ID, forced or not
+// (docker's hard conflict); by tag, forced, it is only untagged.
+func TestContainers_RunningContainerHoldsImage(t *testing.T) {
+	c, st := openContainers(t)
+	rec, err := c.Create(context.Background(), "demo", CreateOptions{Name: "up", Options: Options{Cmd: []string{"-c", "while :; do sleep 0.05; done"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startDetached(t, c, rec.ID)
+	img, err := st.ResolveImage("demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	short := img.ID.Encoded()[:12]
+	_, err = st.RemoveImage(short, true)
+	if want := fmt.Sprintf("conflict: unable to delete %s (cannot be forced) - image is being used by running container %s", short, rec.ID[:12]); err == nil || err.Error() != want {
+		t.Errorf("rmi -f ID: %v\nwant %s", err, want)
+	}
+	if rep, err := st.RemoveImage("demo", true); err != nil || len(rep.Untagged) != 1 || rep.DeletedImages != 0 {
+		t.Errorf("rmi -f demo: %+v %v (want untagged only)", rep, err)
+	}
+	now := 0 // its shell ignores SIGTERM as PID 1
+	if _, err := c.Stop(context.Background(), "up", &now); err != nil {
+		t.Fatal(err)
+	}
+}
