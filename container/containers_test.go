@@ -60,7 +60,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(code)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	runctest.Finish()
+	os.Exit(code)
 }
 
 // openContainers opens a store holding the fixture image as demo:latest

@@ -37,6 +37,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	stopDocker()
+	runctest.Finish()
 	os.Exit(code)
 }
 

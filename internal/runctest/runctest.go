@@ -8,7 +8,7 @@
 // taken for it), holding a root per test (NN) and one for the process
 // (Process). The first Root or Process of a test process deletes, with
 // their containers (runc delete --force), the directories of processes that
-// are gone. A test's root is checked when the test ends: a container left
+// are gone; Finish removes the process's own at its end. A test's root is checked when the test ends: a container left
 // there fails the test and is deleted.
 package runctest
 
@@ -84,6 +84,22 @@ func Process() (string, error) {
 	}
 	root := filepath.Join(d, "process")
 	return root, os.MkdirAll(root, 0o700)
+}
+
+// Finish removes this process's directory, unless a container is left in
+// it (which the next test process then deletes): a TestMain's last step.
+func Finish() {
+	if procDir == "" {
+		return
+	}
+	roots, _ := os.ReadDir(procDir)
+	for _, r := range roots {
+		out, err := exec.Command("runc", "--root", filepath.Join(procDir, r.Name()), "list", "-q").Output()
+		if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+			return
+		}
+	}
+	os.RemoveAll(procDir)
 }
 
 // List returns the IDs of the containers runc has under root.
