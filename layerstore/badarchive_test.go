@@ -4,12 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	"github.com/opencontainers/go-digest"
 
 	"github.com/strata-dev/strata/internal/fixtures"
 	"github.com/strata-dev/strata/internal/storetest"
@@ -141,6 +145,85 @@ func TestStore_Load_BadArchives(t *testing.T) {
 			du2, _ := s.DiskUsage()
 			if du1.Objects != du2.Objects || du1.Layers != du2.Layers {
 				t.Errorf("store changed: %d/%d objects, %d/%d layers", du1.Objects, du2.Objects, du1.Layers, du2.Layers)
+			}
+		})
+	}
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// TestStore_AddImage_PastEndOfArchive: a layer whose tar goes on past its
+// end-of-archive marker is stored when what follows is what tars end with
+// (a record's padding, up to 1 MiB), and given back byte for byte; one
+// that goes on for a gigabyte of zeros (a blob of a few hundred KiB) is
+// refused, naming the layer, with its blob read no further than a few
+// chunks past the limit, and nothing stored.
+func TestStore_AddImage_PastEndOfArchive(t *testing.T) {
+	for _, c := range []struct {
+		compression string
+		tail        int64
+		refused     bool
+	}{
+		{"gzip", 9216, false}, // GNU tar's 10 KiB record
+		{"zstd", 1 << 20, false},
+		{"none", 1<<20 + 1, true},
+		{"gzip", 1 << 30, true},
+		{"zstd", 1 << 30, true},
+	} {
+		t.Run(fmt.Sprintf("%s/%d", c.compression, c.tail), func(t *testing.T) {
+			layout, blob := fixtures.PaddedLayout(t, c.compression, c.tail)
+			a, err := imagefmt.Open(layout)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			src := a.Images()[0]
+			var read atomic.Int64
+			open := src.Layers[0].Open
+			src.Layers[0].Open = func() (io.ReadCloser, error) {
+				rc, err := open()
+				return countingReader{rc, &read}, err
+			}
+			s := storetest.Open(t)
+			img, err := s.AddImage(context.Background(), &src, nil)
+			size := src.Layers[0].Size
+			t.Logf("blob of %d bytes, %d read: %v", size, read.Load(), err)
+			if !c.refused {
+				if err != nil {
+					t.Fatal(err)
+				}
+				rc, err := s.LayerTar(img.Layers[0])
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer rc.Close()
+				b, err := io.ReadAll(rc)
+				if err != nil || digest.FromBytes(b) != img.Layers[0] {
+					t.Errorf("LayerTar: %d bytes hashing to %s (%v), want %s", len(b), digest.FromBytes(b), err, img.Layers[0])
+				}
+				return
+			}
+			if !errors.Is(err, layerstore.ErrInvalid) || !strings.Contains(err.Error(), string(blob)) || !strings.Contains(err.Error(), "end-of-archive") {
+				t.Fatalf("err = %v, want ErrInvalid naming %s and the end-of-archive marker", err, blob)
+			}
+			if size > 8<<20 && read.Load() > size/4 {
+				t.Errorf("read %d bytes of a %d-byte blob to refuse it", read.Load(), size)
+			}
+			if imgs, _ := s.Images(); len(imgs) != 0 {
+				t.Errorf("images stored: %v", imgs)
+			}
+			if r := storetest.Check(t, s); r != nil && (r.Layers != 0 || r.Objects != 0) {
+				t.Errorf("%d layers, %d objects stored", r.Layers, r.Objects)
 			}
 		})
 	}

@@ -57,7 +57,9 @@
 // A kill at any point leaves at worst unreferenced files in tmp/, objects/
 // or trees/, and layers and trees that no image or lease holds, which Check
 // reports as garbage and GC removes. Every digest is
-// verified on ingest; a mismatch fails the import and stores nothing.
+// verified on ingest; a mismatch fails the import and stores nothing, as does
+// a layer whose tar goes on for more than 1 MiB past its end-of-archive
+// marker (which docker would inflate to its end, however far).
 //
 // Concurrency: bbolt holds an exclusive flock on meta.db while a Store is open,
 // so commands open the store only for as long as they need it; a second opener

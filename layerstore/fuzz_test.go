@@ -38,7 +38,7 @@ func FuzzReadTar(f *testing.F) {
 		defer st.discard()
 		hang := time.AfterFunc(20*time.Second, func() { panic("parseLayer hung on this input") })
 		defer hang.Stop()
-		ing, err := s.parseLayer(context.Background(), LayerBlob{Size: -1, Open: opener(data)}, st, nil, nil)
+		ing, err := s.parseLayer(context.Background(), LayerBlob{Size: -1, Open: opener(data)}, st, nil, nil, maxTrailer)
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("error that is neither invalid nor corrupt: %v", err)

@@ -236,7 +236,7 @@ func (s *Store) ingestLayers(ctx context.Context, blobs []LayerBlob, progress fu
 			}, func(pos int64) {
 				extracted.Store(pos)
 				report(Progress{Layer: i, Digest: name, Done: done.Load(), Extracted: pos, Total: b.Size})
-			})
+			}, maxTrailer)
 			if err != nil {
 				errs[i] = err
 				cancel()

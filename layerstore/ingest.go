@@ -105,8 +105,10 @@ func cleanPath(name string) (string, error) {
 //
 // progress, if not nil, is told of the blob bytes as they are read, and
 // extracted of how far into the blob the bytes the tar reader has taken
-// came from (the two are a few chunks apart).
-func (s *Store) parseLayer(ctx context.Context, blob LayerBlob, st *staging, progress, extracted func(int64)) (*ingested, error) {
+// came from (the two are a few chunks apart). trailer bounds the bytes
+// past the tar's end-of-archive marker (maxTrailer for a new layer; -1
+// for none, for the replay of a stored one).
+func (s *Store) parseLayer(ctx context.Context, blob LayerBlob, st *staging, progress, extracted func(int64), trailer int64) (*ingested, error) {
 	rc, err := blob.Open()
 	if err != nil {
 		return nil, err
@@ -150,9 +152,21 @@ func (s *Store) parseLayer(ctx context.Context, blob LayerBlob, st *staging, pro
 		return nil, pastSize(fmt.Errorf("layer %s (%s): %w", blobName(blob), compression, err))
 	}
 	// The rest of the stream (tar padding past the end marker) counts toward
-	// the diffID and belongs to the tar split.
-	if _, err := io.Copy(io.Discard, sp); err != nil {
+	// the diffID and belongs to the tar split. Docker and containerd read
+	// it all, however long: a few kilobytes of gzip or zstd can inflate to
+	// terabytes of zeros there, which no file's declared size bounds. Real
+	// tars end a record past the marker (GNU tar's 10 KiB by default), so
+	// a layer that goes on past maxTrailer is refused, the rest unread
+	// (nothing of it is stored, so its digest need not be checked).
+	var rest io.Reader = sp
+	if trailer >= 0 {
+		rest = io.LimitReader(sp, trailer+1)
+	}
+	if n, err := io.Copy(io.Discard, rest); err != nil {
 		return nil, pastSize(fmt.Errorf("layer %s (%s): %w", blobName(blob), compression, corrupt(err)))
+	} else if trailer >= 0 && n > trailer {
+		return nil, pastSize(fmt.Errorf("layer %s (%s): the tar goes on for more than %d bytes past its end-of-archive marker (at byte %d): %w",
+			blobName(blob), compression, trailer, sp.total-n, ErrInvalid))
 	}
 	// The decompressor has met its end: the goroutine is done with comp.
 	in.stop()
@@ -181,6 +195,11 @@ func (s *Store) parseLayer(ctx context.Context, blob LayerBlob, st *staging, pro
 	ing.rec.Created = time.Now().UTC()
 	return ing, nil
 }
+
+// maxTrailer is the most a new layer's tar may hold past its end-of-archive
+// marker: a hundred times GNU tar's default record (10 KiB), or the whole
+// record of tar -b 2048, and milliseconds to inflate.
+const maxTrailer = 1 << 20
 
 func blobName(b LayerBlob) string {
 	if b.Digest != "" {

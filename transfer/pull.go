@@ -137,6 +137,9 @@ func Pull(ctx context.Context, s *layerstore.Store, c *registry.Client, ref regi
 		if errors.Is(err, layerstore.ErrCorrupt) {
 			return res, fmt.Errorf("pull %s: the registry sent a layer that is not a valid compressed tar, nothing stored: %w", ref.Familiar(), err)
 		}
+		if errors.Is(err, layerstore.ErrInvalid) {
+			return res, fmt.Errorf("pull %s: the image holds a layer strata refuses, nothing stored: %w", ref.Familiar(), err)
+		}
 		if n := rs.kept.Load(); n > 0 {
 			return res, fmt.Errorf("pull %s: %w (the %d bytes that came are kept: pulling again resumes)", ref.Familiar(), err, n)
 		}
@@ -155,9 +158,12 @@ func Pull(ctx context.Context, s *layerstore.Store, c *registry.Client, ref regi
 	return res, nil
 }
 
-// bad is an AddImage failure that says a blob was wrong.
+// bad is an AddImage failure that says a blob was wrong, or refused (a
+// tar entry that leaves the layer, a tar that goes on past its end): a
+// download of it is of no use to the next pull.
 func bad(err error) bool {
-	return errors.Is(err, layerstore.ErrDigestMismatch) || errors.Is(err, layerstore.ErrSizeMismatch) || errors.Is(err, layerstore.ErrCorrupt)
+	return errors.Is(err, layerstore.ErrDigestMismatch) || errors.Is(err, layerstore.ErrSizeMismatch) ||
+		errors.Is(err, layerstore.ErrCorrupt) || errors.Is(err, layerstore.ErrInvalid)
 }
 
 // removeDownloads drops the downloads of src's blobs: stored, or wrong.

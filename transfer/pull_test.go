@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"math/rand"
 	"os"
@@ -404,5 +405,31 @@ func TestPull_ResumesDownload(t *testing.T) {
 				t.Errorf("downloads after the pull: %v %v", rep.Downloads, err)
 			}
 		})
+	}
+}
+
+// TestPull_PastEndOfArchive: an image in a registry (put there by skopeo)
+// whose layer's tar goes on for a gigabyte of zeros past its end-of-archive
+// marker (a gzip blob of 1 MB) is refused, naming the layer; nothing is
+// stored and no download is kept for a next pull to resume.
+func TestPull_PastEndOfArchive(t *testing.T) {
+	if _, err := exec.LookPath("skopeo"); err != nil {
+		t.Skip("skopeo is not installed")
+	}
+	reg := registrytest.Start(t, registrytest.Options{})
+	layout, blob := fixtures.PaddedLayout(t, "gzip", 1<<30)
+	ref := mustRef(t, reg.Addr+"/lib/padded:1")
+	if out, err := exec.Command("skopeo", "copy", "-q", "--dest-tls-verify=false", "oci:"+layout+":padded", "docker://"+ref.Name()).CombinedOutput(); err != nil {
+		t.Fatalf("skopeo copy: %v\n%s", err, out)
+	}
+	s := storetest.Open(t)
+	_, err := transfer.Pull(context.Background(), s, newClient(t), ref, transfer.PullOptions{})
+	if !errors.Is(err, layerstore.ErrInvalid) || !strings.Contains(err.Error(), string(blob)) || !strings.Contains(err.Error(), "end-of-archive") {
+		t.Fatalf("pull: %v, want ErrInvalid naming layer %s and the end-of-archive marker", err, blob)
+	}
+	t.Logf("pull: %v", err)
+	r := storetest.Check(t, s)
+	if r != nil && (r.Images != 0 || r.Layers != 0 || r.Objects != 0 || len(r.Downloads) != 0) {
+		t.Errorf("stored %d images, %d layers, %d objects, downloads %v", r.Images, r.Layers, r.Objects, r.Downloads)
 	}
 }

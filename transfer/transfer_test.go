@@ -173,3 +173,19 @@ func TestExport_RefusesCompressedLayers(t *testing.T) {
 		t.Errorf("export of zstd layers: %v, want ErrInvalid", err)
 	}
 }
+
+// TestLoad_PastEndOfArchive: an OCI layout whose layer's tar goes on for a
+// gigabyte of zeros past its end-of-archive marker (a gzip blob of 1 MB)
+// is refused, naming the layer, and leaves the store empty.
+func TestLoad_PastEndOfArchive(t *testing.T) {
+	layout, blob := fixtures.PaddedLayout(t, "gzip", 1<<30)
+	s := storetest.Open(t)
+	_, err := storetest.LoadArchive(s, layout)
+	if !errors.Is(err, layerstore.ErrInvalid) || !strings.Contains(err.Error(), string(blob)) || !strings.Contains(err.Error(), "end-of-archive") {
+		t.Fatalf("load: %v, want ErrInvalid naming layer %s and the end-of-archive marker", err, blob)
+	}
+	t.Logf("load: %v", err)
+	if r := storetest.Check(t, s); r != nil && (r.Images != 0 || r.Layers != 0 || r.Objects != 0) {
+		t.Errorf("stored %d images, %d layers, %d objects", r.Images, r.Layers, r.Objects)
+	}
+}
