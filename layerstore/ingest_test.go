@@ -623,3 +623,58 @@ func TestIngest_Failed_LeavesOnlyGarbage(t *testing.T) {
 type readFn func([]byte) (int, error)
 
 func (f readFn) Read(p []byte) (int, error) { return f(p) }
+
+// TestIngest_ObjectRecordVanished_Refused: an import counts on the objects
+// it found recorded when it began and does not write them again; if one's
+// record is gone by its commit (here another program deletes it while the
+// layer is read; under the store lock nothing of strata's can), the import
+// fails with ErrCorrupt and stores nothing, rather than take a reference
+// that makes a new record, of one reference, for an object two layers name.
+func TestIngest_ObjectRecordVanished_Refused(t *testing.T) {
+	s, err := Open(t.TempDir(), &Options{LockTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := sha([]byte("shared content"))
+	if _, err := importLayers(t, s, "a:1", makeTar(t, tarEntry{name: "shared", body: "shared content"})); err != nil {
+		t.Fatal(err)
+	}
+	var saved []byte
+	layer := &vanishing{r: bytes.NewReader(makeTar(t, tarEntry{name: "copy", body: "shared content"}, tarEntry{name: "own", body: "own content"})),
+		vanish: func() {
+			rawUpdate(t, s, func(r *bolt.Bucket) error {
+				ob := r.Bucket(bucketObjects)
+				saved = append([]byte(nil), ob.Get([]byte(shared))...)
+				return ob.Delete([]byte(shared))
+			})
+		}}
+	_, err = s.NewImage(context.Background(), NewImageOptions{Names: []string{"b:1"},
+		Layers: []NewLayer{{Open: func() (io.ReadCloser, error) { return io.NopCloser(layer), nil }}}})
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), string(shared)) {
+		t.Errorf("import with a vanished object record: %v, want ErrCorrupt naming %s", err, shared)
+	}
+	if _, err := s.ResolveImage("b:1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("b:1 stored: %v", err)
+	}
+	// Put the record back: the store is as it was, and clean.
+	rawUpdate(t, s, func(r *bolt.Bucket) error { return r.Bucket(bucketObjects).Put([]byte(shared), saved) })
+	if _, err := s.GC(); err != nil {
+		t.Fatal(err)
+	}
+	mustCheck(t, s)
+}
+
+// vanishing reads r, calling vanish before its first read.
+type vanishing struct {
+	r      io.Reader
+	vanish func()
+	once   bool
+}
+
+func (v *vanishing) Read(p []byte) (int, error) {
+	if !v.once {
+		v.once = true
+		v.vanish()
+	}
+	return v.r.Read(p)
+}

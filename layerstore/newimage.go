@@ -141,7 +141,7 @@ func (s *Store) NewImage(ctx context.Context, opt NewImageOptions) (Image, error
 		}
 	}
 	err = s.update(func(tx *bolt.Tx) error {
-		if err := s.commitImage(tx, rec, fresh, names); err != nil {
+		if err := s.commitImage(tx, st, rec, fresh, names); err != nil {
 			return err
 		}
 		if opt.CacheKey != "" {

@@ -35,6 +35,7 @@ type staging struct {
 	known   func(digest.Digest) bool // already a committed object
 	seq     int
 	err     error // first failure of a writer
+	done    bool  // publish moved every pending object into objects/
 }
 
 type writeJob struct {
@@ -285,6 +286,7 @@ func (st *staging) publish() error {
 		return fmt.Errorf("stage object: %w", err)
 	}
 	if len(st.pending) == 0 {
+		st.done = true
 		return nil
 	}
 	if err := syncfs(st.dir); err != nil {
@@ -314,7 +316,21 @@ func (st *staging) publish() error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	return syncfs(st.s.objectsDir())
+	if err := syncfs(st.s.objectsDir()); err != nil {
+		return err
+	}
+	st.done = true
+	return nil
+}
+
+// published reports whether d is an object publish made durable under
+// objects/; false for one staging skipped as known.
+func (st *staging) published(d digest.Digest) bool {
+	if !st.done {
+		return false
+	}
+	_, ok := st.pending[d]
+	return ok
 }
 
 // discard removes the staging directory. Published objects stay: until a
