@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/strata-dev/strata/internal/syncbuf"
 	"github.com/strata-dev/strata/layerstore"
 	"github.com/strata-dev/strata/layerstore/imagefmt"
 	"github.com/strata-dev/strata/session"
@@ -233,7 +234,7 @@ type server struct {
 	// phases are the server's own times to open the store, load the tree
 	// and mount.
 	phases map[string]time.Duration
-	errb   *strings.Builder
+	errb   *syncbuf.Buffer
 	mu     sync.Mutex
 	done   chan struct{}
 	waitE  error
@@ -256,8 +257,8 @@ func startServer(ctx context.Context, self []string, store, image, mnt string, t
 	if err != nil {
 		return nil, err
 	}
-	sv := &server{cmd: cmd, in: in, out: bufio.NewReader(outp), mnt: mnt, errb: &strings.Builder{}, done: make(chan struct{})}
-	cmd.Stderr = &lockedWriter{w: sv.errb}
+	sv := &server{cmd: cmd, in: in, out: bufio.NewReader(outp), mnt: mnt, errb: &syncbuf.Buffer{}, done: make(chan struct{})}
+	cmd.Stderr = sv.errb
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -283,23 +284,7 @@ func startServer(ctx context.Context, self []string, store, image, mnt string, t
 	return sv, nil
 }
 
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
-func (sv *server) stderr() string {
-	lw := sv.cmd.Stderr.(*lockedWriter)
-	lw.mu.Lock()
-	defer lw.mu.Unlock()
-	return sv.errb.String()
-}
+func (sv *server) stderr() string { return sv.errb.String() }
 
 func (sv *server) readLine(ctx context.Context, timeout time.Duration) (string, error) {
 	type res struct {

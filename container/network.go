@@ -12,9 +12,9 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/strata-dev/strata/internal/syncbuf"
 	"golang.org/x/sys/unix"
 )
 
@@ -106,7 +106,7 @@ type privateNet struct {
 	slirp *exec.Cmd
 	ready *os.File // slirp4netns writes '1' here once it is up
 	exit  *os.File // slirp4netns ends when this closes (or we die)
-	log   *syncBuilder
+	log   *syncbuf.Buffer
 	// published: ports were asked for, so stop waits until they are free.
 	published bool
 }
@@ -126,7 +126,7 @@ func startPrivateNet(id string) (*privateNet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("network %s needs slirp4netns (apt-get install slirp4netns), or use --network none or host: %w", NetworkPrivate, err)
 	}
-	n := &privateNet{api: filepath.Join(apiDir, netnsName(id)+".sock"), log: &syncBuilder{}}
+	n := &privateNet{api: filepath.Join(apiDir, netnsName(id)+".sock"), log: &syncbuf.Buffer{}}
 	if n.ns, err = newNetns(); err != nil {
 		return nil, err
 	}
@@ -204,25 +204,6 @@ func newNetns() (*os.File, error) {
 	}()
 	r := <-ch
 	return r.f, r.err
-}
-
-// syncBuilder is a strings.Builder that a process's stdout and stderr may
-// write to at once.
-type syncBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuilder) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuilder) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // publish asks slirp4netns (its API socket at api) to forward p.

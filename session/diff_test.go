@@ -1,7 +1,6 @@
 package session_test
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -18,15 +17,7 @@ import (
 // changes (it crashed or gave garbage while the paths pointed into the
 // mapping).
 func TestSession_Diff_OpaqueDir_AfterTreeClosed(t *testing.T) {
-	needFUSE(t)
-	st := openStore(t)
-	dir := mountDir(t)
-	ctx := context.Background()
-	s, err := session.Start(ctx, st, "demo", dir, session.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	_, dir, s := startDemo(t, session.Options{})
 	// /etc replaced by a directory of its own: opaque over the lower one.
 	if err := os.RemoveAll(filepath.Join(dir, "etc")); err != nil {
 		t.Fatal(err)

@@ -148,3 +148,24 @@ func mustNotExist(t *testing.T, p string) {
 		t.Errorf("%s: still there (%v)", p, err)
 	}
 }
+
+// startDemo starts a session of the fixture image (demo:latest) with opt,
+// on a new mountpoint (mountDir) of a new store (openStore), skipping where
+// FUSE cannot work. The test's cleanup closes it, failing on an error, before
+// the mountpoint and the store are checked; a test may close it first.
+func startDemo(t testing.TB, opt session.Options) (*layerstore.Store, string, *session.Session) {
+	t.Helper()
+	needFUSE(t)
+	st := openStore(t)
+	dir := mountDir(t)
+	s, err := session.Start(context.Background(), st, "demo", dir, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close the session on %s: %v", dir, err)
+		}
+	})
+	return st, dir, s
+}

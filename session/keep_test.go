@@ -71,14 +71,8 @@ func checkKept(t *testing.T, dir string) {
 // was written is there after Resume, under the same mount ID, and only
 // Remove deletes it.
 func TestSession_KeepAcrossRestart(t *testing.T) {
-	needFUSE(t)
-	st := openStore(t)
-	dir := mountDir(t)
+	st, dir, s := startDemo(t, session.Options{Keep: true})
 	ctx := context.Background()
-	s, err := session.Start(ctx, st, "demo", dir, session.Options{Keep: true})
-	if err != nil {
-		t.Fatal(err)
-	}
 	id := s.ID()
 	changeKept(t, dir)
 	checkKept(t, dir)
@@ -224,14 +218,7 @@ func TestSession_Keep_DeadServer(t *testing.T) {
 
 // Resume refuses a mount that was not kept.
 func TestResume_NotKept(t *testing.T) {
-	needFUSE(t)
-	st := openStore(t)
-	dir := mountDir(t)
-	s, err := session.Start(context.Background(), st, "demo", dir, session.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	st, _, s := startDemo(t, session.Options{})
 	if _, err := session.Resume(context.Background(), st, s.ID(), "", session.Options{}); !errors.Is(err, layerstore.ErrInvalid) {
 		t.Errorf("Resume of a mount that is not kept: %v, want invalid", err)
 	}

@@ -16,14 +16,7 @@ import (
 )
 
 func TestSession_StartClose(t *testing.T) {
-	needFUSE(t)
-	st := openStore(t)
-	dir := mountDir(t)
-	ctx := context.Background()
-	s, err := session.Start(ctx, st, "demo", dir, session.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, dir, s := startDemo(t, session.Options{})
 	if got, want := mustRead(t, filepath.Join(dir, "etc/passwd")), mustRead(t, filepath.Join(rootfs(t), "etc/passwd")); got != want {
 		t.Errorf("etc/passwd through the mount: %q, want %q", got, want)
 	}
@@ -75,14 +68,7 @@ func TestSession_StartClose(t *testing.T) {
 }
 
 func TestSession_ReadOnly(t *testing.T) {
-	needFUSE(t)
-	st := openStore(t)
-	dir := mountDir(t)
-	s, err := session.Start(context.Background(), st, "demo", dir, session.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	st, dir, s := startDemo(t, session.Options{ReadOnly: true})
 	if s.Upper() != "" {
 		t.Errorf("read-only session has a top layer %q", s.Upper())
 	}
@@ -100,13 +86,7 @@ func TestSession_ReadOnly(t *testing.T) {
 
 // A mount in use is not closed: Close says so and the session goes on.
 func TestSession_Close_Busy(t *testing.T) {
-	needFUSE(t)
-	st := openStore(t)
-	dir := mountDir(t)
-	s, err := session.Start(context.Background(), st, "demo", dir, session.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, dir, s := startDemo(t, session.Options{})
 	f, err := os.Open(filepath.Join(dir, "etc/passwd"))
 	if err != nil {
 		t.Fatal(err)
@@ -127,14 +107,8 @@ func TestSession_Close_Busy(t *testing.T) {
 // Unmount from elsewhere returns only once the server has deleted the top
 // layer: nothing may count its space as free before it is.
 func TestUnmount_WaitsForTheTopLayer(t *testing.T) {
-	needFUSE(t)
-	st := openStore(t)
-	dir := mountDir(t)
+	st, dir, s := startDemo(t, session.Options{})
 	ctx := context.Background()
-	s, err := session.Start(ctx, st, "demo", dir, session.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ctx) }()
 	big := make([]byte, 8<<20)
@@ -275,15 +249,8 @@ func TestUnmount_DeadServer(t *testing.T) {
 }
 
 func TestSession_Commit(t *testing.T) {
-	needFUSE(t)
-	st := openStore(t)
-	dir := mountDir(t)
+	st, dir, s := startDemo(t, session.Options{})
 	ctx := context.Background()
-	s, err := session.Start(ctx, st, "demo", dir, session.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
 	mustWrite(t, filepath.Join(dir, "etc/newfile"), "hi\n")
 	if err := os.Remove(filepath.Join(dir, "etc/group")); err != nil {
 		t.Fatal(err)

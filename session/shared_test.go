@@ -147,14 +147,7 @@ func TestSession_ManyMountsOfOneImage(t *testing.T) {
 // image removed (forced) while mounted keeps its tree until the lease goes,
 // when the removal's sweep deletes the tree file.
 func TestSession_TreeFileOfRemovedImage(t *testing.T) {
-	needFUSE(t)
-	st := openStore(t)
-	dir := mountDir(t)
-	s, err := session.Start(context.Background(), st, "demo", dir, session.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	st, dir, s := startDemo(t, session.Options{})
 	names, err := os.ReadDir(filepath.Join(st.Root(), "trees"))
 	if err != nil || len(names) != 1 {
 		t.Fatalf("tree files: %v %v", names, err)

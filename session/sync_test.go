@@ -21,15 +21,8 @@ import (
 // the upper files need the kernel's writes, not the host disk (the commit
 // makes the layer durable itself).
 func TestSession_Commit_WritebackCache_SeesAllData(t *testing.T) {
-	needFUSE(t)
-	st := openStore(t)
-	dir := mountDir(t)
+	st, dir, s := startDemo(t, session.Options{Trace: true})
 	ctx := context.Background()
-	s, err := session.Start(ctx, st, "demo", dir, session.Options{Trace: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
 	if !s.Writeback() {
 		t.Skip("the kernel offers no writeback cache")
 	}

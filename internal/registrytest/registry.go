@@ -1,18 +1,17 @@
 package registrytest
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/strata-dev/strata/internal/syncbuf"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -44,8 +43,7 @@ type Registry struct {
 	config  string
 	cmd     *exec.Cmd
 	done    chan struct{}
-	logMu   sync.Mutex
-	log     bytes.Buffer
+	log     syncbuf.Buffer
 }
 
 // Start runs docker-registry with opt and waits until it answers. It is
@@ -128,8 +126,8 @@ func tryStart(t testing.TB, bin string, opt Options) (*Registry, error) {
 
 func (r *Registry) start() error {
 	cmd := exec.Command(r.bin, "serve", r.config)
-	cmd.Stdout = (*lockedWriter)(r)
-	cmd.Stderr = (*lockedWriter)(r)
+	cmd.Stdout = &r.log
+	cmd.Stderr = &r.log
 	// No Pdeathsig: it fires when the forking thread ends, which in Go
 	// is any time; t.Cleanup kills the registry.
 	if err := cmd.Start(); err != nil {
@@ -193,9 +191,7 @@ func (r *Registry) Kill() {
 func (r *Registry) Restart(t testing.TB) {
 	t.Helper()
 	r.Kill()
-	r.logMu.Lock()
 	r.log.Reset()
-	r.logMu.Unlock()
 	var err error
 	for attempt := 0; attempt < 20; attempt++ {
 		if err = r.start(); !errors.Is(err, errAddrInUse) {
@@ -210,17 +206,7 @@ func (r *Registry) Restart(t testing.TB) {
 
 // Log is what the registry printed so far.
 func (r *Registry) Log() string {
-	r.logMu.Lock()
-	defer r.logMu.Unlock()
 	return r.log.String()
-}
-
-type lockedWriter Registry
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.logMu.Lock()
-	defer w.logMu.Unlock()
-	return w.log.Write(p)
 }
 
 // WriteDockerAuth writes dir/config.json as docker login would, with
