@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/strata-dev/strata/internal/syncbuf"
 	"golang.org/x/sys/unix"
 )
 
@@ -35,7 +36,7 @@ func mountTraced(t *testing.T, img *testImage, o mountOpts) *testMount {
 			t.Fatal(err)
 		}
 	}
-	m := &testMount{dir: filepath.Join(base, "mnt"), upper: filepath.Join(base, "upper"), logs: &syncBuffer{}}
+	m := &testMount{dir: filepath.Join(base, "mnt"), upper: filepath.Join(base, "upper"), logs: &syncbuf.Buffer{}}
 	for _, d := range []string{m.dir, m.upper} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)

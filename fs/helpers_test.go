@@ -14,13 +14,13 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-dev/strata/internal/storetest"
+	"github.com/strata-dev/strata/internal/syncbuf"
 	"github.com/strata-dev/strata/layerstore"
 )
 
@@ -171,27 +171,10 @@ func sortEntries(es []*layerstore.Entry) {
 type testMount struct {
 	dir, upper string
 	srv        *Server
-	logs       *syncBuffer
+	logs       *syncbuf.Buffer
 }
 
 func (m *testMount) p(rel string) string { return filepath.Join(m.dir, rel) }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 type mountOpts struct {
 	readOnly, passthrough, writeback bool
@@ -205,7 +188,7 @@ func mountImage(t *testing.T, img *testImage, o mountOpts) *testMount {
 		t.Skip("needs root")
 	}
 	base := t.TempDir()
-	m := &testMount{dir: filepath.Join(base, "mnt"), logs: &syncBuffer{}}
+	m := &testMount{dir: filepath.Join(base, "mnt"), logs: &syncbuf.Buffer{}}
 	if err := os.Mkdir(m.dir, 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -9,13 +9,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/strata-dev/strata/internal/pty"
 	"github.com/strata-dev/strata/internal/storetest"
+	"github.com/strata-dev/strata/internal/syncbuf"
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 )
@@ -242,7 +242,7 @@ func TestRun_TTYResize(t *testing.T) {
 			t.Errorf("script did not end")
 		}
 	})
-	var screen syncBuffer
+	var screen syncbuf.Buffer
 	go io.Copy(&screen, ptmx)
 	wait := func(what string) {
 		t.Helper()
@@ -281,15 +281,3 @@ func TestRun_TTYResize(t *testing.T) {
 		t.Fatalf("strata run -it did not end: %q", screen.String())
 	}
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
