@@ -157,3 +157,46 @@ func BenchmarkTree(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRemoveImage removes an image (its own layer and tree go, the
+// base layer stays) from a store of n images sharing one base layer: an
+// image is added, untimed, and removed, timed. The goal is flat in n.
+func BenchmarkRemoveImage(b *testing.B) {
+	for _, n := range []int{20, 200} {
+		b.Run(fmt.Sprintf("images=%d", n), func(b *testing.B) {
+			s, err := Open(b.TempDir(), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var files []tarEntry
+			for i := 0; i < 200; i++ {
+				files = append(files, tarEntry{name: fmt.Sprintf("usr/lib/f%03d", i), body: fmt.Sprintf("base file %d", i)})
+			}
+			base, err := importLayers(b, s, "base:1", makeTar(b, files...))
+			if err != nil {
+				b.Fatal(err)
+			}
+			child := func(name string) {
+				_, err := s.NewImage(context.Background(), NewImageOptions{Base: &base, Names: []string{name},
+					Layers: []NewLayer{{Open: opener(makeTar(b, tarEntry{name: "app/" + name, body: name}))}}})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			for i := 1; i < n; i++ {
+				child(fmt.Sprintf("img:%d", i))
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				child("victim:1")
+				b.StartTimer()
+				rep, err := s.RemoveImage("victim:1", false)
+				if err != nil || rep.DeletedImages != 1 || len(rep.Deleted) != 2 {
+					b.Fatalf("rmi: %+v %v", rep, err)
+				}
+			}
+		})
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
@@ -348,25 +349,43 @@ func (c *checker) mounts(tx *bolt.Tx) {
 
 // unheld reports as garbage the layers and trees no image or lease holds:
 // what an interrupted removal (or an image removed while mounted, when its
-// lease went) left, and GC deletes.
+// lease went) left, and GC deletes. It checks the holders index against
+// the records too: an entry missing would let a removal delete what
+// something holds, one too many would keep garbage for good.
 func (c *checker) unheld(tx *bolt.Tx) {
-	keepLayer, keepTree, err := held(tx)
-	if err != nil {
-		c.problem("%v", err)
-		return
+	want := wantHolders(tx)
+	heldLayer, heldTree := map[digest.Digest]bool{}, map[digest.Digest]bool{}
+	for k := range want {
+		d, _, _ := strings.Cut(k[1:], "\x00")
+		switch k[0] {
+		case holdLayer:
+			heldLayer[digest.Digest(d)] = true
+		case holdTree:
+			heldTree[digest.Digest(d)] = true
+		}
 	}
 	bucket(tx, bucketLayers).ForEach(func(k, _ []byte) error {
-		if !keepLayer[digest.Digest(k)] {
+		if !heldLayer[digest.Digest(k)] {
 			c.garbage("layer %s: no image or mount holds it", k)
 		}
 		return nil
 	})
 	bucket(tx, bucketTrees).ForEach(func(k, _ []byte) error {
-		if !keepTree[digest.Digest(k)] {
+		if !heldTree[digest.Digest(k)] {
 			c.garbage("tree %s: no image or mount holds it", k)
 		}
 		return nil
 	})
+	bucket(tx, bucketHolders).ForEach(func(k, _ []byte) error {
+		if !want[string(k)] {
+			c.problem("holders index: %s, which no record says", describeHolder(string(k)))
+		}
+		delete(want, string(k))
+		return nil
+	})
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		c.problem("holders index: %s is not recorded", describeHolder(k))
+	}
 }
 
 // objectFiles checks objects/ against the object records: every recorded

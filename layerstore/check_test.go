@@ -117,6 +117,25 @@ func TestStore_Check_DetectsInjectedCorruption(t *testing.T) {
 		corrupt func(t *testing.T, s *Store, a, b Image) func(r *bolt.Bucket) error
 	}
 	cases := []tc{
+		// The holders index against the records: a hold missing would let
+		// a removal delete what b holds; one too many keeps garbage.
+		{name: "HolderMissing", corrupt: func(t *testing.T, s *Store, a, b Image) func(r *bolt.Bucket) error {
+			return func(r *bolt.Bucket) error {
+				return r.Bucket(bucketHolders).Delete(holderKey(holdLayer, b.Layers[0], imageHolder(b.ID)))
+			}
+		}},
+		{name: "HolderExtra", corrupt: func(t *testing.T, s *Store, a, b Image) func(r *bolt.Bucket) error {
+			return func(r *bolt.Bucket) error {
+				return r.Bucket(bucketHolders).Put(holderKey(holdLayer, a.Layers[1], mountHolder("gone")), []byte{})
+			}
+		}},
+		{name: "TreeFileHolderMissing", corrupt: func(t *testing.T, s *Store, a, b Image) func(r *bolt.Bucket) error {
+			return func(r *bolt.Bucket) error {
+				var rec treeRecord
+				json.Unmarshal(r.Bucket(bucketTrees).Bucket([]byte(a.ChainID)).Get(keyMeta), &rec)
+				return r.Bucket(bucketHolders).Delete(holderKey(holdFile, rec.File, treeHolder(a.ChainID)))
+			}
+		}},
 		{name: "ObjectRecordDeleted", corrupt: func(t *testing.T, s *Store, a, b Image) func(r *bolt.Bucket) error {
 			return func(r *bolt.Bucket) error { return r.Bucket(bucketObjects).Delete([]byte(sha([]byte("layer a")))) }
 		}},

@@ -44,6 +44,9 @@ func (s *Store) GC() (*GCReport, error) {
 		for _, m := range mounts {
 			if !m.Alive() {
 				rep.Mounts = append(rep.Mounts, m.ID)
+				if err := hold(tx, mountHolder(m.ID), m.Layers, m.ChainID, true); err != nil {
+					return err
+				}
 				if err := bucket(tx, bucketMounts).Delete([]byte(m.ID)); err != nil {
 					return err
 				}

@@ -306,6 +306,9 @@ func (s *Store) commitImage(tx *bolt.Tx, st *staging, rec imageRecord, layers []
 		if err := ib.Put([]byte(rec.ID), v); err != nil {
 			return err
 		}
+		if err := hold(tx, imageHolder(rec.ID), rec.Layers, rec.ChainID, false); err != nil {
+			return err
+		}
 	} else if !rec.LastTagTime.IsZero() {
 		if err := touchTagTime(tx, rec.ID, rec.LastTagTime); err != nil {
 			return err

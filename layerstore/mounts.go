@@ -117,7 +117,10 @@ func (s *Store) AddMount(m MountRecord) error {
 		if err != nil {
 			return err
 		}
-		return mb.Put([]byte(m.ID), v)
+		if err := mb.Put([]byte(m.ID), v); err != nil {
+			return err
+		}
+		return hold(tx, mountHolder(m.ID), m.Layers, m.ChainID, false)
 	})
 }
 
@@ -184,6 +187,9 @@ func (s *Store) RemoveMount(id string) error {
 		if err := json.Unmarshal(v, &m); err != nil || bucket(tx, bucketImages).Get([]byte(m.Image)) == nil {
 			return errSweep
 		}
+		if err := hold(tx, mountHolder(id), m.Layers, m.ChainID, true); err != nil {
+			return err
+		}
 		return mb.Delete([]byte(id))
 	}); {
 	case err == nil:
@@ -199,14 +205,31 @@ func (s *Store) RemoveMount(id string) error {
 	}
 	var doomed []objectFile
 	if err := s.update(func(tx *bolt.Tx) error {
-		if err := bucket(tx, bucketMounts).Delete([]byte(id)); err != nil {
+		mb := bucket(tx, bucketMounts)
+		v := mb.Get([]byte(id))
+		if v == nil {
+			return nil // gone meanwhile, with what it held
+		}
+		var m MountRecord
+		if err := json.Unmarshal(v, &m); err != nil {
+			// What it held cannot be read: its holds go, and GC
+			// sweeps what they held.
+			if err := releaseAll(tx, mountHolder(id)); err != nil {
+				return err
+			}
+			return mb.Delete([]byte(id))
+		}
+		if err := hold(tx, mountHolder(id), m.Layers, m.ChainID, true); err != nil {
+			return err
+		}
+		if err := mb.Delete([]byte(id)); err != nil {
 			return err
 		}
 		if lk == nil {
 			return nil
 		}
 		var err error
-		_, doomed, err = sweep(tx)
+		_, doomed, err = sweepReleased(tx, m.Layers, m.ChainID)
 		return err
 	}); err != nil {
 		if lk != nil {

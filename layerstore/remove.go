@@ -127,7 +127,11 @@ func (s *Store) RemoveImage(ref string, force bool) (*RemoveReport, error) {
 				return &ConflictError{Ref: shortID(id), Reason: fmt.Sprintf("image is being used by stopped %s %s", u[0].Kind, u[0].short())}
 			}
 		}
-		mounts, err := mountsTx(tx)
+		core, err := getImageCore(tx, id)
+		if err != nil {
+			return err
+		}
+		mounts, err := mountsOf(tx, core)
 		if err != nil {
 			return err
 		}
@@ -155,13 +159,13 @@ func (s *Store) RemoveImage(ref string, force bool) (*RemoveReport, error) {
 			// untagged only, and stays (dangling) for the container.
 			return nil
 		}
-		if err := bucket(tx, bucketImages).Delete([]byte(id)); err != nil {
+		if err := deleteImage(tx, core); err != nil {
 			return err
 		}
 		rep.Deleted = append(rep.Deleted, id)
 		rep.DeletedImages++
 		var layers []digest.Digest
-		layers, doomed, err = sweep(tx)
+		layers, doomed, err = sweepReleased(tx, core.Layers, core.ChainID)
 		rep.Deleted = append(rep.Deleted, layers...)
 		return err
 	})
@@ -293,9 +297,14 @@ func (s *Store) pruneImages(pick func(tx *bolt.Tx, tags map[digest.Digest][]stri
 		}
 		sort.Slice(victims, func(i, j int) bool { return victims[i] < victims[j] })
 		ib, rb := bucket(tx, bucketImages), bucket(tx, bucketRefs)
+		var released, chains []digest.Digest
 		for _, id := range victims {
 			if ib.Get([]byte(id)) == nil {
 				continue
+			}
+			core, err := getImageCore(tx, id)
+			if err != nil {
+				return err
 			}
 			t := tags[id]
 			sort.Strings(t)
@@ -305,13 +314,15 @@ func (s *Store) pruneImages(pick func(tx *bolt.Tx, tags map[digest.Digest][]stri
 					return err
 				}
 			}
-			if err := ib.Delete([]byte(id)); err != nil {
+			if err := deleteImage(tx, core); err != nil {
 				return err
 			}
 			rep.Deleted = append(rep.Deleted, id)
 			rep.DeletedImages++
+			released = append(released, core.Layers...)
+			chains = append(chains, core.ChainID)
 		}
-		layers, d, err := sweep(tx)
+		layers, d, err := sweepReleased(tx, released, chains...)
 		doomed = d
 		rep.Deleted = append(rep.Deleted, layers...)
 		return err
@@ -331,108 +342,154 @@ type objectFile struct {
 	tree bool
 }
 
-// sweep deletes every layer and tree that no image and no lease (live or
-// stale: a stale lease is cleared by umount or GC, not here) holds, drops
-// their object references, and returns the layers deleted and the objects
-// whose last reference went.
-func sweep(tx *bolt.Tx) ([]digest.Digest, []objectFile, error) {
-	keepLayer, keepTree, err := held(tx)
-	if err != nil {
-		return nil, nil, err
+// deleteImage deletes an image's record and its holds.
+func deleteImage(tx *bolt.Tx, core imageCore) error {
+	if err := hold(tx, imageHolder(core.ID), core.Layers, core.ChainID, true); err != nil {
+		return err
 	}
-	tb := bucket(tx, bucketTrees)
-	var trees [][]byte
-	files := map[digest.Digest]bool{} // tree files of the trees swept
-	tb.ForEach(func(k, _ []byte) error {
-		rec, err := getTreeRecord(tx, digest.Digest(k))
-		if errors.Is(err, ErrNotFound) || !keepTree[digest.Digest(k)] {
-			// unheld, or in the layout of an earlier version (built again when needed)
-			trees = append(trees, append([]byte(nil), k...))
-			if err == nil {
-				files[rec.File] = true
-			}
+	return bucket(tx, bucketImages).Delete([]byte(core.ID))
+}
+
+// mountsOf is the leases of the image core: those holding its chain's tree
+// (an image without layers has none to look up by: every lease is read).
+func mountsOf(tx *bolt.Tx, core imageCore) ([]MountRecord, error) {
+	if core.ChainID == "" {
+		return mountsTx(tx)
+	}
+	var out []MountRecord
+	mb := bucket(tx, bucketMounts)
+	for _, h := range holdersOf(tx, holdTree, core.ChainID) {
+		id, ok := strings.CutPrefix(h, "m")
+		if !ok {
+			continue
 		}
-		return nil
-	})
-	for _, k := range trees {
-		if err := tb.DeleteBucket(k); err != nil {
-			return nil, nil, err
+		var m MountRecord
+		if err := json.Unmarshal(mb.Get([]byte(id)), &m); err != nil {
+			return nil, fmt.Errorf("mount %s: %w: %w", id, err, ErrCorrupt)
+		}
+		if m.Image == core.ID {
+			out = append(out, m)
 		}
 	}
+	return out, nil
+}
+
+// sweepReleased deletes, of the layers and the trees of chains that
+// removed images or leases held, those nothing holds any more (the holders
+// index says), drops their object references, and returns the layers
+// deleted (sorted) and the object and tree files to remove after the
+// commit. It reads only those layers and trees: a removal costs what it
+// frees, not what the store holds.
+func sweepReleased(tx *bolt.Tx, layers []digest.Digest, chains ...digest.Digest) ([]digest.Digest, []objectFile, error) {
 	var doomed []objectFile
-	tb.ForEach(func(k, _ []byte) error {
-		if rec, err := getTreeRecord(tx, digest.Digest(k)); err == nil {
-			delete(files, rec.File) // another chain with the same merged tree
+	tb := bucket(tx, bucketTrees)
+	for _, c := range uniq(chains) {
+		if c == "" || tb.Bucket([]byte(c)) == nil || isHeld(tx, holdTree, c) {
+			continue
 		}
-		return nil
-	})
-	for d := range files {
-		doomed = append(doomed, objectFile{d: d, tree: true})
-	}
-	lb := bucket(tx, bucketLayers)
-	var layers []digest.Digest
-	lb.ForEach(func(k, _ []byte) error {
-		if !keepLayer[digest.Digest(k)] {
-			layers = append(layers, digest.Digest(k))
-		}
-		return nil
-	})
-	for _, d := range layers {
-		objs, err := layerObjects(tx, d)
+		f, err := dropTree(tx, c)
 		if err != nil {
 			return nil, nil, err
 		}
-		for o, size := range objs {
-			gone, err := refObject(tx, o, size, -1)
-			if err != nil {
-				return nil, nil, err
-			}
-			if gone {
-				doomed = append(doomed, objectFile{d: o, size: size})
-			}
+		doomed = append(doomed, f...)
+	}
+	lb := bucket(tx, bucketLayers)
+	var deleted []digest.Digest
+	for _, d := range uniq(layers) {
+		if lb.Bucket([]byte(d)) == nil || isHeld(tx, holdLayer, d) {
+			continue
 		}
-		if err := lb.DeleteBucket([]byte(d)); err != nil {
+		objs, err := dropLayer(tx, d)
+		if err != nil {
 			return nil, nil, err
 		}
+		deleted = append(deleted, d)
+		doomed = append(doomed, objs...)
+	}
+	return deleted, doomed, dropStaleCache(tx)
+}
+
+// sweep deletes every layer and tree that no image and no lease (live or
+// stale: a stale lease is cleared by umount or GC, not here) holds, and the
+// trees of an earlier version's layout: GC's sweep, of what an interrupted
+// command or a lease removed while imports ran left.
+func sweep(tx *bolt.Tx) ([]digest.Digest, []objectFile, error) {
+	var trees, layers []digest.Digest
+	bucket(tx, bucketTrees).ForEach(func(k, _ []byte) error {
+		c := digest.Digest(k)
+		if !isHeld(tx, holdTree, c) || !treeStored(tx, c) {
+			trees = append(trees, c)
+		}
+		return nil
+	})
+	bucket(tx, bucketLayers).ForEach(func(k, _ []byte) error {
+		if d := digest.Digest(k); !isHeld(tx, holdLayer, d) {
+			layers = append(layers, d)
+		}
+		return nil
+	})
+	var doomed []objectFile
+	for _, c := range trees {
+		f, err := dropTree(tx, c)
+		if err != nil {
+			return nil, nil, err
+		}
+		doomed = append(doomed, f...)
+	}
+	for _, d := range layers {
+		objs, err := dropLayer(tx, d)
+		if err != nil {
+			return nil, nil, err
+		}
+		doomed = append(doomed, objs...)
 	}
 	return layers, doomed, dropStaleCache(tx)
 }
 
-// held is what images and leases (live or stale) hold: their layers and the
-// trees of their chains. Every other layer or tree is garbage.
-func held(tx *bolt.Tx) (layers, trees map[digest.Digest]bool, err error) {
-	layers, trees = map[digest.Digest]bool{}, map[digest.Digest]bool{}
-	err = bucket(tx, bucketImages).ForEach(func(k, v []byte) error {
-		// Only what holds: decoding the whole record (its config, in
-		// base64) for every image made each removal cost as much as the
-		// store's images times their layers.
-		var rec struct {
-			Layers  []digest.Digest `json:"layers"`
-			ChainID digest.Digest   `json:"chainID"`
-		}
-		if err := json.Unmarshal(v, &rec); err != nil {
-			return fmt.Errorf("image %s: %w: %w", k, err, ErrCorrupt)
-		}
-		for _, d := range rec.Layers {
-			layers[d] = true
-		}
-		trees[rec.ChainID] = true
-		return nil
-	})
+// dropTree deletes the tree of chain c, and returns its tree file when no
+// other tree names it (two chains may merge to the same tree).
+func dropTree(tx *bolt.Tx, c digest.Digest) ([]objectFile, error) {
+	rec, err := getTreeFile(tx, c)
+	if err := bucket(tx, bucketTrees).DeleteBucket([]byte(c)); err != nil {
+		return nil, err
+	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil // the layout of an earlier version: no file
 	}
-	mounts, err := mountsTx(tx)
+	if err := bucket(tx, bucketHolders).Delete(holderKey(holdFile, rec.File, treeHolder(c))); err != nil {
+		return nil, err
+	}
+	if isHeld(tx, holdFile, rec.File) {
+		return nil, nil
+	}
+	return []objectFile{{d: rec.File, tree: true}}, nil
+}
+
+// dropLayer deletes layer d and its object references, and returns the
+// objects whose last reference went.
+func dropLayer(tx *bolt.Tx, d digest.Digest) ([]objectFile, error) {
+	objs, err := layerObjects(tx, d)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	for _, m := range mounts {
-		for _, d := range m.Layers {
-			layers[d] = true
+	var doomed []objectFile
+	for o, size := range objs {
+		gone, err := refObject(tx, o, size, -1)
+		if err != nil {
+			return nil, err
 		}
-		trees[m.ChainID] = true
+		if gone {
+			doomed = append(doomed, objectFile{d: o, size: size})
+		}
 	}
-	return layers, trees, nil
+	return doomed, bucket(tx, bucketLayers).DeleteBucket([]byte(d))
+}
+
+// uniq is ds sorted, each once.
+func uniq(ds []digest.Digest) []digest.Digest {
+	out := slices.Clone(ds)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // removeObjects deletes object files after the transaction that dropped them

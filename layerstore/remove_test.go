@@ -5,10 +5,15 @@ package layerstore
 
 import (
 	"context"
+	"errors"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -73,10 +78,14 @@ func TestStore_RemoveImage_CrashBeforeFilesGo_LeavesGarbage(t *testing.T) {
 		if err := bucket(tx, bucketRefs).Delete([]byte("gone:1")); err != nil {
 			return err
 		}
-		if err := bucket(tx, bucketImages).Delete([]byte(id)); err != nil {
+		core, err := getImageCore(tx, id)
+		if err != nil {
 			return err
 		}
-		_, doomed, err = sweep(tx)
+		if err := deleteImage(tx, core); err != nil {
+			return err
+		}
+		_, doomed, err = sweepReleased(tx, core.Layers, core.ChainID)
 		return err
 	})
 	if err != nil {
@@ -93,4 +102,66 @@ func TestStore_RemoveImage_CrashBeforeFilesGo_LeavesGarbage(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustEmpty(t, s, "after gc")
+}
+
+// TestStore_Open_MigratesHolders: a store of schema 1 (no holders index,
+// as every strata before it made) gets the index on open, in one
+// transaction, the same index the commands kept in this one; check finds
+// it clean, and removing one of two images that share a layer keeps that
+// layer for the other. A store of a newer schema is refused.
+func TestStore_Open_MigratesHolders(t *testing.T) {
+	root := t.TempDir()
+	s := openChecked(t, root, &Options{LockTimeout: 5 * time.Second})
+	shared := makeTar(t, tarEntry{name: "etc/os", body: "shared"})
+	a, err := importLayers(t, s, "a:1", shared, makeTar(t, tarEntry{name: "a", body: "a"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := importLayers(t, s, "b:1", shared, makeTar(t, tarEntry{name: "b", body: "b"})); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddMount(MountRecord{ID: "m1", Image: a.ID, Dir: "/nowhere", Keep: true}); err != nil {
+		t.Fatal(err)
+	}
+	index := func() map[string]bool {
+		out := map[string]bool{}
+		s.view(func(tx *bolt.Tx) error {
+			return bucket(tx, bucketHolders).ForEach(func(k, _ []byte) error { out[string(k)] = true; return nil })
+		})
+		return out
+	}
+	kept := index()
+	if len(kept) != 4+3+2+2 { // layers and trees of a, b and m1; 2 tree files
+		t.Errorf("index of %d keys: %v", len(kept), kept)
+	}
+	// Back to schema 1.
+	rawUpdate(t, s, func(r *bolt.Bucket) error {
+		if err := r.Delete(keySchema); err != nil {
+			return err
+		}
+		return r.DeleteBucket(bucketHolders)
+	})
+	s2 := openChecked(t, root, &Options{LockTimeout: 5 * time.Second})
+	if got := index(); !maps.Equal(got, kept) {
+		t.Errorf("migrated index %v, want %v", got, kept)
+	}
+	checkOK(t, s2, "after the migration")
+	if err := s2.RemoveMount("m1"); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := s2.RemoveImage("a:1", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(rep.Deleted, []digest.Digest{a.ID, a.Layers[1]}) {
+		t.Errorf("deleted %v, want image %s and its own layer %s", rep.Deleted, a.ID, a.Layers[1])
+	}
+	if _, err := s2.Layer(a.Layers[0]); err != nil {
+		t.Errorf("shared layer: %v", err)
+	}
+	rawUpdate(t, s, func(r *bolt.Bucket) error { return r.Put(keySchema, []byte("3")) })
+	if _, err := Open(root, nil); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "schema 3") {
+		t.Errorf("open of a schema 3 store: %v, want ErrInvalid naming it", err)
+	}
+	rawUpdate(t, s, func(r *bolt.Bucket) error { return r.Put(keySchema, []byte("2")) })
 }

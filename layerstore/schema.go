@@ -18,6 +18,11 @@ package layerstore
 //	  buildcache/ <step key>     -> image ID: the image a build step made (buildcache.go)
 //	  buildimages/ <image ID>    -> step key: every image a build step made (intermediate)
 //	  holds/   <name:tag>        -> holder (holds.go: the tag's image stays until released)
+//	  holders/ <kind><digest>\x00<holder> -> "" (holders.go: the images and leases
+//	                                holding each layer and tree, the trees naming
+//	                                each tree file)
+//	  schema                     -> the schema inside v1, in decimal: "2" (no key:
+//	                                1, before holders/)
 //
 // Key(path) is parent + "\x00" + name (the root is "/"), so a directory's
 // children are one contiguous, name-sorted key range. Trees of earlier
@@ -27,6 +32,11 @@ package layerstore
 // FormatVersion names the store's on-disk layout: the root bucket of
 // meta.db. A new layout gets a new name.
 const FormatVersion = "v1"
+
+// schemaVersion is the layout inside the root bucket: 1 had no holders
+// index, 2 has it. Open brings an older store up to it, in one
+// transaction, and refuses a newer one.
+const schemaVersion = 2
 
 var (
 	bucketRoot    = []byte(FormatVersion)
@@ -39,9 +49,11 @@ var (
 	bucketCache   = []byte("buildcache")
 	bucketBuilt   = []byte("buildimages")
 	bucketHolds   = []byte("holds")
+	bucketHolders = []byte("holders")
+	keySchema     = []byte("schema")
 
 	keyMeta    = []byte("meta")
 	bucketEnts = []byte("e")
 )
 
-var topBuckets = [][]byte{bucketImages, bucketRefs, bucketLayers, bucketTrees, bucketObjects, bucketMounts, bucketCache, bucketBuilt, bucketHolds}
+var topBuckets = [][]byte{bucketImages, bucketRefs, bucketLayers, bucketTrees, bucketObjects, bucketMounts, bucketCache, bucketBuilt, bucketHolds, bucketHolders}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -101,6 +102,9 @@ func Open(root string, opts *Options) (*Store, error) {
 				return ErrNotFound
 			}
 		}
+		if string(r.Get(keySchema)) != strconv.Itoa(schemaVersion) {
+			return ErrNotFound
+		}
 		return nil
 	}) == nil {
 		return s, nil
@@ -115,7 +119,24 @@ func Open(root string, opts *Options) (*Store, error) {
 				return err
 			}
 		}
-		return nil
+		// Migrations, in this one transaction: a kill leaves the store
+		// as it was, or all of it done.
+		v := 1
+		if b := r.Get(keySchema); b != nil {
+			if v, err = strconv.Atoi(string(b)); err != nil {
+				return fmt.Errorf("open %s: schema %q: %w", root, b, ErrCorrupt)
+			}
+		}
+		switch {
+		case v > schemaVersion:
+			return fmt.Errorf("open %s: the store has schema %d, this strata knows %d (a newer strata made it): %w", root, v, schemaVersion, ErrInvalid)
+		case v == schemaVersion:
+			return nil
+		}
+		if err := buildHolders(tx); err != nil { // 1 -> 2
+			return fmt.Errorf("open %s: index the holders: %w", root, err)
+		}
+		return r.Put(keySchema, []byte(strconv.Itoa(schemaVersion)))
 	})
 	if err != nil {
 		return nil, err

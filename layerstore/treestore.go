@@ -133,7 +133,10 @@ func (s *Store) writeTree(tx *bolt.Tx, t *Tree, diffIDs []digest.Digest) error {
 		return fmt.Errorf("tree %s: %w", t.ChainID, err)
 	}
 	meta, _ := json.Marshal(treeRecord{ChainID: t.ChainID, Layers: diffIDs, NextIno: t.NextIno, Entries: t.Len(), File: d, Size: int64(len(t.Bytes()))})
-	return b.Put(keyMeta, meta)
+	if err := b.Put(keyMeta, meta); err != nil {
+		return err
+	}
+	return bucket(tx, bucketHolders).Put(holderKey(holdFile, d, treeHolder(t.ChainID)), []byte{})
 }
 
 // writeTreeFile makes data a tree file, named by its digest: written to
