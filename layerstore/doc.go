@@ -54,6 +54,10 @@
 // the directory fsynced before the transaction that records it. A tree file
 // is never changed and only GC or a removal deletes it, once no record names
 // it; a mount that maps it keeps its pages after that, until it ends.
+// The holders index (holders.go: who holds each layer and tree) changes in
+// the transactions that add and delete images, leases and trees, so a
+// removal finds what it frees without reading the rest of the store; Open
+// builds it for a store of an earlier schema, in one transaction.
 // A kill at any point leaves at worst unreferenced files in tmp/, objects/
 // or trees/, and layers and trees that no image or lease holds, which Check
 // reports as garbage and GC removes. Every digest is

@@ -174,8 +174,8 @@ func (s *Store) RemoveMount(id string) error {
 		return err
 	}
 	// The common case: the lease's image is still stored, so it holds all
-	// the lease held and nothing becomes garbage. Neither the sweep (which
-	// reads every image and tree) nor the exclusive lock is needed then.
+	// the lease held and nothing becomes garbage. Neither the sweep nor
+	// the exclusive lock is needed then: the lease's holds go with it.
 	errSweep := errors.New("sweep")
 	switch err := s.update(func(tx *bolt.Tx) error {
 		mb := bucket(tx, bucketMounts)

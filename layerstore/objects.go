@@ -305,7 +305,10 @@ func (st *staging) publish() error {
 		go func() {
 			defer wg.Done()
 			for d := range work {
-				if err := os.Rename(st.pending[d], st.s.ObjectPath(d)); err != nil {
+				// unix.Rename, not os.Rename: that one lstats the
+				// target first (a stat per object, to refuse a
+				// directory rename(2) refuses too).
+				if err := unix.Rename(st.pending[d], st.s.ObjectPath(d)); err != nil {
 					errs[i] = fmt.Errorf("publish object %s: %w", d, err)
 					return
 				}
