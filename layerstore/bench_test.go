@@ -162,7 +162,7 @@ func BenchmarkTree(b *testing.B) {
 // base layer stays) from a store of n images sharing one base layer: an
 // image is added, untimed, and removed, timed. The goal is flat in n.
 func BenchmarkRemoveImage(b *testing.B) {
-	for _, n := range []int{20, 200} {
+	for _, n := range []int{20, 200, 2000} {
 		b.Run(fmt.Sprintf("images=%d", n), func(b *testing.B) {
 			s, err := Open(b.TempDir(), nil)
 			if err != nil {

@@ -170,6 +170,19 @@ func allTags(tx *bolt.Tx) map[digest.Digest][]string {
 	return tags
 }
 
+// tagsOf is the tags of image id: a scan of the refs that keeps only its
+// own (allTags would make a slice for every image of the store).
+func tagsOf(tx *bolt.Tx, id digest.Digest) []string {
+	var out []string
+	bucket(tx, bucketRefs).ForEach(func(k, v []byte) error {
+		if string(v) == string(id) {
+			out = append(out, string(k))
+		}
+		return nil
+	})
+	return out
+}
+
 // NoSuchImageError is the error for a reference that names nothing; its
 // message is docker's, with the reference normalized as docker prints it
 // ("nope" -> "No such image: nope:latest").

@@ -80,7 +80,7 @@ func (s *Store) RemoveImage(ref string, force bool) (*RemoveReport, error) {
 			return err
 		}
 		rb := bucket(tx, bucketRefs)
-		tags := allTags(tx)[id]
+		tags := tagsOf(tx, id)
 		sort.Strings(tags)
 		byTag := ""
 		for _, t := range tags {
