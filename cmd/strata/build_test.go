@@ -16,6 +16,7 @@ import (
 
 	"github.com/strata-dev/strata/internal/runctest"
 	"github.com/strata-dev/strata/internal/storetest"
+	"github.com/strata-dev/strata/internal/syncbuf"
 	"github.com/strata-dev/strata/layerstore"
 )
 
@@ -109,7 +110,7 @@ func TestBuild_KilledTakesItsRunContainer(t *testing.T) {
 	build := exec.Command(self, "--root", root, "build", "--network", "none", "-")
 	build.Env = append(os.Environ(), cliEnv+"=1")
 	build.Stdin = strings.NewReader("FROM demo\nRUN sleep 600\n")
-	var out syncBuffer
+	var out syncbuf.Buffer
 	build.Stdout, build.Stderr = &out, &out
 	if err := build.Start(); err != nil {
 		t.Fatal(err)
