@@ -91,11 +91,13 @@ func (n *node) openPlaceholder() (*os.File, syscall.Errno) {
 	defer u.nsMu.RUnlock()
 	fd, err := u.openUpperOf(n, unix.O_RDWR)
 	if err != nil {
-		afd, ok := n.anyFd()
+		r, ok := n.holdFd()
 		if !ok {
 			return nil, toErrno(err)
 		}
-		if fd, err = openat(unix.AT_FDCWD, procPath(afd), unix.O_RDWR|unix.O_CLOEXEC, 0); err != nil {
+		fd, err = openat(unix.AT_FDCWD, procPath(r.fd), unix.O_RDWR|unix.O_CLOEXEC, 0)
+		r.drop()
+		if err != nil {
 			return nil, toErrno(err)
 		}
 	}

@@ -278,18 +278,18 @@ func (n *node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 		}
 	}
 	// The target through a descriptor: its upper entry's, or for a file
-	// without a name (O_TMPFILE), an open handle's.
+	// without a name (O_TMPFILE, unlinked), a held one.
 	tfd, err := u.openUpperOf(t, unix.O_PATH)
-	if err != nil {
-		fd, ok := t.anyFd()
+	if err == nil {
+		defer unix.Close(tfd)
+	} else {
+		r, ok := t.holdFd()
 		if !ok {
 			return nil, toErrno(err)
 		}
-		if tfd, err = unix.Dup(fd); err != nil {
-			return nil, toErrno(err)
-		}
+		defer r.drop()
+		tfd = r.fd
 	}
-	defer unix.Close(tfd)
 	ne, errno := n.prepareCreate(name)
 	if errno != 0 {
 		return nil, errno

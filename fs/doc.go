@@ -125,5 +125,7 @@
 // copy-up of metadata) are serialized by one lock of the mount; lookups,
 // listings and attribute reads share it; reads and writes of open files take
 // none, and copying a file's data at its first open for writing holds only
-// that file.
+// that file. A request on a file without a name uses the descriptor of one
+// of its open handles, held (counted) while in use: the table of open
+// handles is locked only to take it, never across a system call.
 package fs

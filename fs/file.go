@@ -131,31 +131,42 @@ func (n *node) dataEntry() *layerstore.Entry {
 	return nil
 }
 
-// openUpper opens n's upper file with the flags of a FUSE open.
+// openUpper opens n's upper file with the flags of a FUSE open, as a handle.
 func (n *node) openUpper(flags uint32) (*upperFile, syscall.Errno) {
+	fd, errno := n.openUpperFd(flags)
+	if errno != 0 {
+		return nil, errno
+	}
+	f := newUpperFile(n, fd)
+	f.meta.Store(n.u.metacopyOf(n.ino) != nil)
+	return f, 0
+}
+
+// openUpperFd opens n's upper file with the flags of a FUSE open: by its
+// path, or when it has no name left, by reopening a held descriptor of it.
+func (n *node) openUpperFd(flags uint32) (int, syscall.Errno) {
 	u := n.u
 	u.nsMu.RLock()
 	defer u.nsMu.RUnlock()
 	fl := int(upperOpenFlags(flags))
 	fd, err := u.openUpperOf(n, fl)
-	if err != nil {
-		// No name left: reopen an open handle's file.
-		afd, ok := n.anyFd()
-		if !ok {
-			return nil, toErrno(err)
-		}
-		if fd, err = openat(unix.AT_FDCWD, procPath(afd), fl&^unix.O_NOFOLLOW, 0); err != nil {
-			return nil, toErrno(err)
-		}
-		st, err := fstat(fd)
-		if ino, ok := u.knownIno(&st); err != nil || !ok || ino != n.ino {
-			unix.Close(fd)
-			return nil, syscall.ESTALE
-		}
+	if err == nil {
+		return fd, 0
 	}
-	f := newUpperFile(n, fd)
-	f.meta.Store(u.metacopyOf(n.ino) != nil)
-	return f, 0
+	r, ok := n.holdFd()
+	if !ok {
+		return -1, toErrno(err)
+	}
+	defer r.drop()
+	if fd, err = openat(unix.AT_FDCWD, procPath(r.fd), fl&^unix.O_NOFOLLOW, 0); err != nil {
+		return -1, toErrno(err)
+	}
+	st, err := fstat(fd)
+	if ino, ok := u.knownIno(&st); err != nil || !ok || ino != n.ino {
+		unix.Close(fd)
+		return -1, syscall.ESTALE
+	}
+	return fd, 0
 }
 
 // readMetacopy reads a metacopy file: bytes below the object's end (e.Size)
@@ -244,12 +255,11 @@ func (h *objectFile) upperFd() (int, syscall.Errno) {
 	if h.upper > 0 {
 		return h.upper, 0
 	}
-	f, errno := h.n.openUpper(unix.O_RDONLY)
+	fd, errno := h.n.openUpperFd(unix.O_RDONLY) // this handle's own
 	if errno != 0 {
 		return -1, errno
 	}
-	h.n.removeFile(f) // a private descriptor of this handle
-	h.upper = f.fd
+	h.upper = fd
 	return h.upper, 0
 }
 
@@ -398,10 +408,12 @@ func (h *objectFile) Flush(ctx context.Context) syscall.Errno               { re
 
 // upperFile is a handle on a file of the upper dir. While the file is a
 // metacopy (meta), bytes below the object's end are the object's: reads
-// there go to the object, and the first write there copies the data.
+// there go to the object, and the first write there copies the data. Its
+// descriptor is shared with requests that took it from the node's table
+// (holdFd), and closed when the last of them and the handle are done.
 type upperFile struct {
-	n    *node
-	fd   int
+	n *node
+	fdRef
 	meta atomic.Bool // the file may still be a metacopy
 
 	mu     sync.Mutex
@@ -410,7 +422,8 @@ type upperFile struct {
 }
 
 func newUpperFile(n *node, fd int) *upperFile {
-	f := &upperFile{n: n, fd: fd}
+	f := &upperFile{n: n}
+	f.init(fd)
 	n.addFile(f)
 	return f
 }
@@ -518,7 +531,7 @@ func (f *upperFile) Release(ctx context.Context) syscall.Errno {
 	if f.obj != nil {
 		f.obj.Close()
 	}
-	return toErrno(unix.Close(f.fd))
+	return toErrno(f.drop())
 }
 
 var _ = (gofs.NodeCopyFileRanger)((*node)(nil))

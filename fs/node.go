@@ -115,11 +115,13 @@ func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut
 	defer n.u.nsMu.RUnlock()
 	p, st, err := n.u.upperStat(n)
 	if err != nil {
-		fd, ok := n.anyFd()
+		r, ok := n.holdFd()
 		if !ok {
 			return toErrno(err)
 		}
-		if st, err = fstat(fd); err != nil {
+		st, err = fstat(r.fd)
+		r.drop()
+		if err != nil {
 			return toErrno(err)
 		}
 		n.u.fillUpperAttr(n, &st, "", false, &out.Attr)

@@ -1,6 +1,12 @@
 package fs
 
-import "sync"
+import (
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
 
 // The state only a few nodes have at a time: a lock while one is opened or
 // copied up, its passthrough handles, its open upper files. It lives in
@@ -18,8 +24,9 @@ type nodeState struct {
 	ptMu sync.Mutex
 	pt   map[*node]*ptHandles // nodes with passthrough handles open
 
-	fmu   sync.RWMutex
-	files map[*node]map[*upperFile]struct{} // open upper handles: fd-based access to unlinked files
+	// fmu guards only the table: no system call runs under it.
+	fmu   sync.Mutex
+	files map[*node]*upperFds // open upper handles: access to files without a name
 }
 
 type nodeLock struct {
@@ -36,7 +43,7 @@ type ptHandles struct {
 func (s *nodeState) init() {
 	s.locks = map[*node]*nodeLock{}
 	s.pt = map[*node]*ptHandles{}
-	s.files = map[*node]map[*upperFile]struct{}{}
+	s.files = map[*node]*upperFds{}
 }
 
 // lock serializes opens and data copy-up of n. Lock order: a node's lock
@@ -111,38 +118,81 @@ func (n *node) ptRelease() {
 	}
 }
 
-// anyFd returns an fd of an open upper handle of n, for files without a name.
-func (n *node) anyFd() (int, bool) {
+// holdFd returns a descriptor of n's upper inode that needs no path (an
+// open upper handle's), held until the caller drops it: a handle released
+// meanwhile does not close it, so its number cannot be closed, or reused by
+// another open, under the request using it.
+func (n *node) holdFd() (*fdRef, bool) {
 	s := &n.u.state
-	s.fmu.RLock()
-	defer s.fmu.RUnlock()
-	for f := range s.files[n] {
-		return f.fd, true
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	fs := s.files[n]
+	if fs == nil || len(fs.open) == 0 {
+		return nil, false
 	}
-	return -1, false
+	r := &fs.open[0].fdRef
+	r.refs.Add(1)
+	return r, true
 }
 
-// withOpenFile runs fn on an open upper handle's fd of n, if n has one;
-// the handle stays open meanwhile.
+// withOpenFile runs fn on a held descriptor from holdFd, if n has one. Only
+// the lookup holds the table's lock, not fn.
 func (n *node) withOpenFile(fn func(fd int) error) (error, bool) {
-	s := &n.u.state
-	s.fmu.RLock()
-	defer s.fmu.RUnlock()
-	for f := range s.files[n] {
-		return fn(f.fd), true
+	r, ok := n.holdFd()
+	if !ok {
+		return nil, false
 	}
-	return nil, false
+	defer r.drop()
+	return fn(r.fd), true
+}
+
+// upperFds reach a node's upper inode without its path.
+type upperFds struct {
+	open []*upperFile // open upper handles
+}
+
+// fdRef is a descriptor shared by its holders: the one that made it and
+// those that took it from the table (under fmu, while it is there). The
+// last to drop it closes it.
+type fdRef struct {
+	fd   int
+	refs atomic.Int32
+}
+
+func (r *fdRef) init(fd int) {
+	r.fd = fd
+	r.refs.Store(1)
+}
+
+func (r *fdRef) drop() error {
+	if r.refs.Add(-1) == 0 {
+		return unix.Close(r.fd)
+	}
+	return nil
+}
+
+// entry returns n's upperFds, made if missing. Callers hold fmu.
+func (s *nodeState) entry(n *node) *upperFds {
+	fs := s.files[n]
+	if fs == nil {
+		fs = &upperFds{}
+		s.files[n] = fs
+	}
+	return fs
+}
+
+// release forgets n's upperFds once they hold nothing. Callers hold fmu.
+func (s *nodeState) release(n *node, fs *upperFds) {
+	if len(fs.open) == 0 {
+		delete(s.files, n)
+	}
 }
 
 func (n *node) addFile(f *upperFile) {
 	s := &n.u.state
 	s.fmu.Lock()
-	fs := s.files[n]
-	if fs == nil {
-		fs = map[*upperFile]struct{}{}
-		s.files[n] = fs
-	}
-	fs[f] = struct{}{}
+	fs := s.entry(n)
+	fs.open = append(fs.open, f)
 	s.fmu.Unlock()
 }
 
@@ -150,10 +200,10 @@ func (n *node) removeFile(f *upperFile) {
 	s := &n.u.state
 	s.fmu.Lock()
 	if fs := s.files[n]; fs != nil {
-		delete(fs, f)
-		if len(fs) == 0 {
-			delete(s.files, n)
+		if i := slices.Index(fs.open, f); i >= 0 {
+			fs.open = slices.Delete(fs.open, i, i+1)
 		}
+		s.release(n, fs)
 	}
 	s.fmu.Unlock()
 }
