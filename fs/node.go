@@ -138,6 +138,11 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 	if u.ro {
 		return syscall.EROFS
 	}
+	if n.flushesLowerTimes(in) {
+		lowerAttr(n.lowerEntry(), &out.Attr)
+		out.SetTimeout(lowerTimeout)
+		return 0
+	}
 	size, hasSize := in.GetSize()
 	if hasSize && n.isReg() {
 		n.lock()
@@ -177,6 +182,25 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 	n.u.fillUpperAttr(n, &st, "", false, &out.Attr)
 	out.SetTimeout(upperTimeout)
 	return 0
+}
+
+// flushesLowerTimes reports whether in is the writeback cache's flush of
+// the times the kernel holds (fuse_flush_times: mtime, and ctime, which
+// nothing sets) to a lower file that lost its name without an upper copy,
+// with the mtime the file has: the kernel sends one after an unlink or a
+// rename over the file, and at its close. That is no change. Copying the
+// file up would fail (its path is a whiteout or another file now), and so
+// would close(2). A change to such a file fails with EEXIST, as on
+// overlayfs.
+func (n *node) flushesLowerTimes(in *fuse.SetAttrIn) bool {
+	if in.Valid&^(fuse.FATTR_FH|fuse.FATTR_LOCKOWNER|fuse.FATTR_CTIME) != fuse.FATTR_MTIME || n.hasUpper() {
+		return false
+	}
+	if _, parent := n.Parent(); parent != nil {
+		return false
+	}
+	ts := nsToTimespec(n.lowerEntry().Mtime)
+	return int64(in.Mtime) == ts.Sec && int64(in.Mtimensec) == ts.Nsec
 }
 
 func (n *node) isSymlink() bool { return n.StableAttr().Mode == syscall.S_IFLNK }
