@@ -252,6 +252,11 @@ func (n *node) Tmpfile(ctx context.Context, flags uint32, mode uint32, out *fuse
 	}
 	c := &node{u: u, ino: u.newIno()}
 	u.setIno(&st, c.ino)
+	// No name: kept until the kernel forgets it, as an unlinked file is
+	// (remove), not only while this handle is open.
+	if pfd, err := openat(unix.AT_FDCWD, procPath(fd), unix.O_PATH|unix.O_CLOEXEC, 0); err == nil {
+		c.pin(pfd)
+	}
 	u.fillUpperAttr(c, &st, "", false, &out.Attr)
 	out.SetEntryTimeout(upperTimeout)
 	out.SetAttrTimeout(upperTimeout)

@@ -125,7 +125,11 @@
 // copy-up of metadata) are serialized by one lock of the mount; lookups,
 // listings and attribute reads share it; reads and writes of open files take
 // none, and copying a file's data at its first open for writing holds only
-// that file. A request on a file without a name uses the descriptor of one
-// of its open handles, held (counted) while in use: the table of open
-// handles is locked only to take it, never across a system call.
+// that file. An upper inode that loses its name (unlinked, replaced by a
+// rename, made with O_TMPFILE) while the kernel knows it stays open (O_PATH)
+// until the kernel forgets it, as the inode of a local file system stays
+// while anything refers to it: requests for it (a handle opened before
+// copy-up, an O_PATH descriptor, a working directory) use that descriptor or
+// one of its open handles', held (counted) while in use; the table of them
+// is locked only to take one, never across a system call.
 package fs

@@ -405,6 +405,7 @@ func (s *Server) Unmount() error {
 		return fmt.Errorf("unmount %s: %w", s.dir, err)
 	}
 	s.u.closeRoot()
+	s.u.state.dropPins()
 	return nil
 }
 
@@ -412,4 +413,5 @@ func (s *Server) Unmount() error {
 func (s *Server) Wait() {
 	s.fuse.Wait()
 	s.u.closeRoot()
+	s.u.state.dropPins()
 }

@@ -430,7 +430,10 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 
 var _ = (gofs.NodeOnForgetter)((*node)(nil))
 
-func (n *node) OnForget() { n.u.dropPending(n.EmbeddedInode()) }
+func (n *node) OnForget() {
+	n.u.dropPending(n.EmbeddedInode())
+	n.unpin()
+}
 
 // isNotExist reports whether err says a path is missing.
 func isNotExist(err error) bool { return errors.Is(err, unix.ENOENT) }

@@ -9,11 +9,11 @@ import (
 )
 
 // The state only a few nodes have at a time: a lock while one is opened or
-// copied up, its passthrough handles, its open upper files. It lives in
-// tables of the union keyed by node, not in the node: a walk makes a node
-// of every entry it meets, and these fields in each (two mutexes, a
-// counter, a channel and a map: 40 bytes) put a node in a 192-byte size
-// class instead of 160.
+// copied up, its passthrough handles, its open upper files, the pin of one
+// whose name is gone. It lives in tables of the union keyed by node, not in
+// the node: a walk makes a node of every entry it meets, and these fields
+// in each (two mutexes, a counter, a channel and a map: 40 bytes) put a
+// node in a 192-byte size class instead of 160.
 
 // nodeState holds the union's tables of per-node state.
 type nodeState struct {
@@ -26,7 +26,8 @@ type nodeState struct {
 
 	// fmu guards only the table: no system call runs under it.
 	fmu   sync.Mutex
-	files map[*node]*upperFds // open upper handles: access to files without a name
+	files map[*node]*upperFds // open upper handles and pins: access to files without a name
+	pins  atomic.Int64        // how many nodes have a pin
 }
 
 type nodeLock struct {
@@ -119,7 +120,7 @@ func (n *node) ptRelease() {
 }
 
 // holdFd returns a descriptor of n's upper inode that needs no path (an
-// open upper handle's), held until the caller drops it: a handle released
+// open upper handle's, else n's pin), held until the caller drops it: a handle released
 // meanwhile does not close it, so its number cannot be closed, or reused by
 // another open, under the request using it.
 func (n *node) holdFd() (*fdRef, bool) {
@@ -127,10 +128,16 @@ func (n *node) holdFd() (*fdRef, bool) {
 	s.fmu.Lock()
 	defer s.fmu.Unlock()
 	fs := s.files[n]
-	if fs == nil || len(fs.open) == 0 {
+	if fs == nil {
 		return nil, false
 	}
-	r := &fs.open[0].fdRef
+	r := fs.pin
+	if len(fs.open) > 0 {
+		r = &fs.open[0].fdRef
+	}
+	if r == nil {
+		return nil, false
+	}
 	r.refs.Add(1)
 	return r, true
 }
@@ -149,6 +156,7 @@ func (n *node) withOpenFile(fn func(fd int) error) (error, bool) {
 // upperFds reach a node's upper inode without its path.
 type upperFds struct {
 	open []*upperFile // open upper handles
+	pin  *fdRef       // O_PATH, from when its name went until it is forgotten
 }
 
 // fdRef is a descriptor shared by its holders: the one that made it and
@@ -183,7 +191,7 @@ func (s *nodeState) entry(n *node) *upperFds {
 
 // release forgets n's upperFds once they hold nothing. Callers hold fmu.
 func (s *nodeState) release(n *node, fs *upperFds) {
-	if len(fs.open) == 0 {
+	if len(fs.open) == 0 && fs.pin == nil {
 		delete(s.files, n)
 	}
 }
@@ -206,4 +214,65 @@ func (n *node) removeFile(f *upperFile) {
 		s.release(n, fs)
 	}
 	s.fmu.Unlock()
+}
+
+// pin keeps fd, an O_PATH descriptor of n's upper inode, open until n is
+// forgotten: n has lost its name (unlinked, replaced by a rename, or made
+// without one), and the kernel, which may still reach it through an open
+// file, a /proc/self/fd link or a working directory, asks for it by inode.
+// An open handle keeps the inode too, but a handle that opened the object
+// before copy-up does not, and handles go before the kernel forgets. A
+// second pin of the same node is closed.
+func (n *node) pin(fd int) {
+	s := &n.u.state
+	s.fmu.Lock()
+	fs := s.entry(n)
+	if fs.pin == nil {
+		fs.pin = &fdRef{}
+		fs.pin.init(fd)
+		s.pins.Add(1)
+		fd = -1
+	}
+	s.fmu.Unlock()
+	if fd >= 0 {
+		unix.Close(fd)
+	}
+}
+
+// unpin drops n's pin, when the kernel forgot n.
+func (n *node) unpin() {
+	s := &n.u.state
+	if s.pins.Load() == 0 {
+		return // the usual forget: no lock taken
+	}
+	s.fmu.Lock()
+	fs := s.files[n]
+	if fs == nil || fs.pin == nil {
+		s.fmu.Unlock()
+		return
+	}
+	p := fs.pin
+	fs.pin = nil
+	s.pins.Add(-1)
+	s.release(n, fs)
+	s.fmu.Unlock()
+	p.drop()
+}
+
+// dropPins drops every pin, when the mount has ended.
+func (s *nodeState) dropPins() {
+	s.fmu.Lock()
+	var pins []*fdRef
+	for n, fs := range s.files {
+		if fs.pin != nil {
+			pins = append(pins, fs.pin)
+			fs.pin = nil
+			s.pins.Add(-1)
+			s.release(n, fs)
+		}
+	}
+	s.fmu.Unlock()
+	for _, p := range pins {
+		p.drop()
+	}
 }

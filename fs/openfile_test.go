@@ -31,6 +31,7 @@ func openImage(t *testing.T) *testImage {
 			}
 			b.add(&layerstore.Entry{Path: "d/" + s.name + ".e", Type: layerstore.TypeDir, Mode: 0o750, UID: 7, GID: 8,
 				Xattrs: map[string]string{"user.origin": "lower"}})
+			b.dir("d/"+s.name+".s", 0o755).file("d/"+s.name+".s/f", 0o644, "in s\n")
 		}
 	})
 }
@@ -129,7 +130,7 @@ func mountOverlay(t *testing.T, lower string) string {
 // says what each answered.
 type openScript struct {
 	name string
-	run  func(o *obs, base string) // base+".a", ".b": lower files; ".e": a lower empty directory
+	run  func(o *obs, base string) // base+".a", ".b": lower files; ".e": a lower empty directory; ".s": one with a file f
 }
 
 // obs records what a script observes, one line per step.
@@ -226,6 +227,42 @@ var openScripts = []openScript{
 		metaOps(o, fd, "e")
 		o.add("close e", unix.Close(fd))
 	}},
+	{"tmpfile-opath", func(o *obs, base string) {
+		// An O_TMPFILE file whose last open handle goes while an O_PATH
+		// descriptor still holds it, then linked into place.
+		fd := o.open("open O_TMPFILE", filepath.Dir(base), unix.O_TMPFILE|unix.O_RDWR)
+		_, err := unix.Write(fd, []byte("tmp\n"))
+		o.add("write", err)
+		p := o.open("open O_PATH", fmt.Sprintf("/proc/self/fd/%d", fd), unix.O_PATH)
+		o.add("close", unix.Close(fd))
+		o.fstat("fstat O_PATH", p)
+		o.add("link", unix.Linkat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", p), unix.AT_FDCWD, base+".linked", unix.AT_SYMLINK_FOLLOW))
+		o.add("close O_PATH", unix.Close(p))
+		b, err := os.ReadFile(base + ".linked")
+		o.addf("read linked: %q %s", b, errName(err))
+	}},
+	{"ro-unlink-recreate", func(o *obs, base string) {
+		a := base + ".a"
+		o.lowerNlink = true
+		fd := o.open("open a O_RDONLY", a, unix.O_RDONLY)
+		o.add("unlink a", unix.Unlink(a))
+		o.add("create a", os.WriteFile(a, []byte("new a\n"), 0o600))
+		metaOps(o, fd, "old a")
+		o.pread("read old a", fd)
+		o.add("close old a", unix.Close(fd))
+		fd = o.open("open new a", a, unix.O_RDONLY)
+		o.fstat("new a fstat", fd)
+		o.pread("read new a", fd)
+		o.add("close new a", unix.Close(fd))
+	}},
+	{"new-dir-rmdir", func(o *obs, base string) {
+		e := base + ".new"
+		o.add("mkdir new", unix.Mkdir(e, 0o700))
+		fd := o.open("open new", e, unix.O_RDONLY|unix.O_DIRECTORY)
+		o.add("rmdir new", unix.Rmdir(e))
+		metaOps(o, fd, "new")
+		o.add("close new", unix.Close(fd))
+	}},
 	{"new-unlink", func(o *obs, base string) {
 		p := base + ".new"
 		o.add("create new", os.WriteFile(p, []byte("new file\n"), 0o644))
@@ -239,6 +276,17 @@ var openScripts = []openScript{
 		o.pread("read new", ro)
 		o.fstat("fstat new", ro)
 		o.add("close ro", unix.Close(ro))
+	}},
+	{"ro-write-elsewhere-unlink", func(o *obs, base string) {
+		// A lower file copied up by a write through another name... of
+		// the same file: a read-only handle opened before the copy-up.
+		a := base + ".a"
+		ro := o.open("open a O_RDONLY", a, unix.O_RDONLY)
+		o.add("write a", os.WriteFile(a, []byte("HE"), 0))
+		o.add("unlink a", unix.Unlink(a))
+		metaOps(o, ro, "a")
+		o.pread("read a", ro)
+		o.add("close a", unix.Close(ro))
 	}},
 	{"ro-unlink", func(o *obs, base string) {
 		a := base + ".a"
@@ -276,6 +324,19 @@ var openScripts = []openScript{
 		_, err = unix.Pwrite(fd, []byte("LL"), 2)
 		o.add("write a", err)
 		o.add("close a", unix.Close(fd))
+	}},
+	{"rw-and-ro-unlink", func(o *obs, base string) {
+		a := base + ".a"
+		// The read-write handle goes first; the read-only one stays.
+		rw := o.open("open a O_RDWR", a, unix.O_RDWR)
+		ro := o.open("open a O_RDONLY", a, unix.O_RDONLY)
+		_, err := unix.Pwrite(rw, []byte("HE"), 0)
+		o.add("write a", err)
+		o.add("unlink a", unix.Unlink(a))
+		o.add("close rw", unix.Close(rw))
+		metaOps(o, ro, "ro")
+		o.pread("read ro", ro)
+		o.add("close ro", unix.Close(ro))
 	}},
 	{"ro-rename", func(o *obs, base string) {
 		a := base + ".a"

@@ -77,10 +77,17 @@ func (n *node) remove(name string, dir bool) syscall.Errno {
 			if err := clearWhiteouts(dfd, name); err != nil {
 				return u.errno(err, "rmdir", c.path)
 			}
+		}
+		// The kernel may still reach the inode (open files, /proc/self/fd
+		// links, a working directory): it keeps it, as the upper file
+		// system would for a process of its own.
+		pin := u.pinVictim(n, dfd, name, c.ino)
+		if dir {
 			err = unix.Unlinkat(dfd, name, unix.AT_REMOVEDIR)
 		} else {
 			err = unix.Unlinkat(dfd, name, 0)
 		}
+		pin.keepPin(err)
 		if err != nil {
 			return toErrno(err)
 		}

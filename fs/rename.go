@@ -117,10 +117,15 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 		}
 	}
 	var rflags uint
+	pin := victimPin{fd: -1}
 	if exchange {
 		rflags = unix.RENAME_EXCHANGE
+	} else if dst.upper && dst.ino != src.ino {
+		pin = u.pinVictim(np, dfd, newName, dst.ino) // replaced: see remove
 	}
-	if err := unix.Renameat2(sfd, name, dfd, newName, rflags); err != nil {
+	err = unix.Renameat2(sfd, name, dfd, newName, rflags)
+	pin.keepPin(err)
+	if err != nil {
 		return toErrno(err)
 	}
 

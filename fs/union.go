@@ -205,6 +205,60 @@ func (u *union) parentOf(in *gofs.Inode) (string, *gofs.Inode) {
 	return name, parent
 }
 
+// childNode returns the node the kernel knows as name in dir: go-fuse's
+// child, or one a pending rename put there. nil when there is none.
+func (u *union) childNode(dir *node, name string) *node {
+	if in := dir.GetChild(name); in != nil {
+		if c, ok := in.Operations().(*node); ok {
+			return c
+		}
+	}
+	din := dir.EmbeddedInode()
+	u.pendMu.Lock()
+	defer u.pendMu.Unlock()
+	for in, pl := range u.pending {
+		if pl.parent == din && pl.name == name {
+			if c, ok := in.Operations().(*node); ok {
+				return c
+			}
+		}
+	}
+	return nil
+}
+
+// pinVictim opens the upper entry name of directory dirfd O_PATH when it
+// is about to lose that name and the kernel knows its node (mount inode
+// ino): keepPin hands the descriptor to the node once the name is gone, or
+// closes it. Callers hold nsMu exclusively.
+func (u *union) pinVictim(dir *node, dirfd int, name string, ino uint64) victimPin {
+	c := u.childNode(dir, name)
+	if c == nil || c.ino != ino {
+		return victimPin{fd: -1}
+	}
+	fd, err := pinAt(dirfd, name)
+	if err != nil {
+		return victimPin{fd: -1} // nothing to keep: the change will say why
+	}
+	return victimPin{n: c, fd: fd}
+}
+
+type victimPin struct {
+	n  *node
+	fd int
+}
+
+// keepPin gives the pin to its node when the change that took its name
+// succeeded (err nil), else closes it.
+func (p victimPin) keepPin(err error) {
+	switch {
+	case p.fd < 0:
+	case err != nil:
+		unix.Close(p.fd)
+	default:
+		p.n.pin(p.fd)
+	}
+}
+
 // pathOf returns the merged path of n. Callers hold nsMu. A node with no
 // upper copy is where the tree has it: nothing moves without copy-up.
 func (u *union) pathOf(n *node) (string, bool) {
