@@ -222,23 +222,39 @@ func (u *union) ensureDir(p string) error {
 	if err != nil {
 		return &os.PathError{Op: "open", Path: q, Err: err}
 	}
+	if err := u.checkDirIs(dfd, q); err != nil {
+		u.closeDir(dfd)
+		return err
+	}
 	for i := len(chain) - 1; i >= 0; i-- {
 		e := chain[i]
 		var next int
 		err := withParentTimes(dfd, func() error {
-			if err := unix.Mkdirat(dfd, e.Name(), 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+			err := unix.Mkdirat(dfd, e.Name(), 0o700)
+			made := err == nil
+			if err != nil && !errors.Is(err, unix.EEXIST) {
 				return &os.PathError{Op: "mkdir", Path: e.Path, Err: err}
 			}
 			fd, err := openat(dfd, e.Name(), dirPathFlags, 0)
 			if err != nil {
 				return &os.PathError{Op: "open", Path: e.Path, Err: err}
 			}
-			if err := u.applyMeta(fd, e); err != nil {
+			st, err := fstat(fd)
+			if err != nil {
 				unix.Close(fd)
 				return err
 			}
-			st, err := fstat(fd)
-			if err != nil {
+			// Known as e's from here, so that a copy-up failing midway
+			// leaves a directory the next one takes up. One that was there
+			// and that the mount knows as another inode was made in place
+			// of e after e was removed: not e's to change.
+			if made {
+				u.setIno(&st, e.Ino)
+			} else if ino, ok := u.knownIno(&st); ok && ino != e.Ino {
+				unix.Close(fd)
+				return &os.PathError{Op: "copy up", Path: e.Path, Err: unix.EEXIST}
+			}
+			if err := u.applyMeta(fd, e); err != nil {
 				unix.Close(fd)
 				return err
 			}
@@ -254,6 +270,28 @@ func (u *union) ensureDir(p string) error {
 		dfd = next
 	}
 	u.closeDir(dfd)
+	return nil
+}
+
+// checkDirIs fails with ENOENT unless dirfd, the upper directory at merged
+// path p, is the copy of the lower directory at p. A copy-up goes to the
+// tree path of its entry, which is where a lower entry without an upper
+// copy is while it has a name; one that lost its name (an unlinked file
+// still open, in a directory removed since) must not land in a directory
+// made at that path later (it failed with ENOENT on overlayfs, where it
+// came back in the new directory here).
+func (u *union) checkDirIs(dirfd int, p string) error {
+	e, ok := u.tree.Lookup(p)
+	if !ok {
+		return nil
+	}
+	st, err := fstat(dirfd)
+	if err != nil {
+		return &os.PathError{Op: "stat", Path: p, Err: err}
+	}
+	if ino, ok := u.knownIno(&st); ok && ino != e.Ino {
+		return &os.PathError{Op: "copy up into", Path: p, Err: unix.ENOENT}
+	}
 	return nil
 }
 
@@ -283,6 +321,9 @@ func (u *union) copyUpFile(e *layerstore.Entry, metacopy bool) error {
 		return &os.PathError{Op: "open", Path: parentPath(first), Err: err}
 	}
 	defer u.closeDir(dfd)
+	if err := u.checkDirIs(dfd, parentPath(first)); err != nil {
+		return err
+	}
 	var st unix.Stat_t
 	err = withParentTimes(dfd, func() (err error) {
 		st, err = u.createCopy(dfd, name, e, meta)

@@ -227,6 +227,19 @@ var openScripts = []openScript{
 		metaOps(o, fd, "e")
 		o.add("close e", unix.Close(fd))
 	}},
+	{"dir-gone-file-open", func(o *obs, base string) {
+		// The file's directory goes and comes back new: the file must not
+		// come back in it.
+		dir := base + ".s"
+		o.lowerNlink = true
+		fd := o.open("open s/f", dir+"/f", unix.O_RDONLY)
+		o.add("rm -r s", os.RemoveAll(dir))
+		o.add("mkdir s", unix.Mkdir(dir, 0o700))
+		metaOps(o, fd, "old f")
+		o.add("close old f", unix.Close(fd))
+		ents, err := os.ReadDir(dir)
+		o.addf("list new s: %d entries, %s", len(ents), errName(err))
+	}},
 	{"tmpfile-opath", func(o *obs, base string) {
 		// An O_TMPFILE file whose last open handle goes while an O_PATH
 		// descriptor still holds it, then linked into place.
@@ -397,6 +410,62 @@ func TestFS_OpenFiles_Overlayfs(t *testing.T) {
 				if g, w := strings.Join(got[s.name], "\n"), strings.Join(want[s.name], "\n"); g != w {
 					t.Errorf("%s: strata differs from overlayfs:\nstrata:\n%s\noverlayfs:\n%s", s.name, g, w)
 				}
+			}
+		})
+	}
+}
+
+// TestFS_OpenFiles_RemovedDirReplaced: a change through a descriptor of a
+// removed lower directory, when a new directory has been made at its path,
+// fails and leaves the new directory as it was. Overlayfs is no reference
+// here: it copies the removed directory up over the new one (the new one
+// is gone once the dentry cache is), so the expected state is the new
+// directory's own, read before the change.
+func TestFS_OpenFiles_RemovedDirReplaced(t *testing.T) {
+	img := openImage(t)
+	for _, wb := range []bool{false, true} {
+		t.Run(fmt.Sprintf("writeback=%v", wb), func(t *testing.T) {
+			m := mountImage(t, img, mountOpts{writeback: wb})
+			e := m.p("d/ro-unlink.e")
+			old, err := unix.Open(e, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(old)
+			if err := unix.Rmdir(e); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Mkdir(e, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Setxattr(e, "user.mark", []byte("new"), 0); err != nil {
+				t.Fatal(err)
+			}
+			state := func() string {
+				var st unix.Statx_t
+				if err := unix.Statx(unix.AT_FDCWD, e, unix.AT_STATX_FORCE_SYNC, unix.STATX_BASIC_STATS, &st); err != nil {
+					return err.Error()
+				}
+				names, err := listxattr(e)
+				return fmt.Sprintf("mode %o uid %d gid %d mtime %d.%d ino %d xattrs %v %v", st.Mode, st.Uid, st.Gid,
+					st.Mtime.Sec, st.Mtime.Nsec, st.Ino, names, err)
+			}
+			want := state()
+			o := &obs{}
+			metaOps(o, old, "old e")
+			for _, l := range o.lines {
+				if strings.HasSuffix(l, ": ok") {
+					t.Errorf("%s: a change to the removed directory went through", l)
+				}
+			}
+			if got := state(); got != want {
+				t.Errorf("the new directory changed:\n got %s\nwant %s", got, want)
+			}
+			if v, err := getxattr(e, "user.mark"); err != nil || string(v) != "new" {
+				t.Errorf("user.mark of the new directory: %q, %v", v, err)
+			}
+			if err := os.WriteFile(filepath.Join(e, "x"), nil, 0o644); err != nil {
+				t.Errorf("a file in the new directory: %v", err)
 			}
 		})
 	}
