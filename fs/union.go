@@ -205,11 +205,12 @@ func (u *union) parentOf(in *gofs.Inode) (string, *gofs.Inode) {
 	return name, parent
 }
 
-// childNode returns the node the kernel knows as name in dir: go-fuse's
-// child, or one a pending rename put there. nil when there is none.
-func (u *union) childNode(dir *node, name string) *node {
+// childNode returns the node of mount inode ino that the kernel knows as
+// name in dir: go-fuse's child, or one a pending rename put there. nil
+// when there is none.
+func (u *union) childNode(dir *node, name string, ino uint64) *node {
 	if in := dir.GetChild(name); in != nil {
-		if c, ok := in.Operations().(*node); ok {
+		if c, ok := in.Operations().(*node); ok && c.ino == ino {
 			return c
 		}
 	}
@@ -218,7 +219,7 @@ func (u *union) childNode(dir *node, name string) *node {
 	defer u.pendMu.Unlock()
 	for in, pl := range u.pending {
 		if pl.parent == din && pl.name == name {
-			if c, ok := in.Operations().(*node); ok {
+			if c, ok := in.Operations().(*node); ok && c.ino == ino {
 				return c
 			}
 		}
@@ -231,8 +232,8 @@ func (u *union) childNode(dir *node, name string) *node {
 // ino): keepPin hands the descriptor to the node once the name is gone, or
 // closes it. Callers hold nsMu exclusively.
 func (u *union) pinVictim(dir *node, dirfd int, name string, ino uint64) victimPin {
-	c := u.childNode(dir, name)
-	if c == nil || c.ino != ino {
+	c := u.childNode(dir, name, ino)
+	if c == nil {
 		return victimPin{fd: -1}
 	}
 	fd, err := pinAt(dirfd, name)
