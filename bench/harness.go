@@ -112,8 +112,8 @@ func Run(ctx context.Context, cfg Config) (rp *Report, err error) {
 		}
 	}
 	for _, c := range cfg.Contenders {
-		if !slices.Contains(AllContenders, c) {
-			return nil, fmt.Errorf("unknown contender %q (have %s)", c, strings.Join(AllContenders, ", "))
+		if !slices.Contains(knownContenders, c) {
+			return nil, fmt.Errorf("unknown contender %q (have %s)", c, strings.Join(knownContenders, ", "))
 		}
 	}
 	dir, err := filepath.Abs(cfg.Dir)
@@ -211,8 +211,8 @@ func (r *runner) contenders() []*contender {
 			cs = append(cs, newNative(r.ds))
 		case Overlayfs, FuseOverlayfs:
 			cs = append(cs, newOverlay(r.runDir, name, &r.dirs))
-		case Strata:
-			cs = append(cs, newStrata(r.runDir, filepath.Join(r.runDir, "store"), r.cfg.Self, r.cfg.Trace, &r.dirs, r.logf))
+		case Strata, StrataPassthrough:
+			cs = append(cs, newStrata(name, r.runDir, filepath.Join(r.runDir, "store"), r.cfg.Self, r.cfg.Trace, &r.dirs, r.logf))
 		}
 	}
 	return cs

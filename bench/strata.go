@@ -32,6 +32,9 @@ type ServeOptions struct {
 	// NoPassthrough turns FUSE passthrough off (default: on where the
 	// kernel has it).
 	NoPassthrough bool
+	// NoWriteback turns the writeback cache off, so that files of the top
+	// layer pass through instead.
+	NoWriteback bool
 	// Trace counts FUSE requests by opcode (the trace command).
 	Trace bool
 	In    io.Reader // commands; EOF unmounts
@@ -62,6 +65,7 @@ func Serve(ctx context.Context, o ServeOptions) (err error) {
 	sess, err := session.Start(ctx, st, o.Image, o.Dir, session.Options{
 		ReadOnly:      o.ReadOnly,
 		NoPassthrough: o.NoPassthrough,
+		NoWriteback:   o.NoWriteback,
 		Trace:         o.Trace,
 		FsName:        "strata-bench",
 	})
@@ -136,8 +140,17 @@ func Serve(ctx context.Context, o ServeOptions) (err error) {
 // newStrata is the strata contender: images loaded into a bench-private
 // store at storeDir and mounted by a child process running self (a command
 // line that runs Serve with its flags appended, e.g. "strata bench serve").
-func newStrata(runDir, storeDir string, self []string, trace bool, dirs *dirCounter, logf func(string, ...any)) *contender {
-	c := &contender{name: Strata}
+//
+// name is Strata or StrataPassthrough (the same store, no writeback cache).
+func newStrata(name, runDir, storeDir string, self []string, trace bool, dirs *dirCounter, logf func(string, ...any)) *contender {
+	c := &contender{name: name}
+	var flags []string
+	if trace {
+		flags = append(flags, "--trace")
+	}
+	if name == StrataPassthrough {
+		flags = append(flags, "--no-writeback")
+	}
 	if len(self) == 0 {
 		c.why = "no server command: run the harness as `strata bench`"
 	}
@@ -171,12 +184,12 @@ func newStrata(runDir, storeDir string, self []string, trace bool, dirs *dirCoun
 		return nil
 	}
 	c.mount = func(ctx context.Context, img *ImageData) (*mounted, error) {
-		d, err := dirs.next(runDir, Strata)
+		d, err := dirs.next(runDir, name)
 		if err != nil {
 			return nil, err
 		}
 		mnt := filepath.Join(d, "mnt")
-		sv, err := startServer(ctx, self, storeDir, img.Name, mnt, trace)
+		sv, err := startServer(ctx, self, storeDir, img.Name, mnt, flags)
 		if err != nil {
 			os.RemoveAll(d)
 			return nil, err
@@ -196,7 +209,7 @@ func newStrata(runDir, storeDir string, self []string, trace bool, dirs *dirCoun
 			if err := sv.stop(); err != nil {
 				return err
 			}
-			nsv, err := startServer(ctx, self, storeDir, img.Name, mnt, trace)
+			nsv, err := startServer(ctx, self, storeDir, img.Name, mnt, flags)
 			if err != nil {
 				return err
 			}
@@ -240,11 +253,9 @@ type server struct {
 	waitE  error
 }
 
-func startServer(ctx context.Context, self []string, store, image, mnt string, trace bool) (*server, error) {
+func startServer(ctx context.Context, self []string, store, image, mnt string, flags []string) (*server, error) {
 	args := append(append([]string(nil), self[1:]...), "--store", store, "--image", image, "--dir", mnt)
-	if trace {
-		args = append(args, "--trace")
-	}
+	args = append(args, flags...)
 	cmd := exec.Command(self[0], args...)
 	// Its own process group: a terminal's ^C reaches the harness, which
 	// unmounts in order, not the server in the middle of a workload.

@@ -36,13 +36,18 @@ func mountTraced(t *testing.T, img *testImage, o mountOpts) *testMount {
 			t.Fatal(err)
 		}
 	}
-	m := &testMount{dir: filepath.Join(base, "mnt"), upper: filepath.Join(base, "upper"), logs: &syncbuf.Buffer{}}
-	for _, d := range []string{m.dir, m.upper} {
+	m := &testMount{dir: filepath.Join(base, "mnt"), logs: &syncbuf.Buffer{}}
+	dirs := []string{m.dir}
+	if !o.readOnly {
+		m.upper = filepath.Join(base, "upper")
+		dirs = append(dirs, m.upper)
+	}
+	for _, d := range dirs {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	srv, err := Mount(m.dir, img.tree, &Options{Upper: m.upper, Objects: img.objectPath, Writeback: o.writeback,
+	srv, err := Mount(m.dir, img.tree, &Options{ReadOnly: o.readOnly, Upper: m.upper, Objects: img.objectPath, Writeback: o.writeback,
 		Passthrough: o.passthrough, Trace: true, AllowOther: true, Logger: discardLogger(), FsName: "strata-test"})
 	if err != nil {
 		t.Fatal(err)

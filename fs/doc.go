@@ -13,11 +13,12 @@
 // for a long time (FOPEN_CACHE_DIR, readdirplus); whatever a change touches
 // is changed through the kernel, which invalidates its own caches. The
 // contents of a regular file come from its object (Options.Objects), opened
-// O_RDONLY and nothing else. Read-only opens of lower files of 1 MiB or more
-// use FUSE passthrough where the kernel offers it (their page cache is then
-// the object's, shared by every mount and every file with that content);
-// other reads go through the server with FOPEN_KEEP_CACHE. A missing or
-// short object makes that file fail with EIO and logs the digest.
+// O_RDONLY and nothing else. On a read-only mount, read-only opens of lower
+// files of 1 MiB or more use FUSE passthrough where the kernel offers it
+// (their page cache is then the object's, shared by every mount and every
+// file with that content); other reads go through the server with
+// FOPEN_KEEP_CACHE. A missing or short object makes that file fail with
+// EIO and logs the digest.
 //
 // Kernel caches: the mount answers the first OPENDIR with ENOSYS, so the
 // kernel sends no OPENDIR or RELEASEDIR again and caches every listing
@@ -29,29 +30,31 @@
 // without label support does, and tools like ls -l stop asking for every
 // entry (union.go, noXattr). Read-only handles open their object at the
 // first read that needs one, so an open served from the page cache costs
-// no open(2) of the object. With Options.Writeback (writable mounts) the kernel caches
-// writes and owns sizes and modification times of regular files, as for a
-// local file system; it offers no passthrough beside it (the kernel's
-// process_init_reply), so a writable mount chooses one or the other.
-// Writes reach the upper dir when the kernel writes them back; Sync (and
-// SyncMount from another process) waits for that before the upper dir is
-// read.
+// no open(2) of the object.
+//
+// A writable mount has one of two kernel paths for the top layer's data (the
+// kernel offers passthrough or the writeback cache on a connection, not
+// both: process_init_reply in fs/fuse/inode.c). With Options.Writeback the
+// kernel caches writes and owns sizes and modification times of regular
+// files, as for a local file system; writes reach the upper dir when the
+// kernel writes them back, and Sync (and SyncMount from another process)
+// waits for that before the upper dir is read. With Options.Passthrough
+// instead, a top-layer file with data of its own passes through to its
+// upper file, so the kernel reads and writes it as overlayfs would, with no
+// request to the server (iomode.go); lower files and metacopies are read
+// through the server.
 //
 // Passthrough and objects: the kernel opens a passthrough file's backing file
-// anew with the flags of the FUSE open and the credentials of this server, so
-// a write handle given the backing id of an object would write into the
-// object. Only handles of read-only opens of lower data (type objectFile)
-// implement PassthroughFd; write handles (upperFile) never do, so go-fuse
-// never hands them a backing id. While passthrough handles of an inode are
-// open, the kernel allows no open of that inode other than with the same
-// backing file, so an open for writing in that window fails with ETXTBSY
-// (as for a running executable); this is why small files, the ones written
-// in place, do not use passthrough. The kernel sends the RELEASE of a closed
-// reader on its own time, so an open for writing waits up to half a second
-// for the readers to go before it says ETXTBSY: a writer right after a
-// reader's close(2) succeeds. A read-only handle opened before a
-// copy-up reads the upper file afterwards, so it sees later writes, unless
-// it is a passthrough handle, which goes on reading the object.
+// anew with the flags of the FUSE open and the credentials of this server, and
+// go-fuse hands a node's backing ID to every later open of it that can pass
+// through, so a write handle given the backing id of an object would write
+// into the object. Lower files therefore pass through only on read-only
+// mounts, where nothing opens for writing; on a writable mount the only
+// backing files are upper files. No writer meets ETXTBSY on either: the
+// kernel keeps an inode with passthrough opens from any open that is not
+// passthrough (and the other way round), which the server avoids by
+// counting each node's opens by kind (iomode.go). A read-only handle opened
+// before a copy-up reads the upper file afterwards, so it sees later writes.
 //
 // # Write side and the upper directory format
 //

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -16,12 +15,9 @@ import (
 	"github.com/strata-dev/strata/layerstore"
 )
 
-// passthroughMinSize is the smallest lower file read with passthrough.
-// Smaller files gain little (a cold read is one or two READs, a warm one is
-// served from the page cache), and while any passthrough handle of a file is
-// open the kernel allows no other kind of open, so nobody could open the
-// file for writing: small files are the ones that get written in place
-// (configs, logs), large ones (binaries, libraries, data) rarely are.
+// passthroughMinSize is the smallest lower file a read-only mount reads
+// with passthrough. Smaller files gain little (a cold read is one or two
+// READs, a warm one is served from the page cache).
 const passthroughMinSize = 1 << 20
 
 // upperOpenFlags keeps the flags of a FUSE open that mean something to the
@@ -43,10 +39,11 @@ var _ = (gofs.NodeOpener)((*node)(nil))
 
 // Open opens a regular file. A read-only open of a file whose data is all in
 // an object gets a handle on the object (objectFile), opened read-only, with
-// passthrough for large lower files when the kernel allows it. An open for
-// writing copies the file up and gets a handle on the upper file
-// (upperFile), which never passes through (see the package doc); the data
-// stays in the object until a write lands in it.
+// passthrough for large lower files on a read-only mount when the kernel
+// allows it. An open for writing copies the file up and gets a handle on the
+// upper file (upperFile), which passes through to the upper file where the
+// mount and the node allow it (iomode.go); the data stays in the object
+// until a write lands in it.
 func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	u := n.u
 	write := flags&unix.O_ACCMODE != unix.O_RDONLY || flags&unix.O_TRUNC != 0
@@ -56,16 +53,6 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	n.lock()
 	defer n.unlock()
 	if write {
-		if pt, done := n.ptOpen(); pt > 0 {
-			n.waitPassthroughRelease(ctx, done)
-		}
-		if pt, _ := n.ptOpen(); pt > 0 {
-			// The kernel lets an inode with passthrough opens have no
-			// other kind of open, and a write handle must never pass
-			// through to the object.
-			u.log.Info("strata fs: open for writing refused: the file is open read-only with passthrough", "ino", n.ino)
-			return nil, 0, syscall.ETXTBSY
-		}
 		if errno := n.copyUpForOpen(flags&unix.O_TRUNC != 0); errno != 0 {
 			return nil, 0, errno
 		}
@@ -73,50 +60,36 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 		if errno != 0 {
 			return nil, 0, errno
 		}
-		return f, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
+		return n.upperHandle(f), fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
 	}
 	if n.hasUpper() && u.metacopyOf(n.ino) == nil {
 		f, errno := n.openUpper(flags)
 		if errno != 0 {
 			return nil, 0, errno
 		}
-		return f, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
+		return n.upperHandle(f), fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
 	}
 	e := n.dataEntry()
 	if e == nil {
 		return nil, 0, syscall.EIO
 	}
 	h := &objectFile{n: n, e: e}
-	// Only a file that is all object may pass through: the kernel would
-	// not see what a metacopy has beyond the object's end.
+	if u.upperPT.Load() {
+		// Through the page cache: a later passthrough open of the
+		// node's upper file must wait until this one is released.
+		h.counted = true
+		u.io.openMode(n, false)
+	}
+	// Only read-only mounts pass lower files through (iomode.go), and only
+	// a file that is all object: the kernel would not see what a metacopy
+	// has beyond the object's end.
 	if u.passthrough.Load() && !n.hasUpper() && e.Size >= passthroughMinSize {
 		if _, errno := h.object(); errno != 0 {
 			return nil, 0, errno // the kernel takes the descriptor now
 		}
 		h.pt = true
-		n.ptAdd()
 	}
 	return h, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
-}
-
-// ptReleaseGrace is how long an open for writing waits for passthrough
-// readers to go: the kernel sends the RELEASE of a closed file on its own
-// time, so a writer right after a reader's close(2) would otherwise meet a
-// reader that is gone.
-const ptReleaseGrace = 500 * time.Millisecond
-
-// waitPassthroughRelease waits (n's lock held, released meanwhile) up to
-// ptReleaseGrace for n's passthrough handles to be released (done closed).
-func (n *node) waitPassthroughRelease(ctx context.Context, done <-chan struct{}) {
-	n.unlock()
-	defer n.lock()
-	t := time.NewTimer(ptReleaseGrace)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
-	case <-ctx.Done():
-	}
 }
 
 // dataEntry is the lower entry whose object holds n's data: its own while it
@@ -205,7 +178,10 @@ type objectFile struct {
 	n  *node
 	e  *layerstore.Entry // the entry whose object holds the data
 	f  atomic.Pointer[os.File]
-	pt bool // counted in n.ptOpen()
+	pt bool // the kernel reads the object itself (read-only mounts)
+	// counted: the open is counted in the union's io modes as cached
+	// (upper passthrough mounts).
+	counted bool
 
 	mu    sync.Mutex // guards opening f and upper
 	upper int        // read-only fd of the upper file once needed; 0: not open
@@ -389,8 +365,8 @@ func seekMetacopy(obj *os.File, upper int, e *layerstore.Entry, off int64, whenc
 }
 
 func (h *objectFile) Release(ctx context.Context) syscall.Errno {
-	if h.pt {
-		h.n.ptRelease()
+	if h.counted {
+		h.n.u.io.closeMode(h.n, false)
 	}
 	h.mu.Lock()
 	if h.upper > 0 {
@@ -415,6 +391,10 @@ type upperFile struct {
 	n *node
 	fdRef
 	meta atomic.Bool // the file may still be a metacopy
+
+	// counted: the open is counted in the union's io modes (upper
+	// passthrough mounts), as passthrough when pt.
+	counted, pt bool
 
 	mu     sync.Mutex
 	closed bool
@@ -522,6 +502,9 @@ func (f *upperFile) Flush(ctx context.Context) syscall.Errno { return 0 }
 
 func (f *upperFile) Release(ctx context.Context) syscall.Errno {
 	f.n.removeFile(f)
+	if f.counted {
+		f.n.u.io.closeMode(f.n, f.pt)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.closed {
@@ -541,12 +524,13 @@ var _ = (gofs.NodeCopyFileRanger)((*node)(nil))
 // copies through reads and writes instead.
 func (n *node) CopyFileRange(ctx context.Context, fhIn gofs.FileHandle, offIn uint64, out *gofs.Inode, fhOut gofs.FileHandle, offOut uint64, length uint64, flags uint64) (uint32, syscall.Errno) {
 	var in int
+	uin, _ := asUpper(fhIn)
 	switch h := fhIn.(type) {
-	case *upperFile:
-		if h.metacopy() != nil {
+	case *upperFile, *ptUpperFile:
+		if uin.metacopy() != nil {
 			return 0, syscall.EOPNOTSUPP
 		}
-		in = h.fd
+		in = uin.fd
 	case *objectFile:
 		fd, whole, errno := h.wholeFd()
 		if errno != 0 {
@@ -559,7 +543,7 @@ func (n *node) CopyFileRange(ctx context.Context, fhIn gofs.FileHandle, offIn ui
 	default:
 		return 0, syscall.EBADF
 	}
-	dst, ok := fhOut.(*upperFile)
+	dst, ok := asUpper(fhOut)
 	if !ok {
 		return 0, syscall.EBADF
 	}

@@ -693,42 +693,126 @@ func TestFS_MissingObject(t *testing.T) {
 	}
 }
 
-// TestFS_Passthrough checks passthrough where the kernel has it: large lower
-// files pass through, and a write open of a file with passthrough readers is
-// refused rather than given the object.
-func TestFS_Passthrough(t *testing.T) {
+// TestFS_PassthroughReadOnly checks passthrough on a read-only mount: the
+// kernel reads large lower files from their objects (no READ reaches the
+// server), small ones through the server.
+func TestFS_PassthroughReadOnly(t *testing.T) {
 	img := baseImage(t)
-	m := mountImage(t, img, mountOpts{passthrough: true})
+	m := mountTraced(t, img, mountOpts{readOnly: true, passthrough: true})
 	if !m.srv.Passthrough() {
 		t.Skipf("no passthrough here: %s", m.logs.String())
 	}
+	m.srv.Trace(true)
+	if got := mustRead(t, m.p("bin/busybox")); got != bigContent {
+		t.Fatalf("bin/busybox through passthrough: %d bytes, want %d", len(got), len(bigContent))
+	}
+	if n := traceOf(m, "READ"); n != 0 {
+		t.Errorf("reading a 2 MiB lower file sent %d READs, want 0 (passthrough)", n)
+	}
+	if got := mustRead(t, m.p("etc/hosts")); got != "127.0.0.1 localhost\n" {
+		t.Errorf("etc/hosts: %q", got)
+	}
+	if n := traceOf(m, "READ"); n == 0 {
+		t.Error("a small lower file was read with no READ: the trace does not count reads")
+	}
+}
+
+// TestFS_UpperPassthrough checks passthrough on a writable mount: a file of
+// the top layer with data of its own is read and written by the kernel
+// straight from the upper file; a metacopy, and any file with an open
+// through the page cache, goes through the server; and a writer never
+// meets ETXTBSY, whoever holds the file open.
+func TestFS_UpperPassthrough(t *testing.T) {
+	img := baseImage(t)
+	m := mountTraced(t, img, mountOpts{passthrough: true})
+	if !m.srv.Passthrough() {
+		t.Skipf("no passthrough here: %s", m.logs.String())
+	}
+	data := bytes.Repeat([]byte("strata passthrough\n"), 1<<16)
+	m.srv.Trace(true)
+	if err := os.WriteFile(m.p("tmp/new"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, m.p("tmp/new")); got != string(data) {
+		t.Fatalf("tmp/new read back: %d bytes, want %d", len(got), len(data))
+	}
+	if r, w := traceOf(m, "READ"), traceOf(m, "WRITE"); r != 0 || w != 0 {
+		t.Errorf("a new file written and read back sent %d READs and %d WRITEs, want none (passthrough)", r, w)
+	}
+	if b, err := os.ReadFile(filepath.Join(m.upper, "tmp/new")); err != nil || !bytes.Equal(b, data) {
+		t.Errorf("upper file: %d bytes, %v; want the data written", len(b), err)
+	}
+
+	// A large lower file held open read-only (through the page cache: no
+	// lower passthrough on a writable mount) does not keep writers out,
+	// and sees what they write.
 	ro, err := os.Open(m.p("bin/busybox"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer ro.Close()
 	buf := make([]byte, 8)
 	if _, err := ro.ReadAt(buf, 0); err != nil || string(buf) != "busybox!" {
-		t.Fatalf("read through passthrough: %q %v", buf, err)
+		t.Fatalf("read: %q %v", buf, err)
 	}
-	if _, err := os.OpenFile(m.p("bin/sh"), os.O_RDWR, 0); !errors.Is(err, unix.ETXTBSY) {
-		t.Errorf("write open while a passthrough handle is open: %v, want ETXTBSY", err)
+	rw, err := os.OpenFile(m.p("bin/sh"), os.O_RDWR, 0) // a hard link of it
+	if err != nil {
+		t.Fatalf("write open while a reader holds the file: %v", err)
 	}
-	ro.Close()
-	// Small files use the page cache, so writers are never locked out.
-	small, err := os.Open(m.p("etc/passwd"))
+	if _, err := rw.WriteAt([]byte("WRITTEN!"), 0); err != nil {
+		t.Fatal(err)
+	}
+	// The file has data of its own now, but a cached open is in place:
+	// a second open must be cached too (the kernel says EIO otherwise).
+	rw2, err := os.OpenFile(m.p("bin/busybox"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatalf("second open beside cached opens: %v", err)
+	}
+	if _, err := rw2.ReadAt(buf, 0); err != nil || string(buf) != "WRITTEN!" {
+		t.Errorf("second handle reads %q %v, want WRITTEN!", buf, err)
+	}
+	if _, err := ro.ReadAt(buf, 0); err != nil || string(buf) != "WRITTEN!" {
+		t.Errorf("the reader opened before the write reads %q %v, want WRITTEN!", buf, err)
+	}
+	for _, f := range []*os.File{rw, rw2, ro} {
+		f.Close()
+	}
+	// Once every cached open is released, a new open passes through. The
+	// kernel sends RELEASE on its own time: wait for the server to count
+	// it (the server then answers passthrough).
+	waitNoOpens(t, m, "bin/busybox")
+	m.srv.Trace(true)
+	f, err := os.OpenFile(m.p("bin/busybox"), os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer small.Close()
-	if err := os.WriteFile(m.p("etc/passwd"), []byte("w"), 0); err != nil {
-		t.Fatalf("write a small file held open read-only: %v", err)
+	if _, err := f.WriteAt([]byte("AGAIN"), 100); err != nil {
+		t.Fatal(err)
 	}
-	if _, err := small.ReadAt(buf[:1], 0); err != nil || buf[0] != 'w' {
-		t.Errorf("the read-only handle does not see the write: %q %v", buf[:1], err)
+	if _, err := f.ReadAt(buf[:5], 100); err != nil || string(buf[:5]) != "AGAIN" {
+		t.Errorf("read after write: %q %v", buf[:5], err)
 	}
-	// Once the readers are gone, writing works.
-	if err := os.WriteFile(m.p("bin/sh"), []byte("x"), 0); err != nil {
-		t.Errorf("write after the passthrough handle closed: %v", err)
+	f.Close()
+	if r, w := traceOf(m, "READ"), traceOf(m, "WRITE"); r != 0 || w != 0 {
+		t.Errorf("an upper file with data, opened alone, sent %d READs and %d WRITEs, want none", r, w)
+	}
+	if got := mustRead(t, m.p("usr/bin/env")); got[:8] != "WRITTEN!" || got[100:105] != "AGAIN" {
+		t.Errorf("the third link reads %q...%q", got[:8], got[100:105])
+	}
+}
+
+// waitNoOpens waits until the server counts no open of the node at rel.
+func waitNoOpens(t *testing.T, m *testMount, rel string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if m.srv.u.io.opens() == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the server still counts open handles after 10 s", rel)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

@@ -41,9 +41,12 @@ type Options struct {
 	// AllowOther lets users other than the server's use the mount; the
 	// kernel checks permissions (default_permissions is always on).
 	AllowOther bool
-	// Passthrough lets the kernel read lower files' objects directly (FUSE
-	// passthrough, kernel 6.9+, root). When the kernel refuses, the mount
-	// logs why and reads in userspace with the page cache kept.
+	// Passthrough lets the kernel read and write files without a request
+	// to the server (FUSE passthrough, kernel 6.9+, root): on a read-only
+	// mount large lower files, read from their objects; on a writable one
+	// the top layer's files with data of their own, read and written in
+	// their upper files (iomode.go). When the kernel refuses, the mount
+	// logs why and serves every read and write itself.
 	Passthrough bool
 	// Writeback lets the kernel cache writes to the top layer and send
 	// them in large batches (the FUSE writeback cache), as it does for a
@@ -166,11 +169,11 @@ func Mount(dir string, tree *layerstore.Tree, opts *Options) (*Server, error) {
 	}
 	if !passthrough {
 		mo.DisabledCapabilities |= fuse.CAP_PASSTHROUGH
-	} else if sample != "" && stackedFS(filepath.Dir(sample)) {
+	} else if backing := backingDir(opts, sample); backing != "" && stackedFS(backing) {
 		// Backing files on overlayfs or FUSE sit one level deeper than
 		// the default stacking depth allows.
 		mo.MaxStackDepth = 2
-		log.Info("strata fs: objects are on a stacked file system; allowing passthrough stacking depth 2", "objects", filepath.Dir(sample))
+		log.Info("strata fs: backing files are on a stacked file system; allowing passthrough stacking depth 2", "dir", backing)
 	}
 	if opts.FsName == "" {
 		mo.FsName = "strata"
@@ -205,7 +208,12 @@ func Mount(dir string, tree *layerstore.Tree, opts *Options) (*Server, error) {
 	if writeback {
 		s.writeback = fsrv.KernelSettings().Flags64()&fuse.CAP_WRITEBACK_CACHE != 0
 	}
-	if passthrough {
+	switch {
+	case passthrough && !opts.ReadOnly:
+		// Upper files pass through, lower files do not (iomode.go).
+		s.passthrough = s.fuse.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH != 0 && s.probeUpperPassthrough()
+		u.upperPT.Store(s.passthrough)
+	case passthrough:
 		s.passthrough = s.probePassthrough(sample)
 		u.passthrough.Store(s.passthrough)
 	}
@@ -242,6 +250,18 @@ func (u *union) initUpper(root *layerstore.Entry, resume bool) error {
 		return u.resumeUpper(root)
 	}
 	return nil
+}
+
+// backingDir is where a mount's passthrough backing files live: the upper
+// dir of a writable mount, the objects of a read-only one.
+func backingDir(opts *Options, sample string) string {
+	if !opts.ReadOnly {
+		return opts.Upper
+	}
+	if sample == "" {
+		return ""
+	}
+	return filepath.Dir(sample)
 }
 
 // sampleObject returns the object path of some regular file of the tree, ""
@@ -293,24 +313,31 @@ func (s *Server) probePassthrough(obj string) bool {
 		return false
 	}
 	defer f.Close()
-	id, errno := s.fuse.RegisterBackingFd(&fuse.BackingMap{Fd: int32(f.Fd())})
+	return s.registerProbe(int(f.Fd()), "the object store")
+}
+
+// registerProbe reports whether the kernel takes fd, a file of where
+// (objects or the upper dir), as a backing file, and logs why not.
+func (s *Server) registerProbe(fd int, where string) bool {
+	id, errno := s.fuse.RegisterBackingFd(&fuse.BackingMap{Fd: int32(fd)})
 	if errno != 0 {
-		why := "the kernel refused the object as a backing file"
+		why := "the kernel refused the file as a backing file"
 		switch errno {
 		case syscall.EPERM:
 			why = "passthrough needs CAP_SYS_ADMIN"
 		case syscall.ELOOP, syscall.EINVAL:
-			why = "the object store is on a stacked file system (overlayfs or FUSE) deeper than the passthrough stacking depth"
+			why = where + " is on a stacked file system (overlayfs or FUSE) deeper than the passthrough stacking depth"
 		}
-		s.log.Warn("strata fs: FUSE passthrough is off for this mount: "+why+"; reading objects in userspace", "objects", filepath.Dir(obj), "errno", errno)
+		s.log.Warn("strata fs: FUSE passthrough is off for this mount: "+why+"; reading in userspace", "where", where, "errno", errno)
 		return false
 	}
 	_ = s.fuse.UnregisterBackingFd(id)
 	return true
 }
 
-// Passthrough reports whether read-only opens of lower files use FUSE
-// passthrough on this mount.
+// Passthrough reports whether the mount uses FUSE passthrough: for large
+// lower files on a read-only mount, for the top layer's files on a
+// writable one.
 func (s *Server) Passthrough() bool { return s.passthrough }
 
 // Writeback reports whether the kernel caches writes to the top layer.

@@ -103,7 +103,7 @@ func (n *node) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut
 		return 0
 	}
 	out.SetTimeout(upperTimeout)
-	if uf, ok := f.(*upperFile); ok {
+	if uf, ok := asUpper(f); ok {
 		st, err := fstat(uf.fd)
 		if err != nil {
 			return toErrno(err)
@@ -168,7 +168,7 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 		return err
 	}
 	var errno syscall.Errno
-	if uf, ok := f.(*upperFile); ok {
+	if uf, ok := asUpper(f); ok {
 		errno = toErrno(apply(uf.fd))
 	} else {
 		errno = n.withUpper(apply)

@@ -9,20 +9,17 @@ import (
 )
 
 // The state only a few nodes have at a time: a lock while one is opened or
-// copied up, its passthrough handles, its open upper files, the pin of one
-// whose name is gone. It lives in tables of the union keyed by node, not in
-// the node: a walk makes a node of every entry it meets, and these fields
-// in each (two mutexes, a counter, a channel and a map: 40 bytes) put a
-// node in a 192-byte size class instead of 160.
+// copied up, its open upper files, the pin of one whose name is gone. It
+// lives in tables of the union keyed by node, not in the node: a walk makes
+// a node of every entry it meets, and these fields in each (two mutexes, a
+// counter, a channel and a map: 40 bytes) put a node in a 192-byte size
+// class instead of 160.
 
 // nodeState holds the union's tables of per-node state.
 type nodeState struct {
 	lockMu sync.Mutex
 	locks  map[*node]*nodeLock // nodes locked or waited for
 	free   []*nodeLock         // unused locks, to reuse
-
-	ptMu sync.Mutex
-	pt   map[*node]*ptHandles // nodes with passthrough handles open
 
 	// fmu guards only the table: no system call runs under it.
 	fmu   sync.Mutex
@@ -35,15 +32,8 @@ type nodeLock struct {
 	refs int // the holder and the waiters
 }
 
-// ptHandles counts a node's open passthrough handles on its lower object.
-type ptHandles struct {
-	n    int
-	done chan struct{} // closed when n drops to 0
-}
-
 func (s *nodeState) init() {
 	s.locks = map[*node]*nodeLock{}
-	s.pt = map[*node]*ptHandles{}
 	s.files = map[*node]*upperFds{}
 }
 
@@ -79,44 +69,6 @@ func (n *node) unlock() {
 	}
 	l.mu.Unlock()
 	s.lockMu.Unlock()
-}
-
-// ptOpen returns how many passthrough handles n has open, and a channel
-// closed when they are all released (nil when none are open).
-func (n *node) ptOpen() (int, <-chan struct{}) {
-	s := &n.u.state
-	s.ptMu.Lock()
-	defer s.ptMu.Unlock()
-	if h := s.pt[n]; h != nil {
-		return h.n, h.done
-	}
-	return 0, nil
-}
-
-// ptAdd counts a new passthrough handle of n. Callers hold n's lock.
-func (n *node) ptAdd() {
-	s := &n.u.state
-	s.ptMu.Lock()
-	defer s.ptMu.Unlock()
-	h := s.pt[n]
-	if h == nil {
-		h = &ptHandles{done: make(chan struct{})}
-		s.pt[n] = h
-	}
-	h.n++
-}
-
-// ptRelease uncounts a released passthrough handle of n.
-func (n *node) ptRelease() {
-	s := &n.u.state
-	s.ptMu.Lock()
-	defer s.ptMu.Unlock()
-	h := s.pt[n]
-	h.n--
-	if h.n == 0 {
-		close(h.done)
-		delete(s.pt, n)
-	}
 }
 
 // holdFd returns a descriptor of n's upper inode that needs no path (an

@@ -37,6 +37,8 @@ type union struct {
 	log     *slog.Logger
 
 	passthrough atomic.Bool // read-only opens of objects use FUSE passthrough
+	upperPT     atomic.Bool // opens of upper files with their own data use FUSE passthrough (iomode.go)
+	io          ioModes     // opens by io mode, while upperPT
 	root        *node
 
 	// nsMu guards the namespace of the upper dir: changes hold it

@@ -249,6 +249,7 @@ func newBenchServeCmd() *cobra.Command {
 	f.StringVar(&o.Dir, "dir", "", "mountpoint")
 	f.BoolVar(&o.ReadOnly, "read-only", false, "mount without a top layer")
 	f.BoolVar(&o.NoPassthrough, "no-passthrough", false, "read objects in userspace")
+	f.BoolVar(&o.NoWriteback, "no-writeback", false, "no writeback cache: top-layer files pass through")
 	f.BoolVar(&o.Trace, "trace", false, "count FUSE requests by opcode (the trace command)")
 	for _, n := range []string{"store", "image", "dir"} {
 		cmd.MarkFlagRequired(n)

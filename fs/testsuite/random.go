@@ -56,7 +56,7 @@ func (ts *suite) randomRun(t *testing.T, img *suiteImage, seed uint64, nops int,
 	ref := ts.copyRootfs(t)
 	m := ts.mountImage(t, img, suiteMountOptions{Passthrough: passthrough})
 	start := time.Now().Add(-2 * time.Second)
-	g := &suiteRandom{rng: rand.New(rand.NewPCG(seed, 0x5742a7a)), ref: ref, passthrough: passthrough}
+	g := &suiteRandom{rng: rand.New(rand.NewPCG(seed, 0x5742a7a)), ref: ref}
 	var history []string
 	failed := 0 // ops that failed (alike) on both sides
 	fail := func(i int) {
@@ -99,11 +99,7 @@ func joinTail(lines []string, n int) string {
 type suiteRandom struct {
 	rng *rand.Rand
 	seq int // counter for new names
-	// ref and passthrough: under passthrough a large lower file open
-	// read-only cannot be opened for writing (ETXTBSY, see the fs package
-	// doc), so read-then-write picks only files below the threshold.
-	ref         string
-	passthrough bool
+	ref string
 }
 
 type suitePath struct {
@@ -293,14 +289,7 @@ func (g *suiteRandom) next(t *testing.T, ref string) suiteStep {
 				return opFallocate(p, mode, g.rng.Int64N(10000), 1+g.rng.Int64N(10000))
 			}
 		case 24:
-			small := func(p suitePath) bool {
-				if !reg(p) {
-					return false
-				}
-				fi, err := os.Lstat(filepath.Join(g.ref, p.rel))
-				return !g.passthrough || (err == nil && fi.Size() < mib)
-			}
-			if p, ok := g.pick(ps, small); ok {
+			if p, ok := g.pick(ps, reg); ok {
 				return opReadThenWrite(p)
 			}
 			if p, ok := g.pick(ps, isType(layerstore.TypeDir)); ok {
