@@ -26,17 +26,17 @@ const (
 	// OverlayfsMount2 is kernel overlayfs mounted the classic way, measured
 	// in the depth workload only.
 	OverlayfsMount2 = "overlayfs-mount2"
-	// StrataPassthrough is strata without the writeback cache: files of
-	// the top layer pass through to the upper file (fs/iomode.go). Not
+	// StrataWriteback is strata with the writeback cache instead of
+	// passthrough (the default where the kernel has no passthrough). Not
 	// measured unless asked for (--contenders).
-	StrataPassthrough = "strata-passthrough"
+	StrataWriteback = "strata-writeback"
 )
 
 // AllContenders is every contender measured by default, in table order.
 var AllContenders = []string{Native, Overlayfs, FuseOverlayfs, Strata}
 
 // knownContenders is every contender a run may ask for.
-var knownContenders = append(slices.Clone(AllContenders), StrataPassthrough)
+var knownContenders = append(slices.Clone(AllContenders), StrataWriteback)
 
 // contender is one way of showing an image's layers as a directory.
 type contender struct {

@@ -211,7 +211,7 @@ func (r *runner) contenders() []*contender {
 			cs = append(cs, newNative(r.ds))
 		case Overlayfs, FuseOverlayfs:
 			cs = append(cs, newOverlay(r.runDir, name, &r.dirs))
-		case Strata, StrataPassthrough:
+		case Strata, StrataWriteback:
 			cs = append(cs, newStrata(name, r.runDir, filepath.Join(r.runDir, "store"), r.cfg.Self, r.cfg.Trace, &r.dirs, r.logf))
 		}
 	}

@@ -32,9 +32,6 @@ type ServeOptions struct {
 	// NoPassthrough turns FUSE passthrough off (default: on where the
 	// kernel has it).
 	NoPassthrough bool
-	// NoWriteback turns the writeback cache off, so that files of the top
-	// layer pass through instead.
-	NoWriteback bool
 	// Trace counts FUSE requests by opcode (the trace command).
 	Trace bool
 	In    io.Reader // commands; EOF unmounts
@@ -65,7 +62,6 @@ func Serve(ctx context.Context, o ServeOptions) (err error) {
 	sess, err := session.Start(ctx, st, o.Image, o.Dir, session.Options{
 		ReadOnly:      o.ReadOnly,
 		NoPassthrough: o.NoPassthrough,
-		NoWriteback:   o.NoWriteback,
 		Trace:         o.Trace,
 		FsName:        "strata-bench",
 	})
@@ -141,15 +137,16 @@ func Serve(ctx context.Context, o ServeOptions) (err error) {
 // store at storeDir and mounted by a child process running self (a command
 // line that runs Serve with its flags appended, e.g. "strata bench serve").
 //
-// name is Strata or StrataPassthrough (the same store, no writeback cache).
+// name is Strata or StrataWriteback (the same store, the writeback cache
+// instead of passthrough).
 func newStrata(name, runDir, storeDir string, self []string, trace bool, dirs *dirCounter, logf func(string, ...any)) *contender {
 	c := &contender{name: name}
 	var flags []string
 	if trace {
 		flags = append(flags, "--trace")
 	}
-	if name == StrataPassthrough {
-		flags = append(flags, "--no-writeback")
+	if name == StrataWriteback {
+		flags = append(flags, "--no-passthrough")
 	}
 	if len(self) == 0 {
 		c.why = "no server command: run the harness as `strata bench`"

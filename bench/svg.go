@@ -9,12 +9,12 @@ import (
 )
 
 var contenderColor = map[string]string{
-	Native:            "#8c8c8c",
-	Overlayfs:         "#4e79a7",
-	OverlayfsMount2:   "#a0cbe8",
-	FuseOverlayfs:     "#f28e2b",
-	Strata:            "#59a14f",
-	StrataPassthrough: "#8cd17d",
+	Native:          "#8c8c8c",
+	Overlayfs:       "#4e79a7",
+	OverlayfsMount2: "#a0cbe8",
+	FuseOverlayfs:   "#f28e2b",
+	Strata:          "#59a14f",
+	StrataWriteback: "#8cd17d",
 }
 
 // WriteSVG draws the report as horizontal bars, one group per row and one

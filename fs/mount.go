@@ -54,8 +54,9 @@ type Options struct {
 	// process wrote reaches the upper dir when the kernel writes it back
 	// (at the latest on fsync, syncfs, close or unmount); Sync forces it.
 	// The kernel does not combine it with passthrough on one mount
-	// (process_init_reply in fs/fuse/inode.c): with Writeback, Passthrough
-	// is off. Ignored when ReadOnly.
+	// (process_init_reply in fs/fuse/inode.c): asked for both, a mount
+	// uses passthrough where PassthroughAvailable, else the writeback
+	// cache. Ignored when ReadOnly.
 	Writeback bool
 	// Trace counts FUSE requests by opcode (Server.Trace).
 	Trace bool
@@ -159,13 +160,20 @@ func Mount(dir string, tree *layerstore.Tree, opts *Options) (*Server, error) {
 	} else if opts.ReadOnly {
 		mo.Options = append(mo.Options, "ro") // fusermount3 adds nosuid,nodev itself
 	}
+	// A writable mount asked for both gets passthrough where the kernel has
+	// it, else the writeback cache: the kernel offers one or the other.
 	writeback := opts.Writeback && !opts.ReadOnly
-	passthrough := opts.Passthrough && !writeback
+	passthrough := opts.Passthrough
+	if writeback && passthrough {
+		if ok, why := PassthroughAvailable(); ok {
+			writeback = false
+		} else {
+			passthrough = false
+			log.Info("strata fs: no FUSE passthrough here; the writeback cache caches writes instead", "why", why)
+		}
+	}
 	if writeback {
 		mo.ExtraCapabilities |= fuse.CAP_WRITEBACK_CACHE
-		if opts.Passthrough {
-			log.Info("strata fs: the writeback cache is on; the kernel offers no passthrough beside it")
-		}
 	}
 	if !passthrough {
 		mo.DisabledCapabilities |= fuse.CAP_PASSTHROUGH

@@ -38,12 +38,15 @@ type Options struct {
 	// Suid, Dev and AllowOther are fs.Options': an image's setuid bits and
 	// device nodes take effect only when asked for.
 	Suid, Dev, AllowOther bool
-	// NoPassthrough reads every file through the server.
+	// NoPassthrough serves every read and write in the server (fs.Options
+	// Passthrough). A writable mount then has the writeback cache, unless
+	// NoWriteback. By default a writable mount passes its top layer's
+	// files through to the upper dir where the kernel can (Linux 6.9+,
+	// root), and has the writeback cache where it cannot: the kernel
+	// offers one or the other.
 	NoPassthrough bool
-	// NoWriteback sends every write of a writable mount to the server as
-	// it happens, instead of letting the kernel cache them (fs.Options
-	// Writeback). A writable mount has the writeback cache by default, and
-	// then no passthrough: the kernel offers one or the other.
+	// NoWriteback never uses the writeback cache: without passthrough,
+	// every write reaches the server as it happens.
 	NoWriteback bool
 	// Trace counts FUSE requests by opcode (Session.Trace).
 	Trace bool

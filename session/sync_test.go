@@ -15,16 +15,29 @@ import (
 	"github.com/strata-dev/strata/session"
 )
 
-// A commit right after writes the kernel still caches (the writeback
-// cache; a file still open, a file renamed after its writes, many small
-// files) holds every byte of them, and the sync before it sends no FSYNC:
+// A commit right after writes (a file still open, a file renamed after its
+// writes, many small files) holds every byte of them, whether the kernel
+// still caches them (the writeback cache) or wrote them to the upper files
+// itself (passthrough, the default), and the sync before it sends no FSYNC:
 // the upper files need the kernel's writes, not the host disk (the commit
 // makes the layer durable itself).
-func TestSession_Commit_WritebackCache_SeesAllData(t *testing.T) {
-	st, dir, s := startDemo(t, session.Options{Trace: true})
+func TestSession_Commit_SeesAllData(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		o    session.Options
+	}{{"passthrough", session.Options{Trace: true}}, {"writeback", session.Options{Trace: true, NoPassthrough: true}}} {
+		t.Run(mode.name, func(t *testing.T) { testCommitSeesAllData(t, mode.o, mode.name == "writeback") })
+	}
+}
+
+func testCommitSeesAllData(t *testing.T, o session.Options, writeback bool) {
+	st, dir, s := startDemo(t, o)
 	ctx := context.Background()
-	if !s.Writeback() {
+	if writeback && !s.Writeback() {
 		t.Skip("the kernel offers no writeback cache")
+	}
+	if !writeback && !s.Passthrough() {
+		t.Skip("the kernel offers no FUSE passthrough here")
 	}
 	want := map[string][]byte{}
 	// 16 MiB in unaligned small writes, left open across the commit.
@@ -87,8 +100,7 @@ func TestSession_Commit_WritebackCache_SeesAllData(t *testing.T) {
 }
 
 // BenchmarkCommit_LargeTopLayer commits a top layer of 1,000 files of
-// 128 KiB (125 MiB) written through the writeback cache just before, on a
-// mount of its own each time: what a big RUN step of a build leaves.
+// 128 KiB (125 MiB) written just before, on a mount of its own each time: what a big RUN step of a build leaves.
 // commit is the whole commit, its sync included; sync the sync alone.
 func BenchmarkCommit_LargeTopLayer(b *testing.B) {
 	needFUSE(b)

@@ -248,8 +248,7 @@ func newBenchServeCmd() *cobra.Command {
 	f.StringVar(&o.Image, "image", "", "image to mount")
 	f.StringVar(&o.Dir, "dir", "", "mountpoint")
 	f.BoolVar(&o.ReadOnly, "read-only", false, "mount without a top layer")
-	f.BoolVar(&o.NoPassthrough, "no-passthrough", false, "read objects in userspace")
-	f.BoolVar(&o.NoWriteback, "no-writeback", false, "no writeback cache: top-layer files pass through")
+	f.BoolVar(&o.NoPassthrough, "no-passthrough", false, "serve every read and write in the server (a writable mount then has the writeback cache)")
 	f.BoolVar(&o.Trace, "trace", false, "count FUSE requests by opcode (the trace command)")
 	for _, n := range []string{"store", "image", "dir"} {
 		cmd.MarkFlagRequired(n)

@@ -6,12 +6,11 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/strata-dev/strata/fs"
 	"github.com/strata-dev/strata/layerstore"
-	"golang.org/x/sys/unix"
 )
 
 type versionOptions struct{}
@@ -76,36 +75,11 @@ func versionText(root string) string {
 }
 
 // passthroughAvailability says whether mounts here can use FUSE
-// passthrough, and if not why: it needs Linux 6.9+ and CAP_SYS_ADMIN.
+// passthrough, and if not why.
 func passthroughAvailability() string {
-	var u unix.Utsname
-	if err := unix.Uname(&u); err != nil {
-		return "unknown (" + err.Error() + ")"
+	ok, why := fs.PassthroughAvailable()
+	if !ok {
+		return "no: " + why + "; files are read and written through strata"
 	}
-	release := unix.ByteSliceToString(u.Release[:])
-	major, minor := kernelVersion(release)
-	switch {
-	case major < 6 || (major == 6 && minor < 9):
-		return fmt.Sprintf("no: Linux %s has none (needs 6.9+); files are read through strata", release)
-	case os.Geteuid() != 0:
-		return fmt.Sprintf("no: Linux %s has it, but it needs root (CAP_SYS_ADMIN)", release)
-	}
-	return fmt.Sprintf("yes (Linux %s, root; off for a store on overlayfs or FUSE, as a mount's log says)", release)
-}
-
-// kernelVersion parses "6.18.3-amd64" as 6, 18.
-func kernelVersion(release string) (major, minor int) {
-	parts := strings.SplitN(release, ".", 3)
-	if len(parts) < 2 {
-		return 0, 0
-	}
-	digits := func(s string) int {
-		end := strings.IndexFunc(s, func(r rune) bool { return r < '0' || r > '9' })
-		if end < 0 {
-			end = len(s)
-		}
-		n, _ := strconv.Atoi(s[:end])
-		return n
-	}
-	return digits(parts[0]), digits(parts[1])
+	return "yes (" + why + "; off for a store on overlayfs or FUSE, as a mount's log says)"
 }
