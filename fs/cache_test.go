@@ -227,9 +227,9 @@ func TestFS_Writeback(t *testing.T) {
 // of a setuid file by someone without CAP_FSETID.
 func TestFS_KillPriv(t *testing.T) {
 	img := baseImage(t)
-	for _, wb := range []bool{false, true} {
-		t.Run(map[bool]string{false: "plain", true: "writeback"}[wb], func(t *testing.T) {
-			m := mountTraced(t, img, mountOpts{writeback: wb})
+	for _, o := range []mountOpts{{}, {writeback: true}, {passthrough: true}} {
+		t.Run(fmt.Sprintf("writeback=%v,passthrough=%v", o.writeback, o.passthrough), func(t *testing.T) {
+			m := mountTraced(t, img, o)
 			f, err := os.OpenFile(m.p("tmp/w"), os.O_WRONLY|os.O_CREATE, 0o644)
 			if err != nil {
 				t.Fatal(err)
@@ -272,6 +272,11 @@ func TestFS_KillPriv(t *testing.T) {
 				st := mustLstat(t, p)
 				if st.Mode&(unix.S_ISUID|unix.S_ISGID) != 0 {
 					t.Errorf("%s by uid 1000: mode %o keeps setuid/setgid", op, st.Mode&0o7777)
+				}
+				// The upper file too: a passthrough write is the kernel's,
+				// made with the server's credentials.
+				if st := mustLstat(t, filepath.Join(m.upper, "tmp", filepath.Base(p))); st.Mode&(unix.S_ISUID|unix.S_ISGID) != 0 {
+					t.Errorf("%s by uid 1000: the upper file's mode %o keeps setuid/setgid", op, st.Mode&0o7777)
 				}
 			}
 		})

@@ -719,8 +719,8 @@ func TestFS_PassthroughReadOnly(t *testing.T) {
 
 // TestFS_UpperPassthrough checks passthrough on a writable mount: a file of
 // the top layer with data of its own is read and written by the kernel
-// straight from the upper file; a metacopy, and any file with an open
-// through the page cache, goes through the server; and a writer never
+// straight from the upper file; a metacopy, a setuid file and any file with
+// an open through the page cache go through the server; and a writer never
 // meets ETXTBSY, whoever holds the file open.
 func TestFS_UpperPassthrough(t *testing.T) {
 	img := baseImage(t)
@@ -746,16 +746,16 @@ func TestFS_UpperPassthrough(t *testing.T) {
 	// A large lower file held open read-only (through the page cache: no
 	// lower passthrough on a writable mount) does not keep writers out,
 	// and sees what they write.
-	ro, err := os.Open(m.p("bin/busybox"))
+	ro, err := os.Open(m.p("data/big"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ro.Close()
 	buf := make([]byte, 8)
-	if _, err := ro.ReadAt(buf, 0); err != nil || string(buf) != "busybox!" {
+	if _, err := ro.ReadAt(buf, 0); err != nil || string(buf) != dataContent[:8] {
 		t.Fatalf("read: %q %v", buf, err)
 	}
-	rw, err := os.OpenFile(m.p("bin/sh"), os.O_RDWR, 0) // a hard link of it
+	rw, err := os.OpenFile(m.p("data/big"), os.O_RDWR, 0)
 	if err != nil {
 		t.Fatalf("write open while a reader holds the file: %v", err)
 	}
@@ -764,7 +764,7 @@ func TestFS_UpperPassthrough(t *testing.T) {
 	}
 	// The file has data of its own now, but a cached open is in place:
 	// a second open must be cached too (the kernel says EIO otherwise).
-	rw2, err := os.OpenFile(m.p("bin/busybox"), os.O_RDWR, 0)
+	rw2, err := os.OpenFile(m.p("data/big"), os.O_RDWR, 0)
 	if err != nil {
 		t.Fatalf("second open beside cached opens: %v", err)
 	}
@@ -780,9 +780,9 @@ func TestFS_UpperPassthrough(t *testing.T) {
 	// Once every cached open is released, a new open passes through. The
 	// kernel sends RELEASE on its own time: wait for the server to count
 	// it (the server then answers passthrough).
-	waitNoOpens(t, m, "bin/busybox")
+	waitNoOpens(t, m, "data/big")
 	m.srv.Trace(true)
-	f, err := os.OpenFile(m.p("bin/busybox"), os.O_RDWR, 0)
+	f, err := os.OpenFile(m.p("data/big"), os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -796,8 +796,17 @@ func TestFS_UpperPassthrough(t *testing.T) {
 	if r, w := traceOf(m, "READ"), traceOf(m, "WRITE"); r != 0 || w != 0 {
 		t.Errorf("an upper file with data, opened alone, sent %d READs and %d WRITEs, want none", r, w)
 	}
-	if got := mustRead(t, m.p("usr/bin/env")); got[:8] != "WRITTEN!" || got[100:105] != "AGAIN" {
-		t.Errorf("the third link reads %q...%q", got[:8], got[100:105])
+	if got := mustRead(t, m.p("data/big")); got[:8] != "WRITTEN!" || got[100:105] != "AGAIN" || len(got) != len(dataContent) {
+		t.Errorf("data/big reads %q...%q, %d bytes", got[:8], got[100:105], len(got))
+	}
+	// A setuid file, whose bit a write must clear, never passes through
+	// (the server clears the bit at a WRITE it would not see).
+	m.srv.Trace(true)
+	if err := os.WriteFile(m.p("bin/busybox"), []byte("x"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if w := traceOf(m, "WRITE"); w == 0 {
+		t.Error("a write to a setuid file passed through")
 	}
 }
 

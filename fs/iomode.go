@@ -23,7 +23,8 @@ import (
 // per node, the opens it answered each way, from the open until its
 // RELEASE (the kernel counts a shorter span, so the server never answers a
 // mode the kernel is not in), and opens a node in passthrough only while it
-// has no cached opens; a metacopy (its data partly in an object) is always
+// has no cached opens; a metacopy (its data partly in an object) and a file
+// whose setuid or setgid bit a write must clear (mustKillPrivs) are always
 // cached. go-fuse hands a node's backing ID to every later handle that
 // implements FilePassthroughFder, so only ptUpperFile does: a plain
 // upperFile or objectFile never gets a backing file by accident.
@@ -100,11 +101,29 @@ func (n *node) upperHandle(f *upperFile) gofs.FileHandle {
 		return f
 	}
 	f.counted = true
-	f.pt = u.io.openMode(n, f.metacopy() == nil)
+	f.pt = u.io.openMode(n, f.metacopy() == nil && !mustKillPrivs(f.fd))
 	if f.pt {
 		return &ptUpperFile{f}
 	}
 	return f
+}
+
+// mustKillPrivs reports whether a write to the file at fd must clear its
+// setuid or setgid bit (a setuid file, or a setgid and group-executable
+// one), or says nothing about it (an fstat failed). Such a file is not
+// passed through: with FUSE_HANDLE_KILLPRIV_V2 the kernel leaves clearing
+// the bits on write to the server (fuse_setattr in fs/fuse/dir.c), which
+// sees no WRITE of a passthrough file, and the kernel's own write to the
+// backing file runs with the server's CAP_FSETID. A chmod that sets the
+// bits on a file open with passthrough leaves those handles as they are:
+// writes through them keep the bits, the one case where the mount is
+// laxer than a local file system.
+func mustKillPrivs(fd int) bool {
+	st, err := fstat(fd)
+	if err != nil {
+		return true
+	}
+	return st.Mode&unix.S_ISUID != 0 || st.Mode&(unix.S_ISGID|unix.S_IXGRP) == unix.S_ISGID|unix.S_IXGRP
 }
 
 // ptUpperFile is an upper file opened with passthrough.
