@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -545,7 +544,18 @@ func (c *Containers) Remove(ctx context.Context, ref string, force, removeVolume
 	return err
 }
 
-var validID = regexp.MustCompile(`^[0-9a-f]{64}$`)
+// validID reports whether id is a container ID: 64 lowercase hex digits.
+func validID(id string) bool {
+	if len(id) != 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // owner is what the leases of container id's top layer are kept by.
 func owner(id string) string { return "container:" + id }
@@ -591,7 +601,7 @@ func (c *Containers) RemoveOrphans() (ids []string, size int64, err error) {
 	var errs []error
 	for _, m := range ms {
 		id, ok := strings.CutPrefix(m.Owner, "container:")
-		if !ok || !validID.MatchString(id) || m.Running() {
+		if !ok || !validID(id) || m.Running() {
 			continue
 		}
 		if _, err := c.records.Get(id); !errors.Is(err, ErrNotFound) {

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -149,7 +150,7 @@ func ImageUsers(dir string) ([]layerstore.ImageUser, error) {
 // Dir is the directory of container id: its record, bundle, log, /etc files.
 func (r *Records) Dir(id string) string { return filepath.Join(r.dir, id) }
 
-var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
+var validName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`) })
 
 // NewID returns a fresh container ID.
 func NewID() string {
@@ -164,7 +165,7 @@ func (r *Records) Create(rec *Record) error {
 	if rec.ID == "" {
 		rec.ID = NewID()
 	}
-	if rec.Name != "" && !validName.MatchString(strings.TrimPrefix(rec.Name, "/")) {
+	if rec.Name != "" && !validName().MatchString(strings.TrimPrefix(rec.Name, "/")) {
 		return fmt.Errorf("invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", rec.Name)
 	}
 	rec.Name = strings.TrimPrefix(rec.Name, "/")
@@ -307,7 +308,7 @@ func (r *Records) read(id string) (*Record, error) {
 	}
 	var rec Record
 	if err := json.Unmarshal(b, &rec); err != nil {
-		if !validID.MatchString(id) {
+		if !validID(id) {
 			return nil, fmt.Errorf("container %s: %w: %w", id, layerstore.ErrCorrupt, err)
 		}
 		return lostRecord(id, err), nil

@@ -36,7 +36,7 @@ func TestRecords_CreateGetListRemove(t *testing.T) {
 	if err := r.Create(b); err != nil {
 		t.Fatal(err)
 	}
-	if !validName.MatchString(b.Name) || !strings.Contains(b.Name, "_") {
+	if !validName().MatchString(b.Name) || !strings.Contains(b.Name, "_") {
 		t.Errorf("made-up name %q", b.Name)
 	}
 	for _, ref := range []string{"web", "/web", a.ID, a.ID[:12]} {

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -28,7 +29,7 @@ type Volume struct {
 	Anonymous   bool   `json:"anonymous,omitempty"`
 }
 
-var validVolumeName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
+var validVolumeName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`) })
 
 // ParseVolume reads a -v argument as docker does: HOST-PATH:CTR-PATH[:ro|rw]
 // (a bind; a relative host path starts with ./ or ../), NAME:CTR-PATH[:ro|rw]
@@ -54,7 +55,7 @@ func ParseVolume(spec string) (Volume, error) {
 				return Volume{}, err
 			}
 			v.Type, v.Source = "bind", abs
-		case validVolumeName.MatchString(src):
+		case validVolumeName().MatchString(src):
 			v.Type, v.Name = "volume", src
 		default:
 			return bad(fmt.Sprintf("%q includes invalid characters for a local volume name, only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed; a host path must be absolute", src))
@@ -341,7 +342,7 @@ func copyImageContent(rootfs, dst, vol string) error {
 func (c *Containers) removeAnonymousVolumes(rec *Record) error {
 	var errs []error
 	for _, v := range rec.Volumes {
-		if v.Type == "volume" && v.Anonymous && validVolumeName.MatchString(v.Name) {
+		if v.Type == "volume" && v.Anonymous && validVolumeName().MatchString(v.Name) {
 			errs = append(errs, os.RemoveAll(filepath.Dir(c.volumeDir(v.Name))))
 		}
 	}
@@ -368,7 +369,7 @@ func StoreVolumes(root string) ([]VolumeUsage, error) {
 	}
 	var vs []VolumeUsage
 	for _, e := range ents {
-		if !e.IsDir() || !validVolumeName.MatchString(e.Name()) {
+		if !e.IsDir() || !validVolumeName().MatchString(e.Name()) {
 			continue
 		}
 		v := VolumeUsage{Name: e.Name(), Dir: filepath.Join(root, "volumes", e.Name(), "_data")}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -79,10 +78,23 @@ func procStat(pid int) (byte, uint64, error) {
 
 // validMountID: a mount ID names a directory under mounts/, so it must be a
 // plain name ("." and ".." would name the store itself).
-var validMountID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+// By hand: a regexp compiled at init cost every strata process.
+func validMountID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || c != '_' && c != '.' && c != '-') {
+			return false
+		}
+	}
+	return true
+}
 
 func checkMountID(id string) error {
-	if !validMountID.MatchString(id) {
+	if !validMountID(id) {
 		return fmt.Errorf("mount id %q: want letters, digits, '_', '.' and '-', starting with a letter or digit: %w", id, ErrInvalid)
 	}
 	return nil

@@ -9,18 +9,21 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
 )
 
-// The reference grammar of the distribution spec (distribution/reference).
+// The reference grammar of the distribution spec (distribution/reference),
+// compiled at first use: at init every strata process paid for them.
 var (
-	pathComponentRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
-	domainRE        = regexp.MustCompile(`^(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?$`)
-	tagRE           = regexp.MustCompile(`^[\w][\w.-]{0,127}$`)
-	imageIDRE       = regexp.MustCompile(`^[a-f0-9]{64}$`)
+	pathComponentRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`) })
+	domainRE        = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^(?:(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?$`)
+	})
+	tagRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[\w][\w.-]{0,127}$`) })
 )
 
 const (
@@ -64,7 +67,7 @@ func NormalizeRef(s string) (string, error) {
 	tag := ""
 	if i := strings.LastIndexByte(name, ':'); i > strings.LastIndexByte(name, '/') {
 		name, tag = name[:i], name[i+1:]
-		if !tagRE.MatchString(tag) {
+		if !tagRE().MatchString(tag) {
 			return bad("tag %q: must be 1 to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'", tag)
 		}
 	}
@@ -76,16 +79,16 @@ func NormalizeRef(s string) (string, error) {
 		first := name[:i]
 		if strings.ContainsAny(first, ".:") || first == "localhost" || strings.ToLower(first) != first {
 			domain, remote = first, name[i+1:]
-			if !domainRE.MatchString(domain) {
+			if !domainRE().MatchString(domain) {
 				return bad("registry host %q is not a host[:port]", domain)
 			}
 		}
 	}
 	for _, c := range strings.Split(remote, "/") {
-		if pathComponentRE.MatchString(c) {
+		if pathComponentRE().MatchString(c) {
 			continue
 		}
-		if strings.ToLower(c) != c && pathComponentRE.MatchString(strings.ToLower(c)) {
+		if strings.ToLower(c) != c && pathComponentRE().MatchString(strings.ToLower(c)) {
 			return bad("repository name must be lowercase")
 		}
 		return bad("name component %q: must be lowercase letters and digits, joined by '.', '_', '__' or dashes", c)
@@ -99,7 +102,7 @@ func NormalizeRef(s string) (string, error) {
 	if domain == "" && strings.HasPrefix(remote, officialRepo) && !strings.Contains(remote[len(officialRepo):], "/") {
 		remote = remote[len(officialRepo):]
 	}
-	if domain == "" && imageIDRE.MatchString(remote) {
+	if domain == "" && isHex64(remote) {
 		return bad("a 64-hex-digit name would read as an image ID")
 	}
 	out := remote
@@ -277,4 +280,17 @@ func touchTagTime(tx *bolt.Tx, id digest.Digest, t time.Time) error {
 		return err
 	}
 	return ib.Put([]byte(id), nv)
+}
+
+// isHex64 reports whether s is 64 lowercase hex digits (an image ID).
+func isHex64(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -17,6 +17,7 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"text/template"
 	"time"
@@ -105,7 +106,7 @@ func parseTemplate(format string) (*template.Template, error) {
 }
 
 // fieldErrRE finds the field and type a template execution failed on.
-var fieldErrRE = regexp.MustCompile(`can't evaluate field (\w+) in type (\S+)`)
+var fieldErrRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`can't evaluate field (\w+) in type (\S+)`) })
 
 // execTemplate executes a --format template on v. A failure is reported as
 // what it is, an execution error, naming the field the template asked for
@@ -122,7 +123,7 @@ func execTemplate(t *template.Template, w io.Writer, v any) error {
 		return fmt.Errorf("executing the --format template: %w", err)
 	}
 	text := t.Tree.Root.String()
-	if m := fieldErrRE.FindStringSubmatch(err.Error()); m != nil {
+	if m := fieldErrRE().FindStringSubmatch(err.Error()); m != nil {
 		msg := fmt.Sprintf("executing the --format template %q: no field %q", text, m[1])
 		if fields := fieldsOf(reflect.TypeOf(v), m[2], 0); fields != nil {
 			msg += " (there are " + strings.Join(fields, ", ") + ")"

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -372,7 +373,7 @@ func matchLabels(labels map[string]string, want []string) bool {
 }
 
 // globRE matches what a shell pattern may hold in place of name characters.
-var globRE = regexp.MustCompile(`\*+|\?|\[[^\]]*\]`)
+var globRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\*+|\?|\[[^\]]*\]`) })
 
 // checkRefPattern refuses a REPOSITORY[:TAG] argument no image name could
 // match ("bad::name"), rather than listing nothing: each run of pattern
@@ -381,7 +382,7 @@ func checkRefPattern(p string) error {
 	if _, err := path.Match(p, ""); err != nil {
 		return fmt.Errorf("invalid reference pattern %q: %w: %w", p, err, layerstore.ErrInvalid)
 	}
-	probe := globRE.ReplaceAllString(p, "a")
+	probe := globRE().ReplaceAllString(p, "a")
 	if _, err := layerstore.NormalizeRef(probe); err != nil {
 		if probe == p {
 			return err

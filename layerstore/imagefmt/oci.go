@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -101,7 +102,7 @@ func layoutNames(desc ocispec.Descriptor, path string) ([]string, error) {
 }
 
 // versionRE matches a tag that reads as a version: "1", "1.2", "v2.0-rc1".
-var versionRE = regexp.MustCompile(`^v?[0-9][\w.-]*$`)
+var versionRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^v?[0-9][\w.-]*$`) })
 
 // isBareTag says whether a ref.name is only a tag, as the OCI spec's own
 // example ("v1.0.1") and tools that write "latest" have it, rather than a
@@ -109,17 +110,17 @@ var versionRE = regexp.MustCompile(`^v?[0-9][\w.-]*$`)
 // name ("Stable", "_x"). A bare word that can be a repository ("demo", as
 // skopeo's oci:DIR:demo writes) stays a name.
 func isBareTag(ref string) bool {
-	if ref == "" || strings.ContainsAny(ref, "/:@") || !tagRE.MatchString(ref) {
+	if ref == "" || strings.ContainsAny(ref, "/:@") || !tagRE().MatchString(ref) {
 		return false
 	}
-	if ref == "latest" || versionRE.MatchString(ref) {
+	if ref == "latest" || versionRE().MatchString(ref) {
 		return true
 	}
 	_, err := layerstore.NormalizeRef(ref)
 	return err != nil
 }
 
-var tagRE = regexp.MustCompile(`^[\w][\w.-]{0,127}$`)
+var tagRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[\w][\w.-]{0,127}$`) })
 
 // layoutRepo is podman's name for an image of a layout at path:
 // "localhost/" and the directory's or archive's name, lowercased, without
@@ -130,7 +131,7 @@ func layoutRepo(path string) string {
 	for _, ext := range []string{".gz", ".tgz", ".zst", ".zstd", ".xz", ".tar", ".oci", ".ocidir"} {
 		base = strings.TrimSuffix(base, ext)
 	}
-	base = strings.Trim(repoCharRE.ReplaceAllString(base, "-"), "-._")
+	base = strings.Trim(repoCharRE().ReplaceAllString(base, "-"), "-._")
 	if base == "" || path == "" || path == "-" || path == streamName {
 		return ""
 	}
@@ -141,7 +142,7 @@ func layoutRepo(path string) string {
 	return repo
 }
 
-var repoCharRE = regexp.MustCompile(`[^a-z0-9._-]+`)
+var repoCharRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`[^a-z0-9._-]+`) })
 
 // mergeImage appends img to images, or adds its names to an earlier image
 // with the same manifest (an index.json that tags one image twice).
