@@ -1,19 +1,23 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"os/signal"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
-
-	"github.com/strata-dev/strata/snapshotter"
 )
 
 type snapshotterOptions struct {
 	address string
 }
+
+// snapshotterBinary is the snapshotter's own executable: gRPC and protobuf
+// stay out of this one, whose every command paid for their package init.
+const snapshotterBinary = "strata-snapshotter"
 
 func newSnapshotterCmd(g *globals) *cobra.Command {
 	o := &snapshotterOptions{}
@@ -32,28 +36,43 @@ and use it with "ctr run --snapshotter strata IMAGE ID CMD" (or
 "ctr images pull/import --snapshotter strata"). Committed snapshots are
 images tagged containerd-snapshot:HASH; active snapshots are mounts with a
 kept top layer. SIGINT or SIGTERM stops cleanly: committed snapshots stay,
-active ones come back when the snapshotter starts again.`,
+active ones come back when the snapshotter starts again.
+
+The server is strata-snapshotter (installed beside strata, or found in
+PATH): this command runs it in strata's place.`,
 		Example: `  strata snapshotter --address /run/strata/snapshotter.sock --root /var/lib/strata`,
 		Args:    cobra.NoArgs,
 		GroupID: "store",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, err := g.openStore()
+			bin, err := findSnapshotter()
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
-			sn, err := snapshotter.Open(ctx, st, snapshotter.Options{Logger: g.logger()})
-			if err != nil {
-				return err
+			args := []string{bin, "--address", o.address, "--root", g.root, "--lock-timeout", fmt.Sprint(g.lockTimeout)}
+			if g.debug {
+				args = append(args, "--debug")
 			}
-			l, err := snapshotter.Listen(o.address)
-			if err != nil {
-				return errors.Join(err, sn.Close())
-			}
-			return snapshotter.Serve(ctx, sn, l)
+			// exec, not a child: containerd's service manager and a
+			// SIGTERM reach the server itself.
+			return syscall.Exec(bin, args, os.Environ())
 		},
 	}
 	cmd.Flags().StringVar(&o.address, "address", "/run/strata/snapshotter.sock", "unix socket to serve on")
 	return cmd
+}
+
+// findSnapshotter finds strata-snapshotter beside this executable, else in
+// PATH.
+func findSnapshotter() (string, error) {
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), snapshotterBinary)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath(snapshotterBinary)
+	if err != nil {
+		return "", errors.Join(fmt.Errorf("%s is not installed beside strata nor in PATH (go install ./cmd/... installs both)", snapshotterBinary), err)
+	}
+	return p, nil
 }
