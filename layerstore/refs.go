@@ -283,7 +283,7 @@ func touchTagTime(tx *bolt.Tx, id digest.Digest, t time.Time) error {
 }
 
 // isHex64 reports whether s is 64 lowercase hex digits (an image ID).
-func isHex64(s string) bool {
+func isHex64[T string | []byte](s T) bool {
 	if len(s) != 64 {
 		return false
 	}

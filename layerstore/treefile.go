@@ -206,10 +206,10 @@ func parseTree(b []byte) (*treeData, error) {
 				return nil, bad("record %d: string out of bounds", i)
 			}
 			// A digest names a path under objects/: only a valid sha256 may.
-			if t == TypeReg && c > 0 {
-				if dg := digest.Digest(d.strs[a : a+c]); dg.Algorithm() != digest.SHA256 || dg.Validate() != nil {
-					return nil, bad("record %d: not a sha256 digest", i)
-				}
+			// Checked by hand: digest.Validate's regexp, once per file,
+			// was most of a Debian image's mount start.
+			if t == TypeReg && c > 0 && !isSHA256(d.strs[a:a+c]) {
+				return nil, bad("record %d: not a sha256 digest", i)
 			}
 		}
 		if xo := le.Uint32(r[64:]); xo != 0 {
@@ -363,4 +363,11 @@ func decodeXattrs(b []byte) (map[string]string, error) {
 		x[k] = d.string()
 	}
 	return x, d.err
+}
+
+// isSHA256 reports whether b is "sha256:" and 64 lowercase hex digits, what
+// digest.Digest.Validate accepts for sha256.
+func isSHA256(b []byte) bool {
+	const prefix = "sha256:"
+	return len(b) == len(prefix)+64 && string(b[:len(prefix)]) == prefix && isHex64(b[len(prefix):])
 }
