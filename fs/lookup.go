@@ -133,7 +133,17 @@ func (u *union) fillUpperAttr(n *node, st *unix.Stat_t, p string, havePath bool,
 
 var _ = (gofs.NodeLookuper)((*node)(nil))
 
+// Lookup resolves name in directory n. A pure lower child (no upper copy,
+// nothing at its path in the upper dir) is answered as a raw node (errRaw,
+// rawnode.go) unless it is hard-linked or being promoted; anything else
+// gets an Inode.
 func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return n.lookup(ctx, name, out, false)
+}
+
+// lookup is Lookup; for a READDIRPLUS (plus), a raw child the kernel holds
+// already is errKnown.
+func (n *node) lookup(ctx context.Context, name string, out *fuse.EntryOut, plus bool) (*gofs.Inode, syscall.Errno) {
 	u := n.u
 	if len(name) > nameMax {
 		return nil, syscall.ENAMETOOLONG // as the upper file system would say
@@ -145,10 +155,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 			return nil, syscall.ENOENT
 		}
 		if !u.isCopied(e.Ino) {
-			lowerAttr(e, &out.Attr)
-			out.SetEntryTimeout(lowerTimeout)
-			out.SetAttrTimeout(lowerTimeout)
-			return n.newChild(ctx, e.Ino, e, e.UnixMode()), 0
+			return n.lowerChild(ctx, e, out, plus)
 		}
 	}
 	u.nsMu.RLock()
@@ -164,6 +171,25 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*go
 	if !c.exists {
 		return nil, syscall.ENOENT
 	}
+	if !c.upper && !u.isCopied(c.ino) {
+		return n.lowerChild(ctx, c.lower, out, plus)
+	}
 	n.entryOut(&c, out)
 	return n.newChild(ctx, c.ino, c.lower, c.mode()), 0
+}
+
+// lowerChild answers a lookup that resolved to pure lower entry e.
+func (n *node) lowerChild(ctx context.Context, e *layerstore.Entry, out *fuse.EntryOut, plus bool) (*gofs.Inode, syscall.Errno) {
+	u := n.u
+	if u.raw.answers(e) {
+		if plus && u.raw.held(e.Ino) {
+			return nil, errKnown
+		}
+		u.rawEntry(e, out)
+		return nil, errRaw
+	}
+	lowerAttr(e, &out.Attr)
+	out.SetEntryTimeout(lowerTimeout)
+	out.SetAttrTimeout(lowerTimeout)
+	return n.newChild(ctx, e.Ino, e, e.UnixMode()), 0
 }

@@ -66,6 +66,8 @@ type Options struct {
 	Debug bool
 	// FsName is the source shown in /proc/mounts. Default "strata".
 	FsName string
+
+	noRaw bool // tests: every node through go-fuse's bridge, as before raw nodes
 }
 
 // Server is a live mount.
@@ -187,17 +189,23 @@ func Mount(dir string, tree *layerstore.Tree, opts *Options) (*Server, error) {
 		mo.FsName = "strata"
 	}
 
-	timeout, negative := upperTimeout, negativeTimeout
+	// Node IDs are inode numbers (ExternalNodeID), the same whether
+	// rawFS or the bridge answers for a node (rawnode.go); rawFS sets
+	// the negative lookups' timeout (NegativeTimeout unset).
+	if !opts.noRaw {
+		u.raw.init(tree)
+	}
+	timeout := upperTimeout
 	fsOpts := &gofs.Options{
 		MountOptions:    mo,
 		EntryTimeout:    &timeout,
 		AttrTimeout:     &timeout,
-		NegativeTimeout: &negative,
 		NullPermissions: true, // mode 0000 is a mode like any other
 		RootStableAttr:  &gofs.StableAttr{Ino: rootEntry.Ino},
+		ExternalNodeID:  rootEntry.Ino == fuse.FUSE_ROOT_ID,
 		Logger:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	raw := &rawFS{RawFileSystem: gofs.NewNodeFS(u.root, fsOpts)}
+	raw := &rawFS{RawFileSystem: gofs.NewNodeFS(u.root, fsOpts), u: u}
 	if opts.Trace {
 		raw.trace = &opCounts{}
 	}

@@ -299,11 +299,7 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 		return 0, syscall.ENODATA
 	}
 	if !n.hasUpper() {
-		v, ok := n.u.tree.XattrAt(n.lower, attr)
-		if !ok {
-			return 0, n.u.noXattr(attr)
-		}
-		return xattrReplyString(v, dest)
+		return n.u.lowerGetxattr(n.lower, attr, dest)
 	}
 	var v []byte
 	errno := n.withUpper(func(fd int) (err error) {
@@ -322,24 +318,46 @@ func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, 
 var _ = (gofs.NodeListxattrer)((*node)(nil))
 
 func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	var names []string
 	if !n.hasUpper() {
-		for k := range n.lowerEntry().Xattrs {
-			if !reservedXattr(k) {
-				names = append(names, k)
-			}
-		}
-		slices.Sort(names)
-	} else {
-		errno := n.withUpper(func(fd int) (err error) {
-			names, err = flistxattr(fd)
-			return err
-		})
-		if errno != 0 {
-			return 0, errno
-		}
-		names = slices.DeleteFunc(names, reservedXattr)
+		return n.u.lowerListxattr(n.lower, dest)
 	}
+	var names []string
+	errno := n.withUpper(func(fd int) (err error) {
+		names, err = flistxattr(fd)
+		return err
+	})
+	if errno != 0 {
+		return 0, errno
+	}
+	return listxattrReply(slices.DeleteFunc(names, reservedXattr), dest)
+}
+
+// lowerGetxattr answers a GETXATTR of lower entry r from its tree record.
+func (u *union) lowerGetxattr(r layerstore.Ref, attr string, dest []byte) (uint32, syscall.Errno) {
+	if reservedXattr(attr) {
+		return 0, syscall.ENODATA
+	}
+	v, ok := u.tree.XattrAt(r, attr)
+	if !ok {
+		return 0, u.noXattr(attr)
+	}
+	return xattrReplyString(v, dest)
+}
+
+// lowerListxattr answers a LISTXATTR of lower entry r.
+func (u *union) lowerListxattr(r layerstore.Ref, dest []byte) (uint32, syscall.Errno) {
+	var names []string
+	for k := range u.tree.At(r).Xattrs {
+		if !reservedXattr(k) {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	return listxattrReply(names, dest)
+}
+
+// listxattrReply answers a LISTXATTR with names.
+func listxattrReply(names []string, dest []byte) (uint32, syscall.Errno) {
 	var b strings.Builder
 	for _, k := range names {
 		b.WriteString(k)

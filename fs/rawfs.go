@@ -28,6 +28,8 @@ import (
 //     *_KILL_SUIDGID. The server's own writes to the upper file drop
 //     security.capability (the host kernel does that for every writer).
 //   - No FLUSH round trips: ENOSYS once (see Flush).
+//   - Raw nodes: pure lower entries answered from the tree, with no
+//     go-fuse Inode (rawnode.go).
 //   - Counting requests by opcode (Options.Trace), for the bench harness.
 //
 // The same cannot be done for files (FUSE_NO_OPEN_SUPPORT): the kernel's
@@ -36,6 +38,7 @@ import (
 // FUSE passthrough is set up only by an OPEN reply.
 type rawFS struct {
 	fuse.RawFileSystem
+	u     *union
 	trace *opCounts // nil: not counting
 }
 
@@ -166,6 +169,14 @@ func (r *rawFS) ReleaseDir(in *fuse.ReleaseIn) {
 // readDir serves a READDIR or READDIRPLUS. Without a handle (no OPENDIR)
 // it opens one for this request.
 func (r *rawFS) readDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList, plus bool) fuse.Status {
+	if in.Fh == 0 {
+		if ref, ok := r.rawRef(in.NodeId); ok {
+			return r.u.rawReadDir(ref, in.NodeId, in, out, plus)
+		}
+	}
+	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
+		return st
+	}
 	read := r.RawFileSystem.ReadDir
 	if plus {
 		read = r.RawFileSystem.ReadDirPlus
@@ -200,6 +211,9 @@ func (r *rawFS) FsyncDir(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 	if in.Fh == 0 {
 		return fuse.OK // directories are synced with the upper dir's file system
 	}
+	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
+		return st
+	}
 	return r.RawFileSystem.FsyncDir(cancel, in)
 }
 
@@ -232,21 +246,50 @@ func (r *rawFS) killSuidgid(cancel <-chan struct{}, h fuse.InHeader, fh uint64) 
 
 func (r *rawFS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
 	r.count(opLookup)
-	return r.RawFileSystem.Lookup(cancel, h, name, out)
+	if ref, ok := r.rawRef(h.NodeId); ok {
+		if st, forward := r.u.rawLookup(ref, name, out); !forward {
+			return st
+		}
+	}
+	if st := r.bridged(cancel, h.Caller, h.NodeId); !st.Ok() {
+		return st
+	}
+	st := r.RawFileSystem.Lookup(cancel, h, name, out)
+	switch {
+	case st == fuse.Status(errRaw):
+		return fuse.OK // a raw child: out is filled
+	case st == fuse.ENOENT && out.EntryTimeout() == 0:
+		// What the bridge does with Options.NegativeTimeout, which is
+		// not set so that errRaw's entries in a READDIRPLUS keep theirs.
+		out.SetEntryTimeout(negativeTimeout)
+		return fuse.OK
+	}
+	return st
 }
 
 func (r *rawFS) Forget(nodeid, nlookup uint64) {
 	r.count(opForget)
-	r.RawFileSystem.Forget(nodeid, nlookup)
+	r.forget(nodeid, nlookup)
 }
 
 func (r *rawFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
 	r.count(opGetattr)
+	if in.Fh() == 0 {
+		if ref, ok := r.rawRef(in.NodeId); ok {
+			return r.u.rawGetattr(ref, out)
+		}
+	}
+	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
+		return st
+	}
 	return r.RawFileSystem.GetAttr(cancel, in, out)
 }
 
 func (r *rawFS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
 	r.count(opSetattr)
+	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
+		return st
+	}
 	kill := in.Valid&fuse.FATTR_KILL_SUIDGID != 0
 	in.Valid &^= fuse.FATTR_KILL_SUIDGID
 	st := r.RawFileSystem.SetAttr(cancel, in, out)
@@ -261,46 +304,84 @@ func (r *rawFS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.At
 
 func (r *rawFS) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
 	r.count(opMknod)
+	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
+		return st
+	}
 	return r.RawFileSystem.Mknod(cancel, in, name, out)
 }
 
 func (r *rawFS) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name string, out *fuse.EntryOut) fuse.Status {
 	r.count(opMkdir)
+	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
+		return st
+	}
 	return r.RawFileSystem.Mkdir(cancel, in, name, out)
 }
 
 func (r *rawFS) Unlink(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
 	r.count(opUnlink)
+	if st := r.bridged(cancel, h.Caller, h.NodeId); !st.Ok() {
+		return st
+	}
+	r.prePromote(cancel, h.Caller, h.NodeId, name)
 	return r.RawFileSystem.Unlink(cancel, h, name)
 }
 
 func (r *rawFS) Rmdir(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
 	r.count(opRmdir)
+	if st := r.bridged(cancel, h.Caller, h.NodeId); !st.Ok() {
+		return st
+	}
+	r.prePromote(cancel, h.Caller, h.NodeId, name)
 	return r.RawFileSystem.Rmdir(cancel, h, name)
 }
 
 func (r *rawFS) Rename(cancel <-chan struct{}, in *fuse.RenameIn, oldName, newName string) fuse.Status {
 	r.count(opRename)
+	for _, id := range []uint64{in.NodeId, in.Newdir} {
+		if st := r.bridged(cancel, in.Caller, id); !st.Ok() {
+			return st
+		}
+	}
+	r.prePromote(cancel, in.Caller, in.NodeId, oldName)
+	r.prePromote(cancel, in.Caller, in.Newdir, newName)
 	return r.RawFileSystem.Rename(cancel, in, oldName, newName)
 }
 
 func (r *rawFS) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *fuse.EntryOut) fuse.Status {
 	r.count(opLink)
+	for _, id := range []uint64{in.NodeId, in.Oldnodeid} {
+		if st := r.bridged(cancel, in.Caller, id); !st.Ok() {
+			return st
+		}
+	}
 	return r.RawFileSystem.Link(cancel, in, name, out)
 }
 
 func (r *rawFS) Symlink(cancel <-chan struct{}, h *fuse.InHeader, target, name string, out *fuse.EntryOut) fuse.Status {
 	r.count(opSymlink)
+	if st := r.bridged(cancel, h.Caller, h.NodeId); !st.Ok() {
+		return st
+	}
 	return r.RawFileSystem.Symlink(cancel, h, target, name, out)
 }
 
 func (r *rawFS) Readlink(cancel <-chan struct{}, h *fuse.InHeader) ([]byte, fuse.Status) {
 	r.count(opReadlink)
+	if ref, ok := r.rawRef(h.NodeId); ok {
+		return []byte(r.u.tree.At(ref).Link), fuse.OK
+	}
+	if st := r.bridged(cancel, h.Caller, h.NodeId); !st.Ok() {
+		return nil, st
+	}
 	return r.RawFileSystem.Readlink(cancel, h)
 }
 
 func (r *rawFS) Access(cancel <-chan struct{}, in *fuse.AccessIn) fuse.Status {
 	r.count(opAccess)
+	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
+		return st
+	}
 	return r.RawFileSystem.Access(cancel, in)
 }
 
@@ -309,36 +390,65 @@ func (r *rawFS) GetXAttr(cancel <-chan struct{}, h *fuse.InHeader, attr string, 
 	if r.trace != nil {
 		r.trace.countXattr(attr)
 	}
+	if ref, ok := r.rawRef(h.NodeId); ok {
+		n, errno := r.u.lowerGetxattr(ref, attr, dest)
+		return n, fuse.Status(errno)
+	}
+	if st := r.bridged(cancel, h.Caller, h.NodeId); !st.Ok() {
+		return 0, st
+	}
 	return r.RawFileSystem.GetXAttr(cancel, h, attr, dest)
 }
 
 func (r *rawFS) ListXAttr(cancel <-chan struct{}, h *fuse.InHeader, dest []byte) (uint32, fuse.Status) {
 	r.count(opListxattr)
+	if ref, ok := r.rawRef(h.NodeId); ok {
+		n, errno := r.u.lowerListxattr(ref, dest)
+		return n, fuse.Status(errno)
+	}
+	if st := r.bridged(cancel, h.Caller, h.NodeId); !st.Ok() {
+		return 0, st
+	}
 	return r.RawFileSystem.ListXAttr(cancel, h, dest)
 }
 
 func (r *rawFS) SetXAttr(cancel <-chan struct{}, in *fuse.SetXAttrIn, attr string, data []byte) fuse.Status {
 	r.count(opSetxattr)
+	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
+		return st
+	}
 	return r.RawFileSystem.SetXAttr(cancel, in, attr, data)
 }
 
 func (r *rawFS) RemoveXAttr(cancel <-chan struct{}, h *fuse.InHeader, attr string) fuse.Status {
 	r.count(opRemovexattr)
+	if st := r.bridged(cancel, h.Caller, h.NodeId); !st.Ok() {
+		return st
+	}
 	return r.RawFileSystem.RemoveXAttr(cancel, h, attr)
 }
 
 func (r *rawFS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
 	r.count(opCreate)
+	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
+		return st
+	}
 	return r.RawFileSystem.Create(cancel, in, name, out)
 }
 
 func (r *rawFS) Tmpfile(cancel <-chan struct{}, in *fuse.CreateIn, out *fuse.CreateOut) fuse.Status {
 	r.count(opTmpfile)
+	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
+		return st
+	}
 	return r.RawFileSystem.Tmpfile(cancel, in, out)
 }
 
 func (r *rawFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
 	r.count(opOpen)
+	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
+		return st
+	}
 	st := r.RawFileSystem.Open(cancel, in, out)
 	if st.Ok() && in.Mode&fuse.OPEN_KILL_SUIDGID != 0 {
 		if st = r.killSuidgid(cancel, in.InHeader, out.Fh); !st.Ok() {
@@ -401,6 +511,11 @@ func (r *rawFS) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][]byte) 
 
 func (r *rawFS) CopyFileRange(cancel <-chan struct{}, in *fuse.CopyFileRangeIn) (uint32, fuse.Status) {
 	r.count(opCopyFileRange)
+	for _, id := range []uint64{in.NodeId, in.NodeIdOut} {
+		if st := r.bridged(cancel, in.Caller, id); !st.Ok() {
+			return 0, st
+		}
+	}
 	return r.RawFileSystem.CopyFileRange(cancel, in)
 }
 
@@ -432,10 +547,17 @@ func (r *rawFS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Sta
 
 func (r *rawFS) StatFs(cancel <-chan struct{}, h *fuse.InHeader, out *fuse.StatfsOut) fuse.Status {
 	r.count(opStatfs)
-	return r.RawFileSystem.StatFs(cancel, h, out)
+	// The answer is the mount's, whatever the node: the root's needs
+	// no promotion.
+	rh := *h
+	rh.NodeId = fuse.FUSE_ROOT_ID
+	return r.RawFileSystem.StatFs(cancel, &rh, out)
 }
 
 func (r *rawFS) Statx(cancel <-chan struct{}, in *fuse.StatxIn, out *fuse.StatxOut) fuse.Status {
 	r.count(opStatx)
+	if r.u.raw.needsPromotion(in.NodeId) {
+		return fuse.ENOSYS // what the bridge answers: no node has Statx
+	}
 	return r.RawFileSystem.Statx(cancel, in, out)
 }

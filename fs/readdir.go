@@ -137,11 +137,21 @@ const errKnown = syscall.EEXIST
 // listing the kernel read again (its cached pages reclaimed) would send a
 // GETXATTR for every child. The kernel keeps the attributes it has, which
 // are as good: lower entries do not change, and changes go through it.
+//
+// A raw child (rawnode.go) comes back as errRaw with out filled, which the
+// bridge leaves as it is; the kernel holds one already when rawFS counts
+// its lookups. Other errors get the negative timeout, as the bridge gave
+// them when it had one (rawFS.Lookup sets it for LOOKUPs now).
 func (d *dirHandle) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	if d.n.GetChild(name) != nil {
+		out.SetEntryTimeout(negativeTimeout)
 		return nil, errKnown
 	}
-	return d.n.Lookup(ctx, name, out)
+	in, errno := d.n.lookup(ctx, name, out, true)
+	if errno != 0 && errno != errRaw {
+		out.SetEntryTimeout(negativeTimeout)
+	}
+	return in, errno
 }
 
 func (d *dirHandle) load() syscall.Errno {

@@ -65,6 +65,7 @@ type union struct {
 	pending map[*gofs.Inode]placement // renames the go-fuse tree does not show yet
 
 	state nodeState // per-node state few nodes have
+	raw   rawNodes  // the kernel's nodes of pure lower entries (rawnode.go)
 
 	labelsOnce sync.Once
 	labels     atomic.Bool // the mount may hold SELinux labels (see noXattr)

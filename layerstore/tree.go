@@ -165,6 +165,31 @@ func (t *Tree) TypeAt(r Ref) Type {
 	return Type(t.d.rec(uint32(r) - 1)[9])
 }
 
+// InoAt is At(r).Ino without decoding the rest (0 for none).
+func (t *Tree) InoAt(r Ref) uint64 {
+	if !t.valid(r) {
+		return 0
+	}
+	return binary.LittleEndian.Uint64(t.d.rec(uint32(r) - 1)[32:])
+}
+
+// NameAt is At(r).Name() without decoding the rest.
+func (t *Tree) NameAt(r Ref) string {
+	if !t.valid(r) {
+		return ""
+	}
+	return t.d.name(uint32(r) - 1)
+}
+
+// ParentAt is the directory that holds the entry r names (0 for the root
+// and for none).
+func (t *Tree) ParentAt(r Ref) Ref {
+	if !t.valid(r) || r == 1 {
+		return 0
+	}
+	return Ref(binary.LittleEndian.Uint32(t.d.rec(uint32(r) - 1)[28:]) + 1)
+}
+
 // XattrAt is At(r).Xattrs[name] without decoding the entry: no allocation,
 // the value points into the tree's memory.
 func (t *Tree) XattrAt(r Ref, name string) (string, bool) {
@@ -188,6 +213,19 @@ func (t *Tree) ChildrenAt(r Ref) []*Entry {
 		return nil
 	}
 	return t.childrenOf(uint32(r) - 1)
+}
+
+// ChildRefsAt is the run of references of the children of the directory r
+// names, in name order: first, first+1, ..., first+n-1 (n 0 for none).
+func (t *Tree) ChildRefsAt(r Ref) (first Ref, n int) {
+	if !t.valid(r) {
+		return 0, 0
+	}
+	f, c := t.d.children(uint32(r) - 1)
+	if c == 0 {
+		return 0, 0
+	}
+	return Ref(f + 1), int(c)
 }
 
 // Dirent is what a directory listing needs of an entry.
