@@ -20,6 +20,15 @@
 // FOPEN_KEEP_CACHE. A missing or short object makes that file fail with
 // EIO and logs the digest.
 //
+// Memory: node IDs are inode numbers, and the kernel's inodes of pure lower
+// entries (no upper copy; hard-linked files excepted) are raw nodes: rawFS
+// answers their lookups, attributes, links, xattrs and listings from the
+// tree and counts the kernel's lookups in a table of 8 bytes per inode
+// number, so a walk makes no go-fuse Inode per entry. Anything else on a
+// raw node (an open, a change, a create in a directory) first promotes it
+// to an Inode of go-fuse's bridge by a lookup of its tree path, its
+// parents first (rawnode.go).
+//
 // Kernel caches: the mount answers the first OPENDIR with ENOSYS, so the
 // kernel sends no OPENDIR or RELEASEDIR again and caches every listing
 // (rawfs.go). A READDIRPLUS carries no attributes for children the kernel

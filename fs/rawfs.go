@@ -163,6 +163,7 @@ func (r *rawFS) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenO
 
 func (r *rawFS) ReleaseDir(in *fuse.ReleaseIn) {
 	r.count(opReleasedir)
+	_ = r.bridged(nil, in.Caller, in.NodeId)
 	r.RawFileSystem.ReleaseDir(in)
 }
 
@@ -217,7 +218,8 @@ func (r *rawFS) FsyncDir(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 	return r.RawFileSystem.FsyncDir(cancel, in)
 }
 
-// The rest only count.
+// The rest count, and make sure the bridge has an Inode of each node a
+// request names (rawnode.go).
 
 // killSuidgid clears the setuid bit, and the setgid bit of a group-
 // executable file, of node h.NodeId (through handle fh when non-zero), as
@@ -460,36 +462,55 @@ func (r *rawFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut)
 
 func (r *rawFS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
 	r.count(opRead)
+	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
+		return nil, st
+	}
 	return r.RawFileSystem.Read(cancel, in, buf)
 }
 
 func (r *rawFS) Lseek(cancel <-chan struct{}, in *fuse.LseekIn, out *fuse.LseekOut) fuse.Status {
 	r.count(opLseek)
+	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
+		return st
+	}
 	return r.RawFileSystem.Lseek(cancel, in, out)
 }
 
 func (r *rawFS) GetLk(cancel <-chan struct{}, in *fuse.LkIn, out *fuse.LkOut) fuse.Status {
 	r.count(opGetlk)
+	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
+		return st
+	}
 	return r.RawFileSystem.GetLk(cancel, in, out)
 }
 
 func (r *rawFS) SetLk(cancel <-chan struct{}, in *fuse.LkIn) fuse.Status {
 	r.count(opSetlk)
+	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
+		return st
+	}
 	return r.RawFileSystem.SetLk(cancel, in)
 }
 
 func (r *rawFS) SetLkw(cancel <-chan struct{}, in *fuse.LkIn) fuse.Status {
 	r.count(opSetlk)
+	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
+		return st
+	}
 	return r.RawFileSystem.SetLkw(cancel, in)
 }
 
 func (r *rawFS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
 	r.count(opRelease)
+	_ = r.bridged(cancel, in.Caller, in.NodeId) // a handle's node has its Inode: opened through the bridge
 	r.RawFileSystem.Release(cancel, in)
 }
 
 func (r *rawFS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
 	r.count(opWrite)
+	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
+		return 0, st
+	}
 	n, st := r.RawFileSystem.Write(cancel, in, data)
 	if st.Ok() && in.WriteFlags&fuse.WRITE_KILL_SUIDGID != 0 {
 		st = r.killSuidgid(cancel, in.InHeader, in.Fh)
@@ -498,6 +519,9 @@ func (r *rawFS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (ui
 }
 
 func (r *rawFS) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][]byte) (uint32, fuse.Status) {
+	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
+		return 0, st
+	}
 	n, st := r.RawFileSystem.Writev(cancel, in, data)
 	if st == fuse.ENOSYS {
 		return n, st // the server copies the data and calls Write, which counts
@@ -521,6 +545,9 @@ func (r *rawFS) CopyFileRange(cancel <-chan struct{}, in *fuse.CopyFileRangeIn) 
 
 func (r *rawFS) Ioctl(cancel <-chan struct{}, in *fuse.IoctlIn, inbuf []byte, out *fuse.IoctlOut, outbuf []byte) fuse.Status {
 	r.count(opIoctl)
+	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
+		return st
+	}
 	return r.RawFileSystem.Ioctl(cancel, in, inbuf, out, outbuf)
 }
 
@@ -537,11 +564,17 @@ func (r *rawFS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
 
 func (r *rawFS) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 	r.count(opFsync)
+	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
+		return st
+	}
 	return r.RawFileSystem.Fsync(cancel, in)
 }
 
 func (r *rawFS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Status {
 	r.count(opFallocate)
+	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
+		return st
+	}
 	return r.RawFileSystem.Fallocate(cancel, in)
 }
 
