@@ -157,8 +157,8 @@ func (rn *rawNodes) forget(id, n uint64) uint64 {
 	}
 }
 
-// pure reports whether lower entry id (record r) has no upper copy, so the
-// tree answers for it.
+// pure reports whether lower entry id has no upper copy, so the tree
+// answers for it (a directory copied up whole is copied too).
 func (u *union) pure(id uint64) bool { return !u.isCopied(id) }
 
 // rawEntry fills out for pure lower entry e as a raw node and counts the
@@ -172,8 +172,8 @@ func (u *union) rawEntry(e *layerstore.Entry, out *fuse.EntryOut) {
 	u.raw.lookedUp(e.Ino)
 }
 
-// rawLookup answers a LOOKUP in raw directory r; forward false means the
-// bridge has to (a hard-linked or copied child).
+// rawLookup answers a LOOKUP in raw directory r; forward means the bridge
+// has to (a hard-linked or copied child, "." or "..").
 func (u *union) rawLookup(r layerstore.Ref, name string, out *fuse.EntryOut) (st fuse.Status, forward bool) {
 	if name == "." || name == ".." {
 		return 0, true

@@ -181,67 +181,55 @@ func TestFS_RawNodes_SameAnswers(t *testing.T) {
 	}
 }
 
-// A walk of the fixture image (5 layers of busybox) with find, GNU ls and
-// getfattr makes an Inode only for hard-linked files and the directories
-// above them.
+// A walk of the fixture images (5 layers of busybox; Debian minbase) with
+// find, GNU ls and getfattr makes an Inode only for hard-linked files and
+// the directories above them.
 func TestFS_RawNodes_FixtureWalk(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
-	st := storetest.Open(t)
-	storetest.Load(t, st, filepath.Join(fixtures.Dir(t), "oci"))
-	t.Cleanup(func() { storetest.Check(t, st) })
-	_, tree, err := st.ImageTree("demo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tree.Close() })
-	want := map[uint64]bool{}
-	_ = tree.Walk(func(e *layerstore.Entry) error {
-		if e.Type != layerstore.TypeDir && e.Nlink > 1 {
-			want[e.Ino] = true
-			for p := parentPath(e.Path); p != ""; p = parentPath(p) {
-				d, _ := tree.Lookup(p)
-				want[d.Ino] = true
+	for _, fx := range []struct {
+		name, ref string
+		dir       func(testing.TB) string
+	}{{"demo", "demo", fixtures.Dir}, {"debian", "debian", fixtures.Debian}} {
+		t.Run(fx.name, func(t *testing.T) {
+			st := storetest.Open(t)
+			storetest.Load(t, st, filepath.Join(fx.dir(t), "oci"))
+			t.Cleanup(func() { storetest.Check(t, st) })
+			_, tree, err := st.ImageTree(fx.ref)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-		return nil
-	})
-	for _, ro := range []bool{false, true} {
-		t.Run(map[bool]string{false: "rw", true: "ro"}[ro], func(t *testing.T) {
-			m := mountTree(t, tree, st.ObjectPath, ro, false)
-			run(t, m.dir, false, "find", ".", "-printf", "%p %i %m %s %T@ %l\n")
-			run(t, m.dir, false, "ls", "-lR", m.dir)
-			run(t, m.dir, false, "getfattr", "-R", "-h", "-d", "-m", "-", ".")
-			got := m.srv.bridgeInodes()
-			t.Logf("%d entries, %d hard-linked inodes and their directories, %d bridge Inodes, %d raw nodes held", tree.Len(), len(want), got, m.srv.rawHeld())
-			if got > len(want) {
-				t.Errorf("%d bridge Inodes after the walk, want at most %d (hard links and their directories)", got, len(want))
-			}
-			if m.srv.rawHeld() < tree.Len()/2 {
-				t.Errorf("only %d of %d entries held raw", m.srv.rawHeld(), tree.Len())
+			t.Cleanup(func() { tree.Close() })
+			want := map[uint64]bool{}
+			_ = tree.Walk(func(e *layerstore.Entry) error {
+				if e.Type != layerstore.TypeDir && e.Nlink > 1 {
+					want[e.Ino] = true
+					for p := parentPath(e.Path); p != ""; p = parentPath(p) {
+						d, _ := tree.Lookup(p)
+						want[d.Ino] = true
+					}
+				}
+				return nil
+			})
+			for _, ro := range []bool{false, true} {
+				t.Run(map[bool]string{false: "rw", true: "ro"}[ro], func(t *testing.T) {
+					m := mountTree(t, tree, st.ObjectPath, ro, false)
+					run(t, m.dir, false, "find", ".", "-printf", "%p %i %m %s %T@ %l\n")
+					run(t, m.dir, false, "ls", "-lR", m.dir)
+					run(t, m.dir, false, "getfattr", "-R", "-h", "-d", "-m", "-", ".")
+					got := m.srv.bridgeInodes()
+					t.Logf("%d entries, %d hard-linked inodes and their directories, %d bridge Inodes, %d raw nodes held", tree.Len(), len(want), got, m.srv.rawHeld())
+					if got > len(want) {
+						t.Errorf("%d bridge Inodes after the walk, want at most %d (hard links and their directories)", got, len(want))
+					}
+					if m.srv.rawHeld() < tree.Len()/2 {
+						t.Errorf("only %d of %d entries held raw", m.srv.rawHeld(), tree.Len())
+					}
+				})
 			}
 		})
 	}
-}
-
-// lineDiff shows the lines of a and b that differ.
-func lineDiff(a, b string) string {
-	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
-	var out strings.Builder
-	for i := range max(len(al), len(bl)) {
-		var x, y string
-		if i < len(al) {
-			x = al[i]
-		}
-		if i < len(bl) {
-			y = bl[i]
-		}
-		if x != y {
-			out.WriteString("raw:    " + x + "\nbridge: " + y + "\n")
-		}
-	}
-	return out.String()
 }
 
 // Changes to entries the kernel holds as raw nodes, each on a fresh mount:
@@ -459,4 +447,23 @@ func TestRawNodes_ForgetAccounting(t *testing.T) {
 	if got := rn.forget(3, 5); got != 5 {
 		t.Errorf("a node of the bridge only: %d", got)
 	}
+}
+
+// lineDiff shows the lines of a and b that differ.
+func lineDiff(a, b string) string {
+	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
+	var out strings.Builder
+	for i := range max(len(al), len(bl)) {
+		var x, y string
+		if i < len(al) {
+			x = al[i]
+		}
+		if i < len(bl) {
+			y = bl[i]
+		}
+		if x != y {
+			out.WriteString("raw:    " + x + "\nbridge: " + y + "\n")
+		}
+	}
+	return out.String()
 }
