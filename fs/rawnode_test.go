@@ -18,6 +18,7 @@ import (
 
 	"github.com/strata-dev/strata/internal/fixtures"
 	"github.com/strata-dev/strata/internal/storetest"
+	"github.com/strata-dev/strata/internal/syncbuf"
 	"github.com/strata-dev/strata/layerstore"
 )
 
@@ -80,7 +81,7 @@ func mountTree(t *testing.T, tree *layerstore.Tree, objects func(digest.Digest) 
 		t.Skip("needs root")
 	}
 	base := t.TempDir()
-	m := &testMount{dir: filepath.Join(base, "mnt"), logs: &syncBuffer{}}
+	m := &testMount{dir: filepath.Join(base, "mnt"), logs: &syncbuf.Buffer{}}
 	if err := os.Mkdir(m.dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
