@@ -235,7 +235,7 @@ func (c *Containers) run(ctx context.Context, ref string, stdio Stdio, started f
 	if rec.Lost {
 		return ExitRuntimeFailed, errors.New(rec.State.Error)
 	}
-	if rec.State.Current().Status == Running {
+	if rec.State.Status == Running {
 		return ExitRuntimeFailed, fmt.Errorf("container %s: %w", rec.ID[:12], ErrRunning)
 	}
 	o := rec.Options
@@ -420,7 +420,7 @@ func (c *Containers) Kill(ref string, sig syscall.Signal) error {
 	if err != nil {
 		return err
 	}
-	if rec.State.Current().Status != Running {
+	if rec.State.Status != Running {
 		return fmt.Errorf("cannot kill container: %s: container %s is not running: %w", ref, rec.ID[:12], ErrNotRunning)
 	}
 	return c.rt.Kill(rec.ID, sig)
@@ -434,7 +434,7 @@ func (c *Containers) Stop(ctx context.Context, ref string, timeout *int) (*Recor
 	if err != nil {
 		return nil, err
 	}
-	if rec.State.Current().Status != Running {
+	if rec.State.Status != Running {
 		return rec, nil
 	}
 	sig, err := ParseSignal(rec.StopSignal)
@@ -507,8 +507,7 @@ func (c *Containers) Wait(ctx context.Context, ref string) (*Record, error) {
 		if err != nil {
 			return nil, err
 		}
-		if cur := rec.State.Current(); cur.Status != Running {
-			rec.State = cur
+		if rec.State.Status != Running { // as it is: Get reads it again when the supervisor is gone
 			return rec, nil
 		}
 		// The supervisor records the exit; poll for it (the supervisor
@@ -529,7 +528,7 @@ func (c *Containers) Remove(ctx context.Context, ref string, force, removeVolume
 	if err != nil {
 		return err
 	}
-	if rec.State.Current().Status == Running {
+	if rec.State.Status == Running {
 		if !force {
 			return fmt.Errorf("you cannot remove a running container %s. Stop the container before attempting removal or force remove: %w", rec.ID, ErrRunning)
 		}

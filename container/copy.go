@@ -37,14 +37,14 @@ func (c *Containers) OpenCopyRoot(ctx context.Context, ref string) (*CopyRoot, e
 	if err != nil {
 		return nil, err
 	}
-	if st := rec.State.Current(); st.Status == Running && st.Pid > 0 {
+	if st := rec.State; st.Status == Running && st.Pid > 0 {
 		fd, err := unix.Open(fmt.Sprintf("/proc/%d/root", st.Pid), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err == nil {
 			// The pid is still the container's: its supervisor (checked
 			// by Current) holds it until it has recorded the exit.
 			return &CopyRoot{Tree: Tree{fd: fd}, rec: rec, close: func() error { return nil }}, nil
 		}
-		if again, gerr := c.records.Get(rec.ID); gerr != nil || again.State.Current().Status == Running {
+		if again, gerr := c.records.Get(rec.ID); gerr != nil || again.State.Status == Running {
 			return nil, fmt.Errorf("container %s: its root: %w", rec.ID[:12], err)
 		}
 		// It ended between the two looks: copy as into a stopped one.

@@ -29,7 +29,7 @@ func (c *Containers) Exec(ref string, o ExecOptions, stdio Stdio) (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	if rec.State.Current().Status != Running {
+	if rec.State.Status != Running {
 		return 1, fmt.Errorf("container %s is not running: %w", rec.ID, ErrNotRunning)
 	}
 	if len(o.Cmd) == 0 {

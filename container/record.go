@@ -83,7 +83,10 @@ type State struct {
 const ExitUnknown = 255
 
 // Current returns the state as it truly is: a container recorded as
-// running whose supervisor is gone has exited, with ExitUnknown.
+// running whose supervisor is gone has exited, with ExitUnknown. Get and
+// List return records already so (readNow), read again when the
+// supervisor is gone: a caller that looked at the supervisor itself after
+// reading could take an exit recorded in between for none.
 func (s State) Current() State {
 	if s.Status != Running {
 		return s
@@ -142,7 +145,7 @@ func ImageUsers(dir string) ([]layerstore.ImageUser, error) {
 		if r.Lost || r.Image == "" {
 			continue
 		}
-		us = append(us, layerstore.ImageUser{Image: r.Image, Kind: "container", ID: r.ID, Running: r.State.Current().Status == Running})
+		us = append(us, layerstore.ImageUser{Image: r.Image, Kind: "container", ID: r.ID, Running: r.State.Status == Running})
 	}
 	return us, nil
 }
@@ -205,7 +208,7 @@ func (r *Records) Get(ref string) (*Record, error) {
 		return nil, fmt.Errorf("no container named: %w", ErrNotFound)
 	}
 	if id, err := os.ReadFile(r.namePath(ref)); err == nil {
-		if rec, err := r.read(string(id)); err == nil && (rec.Name == ref || rec.Lost) {
+		if rec, err := r.readNow(string(id)); err == nil && (rec.Name == ref || rec.Lost) {
 			rec.Name = ref // a lost record's name is known from here only
 			return rec, nil
 		}
@@ -226,7 +229,7 @@ func (r *Records) Get(ref string) (*Record, error) {
 		if slices.Contains(match, ref) {
 			id = ref
 		}
-		rec, err := r.read(id)
+		rec, err := r.readNow(id)
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%s: %w", ref, ErrNotFound)
 		}
@@ -248,7 +251,7 @@ func (r *Records) List() ([]*Record, error) {
 		if !e.IsDir() || e.Name() == namesDir {
 			continue
 		}
-		rec, err := r.read(e.Name())
+		rec, err := r.readNow(e.Name())
 		if errors.Is(err, os.ErrNotExist) {
 			continue // being created or removed
 		}
@@ -297,6 +300,33 @@ func (r *Records) Remove(id string) error {
 		return errors.Join(errs...)
 	})
 }
+
+// readNow is read, with the state as it is (Current): a record that says
+// running whose supervisor is gone is read again before it is taken for a
+// supervisor that died without recording the exit, since the supervisor may
+// have recorded it and quit after the first read. It records before it
+// quits, so the second read has what it recorded, if anything.
+func (r *Records) readNow(id string) (*Record, error) {
+	rec, err := r.read(id)
+	if err != nil || rec.State.Status != Running {
+		return rec, err
+	}
+	if afterRead != nil {
+		afterRead(id)
+	}
+	if cur := rec.State.Current(); cur.Status == Running {
+		return rec, nil
+	}
+	if rec, err = r.read(id); err != nil {
+		return nil, err
+	}
+	rec.State = rec.State.Current()
+	return rec, nil
+}
+
+// afterRead, when set (by tests), runs between readNow's first read of a
+// running record and its look at the supervisor.
+var afterRead func(id string)
 
 func (r *Records) read(id string) (*Record, error) {
 	if strings.ContainsAny(id, "/\x00") || id == "." || id == ".." {

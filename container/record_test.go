@@ -202,3 +202,67 @@ func TestContainers_LostRecord(t *testing.T) {
 		t.Errorf("its directory is left: %v", err)
 	}
 }
+
+// The supervisor records a container's exit and quits: a reader that read
+// the record before the exit was recorded and looks at the supervisor after
+// it quit must read the record again, not report a supervisor that died
+// without recording one (ExitUnknown). The hook puts the supervisor's
+// record-and-quit in that window, every time.
+func TestRecords_ExitRecordedBetweenReadAndSupervisorCheck(t *testing.T) {
+	r := openRecords(t)
+	for _, how := range []string{"get", "list"} {
+		t.Run(how, func(t *testing.T) {
+			sup := exec.Command("sleep", "60")
+			if err := sup.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { sup.Process.Kill(); sup.Wait() })
+			start, err := layerstore.ProcessStart(sup.Process.Pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := &Record{Name: "race-" + how, ImageRef: "demo", Created: time.Now(),
+				State: State{Status: Running, Pid: 42, Supervisor: sup.Process.Pid, SupervisorStart: start}}
+			if err := r.Create(rec); err != nil {
+				t.Fatal(err)
+			}
+			raced := 0
+			afterRead = func(id string) {
+				if id != rec.ID || raced > 0 {
+					return
+				}
+				raced++
+				if _, err := r.Update(id, func(rec *Record) error {
+					rec.State = State{Status: Exited, ExitCode: 7, FinishedAt: time.Now()}
+					return nil
+				}); err != nil {
+					t.Error(err)
+				}
+				sup.Process.Kill()
+				sup.Wait()
+			}
+			t.Cleanup(func() { afterRead = nil })
+			var got *Record
+			if how == "get" {
+				got, err = r.Get(rec.Name)
+			} else {
+				var recs []*Record
+				recs, err = r.List()
+				for _, x := range recs {
+					if x.ID == rec.ID {
+						got = x
+					}
+				}
+			}
+			if err != nil || got == nil {
+				t.Fatal(got, err)
+			}
+			if raced != 1 {
+				t.Fatalf("the hook ran %d times", raced)
+			}
+			if got.State.Status != Exited || got.State.ExitCode != 7 {
+				t.Errorf("the recorded exit was lost: %+v", got.State)
+			}
+		})
+	}
+}

@@ -57,7 +57,7 @@ container. Asks first unless -f is given.`,
 			var reclaimed int64
 			var errs errorList
 			for _, r := range recs {
-				if r.State.Current().Status == container.Running {
+				if r.State.Status == container.Running {
 					continue
 				}
 				size := int64(0)
@@ -214,7 +214,7 @@ type containerConfigDoc struct {
 // inspectContainer is docker inspect's document for container r.
 func inspectContainer(root string, c *container.Containers, r *container.Record) containerInspect {
 	cfg := r.RunConfig()
-	st := r.State.Current()
+	st := r.State
 	args := append(append([]string{}, cfg.Entrypoint...), cfg.Cmd...)
 	path := ""
 	if len(args) > 0 {

@@ -244,7 +244,6 @@ func gatherDf(s *layerstore.Store) (*dfReport, error) {
 	}
 	r := &dfReport{du: du, images: imgs, mounts: mounts, usage: map[string]layerstore.MountUsage{}, ctrs: ctrs, vols: vols, links: map[string]int{}}
 	for _, c := range ctrs {
-		c.State = c.State.Current()
 		for _, v := range c.Volumes {
 			if v.Type == "volume" {
 				r.links[v.Name]++
@@ -321,7 +320,7 @@ func (r *dfReport) summary() []dfRow {
 	for _, c := range r.ctrs {
 		size := r.usage[c.MountID].Size
 		ctrSize += size
-		if c.State.Current().Status == container.Running {
+		if c.State.Status == container.Running {
 			activeCtrs++
 		} else {
 			ctrIdle += size

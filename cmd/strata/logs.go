@@ -45,7 +45,7 @@ removed.`,
 			}
 			done := func() bool {
 				r, err := c.Records().Get(rec.ID)
-				return err != nil || r.State.Current().Status != container.Running
+				return err != nil || r.State.Status != container.Running
 			}
 			err = container.ReadLog(cmd.Context(), c.LogPath(rec.ID), container.LogOptions{Tail: n, Follow: follow, Done: done},
 				func(e container.LogEntry) error {

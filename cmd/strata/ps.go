@@ -88,7 +88,6 @@ func runPs(cmd *cobra.Command, g *globals, o *psOptions) error {
 		return err
 	}
 	for _, r := range recs {
-		r.State = r.State.Current()
 		if !o.all && len(filters["status"]) == 0 && r.State.Status != container.Running {
 			continue
 		}

@@ -38,7 +38,7 @@ one container runs attached, its output here and its exit status strata's.`,
 				if err != nil {
 					return err
 				}
-				if rec.State.Current().Status == container.Running {
+				if rec.State.Status == container.Running {
 					return nil // docker's start of a running container: its name, nothing more
 				}
 				return startDetachedContainer(g, c, rec.ID)
