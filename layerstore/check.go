@@ -464,16 +464,21 @@ func (c *checker) downloads() {
 
 // mountDirs reports the directories under mounts/ that no lease names.
 func (c *checker) mountDirs() {
-	live := map[string]bool{}
-	ms, _ := c.s.Mounts()
-	for _, m := range ms {
-		live[m.ID] = true
-	}
-	names, _ := readDirNames(c.s.mountsDir())
-	for _, n := range names {
-		if !live[n] {
-			c.garbage("mount directory without a lease %s", filepath.Join(c.s.mountsDir(), n))
+	// Read with the leases, in one transaction: a session makes its lease
+	// before its directory, so one starting meanwhile is not reported.
+	var orphans []string
+	c.s.view(func(tx *bolt.Tx) error {
+		names, _ := readDirNames(c.s.mountsDir())
+		mb := bucket(tx, bucketMounts)
+		for _, n := range names {
+			if mb.Get([]byte(n)) == nil {
+				orphans = append(orphans, n)
+			}
 		}
+		return nil
+	})
+	for _, n := range orphans {
+		c.garbage("mount directory without a lease %s", filepath.Join(c.s.mountsDir(), n))
 	}
 }
 

@@ -1,6 +1,7 @@
 package layerstore
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -24,8 +25,10 @@ type GCReport struct {
 
 // GC drops leases of mounts whose server is gone (the caller detaches their
 // mountpoints first), every layer and tree nothing holds, object and tree
-// files no record names, staging leftovers and the downloads pulls left. It holds the store lock exclusively,
-// so no import is mid-way.
+// files no record names, staging leftovers, the downloads pulls left and
+// the directories under mounts/ no lease names. It holds the store lock
+// exclusively, so no import is mid-way; leases are made without it, so
+// whether a directory has one is decided in the transaction that takes it.
 func (s *Store) GC() (*GCReport, error) {
 	lk, err := s.lock(true)
 	if err != nil {
@@ -33,6 +36,13 @@ func (s *Store) GC() (*GCReport, error) {
 	}
 	defer lk.unlock()
 	rep := &GCReport{}
+	// Mount directories leave mounts/ for trash inside the transactions that
+	// find them without a lease (see takeMountDir), and are deleted after.
+	trash, err := os.MkdirTemp(s.tmpDir(), "gc-mounts-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(trash)
 	var doomed []objectFile
 	known := map[digest.Digest]bool{}
 	knownTrees := map[string]bool{} // tree file names the records name
@@ -48,6 +58,9 @@ func (s *Store) GC() (*GCReport, error) {
 					return err
 				}
 				if err := bucket(tx, bucketMounts).Delete([]byte(m.ID)); err != nil {
+					return err
+				}
+				if err := s.takeMountDir(trash, m.ID); err != nil {
 					return err
 				}
 			}
@@ -76,12 +89,6 @@ func (s *Store) GC() (*GCReport, error) {
 			rep.Trees++
 		} else {
 			rep.Objects++
-		}
-	}
-	for _, id := range rep.Mounts {
-		rep.Reclaimed += dirUsage(s.MountDir(id))
-		if err := os.RemoveAll(s.MountDir(id)); err != nil {
-			return rep, err
 		}
 	}
 	for i := 0; i < 256; i++ {
@@ -122,6 +129,9 @@ func (s *Store) GC() (*GCReport, error) {
 	}
 	for _, n := range names {
 		p := filepath.Join(s.tmpDir(), n)
+		if p == trash {
+			continue
+		}
 		rep.Reclaimed += dirUsage(p)
 		if err := os.RemoveAll(p); err != nil {
 			return rep, err
@@ -140,26 +150,33 @@ func (s *Store) GC() (*GCReport, error) {
 		}
 		rep.Downloads++
 	}
-	ms, err := s.Mounts()
-	if err != nil {
-		return rep, err
-	}
-	live := map[string]bool{}
-	for _, m := range ms {
-		live[m.ID] = true
-	}
-	names, err = readDirNames(s.mountsDir())
-	if err != nil {
-		return rep, err
-	}
-	for _, n := range names {
-		if !live[n] {
-			p := filepath.Join(s.mountsDir(), n)
-			rep.Reclaimed += dirUsage(p)
-			if err := os.RemoveAll(p); err != nil {
-				return rep, err
+	// Directories no lease names (a crash between a removal's two steps,
+	// or a lease GC dropped above), decided in one transaction with the
+	// leases: a session makes its lease before its directory, so one
+	// starting now is either seen here with its lease or makes its
+	// directory after this commits.
+	// A read transaction is enough: it holds meta.db's lock shared, and a
+	// lease is made under it exclusively.
+	if err := s.view(func(tx *bolt.Tx) error {
+		names, err := readDirNames(s.mountsDir())
+		if err != nil {
+			return err
+		}
+		mb := bucket(tx, bucketMounts)
+		for _, n := range names {
+			if mb.Get([]byte(n)) == nil {
+				if err := s.takeMountDir(trash, n); err != nil {
+					return err
+				}
 			}
 		}
+		return nil
+	}); err != nil {
+		return rep, err
+	}
+	rep.Reclaimed += dirUsage(trash)
+	if err := os.RemoveAll(trash); err != nil {
+		return rep, err
 	}
 	return rep, nil
 }
@@ -168,4 +185,21 @@ func (s *Store) GC() (*GCReport, error) {
 func dirUsage(p string) int64 {
 	n, _ := DirUsage(p)
 	return n
+}
+
+// takeMountDir moves mount directory name out of mounts/ into trash (under
+// tmp/, on the same filesystem), in a transaction that found no lease of
+// it: no lease can be made meanwhile, so the directory of a mount being
+// made is never taken, and the rename is quick however large the directory
+// is. A kill after it leaves the directory in tmp/, which GC removes as a
+// staging leftover. A directory that is not there is no error.
+func (s *Store) takeMountDir(trash, name string) error {
+	if name != filepath.Base(name) || name == ".." {
+		return nil // not a name in mounts/ (a torn lease's ID)
+	}
+	err := os.Rename(filepath.Join(s.mountsDir(), name), filepath.Join(trash, name))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
 }

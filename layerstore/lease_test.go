@@ -5,6 +5,7 @@ package layerstore_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -187,4 +188,115 @@ func TestStore_Lease_Pending_SurvivesGC(t *testing.T) {
 	if _, err := os.Stat(upper); err != nil {
 		t.Errorf("gc deleted the pending mount's upper dir: %v", err)
 	}
+}
+
+// GC frees the directories under mounts/ that no lease names. A mount being
+// made takes its lease and then makes its directory: GC running at that
+// moment must see the lease, or remove nothing of what comes after it.
+// Leases are made and their directories written while GC runs over and
+// over; every live lease keeps its directory and what was written in it.
+func TestStore_GC_ConcurrentLeasesKeepTheirDirectories(t *testing.T) {
+	s := storetest.Open(t)
+	img, _ := leaseImage(t, s)
+	const workers, each = 8, 60
+	proto := liveLease(t, "proto", img)
+	stop := make(chan struct{})
+	gcDone := make(chan error, 1)
+	gcs := 0
+	go func() {
+		defer close(gcDone)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := s.GC(); err != nil {
+				gcDone <- err
+				return
+			}
+			gcs++
+		}
+	}()
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			errs <- func() error {
+				for i := range each {
+					id := fmt.Sprintf("race-%d-%d", w, i)
+					m := proto
+					m.ID, m.Dir = id, "/mnt/"+id
+					if err := s.AddMount(m); err != nil {
+						return err
+					}
+					upper := filepath.Join(s.MountDir(id), "upper")
+					if err := os.MkdirAll(upper, 0o700); err != nil {
+						return err
+					}
+					if err := os.WriteFile(filepath.Join(upper, "f"), []byte(id), 0o600); err != nil {
+						return fmt.Errorf("%s: write in its top layer: %w", id, err)
+					}
+					time.Sleep(time.Millisecond) // let a GC run over it
+					if b, err := os.ReadFile(filepath.Join(upper, "f")); err != nil || string(b) != id {
+						return fmt.Errorf("%s: its top layer lost its file while the lease lives: %q, %v", id, b, err)
+					}
+					if err := s.RemoveMount(id); err != nil {
+						return err
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	close(stop)
+	if err := <-gcDone; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d leases against %d GC runs", workers*each, gcs)
+	if ms, _ := s.Mounts(); len(ms) != 0 {
+		t.Errorf("leases left: %v", ms)
+	}
+	storetest.Check(t, s)
+}
+
+// RemoveMountDir removes a directory no lease names, and refuses one a
+// lease names (a mount being made under that ID), keeping it.
+func TestStore_RemoveMountDir(t *testing.T) {
+	s := storetest.Open(t)
+	img, _ := leaseImage(t, s)
+	for _, id := range []string{"orphan", "leased"} {
+		if err := os.MkdirAll(filepath.Join(s.MountDir(id), "upper"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.AddMount(liveLease(t, "leased", img)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveMountDir("orphan"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(s.MountDir("orphan")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("orphan directory left: %v", err)
+	}
+	if err := s.RemoveMountDir("orphan"); err != nil {
+		t.Errorf("again: %v", err)
+	}
+	if err := s.RemoveMountDir("leased"); !errors.Is(err, layerstore.ErrInUse) {
+		t.Errorf("leased: got %v, want ErrInUse", err)
+	}
+	if _, err := os.Stat(filepath.Join(s.MountDir("leased"), "upper")); err != nil {
+		t.Errorf("a leased directory went: %v", err)
+	}
+	if err := s.RemoveMountDir("../x"); !errors.Is(err, layerstore.ErrInvalid) {
+		t.Errorf("bad id: got %v, want ErrInvalid", err)
+	}
+	if err := s.RemoveMount("leased"); err != nil {
+		t.Fatal(err)
+	}
+	storetest.Check(t, s)
 }

@@ -257,6 +257,30 @@ func (s *Store) RemoveMount(id string) error {
 	return lk.unlock()
 }
 
+// RemoveMountDir deletes the directory of mount id, which no lease names:
+// whether one does is decided in a transaction, as GC decides it, so the
+// directory of a mount being made under id now is never taken; then it
+// fails with ErrInUse. A directory that is not there is no error.
+func (s *Store) RemoveMountDir(id string) error {
+	if err := checkMountID(id); err != nil {
+		return err
+	}
+	trash, err := os.MkdirTemp(s.tmpDir(), "rm-mount-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(trash)
+	if err := s.view(func(tx *bolt.Tx) error {
+		if bucket(tx, bucketMounts).Get([]byte(id)) != nil {
+			return fmt.Errorf("mount %s: a lease names it: %w", id, ErrInUse)
+		}
+		return s.takeMountDir(trash, id)
+	}); err != nil {
+		return err
+	}
+	return os.RemoveAll(trash)
+}
+
 // sweepWait is how long RemoveMount waits for running imports before it
 // leaves what the lease held to GC.
 const sweepWait = 5 * time.Second

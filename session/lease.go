@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -225,7 +224,10 @@ func Reap(st *layerstore.Store, id string) error {
 // first. A lease that is gone costs no store transaction.
 func Remove(st *layerstore.Store, id string) error {
 	if _, err := lease(st, id); errors.Is(err, layerstore.ErrNotFound) {
-		return os.RemoveAll(st.MountDir(id)) // a directory a lease never named
+		// A directory a lease never named, unless one is made now.
+		if err := st.RemoveMountDir(id); !errors.Is(err, layerstore.ErrInUse) {
+			return err
+		}
 	}
 	if err := Reap(st, id); err != nil {
 		return err
