@@ -174,7 +174,13 @@ func (s *Store) GC() (*GCReport, error) {
 	}); err != nil {
 		return rep, err
 	}
-	rep.Reclaimed += dirUsage(trash)
+	taken, err := readDirNames(trash)
+	if err != nil {
+		return rep, err
+	}
+	for _, n := range taken {
+		rep.Reclaimed += dirUsage(filepath.Join(trash, n))
+	}
 	if err := os.RemoveAll(trash); err != nil {
 		return rep, err
 	}
