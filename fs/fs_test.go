@@ -799,6 +799,23 @@ func TestFS_UpperPassthrough(t *testing.T) {
 	if got := mustRead(t, m.p("data/big")); got[:8] != "WRITTEN!" || got[100:105] != "AGAIN" || len(got) != len(dataContent) {
 		t.Errorf("data/big reads %q...%q, %d bytes", got[:8], got[100:105], len(got))
 	}
+	// A file made setuid while open with passthrough stays in passthrough
+	// until released: an open beside it must not be refused (EIO).
+	if err := os.WriteFile(m.p("tmp/prog"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	waitNoOpens(t, m, "tmp/prog")
+	held, err := os.OpenFile(m.p("tmp/prog"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(m.p("tmp/prog"), os.ModeSetuid|0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(m.p("tmp/prog")); err != nil || string(got) != "#!/bin/sh\n" {
+		t.Errorf("open beside a passthrough handle of a file made setuid since: %q, %v", got, err)
+	}
+	held.Close()
 	// A setuid file, whose bit a write must clear, never passes through
 	// (the server clears the bit at a WRITE it would not see).
 	m.srv.Trace(true)

@@ -26,8 +26,10 @@ import (
 // has no cached opens; a metacopy (its data partly in an object) and a file
 // whose setuid or setgid bit a write must clear (mustKillPrivs) are always
 // cached. go-fuse hands a node's backing ID to every later handle that
-// implements FilePassthroughFder, so only ptUpperFile does: a plain
-// upperFile or objectFile never gets a backing file by accident.
+// implements FilePassthroughFder: on a writable mount only ptUpperFile
+// does so with a descriptor (objectFile passes through only on read-only
+// mounts, and is opened only for nodes without upper data, which never
+// have passthrough opens), so a plain upperFile never gets a backing file.
 //
 // A mount with upper passthrough does not pass lower files through: the
 // object's backing ID would be the one go-fuse hands to the node's next
@@ -55,10 +57,12 @@ func (s *ioModes) openMode(n *node, want bool) bool {
 		c = &ioCount{}
 		s.m[n] = c
 	}
-	// With passthrough opens in place the kernel wants passthrough (and
-	// go-fuse gives the node's backing ID to any ptUpperFile); a
-	// metacopy never has them, since passthrough needs upper data.
-	pt := want && c.cached == 0
+	// With passthrough opens in place the kernel wants passthrough (an open
+	// without it gets EIO), so a further open joins them even where it
+	// would not pass through alone (a chmod made the file setuid since; see
+	// mustKillPrivs). A metacopy never has them: passthrough needs upper
+	// data, and a file never becomes a metacopy again.
+	pt := c.cached == 0 && (want || c.pt > 0)
 	if pt {
 		c.pt++
 	} else {
@@ -115,9 +119,10 @@ func (n *node) upperHandle(f *upperFile) gofs.FileHandle {
 // the bits on write to the server (fuse_setattr in fs/fuse/dir.c), which
 // sees no WRITE of a passthrough file, and the kernel's own write to the
 // backing file runs with the server's CAP_FSETID. A chmod that sets the
-// bits on a file open with passthrough leaves those handles as they are:
-// writes through them keep the bits, the one case where the mount is
-// laxer than a local file system.
+// bits on a file open with passthrough leaves it in passthrough until its
+// last such handle is released (the kernel allows no other kind of open
+// meanwhile): writes through them keep the bits, the one case where the
+// mount is laxer than a local file system.
 func mustKillPrivs(fd int) bool {
 	st, err := fstat(fd)
 	if err != nil {

@@ -229,6 +229,9 @@ func Mount(dir string, tree *layerstore.Tree, opts *Options) (*Server, error) {
 		// Upper files pass through, lower files do not (iomode.go).
 		s.passthrough = s.fuse.KernelSettings().Flags64()&fuse.CAP_PASSTHROUGH != 0 && s.probeUpperPassthrough()
 		u.upperPT.Store(s.passthrough)
+		if !s.passthrough && opts.Writeback {
+			log.Warn("strata fs: passthrough was chosen over the writeback cache but the kernel refused it: every read and write of this mount goes through the server (--no-passthrough gives the writeback cache)")
+		}
 	case passthrough:
 		s.passthrough = s.probePassthrough(sample)
 		u.passthrough.Store(s.passthrough)
