@@ -22,7 +22,7 @@ import (
 // ID of an entry is the same whoever answers for it: rawFS answers the
 // read-only requests of pure entries from the tree (LOOKUP, GETATTR,
 // READLINK, GETXATTR, LISTXATTR, READDIR, READDIRPLUS, STATFS, FORGET) and
-// counts the kernel's lookups in a table of four bytes per inode number;
+// counts the kernel's lookups in a table of eight bytes per inode number;
 // node.Lookup and the lookups of READDIRPLUS answer a pure child the same
 // way (errRaw) instead of making an Inode.
 //

@@ -165,3 +165,47 @@ func TestStore_Open_MigratesHolders(t *testing.T) {
 	}
 	rawUpdate(t, s, func(r *bolt.Bucket) error { return r.Put(keySchema, []byte("2")) })
 }
+
+// A writer that does not keep the holders index (a strata from before it,
+// still running after an upgrade) commits an image without its holder
+// keys: the next transaction of this code rebuilds the index before it
+// trusts it, so removing another image does not take the shared layer.
+func TestStore_HoldersRebuiltAfterAnotherWriter(t *testing.T) {
+	root := t.TempDir()
+	s := openChecked(t, root, &Options{LockTimeout: 5 * time.Second})
+	shared := makeTar(t, tarEntry{name: "etc/os", body: "shared"})
+	if _, err := importLayers(t, s, "a:1", shared, makeTar(t, tarEntry{name: "a", body: "a"})); err != nil {
+		t.Fatal(err)
+	}
+	b, err := importLayers(t, s, "b:1", shared, makeTar(t, tarEntry{name: "b", body: "b"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The other writer's commit: b's holder keys are not there.
+	rawUpdate(t, s, func(r *bolt.Bucket) error {
+		hb := r.Bucket(bucketHolders)
+		var drop [][]byte
+		hb.ForEach(func(k, _ []byte) error {
+			if strings.Contains(string(k), string(b.ID)) {
+				drop = append(drop, slices.Clone(k))
+			}
+			return nil
+		})
+		if len(drop) == 0 {
+			t.Fatal("no holder keys name image b")
+		}
+		for _, k := range drop {
+			if err := hb.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if _, err := s.RemoveImage("a:1", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Layer(b.Layers[0]); err != nil {
+		t.Errorf("the layer b shares with a, after rmi a: %v", err)
+	}
+	checkOK(t, s, "after rmi a")
+}

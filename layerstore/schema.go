@@ -23,6 +23,9 @@ package layerstore
 //	                                each tree file)
 //	  schema                     -> the schema inside v1, in decimal: "2" (no key:
 //	                                1, before holders/)
+//	  indexed-tx                 -> the ID of the last transaction that kept
+//	                                holders/ (another writer's commit since makes
+//	                                the next one rebuild it: store.go, update)
 //
 // Key(path) is parent + "\x00" + name (the root is "/"), so a directory's
 // children are one contiguous, name-sorted key range. Trees of earlier
@@ -51,6 +54,7 @@ var (
 	bucketHolds   = []byte("holds")
 	bucketHolders = []byte("holders")
 	keySchema     = []byte("schema")
+	keyIndexedTx  = []byte("indexed-tx") // the last transaction that kept the holders index (store.go, update)
 
 	keyMeta    = []byte("meta")
 	bucketEnts = []byte("e")

@@ -210,7 +210,42 @@ func (s *Store) update(fn func(tx *bolt.Tx) error) error {
 	if err != nil {
 		return err
 	}
-	return errors.Join(db.Update(fn), db.Close())
+	return errors.Join(db.Update(func(tx *bolt.Tx) error {
+		if err := reindexAfterOthers(tx); err != nil {
+			return err
+		}
+		if err := fn(tx); err != nil {
+			return err
+		}
+		return stampIndexed(tx)
+	}), db.Close())
+}
+
+// reindexAfterOthers builds the holders index anew when the last commit
+// was not one that kept it: a strata from before the index (schema 1 code
+// reads a schema 2 store without complaint) added or removed images or
+// leases without their holder keys, and a sweep trusting the index would
+// delete what they hold. Every transaction of this code stamps the root
+// bucket with its ID, and bbolt numbers write transactions one by one, so
+// a stamp other than the previous ID means another writer committed.
+func reindexAfterOthers(tx *bolt.Tx) error {
+	r := tx.Bucket(bucketRoot)
+	if r == nil || string(r.Get(keySchema)) != strconv.Itoa(schemaVersion) {
+		return nil // Open's migration builds it
+	}
+	if b := r.Get(keyIndexedTx); b != nil && string(b) == strconv.Itoa(tx.ID()-1) {
+		return nil
+	}
+	return buildHolders(tx)
+}
+
+// stampIndexed records that the index is right as of this transaction.
+func stampIndexed(tx *bolt.Tx) error {
+	r := tx.Bucket(bucketRoot)
+	if r == nil || string(r.Get(keySchema)) != strconv.Itoa(schemaVersion) {
+		return nil
+	}
+	return r.Put(keyIndexedTx, []byte(strconv.Itoa(tx.ID())))
 }
 
 func bucket(tx *bolt.Tx, name []byte) *bolt.Bucket { return tx.Bucket(bucketRoot).Bucket(name) }
