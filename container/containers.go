@@ -148,6 +148,10 @@ func (c *Containers) create(ref string, o CreateOptions) (*Record, error) {
 	if len(o.Ports) > 0 && o.Network != NetworkPrivate {
 		return nil, fmt.Errorf("published ports need the %s network (the container has network %s)", NetworkPrivate, o.Network)
 	}
+	runcRoot, err := filepath.Abs(c.rt.root())
+	if err != nil {
+		return nil, err
+	}
 	id := NewID()
 	rec := &Record{
 		ID:          id,
@@ -156,6 +160,7 @@ func (c *Containers) create(ref string, o CreateOptions) (*Record, error) {
 		ImageRef:    ref,
 		Created:     time.Now().UTC(),
 		MountID:     id[:12], // named before it exists: rm finds it after any crash
+		RuncRoot:    runcRoot,
 		Options:     o.Options,
 		Config:      img.Config.Config,
 		AutoRemove:  o.AutoRemove,
@@ -179,6 +184,17 @@ func (c *Containers) create(ref string, o CreateOptions) (*Record, error) {
 		return nil, err
 	}
 	return rec, nil
+}
+
+// runtime is the runtime of container rec: c's, with the state directory
+// rec was made with when its record names one.
+func (c *Containers) runtime(rec *Record) *Runtime {
+	if rec.RuncRoot == "" || rec.RuncRoot == c.rt.root() {
+		return c.rt
+	}
+	rt := *c.rt
+	rt.Root = rec.RuncRoot
+	return &rt
 }
 
 func (c *Containers) sessionOptions(rec *Record) session.Options {
@@ -341,7 +357,7 @@ func (c *Containers) run(ctx context.Context, ref string, stdio Stdio, started f
 	}
 	var startErr error
 	t0 := time.Now().UTC()
-	code, runErr := c.rt.Run(ctx, rec.ID, c.bundle(rec.ID), run, func(pid int) {
+	code, runErr := c.runtime(rec).Run(ctx, rec.ID, c.bundle(rec.ID), run, func(pid int) {
 		tl("process started")
 		_, startErr = c.records.Update(rec.ID, func(r *Record) error {
 			r.Ports = ports
@@ -423,7 +439,7 @@ func (c *Containers) Kill(ref string, sig syscall.Signal) error {
 	if rec.State.Status != Running {
 		return fmt.Errorf("cannot kill container: %s: container %s is not running: %w", ref, rec.ID[:12], ErrNotRunning)
 	}
-	return c.rt.Kill(rec.ID, sig)
+	return c.runtime(rec).Kill(rec.ID, sig)
 }
 
 // Stop sends the container its stop signal, waits up to timeout (nil: its
@@ -448,7 +464,7 @@ func (c *Containers) Stop(ctx context.Context, ref string, timeout *int) (*Recor
 	if timeout != nil {
 		secs = *timeout
 	}
-	if err := c.rt.Kill(rec.ID, sig); err != nil {
+	if err := c.runtime(rec).Kill(rec.ID, sig); err != nil {
 		c.log.Debug("stop", "container", rec.ID, "signal", sig, "err", err)
 	} else if secs > 0 {
 		wctx, cancel := context.WithTimeout(ctx, time.Duration(secs)*time.Second)
@@ -469,10 +485,15 @@ func (c *Containers) Stop(ctx context.Context, ref string, timeout *int) (*Recor
 // it has exited. A supervisor that does not record the exit within
 // stuckAfter (SIGSTOPped, or hung) is killed itself, with what it runs:
 // the container is then exited with ExitUnknown, as when its supervisor
-// dies, and rm cleans up after both.
+// dies, and rm cleans up after both. A supervisor is not killed when the
+// signal did not reach the container and the runtime does not know it (a
+// runtime state directory other than the one it runs under): that would
+// leave the container running with nothing to hold or remove it.
 func (c *Containers) kill(ctx context.Context, rec *Record) (*Record, error) {
-	if err := c.rt.Kill(rec.ID, syscall.SIGKILL); err != nil {
-		c.log.Debug("kill", "container", rec.ID, "err", err)
+	rt := c.runtime(rec)
+	killErr := rt.Kill(rec.ID, syscall.SIGKILL)
+	if killErr != nil {
+		c.log.Debug("kill", "container", rec.ID, "err", killErr)
 	}
 	wctx, cancel := context.WithTimeout(ctx, c.stuckAfter)
 	done, err := c.Wait(wctx, rec.ID)
@@ -487,12 +508,20 @@ func (c *Containers) kill(ctx context.Context, rec *Record) (*Record, error) {
 		return nil, err
 	}
 	st := cur.State
+	rt = c.runtime(cur)
+	if killErr != nil && st.Supervisor > 0 && !rt.knows(rec.ID) {
+		m := layerstore.MountRecord{PID: st.Supervisor, PIDStart: st.SupervisorStart}
+		if m.Running() {
+			return nil, fmt.Errorf("container %s: its supervisor (pid %d) runs, but the runtime has no container %s under its state directory %s (was it started with another %s?); the supervisor is left running: %w",
+				rec.ID[:12], st.Supervisor, rec.ID[:12], rt.root(), "STRATA_RUNC_ROOT", killErr)
+		}
+	}
 	c.log.Warn("the container's supervisor has not recorded its exit: killing it", "container", rec.ID[:12], "supervisor", st.Supervisor, "waited", c.stuckAfter)
 	if st.Supervisor > 0 {
 		m := layerstore.MountRecord{PID: st.Supervisor, PIDStart: st.SupervisorStart}
 		if m.Running() {
 			// Its runc too, if the container outlived the signal above.
-			c.rt.forceDelete(rec.ID)
+			rt.forceDelete(rec.ID)
 			_ = unix.Kill(st.Supervisor, unix.SIGKILL)
 		}
 	}
@@ -563,7 +592,7 @@ func owner(id string) string { return "container:" + id }
 // A top layer that cannot be removed keeps the record, so rm can be run
 // again.
 func (c *Containers) remove(rec *Record) error {
-	c.rt.forceDelete(rec.ID)
+	c.runtime(rec).forceDelete(rec.ID)
 	if rec.MountID != "" {
 		if err := session.Remove(c.st, rec.MountID); err != nil && !errors.Is(err, layerstore.ErrNotFound) {
 			return fmt.Errorf("container %s: its top layer: %w", rec.ID[:12], err)

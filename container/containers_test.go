@@ -391,6 +391,104 @@ func TestContainers_RemoveForcedStoppedSupervisor(t *testing.T) {
 	}
 }
 
+// A container keeps the runtime state directory (runc --root) it was made
+// with: its start, and an rm -f from a caller with another one, use the
+// record's, so the container is killed and nothing of it is left in runc.
+// A record without one (made before it was kept) that the caller's runtime
+// does not know is refused, its supervisor left alive, not taken as stuck.
+func TestContainers_RecordKeepsRuncRoot(t *testing.T) {
+	c, st := openContainers(t)
+	other, err := Open(st, Config{Runtime: &Runtime{Root: runctest.Root(t)}, StuckAfter: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	alive := func(pid int, start uint64) bool {
+		m := layerstore.MountRecord{PID: pid, PIDStart: start}
+		return m.Running()
+	}
+	runcList := func(root string) string {
+		out, err := exec.Command("runc", "--root", root, "list", "-q").CombinedOutput()
+		if err != nil {
+			t.Fatalf("runc list: %v: %s", err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	start := func(rt *Containers, name string, old bool) (*Record, *exec.Cmd) {
+		rec, err := c.Create(ctx, "demo", CreateOptions{Name: name, Options: Options{Cmd: []string{"-c", "while :; do sleep 0.05; done"}, Network: NetworkNone}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.RuncRoot != c.rt.Root {
+			t.Fatalf("the record's runc root: %q, want %q", rec.RuncRoot, c.rt.Root)
+		}
+		if old {
+			if _, err := c.records.Update(rec.ID, func(r *Record) error { r.RuncRoot = ""; return nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sup := startDetached(t, rt, rec.ID)
+		running, err := c.records.Get(rec.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return running, sup
+	}
+
+	t.Run("kept", func(t *testing.T) {
+		// Started by a supervisor whose own root is the other one.
+		rec, _ := start(other, "kept", false)
+		if got := runcList(c.rt.Root); got != rec.ID {
+			t.Fatalf("runc under the record's root knows %q, want %s", got, rec.ID)
+		}
+		pidStart, err := layerstore.ProcessStart(rec.State.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := other.Remove(ctx, rec.ID, true, false); err != nil {
+			t.Fatalf("rm -f with another runc root: %v", err)
+		}
+		if _, err := c.records.Get(rec.ID); !errors.Is(err, ErrNotFound) {
+			t.Errorf("the record after rm -f: %v", err)
+		}
+		if alive(rec.State.Pid, pidStart) {
+			t.Errorf("the container's process %d lives on after rm -f", rec.State.Pid)
+		}
+		if got := runcList(c.rt.Root); got != "" {
+			t.Errorf("runc still knows %q after rm -f", got)
+		}
+	})
+
+	t.Run("old record", func(t *testing.T) {
+		rec, _ := start(c, "old", true)
+		pidStart, err := layerstore.ProcessStart(rec.State.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = other.Remove(ctx, rec.ID, true, false)
+		if err == nil || !strings.Contains(err.Error(), "STRATA_RUNC_ROOT") {
+			t.Fatalf("rm -f of a container the runtime does not know: %v", err)
+		}
+		got, err := c.records.Get(rec.ID)
+		if err != nil || got.State.Status != Running {
+			t.Fatalf("after the refused rm -f: %+v, %v", got, err)
+		}
+		if !alive(rec.State.Supervisor, rec.State.SupervisorStart) || !alive(rec.State.Pid, pidStart) {
+			t.Errorf("the refused rm -f killed the supervisor %d or the container %d", rec.State.Supervisor, rec.State.Pid)
+		}
+		// With its own root (the caller's, as the record names none) rm -f works.
+		if err := c.Remove(ctx, rec.ID, true, false); err != nil {
+			t.Fatal(err)
+		}
+		if alive(rec.State.Pid, pidStart) {
+			t.Errorf("the container's process %d lives on after rm -f", rec.State.Pid)
+		}
+	})
+	if n := leases(t, st); n != 0 {
+		t.Errorf("%d leases after rm -f", n)
+	}
+}
+
 type syncBuf struct {
 	mu sync.Mutex
 	b  bytes.Buffer

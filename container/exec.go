@@ -82,7 +82,7 @@ func (c *Containers) Exec(ref string, o ExecOptions, stdio Stdio) (int, error) {
 	if !o.Interactive {
 		stdio.Stdin = nil
 	}
-	return c.rt.Exec(rec.ID, file, dir, stdio)
+	return c.runtime(rec).Exec(rec.ID, file, dir, stdio)
 }
 
 // filterEnv drops key from env.

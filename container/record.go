@@ -47,7 +47,11 @@ type Record struct {
 	ImageRef string        `json:"imageRef"` // what the user named
 	Created  time.Time     `json:"created"`
 	MountID  string        `json:"mountID"` // the kept mount session of its top layer
-	Options  Options       `json:"options"`
+	// RuncRoot is the runtime's state directory (runc --root) the container
+	// was made with; every runtime call on it uses this one, whatever the
+	// caller's own. Empty (records made before it was kept): the caller's.
+	RuncRoot string  `json:"runcRoot,omitempty"`
+	Options  Options `json:"options"`
 	// Config is the image's config, which Options are laid over at start.
 	Config ocispec.ImageConfig `json:"config"`
 	// Run settings that are not the runtime spec's.

@@ -33,7 +33,8 @@ type Runtime struct {
 	// Binary is the runtime's path or name. Default "runc".
 	Binary string
 	// Root is the runtime's state directory (runc --root). Default
-	// /run/strata/runc.
+	// /run/strata/runc. A container keeps the one it was made with
+	// (Record.RuncRoot), which its later runtime calls use instead.
 	Root string
 }
 
@@ -292,6 +293,13 @@ func (r *Runtime) forceDelete(id string) {
 		return
 	}
 	_ = exec.Command(r.binary(), r.args("delete", "--force", id)...).Run()
+}
+
+// knows reports whether the runtime has state for container id under its
+// root (runc keeps <root>/<id>/state.json while it knows one).
+func (r *Runtime) knows(id string) bool {
+	_, err := os.Lstat(filepath.Join(r.root(), id))
+	return err == nil
 }
 
 func (r *Runtime) binary() string {

@@ -24,9 +24,10 @@ func (g *globals) openContainers() (*layerstore.Store, *container.Containers, er
 	return s, c, nil
 }
 
-// runcRootEnv names runc's state directory (runc --root) when set; every
-// command on a store's containers, and their supervisors (which inherit
-// it), must see the same one. Default: /run/strata/runc.
+// runcRootEnv names runc's state directory (runc --root) when set, for the
+// containers made (and builds run) from now on: a container's record keeps
+// the one it was made with, which every later command on it uses.
+// Default: /run/strata/runc.
 const runcRootEnv = "STRATA_RUNC_ROOT"
 
 func runcRuntime() *container.Runtime {
