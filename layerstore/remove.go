@@ -58,8 +58,11 @@ func (e *ConflictError) Unwrap() error { return ErrInUse }
 // nothing else holds. Without force, an ID naming an image of several
 // repositories, or an image a live mount uses, is refused; so is the last
 // reference to an image a user (Options.Users) has. A running user's image
-// is refused by ID even forced; forced, any user's image is only untagged
-// and stays, dangling, as docker keeps a container's.
+// is refused by ID even forced. Forced, any user's image is only untagged
+// and stays, dangling: a departure from docker, which deletes a stopped
+// container's image, made because a container whose top layer has no lease
+// (a run that failed before its root was mounted, a crash) makes it again
+// from its image's record, and could not start again without it.
 func (s *Store) RemoveImage(ref string, force bool) (*RemoveReport, error) {
 	// Exclusive: an import in flight may be counting on objects and layers
 	// this removal would delete.
@@ -116,16 +119,18 @@ func (s *Store) RemoveImage(ref string, force bool) (*RemoveReport, error) {
 			}
 			tags = nil // none was left: the image goes
 		}
+		// By ID, in docker's order (checkImageDeleteConflict): a running
+		// user, then other repositories, then a stopped user.
+		u := users[id]
+		byID := byTag == "" && byDigest == ""
+		if byID && len(u) > 0 && u[0].Running {
+			return &ConflictError{Ref: shortID(id), Reason: fmt.Sprintf("image is being used by running %s %s", u[0].Kind, u[0].short()), Final: true}
+		}
 		if byTag == "" && len(tags) > 1 && !force {
 			return &ConflictError{Ref: shortID(id), Reason: "image is referenced in multiple repositories"}
 		}
-		if u := users[id]; len(u) > 0 && byTag == "" && byDigest == "" {
-			if u[0].Running {
-				return &ConflictError{Ref: shortID(id), Reason: fmt.Sprintf("image is being used by running %s %s", u[0].Kind, u[0].short()), Final: true}
-			}
-			if !force {
-				return &ConflictError{Ref: shortID(id), Reason: fmt.Sprintf("image is being used by stopped %s %s", u[0].Kind, u[0].short())}
-			}
+		if byID && len(u) > 0 && !force {
+			return &ConflictError{Ref: shortID(id), Reason: fmt.Sprintf("image is being used by stopped %s %s", u[0].Kind, u[0].short())}
 		}
 		core, err := getImageCore(tx, id)
 		if err != nil {
@@ -155,8 +160,10 @@ func (s *Store) RemoveImage(ref string, force bool) (*RemoveReport, error) {
 			}
 		}
 		if kept {
-			// As docker keeps the image of a container: forced, it is
-			// untagged only, and stays (dangling) for the container.
+			// Forced, a user's image is untagged only and stays
+			// (dangling) for the container: docker would delete a
+			// stopped container's, but a container without a lease
+			// needs its image's record to make its top layer again.
 			return nil
 		}
 		if err := deleteImage(tx, core); err != nil {

@@ -428,6 +428,29 @@ func TestRmi_ImageOfAContainer(t *testing.T) {
 	}
 }
 
+// rmi by ID of an image with two tags that a running container uses is
+// refused for the running container first, forced or not, as docker's
+// checks come (running users before other repositories); the tags stay.
+func TestRmi_ImageOfARunningContainer(t *testing.T) {
+	root := containerStore(t)
+	t.Setenv(cliEnv, "1") // the supervisor run -d starts is this test binary
+	id := strings.TrimSpace(mustRun(t, root, "run", "-d", "--name", "up", "demo", "-c", "sleep 30"))
+	t.Cleanup(func() { runStrata(t, root, "", "rm", "-f", "up") })
+	mustRun(t, root, "tag", "demo", "other:1")
+	cfg := readDemoConfig(t)
+	want := fmt.Sprintf("Error: conflict: unable to delete %s (cannot be forced) - image is being used by running container %s\n", cfg.shortID(), id[:12])
+	for _, args := range [][]string{{"rmi", cfg.shortID()}, {"rmi", "-f", cfg.shortID()}} {
+		if r := runStrata(t, root, "", args...); r.code != 1 || r.stderr != want {
+			t.Errorf("%s: exit %d\n%q\nwant\n%q", strings.Join(args, " "), r.code, r.stderr, want)
+		}
+	}
+	if got := mustRun(t, root, "images", "--format", "{{.Repository}}:{{.Tag}}"); got != "demo:latest\nother:1\n" {
+		t.Errorf("images after the refused rmi: %q", got)
+	}
+	mustRun(t, root, "rm", "-f", "up")
+	mustRun(t, root, "rmi", "other:1")
+}
+
 // TestSystemDf_Containers: the Containers row counts every container,
 // the running ones as active, and their writable layers' space, what the
 // stopped ones hold as reclaimable.
