@@ -451,6 +451,28 @@ func TestRmi_ImageOfARunningContainer(t *testing.T) {
 	mustRun(t, root, "rmi", "other:1")
 }
 
+// A container keeps the runc root it was made with: exec, stop and rm -f
+// under another STRATA_RUNC_ROOT reach it, and rm -f leaves nothing in runc
+// and no container running.
+func TestRun_RuncRootKeptInTheRecord(t *testing.T) {
+	root := containerStore(t)
+	t.Setenv(cliEnv, "1") // the supervisor run -d starts is this test binary
+	made := os.Getenv(runcRootEnv)
+	id := strings.TrimSpace(mustRun(t, root, "run", "-d", "--name", "up", "demo", "-c", "sleep 30"))
+	t.Setenv(runcRootEnv, runctest.Root(t))
+	if got := mustRun(t, root, "exec", "up", "echo", "reached"); got != "reached\n" {
+		t.Errorf("exec under another runc root: %q", got)
+	}
+	mustRun(t, root, "rm", "-f", "up")
+	out, err := exec.Command("runc", "--root", made, "list", "-q").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Errorf("runc under the root %s was made with, after rm -f: %q %v", id[:12], out, err)
+	}
+	if got := mustRun(t, root, "ps", "-a", "-q"); got != "" {
+		t.Errorf("ps -a after rm -f: %q", got)
+	}
+}
+
 // TestSystemDf_Containers: the Containers row counts every container,
 // the running ones as active, and their writable layers' space, what the
 // stopped ones hold as reclaimable.
