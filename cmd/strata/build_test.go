@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -165,5 +166,12 @@ func TestBuild_KilledTakesItsRunContainer(t *testing.T) {
 	}
 	if got := mustRun(t, root, "mounts", "-q"); got != "" {
 		t.Errorf("mounts after the next build: %q", got)
+	}
+	// And its work directory, with the mountpoint in it, is gone.
+	owners, _ := filepath.Glob(filepath.Join(os.TempDir(), "strata-build-*", "owner"))
+	for _, f := range owners {
+		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), strconv.Quote(root)) {
+			t.Errorf("the killed build's work directory is left: %s", filepath.Dir(f))
+		}
 	}
 }
