@@ -24,22 +24,11 @@ func newSnapshotterCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "snapshotter [--address SOCKET]",
 		Short: "Serve the store to containerd as a snapshotter",
-		Long: `Serve containerd's snapshots API on a unix socket (mode 0600), so that
-containerd keeps image layers in the store and runs containers on strata
-mounts. Add to containerd's config.toml:
-
-  [proxy_plugins.strata]
-    type = "snapshot"
-    address = "/run/strata/snapshotter.sock"
-
-and use it with "ctr run --snapshotter strata IMAGE ID CMD" (or
-"ctr images pull/import --snapshotter strata"). Committed snapshots are
-images tagged containerd-snapshot:HASH; active snapshots are mounts with a
-kept top layer. SIGINT or SIGTERM stops cleanly: committed snapshots stay,
-active ones come back when the snapshotter starts again.
-
-The server is strata-snapshotter (installed beside strata, or found in
-PATH): this command runs it in strata's place.`,
+		Long: `Serve containerd's snapshots API on a unix socket, so that containerd keeps
+image layers in the store and runs containers on strata mounts. The server is
+strata-snapshotter (installed beside strata, or found in PATH): this command
+runs it in strata's place, with these flags. "strata-snapshotter --help" shows
+what to add to containerd's config.toml.`,
 		Example: `  strata snapshotter --address /run/strata/snapshotter.sock --root /var/lib/strata`,
 		Args:    cobra.NoArgs,
 		GroupID: "store",
