@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/strata-dev/strata/internal/syncbuf"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,40 +25,9 @@ func traceOf(m *testMount, op string) uint64 {
 
 func mountTraced(t *testing.T, img *testImage, o mountOpts) *testMount {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
-	base := t.TempDir()
-	// Other users reach the mount (TestFS_KillPriv acts as one).
-	for _, d := range []string{filepath.Dir(base), base} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	m := &testMount{dir: filepath.Join(base, "mnt"), logs: &syncbuf.Buffer{}}
-	dirs := []string{m.dir}
-	if !o.readOnly {
-		m.upper = filepath.Join(base, "upper")
-		dirs = append(dirs, m.upper)
-	}
-	for _, d := range dirs {
-		if err := os.Mkdir(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	srv, err := Mount(m.dir, img.tree, &Options{ReadOnly: o.readOnly, Upper: m.upper, Objects: img.objectPath, Writeback: o.writeback,
-		Passthrough: o.passthrough, Trace: true, AllowOther: true, Logger: discardLogger(), FsName: "strata-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.srv = srv
-	t.Cleanup(func() {
-		if err := srv.Unmount(); err != nil {
-			t.Errorf("Unmount: %v", err)
-			_ = unix.Unmount(m.dir, unix.MNT_DETACH)
-		}
-	})
-	return m
+	o.trace = true
+	o.shared = true // TestFS_KillPriv acts as another user
+	return mountImage(t, img, o)
 }
 
 // The kernel is told once that directories need no open: a walk sends no

@@ -14,6 +14,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -178,32 +179,52 @@ func (m *testMount) p(rel string) string { return filepath.Join(m.dir, rel) }
 
 type mountOpts struct {
 	readOnly, passthrough, writeback bool
+	trace                            bool // count requests (Server.Trace)
+	noRaw                            bool // every node a bridge Inode (rawnode.go)
+	shared                           bool // other users reach the mount and its upper dir (mode 0755)
 }
 
 // mountImage mounts img on a t.TempDir() and unmounts it when the test ends,
 // failing the test if that fails.
 func mountImage(t *testing.T, img *testImage, o mountOpts) *testMount {
 	t.Helper()
+	return mountTree(t, img.tree, img.objectPath, o)
+}
+
+// mountTree is mountImage for a tree and its objects.
+func mountTree(t *testing.T, tree *layerstore.Tree, objects func(digest.Digest) string, o mountOpts) *testMount {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
 	base := t.TempDir()
+	perm := os.FileMode(0o700)
+	if o.shared {
+		perm = 0o755
+		for _, d := range []string{filepath.Dir(base), base} {
+			if err := os.Chmod(d, perm); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	m := &testMount{dir: filepath.Join(base, "mnt"), logs: &syncbuf.Buffer{}}
 	if err := os.Mkdir(m.dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if !o.readOnly {
 		m.upper = filepath.Join(base, "upper")
-		if err := os.Mkdir(m.upper, 0o700); err != nil {
+		if err := os.Mkdir(m.upper, perm); err != nil {
 			t.Fatal(err)
 		}
 	}
-	srv, err := Mount(m.dir, img.tree, &Options{
+	srv, err := Mount(m.dir, tree, &Options{
 		ReadOnly:    o.readOnly,
 		Upper:       m.upper,
-		Objects:     img.objectPath,
+		Objects:     objects,
 		Passthrough: o.passthrough,
 		Writeback:   o.writeback,
+		Trace:       o.trace,
+		noRaw:       o.noRaw,
 		AllowOther:  true,
 		Logger:      slog.New(slog.NewTextHandler(m.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		FsName:      "strata-test",
@@ -216,6 +237,9 @@ func mountImage(t *testing.T, img *testImage, o mountOpts) *testMount {
 		if err := srv.Unmount(); err != nil {
 			t.Errorf("Unmount: %v", err)
 			_ = unix.Unmount(m.dir, unix.MNT_DETACH)
+		}
+		if strings.Contains(m.logs.String(), "promotion of a raw node failed") {
+			t.Errorf("server log:\n%s", m.logs.String())
 		}
 	})
 	return m

@@ -2,7 +2,6 @@ package fs
 
 import (
 	"bytes"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,12 +12,10 @@ import (
 	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
-	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-dev/strata/internal/fixtures"
 	"github.com/strata-dev/strata/internal/storetest"
-	"github.com/strata-dev/strata/internal/syncbuf"
 	"github.com/strata-dev/strata/layerstore"
 )
 
@@ -72,42 +69,7 @@ func rawImage(t *testing.T) *testImage {
 
 func mountRaw(t *testing.T, img *testImage, ro, noRaw bool) *testMount {
 	t.Helper()
-	return mountTree(t, img.tree, img.objectPath, ro, noRaw)
-}
-
-func mountTree(t *testing.T, tree *layerstore.Tree, objects func(digest.Digest) string, ro, noRaw bool) *testMount {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
-	base := t.TempDir()
-	m := &testMount{dir: filepath.Join(base, "mnt"), logs: &syncbuf.Buffer{}}
-	if err := os.Mkdir(m.dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if !ro {
-		m.upper = filepath.Join(base, "upper")
-		if err := os.Mkdir(m.upper, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	srv, err := Mount(m.dir, tree, &Options{ReadOnly: ro, Upper: m.upper, Objects: objects, Trace: true,
-		AllowOther: true, FsName: "strata-test", noRaw: noRaw,
-		Logger: slog.New(slog.NewTextHandler(m.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.srv = srv
-	t.Cleanup(func() {
-		if err := srv.Unmount(); err != nil {
-			t.Errorf("Unmount: %v", err)
-			_ = unix.Unmount(m.dir, unix.MNT_DETACH)
-		}
-		if strings.Contains(m.logs.String(), "promotion of a raw node failed") {
-			t.Errorf("server log:\n%s", m.logs.String())
-		}
-	})
-	return m
+	return mountImage(t, img, mountOpts{readOnly: ro, noRaw: noRaw, trace: true})
 }
 
 // run runs a command in dir and returns its output, sorted by line when
@@ -215,7 +177,7 @@ func TestFS_RawNodes_FixtureWalk(t *testing.T) {
 			})
 			for _, ro := range []bool{false, true} {
 				t.Run(map[bool]string{false: "rw", true: "ro"}[ro], func(t *testing.T) {
-					m := mountTree(t, tree, st.ObjectPath, ro, false)
+					m := mountTree(t, tree, st.ObjectPath, mountOpts{readOnly: ro, trace: true})
 					run(t, m.dir, false, "find", ".", "-printf", "%p %i %m %s %T@ %l\n")
 					run(t, m.dir, false, "ls", "-lR", m.dir)
 					run(t, m.dir, false, "getfattr", "-R", "-h", "-d", "-m", "-", ".")
