@@ -355,6 +355,7 @@ func (c *Containers) run(ctx context.Context, ref string, stdio Stdio, started f
 	if serr != nil {
 		return ExitRuntimeFailed, serr
 	}
+	defer startWarm(s.Dir(), spec)() // waited for before the unmount
 	var startErr error
 	t0 := time.Now().UTC()
 	code, runErr := c.runtime(rec).Run(ctx, rec.ID, c.bundle(rec.ID), run, func(pid int) {

@@ -48,6 +48,7 @@ func (r *Runtime) RunOnce(ctx context.Context, id, dir, rootfs string, cfg ocisp
 		return ExitRuntimeFailed, err
 	}
 	defer stop()
+	defer startWarm(rootfs, spec)()
 	return r.Run(ctx, id, bundle, stdio, nil)
 }
 

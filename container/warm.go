@@ -1,0 +1,126 @@
+package container
+
+import (
+	"debug/elf"
+	"io"
+	"path"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// warmCap is how much of the container's program (and of its ELF
+// interpreter) warmRoot reads ahead: enough for a busybox or a libc,
+// little beside a large binary the exec will fault in piecemeal anyway.
+const warmCap = 4 << 20
+
+// warmChunk is what one read-ahead call asks for: FUSE's default window.
+const warmChunk = 128 << 10
+
+// startWarm runs warmRoot in the background; wait returns once it is done
+// (it must be before the root is unmounted: it holds files open on it).
+func startWarm(rootfs string, spec *specs.Spec) (wait func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		warmRoot(rootfs, spec.Process)
+	}()
+	return func() { <-done }
+}
+
+// warmRoot sends, while runc starts, the requests the container's start
+// would send a freshly mounted root from runc's own path: a fresh mount's
+// kernel caches are empty, so the exec of the program reads it through the
+// server (a READ per 128 KiB it faults in, each a hand-off between the
+// container's process and a server thread, on runc's critical path). It
+// resolves the program as runc does (PATH of the process's environment
+// inside the root) and asks the kernel to read ahead it and its ELF
+// interpreter (posix_fadvise WILLNEED: the kernel sends the READs at once,
+// asynchronously, a window a call, and keeps the pages: lower files are opened with
+// FOPEN_KEEP_CACHE). Its lookups leave the kernel's entries cached for
+// runc's. Everything is best effort: what fails is left to runc, which
+// reports it as it would have. Nothing is written.
+func warmRoot(rootfs string, p *specs.Process) {
+	if p == nil || len(p.Args) == 0 {
+		return
+	}
+	prog := lookPathInRoot(rootfs, p.Args[0], p.Cwd, p.Env)
+	if prog == "" {
+		return
+	}
+	if interp := readAhead(rootfs, prog); interp != "" {
+		readAhead(rootfs, interp)
+	}
+}
+
+// lookPathInRoot returns the path inside rootfs that runc would exec for
+// name: name itself when it has a slash (relative to cwd), else the first
+// regular file of that name in the PATH of env; "" if none.
+func lookPathInRoot(rootfs, name, cwd string, env []string) string {
+	if strings.Contains(name, "/") {
+		if !path.IsAbs(name) {
+			name = path.Join("/", cwd, name)
+		}
+		return name
+	}
+	dirs := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			dirs = v
+		}
+	}
+	for _, d := range strings.Split(dirs, ":") {
+		if d == "" || !path.IsAbs(d) {
+			continue
+		}
+		p := path.Join(d, name)
+		f, err := openInRoot(rootfs, p, unix.O_PATH)
+		if err != nil {
+			continue
+		}
+		var st unix.Stat_t
+		err = unix.Fstat(int(f.Fd()), &st)
+		f.Close()
+		if err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
+			return p
+		}
+	}
+	return ""
+}
+
+// readAhead asks the kernel to read the first warmCap bytes of name (inside
+// rootfs) into its page cache, and returns the ELF interpreter it names, if
+// any.
+func readAhead(rootfs, name string) (interp string) {
+	f, err := openInRoot(rootfs, name, unix.O_RDONLY|unix.O_NONBLOCK)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return ""
+	}
+	// The kernel reads ahead at most its readahead window (the mount's
+	// max_readahead, 128 KiB) per call: one call a window.
+	for off := int64(0); off < min(st.Size, warmCap); off += warmChunk {
+		if unix.Fadvise(int(f.Fd()), off, warmChunk, unix.FADV_WILLNEED) != nil {
+			break
+		}
+	}
+	e, err := elf.NewFile(io.NewSectionReader(f, 0, st.Size))
+	if err != nil {
+		return ""
+	}
+	for _, ph := range e.Progs {
+		if ph.Type != elf.PT_INTERP || ph.Filesz == 0 || ph.Filesz > unix.PathMax {
+			continue
+		}
+		b := make([]byte, ph.Filesz)
+		if _, err := f.ReadAt(b, int64(ph.Off)); err == nil {
+			return strings.TrimRight(string(b), "\x00")
+		}
+	}
+	return ""
+}

@@ -1,0 +1,74 @@
+package container
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/strata-dev/strata/internal/fixtures"
+)
+
+func TestLookPathInRoot(t *testing.T) {
+	root := filepath.Join(fixtures.Dir(t), "rootfs")
+	for _, c := range []struct {
+		name, cwd string
+		env       []string
+		want      string
+	}{
+		{"true", "/", []string{"PATH=/usr/bin:/bin"}, "/bin/true"},
+		{"true", "/", nil, "/bin/true"}, // runc's default PATH
+		{"true", "/", []string{"PATH=/usr/bin"}, ""},
+		{"/bin/sh", "/", nil, "/bin/sh"},
+		{"bin/true", "/", nil, "/bin/true"}, // relative to the working directory
+		{"../bin/true", "/app", nil, "/bin/true"},
+		{"nosuch", "/", []string{"PATH=/bin:relative:"}, ""},
+		{"bin", "/", []string{"PATH=/"}, ""}, // a directory is no program
+	} {
+		if got := lookPathInRoot(root, c.name, c.cwd, c.env); got != c.want {
+			t.Errorf("lookPathInRoot(%q, cwd %q, %q) = %q, want %q", c.name, c.cwd, c.env, got, c.want)
+		}
+	}
+}
+
+// A PATH entry that is a symlink out of the root resolves inside it: the
+// host's programs are never found (nor read).
+func TestLookPathInRootStaysInside(t *testing.T) {
+	root := t.TempDir()
+	host := t.TempDir()
+	if err := os.WriteFile(filepath.Join(host, "prog"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(host, filepath.Join(root, "evil")); err != nil {
+		t.Fatal(err)
+	}
+	if got := lookPathInRoot(root, "prog", "/", []string{"PATH=/evil"}); got != "" {
+		t.Fatalf("found %q through a symlink out of the root", got)
+	}
+	if got := readAhead(root, "/evil/prog"); got != "" {
+		t.Fatalf("readAhead through a symlink out of the root: %q", got)
+	}
+}
+
+func TestReadAheadInterpreter(t *testing.T) {
+	root := filepath.Join(fixtures.Dir(t), "rootfs")
+	if got := readAhead(root, "/bin/busybox"); got != "" {
+		t.Errorf("static busybox: interpreter %q, want none", got)
+	}
+	if got := readAhead(root, "/etc/passwd"); got != "" {
+		t.Errorf("a text file: interpreter %q, want none", got)
+	}
+	if got := readAhead(root, "/nosuch"); got != "" {
+		t.Errorf("a missing file: interpreter %q, want none", got)
+	}
+	// A dynamically linked program (the host's own, Debian's coreutils).
+	if _, err := os.Stat("/usr/bin/true"); err != nil {
+		t.Skip("no /usr/bin/true on this host")
+	}
+	got := readAhead("/", "/usr/bin/true")
+	if got == "" {
+		t.Fatal("/usr/bin/true: no interpreter found")
+	}
+	if _, err := os.Stat(got); err != nil {
+		t.Fatalf("/usr/bin/true's interpreter %q: %v", got, err)
+	}
+}
