@@ -259,6 +259,9 @@ func (c *Containers) run(ctx context.Context, ref string, stdio Stdio, started f
 		pn     *privateNet
 		s      *session.Session
 		exited func() error
+		// released: the root's server ended and its top layer, not kept
+		// (--rm), went with its lease.
+		released bool
 	)
 	// Everything is let go in this order: the network, the root file
 	// system, and only then is the exit recorded, so that rm and wait see a
@@ -270,6 +273,8 @@ func (c *Containers) run(ctx context.Context, ref string, stdio Stdio, started f
 		if s != nil {
 			if cerr := s.Close(); cerr != nil {
 				err = errors.Join(err, fmt.Errorf("container %s: unmount its root file system: %w", rec.ID[:12], cerr))
+			} else {
+				released = !s.Record().Keep
 			}
 			tl("root unmounted")
 		} else if !rec.AutoRemove {
@@ -283,7 +288,13 @@ func (c *Containers) run(ctx context.Context, ref string, stdio Stdio, started f
 			tl("recorded exit")
 		}
 		if rec.AutoRemove { // --rm: the container and its anonymous volumes
-			err = errors.Join(err, c.remove(rec), c.removeAnonymousVolumes(rec))
+			if released {
+				// Its top layer is gone: what is left is the rest.
+				c.runtime(rec).forceDelete(rec.ID)
+				err = errors.Join(err, c.removeRest(rec.ID), c.removeAnonymousVolumes(rec))
+			} else {
+				err = errors.Join(err, c.remove(rec), c.removeAnonymousVolumes(rec))
+			}
 		}
 		tl("cleaned up")
 	}()
