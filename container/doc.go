@@ -43,6 +43,12 @@
 // that does not record its container's exit (SIGSTOPped, hung)
 // Config.StuckAfter, then kill it.
 //
+// A container's root is a fresh mount, with nothing in the kernel's caches:
+// while runc starts, the container's program (and its ELF interpreter) is
+// read ahead and the mountpoints runc would make are made (warm.go), so that
+// runc's own path to the exec sends the server few requests. runc takes
+// the mountpoints as it finds them, as it does an image's own.
+//
 // Logs are docker's json-file format (logs.go).
 //
 // Exit statuses follow docker's: the command's own; ExitCannotInvoke (126)

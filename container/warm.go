@@ -3,7 +3,9 @@ package container
 import (
 	"debug/elf"
 	"io"
+	"os"
 	"path"
+	"slices"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -18,13 +20,15 @@ const warmCap = 4 << 20
 // warmChunk is what one read-ahead call asks for: FUSE's default window.
 const warmChunk = 128 << 10
 
-// startWarm runs warmRoot in the background; wait returns once it is done
-// (it must be before the root is unmounted: it holds files open on it).
+// startWarm runs warmRoot and makeMountpoints in the background while runc
+// starts; wait returns once they are done (which must be before the root
+// is unmounted: they hold files open on it).
 func startWarm(rootfs string, spec *specs.Spec) (wait func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		warmRoot(rootfs, spec.Process)
+		makeMountpoints(rootfs, spec.Mounts)
 	}()
 	return func() { <-done }
 }
@@ -37,8 +41,8 @@ func startWarm(rootfs string, spec *specs.Spec) (wait func()) {
 // resolves the program as runc does (PATH of the process's environment
 // inside the root) and asks the kernel to read ahead it and its ELF
 // interpreter (posix_fadvise WILLNEED: the kernel sends the READs at once,
-// asynchronously, a window a call, and keeps the pages: lower files are opened with
-// FOPEN_KEEP_CACHE). Its lookups leave the kernel's entries cached for
+// asynchronously, a window a call, and keeps the pages: lower files are
+// opened with FOPEN_KEEP_CACHE). Its lookups leave the kernel's entries cached for
 // runc's. Everything is best effort: what fails is left to runc, which
 // reports it as it would have. Nothing is written.
 func warmRoot(rootfs string, p *specs.Process) {
@@ -123,4 +127,62 @@ func readAhead(rootfs, name string) (interp string) {
 		}
 	}
 	return ""
+}
+
+// makeMountpoints makes the mountpoints of mounts that the root lacks, as
+// runc would make them (mkdir -p, or an empty file for a bind mount of a
+// file, mode 0755 under the process's umask, which runc inherits), so that
+// runc finds them there. runc makes what is still missing and takes what
+// is there (its MkdirAll and O_CREAT without O_EXCL), so the two may race.
+// A mount under an earlier one's destination (/dev/pts) is made on that
+// mount, not in the root.
+func makeMountpoints(rootfs string, mounts []specs.Mount) {
+	var dests []string
+	for _, m := range mounts {
+		dest := path.Clean("/" + m.Destination)
+		under := dest == "/"
+		for _, d := range dests {
+			if dest == d || strings.HasPrefix(dest, d+"/") {
+				under = true
+			}
+		}
+		dests = append(dests, dest)
+		if under {
+			continue
+		}
+		dir := true
+		if m.Type == "bind" || slices.Contains(m.Options, "bind") || slices.Contains(m.Options, "rbind") {
+			st, err := os.Stat(m.Source)
+			if err != nil {
+				continue
+			}
+			dir = st.IsDir()
+		}
+		makeMountpoint(rootfs, dest, dir)
+	}
+}
+
+// makeMountpoint makes dest (a directory, or an empty file) inside rootfs
+// unless it is there.
+func makeMountpoint(rootfs, dest string, dir bool) {
+	if f, err := openInRoot(rootfs, dest, unix.O_PATH); err == nil {
+		f.Close()
+		return
+	}
+	parent, name := path.Split(dest)
+	if mkdirAllInRoot(rootfs, parent) != nil {
+		return
+	}
+	pf, err := openInRoot(rootfs, parent, unix.O_PATH|unix.O_DIRECTORY)
+	if err != nil {
+		return
+	}
+	defer pf.Close()
+	if dir {
+		_ = unix.Mkdirat(int(pf.Fd()), name, 0o755)
+		return
+	}
+	if fd, err := unix.Openat(int(pf.Fd()), name, unix.O_RDONLY|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o755); err == nil {
+		unix.Close(fd)
+	}
 }

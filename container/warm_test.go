@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/strata-dev/strata/internal/fixtures"
 )
 
@@ -70,5 +72,55 @@ func TestReadAheadInterpreter(t *testing.T) {
 	}
 	if _, err := os.Stat(got); err != nil {
 		t.Fatalf("/usr/bin/true's interpreter %q: %v", got, err)
+	}
+}
+
+func TestMakeMountpoints(t *testing.T) {
+	root := t.TempDir()
+	host := t.TempDir()
+	file := filepath.Join(host, "hosts")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(host, filepath.Join(root, "out")); err != nil {
+		t.Fatal(err)
+	}
+	makeMountpoints(root, []specs.Mount{
+		{Destination: "/proc", Type: "proc"},
+		{Destination: "/dev", Type: "tmpfs"},
+		{Destination: "/dev/pts", Type: "devpts"}, // on /dev's tmpfs, not in the root
+		{Destination: "/etc/hosts", Type: "bind", Source: file, Options: []string{"rbind"}},
+		{Destination: "/data/vol", Type: "bind", Source: host},
+		// Through a symlink out of the root (to a path the root lacks): left
+		// to runc, and never made on the host.
+		{Destination: "/out/x", Type: "bind", Source: host},
+		{Destination: "/gone", Type: "bind", Source: filepath.Join(host, "nosuch")},
+	})
+	for name, want := range map[string]os.FileMode{
+		"proc": os.ModeDir, "dev": os.ModeDir, "etc/hosts": 0, "data": os.ModeDir, "data/vol": os.ModeDir,
+		"etc": os.ModeDir,
+	} {
+		st, err := os.Lstat(filepath.Join(root, name))
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if st.Mode().Type() != want {
+			t.Errorf("%s: type %v, want %v", name, st.Mode().Type(), want)
+		}
+	}
+	if st, _ := os.Stat(filepath.Join(root, "etc")); st.Mode().Perm() != 0o700 {
+		t.Errorf("etc was there: its mode changed to %v", st.Mode().Perm())
+	}
+	for _, name := range []string{"dev/pts", "gone"} {
+		if _, err := os.Lstat(filepath.Join(root, name)); !os.IsNotExist(err) {
+			t.Errorf("%s made: %v", name, err)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(host, "x")); !os.IsNotExist(err) {
+		t.Errorf("made on the host through a symlink: %v", err)
 	}
 }
