@@ -42,9 +42,9 @@ func startWarm(rootfs string, spec *specs.Spec) (wait func()) {
 // inside the root) and asks the kernel to read ahead it and its ELF
 // interpreter (posix_fadvise WILLNEED: the kernel sends the READs at once,
 // asynchronously, a window a call, and keeps the pages: lower files are
-// opened with FOPEN_KEEP_CACHE). Its lookups leave the kernel's entries cached for
-// runc's. Everything is best effort: what fails is left to runc, which
-// reports it as it would have. Nothing is written.
+// opened with FOPEN_KEEP_CACHE). Its lookups leave the kernel's entries
+// cached for runc's. Everything is best effort: what fails is left to
+// runc, which reports it as it would have. Nothing is written.
 func warmRoot(rootfs string, p *specs.Process) {
 	if p == nil || len(p.Args) == 0 {
 		return
