@@ -62,7 +62,7 @@ type mounted struct {
 	profile func(file string) error
 	// trace fetches and resets the server's FUSE request counts by opcode;
 	// nil unless tracing.
-	trace func() (map[string]uint64, error)
+	trace func() (opTrace, error)
 	// note describes how the mount runs (passthrough, options).
 	note string
 	// phases, when set, breaks the mount time down (strata: open, tree,
@@ -390,3 +390,8 @@ func mountsUnder(dir string) ([]string, error) {
 	}
 	return session.MountsUnder(mi, dir), nil
 }
+
+// opTrace is what a strata server counted since the last trace: requests
+// by opcode (n) and the nanoseconds it spent on them (ns; none from an
+// older server).
+type opTrace struct{ n, ns map[string]uint64 }

@@ -298,7 +298,7 @@ func (r *runner) measure(ctx context.Context, w Workload, ls []*live) error {
 	}
 	r.logf("%s: %s", w.Key(), w.Desc)
 	t0 := time.Now()
-	traces := make([]map[string]uint64, len(ls))
+	traces := make([]opTrace, len(ls))
 	traceRuns := make([]int, len(ls))
 	addTrace := func(i int) {
 		l := ls[i]
@@ -310,11 +310,14 @@ func (r *runner) measure(ctx context.Context, w Workload, ls []*live) error {
 			r.logf("  trace: %v", err)
 			return
 		}
-		if traces[i] == nil {
-			traces[i] = map[string]uint64{}
+		if traces[i].n == nil {
+			traces[i] = opTrace{n: map[string]uint64{}, ns: map[string]uint64{}}
 		}
-		for k, v := range t {
-			traces[i][k] += v
+		for k, v := range t.n {
+			traces[i].n[k] += v
+		}
+		for k, v := range t.ns {
+			traces[i].ns[k] += v
 		}
 	}
 	fail := func(c *cell, err error) {
@@ -410,10 +413,19 @@ func (r *runner) measure(ctx context.Context, w Workload, ls []*live) error {
 		if !w.Fresh && !w.Cold {
 			addTrace(i)
 		}
-		if traces[i] != nil && traceRuns[i] > 0 {
+		if traces[i].n != nil && traceRuns[i] > 0 {
+			runs := float64(traceRuns[i])
 			cells[i].res.Trace = map[string]float64{}
-			for k, v := range traces[i] {
-				cells[i].res.Trace[k] = float64(v) / float64(traceRuns[i])
+			for k, v := range traces[i].n {
+				cells[i].res.Trace[k] = float64(v) / runs
+			}
+			for k, v := range traces[i].ns {
+				if v > 0 {
+					if cells[i].res.TraceTime == nil {
+						cells[i].res.TraceTime = map[string]float64{}
+					}
+					cells[i].res.TraceTime[k] = float64(v) / 1e9 / runs
+				}
 			}
 		}
 	}

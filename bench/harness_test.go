@@ -144,6 +144,15 @@ func TestRun_Quick(t *testing.T) {
 		if r.Trace["OPENDIR"] != 0 || r.Trace["RELEASEDIR"] != 0 {
 			t.Errorf("strata find/warm trace %v: OPENDIR or RELEASEDIR sent", r.Trace)
 		}
+		for op, n := range r.Trace {
+			if !strings.HasPrefix(op, "GETXATTR:") && n > 0 && r.TraceTime[op] <= 0 {
+				t.Errorf("strata find/warm trace: %v %s, and no server time on them (%v)", n, op, r.TraceTime)
+			}
+		}
+	}
+	// A fresh mount per run is a new server: its trace is the one counted.
+	if r := rp.find("chmod/0600", Strata); r != nil && r.Stats != nil && (r.Trace["SETATTR"] == 0 || r.TraceTime["SETATTR"] <= 0) {
+		t.Errorf("strata chmod/0600 trace %v %v: no SETATTR and its time (a fresh mount's server not asked?)", r.Trace, r.TraceTime)
 	}
 	// A second run reuses the dataset.
 	var reused bool

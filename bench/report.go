@@ -41,6 +41,10 @@ type Result struct {
 	// Trace is the FUSE requests the server got per run, by opcode
 	// (strata with --trace).
 	Trace map[string]float64 `json:"trace,omitempty"`
+	// TraceTime is the seconds per run the server spent on them, by opcode
+	// (from its arrival at the server to its answer: the round trip
+	// through the kernel and the wait for a server thread are not in it).
+	TraceTime map[string]float64 `json:"traceTime,omitempty"`
 }
 
 // Key is the row of the cell: "stat-walk/cold".
@@ -403,7 +407,7 @@ func (rp *Report) WriteTable(w io.Writer) error {
 			c := rp.noted(r)
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k, c[0], c[1], c[2], c[3], c[4], c[5])
 			if len(r.Trace) > 0 {
-				fmt.Fprintf(tw, "\t  FUSE requests/run\t%s\t\t\t\t\n", fmtTrace(r.Trace, 8))
+				fmt.Fprintf(tw, "\t  FUSE requests/run\t%s\t\t\t\t\n", fmtTrace(r.Trace, r.TraceTime, 8))
 			}
 		}
 	}
@@ -443,8 +447,9 @@ func (rp *Report) noted(r *Result) [6]string {
 	return c
 }
 
-// fmtTrace lists the n most frequent opcodes of a trace.
-func fmtTrace(t map[string]float64, n int) string {
+// fmtTrace lists the n most frequent opcodes of a trace, each with the
+// server's time on them where known (tt).
+func fmtTrace(t, tt map[string]float64, n int) string {
 	type kv struct {
 		k string
 		v float64
@@ -468,7 +473,11 @@ func fmtTrace(t map[string]float64, n int) string {
 			parts = append(parts, "…")
 			break
 		}
-		parts = append(parts, fmt.Sprintf("%s %s", e.k, fmtCount(e.v)))
+		p := fmt.Sprintf("%s %s", e.k, fmtCount(e.v))
+		if sec := tt[e.k]; sec > 0 {
+			p += " (" + fmtDur(sec) + ")"
+		}
+		parts = append(parts, p)
 	}
 	return strings.Join(parts, ", ")
 }
@@ -609,7 +618,7 @@ func (rp *Report) writeMarkdownBody(w io.Writer) error {
 				c[3], c[4] = plainRatio(r.VsNative, r.Unit), plainRatio(r.VsOverlayfs, r.Unit)
 			}
 			if len(r.Trace) > 0 {
-				t := "FUSE requests/run: " + fmtTrace(r.Trace, 6)
+				t := "FUSE requests/run: " + fmtTrace(r.Trace, r.TraceTime, 6)
 				if c[5] != "" {
 					t = c[5] + "; " + t
 				}

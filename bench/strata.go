@@ -48,7 +48,8 @@ type ServeOptions struct {
 //	profile FILE   start a CPU profile of this process into FILE
 //	stop           stop the CPU profile
 //	trace          the FUSE requests served since the last trace, by
-//	               opcode: "ok OP=N OP=N ..." (needs Trace)
+//	               opcode: "ok OP=N/NS OP=N/NS ..." (needs Trace), N
+//	               requests that took the server NS nanoseconds
 //
 // each with "ok" or "error: ...". At EOF on In (the harness closed it or
 // died), on SIGINT or SIGTERM, or when ctx ends, it unmounts and returns.
@@ -107,7 +108,7 @@ func Serve(ctx context.Context, o ServeOptions) (err error) {
 				var b strings.Builder
 				b.WriteString("ok")
 				for _, c := range sess.Trace(true) {
-					fmt.Fprintf(&b, " %s=%d", c.Op, c.Count)
+					fmt.Fprintf(&b, " %s=%d/%d", c.Op, c.Count, c.Time.Nanoseconds())
 				}
 				reply = b.String()
 			case cmd == "profile" && prof == nil:
@@ -194,7 +195,7 @@ func newStrata(name, runDir, storeDir string, self []string, trace bool, dirs *d
 		m := &mounted{root: mnt, note: sv.note}
 		m.profile = func(file string) error { return sv.profile(file) }
 		if trace {
-			m.trace = func() (map[string]uint64, error) { return sv.trace() }
+			m.trace = func() (opTrace, error) { return sv.trace() } // sv is the server of the latest mount
 		}
 		m.phases = func() map[string]time.Duration { return sv.phases }
 		m.unmount = func() error {
@@ -334,27 +335,33 @@ func (sv *server) profile(file string) error {
 	return nil
 }
 
-// trace fetches (and resets) the server's request counts.
-func (sv *server) trace() (map[string]uint64, error) {
+// trace fetches (and resets) the server's request counts, and the
+// nanoseconds it spent on them (none from a server older than that).
+func (sv *server) trace() (opTrace, error) {
 	sv.mu.Lock()
 	defer sv.mu.Unlock()
 	if _, err := fmt.Fprintln(sv.in, "trace"); err != nil {
-		return nil, err
+		return opTrace{}, err
 	}
 	line, err := sv.readLine(context.Background(), time.Minute)
 	if err != nil {
-		return nil, err
+		return opTrace{}, err
 	}
 	f := strings.Fields(line)
 	if len(f) == 0 || f[0] != "ok" {
-		return nil, errors.New(line)
+		return opTrace{}, errors.New(line)
 	}
-	out := map[string]uint64{}
+	out := opTrace{n: map[string]uint64{}, ns: map[string]uint64{}}
 	for _, kv := range f[1:] {
 		k, v, _ := strings.Cut(kv, "=")
-		var n uint64
-		fmt.Sscan(v, &n)
-		out[k] = n
+		cnt, ns, _ := strings.Cut(v, "/")
+		var n, t uint64
+		fmt.Sscan(cnt, &n)
+		out.n[k] = n
+		if ns != "" {
+			fmt.Sscan(ns, &t)
+			out.ns[k] = t
+		}
 	}
 	return out, nil
 }

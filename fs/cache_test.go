@@ -48,6 +48,13 @@ func TestFS_NoOpendir(t *testing.T) {
 	if n := traceOf(m, "READDIRPLUS") + traceOf(m, "READDIR"); n == 0 {
 		t.Error("no READDIR in the trace: the walks did not reach the server")
 	}
+	// Every opcode served carries the server's time on it; the counts by
+	// xattr name are counts only.
+	for _, c := range m.srv.Trace(false) {
+		if named := strings.HasPrefix(c.Op, "GETXATTR:"); named != (c.Time == 0) {
+			t.Errorf("trace %s: %d requests in %v", c.Op, c.Count, c.Time)
+		}
+	}
 	// A change shows in the next listing, the cache notwithstanding.
 	if err := os.WriteFile(m.p("usr/share/doc/new.txt"), []byte("n"), 0o644); err != nil {
 		t.Fatal(err)

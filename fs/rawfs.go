@@ -3,6 +3,7 @@ package fs
 import (
 	"sort"
 	"sync/atomic"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
@@ -45,8 +46,9 @@ type rawFS struct {
 // opCounts counts requests by opcode name, and GETXATTRs by the names
 // that tools ask for on every entry.
 type opCounts struct {
-	n [opLast]atomic.Uint64
-	x [len(tracedXattrs) + 1]atomic.Uint64 // the last: any other name
+	n  [opLast]atomic.Uint64
+	ns [opLast]atomic.Int64                 // time the server spent on them
+	x  [len(tracedXattrs) + 1]atomic.Uint64 // the last: any other name
 }
 
 // tracedXattrs are the names GETXATTRs are counted by: what ls -l asks of
@@ -114,16 +116,44 @@ var opNames = [opLast]string{
 	"OPENDIR", "READDIR", "READDIRPLUS", "RELEASEDIR", "FSYNCDIR", "STATFS", "STATX",
 }
 
-func (r *rawFS) count(op int) {
-	if r.trace != nil {
-		r.trace.n[op].Add(1)
+// count counts a request of op; the request defers done on what it
+// returns, which adds the time the server spent on it.
+func (r *rawFS) count(op int) opTimer {
+	if r.trace == nil {
+		return opTimer{}
+	}
+	r.trace.n[op].Add(1)
+	return opTimer{r.trace, op, time.Now()}
+}
+
+// timer starts timing a request of op without counting it.
+func (r *rawFS) timer(op int) opTimer {
+	if r.trace == nil {
+		return opTimer{}
+	}
+	return opTimer{r.trace, op, time.Now()}
+}
+
+// opTimer times one request (nothing when not tracing).
+type opTimer struct {
+	c  *opCounts
+	op int
+	t0 time.Time
+}
+
+func (t opTimer) done() {
+	if t.c != nil {
+		t.c.ns[t.op].Add(int64(time.Since(t.t0)))
 	}
 }
 
-// OpCount is the number of requests of one opcode.
+// OpCount is the number of requests of one opcode, and the time the server
+// spent on them (from the request's arrival at rawFS to its answer, not
+// counting the kernel's or the reply's write to it).
 type OpCount struct {
 	Op    string
 	Count uint64
+	Time  time.Duration
 }
 
 // snapshot returns the nonzero counts, largest first, and with reset sets
@@ -131,38 +161,45 @@ type OpCount struct {
 // "GETXATTR:security.selinux" and so on ("GETXATTR:other").
 func (c *opCounts) snapshot(reset bool) []OpCount {
 	var out []OpCount
-	take := func(a *atomic.Uint64, name string) {
+	take := func(a *atomic.Uint64, t *atomic.Int64, name string) {
 		var v uint64
+		var ns int64
 		if reset {
 			v = a.Swap(0)
+			if t != nil {
+				ns = t.Swap(0)
+			}
 		} else {
 			v = a.Load()
+			if t != nil {
+				ns = t.Load()
+			}
 		}
 		if v > 0 {
-			out = append(out, OpCount{name, v})
+			out = append(out, OpCount{name, v, time.Duration(ns)})
 		}
 	}
 	for i := range c.n {
-		take(&c.n[i], opNames[i])
+		take(&c.n[i], &c.ns[i], opNames[i])
 	}
 	for i := range c.x {
 		name := "other"
 		if i < len(tracedXattrs) {
 			name = tracedXattrs[i]
 		}
-		take(&c.x[i], "GETXATTR:"+name)
+		take(&c.x[i], nil, "GETXATTR:"+name)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Count > out[j].Count })
 	return out
 }
 
 func (r *rawFS) OpenDir(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
-	r.count(opOpendir)
+	defer r.count(opOpendir).done()
 	return fuse.ENOSYS
 }
 
 func (r *rawFS) ReleaseDir(in *fuse.ReleaseIn) {
-	r.count(opReleasedir)
+	defer r.count(opReleasedir).done()
 	_ = r.bridged(nil, in.Caller, in.NodeId)
 	r.RawFileSystem.ReleaseDir(in)
 }
@@ -198,17 +235,17 @@ func (r *rawFS) readDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEn
 }
 
 func (r *rawFS) ReadDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
-	r.count(opReaddir)
+	defer r.count(opReaddir).done()
 	return r.readDir(cancel, in, out, false)
 }
 
 func (r *rawFS) ReadDirPlus(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.DirEntryList) fuse.Status {
-	r.count(opReaddirplus)
+	defer r.count(opReaddirplus).done()
 	return r.readDir(cancel, in, out, true)
 }
 
 func (r *rawFS) FsyncDir(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
-	r.count(opFsyncdir)
+	defer r.count(opFsyncdir).done()
 	if in.Fh == 0 {
 		return fuse.OK // directories are synced with the upper dir's file system
 	}
@@ -247,7 +284,7 @@ func (r *rawFS) killSuidgid(cancel <-chan struct{}, h fuse.InHeader, fh uint64) 
 }
 
 func (r *rawFS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, out *fuse.EntryOut) fuse.Status {
-	r.count(opLookup)
+	defer r.count(opLookup).done()
 	if ref, ok := r.rawRef(h.NodeId); ok {
 		if st, forward := r.u.rawLookup(ref, name, out); !forward {
 			return st
@@ -270,12 +307,12 @@ func (r *rawFS) Lookup(cancel <-chan struct{}, h *fuse.InHeader, name string, ou
 }
 
 func (r *rawFS) Forget(nodeid, nlookup uint64) {
-	r.count(opForget)
+	defer r.count(opForget).done()
 	r.forget(nodeid, nlookup)
 }
 
 func (r *rawFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
-	r.count(opGetattr)
+	defer r.count(opGetattr).done()
 	if in.Fh() == 0 {
 		if ref, ok := r.rawRef(in.NodeId); ok {
 			return r.u.rawGetattr(ref, out)
@@ -288,7 +325,7 @@ func (r *rawFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.At
 }
 
 func (r *rawFS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
-	r.count(opSetattr)
+	defer r.count(opSetattr).done()
 	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
 		return st
 	}
@@ -305,7 +342,7 @@ func (r *rawFS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.At
 }
 
 func (r *rawFS) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out *fuse.EntryOut) fuse.Status {
-	r.count(opMknod)
+	defer r.count(opMknod).done()
 	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
 		return st
 	}
@@ -313,7 +350,7 @@ func (r *rawFS) Mknod(cancel <-chan struct{}, in *fuse.MknodIn, name string, out
 }
 
 func (r *rawFS) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name string, out *fuse.EntryOut) fuse.Status {
-	r.count(opMkdir)
+	defer r.count(opMkdir).done()
 	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
 		return st
 	}
@@ -321,7 +358,7 @@ func (r *rawFS) Mkdir(cancel <-chan struct{}, in *fuse.MkdirIn, name string, out
 }
 
 func (r *rawFS) Unlink(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
-	r.count(opUnlink)
+	defer r.count(opUnlink).done()
 	if st := r.bridged(cancel, h.Caller, h.NodeId); !st.Ok() {
 		return st
 	}
@@ -330,7 +367,7 @@ func (r *rawFS) Unlink(cancel <-chan struct{}, h *fuse.InHeader, name string) fu
 }
 
 func (r *rawFS) Rmdir(cancel <-chan struct{}, h *fuse.InHeader, name string) fuse.Status {
-	r.count(opRmdir)
+	defer r.count(opRmdir).done()
 	if st := r.bridged(cancel, h.Caller, h.NodeId); !st.Ok() {
 		return st
 	}
@@ -339,7 +376,7 @@ func (r *rawFS) Rmdir(cancel <-chan struct{}, h *fuse.InHeader, name string) fus
 }
 
 func (r *rawFS) Rename(cancel <-chan struct{}, in *fuse.RenameIn, oldName, newName string) fuse.Status {
-	r.count(opRename)
+	defer r.count(opRename).done()
 	for _, id := range []uint64{in.NodeId, in.Newdir} {
 		if st := r.bridged(cancel, in.Caller, id); !st.Ok() {
 			return st
@@ -351,7 +388,7 @@ func (r *rawFS) Rename(cancel <-chan struct{}, in *fuse.RenameIn, oldName, newNa
 }
 
 func (r *rawFS) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *fuse.EntryOut) fuse.Status {
-	r.count(opLink)
+	defer r.count(opLink).done()
 	for _, id := range []uint64{in.NodeId, in.Oldnodeid} {
 		if st := r.bridged(cancel, in.Caller, id); !st.Ok() {
 			return st
@@ -361,7 +398,7 @@ func (r *rawFS) Link(cancel <-chan struct{}, in *fuse.LinkIn, name string, out *
 }
 
 func (r *rawFS) Symlink(cancel <-chan struct{}, h *fuse.InHeader, target, name string, out *fuse.EntryOut) fuse.Status {
-	r.count(opSymlink)
+	defer r.count(opSymlink).done()
 	if st := r.bridged(cancel, h.Caller, h.NodeId); !st.Ok() {
 		return st
 	}
@@ -369,7 +406,7 @@ func (r *rawFS) Symlink(cancel <-chan struct{}, h *fuse.InHeader, target, name s
 }
 
 func (r *rawFS) Readlink(cancel <-chan struct{}, h *fuse.InHeader) ([]byte, fuse.Status) {
-	r.count(opReadlink)
+	defer r.count(opReadlink).done()
 	if ref, ok := r.rawRef(h.NodeId); ok {
 		return []byte(r.u.tree.At(ref).Link), fuse.OK
 	}
@@ -380,7 +417,7 @@ func (r *rawFS) Readlink(cancel <-chan struct{}, h *fuse.InHeader) ([]byte, fuse
 }
 
 func (r *rawFS) Access(cancel <-chan struct{}, in *fuse.AccessIn) fuse.Status {
-	r.count(opAccess)
+	defer r.count(opAccess).done()
 	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
 		return st
 	}
@@ -388,7 +425,7 @@ func (r *rawFS) Access(cancel <-chan struct{}, in *fuse.AccessIn) fuse.Status {
 }
 
 func (r *rawFS) GetXAttr(cancel <-chan struct{}, h *fuse.InHeader, attr string, dest []byte) (uint32, fuse.Status) {
-	r.count(opGetxattr)
+	defer r.count(opGetxattr).done()
 	if r.trace != nil {
 		r.trace.countXattr(attr)
 	}
@@ -403,7 +440,7 @@ func (r *rawFS) GetXAttr(cancel <-chan struct{}, h *fuse.InHeader, attr string, 
 }
 
 func (r *rawFS) ListXAttr(cancel <-chan struct{}, h *fuse.InHeader, dest []byte) (uint32, fuse.Status) {
-	r.count(opListxattr)
+	defer r.count(opListxattr).done()
 	if ref, ok := r.rawRef(h.NodeId); ok {
 		n, errno := r.u.lowerListxattr(ref, dest)
 		return n, fuse.Status(errno)
@@ -415,7 +452,7 @@ func (r *rawFS) ListXAttr(cancel <-chan struct{}, h *fuse.InHeader, dest []byte)
 }
 
 func (r *rawFS) SetXAttr(cancel <-chan struct{}, in *fuse.SetXAttrIn, attr string, data []byte) fuse.Status {
-	r.count(opSetxattr)
+	defer r.count(opSetxattr).done()
 	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
 		return st
 	}
@@ -423,7 +460,7 @@ func (r *rawFS) SetXAttr(cancel <-chan struct{}, in *fuse.SetXAttrIn, attr strin
 }
 
 func (r *rawFS) RemoveXAttr(cancel <-chan struct{}, h *fuse.InHeader, attr string) fuse.Status {
-	r.count(opRemovexattr)
+	defer r.count(opRemovexattr).done()
 	if st := r.bridged(cancel, h.Caller, h.NodeId); !st.Ok() {
 		return st
 	}
@@ -431,7 +468,7 @@ func (r *rawFS) RemoveXAttr(cancel <-chan struct{}, h *fuse.InHeader, attr strin
 }
 
 func (r *rawFS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, out *fuse.CreateOut) fuse.Status {
-	r.count(opCreate)
+	defer r.count(opCreate).done()
 	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
 		return st
 	}
@@ -439,7 +476,7 @@ func (r *rawFS) Create(cancel <-chan struct{}, in *fuse.CreateIn, name string, o
 }
 
 func (r *rawFS) Tmpfile(cancel <-chan struct{}, in *fuse.CreateIn, out *fuse.CreateOut) fuse.Status {
-	r.count(opTmpfile)
+	defer r.count(opTmpfile).done()
 	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
 		return st
 	}
@@ -447,7 +484,7 @@ func (r *rawFS) Tmpfile(cancel <-chan struct{}, in *fuse.CreateIn, out *fuse.Cre
 }
 
 func (r *rawFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
-	r.count(opOpen)
+	defer r.count(opOpen).done()
 	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
 		return st
 	}
@@ -461,7 +498,7 @@ func (r *rawFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut)
 }
 
 func (r *rawFS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
-	r.count(opRead)
+	defer r.count(opRead).done()
 	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
 		return nil, st
 	}
@@ -469,7 +506,7 @@ func (r *rawFS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.
 }
 
 func (r *rawFS) Lseek(cancel <-chan struct{}, in *fuse.LseekIn, out *fuse.LseekOut) fuse.Status {
-	r.count(opLseek)
+	defer r.count(opLseek).done()
 	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
 		return st
 	}
@@ -477,7 +514,7 @@ func (r *rawFS) Lseek(cancel <-chan struct{}, in *fuse.LseekIn, out *fuse.LseekO
 }
 
 func (r *rawFS) GetLk(cancel <-chan struct{}, in *fuse.LkIn, out *fuse.LkOut) fuse.Status {
-	r.count(opGetlk)
+	defer r.count(opGetlk).done()
 	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
 		return st
 	}
@@ -485,7 +522,7 @@ func (r *rawFS) GetLk(cancel <-chan struct{}, in *fuse.LkIn, out *fuse.LkOut) fu
 }
 
 func (r *rawFS) SetLk(cancel <-chan struct{}, in *fuse.LkIn) fuse.Status {
-	r.count(opSetlk)
+	defer r.count(opSetlk).done()
 	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
 		return st
 	}
@@ -493,7 +530,7 @@ func (r *rawFS) SetLk(cancel <-chan struct{}, in *fuse.LkIn) fuse.Status {
 }
 
 func (r *rawFS) SetLkw(cancel <-chan struct{}, in *fuse.LkIn) fuse.Status {
-	r.count(opSetlk)
+	defer r.count(opSetlk).done()
 	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
 		return st
 	}
@@ -501,13 +538,13 @@ func (r *rawFS) SetLkw(cancel <-chan struct{}, in *fuse.LkIn) fuse.Status {
 }
 
 func (r *rawFS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
-	r.count(opRelease)
+	defer r.count(opRelease).done()
 	_ = r.bridged(cancel, in.Caller, in.NodeId) // a handle's node has its Inode: opened through the bridge
 	r.RawFileSystem.Release(cancel, in)
 }
 
 func (r *rawFS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
-	r.count(opWrite)
+	defer r.count(opWrite).done()
 	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
 		return 0, st
 	}
@@ -519,6 +556,7 @@ func (r *rawFS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (ui
 }
 
 func (r *rawFS) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][]byte) (uint32, fuse.Status) {
+	t := r.timer(opWrite)
 	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
 		return 0, st
 	}
@@ -527,6 +565,7 @@ func (r *rawFS) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][]byte) 
 		return n, st // the server copies the data and calls Write, which counts
 	}
 	r.count(opWrite)
+	defer t.done()
 	if st.Ok() && in.WriteFlags&fuse.WRITE_KILL_SUIDGID != 0 {
 		st = r.killSuidgid(cancel, in.InHeader, in.Fh)
 	}
@@ -534,7 +573,7 @@ func (r *rawFS) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][]byte) 
 }
 
 func (r *rawFS) CopyFileRange(cancel <-chan struct{}, in *fuse.CopyFileRangeIn) (uint32, fuse.Status) {
-	r.count(opCopyFileRange)
+	defer r.count(opCopyFileRange).done()
 	for _, id := range []uint64{in.NodeId, in.NodeIdOut} {
 		if st := r.bridged(cancel, in.Caller, id); !st.Ok() {
 			return 0, st
@@ -544,7 +583,7 @@ func (r *rawFS) CopyFileRange(cancel <-chan struct{}, in *fuse.CopyFileRangeIn) 
 }
 
 func (r *rawFS) Ioctl(cancel <-chan struct{}, in *fuse.IoctlIn, inbuf []byte, out *fuse.IoctlOut, outbuf []byte) fuse.Status {
-	r.count(opIoctl)
+	defer r.count(opIoctl).done()
 	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
 		return st
 	}
@@ -558,12 +597,12 @@ func (r *rawFS) Ioctl(cancel <-chan struct{}, in *fuse.IoctlIn, inbuf []byte, ou
 // kernel sends FLUSH at every close, FOPEN_NOFLUSH or not. The kernel still
 // writes back a file's cached writes before close returns.
 func (r *rawFS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
-	r.count(opFlush)
+	defer r.count(opFlush).done()
 	return fuse.ENOSYS
 }
 
 func (r *rawFS) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
-	r.count(opFsync)
+	defer r.count(opFsync).done()
 	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
 		return st
 	}
@@ -571,7 +610,7 @@ func (r *rawFS) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 }
 
 func (r *rawFS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Status {
-	r.count(opFallocate)
+	defer r.count(opFallocate).done()
 	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
 		return st
 	}
@@ -579,7 +618,7 @@ func (r *rawFS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Sta
 }
 
 func (r *rawFS) StatFs(cancel <-chan struct{}, h *fuse.InHeader, out *fuse.StatfsOut) fuse.Status {
-	r.count(opStatfs)
+	defer r.count(opStatfs).done()
 	// The answer is the mount's, whatever the node: the root's needs
 	// no promotion.
 	rh := *h
@@ -588,7 +627,7 @@ func (r *rawFS) StatFs(cancel <-chan struct{}, h *fuse.InHeader, out *fuse.Statf
 }
 
 func (r *rawFS) Statx(cancel <-chan struct{}, in *fuse.StatxIn, out *fuse.StatxOut) fuse.Status {
-	r.count(opStatx)
+	defer r.count(opStatx).done()
 	if r.u.raw.needsPromotion(in.NodeId) {
 		return fuse.ENOSYS // what the bridge answers: no node has Statx
 	}
