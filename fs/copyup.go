@@ -425,7 +425,7 @@ func (u *union) applyMeta(fd int, e *layerstore.Entry) error {
 		return &os.PathError{Op: "chown", Path: e.Path, Err: err}
 	}
 	if e.Type != layerstore.TypeSymlink {
-		if err := unix.Chmod(procPath(fd), e.Mode&0o7777); err != nil {
+		if err := fchmodFd(fd, e.Mode&0o7777); err != nil {
 			return &os.PathError{Op: "chmod", Path: e.Path, Err: err}
 		}
 	}

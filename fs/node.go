@@ -223,11 +223,7 @@ func setattr(fd int, symlink bool, in *fuse.SetAttrIn) syscall.Errno {
 		}
 	}
 	if m, ok := in.GetMode(); ok && !symlink {
-		err := unix.Fchmod(fd, m&0o7777)
-		if err == unix.EBADF {
-			err = unix.Chmod(procPath(fd), m&0o7777)
-		}
-		if err != nil {
+		if err := fchmodFd(fd, m&0o7777); err != nil {
 			return toErrno(err)
 		}
 	}

@@ -63,6 +63,17 @@ func fremovexattr(fd int, name string) error {
 	return err
 }
 
+// fchmodFd changes the mode of the file open as fd, an O_PATH descriptor
+// too: fchmodat2 with AT_EMPTY_PATH (Linux 6.6), where chmod of its
+// /proc/self/fd path costs a failed fchmod and a walk of procfs.
+func fchmodFd(fd int, mode uint32) error {
+	err := unix.Fchmodat(fd, "", mode, unix.AT_EMPTY_PATH)
+	if err == unix.EOPNOTSUPP || err == unix.ENOSYS || err == unix.EINVAL {
+		err = unix.Chmod(procPath(fd), mode)
+	}
+	return err
+}
+
 // readXattr calls get with a buffer that grows until the value fits (it
 // may grow between the size query and the read).
 func readXattr(get func(buf []byte) (int, error)) ([]byte, error) {
