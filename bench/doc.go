@@ -48,7 +48,10 @@
 // whose highest sample exceeds the cores is marked as run under foreign
 // load, and UpdateResults refuses to record such a run unless told to mark
 // it. With Config.Trace the strata server counts its FUSE requests by
-// opcode, reported per run of each workload beside the timings. A row's
+// opcode, and the time it spent on them (from a request's arrival to its
+// answer: the rest of a row's time is the kernel's, the round trips' and
+// the workload's own), reported per run of each workload beside the
+// timings. A row's
 // baseline (native, or overlayfs where a plain directory does nothing
 // comparable) never changes: when it fails, the row has no ratios.
 //

@@ -58,7 +58,7 @@ results.md to --out. The dataset is built under --dir once and reused.
 Cold cells need root (they drop the caches); overlayfs needs root.`,
 		Example: `  strata bench --quick
   strata bench --only stat-walk,ls-lR --contenders overlayfs,strata --reps 9
-  strata bench --only find,gnu-ls-lR,tar --trace   # FUSE requests per run beside the timings
+  strata bench --only find,gnu-ls-lR,tar --trace   # FUSE requests per run (and the server's time on them) beside the timings
   strata bench --results bench/RESULTS.md          # and record the run there (refused under load)
   strata bench --cpuprofile bench/out/strata   # then: go tool pprof -top strata bench/out/strata-ls-lR-warm.pprof`,
 		Args: cobra.NoArgs,
@@ -69,7 +69,7 @@ Cold cells need root (they drop the caches); overlayfs needs root.`,
 	f := cmd.Flags()
 	f.BoolVar(&o.quick, "quick", false, "a small dataset and 2 repetitions (minutes, not seconds: every contender mounts and runs every workload; the first run also builds the datasets, and the run ends by saying how long it took)")
 	f.StringVar(&o.dataset, "dataset", bench.DatasetReal, "main image: real (this machine's trees) or synthetic")
-	f.BoolVar(&o.trace, "trace", false, "count the FUSE requests the strata server gets per run, by opcode")
+	f.BoolVar(&o.trace, "trace", false, "count the FUSE requests the strata server gets per run, by opcode, with the server's time on them")
 	f.StringVar(&o.results, "results", "", "also record the run in this results file (bench/RESULTS.md), between its run markers")
 	f.StringVar(&o.server, "server", "", "measure the strata server of this strata binary instead of this one's (to compare two revisions with one harness)")
 	f.BoolVar(&o.underLoad, "under-load", false, "with --results: record a run made under foreign load, marked as such (refused otherwise)")
