@@ -29,6 +29,11 @@ func TrimMemory(ctx context.Context, interval time.Duration) {
 		runtime.ReadMemStats(&ms)
 		changed := ms.HeapAlloc > last+256<<10 || ms.HeapAlloc+256<<10 < last
 		if changed || ms.HeapIdle-ms.HeapReleased > 1<<20 {
+			// Twice: a sync.Pool's items (go-fuse's 132 KiB request
+			// buffers) survive one collection in its victim cache,
+			// and the heap would not change again to trigger a
+			// second.
+			debug.FreeOSMemory()
 			debug.FreeOSMemory()
 			runtime.ReadMemStats(&ms)
 			last = ms.HeapAlloc

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/strata-dev/strata/internal/mountserver"
 )
 
 // detach starts this binary with the global flags and args as a child in a
@@ -17,9 +19,18 @@ import (
 // the first line the child reports. A child that reports nothing has ended:
 // its exit error, or what it wrote to the log, is returned.
 func detach(g *globals, logPath string, args ...string) (string, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return "", err
+	return detachExec(g, "", logPath, args...)
+}
+
+// detachExec is detach of program bin ("": this binary), which takes the
+// global flags as strata does.
+func detachExec(g *globals, bin, logPath string, args ...string) (string, error) {
+	if bin == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return "", err
+		}
+		bin = self
 	}
 	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
@@ -35,7 +46,7 @@ func detach(g *globals, logPath string, args ...string) (string, error) {
 	if g.debug {
 		all = append(all, "--debug")
 	}
-	c := exec.Command(self, append(all, args...)...)
+	c := exec.Command(bin, append(all, args...)...)
 	c.Stdout, c.Stderr = logf, logf
 	c.ExtraFiles = []*os.File{w}
 	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -62,18 +73,4 @@ func detach(g *globals, logPath string, args ...string) (string, error) {
 
 // reporter is the detached child's side of detach: report writes one line
 // on fd (0: nowhere) and closes it.
-func reporter(fd int) func(string) {
-	if fd <= 0 {
-		return func(string) {}
-	}
-	f := os.NewFile(uintptr(fd), "report")
-	done := false
-	return func(msg string) {
-		if done {
-			return
-		}
-		done = true
-		fmt.Fprintln(f, strings.ReplaceAll(strings.TrimSpace(msg), "\n", "; ")) // one line
-		f.Close()
-	}
-}
+func reporter(fd int) func(string) { return mountserver.Reporter(fd) }

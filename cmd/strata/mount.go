@@ -4,14 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/strata-dev/strata/internal/mountserver"
 	"github.com/strata-dev/strata/layerstore"
 	"github.com/strata-dev/strata/session"
 )
@@ -88,41 +87,35 @@ and owners as trusted.* extended attributes); other users can mount
 }
 
 func runMount(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir string) error {
-	dir, err := filepath.Abs(dir)
+	dir, err := mountserver.Check(dir, o.readOnly, o.force)
 	if err != nil {
-		return err
-	}
-	if st, err := os.Stat(dir); err != nil {
-		return err
-	} else if !st.IsDir() {
-		return fmt.Errorf("%s: not a directory", dir)
-	}
-	if err := checkMountUser(o.readOnly); err != nil {
-		return err
-	}
-	if err := checkMountpoint(dir, o.force); err != nil {
 		return err
 	}
 	if o.detach && o.readyFd == 0 {
 		return startDetached(cmd, g, o, ref, dir)
 	}
-	ready := reporter(o.readyFd)
-	err = serveMount(cmd, g, o, ref, dir, ready)
+	report := reporter(o.readyFd)
+	err = serveMount(cmd, g, o, ref, dir, func(id string) {
+		report("ready " + id)
+		if o.readyFd == 0 {
+			fmt.Fprintf(cmd.ErrOrStderr(), "%s mounted on %s (mount %s); Ctrl-C unmounts\n", ref, dir, id)
+		}
+	})
 	if err != nil {
-		ready("error: " + err.Error())
+		report("error: " + err.Error())
 	}
 	return err
 }
 
 // serveMount runs a mount session: it starts it, calls ready, and serves
 // until the mount ends or a signal asks it to end.
-func serveMount(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir string, ready func(string)) error {
+func serveMount(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir string, ready func(id string)) error {
 	s, err := g.openStore()
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	sess, err := session.Start(cmd.Context(), s, ref, dir, session.Options{
+	return mountserver.Serve(cmd.Context(), s, ref, dir, session.Options{
 		ID:            o.id,
 		ReadOnly:      o.readOnly,
 		Suid:          o.suid,
@@ -133,22 +126,9 @@ func serveMount(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir string
 		Logger:        g.logger(),
 		Debug:         g.debug,
 		OnBusy: func(dir string, _ error) {
-			fmt.Fprintln(cmd.ErrOrStderr(), "strata: "+busySentence(dir, holders(dir)))
+			fmt.Fprintln(cmd.ErrOrStderr(), "strata: "+mountserver.BusySentence(dir, mountserver.Holders(dir)))
 		},
-	})
-	if err != nil {
-		return err
-	}
-	// Catch the signals before saying the mount is ready: a Ctrl-C right
-	// after must unmount, not kill the server.
-	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	ready("ready " + sess.ID())
-	if o.readyFd == 0 {
-		fmt.Fprintf(cmd.ErrOrStderr(), "%s mounted on %s (mount %s); Ctrl-C unmounts\n", ref, dir, sess.ID())
-	}
-	go session.TrimMemory(ctx, 2*time.Second)
-	return sess.Serve(ctx)
+	}, ready)
 }
 
 // startDetached runs the server as a child in a session of its own and
@@ -160,15 +140,22 @@ func startDetached(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir str
 	if err := os.MkdirAll(mdir, 0o700); err != nil {
 		return err
 	}
-	line, err := detach(g, filepath.Join(mdir, "server.log"), "mount", "--mount-id", id, "--ready-fd", "3",
-		"--read-only="+strconv.FormatBool(o.readOnly),
-		"--suid="+strconv.FormatBool(o.suid),
-		"--dev="+strconv.FormatBool(o.dev),
-		"--no-passthrough="+strconv.FormatBool(o.noPassthrough),
-		"--no-writeback="+strconv.FormatBool(o.noWriteback),
-		"--allow-other="+strconv.FormatBool(o.allowOther),
-		"--force="+strconv.FormatBool(o.force),
-		"--", ref, dir)
+	args := []string{"--mount-id", id, "--ready-fd", "3",
+		"--read-only=" + strconv.FormatBool(o.readOnly),
+		"--suid=" + strconv.FormatBool(o.suid),
+		"--dev=" + strconv.FormatBool(o.dev),
+		"--no-passthrough=" + strconv.FormatBool(o.noPassthrough),
+		"--no-writeback=" + strconv.FormatBool(o.noWriteback),
+		"--allow-other=" + strconv.FormatBool(o.allowOther),
+		"--force=" + strconv.FormatBool(o.force),
+		"--", ref, dir}
+	// strata-mount, where it is installed beside strata, takes the same
+	// flags without the command's name; else strata serves it itself.
+	bin := mountserver.Find()
+	if bin == "" {
+		args = append([]string{"mount"}, args...)
+	}
+	line, err := detachExec(g, bin, filepath.Join(mdir, "server.log"), args...)
 	if strings.HasPrefix(line, "ready ") {
 		fmt.Fprintln(cmd.OutOrStdout(), strings.TrimPrefix(line, "ready "))
 		return nil

@@ -1,4 +1,4 @@
-package main
+package mountserver
 
 // Where a mount may go, who may make one, and what holds a busy one: the
 // sentences "strata mount" says instead of hiding a directory's files,
@@ -15,10 +15,10 @@ import (
 	"github.com/strata-dev/strata/session"
 )
 
-// checkMountpoint refuses, unless force, a directory that holds files (the
+// CheckMountpoint refuses, unless force, a directory that holds files (the
 // mount would hide them) or that is already a mount point (the mount would
 // stack on it).
-func checkMountpoint(dir string, force bool) error {
+func CheckMountpoint(dir string, force bool) error {
 	if force {
 		return nil
 	}
@@ -43,11 +43,11 @@ func checkMountpoint(dir string, force bool) error {
 	return fmt.Errorf("%s is not empty (%s): the mount would hide what is there until it ends; use an empty directory (--force mounts over it anyway)", dir, shown)
 }
 
-// checkMountUser says in one sentence what a user other than root can do,
+// CheckMountUser says in one sentence what a user other than root can do,
 // instead of the error fusermount would give: a writable mount's top layer
 // keeps whiteouts and file owners as trusted.* extended attributes, which
 // only root may set.
-func checkMountUser(readOnly bool) error {
+func CheckMountUser(readOnly bool) error {
 	if os.Geteuid() == 0 {
 		return nil
 	}
@@ -62,22 +62,22 @@ func checkMountUser(readOnly bool) error {
 	return nil
 }
 
-// holder is a process using something under a mount.
-type holder struct {
-	pid  int
-	name string // comm
-	what string // "working directory", "root directory" or an open file's path
+// Holder is a process using something under a mount.
+type Holder struct {
+	PID  int
+	Name string // comm
+	What string // "working directory", "root directory" or an open file's path
 }
 
-// holders lists the processes with their working or root directory, or an
+// Holders lists the processes with their working or root directory, or an
 // open file, under dir (read from /proc; processes we may not look at are
 // left out).
-func holders(dir string) []holder {
+func Holders(dir string) []Holder {
 	dir = filepath.Clean(dir)
 	under := func(p string) bool { return p == dir || strings.HasPrefix(p, dir+"/") }
 	ents, _ := os.ReadDir("/proc")
 	self := os.Getpid()
-	var out []holder
+	var out []Holder
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid == self {
@@ -100,15 +100,15 @@ func holders(dir string) []holder {
 			}
 		}
 		if found != "" {
-			out = append(out, holder{pid: pid, name: name, what: found})
+			out = append(out, Holder{PID: pid, Name: name, What: found})
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].pid < out[j].pid })
+	sort.Slice(out, func(i, j int) bool { return out[i].PID < out[j].PID })
 	return out
 }
 
-// busySentence is what a foreground mount says when Ctrl-C finds it in use.
-func busySentence(dir string, hs []holder) string {
+// BusySentence is what a foreground mount says when Ctrl-C finds it in use.
+func BusySentence(dir string, hs []Holder) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s is in use, so it stays mounted until nothing uses it", dir)
 	if len(hs) > 0 {
@@ -121,7 +121,7 @@ func busySentence(dir string, hs []holder) string {
 				fmt.Fprintf(&b, "and %d more", len(hs)-5)
 				break
 			}
-			fmt.Fprintf(&b, "%s (pid %d, %s)", h.name, h.pid, h.what)
+			fmt.Fprintf(&b, "%s (pid %d, %s)", h.Name, h.PID, h.What)
 		}
 	}
 	fmt.Fprintf(&b, ". End or move those, or detach the mount now with \"strata umount -l %s\" (it then goes once they let go).", dir)
