@@ -32,6 +32,9 @@ step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 
 mkdir -p "$work"
 go build -o "$work/strata" ./cmd/strata
+# strata-mount beside strata serves "strata mount -d": a small server,
+# static (no libc to load) as README's Build says.
+CGO_ENABLED=0 go build -o "$work/strata-mount" ./cmd/strata-mount
 strata=$work/strata
 fixtures=${STRATA_FIXTURES:-$work/fixtures}
 [ -e "$fixtures/demo.docker.tar" ] || bash internal/fixtures/make-fixtures.sh "$fixtures" >/dev/null
