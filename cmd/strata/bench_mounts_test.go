@@ -13,7 +13,8 @@ import (
 )
 
 // strata bench --mounts brings N read-write mounts of one image up with
-// strata mount -d and beside them N fuse-overlayfs mounts, checks each
+// strata mount -d (served by strata-mount, installed beside strata as go
+// install puts it) and beside them N fuse-overlayfs mounts, checks each
 // keeps its writes to itself, measures, and takes them all down.
 func TestBench_Mounts(t *testing.T) {
 	if os.Geteuid() != 0 {
@@ -22,11 +23,19 @@ func TestBench_Mounts(t *testing.T) {
 	if _, err := exec.LookPath("fuse-overlayfs"); err != nil {
 		t.Skip("fuse-overlayfs is not installed")
 	}
-	t.Setenv(cliEnv, "1") // for the servers "mount -d" starts
+	strata, _ := installWithServer(t)
 	dir, out := t.TempDir(), t.TempDir()
-	stdout := mustRun(t, filepath.Join(t.TempDir(), "unused"), "bench", "--mounts", "3", "--mounts-image", filepath.Join(fixtureDir(t), "oci"), "--dir", dir, "--out", out)
+	c := exec.Command(strata, "--root", filepath.Join(t.TempDir(), "unused"), "bench", "--mounts", "3", "--mounts-image", filepath.Join(fixtureDir(t), "oci"), "--dir", dir, "--out", out)
+	c.Env = append(os.Environ(), cliEnv+"=1")
+	var errb strings.Builder
+	c.Stderr = &errb
+	b, err := c.Output()
+	stdout := string(b)
+	if err != nil {
+		t.Fatalf("strata bench --mounts: %v\n%s\n%s", err, stdout, errb.String())
+	}
 	t.Log(stdout)
-	b, err := os.ReadFile(filepath.Join(out, "mounts.json"))
+	b, err = os.ReadFile(filepath.Join(out, "mounts.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,14 +23,7 @@ func TestMount_Detached_ServerBinary(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: FUSE mounts")
 	}
-	bin := t.TempDir()
-	lean := filepath.Join(bin, mountserver.Binary)
-	if out, err := exec.Command("go", "build", "-o", lean, "../strata-mount").CombinedOutput(); err != nil {
-		t.Fatalf("go build strata-mount: %v\n%s", err, out)
-	}
-	// This test binary is the CLI (cliEnv), installed here as strata.
-	strata := filepath.Join(bin, "strata")
-	installCopy(t, strata)
+	strata, lean := installWithServer(t)
 	root := storetest.Root(t)
 	loadDemo(t, root)
 
@@ -108,6 +101,21 @@ func TestMount_Detached_ServerBinary(t *testing.T) {
 			}
 		})
 	}
+}
+
+// installWithServer installs this test binary (the CLI, with cliEnv) as
+// strata in a directory of its own, with strata-mount built beside it, and
+// returns both paths.
+func installWithServer(t *testing.T) (strata, lean string) {
+	t.Helper()
+	bin := t.TempDir()
+	lean = filepath.Join(bin, mountserver.Binary)
+	if out, err := exec.Command("go", "build", "-o", lean, "../strata-mount").CombinedOutput(); err != nil {
+		t.Fatalf("go build strata-mount: %v\n%s", err, out)
+	}
+	strata = filepath.Join(bin, "strata")
+	installCopy(t, strata)
+	return strata, lean
 }
 
 // findLease returns mount id's lease.
