@@ -1,8 +1,11 @@
 package container
 
 import (
+	"bytes"
 	"debug/elf"
+	"encoding/binary"
 	"io"
+	"math"
 	"os"
 	"path"
 	"slices"
@@ -27,6 +30,9 @@ func startWarm(rootfs string, spec *specs.Spec) (wait func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		// Best effort, in the process that serves the root: a panic on a
+		// crafted file must not take the mount down with it.
+		defer func() { _ = recover() }()
 		warmRoot(rootfs, spec.Process)
 		makeMountpoints(rootfs, spec.Mounts)
 	}()
@@ -113,18 +119,88 @@ func readAhead(rootfs, name string) (interp string) {
 			break
 		}
 	}
-	e, err := elf.NewFile(io.NewSectionReader(f, 0, st.Size))
-	if err != nil {
+	return interpreter(f)
+}
+
+// elfHeadMax is how much of a program interpreter reads to find its
+// program headers: linkers put them right after the ELF header.
+const elfHeadMax = 64 << 10
+
+// interpreter returns the PT_INTERP path of the ELF file f, "" if none. It
+// reads at most elfHeadMax bytes and the path (not debug/elf, which reads
+// the section headers and the section-name table wherever and however
+// large a crafted file says they are).
+func interpreter(f io.ReaderAt) string {
+	buf := make([]byte, elfHeadMax)
+	n, err := f.ReadAt(buf, 0)
+	if err != nil && err != io.EOF {
 		return ""
 	}
-	for _, ph := range e.Progs {
-		if ph.Type != elf.PT_INTERP || ph.Filesz == 0 || ph.Filesz > unix.PathMax {
+	buf = buf[:n]
+	if len(buf) < elf.EI_NIDENT || string(buf[:4]) != elf.ELFMAG {
+		return ""
+	}
+	var order binary.ByteOrder
+	switch elf.Data(buf[elf.EI_DATA]) {
+	case elf.ELFDATA2LSB:
+		order = binary.LittleEndian
+	case elf.ELFDATA2MSB:
+		order = binary.BigEndian
+	default:
+		return ""
+	}
+	type prog struct{ typ, off, filesz uint64 }
+	var phoff, phentsize, phnum, progSize uint64
+	var decode func(b []byte) (prog, error)
+	switch elf.Class(buf[elf.EI_CLASS]) {
+	case elf.ELFCLASS64:
+		var h elf.Header64
+		if _, err := binary.Decode(buf, order, &h); err != nil {
+			return ""
+		}
+		phoff, phentsize, phnum = h.Phoff, uint64(h.Phentsize), uint64(h.Phnum)
+		progSize = uint64(binary.Size(elf.Prog64{}))
+		decode = func(b []byte) (prog, error) {
+			var p elf.Prog64
+			_, err := binary.Decode(b, order, &p)
+			return prog{uint64(p.Type), p.Off, p.Filesz}, err
+		}
+	case elf.ELFCLASS32:
+		var h elf.Header32
+		if _, err := binary.Decode(buf, order, &h); err != nil {
+			return ""
+		}
+		phoff, phentsize, phnum = uint64(h.Phoff), uint64(h.Phentsize), uint64(h.Phnum)
+		progSize = uint64(binary.Size(elf.Prog32{}))
+		decode = func(b []byte) (prog, error) {
+			var p elf.Prog32
+			_, err := binary.Decode(b, order, &p)
+			return prog{uint64(p.Type), uint64(p.Off), uint64(p.Filesz)}, err
+		}
+	default:
+		return ""
+	}
+	// All of them inside what was read (phnum is at most 0xffff, phentsize
+	// too: no overflow).
+	if phentsize < progSize || phoff > uint64(len(buf)) || phnum*phentsize > uint64(len(buf))-phoff {
+		return ""
+	}
+	for i := range phnum {
+		p, err := decode(buf[phoff+i*phentsize:])
+		if err != nil {
+			return ""
+		}
+		if elf.ProgType(p.typ) != elf.PT_INTERP || p.filesz == 0 || p.filesz > unix.PathMax || p.off > math.MaxInt64-unix.PathMax {
 			continue
 		}
-		b := make([]byte, ph.Filesz)
-		if _, err := f.ReadAt(b, int64(ph.Off)); err == nil {
-			return strings.TrimRight(string(b), "\x00")
+		b := make([]byte, p.filesz)
+		if _, err := f.ReadAt(b, int64(p.off)); err != nil {
+			return ""
 		}
+		if i := bytes.IndexByte(b, 0); i >= 0 {
+			b = b[:i]
+		}
+		return string(b)
 	}
 	return ""
 }

@@ -1,8 +1,11 @@
 package container
 
 import (
+	"debug/elf"
+	"encoding/binary"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -122,5 +125,49 @@ func TestMakeMountpoints(t *testing.T) {
 	}
 	if _, err := os.Lstat(filepath.Join(host, "x")); !os.IsNotExist(err) {
 		t.Errorf("made on the host through a symlink: %v", err)
+	}
+}
+
+// A "program" whose section-name table is huge (elf.NewFile reads it whole)
+// is read ahead without reading more than its headers: the goroutine runs in
+// the process that serves the container's root, and teardown waits for it.
+func TestWarm_ReadAheadCraftedELF(t *testing.T) {
+	root := t.TempDir()
+	const size = 256 << 20
+	var h [64 + 2*64]byte
+	copy(h[:], "\x7fELF\x02\x01\x01")
+	le := binary.LittleEndian
+	le.PutUint16(h[16:], uint16(elf.ET_EXEC))
+	le.PutUint16(h[18:], uint16(elf.EM_X86_64))
+	le.PutUint32(h[20:], 1)
+	le.PutUint64(h[40:], 64) // e_shoff
+	le.PutUint16(h[52:], 64) // e_ehsize
+	le.PutUint16(h[58:], 64) // e_shentsize
+	le.PutUint16(h[60:], 2)  // e_shnum
+	le.PutUint16(h[62:], 1)  // e_shstrndx
+	sh := h[64+64:]
+	le.PutUint32(sh[4:], uint32(elf.SHT_STRTAB))
+	le.PutUint64(sh[24:], 4096)      // sh_offset
+	le.PutUint64(sh[32:], size-4096) // sh_size
+	f, err := os.Create(filepath.Join(root, "prog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(h[:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	got := readAhead(root, "/prog")
+	runtime.ReadMemStats(&after)
+	if got != "" {
+		t.Errorf("interpreter %q, want none", got)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+		t.Fatalf("readAhead of a %d MiB crafted ELF allocated %d bytes", size>>20, n)
 	}
 }
