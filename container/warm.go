@@ -209,7 +209,8 @@ func interpreter(f io.ReaderAt) string {
 // runc would make them (mkdir -p, or an empty file for a bind mount of a
 // file, mode 0755 under the process's umask, which runc inherits), so that
 // runc finds them there. runc makes what is still missing and takes what
-// is there (its MkdirAll and O_CREAT without O_EXCL), so the two may race.
+// is there (its MkdirAll and O_CREAT without O_EXCL), so the two may race;
+// what is there is left as it is.
 // A mount under an earlier one's destination (/dev/pts) is made on that
 // mount, not in the root.
 func makeMountpoints(rootfs string, mounts []specs.Mount) {
@@ -258,7 +259,17 @@ func makeMountpoint(rootfs, dest string, dir bool) {
 		_ = unix.Mkdirat(int(pf.Fd()), name, 0o755)
 		return
 	}
-	if fd, err := unix.Openat(int(pf.Fd()), name, unix.O_RDONLY|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o755); err == nil {
+	makeFile(int(pf.Fd()), name)
+}
+
+// makeFile makes name in directory dirfd an empty file unless something is
+// there. The container's process may already run and put something there
+// after makeMountpoint looked: O_EXCL opens nothing that is there (a FIFO
+// would block the open, and the root's teardown after it), O_NONBLOCK is
+// for the rest.
+func makeFile(dirfd int, name string) {
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0o755)
+	if err == nil {
 		unix.Close(fd)
 	}
 }

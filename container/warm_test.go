@@ -7,8 +7,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/strata-dev/strata/internal/fixtures"
 )
@@ -169,5 +171,66 @@ func TestWarm_ReadAheadCraftedELF(t *testing.T) {
 	}
 	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
 		t.Fatalf("readAhead of a %d MiB crafted ELF allocated %d bytes", size>>20, n)
+	}
+}
+
+// What the container's process puts where a mountpoint is to be made (after
+// makeMountpoint looked) is left there: a FIFO is not opened (which would
+// block until a writer came, and the root's teardown behind it).
+func TestWarm_MakeFileLeavesFIFO(t *testing.T) {
+	dir := t.TempDir()
+	if err := unix.Mkfifo(filepath.Join(dir, "hosts"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		makeFile(int(d.Fd()), "hosts")
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		// Unblock the open so the test ends.
+		if w, err := os.OpenFile(filepath.Join(dir, "hosts"), os.O_WRONLY, 0); err == nil {
+			w.Close()
+		}
+		t.Fatal("makeFile blocked on a FIFO")
+	}
+	st, err := os.Lstat(filepath.Join(dir, "hosts"))
+	if err != nil || st.Mode().Type() != os.ModeNamedPipe {
+		t.Fatalf("the FIFO: %v, %v", st, err)
+	}
+	makeFile(int(d.Fd()), "new")
+	if st, err := os.Lstat(filepath.Join(dir, "new")); err != nil || !st.Mode().IsRegular() || st.Size() != 0 {
+		t.Fatalf("new: %v, %v", st, err)
+	}
+}
+
+// A FIFO as the program is neither opened for long nor read.
+func TestWarm_ReadAheadFIFO(t *testing.T) {
+	root := t.TempDir()
+	if err := unix.Mkfifo(filepath.Join(root, "prog"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan string)
+	go func() { done <- readAhead(root, "/prog") }()
+	select {
+	case got := <-done:
+		if got != "" {
+			t.Fatalf("a FIFO: interpreter %q", got)
+		}
+	case <-time.After(30 * time.Second):
+		if w, err := os.OpenFile(filepath.Join(root, "prog"), os.O_WRONLY, 0); err == nil {
+			w.Close()
+		}
+		t.Fatal("readAhead blocked on a FIFO")
+	}
+	if got := lookPathInRoot(root, "prog", "/", []string{"PATH=/"}); got != "" {
+		t.Fatalf("a FIFO found as the program: %q", got)
 	}
 }
