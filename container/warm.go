@@ -33,7 +33,7 @@ func startWarm(rootfs string, spec *specs.Spec) (wait func()) {
 		// Best effort, in the process that serves the root: a panic on a
 		// crafted file must not take the mount down with it.
 		defer func() { _ = recover() }()
-		warmRoot(rootfs, spec.Process)
+		warmRoot(rootfs, spec.Process, spec.Mounts)
 		makeMountpoints(rootfs, spec.Mounts)
 	}()
 	return func() { <-done }
@@ -51,22 +51,49 @@ func startWarm(rootfs string, spec *specs.Spec) (wait func()) {
 // opened with FOPEN_KEEP_CACHE). Its lookups leave the kernel's entries
 // cached for runc's. Everything is best effort: what fails is left to
 // runc, which reports it as it would have. Nothing is written.
-func warmRoot(rootfs string, p *specs.Process) {
-	if p == nil || len(p.Args) == 0 {
+func warmRoot(rootfs string, p *specs.Process, mounts []specs.Mount) {
+	if p == nil {
 		return
 	}
-	prog := lookPathInRoot(rootfs, p.Args[0], p.Cwd, p.Env)
-	if prog == "" {
-		return
+	args := p.Args
+	for len(args) > 0 {
+		prog := lookPathInRoot(rootfs, args[0], p.Cwd, p.Env)
+		if prog == "" {
+			return
+		}
+		if !underMount(prog, mounts) {
+			if interp := readAhead(rootfs, prog); interp != "" && !underMount(interp, mounts) {
+				readAhead(rootfs, interp)
+			}
+			return
+		}
+		// A host file bound into the root (--init's /sbin/docker-init) is
+		// not in the root's mount, and its exec reads the host's page
+		// cache: what is worth warming is the program it runs.
+		if len(args) < 3 || args[1] != "--" {
+			return
+		}
+		args = args[2:]
 	}
-	if interp := readAhead(rootfs, prog); interp != "" {
-		readAhead(rootfs, interp)
+}
+
+// underMount tells whether name (inside the container) falls under the
+// destination of one of mounts, which hides what the root has there.
+func underMount(name string, mounts []specs.Mount) bool {
+	name = path.Clean("/" + name)
+	for _, m := range mounts {
+		d := path.Clean("/" + m.Destination)
+		if name == d || strings.HasPrefix(name, d+"/") || d == "/" {
+			return true
+		}
 	}
+	return false
 }
 
 // lookPathInRoot returns the path inside rootfs that runc would exec for
 // name: name itself when it has a slash (relative to cwd), else the first
-// regular file of that name in the PATH of env; "" if none.
+// regular file with an execute bit of that name in the PATH of env (as
+// Go's LookPath, which runc uses, finds it); "" if none.
 func lookPathInRoot(rootfs, name, cwd string, env []string) string {
 	if strings.Contains(name, "/") {
 		if !path.IsAbs(name) {
@@ -74,7 +101,7 @@ func lookPathInRoot(rootfs, name, cwd string, env []string) string {
 		}
 		return name
 	}
-	dirs := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	dirs := DefaultPath
 	for _, e := range env {
 		if v, ok := strings.CutPrefix(e, "PATH="); ok {
 			dirs = v
@@ -92,17 +119,23 @@ func lookPathInRoot(rootfs, name, cwd string, env []string) string {
 		var st unix.Stat_t
 		err = unix.Fstat(int(f.Fd()), &st)
 		f.Close()
-		if err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
+		if err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Mode&0o111 != 0 {
 			return p
 		}
 	}
 	return ""
 }
 
+// warmRootRead, when set (by tests), is told each name readAhead reads.
+var warmRootRead func(name string)
+
 // readAhead asks the kernel to read the first warmCap bytes of name (inside
 // rootfs) into its page cache, and returns the ELF interpreter it names, if
 // any.
 func readAhead(rootfs, name string) (interp string) {
+	if warmRootRead != nil {
+		warmRootRead(name)
+	}
 	f, err := openInRoot(rootfs, name, unix.O_RDONLY|unix.O_NONBLOCK)
 	if err != nil {
 		return ""

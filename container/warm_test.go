@@ -1,21 +1,29 @@
 package container
 
 import (
+	"archive/tar"
+	"context"
 	"debug/elf"
 	"encoding/binary"
+	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/strata-dev/strata/internal/fixtures"
+	"github.com/strata-dev/strata/internal/storetest"
+	"github.com/strata-dev/strata/session"
 )
 
-func TestLookPathInRoot(t *testing.T) {
+func TestWarm_LookPathInRoot(t *testing.T) {
 	root := filepath.Join(fixtures.Dir(t), "rootfs")
 	for _, c := range []struct {
 		name, cwd string
@@ -29,7 +37,8 @@ func TestLookPathInRoot(t *testing.T) {
 		{"bin/true", "/", nil, "/bin/true"}, // relative to the working directory
 		{"../bin/true", "/app", nil, "/bin/true"},
 		{"nosuch", "/", []string{"PATH=/bin:relative:"}, ""},
-		{"bin", "/", []string{"PATH=/"}, ""}, // a directory is no program
+		{"bin", "/", []string{"PATH=/"}, ""},            // a directory is no program
+		{"passwd", "/", []string{"PATH=/etc:/bin"}, ""}, // no execute bit: runc's LookPath skips it
 	} {
 		if got := lookPathInRoot(root, c.name, c.cwd, c.env); got != c.want {
 			t.Errorf("lookPathInRoot(%q, cwd %q, %q) = %q, want %q", c.name, c.cwd, c.env, got, c.want)
@@ -37,12 +46,40 @@ func TestLookPathInRoot(t *testing.T) {
 	}
 }
 
+// debianTrue returns the Debian fixture's /usr/bin/true: a dynamically
+// linked program whose interpreter is /lib64/ld-linux-x86-64.so.2.
+func debianTrue(t *testing.T) []byte {
+	t.Helper()
+	f, err := os.Open(filepath.Join(fixtures.Debian(t), "rootfs.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			t.Fatalf("the Debian fixture's usr/bin/true: %v", err)
+		}
+		if path.Clean("/"+h.Name) == "/usr/bin/true" {
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+	}
+}
+
+const debianInterp = "/lib64/ld-linux-x86-64.so.2"
+
 // A PATH entry that is a symlink out of the root resolves inside it: the
 // host's programs are never found (nor read).
-func TestLookPathInRootStaysInside(t *testing.T) {
+func TestWarm_LookPathInRootStaysInside(t *testing.T) {
 	root := t.TempDir()
 	host := t.TempDir()
-	if err := os.WriteFile(filepath.Join(host, "prog"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+	prog := debianTrue(t)
+	if err := os.WriteFile(filepath.Join(host, "prog"), prog, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Symlink(host, filepath.Join(root, "evil")); err != nil {
@@ -54,9 +91,16 @@ func TestLookPathInRootStaysInside(t *testing.T) {
 	if got := readAhead(root, "/evil/prog"); got != "" {
 		t.Fatalf("readAhead through a symlink out of the root: %q", got)
 	}
+	// The same program inside the root is found and read.
+	if err := os.WriteFile(filepath.Join(root, "prog"), prog, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAhead(root, "/prog"); got != debianInterp {
+		t.Fatalf("readAhead of the program inside the root: %q, want %q", got, debianInterp)
+	}
 }
 
-func TestReadAheadInterpreter(t *testing.T) {
+func TestWarm_ReadAheadInterpreter(t *testing.T) {
 	root := filepath.Join(fixtures.Dir(t), "rootfs")
 	if got := readAhead(root, "/bin/busybox"); got != "" {
 		t.Errorf("static busybox: interpreter %q, want none", got)
@@ -67,20 +111,126 @@ func TestReadAheadInterpreter(t *testing.T) {
 	if got := readAhead(root, "/nosuch"); got != "" {
 		t.Errorf("a missing file: interpreter %q, want none", got)
 	}
-	// A dynamically linked program (the host's own, Debian's coreutils).
-	if _, err := os.Stat("/usr/bin/true"); err != nil {
-		t.Skip("no /usr/bin/true on this host")
+	// A dynamically linked program: Debian's coreutils.
+	droot := t.TempDir()
+	prog := debianTrue(t)
+	if err := os.WriteFile(filepath.Join(droot, "true"), prog, 0o755); err != nil {
+		t.Fatal(err)
 	}
-	got := readAhead("/", "/usr/bin/true")
-	if got == "" {
-		t.Fatal("/usr/bin/true: no interpreter found")
+	if got := readAhead(droot, "/true"); got != debianInterp {
+		t.Fatalf("Debian's true: interpreter %q, want %q", got, debianInterp)
 	}
-	if _, err := os.Stat(got); err != nil {
-		t.Fatalf("/usr/bin/true's interpreter %q: %v", got, err)
+	// Cut inside its program headers: nothing, and no panic.
+	if err := os.WriteFile(filepath.Join(droot, "cut"), prog[:100], 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAhead(droot, "/cut"); got != "" {
+		t.Fatalf("a cut ELF: interpreter %q", got)
 	}
 }
 
-func TestMakeMountpoints(t *testing.T) {
+// startWarm really warms: on a fresh mount of the demo image, the
+// program's pages are in the kernel's cache of the mount once it is done.
+func TestWarm_StartWarmCachesTheProgram(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: FUSE mounts")
+	}
+	st := storetest.Open(t)
+	storetest.Load(t, st, filepath.Join(fixtures.Dir(t), "oci"))
+	dir := t.TempDir()
+	s, err := session.Start(context.Background(), st, "demo", dir, session.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close the session on %s: %v", dir, err)
+		}
+		storetest.Check(t, st)
+	})
+	spec := &specs.Spec{Process: &specs.Process{Args: []string{"busybox", "true"}, Cwd: "/", Env: []string{"PATH=/bin"}}}
+	if n, total := cached(t, filepath.Join(dir, "bin/busybox")); n != 0 {
+		t.Fatalf("a fresh mount: %d of busybox's %d pages cached already", n, total)
+	}
+	startWarm(dir, spec)()
+	// The kernel sends the reads asynchronously: wait for them (a hang
+	// is the failure, not a slow machine).
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		n, total := cached(t, filepath.Join(dir, "bin/busybox"))
+		if n == min(total, warmCap/os.Getpagesize()) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after startWarm: %d of busybox's %d pages cached", n, total)
+		}
+	}
+}
+
+// cached returns how many of name's pages are in the page cache, and how
+// many it has.
+func cached(t *testing.T, name string) (n, total int) {
+	t.Helper()
+	f, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	vec := make([]byte, (len(m)+os.Getpagesize()-1)/os.Getpagesize())
+	if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
+		t.Fatal(e)
+	}
+	for _, v := range vec {
+		n += int(v & 1)
+	}
+	return n, len(vec)
+}
+
+// With --init the process is /sbin/docker-init, a host file bound over the
+// root's: what is warmed is the program it runs, not the root's file under
+// the bind.
+func TestWarm_InitWarmsTheProgram(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "sbin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	prog := debianTrue(t)
+	for _, name := range []string{"sbin/docker-init", "prog"} {
+		if err := os.WriteFile(filepath.Join(root, name), prog, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !underMount("/sbin/docker-init", []specs.Mount{{Destination: "/sbin/docker-init"}}) || underMount("/sbin/x", []specs.Mount{{Destination: "/sbin/docker-init"}}) ||
+		!underMount("/dev/x", []specs.Mount{{Destination: "/dev/"}}) {
+		t.Fatal("underMount")
+	}
+	// What warmRoot reads shows in the files' access times: strictatime
+	// only on a mount of our own, so watch the opens instead (readAhead
+	// returns the interpreter of what it read).
+	mounts := []specs.Mount{{Destination: "/sbin/docker-init", Type: "bind", Source: "/nosuch", Options: []string{"bind", "ro"}}}
+	var read []string
+	warmRootRead = func(name string) { read = append(read, name) }
+	t.Cleanup(func() { warmRootRead = nil })
+	warmRoot(root, &specs.Process{Args: []string{"/sbin/docker-init", "--", "/prog", "x"}, Cwd: "/"}, mounts)
+	if !slices.Equal(read, []string{"/prog", debianInterp}) {
+		t.Fatalf("with --init: read %q, want /prog and its interpreter", read)
+	}
+	read = nil
+	warmRoot(root, &specs.Process{Args: []string{"/sbin/docker-init", "/prog"}, Cwd: "/"}, mounts)
+	if len(read) != 0 {
+		t.Fatalf("a bound program without --: read %q", read)
+	}
+}
+
+func TestWarm_MakeMountpoints(t *testing.T) {
 	root := t.TempDir()
 	host := t.TempDir()
 	file := filepath.Join(host, "hosts")
