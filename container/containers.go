@@ -288,13 +288,8 @@ func (c *Containers) run(ctx context.Context, ref string, stdio Stdio, started f
 			tl("recorded exit")
 		}
 		if rec.AutoRemove { // --rm: the container and its anonymous volumes
-			if released {
-				// Its top layer is gone: what is left is the rest.
-				c.runtime(rec).forceDelete(rec.ID)
-				err = errors.Join(err, c.removeRest(rec.ID), c.removeAnonymousVolumes(rec))
-			} else {
-				err = errors.Join(err, c.remove(rec), c.removeAnonymousVolumes(rec))
-			}
+			// A released top layer is gone already: what is left is the rest.
+			err = errors.Join(err, c.removeAll(rec, !released), c.removeAnonymousVolumes(rec))
 		}
 		tl("cleaned up")
 	}()
@@ -603,9 +598,13 @@ func owner(id string) string { return "container:" + id }
 // remove deletes what rec holds: runtime state, top layer, then the record.
 // A top layer that cannot be removed keeps the record, so rm can be run
 // again.
-func (c *Containers) remove(rec *Record) error {
+func (c *Containers) remove(rec *Record) error { return c.removeAll(rec, true) }
+
+// removeAll is remove, of the top layer too unless top is false (a --rm
+// run's unmount released it).
+func (c *Containers) removeAll(rec *Record, top bool) error {
 	c.runtime(rec).forceDelete(rec.ID)
-	if rec.MountID != "" {
+	if top && rec.MountID != "" {
 		if err := session.Remove(c.st, rec.MountID); err != nil && !errors.Is(err, layerstore.ErrNotFound) {
 			return fmt.Errorf("container %s: its top layer: %w", rec.ID[:12], err)
 		}
