@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -63,15 +64,31 @@ func fremovexattr(fd int, name string) error {
 	return err
 }
 
+// noFchmodat2 is set once fchmodat2 failed as missing (Linux < 6.6) or
+// filtered (a seccomp profile's EPERM): chmod of an O_PATH descriptor then
+// goes straight to /proc.
+var noFchmodat2 atomic.Bool
+
 // fchmodFd changes the mode of the file open as fd, an O_PATH descriptor
-// too: fchmodat2 with AT_EMPTY_PATH (Linux 6.6), where chmod of its
-// /proc/self/fd path costs a failed fchmod and a walk of procfs.
+// too: fchmod first (EBADF: an O_PATH descriptor), then fchmodat2 with
+// AT_EMPTY_PATH (Linux 6.6), where chmod of its /proc/self/fd path costs a
+// walk of procfs. Any fchmodat2 failure is retried through /proc, whose
+// answer is the one returned.
 func fchmodFd(fd int, mode uint32) error {
-	err := unix.Fchmodat(fd, "", mode, unix.AT_EMPTY_PATH)
-	if err == unix.EOPNOTSUPP || err == unix.ENOSYS || err == unix.EINVAL {
-		err = unix.Chmod(procPath(fd), mode)
+	err := unix.Fchmod(fd, mode)
+	if err != unix.EBADF {
+		return err
 	}
-	return err
+	if !noFchmodat2.Load() {
+		err = unix.Fchmodat(fd, "", mode, unix.AT_EMPTY_PATH)
+		if err == nil {
+			return nil
+		}
+		if err == unix.ENOSYS || err == unix.EOPNOTSUPP || err == unix.EPERM || err == unix.EINVAL {
+			noFchmodat2.Store(true)
+		}
+	}
+	return unix.Chmod(procPath(fd), mode)
 }
 
 // readXattr calls get with a buffer that grows until the value fits (it
