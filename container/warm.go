@@ -25,7 +25,9 @@ const warmChunk = 128 << 10
 
 // startWarm runs warmRoot and makeMountpoints in the background while runc
 // starts; wait returns once they are done (which must be before the root
-// is unmounted: they hold files open on it).
+// is unmounted: they hold files open on it). Their work is bounded (opens
+// that never block, at most elfHeadMax and a path of a file's headers
+// read), so the wait needs no cancellation.
 func startWarm(rootfs string, spec *specs.Spec) (wait func()) {
 	done := make(chan struct{})
 	go func() {
