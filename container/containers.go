@@ -362,6 +362,12 @@ func (c *Containers) run(ctx context.Context, ref string, stdio Stdio, started f
 		return ExitRuntimeFailed, serr
 	}
 	defer startWarm(s.Dir(), spec)() // waited for before the unmount
+	// This process serves the container's root for as long as it runs: it
+	// hands back what the container's walks of it freed, as a mount server
+	// does (its first trim comes after run's first second without GC).
+	trimCtx, stopTrim := context.WithCancel(ctx)
+	defer stopTrim()
+	go session.TrimMemory(trimCtx, 2*time.Second)
 	var startErr error
 	t0 := time.Now().UTC()
 	code, runErr := c.runtime(rec).Run(ctx, rec.ID, c.bundle(rec.ID), run, func(pid int) {
