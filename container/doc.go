@@ -35,7 +35,12 @@
 // the image is made under a flock of NAME/.lock with a marker, NAME/.filling,
 // made before the first file and removed after the last: a marker no lock
 // holds is a killed fill, which the next fill (or ResetInterruptedFills,
-// gc's) empties and redoes; InterruptedFills lists them for check.
+// gc's) empties and redoes; InterruptedFills lists them for check. A fill
+// is durable before its marker goes (the marker is synced before the first
+// file is written, the volume's file system is synced (syncfs) before the
+// marker is removed, and the removal is synced before the container
+// starts), so after a power loss a volume without a marker holds every
+// file of its fill, whole.
 //
 // A build's RUN container (RunOnce) has no supervisor to outlive its
 // build: a watchdog process deletes it (runc delete --force) when the

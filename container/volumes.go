@@ -159,6 +159,8 @@ func (c *Containers) prepareVolumes(rec *Record, rootfs string) ([]specs.Mount, 
 // made before the first file and removed after the last, under a flock of
 // .lock: a marker whose lock nobody holds is a fill that was killed, whose
 // half-copied files the next fill (or gc) removes before copying again.
+// The marker reaches the disk before the first file, the files before the
+// marker's removal, and the removal before the fill returns.
 const (
 	volumeData    = "_data"
 	volumeFilling = ".filling"
@@ -191,10 +193,54 @@ func fillVolume(rootfs, dst, vol string) error {
 	if err := os.WriteFile(marker, nil, 0o600); err != nil {
 		return err
 	}
+	if err := syncDir(vol); err != nil { // the marker on disk before any file
+		return err
+	}
 	if err := copyImageContent(rootfs, dst, data); err != nil {
 		return err
 	}
-	return os.Remove(marker)
+	// Every file of the fill on disk before the marker goes: one syncfs of
+	// the volume's file system costs one journal commit where an fsync of
+	// each file costs one a file (30-100x slower for 3,000 files on ext4).
+	if err := syncFS(data); err != nil {
+		return err
+	}
+	if beforeMarkerRemoved != nil {
+		beforeMarkerRemoved(vol)
+	}
+	if err := os.Remove(marker); err != nil {
+		return err
+	}
+	// The marker's removal on disk before the container writes there: one
+	// found again after a power loss would empty the volume of its files.
+	return syncDir(vol)
+}
+
+// beforeMarkerRemoved, when set (by tests), runs between a fill's sync and
+// the removal of its marker.
+var beforeMarkerRemoved func(vol string)
+
+// syncFS flushes the file system that holds path to its disk (syncfs(2)).
+func syncFS(path string) error {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	if err := unix.Syncfs(fd); err != nil {
+		return &os.PathError{Op: "syncfs", Path: path, Err: err}
+	}
+	return nil
+}
+
+// syncDir makes the entries of directory dir durable.
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }
 
 // lockVolume takes the flock of volume directory vol; with wait false, it

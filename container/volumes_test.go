@@ -317,3 +317,96 @@ func TestContainers_VolumeAtEtc(t *testing.T) {
 		t.Errorf("a volume at /etc shows:\n%s\nwant\n%sinside", got, want)
 	}
 }
+
+// A volume's fill is on disk before its marker goes: what a power loss
+// leaves (the disk as it is at that instant, read from a copy of a loop
+// device's backing file and mounted, its journal replayed) is either a
+// marked fill, which the next one redoes, or a volume that holds every
+// file of the image, whole; and once the fill returns, the latter.
+func TestFillVolume_DurableBeforeMarkerGoes(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: loop mounts")
+	}
+	for _, tool := range []string{"mkfs.ext4", "losetup"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s", tool)
+		}
+	}
+	rootfs := t.TempDir()
+	src := filepath.Join(rootfs, "vol")
+	want := map[string][]byte{}
+	for i := range 200 {
+		name := filepath.Join(fmt.Sprintf("d%d", i%7), fmt.Sprintf("f%03d", i))
+		b := make([]byte, 1000+i*97)
+		for j := range b {
+			b[j] = byte(i*31 + j)
+		}
+		want[name] = b
+		if err := os.MkdirAll(filepath.Join(src, filepath.Dir(name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img := filepath.Join(t.TempDir(), "disk.img")
+	root := loopMount(t, img, true)
+	vol := filepath.Join(root, "volumes", "v")
+	if err := os.MkdirAll(filepath.Join(vol, volumeData), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syncFS(root); err != nil { // the volume's directory, as before a fill
+		t.Fatal(err)
+	}
+	// afterLoss checks the store a power loss now would leave.
+	afterLoss := func(when string, marked bool) {
+		t.Helper()
+		lost := filepath.Join(t.TempDir(), "lost.img")
+		if out, err := exec.Command("cp", "--sparse=always", img, lost).CombinedOutput(); err != nil {
+			t.Fatalf("cp: %v %s", err, out)
+		}
+		r := loopMount(t, lost, false)
+		if got, err := InterruptedFills(r); err != nil || (len(got) == 1) != marked {
+			t.Errorf("%s: the disk has the fills %q marked (%v), want marked %v", when, got, err, marked)
+		}
+		for name, b := range want {
+			if got, err := os.ReadFile(filepath.Join(r, "volumes", "v", volumeData, name)); err != nil || string(got) != string(b) {
+				t.Errorf("%s: %s on disk: %d bytes, %v; want %d", when, name, len(got), err, len(b))
+				return
+			}
+		}
+	}
+	beforeMarkerRemoved = func(string) { afterLoss("before the marker's removal", true) }
+	t.Cleanup(func() { beforeMarkerRemoved = nil })
+	if err := fillVolume(rootfs, "/vol", vol); err != nil {
+		t.Fatal(err)
+	}
+	afterLoss("after the fill", false)
+}
+
+// loopMount mounts the ext4 file system in image file img (made first,
+// if mkfs) on a new directory, until the test ends, and returns it.
+func loopMount(t *testing.T, img string, mkfs bool) string {
+	t.Helper()
+	if mkfs {
+		if err := os.WriteFile(img, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(img, 64<<20); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("mkfs.ext4", "-q", "-F", img).CombinedOutput(); err != nil {
+			t.Fatalf("mkfs.ext4: %v %s", err, out)
+		}
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-o", "loop", img, dir).CombinedOutput(); err != nil {
+		t.Skipf("no loop mount here: %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v %s", dir, err, out)
+		}
+	})
+	return dir
+}
