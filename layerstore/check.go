@@ -583,6 +583,7 @@ func (s *Store) checkLayerTar(diffID digest.Digest, entries []*Entry, bad func(s
 		return
 	}
 	defer st.discard()
+	st.replay = true
 	ing, err := s.parseLayer(context.Background(), LayerBlob{Size: -1, Open: func() (io.ReadCloser, error) { return rc, nil }}, st, nil, nil, -1)
 	if err != nil {
 		bad("layer %s: tar split: %v", diffID, err)

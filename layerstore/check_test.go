@@ -357,3 +357,19 @@ func TestStore_Check_FindsCorruption(t *testing.T) {
 		t.Fatal("missing object not reported")
 	}
 }
+
+// MaxFileSize limits what an import takes in, not what the store holds:
+// a layer stored with a larger file (by a store opened without the limit)
+// is no problem for the check of the store opened with it.
+func TestStore_Check_MaxFileSizeIsNotAProblem(t *testing.T) {
+	root := t.TempDir()
+	s := openChecked(t, root, nil)
+	if _, err := importLayers(t, s, "big:1", gz(t, makeTar(t, tarEntry{name: "big", body: strings.Repeat("x", 4096)}))); err != nil {
+		t.Fatal(err)
+	}
+	limited := openChecked(t, root, &Options{MaxFileSize: 1024})
+	if _, err := importLayers(t, limited, "big:2", gz(t, makeTar(t, tarEntry{name: "big2", body: strings.Repeat("y", 4096)}))); !errors.Is(err, ErrOverLimit) || !errors.Is(err, ErrInvalid) {
+		t.Errorf("import over MaxFileSize: %v, want ErrOverLimit and ErrInvalid", err)
+	}
+	checkOK(t, limited, "check of the store opened with MaxFileSize")
+}

@@ -1,6 +1,10 @@
 package layerstore
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/opencontainers/go-digest"
+)
 
 // Sentinel errors of the store and of its formats (packages imagefmt and
 // export return these same values). Functions wrap them with the name, path
@@ -26,6 +30,10 @@ var (
 	// config or manifest, an archive member that escapes the archive, an
 	// unsupported media type or export format.
 	ErrInvalid = errors.New("invalid")
+	// ErrOverLimit: input is beyond a limit the store was opened with
+	// (Options.MaxFileSize), not wrong in itself: the store opened with a
+	// higher limit takes it. Always together with ErrInvalid.
+	ErrOverLimit = errors.New("over the store's limit")
 	// ErrUnknownFormat: an input offered as an image archive is neither an
 	// OCI image layout, an oci-archive nor a docker-archive (nor one of those
 	// compressed with gzip or zstd).
@@ -38,3 +46,16 @@ var (
 	// ErrLocked: another strata process holds the store and did not let go in time.
 	ErrLocked = errors.New("store is locked by another strata process")
 )
+
+// LayerError is AddImage's error for one layer of the image: which (Index
+// in its layers, Blob the blob's digest, "" for an uncompressed tarball
+// given by diffID) and why (Err, to test with errors.Is). Its message is
+// Err's, which names the layer.
+type LayerError struct {
+	Index int
+	Blob  digest.Digest
+	Err   error
+}
+
+func (e *LayerError) Error() string { return e.Err.Error() }
+func (e *LayerError) Unwrap() error { return e.Err }

@@ -237,7 +237,7 @@ func (s *Store) ingestLayers(ctx context.Context, blobs []LayerBlob, progress fu
 				report(Progress{Layer: i, Digest: name, Done: done.Load(), Extracted: pos, Total: b.Size})
 			}, maxTrailer)
 			if err != nil {
-				errs[i] = err
+				errs[i] = &LayerError{Index: i, Blob: b.Digest, Err: err}
 				cancel()
 				return
 			}

@@ -285,10 +285,19 @@ func (s *Store) readTar(ctx context.Context, sp *splitter, st *staging, ing *ing
 	byPath := map[string]*Entry{}
 	linksTo := map[string][]string{}      // hard-link target -> its links, in tar order
 	below := map[string]map[string]bool{} // directory path -> paths of this layer directly below it
-	free := freeBytes(st.dir)
-	limit, limitErr := free, error(unix.ENOSPC)
-	if m := s.opts.MaxFileSize; m > 0 && (free < 0 || m < free) {
-		limit, limitErr = m, ErrInvalid
+	// A stored layer read again (check) is not taken in: the limits of an
+	// import do not apply, what it holds was taken in already.
+	free := int64(-1)
+	if !st.replay {
+		free = freeBytes(st.dir)
+	}
+	limit, over := free, func(name string, size int64) error {
+		return fmt.Errorf("tar entry %q: declared size %d bytes exceeds the %d bytes the store can take: %w", name, size, free, unix.ENOSPC)
+	}
+	if m := s.opts.MaxFileSize; m > 0 && !st.replay && (free < 0 || m < free) {
+		limit, over = m, func(name string, size int64) error {
+			return fmt.Errorf("tar entry %q: declared size %d bytes, more than the store's MaxFileSize of %d: %w: %w", name, size, m, ErrOverLimit, ErrInvalid)
+		}
 	}
 	// forget drops the entry at q, as tar -x unlinks a name it replaces. A
 	// file other entries hard-link to lives on in the first of those links,
@@ -398,7 +407,7 @@ func (s *Store) readTar(ctx context.Context, sp *splitter, st *staging, ing *ing
 				// zeros that we must hash, so a huge declared size is a denial
 				// of service even when the archive is small.
 				if limit >= 0 && hdr.Size > limit {
-					return fmt.Errorf("tar entry %q: declared size %d bytes exceeds the %d bytes the store can take: %w", hdr.Name, hdr.Size, limit, limitErr)
+					return over(hdr.Name, hdr.Size)
 				}
 				e.Size = hdr.Size
 				var d digest.Digest

@@ -20,8 +20,9 @@ import (
 // Two syncfs calls per import instead of one fsync per file is what lets an
 // import keep up with tar -x.
 type staging struct {
-	s   *Store
-	dir string
+	s      *Store
+	dir    string
+	replay bool // a stored layer read again (check): no import limits
 
 	// Contents are hashed by the tar reader (a known small content costs no
 	// file at all) and written by a pool of goroutines, small ones whole,
