@@ -33,7 +33,10 @@ type PullResult struct {
 // Pull stores the image ref names from its registry through the same
 // AddImage a load uses: all of it or nothing. Layers the store has (by
 // diffID) are not downloaded. The image is tagged with ref's name (none
-// for a pull by digest) and records ref's repo digest.
+// for a pull by digest) and records ref's repo digest. A pull that fails
+// keeps its downloads for the next one to resume, all but that of a layer
+// found wrong (digest, size, not a tar, refused); a layer over a limit of
+// the store (layerstore.ErrOverLimit) is not wrong, and its download stays.
 func Pull(ctx context.Context, s *layerstore.Store, c *registry.Client, ref registry.Reference, opt PullOptions) (PullResult, error) {
 	if opt.Platform.OS == "" {
 		opt.Platform = registry.DefaultPlatform()
@@ -85,10 +88,10 @@ func Pull(ctx context.Context, s *layerstore.Store, c *registry.Client, ref regi
 			say(i, "Download complete", 0, 0)
 		}
 	}
-	var rs resumeStats
+	rs := newResumeStats(len(src.Layers))
 	for i, l := range src.Layers {
 		if l.Digest != "" {
-			src.Layers[i].Open = resumable(s, remote, i, &rs)
+			src.Layers[i].Open = resumable(s, remote, i, rs)
 		}
 	}
 	add := &layerstore.AddOptions{Progress: func(p layerstore.Progress) {
@@ -115,19 +118,25 @@ func Pull(ctx context.Context, s *layerstore.Store, c *registry.Client, ref regi
 		}
 	}}
 	stored, err := s.AddImage(ctx, src, add)
-	if bad(err) {
-		// What was downloaded is of no use, and when it began with what
-		// an earlier pull left, that part may be what was wrong (a
-		// power loss can leave a download's last pages stale): once
-		// more from the start.
-		removeDownloads(s, src)
-		if rs.resumed.Load() {
-			rs.resumed.Store(false)
-			rs.kept.Store(0)
-			stored, err = s.AddImage(ctx, src, add)
+	for {
+		// A layer found wrong: its download is of no use, and when it
+		// began with what an earlier pull left, that part may be what was
+		// wrong (a power loss can leave a download's last pages stale):
+		// that layer once more from the start. The other layers'
+		// downloads are kept, as docker keeps the layers that came whole:
+		// nothing says they are wrong, and another image may share them.
+		i, ok := badLayer(err)
+		if !ok {
+			break
 		}
+		s.RemoveDownload(src.Layers[i].Digest)
+		if !rs.resumed[i].Load() {
+			break
+		}
+		rs.reset()
+		stored, err = s.AddImage(ctx, src, add)
 	}
-	if err == nil || bad(err) {
+	if err == nil {
 		removeDownloads(s, src)
 	}
 	if err != nil {
@@ -136,6 +145,10 @@ func Pull(ctx context.Context, s *layerstore.Store, c *registry.Client, ref regi
 		}
 		if errors.Is(err, layerstore.ErrCorrupt) {
 			return res, fmt.Errorf("pull %s: the registry sent a layer that is not a valid compressed tar, nothing stored: %w", ref.Familiar(), err)
+		}
+		if errors.Is(err, layerstore.ErrOverLimit) {
+			return res, fmt.Errorf("pull %s: over a limit of this store, nothing stored (the %d bytes downloaded are kept: a pull into a store that takes it resumes): %w",
+				ref.Familiar(), rs.kept.Load(), err)
 		}
 		if errors.Is(err, layerstore.ErrInvalid) {
 			return res, fmt.Errorf("pull %s: the image holds a layer strata refuses, nothing stored: %w", ref.Familiar(), err)
@@ -158,15 +171,20 @@ func Pull(ctx context.Context, s *layerstore.Store, c *registry.Client, ref regi
 	return res, nil
 }
 
-// bad is an AddImage failure that says a blob was wrong, or refused (a
-// tar entry that leaves the layer, a tar that goes on past its end): a
-// download of it is of no use to the next pull.
-func bad(err error) bool {
-	return errors.Is(err, layerstore.ErrDigestMismatch) || errors.Is(err, layerstore.ErrSizeMismatch) ||
+// badLayer says which downloaded layer an AddImage failure found wrong,
+// or refused (a tar entry that leaves the layer, a tar that goes on past
+// its end): its download is of no use to the next pull. A refusal by a
+// limit of the store (ErrOverLimit) is not one: another store takes it.
+func badLayer(err error) (int, bool) {
+	var le *layerstore.LayerError
+	if !errors.As(err, &le) || le.Blob == "" || errors.Is(err, layerstore.ErrOverLimit) {
+		return 0, false
+	}
+	return le.Index, errors.Is(err, layerstore.ErrDigestMismatch) || errors.Is(err, layerstore.ErrSizeMismatch) ||
 		errors.Is(err, layerstore.ErrCorrupt) || errors.Is(err, layerstore.ErrInvalid)
 }
 
-// removeDownloads drops the downloads of src's blobs: stored, or wrong.
+// removeDownloads drops the downloads of src's blobs: stored.
 func removeDownloads(s *layerstore.Store, src *layerstore.ImageSource) {
 	for _, l := range src.Layers {
 		if l.Digest != "" {

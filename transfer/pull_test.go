@@ -6,11 +6,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -320,8 +322,8 @@ func TestPush_Chunked(t *testing.T) {
 
 // TestPull_ResumesDownload: a download an earlier pull left (the first half
 // of the largest blob) is read back and only the rest is asked for, with
-// a Range request; one whose bytes are wrong fails the digest check, and
-// the pull starts again from nothing on its own. Either way the image is
+// a Range request; one whose bytes are wrong fails the check, and the
+// pull starts that blob again from nothing on its own. Either way the image is
 // the one pushed and no download is left.
 func TestPull_ResumesDownload(t *testing.T) {
 	reg := registrytest.Start(t, registrytest.Options{})
@@ -368,9 +370,11 @@ func TestPull_ResumesDownload(t *testing.T) {
 		ranges int64
 	}{
 		{"first half", content[:len(content)/2], total - int64(len(content)/2), 1},
-		// Found wrong before the rest is asked for: no Range request,
-		// and the pull again from nothing.
-		{"wrong bytes", bytes.Repeat([]byte{'x'}, len(content)/2), total, 0},
+		// Found wrong before the rest is asked for, and that layer again
+		// from nothing; the second attempt resumes the downloads of the
+		// other layers the failure cut short (-1: Range requests not
+		// counted).
+		{"wrong bytes", bytes.Repeat([]byte{'x'}, len(content)/2), total, -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dst := storetest.Open(t)
@@ -398,7 +402,7 @@ func TestPull_ResumesDownload(t *testing.T) {
 			if got < tc.moved || tc.ranges == 1 && got != tc.moved {
 				t.Errorf("moved %d blob bytes, want %d (whole pull %d, left %d)", got, tc.moved, total, len(tc.left))
 			}
-			if got := proxy.RangeRequests.Load() - ranges; got != tc.ranges {
+			if got := proxy.RangeRequests.Load() - ranges; tc.ranges >= 0 && got != tc.ranges {
 				t.Errorf("%d Range requests, want %d", got, tc.ranges)
 			}
 			if rep, err := dst.Check(false); err != nil || len(rep.Downloads) != 0 {
@@ -431,5 +435,163 @@ func TestPull_PastEndOfArchive(t *testing.T) {
 	r := storetest.Check(t, s)
 	if r != nil && (r.Images != 0 || r.Layers != 0 || r.Objects != 0 || len(r.Downloads) != 0) {
 		t.Errorf("stored %d images, %d layers, %d objects, downloads %v", r.Images, r.Layers, r.Objects, r.Downloads)
+	}
+}
+
+// pushChild pushes, through a counting proxy, the demo image with one layer
+// more (size random bytes in added.bin) and returns the proxy, the ref and
+// the remote image.
+func pushChild(t *testing.T, name string, size int) (*registrytest.Proxy, registry.Reference, *registry.Remote) {
+	t.Helper()
+	return pushChildTo(t, registrytest.Start(t, registrytest.Options{}), name, size)
+}
+
+// pushChildTo is pushChild to registry reg.
+func pushChildTo(t *testing.T, reg *registrytest.Registry, name string, size int) (*registrytest.Proxy, registry.Reference, *registry.Remote) {
+	t.Helper()
+	proxy := registrytest.StartProxy(t, reg.URL())
+	c := newClient(t)
+	src := storetest.Open(t)
+	ref := mustRef(t, proxy.Addr+"/lib/"+name+":1")
+	loadLayout(t, src, filepath.Join(fixtures.Dir(t), "oci"), "demo")
+	childOf(t, src, "demo", ref.Name(), size)
+	if _, err := transfer.Push(context.Background(), src, c, ref, transfer.PushOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	remote, err := c.Get(context.Background(), ref, registry.DefaultPlatform(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return proxy, ref, remote
+}
+
+// downloadBytes sums the sizes of the downloads a check reports.
+func downloadBytes(t *testing.T, r *layerstore.CheckReport) (n int64) {
+	t.Helper()
+	for _, d := range r.Downloads {
+		var size int64
+		if _, err := fmt.Sscanf(d[strings.Index(d, " (")+2:], "%d bytes)", &size); err != nil {
+			t.Fatalf("download %q: %v", d, err)
+		}
+		n += size
+	}
+	return n
+}
+
+// A store opened with a MaxFileSize below a file of a layer refuses the
+// pull naming the layer, the file and the limit, and stores nothing; the
+// refusal is this store's, not the blob's fault, so what was downloaded
+// is kept: a pull into the store opened without the limit resumes from
+// there, asks the registry for the rest only, and leaves no download.
+func TestPull_OverMaxFileSize_KeepsDownloads(t *testing.T) {
+	proxy, ref, remote := pushChild(t, "limit", 24<<20)
+	top := remote.Source.Layers[len(remote.Source.Layers)-1]
+	total := remote.Source.Manifest.Config.Size // blob bytes of a whole pull
+	for _, l := range remote.Source.Layers {
+		total += l.Size
+	}
+	root := filepath.Join(t.TempDir(), "store")
+	limited := storetest.OpenAt(t, root, &layerstore.Options{MaxFileSize: 20 << 20})
+	_, err := transfer.Pull(context.Background(), limited, newClient(t), ref, transfer.PullOptions{})
+	if !errors.Is(err, layerstore.ErrInvalid) || !errors.Is(err, layerstore.ErrOverLimit) {
+		t.Fatalf("pull: %v, want ErrOverLimit and ErrInvalid", err)
+	}
+	for _, want := range []string{string(top.Digest), `"added.bin"`, "25165824", "20971520", "MaxFileSize"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("pull: %v; want it to say %s", err, want)
+		}
+	}
+	t.Logf("pull: %v", err)
+	r := storetest.Check(t, limited)
+	if r == nil {
+		t.FailNow()
+	}
+	if r.Images != 0 || r.Layers != 0 || r.Objects != 0 {
+		t.Errorf("stored %d images, %d layers, %d objects", r.Images, r.Layers, r.Objects)
+	}
+	kept := downloadBytes(t, r)
+	if !slices.ContainsFunc(r.Downloads, func(d string) bool { return strings.HasPrefix(d, string(top.Digest)+" ") }) {
+		t.Errorf("downloads %v: the refused layer's %s is not kept", r.Downloads, top.Digest)
+	}
+	before, ranges := proxy.BlobBytes.Load(), proxy.RangeRequests.Load()
+	s := storetest.OpenAt(t, root, nil)
+	pulled, err := transfer.Pull(context.Background(), s, newClient(t), ref, transfer.PullOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pulled.Image.ID != remote.Source.ConfigDigest {
+		t.Errorf("pulled %s, pushed %s", pulled.Image.ID, remote.Source.ConfigDigest)
+	}
+	if got := proxy.BlobBytes.Load() - before; got != total-kept {
+		t.Errorf("the pull after moved %d blob bytes, want %d (whole pull %d, kept %d)", got, total-kept, total, kept)
+	}
+	if proxy.RangeRequests.Load() == ranges {
+		t.Error("the pull after made no Range request")
+	}
+	if r := storetest.Check(t, s); r != nil && len(r.Downloads) != 0 {
+		t.Errorf("downloads after the pull: %v", r.Downloads)
+	}
+}
+
+// A layer the registry sends wrong fails the pull and its download goes;
+// the other layers' downloads stay (here the base layer's, whole, which an
+// earlier pull left), as docker keeps the layers that came whole: the next
+// pull (through a proxy that sends it right) asks only for
+// the rest.
+func TestPull_WrongLayer_KeepsTheOthersDownloads(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{})
+	proxy, ref, remote := pushChildTo(t, reg, "wrong", 8<<20)
+	top := remote.Source.Layers[len(remote.Source.Layers)-1]
+	total := remote.Source.Manifest.Config.Size
+	for _, l := range remote.Source.Layers {
+		total += l.Size
+	}
+	// A download of the base layer, whole, as an earlier pull left it.
+	base := remote.Source.Layers[0]
+	s := storetest.Open(t)
+	rc, err := base.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	content, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl, err := s.OpenDownload(base.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl.Write(content)
+	if err := dl.Keep(); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Corrupt(top.Digest)
+	_, err = transfer.Pull(context.Background(), s, newClient(t), ref, transfer.PullOptions{})
+	if err == nil || !strings.Contains(err.Error(), string(top.Digest)) || !strings.Contains(err.Error(), "nothing stored") {
+		t.Fatalf("pull of a corrupted layer: %v, want an error naming %s", err, top.Digest)
+	}
+	t.Logf("pull: %v", err)
+	r := storetest.Check(t, s)
+	if r == nil {
+		t.FailNow()
+	}
+	if r.Images != 0 || r.Layers != 0 || r.Objects != 0 {
+		t.Errorf("stored %d images, %d layers, %d objects", r.Images, r.Layers, r.Objects)
+	}
+	if slices.ContainsFunc(r.Downloads, func(d string) bool { return strings.HasPrefix(d, string(top.Digest)+" ") }) {
+		t.Errorf("downloads %v: the wrong layer's is kept", r.Downloads)
+	}
+	if want := fmt.Sprintf("%s (%d bytes)", base.Digest, base.Size); !slices.Contains(r.Downloads, want) {
+		t.Errorf("downloads %v: the base layer's, whole, %s, is not kept", r.Downloads, want)
+	}
+	kept := downloadBytes(t, r)
+	t.Logf("downloads kept: %v", r.Downloads)
+	right := registrytest.StartProxy(t, reg.URL())
+	if _, err := transfer.Pull(context.Background(), s, newClient(t), mustRef(t, right.Addr+"/lib/wrong:1"), transfer.PullOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := right.BlobBytes.Load(); got != total-kept {
+		t.Errorf("the pull after moved %d blob bytes, want %d (whole pull %d, kept %d)", got, total-kept, total, kept)
 	}
 }

@@ -31,7 +31,7 @@ func resumable(s *layerstore.Store, r *registry.Remote, i int, st *resumeStats) 
 		}
 		rr := &resumeReader{stored: dl.Stored(), dl: dl, st: st}
 		if dl.Size() > 0 {
-			st.resumed.Store(true)
+			st.resumed[i].Store(true)
 		}
 		if dl.Size() < l.Size {
 			if rr.rc, err = r.OpenLayer(i, dl.Size()); err != nil {
@@ -43,10 +43,22 @@ func resumable(s *layerstore.Store, r *registry.Remote, i int, st *resumeStats) 
 	}
 }
 
-// resumeStats is what the downloads of one pull did.
+// resumeStats is what the downloads of one attempt of a pull did.
 type resumeStats struct {
-	resumed atomic.Bool  // a download started from what an earlier pull left
-	kept    atomic.Int64 // bytes of unfinished downloads kept for the next pull
+	resumed []atomic.Bool // by layer: its download started from what an earlier pull left
+	kept    atomic.Int64  // bytes of downloads kept for the next pull (Pull removes those stored)
+}
+
+func newResumeStats(layers int) *resumeStats {
+	return &resumeStats{resumed: make([]atomic.Bool, layers)}
+}
+
+// reset readies st for another attempt.
+func (st *resumeStats) reset() {
+	for i := range st.resumed {
+		st.resumed[i].Store(false)
+	}
+	st.kept.Store(0)
 }
 
 // resumeReader reads what an earlier pull stored of a blob, then the rest
@@ -90,6 +102,7 @@ func (r *resumeReader) Close() error {
 		err = r.rc.Close()
 	}
 	if r.whole {
+		r.st.kept.Add(r.dl.Size())
 		return errors.Join(err, r.dl.Close())
 	}
 	if r.dl.Size() > 0 && !r.dl.Broken() {
