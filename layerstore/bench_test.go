@@ -200,3 +200,91 @@ func BenchmarkRemoveImage(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkStoreOf times what should cost what it touches, not what the
+// store holds, on stores of n images (each a layer of 100 files of its own
+// on a shared base: 100·n objects), each with a tag and a build cache
+// entry: an import of a new 100-file layer (removed after, untimed),
+// ResolveImage of one tag, CacheGet of one key, Images (which lists all n:
+// it grows with n, by design), and rmi of an image with a cache entry
+// (added again, untimed). The goal is flat in n, Images aside.
+func BenchmarkStoreOf(b *testing.B) {
+	layer := func(tag string, files int) []byte {
+		var es []tarEntry
+		for i := range files {
+			es = append(es, tarEntry{name: fmt.Sprintf("%s/f%03d", tag, i), body: fmt.Sprintf("%s file %d", tag, i)})
+		}
+		return makeTar(b, es...)
+	}
+	for _, n := range []int{10, 1000} {
+		s, err := Open(b.TempDir(), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		base, err := importLayers(b, s, "base:1", layer("base", 100))
+		if err != nil {
+			b.Fatal(err)
+		}
+		child := func(name string) {
+			b.Helper()
+			if _, err := s.NewImage(context.Background(), NewImageOptions{Base: &base, Names: []string{name}, CacheKey: "key-" + name,
+				Layers: []NewLayer{{Open: opener(layer(name, 100))}}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for i := range n {
+			child(fmt.Sprintf("img:%d", i))
+		}
+		b.Run(fmt.Sprintf("import/images=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				name := fmt.Sprintf("new:%d", i)
+				data := layer(name, 100)
+				b.StartTimer()
+				if _, err := importLayers(b, s, name, data); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				if _, err := s.RemoveImage(name, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("resolve/images=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if img, err := s.ResolveImage("img:7"); err != nil || len(img.RepoTags) != 1 {
+					b.Fatal(img.RepoTags, err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("cacheget/images=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if img, err := s.CacheGet("key-img:7"); err != nil || len(img.RepoTags) != 1 {
+					b.Fatal(img.RepoTags, err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("images/images=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if imgs, err := s.Images(); err != nil || len(imgs) != n+1 {
+					b.Fatal(len(imgs), err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("rmi/images=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				child("victim:1")
+				b.StartTimer()
+				if rep, err := s.RemoveImage("victim:1", false); err != nil || rep.DeletedImages != 1 {
+					b.Fatalf("rmi: %+v %v", rep, err)
+				}
+			}
+		})
+		mustCheck(b, s)
+	}
+}

@@ -577,7 +577,7 @@ func (s *Store) checkLayerTar(diffID digest.Digest, entries []*Entry, bad func(s
 		return
 	}
 	defer rc.Close()
-	st, err := s.newStaging(func(digest.Digest) bool { return true })
+	st, err := s.newStaging()
 	if err != nil {
 		bad("layer %s: %v", diffID, err)
 		return

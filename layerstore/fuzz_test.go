@@ -8,8 +8,6 @@ import (
 
 	"testing"
 	"time"
-
-	"github.com/opencontainers/go-digest"
 )
 
 // FuzzReadTar feeds arbitrary bytes to layer ingest. It must never panic;
@@ -31,7 +29,7 @@ func FuzzReadTar(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		st, err := s.newStaging(func(digest.Digest) bool { return false })
+		st, err := s.newStaging()
 		if err != nil {
 			t.Fatal(err)
 		}

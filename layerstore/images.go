@@ -166,7 +166,6 @@ func parseConfig(raw []byte) (ocispec.Image, error) {
 // the result are nil for layers already stored.
 func (s *Store) ingestLayers(ctx context.Context, blobs []LayerBlob, progress func(Progress)) ([]*ingested, *staging, error) {
 	need := make([]bool, len(blobs))
-	var known map[digest.Digest]bool
 	err := s.view(func(tx *bolt.Tx) error {
 		for i, b := range blobs {
 			// A stored layer is skipped only for a blob already verified
@@ -181,16 +180,12 @@ func (s *Store) ingestLayers(ctx context.Context, blobs []LayerBlob, progress fu
 				need[i] = false
 			}
 		}
-		known = map[digest.Digest]bool{}
-		return bucket(tx, bucketObjects).ForEach(func(k, _ []byte) error {
-			known[digest.Digest(k)] = true
-			return nil
-		})
+		return nil
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	st, err := s.newStaging(func(d digest.Digest) bool { return known[d] })
+	st, err := s.newStaging()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -236,6 +231,9 @@ func (s *Store) ingestLayers(ctx context.Context, blobs []LayerBlob, progress fu
 				extracted.Store(pos)
 				report(Progress{Layer: i, Digest: name, Done: done.Load(), Extracted: pos, Total: b.Size})
 			}, maxTrailer)
+			if err == nil {
+				err = st.resolve() // what it shares with the store, looked up as it ends
+			}
 			if err != nil {
 				errs[i] = &LayerError{Index: i, Blob: b.Digest, Err: err}
 				cancel()
@@ -268,7 +266,7 @@ func (s *Store) ingestLayers(ctx context.Context, blobs []LayerBlob, progress fu
 func (s *Store) commitImage(tx *bolt.Tx, st *staging, rec imageRecord, layers []*ingested, names []string) error {
 	// Each object of the new layers is one st published (renamed into
 	// objects/ and flushed before this transaction) or one whose record
-	// was there when st began, and so its file: a record and its file go
+	// was there when st looked it up, and so its file: a record and its file go
 	// only under the exclusive lock, which the caller's shared lock keeps
 	// away. So the record, looked up before putLayer takes its references,
 	// is all there is to check; a stat of each file (5,000 for Debian)

@@ -625,13 +625,14 @@ type readFn func([]byte) (int, error)
 func (f readFn) Read(p []byte) (int, error) { return f(p) }
 
 // TestIngest_ObjectRecordVanished_Refused: an import counts on the objects
-// it found recorded when it began and does not write them again; if one's
-// record is gone by its commit (here another program deletes it while the
-// layer is read; under the store lock nothing of strata's can), the import
-// fails with ErrCorrupt and stores nothing, rather than take a reference
-// that makes a new record, of one reference, for an object two layers name.
+// it found recorded (looked up as the layer that holds them ends) and does
+// not write them again; if one's record is gone by its commit (here
+// another program deletes it while a second layer is read; under the
+// store lock nothing of strata's can), the import fails with ErrCorrupt
+// and stores nothing, rather than take a reference that makes a new
+// record, of one reference, for an object two layers name.
 func TestIngest_ObjectRecordVanished_Refused(t *testing.T) {
-	s, err := Open(t.TempDir(), &Options{LockTimeout: 5 * time.Second})
+	s, err := Open(t.TempDir(), &Options{LockTimeout: 5 * time.Second, Workers: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -640,8 +641,14 @@ func TestIngest_ObjectRecordVanished_Refused(t *testing.T) {
 		t.Fatal(err)
 	}
 	var saved []byte
-	layer := &vanishing{r: bytes.NewReader(makeTar(t, tarEntry{name: "copy", body: "shared content"}, tarEntry{name: "own", body: "own content"})),
+	first := make(chan struct{}) // the layer with the shared content is read, and its objects looked up
+	second := &vanishing{r: bytes.NewReader(makeTar(t, tarEntry{name: "own", body: "own content"})),
 		vanish: func() {
+			select {
+			case <-first:
+			case <-time.After(10 * time.Second):
+				t.Error("the first layer did not end")
+			}
 			rawUpdate(t, s, func(r *bolt.Bucket) error {
 				ob := r.Bucket(bucketObjects)
 				saved = append([]byte(nil), ob.Get([]byte(shared))...)
@@ -649,7 +656,15 @@ func TestIngest_ObjectRecordVanished_Refused(t *testing.T) {
 			})
 		}}
 	_, err = s.NewImage(context.Background(), NewImageOptions{Names: []string{"b:1"},
-		Layers: []NewLayer{{Open: func() (io.ReadCloser, error) { return io.NopCloser(layer), nil }}}})
+		Layers: []NewLayer{
+			{Open: opener(makeTar(t, tarEntry{name: "copy", body: "shared content"}))},
+			{Open: func() (io.ReadCloser, error) { return io.NopCloser(second), nil }},
+		},
+		Progress: func(p Progress) {
+			if p.Layer == 0 && p.Finished {
+				close(first)
+			}
+		}})
 	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), string(shared)) {
 		t.Errorf("import with a vanished object record: %v, want ErrCorrupt naming %s", err, shared)
 	}
@@ -662,6 +677,28 @@ func TestIngest_ObjectRecordVanished_Refused(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustCheck(t, s)
+}
+
+// An object file a crash left in objects/ without a record (garbage, for
+// GC) is taken in by the next import of its content: the import does not
+// count on it before it looks its record up, and then it publishes the
+// content as its own, with a record.
+func TestIngest_OrphanObjectFile_TakenIn(t *testing.T) {
+	s := newTestStore(t)
+	body := []byte("left by a crash")
+	d := sha(body)
+	if err := os.WriteFile(s.ObjectPath(d), body, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	if r := checkOK(t, s, "with the orphan"); len(r.Garbage) != 1 {
+		t.Fatalf("garbage %v, want the orphan object", r.Garbage)
+	}
+	if _, err := importLayers(t, s, "x:1", makeTar(t, tarEntry{name: "f", body: string(body)})); err != nil {
+		t.Fatal(err)
+	}
+	if refs := objectRefs(t, s)[d]; refs != 1 {
+		t.Errorf("the object has %d references, want 1", refs)
+	}
 }
 
 // vanishing reads r, calling vanish before its first read.

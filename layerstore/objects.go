@@ -31,13 +31,31 @@ type staging struct {
 	jobs    chan writeJob
 	writers sync.WaitGroup
 
-	mu      sync.Mutex
-	pending map[digest.Digest]string // digest -> staged file
-	known   func(digest.Digest) bool // already a committed object
-	seq     int
-	err     error // first failure of a writer
-	done    bool  // publish moved every pending object into objects/
+	// A content whose file is in objects/ already is the object of a
+	// record, or garbage a crash left (GC's to remove): which one is
+	// looked up (resolve), many at a time, as a layer ends, so that an
+	// import reads the records of the objects it shares with the store
+	// and no others. A small one's bytes wait in maybe meanwhile, a large
+	// one's staged file.
+	mu         sync.Mutex
+	pending    map[digest.Digest]string   // digest -> staged file
+	known      map[digest.Digest]bool     // its record was there when looked up
+	maybe      map[digest.Digest]maybeObj // its file is in objects/: known if it has a record
+	maybeBytes int                        // of the small ones in maybe
+	seq        int
+	err        error // first failure of a writer
+	done       bool  // publish moved every pending object into objects/
 }
+
+// maybeObj is a content of maybe: its bytes, or its staged file.
+type maybeObj struct {
+	data []byte
+	name string
+}
+
+// maxMaybeBytes bounds the small contents waiting in maybe: past it,
+// resolve runs at once.
+const maxMaybeBytes = 32 << 20
 
 type writeJob struct {
 	name string
@@ -63,12 +81,13 @@ var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return
 // stagingWriters is how many goroutines create staged files.
 const stagingWriters = 4
 
-func (s *Store) newStaging(known func(digest.Digest) bool) (*staging, error) {
+func (s *Store) newStaging() (*staging, error) {
 	dir, err := os.MkdirTemp(s.tmpDir(), "import-")
 	if err != nil {
 		return nil, fmt.Errorf("staging: %w", err)
 	}
-	st := &staging{s: s, dir: dir, pending: map[digest.Digest]string{}, known: known, jobs: make(chan writeJob, 64)}
+	st := &staging{s: s, dir: dir, pending: map[digest.Digest]string{}, known: map[digest.Digest]bool{},
+		maybe: map[digest.Digest]maybeObj{}, jobs: make(chan writeJob, 64)}
 	for i := 0; i < stagingWriters; i++ {
 		st.writers.Add(1)
 		go st.writer()
@@ -187,9 +206,31 @@ func (st *staging) wait() error {
 func (st *staging) addSmall(data []byte) digest.Digest {
 	sum := sha256.Sum256(data)
 	d := digest.NewDigestFromEncoded(digest.SHA256, fmt.Sprintf("%x", sum[:]))
+	if st.replay {
+		return d
+	}
 	st.mu.Lock()
-	if _, dup := st.pending[d]; dup || st.known(d) {
+	met := st.met(d)
+	st.mu.Unlock()
+	if met {
+		return d
+	}
+	inObjects := st.inObjects(d)
+	st.mu.Lock()
+	if st.met(d) {
 		st.mu.Unlock()
+		return d
+	}
+	if inObjects {
+		st.maybe[d] = maybeObj{data: data}
+		st.maybeBytes += len(data)
+		full := st.maybeBytes > maxMaybeBytes
+		st.mu.Unlock()
+		if full {
+			if err := st.resolve(); err != nil {
+				st.fail(err)
+			}
+		}
 		return d
 	}
 	st.seq++
@@ -198,6 +239,69 @@ func (st *staging) addSmall(data []byte) digest.Digest {
 	st.mu.Unlock()
 	st.jobs <- writeJob{name: name, data: data}
 	return d
+}
+
+// met reports whether d was met before in this import. The caller holds mu.
+func (st *staging) met(d digest.Digest) bool {
+	_, pending := st.pending[d]
+	_, maybe := st.maybe[d]
+	return pending || maybe || st.known[d]
+}
+
+// inObjects reports whether d's file is in objects/. Under the store's
+// lock, which an import holds shared, none comes or goes but by imports.
+func (st *staging) inObjects(d digest.Digest) bool {
+	var stat unix.Stat_t
+	return unix.Lstat(st.s.ObjectPath(d), &stat) == nil
+}
+
+// resolve looks up the records of the contents in maybe, in one read
+// transaction: one with a record is known, any other is staged, to be
+// published with the rest (a file in objects/ that no record names is
+// garbage, which GC may remove once the import is over).
+func (st *staging) resolve() error {
+	st.mu.Lock()
+	ds := make([]digest.Digest, 0, len(st.maybe))
+	for d := range st.maybe {
+		ds = append(ds, d)
+	}
+	st.mu.Unlock()
+	if len(ds) == 0 {
+		return nil
+	}
+	recorded := make([]bool, len(ds))
+	if err := st.s.view(func(tx *bolt.Tx) error {
+		ob := bucket(tx, bucketObjects)
+		for i, d := range ds {
+			recorded[i] = ob.Get([]byte(d)) != nil
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("look up objects: %w", err)
+	}
+	var jobs []writeJob
+	st.mu.Lock()
+	for i, d := range ds {
+		m := st.maybe[d]
+		delete(st.maybe, d)
+		st.maybeBytes -= len(m.data)
+		switch {
+		case recorded[i]:
+			st.known[d] = true
+		case m.name != "":
+			st.pending[d] = m.name
+		default:
+			st.seq++
+			name := filepath.Join(st.dir, fmt.Sprintf("o%d", st.seq))
+			st.pending[d] = name
+			jobs = append(jobs, writeJob{name: name, data: m.data})
+		}
+	}
+	st.mu.Unlock()
+	for _, j := range jobs {
+		st.jobs <- j
+	}
+	return nil
 }
 
 const zeroBlock = 4096
@@ -241,9 +345,23 @@ func (st *staging) add(r io.Reader, size int64) (digest.Digest, error) {
 		}
 	}
 	d := digest.NewDigestFromEncoded(digest.SHA256, fmt.Sprintf("%x", h.Sum(nil)))
+	if st.replay {
+		return d, nil
+	}
+	st.mu.Lock()
+	met := st.met(d)
+	st.mu.Unlock()
+	if met {
+		return d, nil // its staged file goes with the staging directory
+	}
+	inObjects := st.inObjects(d)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if _, dup := st.pending[d]; !dup && !st.known(d) {
+	switch {
+	case st.met(d):
+	case inObjects:
+		st.maybe[d] = maybeObj{name: name}
+	default:
 		st.pending[d] = name
 	}
 	return d, nil
@@ -283,6 +401,10 @@ func isZero(b []byte) bool { return string(b) == string(zeros[:len(b)]) }
 // publish makes every staged object durable under objects/. After it
 // returns, the objects may be named by a transaction.
 func (st *staging) publish() error {
+	if err := st.resolve(); err != nil {
+		st.wait()
+		return err
+	}
 	if err := st.wait(); err != nil {
 		return fmt.Errorf("stage object: %w", err)
 	}
@@ -328,7 +450,7 @@ func (st *staging) publish() error {
 }
 
 // published reports whether d is an object publish made durable under
-// objects/; false for one staging skipped as known.
+// objects/; false for one staging found recorded.
 func (st *staging) published(d digest.Digest) bool {
 	if !st.done {
 		return false

@@ -12,8 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/opencontainers/go-digest"
 )
 
 // The same content in many places is one object with one reference per
@@ -125,7 +123,7 @@ func TestObjects_CrashAfterPublish_LeavesGarbage(t *testing.T) {
 // A crash in the middle of publish: some objects renamed, some still staged.
 func TestObjects_CrashMidPublish_LeavesGarbage(t *testing.T) {
 	s := newTestStore(t)
-	st, err := s.newStaging(func(digest.Digest) bool { return false })
+	st, err := s.newStaging()
 	if err != nil {
 		t.Fatal(err)
 	}
