@@ -2,6 +2,7 @@ package layerstore
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
@@ -11,9 +12,9 @@ import (
 // into it) to the image the step made, and records every image a step made
 // (buildimages: the intermediate images, even those a --no-cache build
 // made again under a key). An entry names an image that exists:
-// it is written in one transaction that checks so, and every removal of
-// images drops the entries of the images it removed (sweep), so a cached
-// step costs one small key and no layer of its own.
+// it is written in one transaction that checks so, and the deletion of an
+// image drops its entries (deleteImage, which finds them in the holders
+// index), so a cached step costs one small key and no layer of its own.
 
 // CacheGet returns the image cached under key, ErrNotFound if none.
 func (s *Store) CacheGet(key string) (Image, error) {
@@ -23,8 +24,9 @@ func (s *Store) CacheGet(key string) (Image, error) {
 		if v == nil {
 			return fmt.Errorf("build cache %s: %w", key, ErrNotFound)
 		}
+		id := digest.Digest(v)
 		var err error
-		img, err = getImage(tx, digest.Digest(v), allTags(tx))
+		img, err = getImage(tx, id, map[digest.Digest][]string{id: tagsOf(tx, id)}, nil)
 		return err
 	})
 	return img, err
@@ -42,7 +44,33 @@ func putCache(tx *bolt.Tx, key string, id digest.Digest) error {
 	if err := bucket(tx, bucketBuilt).Put([]byte(id), []byte(key)); err != nil {
 		return err
 	}
-	return bucket(tx, bucketCache).Put([]byte(key), []byte(id))
+	cb, hb := bucket(tx, bucketCache), bucket(tx, bucketHolders)
+	if old := cb.Get([]byte(key)); old != nil && string(old) != string(id) {
+		if err := hb.Delete(holderKey(holdName, digest.Digest(old), cacheHolder(key))); err != nil {
+			return err
+		}
+	}
+	if err := hb.Put(holderKey(holdName, id, cacheHolder(key)), []byte{}); err != nil {
+		return err
+	}
+	return cb.Put([]byte(key), []byte(id))
+}
+
+// dropCacheOf deletes the build cache entries of image id, which is being
+// deleted: those the holders index names, and its buildimages record.
+func dropCacheOf(tx *bolt.Tx, id digest.Digest) error {
+	cb, hb := bucket(tx, bucketCache), bucket(tx, bucketHolders)
+	for _, key := range namesOf(tx, id, 'c') {
+		if v := cb.Get([]byte(key)); v != nil && string(v) == string(id) {
+			if err := cb.Delete([]byte(key)); err != nil {
+				return err
+			}
+		}
+		if err := hb.Delete(holderKey(holdName, id, cacheHolder(key))); err != nil {
+			return err
+		}
+	}
+	return bucket(tx, bucketBuilt).Delete([]byte(id))
 }
 
 // CacheImages returns the IDs of the images build steps made.
@@ -69,6 +97,12 @@ func (s *Store) PruneCache() (*RemoveReport, error) {
 			}
 			return nil
 		})
+		hb := bucket(tx, bucketHolders)
+		if err := bucket(tx, bucketCache).ForEach(func(k, v []byte) error {
+			return hb.Delete(holderKey(holdName, digest.Digest(v), cacheHolder(string(k))))
+		}); err != nil {
+			return nil, err
+		}
 		for _, name := range [][]byte{bucketCache, bucketBuilt} {
 			if err := tx.Bucket(bucketRoot).DeleteBucket(name); err != nil {
 				return nil, err
@@ -81,31 +115,35 @@ func (s *Store) PruneCache() (*RemoveReport, error) {
 	})
 }
 
-// dropStaleCache deletes the cache entries whose image is gone: every
-// removal of images ends with it (sweep), in the same transaction.
+// dropStaleCache deletes the cache entries whose image is gone, reading
+// the whole cache: GC's sweep, for what a writer that did not keep the
+// index left (an image's own entries go with it: deleteImage).
 func dropStaleCache(tx *bolt.Tx) error {
-	cb, ib := bucket(tx, bucketCache), bucket(tx, bucketImages)
-	var stale [][]byte
+	cb, ib, hb := bucket(tx, bucketCache), bucket(tx, bucketImages), bucket(tx, bucketHolders)
+	var stale [][2][]byte
 	cb.ForEach(func(k, v []byte) error {
 		if ib.Get(v) == nil {
-			stale = append(stale, append([]byte(nil), k...))
+			stale = append(stale, [2][]byte{slices.Clone(k), slices.Clone(v)})
 		}
 		return nil
 	})
-	for _, k := range stale {
-		if err := cb.Delete(k); err != nil {
+	for _, kv := range stale {
+		if err := hb.Delete(holderKey(holdName, digest.Digest(kv[1]), cacheHolder(string(kv[0])))); err != nil {
+			return err
+		}
+		if err := cb.Delete(kv[0]); err != nil {
 			return err
 		}
 	}
 	bb := bucket(tx, bucketBuilt)
-	stale = stale[:0]
+	var gone [][]byte
 	bb.ForEach(func(k, _ []byte) error {
 		if ib.Get(k) == nil {
-			stale = append(stale, append([]byte(nil), k...))
+			gone = append(gone, slices.Clone(k))
 		}
 		return nil
 	})
-	for _, k := range stale {
+	for _, k := range gone {
 		if err := bb.Delete(k); err != nil {
 			return err
 		}

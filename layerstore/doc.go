@@ -54,10 +54,12 @@
 // the directory fsynced before the transaction that records it. A tree file
 // is never changed and only GC or a removal deletes it, once no record names
 // it; a mount that maps it keeps its pages after that, until it ends.
-// The holders index (holders.go: who holds each layer and tree) changes in
-// the transactions that add and delete images, leases and trees, so a
-// removal finds what it frees without reading the rest of the store; Open
-// builds it for a store of an earlier schema, in one transaction.
+// The holders index (holders.go: who holds each layer and tree, which tags
+// and build cache keys name each image) changes in the transactions that
+// add and delete images, leases, trees, tags and cache entries, so a
+// removal finds what it frees, and a lookup an image's tags, without
+// reading the rest of the store; Open builds it for a store of an earlier
+// schema, in one transaction.
 // A mount's lease is made before its directory under mounts/, and GC (or
 // RemoveMountDir) takes a directory for one without a lease only in a
 // transaction that finds none, moving it into tmp/ there and deleting it

@@ -12,10 +12,11 @@ import (
 )
 
 // The holders index (holders/ in schema.go) says, of each layer and each
-// tree, which images and leases hold it, and of each tree file which trees
-// name it: what a removal releases is looked up, not found by reading every
-// image, lease and tree record of the store, so removing an image costs the
-// same beside 10 images or 10,000. It changes in the transactions that add
+// tree, which images and leases hold it, of each tree file which trees
+// name it, and of each image which tags and build cache keys name it: what
+// a removal releases is looked up, not found by reading every image, lease
+// and tree record of the store, so removing an image costs the same beside
+// 10 images or 10,000, and so does reading one image's tags. It changes in the transactions that add
 // and delete those records, so it is never behind them, whatever a crash
 // interrupts; Check compares it with what the records say (wantHolders),
 // and Open builds it for a store of an earlier schema.
@@ -27,10 +28,13 @@ import (
 //	't' chainID NUL 'i' image ID   tree held by an image
 //	't' chainID NUL 'm' mount ID   tree held by a lease
 //	'f' file    NUL 't' chainID    tree file named by a tree record
+//	'n' image ID NUL 'r' name:tag  image named by a tag (refs/)
+//	'n' image ID NUL 'c' step key  image named by a build cache entry
 const (
 	holdLayer = 'l'
 	holdTree  = 't'
 	holdFile  = 'f'
+	holdName  = 'n'
 )
 
 func holderPrefix(kind byte, d digest.Digest) []byte {
@@ -45,6 +49,20 @@ func imageHolder(id digest.Digest) string { return "i" + string(id) }
 func mountHolder(id string) string        { return "m" + id }
 func treeHolder(chain digest.Digest) string {
 	return "t" + string(chain)
+}
+func tagHolder(tag string) string   { return "r" + tag }
+func cacheHolder(key string) string { return "c" + key }
+
+// namesOf lists the names of image id of one kind of holder ('r' tags,
+// 'c' build cache keys), without the kind: one key range of the index.
+func namesOf(tx *bolt.Tx, id digest.Digest, kind byte) []string {
+	p := append(holderPrefix(holdName, id), kind)
+	var out []string
+	c := bucket(tx, bucketHolders).Cursor()
+	for k, _ := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = c.Next() {
+		out = append(out, string(k[len(p):]))
+	}
+	return out
 }
 
 // holding is one thing held: a layer (holdLayer) or a tree (holdTree).
@@ -151,6 +169,14 @@ func wantHolders(tx *bolt.Tx) map[string]bool {
 		}
 		return nil
 	})
+	bucket(tx, bucketRefs).ForEach(func(k, v []byte) error {
+		want[string(holderKey(holdName, digest.Digest(v), tagHolder(string(k))))] = true
+		return nil
+	})
+	bucket(tx, bucketCache).ForEach(func(k, v []byte) error {
+		want[string(holderKey(holdName, digest.Digest(v), cacheHolder(string(k))))] = true
+		return nil
+	})
 	return want
 }
 
@@ -189,9 +215,12 @@ func describeHolder(k string) string {
 	}
 	kind := d[0]
 	d = d[1:]
-	what := map[byte]string{holdLayer: "layer", holdTree: "tree", holdFile: "tree file"}[kind]
+	what := map[byte]string{holdLayer: "layer", holdTree: "tree", holdFile: "tree file", holdName: "image"}[kind]
 	by := map[byte]string{'i': "image", 'm': "mount", 't': "tree"}[h[0]]
-	if kind == holdFile {
+	if kind == holdName {
+		by = map[byte]string{'r': "tag", 'c': "build cache key"}[h[0]]
+	}
+	if kind == holdFile || kind == holdName {
 		return fmt.Sprintf("%s %s named by %s %s", what, d, by, h[1:])
 	}
 	return fmt.Sprintf("%s %s held by %s %s", what, d, by, h[1:])

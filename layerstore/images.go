@@ -317,9 +317,8 @@ func (s *Store) commitImage(tx *bolt.Tx, st *staging, rec imageRecord, layers []
 			return err
 		}
 	}
-	rb := bucket(tx, bucketRefs)
 	for _, n := range names {
-		if err := rb.Put([]byte(n), []byte(rec.ID)); err != nil {
+		if err := setRef(tx, n, rec.ID); err != nil {
 			return err
 		}
 	}
@@ -346,8 +345,9 @@ func getImageCore(tx *bolt.Tx, id digest.Digest) (imageCore, error) {
 	return c, nil
 }
 
-// getImage reads one image record and fills the derived fields.
-func getImage(tx *bolt.Tx, id digest.Digest, tags map[digest.Digest][]string) (Image, error) {
+// getImage reads one image record and fills the derived fields; sizes,
+// if not nil, keeps the layer sizes read, for a caller reading many.
+func getImage(tx *bolt.Tx, id digest.Digest, tags map[digest.Digest][]string, sizes map[digest.Digest]int64) (Image, error) {
 	v := bucket(tx, bucketImages).Get([]byte(id))
 	if v == nil {
 		return Image{}, fmt.Errorf("image %s: %w", id, ErrNotFound)
@@ -370,12 +370,19 @@ func getImage(tx *bolt.Tx, id digest.Digest, tags map[digest.Digest][]string) (I
 		return Image{}, fmt.Errorf("image %s config: %w: %w", id, err, ErrCorrupt)
 	}
 	for _, d := range rec.Layers {
-		lr, err := getLayerRecord(tx, d)
-		if err != nil {
-			return Image{}, fmt.Errorf("image %s: %w", id, err)
+		size, ok := sizes[d]
+		if !ok {
+			lr, err := getLayerRecord(tx, d)
+			if err != nil {
+				return Image{}, fmt.Errorf("image %s: %w", id, err)
+			}
+			size = lr.Size
+			if sizes != nil {
+				sizes[d] = size
+			}
 		}
-		img.LayerSizes = append(img.LayerSizes, lr.Size)
-		img.Size += lr.Size
+		img.LayerSizes = append(img.LayerSizes, size)
+		img.Size += size
 	}
 	img.RepoTags = tags[id]
 	sort.Strings(img.RepoTags)
@@ -387,9 +394,9 @@ func getImage(tx *bolt.Tx, id digest.Digest, tags map[digest.Digest][]string) (I
 func (s *Store) Images() ([]Image, error) {
 	var out []Image
 	err := s.view(func(tx *bolt.Tx) error {
-		tags := allTags(tx)
+		tags, sizes := allTags(tx), map[digest.Digest]int64{}
 		return bucket(tx, bucketImages).ForEach(func(k, _ []byte) error {
-			img, err := getImage(tx, digest.Digest(k), tags)
+			img, err := getImage(tx, digest.Digest(k), tags, sizes)
 			if err != nil {
 				return err
 			}
@@ -416,7 +423,7 @@ func (s *Store) ResolveImage(ref string) (Image, error) {
 		if err != nil {
 			return err
 		}
-		img, err = getImage(tx, id, allTags(tx))
+		img, err = getImage(tx, id, map[digest.Digest][]string{id: tagsOf(tx, id)}, nil)
 		return err
 	})
 	return img, err

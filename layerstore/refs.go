@@ -173,17 +173,39 @@ func allTags(tx *bolt.Tx) map[digest.Digest][]string {
 	return tags
 }
 
-// tagsOf is the tags of image id: a scan of the refs that keeps only its
-// own (allTags would make a slice for every image of the store).
+// tagsOf is the tags of image id, sorted: a range of the holders index.
 func tagsOf(tx *bolt.Tx, id digest.Digest) []string {
-	var out []string
-	bucket(tx, bucketRefs).ForEach(func(k, v []byte) error {
-		if string(v) == string(id) {
-			out = append(out, string(k))
+	return namesOf(tx, id, 'r')
+}
+
+// setRef points tag name at image id, in refs and in the holders index.
+func setRef(tx *bolt.Tx, name string, id digest.Digest) error {
+	rb, hb := bucket(tx, bucketRefs), bucket(tx, bucketHolders)
+	if old := rb.Get([]byte(name)); old != nil {
+		if string(old) == string(id) {
+			return nil
 		}
+		if err := hb.Delete(holderKey(holdName, digest.Digest(old), tagHolder(name))); err != nil {
+			return err
+		}
+	}
+	if err := hb.Put(holderKey(holdName, id, tagHolder(name)), []byte{}); err != nil {
+		return err
+	}
+	return rb.Put([]byte(name), []byte(id))
+}
+
+// deleteRef deletes tag name, from refs and from the holders index.
+func deleteRef(tx *bolt.Tx, name string) error {
+	rb := bucket(tx, bucketRefs)
+	old := rb.Get([]byte(name))
+	if old == nil {
 		return nil
-	})
-	return out
+	}
+	if err := bucket(tx, bucketHolders).Delete(holderKey(holdName, digest.Digest(old), tagHolder(name))); err != nil {
+		return err
+	}
+	return rb.Delete([]byte(name))
 }
 
 // NoSuchImageError is the error for a reference that names nothing; its
@@ -258,7 +280,7 @@ func (s *Store) Tag(src, target string) error {
 		if err := touchTagTime(tx, id, time.Now().UTC()); err != nil {
 			return err
 		}
-		return bucket(tx, bucketRefs).Put([]byte(name), []byte(id))
+		return setRef(tx, name, id)
 	})
 }
 

@@ -82,7 +82,6 @@ func (s *Store) RemoveImage(ref string, force bool) (*RemoveReport, error) {
 		if err != nil {
 			return err
 		}
-		rb := bucket(tx, bucketRefs)
 		tags := tagsOf(tx, id)
 		sort.Strings(tags)
 		byTag := ""
@@ -155,7 +154,7 @@ func (s *Store) RemoveImage(ref string, force bool) (*RemoveReport, error) {
 		}
 		for _, t := range tags {
 			rep.Untagged = append(rep.Untagged, t)
-			if err := rb.Delete([]byte(t)); err != nil {
+			if err := deleteRef(tx, t); err != nil {
 				return err
 			}
 		}
@@ -197,7 +196,7 @@ func dropReference(tx *bolt.Tx, id digest.Digest, tags []string, byTag, byDigest
 	drop := map[string]bool{byDigest: byDigest != ""}
 	if byTag != "" {
 		rep.Untagged = append(rep.Untagged, byTag)
-		if err := bucket(tx, bucketRefs).Delete([]byte(byTag)); err != nil {
+		if err := deleteRef(tx, byTag); err != nil {
 			return 0, err
 		}
 		left--
@@ -303,7 +302,7 @@ func (s *Store) pruneImages(pick func(tx *bolt.Tx, tags map[digest.Digest][]stri
 			return err
 		}
 		sort.Slice(victims, func(i, j int) bool { return victims[i] < victims[j] })
-		ib, rb := bucket(tx, bucketImages), bucket(tx, bucketRefs)
+		ib := bucket(tx, bucketImages)
 		var released, chains []digest.Digest
 		for _, id := range victims {
 			if ib.Get([]byte(id)) == nil {
@@ -317,7 +316,7 @@ func (s *Store) pruneImages(pick func(tx *bolt.Tx, tags map[digest.Digest][]stri
 			sort.Strings(t)
 			for _, tag := range t {
 				rep.Untagged = append(rep.Untagged, tag)
-				if err := rb.Delete([]byte(tag)); err != nil {
+				if err := deleteRef(tx, tag); err != nil {
 					return err
 				}
 			}
@@ -349,9 +348,13 @@ type objectFile struct {
 	tree bool
 }
 
-// deleteImage deletes an image's record and its holds.
+// deleteImage deletes an image's record, its holds and its build cache
+// entries (its tags are the caller's, which reports them).
 func deleteImage(tx *bolt.Tx, core imageCore) error {
 	if err := hold(tx, imageHolder(core.ID), core.Layers, core.ChainID, true); err != nil {
+		return err
+	}
+	if err := dropCacheOf(tx, core.ID); err != nil {
 		return err
 	}
 	return bucket(tx, bucketImages).Delete([]byte(core.ID))
@@ -413,7 +416,7 @@ func sweepReleased(tx *bolt.Tx, layers []digest.Digest, chains ...digest.Digest)
 		deleted = append(deleted, d)
 		doomed = append(doomed, objs...)
 	}
-	return deleted, doomed, dropStaleCache(tx)
+	return deleted, doomed, nil
 }
 
 // sweep deletes every layer and tree that no image and no lease (live or

@@ -75,7 +75,7 @@ func TestStore_RemoveImage_CrashBeforeFilesGo_LeavesGarbage(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if err := bucket(tx, bucketRefs).Delete([]byte("gone:1")); err != nil {
+		if err := deleteRef(tx, "gone:1"); err != nil {
 			return err
 		}
 		core, err := getImageCore(tx, id)
@@ -105,65 +105,90 @@ func TestStore_RemoveImage_CrashBeforeFilesGo_LeavesGarbage(t *testing.T) {
 }
 
 // TestStore_Open_MigratesHolders: a store of schema 1 (no holders index,
-// as every strata before it made) gets the index on open, in one
-// transaction, the same index the commands kept in this one; check finds
-// it clean, and removing one of two images that share a layer keeps that
-// layer for the other. A store of a newer schema is refused.
+// as every strata before it made) or 2 (an index without the names of
+// images) gets the whole index on open, in one transaction, the same index
+// the commands kept in this one; check finds it clean, removing one of two
+// images that share a layer keeps that layer for the other, and an image's
+// tags are read from the index. A store of a newer schema is refused.
 func TestStore_Open_MigratesHolders(t *testing.T) {
-	root := t.TempDir()
-	s := openChecked(t, root, &Options{LockTimeout: 5 * time.Second})
-	shared := makeTar(t, tarEntry{name: "etc/os", body: "shared"})
-	a, err := importLayers(t, s, "a:1", shared, makeTar(t, tarEntry{name: "a", body: "a"}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := importLayers(t, s, "b:1", shared, makeTar(t, tarEntry{name: "b", body: "b"})); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.AddMount(MountRecord{ID: "m1", Image: a.ID, Dir: "/nowhere", Keep: true}); err != nil {
-		t.Fatal(err)
-	}
-	index := func() map[string]bool {
-		out := map[string]bool{}
-		s.view(func(tx *bolt.Tx) error {
-			return bucket(tx, bucketHolders).ForEach(func(k, _ []byte) error { out[string(k)] = true; return nil })
+	for _, from := range []string{"1", "2"} {
+		t.Run("schema="+from, func(t *testing.T) {
+			root := t.TempDir()
+			s := openChecked(t, root, &Options{LockTimeout: 5 * time.Second})
+			shared := makeTar(t, tarEntry{name: "etc/os", body: "shared"})
+			a, err := importLayers(t, s, "a:1", shared, makeTar(t, tarEntry{name: "a", body: "a"}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := importLayers(t, s, "b:1", shared, makeTar(t, tarEntry{name: "b", body: "b"}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Tag("b:1", "b:2"); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.CachePut("step", b.ID); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.AddMount(MountRecord{ID: "m1", Image: a.ID, Dir: "/nowhere", Keep: true}); err != nil {
+				t.Fatal(err)
+			}
+			index := func() map[string]bool {
+				out := map[string]bool{}
+				s.view(func(tx *bolt.Tx) error {
+					return bucket(tx, bucketHolders).ForEach(func(k, _ []byte) error { out[string(k)] = true; return nil })
+				})
+				return out
+			}
+			kept := index()
+			if len(kept) != 4+3+2+2+3+1 { // layers and trees of a, b and m1; 2 tree files; 3 tags, 1 cache key
+				t.Errorf("index of %d keys: %v", len(kept), kept)
+			}
+			rawUpdate(t, s, func(r *bolt.Bucket) error {
+				if from == "1" {
+					if err := r.Delete(keySchema); err != nil {
+						return err
+					}
+					return r.DeleteBucket(bucketHolders)
+				}
+				hb := r.Bucket(bucketHolders)
+				for k := range kept {
+					if k[0] == holdName {
+						if err := hb.Delete([]byte(k)); err != nil {
+							return err
+						}
+					}
+				}
+				return r.Put(keySchema, []byte(from))
+			})
+			s2 := openChecked(t, root, &Options{LockTimeout: 5 * time.Second})
+			if got := index(); !maps.Equal(got, kept) {
+				t.Errorf("migrated index %v, want %v", got, kept)
+			}
+			checkOK(t, s2, "after the migration")
+			if img, err := s2.ResolveImage("b:1"); err != nil || !slices.Equal(img.RepoTags, []string{"b:1", "b:2"}) {
+				t.Errorf("tags of b after the migration: %v %v", img.RepoTags, err)
+			}
+			if err := s2.RemoveMount("m1"); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := s2.RemoveImage("a:1", false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(rep.Deleted, []digest.Digest{a.ID, a.Layers[1]}) {
+				t.Errorf("deleted %v, want image %s and its own layer %s", rep.Deleted, a.ID, a.Layers[1])
+			}
+			if _, err := s2.Layer(a.Layers[0]); err != nil {
+				t.Errorf("shared layer: %v", err)
+			}
+			rawUpdate(t, s, func(r *bolt.Bucket) error { return r.Put(keySchema, []byte("4")) })
+			if _, err := Open(root, nil); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "schema 4") {
+				t.Errorf("open of a schema 4 store: %v, want ErrInvalid naming it", err)
+			}
+			rawUpdate(t, s, func(r *bolt.Bucket) error { return r.Put(keySchema, []byte("3")) })
 		})
-		return out
 	}
-	kept := index()
-	if len(kept) != 4+3+2+2 { // layers and trees of a, b and m1; 2 tree files
-		t.Errorf("index of %d keys: %v", len(kept), kept)
-	}
-	// Back to schema 1.
-	rawUpdate(t, s, func(r *bolt.Bucket) error {
-		if err := r.Delete(keySchema); err != nil {
-			return err
-		}
-		return r.DeleteBucket(bucketHolders)
-	})
-	s2 := openChecked(t, root, &Options{LockTimeout: 5 * time.Second})
-	if got := index(); !maps.Equal(got, kept) {
-		t.Errorf("migrated index %v, want %v", got, kept)
-	}
-	checkOK(t, s2, "after the migration")
-	if err := s2.RemoveMount("m1"); err != nil {
-		t.Fatal(err)
-	}
-	rep, err := s2.RemoveImage("a:1", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(rep.Deleted, []digest.Digest{a.ID, a.Layers[1]}) {
-		t.Errorf("deleted %v, want image %s and its own layer %s", rep.Deleted, a.ID, a.Layers[1])
-	}
-	if _, err := s2.Layer(a.Layers[0]); err != nil {
-		t.Errorf("shared layer: %v", err)
-	}
-	rawUpdate(t, s, func(r *bolt.Bucket) error { return r.Put(keySchema, []byte("3")) })
-	if _, err := Open(root, nil); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "schema 3") {
-		t.Errorf("open of a schema 3 store: %v, want ErrInvalid naming it", err)
-	}
-	rawUpdate(t, s, func(r *bolt.Bucket) error { return r.Put(keySchema, []byte("2")) })
 }
 
 // A writer that does not keep the holders index (a strata from before it,

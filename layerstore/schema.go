@@ -20,9 +20,11 @@ package layerstore
 //	  holds/   <name:tag>        -> holder (holds.go: the tag's image stays until released)
 //	  holders/ <kind><digest>\x00<holder> -> "" (holders.go: the images and leases
 //	                                holding each layer and tree, the trees naming
-//	                                each tree file)
-//	  schema                     -> the schema inside v1, in decimal: "2" (no key:
-//	                                1, before holders/)
+//	                                each tree file, the tags and build cache keys
+//	                                naming each image)
+//	  schema                     -> the schema inside v1, in decimal: "3" (no key:
+//	                                1, before holders/; 2 before holders/ had
+//	                                the names of images)
 //	  indexed-tx                 -> the ID of the last transaction that kept
 //	                                holders/ (another writer's commit since makes
 //	                                the next one rebuild it: store.go, update)
@@ -37,9 +39,11 @@ package layerstore
 const FormatVersion = "v1"
 
 // schemaVersion is the layout inside the root bucket: 1 had no holders
-// index, 2 has it. Open brings an older store up to it, in one
-// transaction, and refuses a newer one.
-const schemaVersion = 2
+// index, 2 had it without the names of images (tags, build cache keys), 3
+// has them. Open brings an older store up to it, in one transaction (the
+// index built anew), and refuses a newer one: a strata of schema 2 refuses
+// a store of 3, so it cannot add tags the index would not know.
+const schemaVersion = 3
 
 var (
 	bucketRoot    = []byte(FormatVersion)

@@ -133,7 +133,7 @@ func Open(root string, opts *Options) (*Store, error) {
 		case v == schemaVersion:
 			return nil
 		}
-		if err := buildHolders(tx); err != nil { // 1 -> 2
+		if err := buildHolders(tx); err != nil { // 1 -> 3, 2 -> 3
 			return fmt.Errorf("open %s: index the holders: %w", root, err)
 		}
 		return r.Put(keySchema, []byte(strconv.Itoa(schemaVersion)))

@@ -152,7 +152,7 @@ func (s *Store) DiskUsage() (*DiskUsage, error) {
 		inUse := map[digest.Digest]bool{}
 		var imgs []Image
 		for _, id := range ids {
-			img, err := getImage(tx, id, tags)
+			img, err := getImage(tx, id, tags, nil)
 			if err != nil {
 				return err
 			}
