@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -25,6 +27,14 @@ func TestMain(m *testing.M) {
 	if root := os.Getenv("STRATA_CRASH_CHILD_TREES"); root != "" {
 		treeCrashChild(root, os.Getenv("STRATA_CRASH_CHILD_ARCHIVE"))
 		return
+	}
+	if spec := os.Getenv("STRATA_CRASH_CHILD_RMMOUNT"); spec != "" {
+		root, id, _ := strings.Cut(spec, "\n")
+		s, err := layerstore.Open(root, nil)
+		if err != nil || s.RemoveMount(id) != nil {
+			os.Exit(2)
+		}
+		os.Exit(0)
 	}
 	if root := os.Getenv("STRATA_CRASH_CHILD_ROOT"); root != "" {
 		crashChild(root, os.Getenv("STRATA_CRASH_CHILD_ARCHIVE"))
@@ -220,5 +230,86 @@ func TestStore_Crash_TreeFiles(t *testing.T) {
 	}
 	if len(r.Garbage) != 0 {
 		t.Errorf("garbage after gc: %v", r.Garbage)
+	}
+}
+
+// TestStore_Crash_RemoveMount kills a RemoveMount of a kept lease (a
+// stopped container's top layer of 5,000 files) as soon as it has begun
+// to take the directory: what is left is the lease with its whole top
+// layer, or no lease and garbage (a directory no lease names, a trash
+// directory in tmp/) that check reports and GC removes; never a lease
+// whose top layer is half gone.
+func TestStore_Crash_RemoveMount(t *testing.T) {
+	const dirs, files = 50, 100
+	root := t.TempDir()
+	s := storetest.OpenAt(t, root, nil)
+	img, err := storeImage(t, s, "img:1", rtar(t, rfile("f", "x")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddMount(layerstore.MountRecord{ID: "kept", Image: img.ID, Dir: "/nowhere", Keep: true}); err != nil {
+		t.Fatal(err)
+	}
+	upper := filepath.Join(s.MountDir("kept"), "upper")
+	for d := range dirs {
+		sub := filepath.Join(upper, fmt.Sprintf("d%03d", d))
+		if err := os.MkdirAll(sub, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for f := range files {
+			if err := os.WriteFile(filepath.Join(sub, fmt.Sprintf("f%03d", f)), []byte("top layer"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	child := exec.Command(os.Args[0])
+	child.Env = append(os.Environ(), "STRATA_CRASH_CHILD_RMMOUNT="+root+"\n"+"kept")
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- child.Wait() }()
+	var waitErr error
+	for done := false; !done; {
+		select {
+		case waitErr = <-exited:
+			done = true
+			continue
+		default:
+		}
+		if ents, err := os.ReadDir(upper); err != nil || len(ents) < dirs {
+			child.Process.Signal(syscall.SIGKILL)
+			waitErr = <-exited
+			done = true
+		}
+	}
+	t.Logf("the removal: %v", waitErr)
+	if r := storetest.CheckProblems(t, s); r == nil {
+		t.FailNow()
+	}
+	ms, err := s.Mounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) == 1 {
+		n := 0
+		filepath.WalkDir(upper, func(_ string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				n++
+			}
+			return nil
+		})
+		if n != dirs*files {
+			t.Errorf("the lease is kept with %d files of its top layer's %d", n, dirs*files)
+		}
+		if err := s.RemoveMount("kept"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.GC(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(s.MountDir("kept")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the mount's directory after gc: %v", err)
 	}
 }

@@ -60,10 +60,12 @@
 // removal finds what it frees, and a lookup an image's tags, without
 // reading the rest of the store; Open builds it for a store of an earlier
 // schema, in one transaction.
-// A mount's lease is made before its directory under mounts/, and GC (or
-// RemoveMountDir) takes a directory for one without a lease only in a
-// transaction that finds none, moving it into tmp/ there and deleting it
-// after, so a mount being made meanwhile keeps its directory.
+// A mount's lease is made before its directory under mounts/ and dropped
+// before it is deleted (RemoveMount), and GC (or RemoveMountDir) takes a
+// directory for one without a lease only in a transaction that finds none,
+// moving it into tmp/ there and deleting it after, so a mount being made
+// meanwhile keeps its directory, and a lease never names a directory half
+// deleted.
 // A kill at any point leaves at worst unreferenced files in tmp/, objects/
 // or trees/, and layers and trees that no image or lease holds, which Check
 // reports as garbage and GC removes. Every digest is

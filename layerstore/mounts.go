@@ -167,24 +167,35 @@ func (s *Store) UpdateMount(m MountRecord) error {
 	})
 }
 
-// RemoveMount deletes the mount's directory (its upper layer) and then drops
-// its lease. In that order, GC (which frees the directories of leases that
-// are not alive, and of none) never counts space that is still being freed
-// here, and a crash in between leaves a lease that check reports and GC
-// drops. What only the lease held (the layers, tree and objects of an image
-// removed while mounted) goes with the lease, as an image removal deletes
-// what it alone held: in the same transaction, object files after it
-// commits. Removing a lease that is gone is not an error. When an import
-// holds the store for longer than sweepWait, the lease still goes (an
-// unmount does not wait for an import) and what it held is left for GC;
-// Check reports it as garbage meanwhile.
+// RemoveMount drops the mount's lease and then deletes its directory (its
+// upper layer), as RemoveMountDir deletes one no lease names. In that
+// order a crash at any point leaves the lease with its whole directory, or
+// a directory no lease names (under mounts/, or taken into tmp/), which
+// check reports and GC removes; the other order left a lease whose top
+// layer was half deleted, which neither does (a kept lease is alive). What
+// only the lease held (the layers, tree and objects of an image removed
+// while mounted) goes with the lease, as an image removal deletes what it
+// alone held: in the same transaction, object files after it commits.
+// Removing a lease that is gone is not an error. When an import holds the
+// store for longer than sweepWait, the lease still goes (an unmount does
+// not wait for an import) and what it held is left for GC; Check reports
+// it as garbage meanwhile.
 func (s *Store) RemoveMount(id string) error {
 	if err := checkMountID(id); err != nil {
 		return err
 	}
-	if err := os.RemoveAll(s.MountDir(id)); err != nil {
+	if err := s.removeLease(id); err != nil {
 		return err
 	}
+	// A mount made again under id since has a lease: its directory is its.
+	if err := s.RemoveMountDir(id); err != nil && !errors.Is(err, ErrInUse) {
+		return err
+	}
+	return nil
+}
+
+// removeLease is RemoveMount's part in the metadata.
+func (s *Store) removeLease(id string) error {
 	// The common case: the lease's image is still stored, so it holds all
 	// the lease held and nothing becomes garbage. Neither the sweep nor
 	// the exclusive lock is needed then: the lease's holds go with it.
@@ -264,6 +275,9 @@ func (s *Store) RemoveMount(id string) error {
 func (s *Store) RemoveMountDir(id string) error {
 	if err := checkMountID(id); err != nil {
 		return err
+	}
+	if _, err := os.Lstat(s.MountDir(id)); errors.Is(err, os.ErrNotExist) {
+		return nil
 	}
 	trash, err := os.MkdirTemp(s.tmpDir(), "rm-mount-")
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -146,7 +147,7 @@ func Unmount(ctx context.Context, st *layerstore.Store, arg string, o UnmountOpt
 }
 
 // waitServer waits until the server of rec is done with it: the process is
-// gone, or the lease is (the top layer goes before it), or the lease names
+// gone, or the lease and then the top layer are (RemoveMount), or the lease names
 // no server any more (a kept mount, stopped). It sleeps on a pidfd of the
 // server, which wakes it when the server exits (a 20 ms tick alone made
 // every unmount wait 10 ms on average after the server was done), and
@@ -162,7 +163,9 @@ func waitServer(ctx context.Context, st *layerstore.Store, rec *layerstore.Mount
 		now, err := lease(st, rec.ID)
 		switch {
 		case errors.Is(err, layerstore.ErrNotFound):
-			return nil
+			if _, err := os.Lstat(st.MountDir(rec.ID)); errors.Is(err, os.ErrNotExist) {
+				return nil
+			}
 		case err != nil:
 			return err
 		case now.PID != rec.PID || now.PIDStart != rec.PIDStart:
