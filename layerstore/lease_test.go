@@ -200,63 +200,31 @@ func TestStore_GC_ConcurrentLeasesKeepTheirDirectories(t *testing.T) {
 	img, _ := leaseImage(t, s)
 	const workers, each = 8, 60
 	proto := liveLease(t, "proto", img)
-	stop := make(chan struct{})
-	gcDone := make(chan error, 1)
-	gcs := 0
-	go func() {
-		defer close(gcDone)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
+	gcs := storetest.WhileGC(t, s, workers, func(w int) error {
+		for i := range each {
+			id := fmt.Sprintf("race-%d-%d", w, i)
+			m := proto
+			m.ID, m.Dir = id, "/mnt/"+id
+			if err := s.AddMount(m); err != nil {
+				return err
 			}
-			if _, err := s.GC(); err != nil {
-				gcDone <- err
-				return
+			upper := filepath.Join(s.MountDir(id), "upper")
+			if err := os.MkdirAll(upper, 0o700); err != nil {
+				return err
 			}
-			gcs++
+			if err := os.WriteFile(filepath.Join(upper, "f"), []byte(id), 0o600); err != nil {
+				return fmt.Errorf("%s: write in its top layer: %w", id, err)
+			}
+			time.Sleep(time.Millisecond) // let a GC run over it
+			if b, err := os.ReadFile(filepath.Join(upper, "f")); err != nil || string(b) != id {
+				return fmt.Errorf("%s: its top layer lost its file while the lease lives: %q, %v", id, b, err)
+			}
+			if err := s.RemoveMount(id); err != nil {
+				return err
+			}
 		}
-	}()
-	errs := make(chan error, workers)
-	for w := range workers {
-		go func() {
-			errs <- func() error {
-				for i := range each {
-					id := fmt.Sprintf("race-%d-%d", w, i)
-					m := proto
-					m.ID, m.Dir = id, "/mnt/"+id
-					if err := s.AddMount(m); err != nil {
-						return err
-					}
-					upper := filepath.Join(s.MountDir(id), "upper")
-					if err := os.MkdirAll(upper, 0o700); err != nil {
-						return err
-					}
-					if err := os.WriteFile(filepath.Join(upper, "f"), []byte(id), 0o600); err != nil {
-						return fmt.Errorf("%s: write in its top layer: %w", id, err)
-					}
-					time.Sleep(time.Millisecond) // let a GC run over it
-					if b, err := os.ReadFile(filepath.Join(upper, "f")); err != nil || string(b) != id {
-						return fmt.Errorf("%s: its top layer lost its file while the lease lives: %q, %v", id, b, err)
-					}
-					if err := s.RemoveMount(id); err != nil {
-						return err
-					}
-				}
-				return nil
-			}()
-		}()
-	}
-	for range workers {
-		if err := <-errs; err != nil {
-			t.Error(err)
-		}
-	}
-	close(stop)
-	if err := <-gcDone; err != nil {
-		t.Fatal(err)
-	}
+		return nil
+	})
 	t.Logf("%d leases against %d GC runs", workers*each, gcs)
 	if ms, _ := s.Mounts(); len(ms) != 0 {
 		t.Errorf("leases left: %v", ms)

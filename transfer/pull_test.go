@@ -432,9 +432,8 @@ func TestPull_PastEndOfArchive(t *testing.T) {
 		t.Fatalf("pull: %v, want ErrInvalid naming layer %s and the end-of-archive marker", err, blob)
 	}
 	t.Logf("pull: %v", err)
-	r := storetest.Check(t, s)
-	if r != nil && (r.Images != 0 || r.Layers != 0 || r.Objects != 0 || len(r.Downloads) != 0) {
-		t.Errorf("stored %d images, %d layers, %d objects, downloads %v", r.Images, r.Layers, r.Objects, r.Downloads)
+	if r := checkNothingStored(t, s); len(r.Downloads) != 0 {
+		t.Errorf("downloads %v", r.Downloads)
 	}
 }
 
@@ -463,6 +462,26 @@ func pushChildTo(t *testing.T, reg *registrytest.Registry, name string, size int
 		t.Fatal(err)
 	}
 	return proxy, ref, remote
+}
+
+// checkNothingStored runs the checker on s, which a failed pull left: no
+// image, layer or object is stored (downloads may be). It returns the
+// report.
+func checkNothingStored(t *testing.T, s *layerstore.Store) *layerstore.CheckReport {
+	t.Helper()
+	r := storetest.Check(t, s)
+	if r == nil {
+		t.FailNow()
+	}
+	if r.Images != 0 || r.Layers != 0 || r.Objects != 0 {
+		t.Errorf("stored %d images, %d layers, %d objects", r.Images, r.Layers, r.Objects)
+	}
+	return r
+}
+
+// hasDownload reports whether the check r lists a download of blob d.
+func hasDownload(r *layerstore.CheckReport, d digest.Digest) bool {
+	return slices.ContainsFunc(r.Downloads, func(s string) bool { return strings.HasPrefix(s, string(d)+" ") })
 }
 
 // downloadBytes sums the sizes of the downloads a check reports.
@@ -502,15 +521,9 @@ func TestPull_OverMaxFileSize_KeepsDownloads(t *testing.T) {
 		}
 	}
 	t.Logf("pull: %v", err)
-	r := storetest.Check(t, limited)
-	if r == nil {
-		t.FailNow()
-	}
-	if r.Images != 0 || r.Layers != 0 || r.Objects != 0 {
-		t.Errorf("stored %d images, %d layers, %d objects", r.Images, r.Layers, r.Objects)
-	}
+	r := checkNothingStored(t, limited)
 	kept := downloadBytes(t, r)
-	if !slices.ContainsFunc(r.Downloads, func(d string) bool { return strings.HasPrefix(d, string(top.Digest)+" ") }) {
+	if !hasDownload(r, top.Digest) {
 		t.Errorf("downloads %v: the refused layer's %s is not kept", r.Downloads, top.Digest)
 	}
 	before, ranges := proxy.BlobBytes.Load(), proxy.RangeRequests.Load()
@@ -572,14 +585,8 @@ func TestPull_WrongLayer_KeepsTheOthersDownloads(t *testing.T) {
 		t.Fatalf("pull of a corrupted layer: %v, want an error naming %s", err, top.Digest)
 	}
 	t.Logf("pull: %v", err)
-	r := storetest.Check(t, s)
-	if r == nil {
-		t.FailNow()
-	}
-	if r.Images != 0 || r.Layers != 0 || r.Objects != 0 {
-		t.Errorf("stored %d images, %d layers, %d objects", r.Images, r.Layers, r.Objects)
-	}
-	if slices.ContainsFunc(r.Downloads, func(d string) bool { return strings.HasPrefix(d, string(top.Digest)+" ") }) {
+	r := checkNothingStored(t, s)
+	if hasDownload(r, top.Digest) {
 		t.Errorf("downloads %v: the wrong layer's is kept", r.Downloads)
 	}
 	if want := fmt.Sprintf("%s (%d bytes)", base.Digest, base.Size); !slices.Contains(r.Downloads, want) {

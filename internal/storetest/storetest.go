@@ -137,3 +137,43 @@ func CheckLayers(t testing.TB, s *layerstore.Store, img layerstore.Image) {
 		}
 	}
 }
+
+// WhileGC runs work for each of workers goroutines (given its index) while
+// GC runs on s over and over, until every one has returned: the race of a
+// lease, a mount or a session with GC. It fails t on every error, of a
+// worker or of GC, and returns how many times GC ran.
+func WhileGC(t testing.TB, s *layerstore.Store, workers int, work func(w int) error) int {
+	t.Helper()
+	stop := make(chan struct{})
+	gcDone := make(chan error, 1)
+	gcs := 0
+	go func() {
+		defer close(gcDone)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := s.GC(); err != nil {
+				gcDone <- err
+				return
+			}
+			gcs++
+		}
+	}()
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() { errs <- work(w) }()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	close(stop)
+	if err := <-gcDone; err != nil {
+		t.Errorf("gc: %v", err)
+	}
+	return gcs
+}

@@ -41,6 +41,21 @@ var peers = []struct {
 	}},
 }
 
+// openPeer opens a snapshotter of peers in dir, closed when b ends.
+func openPeer(ctx context.Context, b *testing.B, open func(context.Context, string) (snapshots.Snapshotter, func() error, error), dir string) snapshots.Snapshotter {
+	b.Helper()
+	sn, closeFn, err := open(ctx, dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := closeFn(); err != nil {
+			b.Error(err)
+		}
+	})
+	return sn
+}
+
 // BenchmarkPrepareChain measures what a container start asks of a
 // snapshotter on an image of depth layers: Prepare on the chain's top, the
 // mount of what it returns (the root file system is ready), then the
@@ -54,15 +69,7 @@ func BenchmarkPrepareChain(b *testing.B) {
 			b.Run(fmt.Sprintf("depth=%d/%s", depth, p.name), func(b *testing.B) {
 				ctx := namespaces.WithNamespace(context.Background(), "bench")
 				root := b.TempDir()
-				sn, closeFn, err := p.open(ctx, filepath.Join(root, "sn"))
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.Cleanup(func() {
-					if err := closeFn(); err != nil {
-						b.Error(err)
-					}
-				})
+				sn := openPeer(ctx, b, p.open, filepath.Join(root, "sn"))
 				top := buildChain(ctx, b, sn, root, depth)
 				target := filepath.Join(root, "rootfs")
 				if err := os.Mkdir(target, 0o700); err != nil {
@@ -166,15 +173,7 @@ func BenchmarkUnpackLayer(b *testing.B) {
 		b.Run(p.name, func(b *testing.B) {
 			ctx := namespaces.WithNamespace(context.Background(), "bench")
 			root := b.TempDir()
-			sn, closeFn, err := p.open(ctx, filepath.Join(root, "sn"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() {
-				if err := closeFn(); err != nil {
-					b.Error(err)
-				}
-			})
+			sn := openPeer(ctx, b, p.open, filepath.Join(root, "sn"))
 			target := filepath.Join(root, "rootfs")
 			if err := os.Mkdir(target, 0o700); err != nil {
 				b.Fatal(err)
