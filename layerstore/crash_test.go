@@ -235,10 +235,9 @@ func TestStore_Crash_TreeFiles(t *testing.T) {
 
 // TestStore_Crash_RemoveMount kills a RemoveMount of a kept lease (a
 // stopped container's top layer of 5,000 files) as soon as it has begun
-// to take the directory: what is left is the lease with its whole top
-// layer, or no lease and garbage (a directory no lease names, a trash
-// directory in tmp/) that check reports and GC removes; never a lease
-// whose top layer is half gone.
+// to delete the directory: what is left is the lease with its whole top
+// layer, or no lease and a directory no lease names, which check reports
+// and GC removes; never a lease whose top layer is half gone.
 func TestStore_Crash_RemoveMount(t *testing.T) {
 	const dirs, files = 50, 100
 	root := t.TempDir()

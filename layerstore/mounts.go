@@ -168,11 +168,12 @@ func (s *Store) UpdateMount(m MountRecord) error {
 }
 
 // RemoveMount drops the mount's lease and then deletes its directory (its
-// upper layer), as RemoveMountDir deletes one no lease names. In that
-// order a crash at any point leaves the lease with its whole directory, or
-// a directory no lease names (under mounts/, or taken into tmp/), which
-// check reports and GC removes; the other order left a lease whose top
-// layer was half deleted, which neither does (a kept lease is alive). What
+// upper layer), returning once it is gone. In that order a crash at any
+// point leaves the lease with its whole directory, or a directory no lease
+// names, which check reports and GC removes; the other order left a lease
+// whose top layer was half deleted, which neither does (a kept lease is
+// alive). A mount made again under id before the directory is gone is the
+// caller's to avoid (as a container's operations are serialized). What
 // only the lease held (the layers, tree and objects of an image removed
 // while mounted) goes with the lease, as an image removal deletes what it
 // alone held: in the same transaction, object files after it commits.
@@ -187,11 +188,10 @@ func (s *Store) RemoveMount(id string) error {
 	if err := s.removeLease(id); err != nil {
 		return err
 	}
-	// A mount made again under id since has a lease: its directory is its.
-	if err := s.RemoveMountDir(id); err != nil && !errors.Is(err, ErrInUse) {
-		return err
-	}
-	return nil
+	// In place, not moved into tmp/ first: that the directory is gone
+	// under mounts/ is what says the space is free (session's Unmount waits
+	// for it).
+	return os.RemoveAll(s.MountDir(id))
 }
 
 // removeLease is RemoveMount's part in the metadata.
