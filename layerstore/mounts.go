@@ -172,7 +172,8 @@ func (s *Store) UpdateMount(m MountRecord) error {
 // point leaves the lease with its whole directory, or a directory no lease
 // names, which check reports and GC removes; the other order left a lease
 // whose top layer was half deleted, which neither does (a kept lease is
-// alive). A mount made again under id before the directory is gone is the
+// alive; a GC meanwhile may take what is left of the directory, and count
+// it). A mount made again under id before the directory is gone is the
 // caller's to avoid (as a container's operations are serialized). What
 // only the lease held (the layers, tree and objects of an image removed
 // while mounted) goes with the lease, as an image removal deletes what it
