@@ -16,6 +16,7 @@ var storeErrnos = []struct {
 	err   error
 	errno syscall.Errno
 }{
+	{layerstore.ErrOverLimit, syscall.EFBIG}, // before ErrInvalid, which it comes with
 	{layerstore.ErrInvalid, syscall.EINVAL},
 	{layerstore.ErrAmbiguous, syscall.EINVAL},
 	{layerstore.ErrExists, syscall.EEXIST},

@@ -34,6 +34,7 @@ func TestToErrno_StoreSentinels(t *testing.T) {
 		"ErrUnknownFormat":  layerstore.ErrUnknownFormat,
 		"ErrMissingBlob":    layerstore.ErrMissingBlob,
 		"ErrDownloadBusy":   layerstore.ErrDownloadBusy,
+		"ErrOverLimit":      layerstore.ErrOverLimit,
 	}
 	declared := declaredSentinels(t, filepath.Join("..", "layerstore"))
 	if len(declared) == 0 {
