@@ -53,7 +53,13 @@ func (n *node) isReg() bool { return n.StableAttr().Mode == syscall.S_IFREG }
 // newChild makes the node of a child entry (not yet known to go-fuse).
 func (n *node) newChild(ctx context.Context, ino uint64, lower *layerstore.Entry, mode uint32) *gofs.Inode {
 	c := &node{u: n.u, ino: ino, lower: lower.Ref()}
-	return n.NewInode(ctx, c, gofs.StableAttr{Mode: mode & syscall.S_IFMT, Ino: ino})
+	in := n.NewInode(ctx, c, gofs.StableAttr{Mode: mode & syscall.S_IFMT, Ino: ino})
+	if lower != nil && mode&syscall.S_IFMT == syscall.S_IFREG {
+		if c, ok := in.Operations().(*node); ok {
+			n.u.bindRaw(c) // raw handles open on it read through it now (rawfile.go)
+		}
+	}
+	return in
 }
 
 // attrFromStat fills a from the lstat of an upper entry.

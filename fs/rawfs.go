@@ -313,6 +313,10 @@ func (r *rawFS) Forget(nodeid, nlookup uint64) {
 
 func (r *rawFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrOut) fuse.Status {
 	defer r.count(opGetattr).done()
+	if in.Fh()&rawFhBit != 0 {
+		in.Flags_ &^= fuse.FUSE_GETATTR_FH // a raw handle: the node answers
+		in.Fh_ = 0
+	}
 	if in.Fh() == 0 {
 		if ref, ok := r.rawRef(in.NodeId); ok {
 			return r.u.rawGetattr(ref, out)
@@ -326,6 +330,10 @@ func (r *rawFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.At
 
 func (r *rawFS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
 	defer r.count(opSetattr).done()
+	if fh, ok := in.GetFh(); ok && fh&rawFhBit != 0 {
+		in.Valid &^= fuse.FATTR_FH // a raw handle: the node answers
+		in.Fh = 0
+	}
 	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
 		return st
 	}
@@ -485,6 +493,9 @@ func (r *rawFS) Tmpfile(cancel <-chan struct{}, in *fuse.CreateIn, out *fuse.Cre
 
 func (r *rawFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
 	defer r.count(opOpen).done()
+	if r.rawOpen(in, out) {
+		return fuse.OK
+	}
 	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
 		return st
 	}
@@ -499,6 +510,13 @@ func (r *rawFS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut)
 
 func (r *rawFS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
 	defer r.count(opRead).done()
+	if h, ok := r.rawHandle(in.Fh); ok {
+		if h == nil {
+			return nil, fuse.EBADF
+		}
+		res, errno := h.read(buf[:min(len(buf), int(in.Size))], int64(in.Offset))
+		return res, fuse.Status(errno)
+	}
 	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
 		return nil, st
 	}
@@ -507,6 +525,14 @@ func (r *rawFS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.
 
 func (r *rawFS) Lseek(cancel <-chan struct{}, in *fuse.LseekIn, out *fuse.LseekOut) fuse.Status {
 	defer r.count(opLseek).done()
+	if h, ok := r.rawHandle(in.Fh); ok {
+		if h == nil {
+			return fuse.EBADF
+		}
+		off, errno := h.lseek(in.Offset, in.Whence)
+		out.Offset = off
+		return fuse.Status(errno)
+	}
 	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
 		return st
 	}
@@ -515,6 +541,9 @@ func (r *rawFS) Lseek(cancel <-chan struct{}, in *fuse.LseekIn, out *fuse.LseekO
 
 func (r *rawFS) GetLk(cancel <-chan struct{}, in *fuse.LkIn, out *fuse.LkOut) fuse.Status {
 	defer r.count(opGetlk).done()
+	if in.Fh&rawFhBit != 0 {
+		return fuse.ENOTSUP // what the bridge says: no handle of ours has locks
+	}
 	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
 		return st
 	}
@@ -523,6 +552,9 @@ func (r *rawFS) GetLk(cancel <-chan struct{}, in *fuse.LkIn, out *fuse.LkOut) fu
 
 func (r *rawFS) SetLk(cancel <-chan struct{}, in *fuse.LkIn) fuse.Status {
 	defer r.count(opSetlk).done()
+	if in.Fh&rawFhBit != 0 {
+		return fuse.ENOTSUP
+	}
 	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
 		return st
 	}
@@ -531,6 +563,9 @@ func (r *rawFS) SetLk(cancel <-chan struct{}, in *fuse.LkIn) fuse.Status {
 
 func (r *rawFS) SetLkw(cancel <-chan struct{}, in *fuse.LkIn) fuse.Status {
 	defer r.count(opSetlk).done()
+	if in.Fh&rawFhBit != 0 {
+		return fuse.ENOTSUP
+	}
 	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
 		return st
 	}
@@ -539,12 +574,21 @@ func (r *rawFS) SetLkw(cancel <-chan struct{}, in *fuse.LkIn) fuse.Status {
 
 func (r *rawFS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
 	defer r.count(opRelease).done()
+	if h, ok := r.rawHandle(in.Fh); ok {
+		if h != nil {
+			r.rawRelease(h)
+		}
+		return
+	}
 	_ = r.bridged(cancel, in.Caller, in.NodeId) // a handle's node has its Inode: opened through the bridge
 	r.RawFileSystem.Release(cancel, in)
 }
 
 func (r *rawFS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
 	defer r.count(opWrite).done()
+	if in.Fh&rawFhBit != 0 {
+		return 0, fuse.EBADF // read-only
+	}
 	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
 		return 0, st
 	}
@@ -557,6 +601,10 @@ func (r *rawFS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (ui
 
 func (r *rawFS) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][]byte) (uint32, fuse.Status) {
 	t := r.timer(opWrite)
+	if in.Fh&rawFhBit != 0 {
+		r.count(opWrite)
+		return 0, fuse.EBADF
+	}
 	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
 		return 0, st
 	}
@@ -574,6 +622,11 @@ func (r *rawFS) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][]byte) 
 
 func (r *rawFS) CopyFileRange(cancel <-chan struct{}, in *fuse.CopyFileRangeIn) (uint32, fuse.Status) {
 	defer r.count(opCopyFileRange).done()
+	if in.FhIn&rawFhBit != 0 || in.FhOut&rawFhBit != 0 {
+		// The kernel copies through its page cache instead (as for
+		// objectFile's metacopies): the bridge knows no raw handle.
+		return 0, fuse.Status(unix.EOPNOTSUPP)
+	}
 	for _, id := range []uint64{in.NodeId, in.NodeIdOut} {
 		if st := r.bridged(cancel, in.Caller, id); !st.Ok() {
 			return 0, st
@@ -584,6 +637,9 @@ func (r *rawFS) CopyFileRange(cancel <-chan struct{}, in *fuse.CopyFileRangeIn) 
 
 func (r *rawFS) Ioctl(cancel <-chan struct{}, in *fuse.IoctlIn, inbuf []byte, out *fuse.IoctlOut, outbuf []byte) fuse.Status {
 	defer r.count(opIoctl).done()
+	if in.Fh&rawFhBit != 0 {
+		return fuse.Status(unix.ENOTTY) // what the bridge answers for an objectFile
+	}
 	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
 		return st
 	}
@@ -603,6 +659,9 @@ func (r *rawFS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status {
 
 func (r *rawFS) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 	defer r.count(opFsync).done()
+	if in.Fh&rawFhBit != 0 {
+		return fuse.OK // nothing written through it
+	}
 	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
 		return st
 	}
@@ -611,6 +670,9 @@ func (r *rawFS) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
 
 func (r *rawFS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Status {
 	defer r.count(opFallocate).done()
+	if in.Fh&rawFhBit != 0 {
+		return fuse.EBADF // read-only
+	}
 	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
 		return st
 	}
@@ -628,7 +690,7 @@ func (r *rawFS) StatFs(cancel <-chan struct{}, h *fuse.InHeader, out *fuse.Statf
 
 func (r *rawFS) Statx(cancel <-chan struct{}, in *fuse.StatxIn, out *fuse.StatxOut) fuse.Status {
 	defer r.count(opStatx).done()
-	if r.u.raw.needsPromotion(in.NodeId) {
+	if r.u.raw.needsPromotion(in.NodeId) || in.Fh&rawFhBit != 0 {
 		return fuse.ENOSYS // what the bridge answers: no node has Statx
 	}
 	return r.RawFileSystem.Statx(cancel, in, out)

@@ -64,8 +64,9 @@ type union struct {
 	pendMu  sync.Mutex
 	pending map[*gofs.Inode]placement // renames the go-fuse tree does not show yet
 
-	state nodeState // per-node state few nodes have
-	raw   rawNodes  // the kernel's nodes of pure lower entries (rawnode.go)
+	state    nodeState // per-node state few nodes have
+	raw      rawNodes  // the kernel's nodes of pure lower entries (rawnode.go)
+	rawFiles rawFiles  // rawFS's handles of raw nodes (rawfile.go)
 
 	labelsOnce sync.Once
 	labels     atomic.Bool // the mount may hold SELinux labels (see noXattr)
