@@ -24,10 +24,12 @@
 // entries (no upper copy; hard-linked files excepted) are raw nodes: rawFS
 // answers their lookups, attributes, links, xattrs and listings from the
 // tree and counts the kernel's lookups in a table of 8 bytes per inode
-// number, so a walk makes no go-fuse Inode per entry. Anything else on a
-// raw node (an open, a change, a create in a directory) first promotes it
-// to an Inode of go-fuse's bridge by a lookup of its tree path, its
-// parents first (rawnode.go).
+// number, so a walk makes no go-fuse Inode per entry. A read-only open of
+// a raw regular file gets a handle of rawFS's own on its object, and the
+// node stays raw (rawfile.go). Anything else on a raw node (an open that
+// may write, a change, a create in a directory) first promotes it to an
+// Inode of go-fuse's bridge by a lookup of its tree path, its parents
+// first (rawnode.go).
 //
 // Kernel caches: the mount answers the first OPENDIR with ENOSYS, so the
 // kernel sends no OPENDIR or RELEASEDIR again and caches every listing

@@ -30,7 +30,8 @@ import (
 //     security.capability (the host kernel does that for every writer).
 //   - No FLUSH round trips: ENOSYS once (see Flush).
 //   - Raw nodes: pure lower entries answered from the tree, with no
-//     go-fuse Inode (rawnode.go).
+//     go-fuse Inode (rawnode.go), and read-only opens of their files
+//     answered with handles of its own (rawfile.go).
 //   - Counting requests by opcode (Options.Trace), for the bench harness.
 //
 // The same cannot be done for files (FUSE_NO_OPEN_SUPPORT): the kernel's

@@ -26,10 +26,11 @@ import (
 // node.Lookup and the lookups of READDIRPLUS answer a pure child the same
 // way (errRaw) instead of making an Inode.
 //
-// Anything else on a node the kernel got from rawFS (an open, a change, a
-// create in it) promotes it first: a LOOKUP of its name through the bridge
-// in its parent, itself promoted first, makes the Inode; rawFS holds that
-// one lookup and gives it back with a FORGET when the kernel's lookups of
+// Anything else on a node the kernel got from rawFS (an open that rawFS
+// does not answer itself, see rawfile.go; a change; a create in it)
+// promotes it first: a LOOKUP of its name through the bridge in its
+// parent, itself promoted first, makes the Inode; rawFS holds that one
+// lookup and gives it back with a FORGET when the kernel's lookups of
 // the node that rawFS answered are all forgotten. Why answers from the
 // tree stay right: an entry changes only by a request that promotes it and
 // its ancestors first; a directory with no upper copy has nothing changed
