@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -37,6 +38,7 @@ func detachExec(g *globals, bin, logPath string, args ...string) (string, error)
 		return "", err
 	}
 	defer logf.Close()
+	start, _ := logf.Seek(0, io.SeekEnd) // what the child writes begins here
 	r, w, err := os.Pipe()
 	if err != nil {
 		return "", err
@@ -62,6 +64,9 @@ func detachExec(g *globals, bin, logPath string, args ...string) (string, error)
 	}
 	werr := c.Wait()
 	b, _ := os.ReadFile(logPath)
+	if int64(len(b)) >= start {
+		b = b[start:]
+	}
 	if msg := strings.TrimSpace(string(b)); msg != "" {
 		return "", errors.New(msg)
 	}

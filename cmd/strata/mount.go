@@ -151,21 +151,51 @@ func startDetached(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir str
 		"--", ref, dir}
 	// strata-mount, where it is installed beside strata, takes the same
 	// flags without the command's name; else strata serves it itself.
-	bin := mountserver.Find()
+	logPath := filepath.Join(mdir, "server.log")
+	bin, why := mountserver.Find()
 	if bin == "" {
 		args = append([]string{"mount"}, args...)
+		g.logger().Debug("mount -d: served by strata itself", "why", why)
+		if !strings.Contains(why, "no such file") {
+			_ = appendLog(logPath, "strata: serving the mount with strata itself, not "+mountserver.Binary+": "+why)
+		}
 	}
-	line, err := detachExec(g, bin, filepath.Join(mdir, "server.log"), args...)
-	if strings.HasPrefix(line, "ready ") {
-		fmt.Fprintln(cmd.OutOrStdout(), strings.TrimPrefix(line, "ready "))
+	line, err := detachExec(g, bin, logPath, args...)
+	if line == "ready "+id {
+		fmt.Fprintln(cmd.OutOrStdout(), id)
 		return nil
 	}
 	if err == nil {
-		err = errors.New(strings.TrimPrefix(line, "error: "))
-		if line == "" {
+		switch {
+		case line == "":
 			err = errors.New("the mount server ended without a word")
+		case strings.HasPrefix(line, "error: "):
+			err = errors.New(strings.TrimPrefix(line, "error: "))
+		default:
+			err = fmt.Errorf("the mount server %s said %q, not \"ready %s\"", serverName(bin), line, id)
 		}
 	}
 	_ = os.RemoveAll(mdir)
 	return err
+}
+
+// serverName is how errors name the program detachExec ran for bin.
+func serverName(bin string) string {
+	if bin == "" {
+		if self, err := os.Executable(); err == nil {
+			return self
+		}
+		return "strata"
+	}
+	return bin
+}
+
+// appendLog adds a line to the log at path.
+func appendLog(path, line string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(f, line)
+	return errors.Join(err, f.Close())
 }

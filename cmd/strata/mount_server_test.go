@@ -160,3 +160,109 @@ func installCopy(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 }
+
+// mountD runs "strata mount -d args" with the strata at path.
+func mountD(strata, root string, args ...string) (string, error) {
+	c := exec.Command(strata, append([]string{"--root", root, "mount", "-d"}, args...)...)
+	c.Env = append(os.Environ(), cliEnv+"=1")
+	out, err := c.CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// A strata-mount that someone other than root or strata's owner could
+// have put beside strata is not run (strata may run it as root): strata
+// serves the mount itself. One that is trusted but answers anything other
+// than "ready ID" fails the mount with what it said.
+func TestMount_Detached_UntrustedServer(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: FUSE mounts, chown")
+	}
+	root := storetest.Root(t)
+	loadDemo(t, root)
+	const fake = "#!/bin/sh\necho ready fake >&3\n"
+	plant := func(t *testing.T, dirMode, mode os.FileMode, uid int) (strata, server string) {
+		bin := t.TempDir()
+		if err := os.Chmod(bin, dirMode); err != nil {
+			t.Fatal(err)
+		}
+		strata = filepath.Join(bin, "strata")
+		installCopy(t, strata)
+		server = filepath.Join(bin, mountserver.Binary)
+		if err := os.WriteFile(server, []byte(fake), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(server, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Lchown(server, uid, uid); err != nil {
+			t.Fatal(err)
+		}
+		return strata, server
+	}
+	for _, tc := range []struct {
+		name           string
+		dirMode, mode  os.FileMode
+		uid            int
+		link, linkedBy int // link: strata-mount a symlink (owned by linkedBy) to the file
+	}{
+		{"owned by nobody", 0o755, 0o755, 65534, 0, 0},
+		{"writable by all", 0o755, 0o777, 0, 0, 0},
+		{"in a sticky world-writable directory", 0o1777, 0o755, 0, 0, 0},
+		{"a symlink owned by nobody", 0o755, 0o755, 0, 1, 65534},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			strata, server := plant(t, tc.dirMode, tc.mode, tc.uid)
+			if tc.link != 0 {
+				target := server + ".real"
+				if err := os.Rename(server, target); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Symlink(target, server); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Lchown(server, tc.linkedBy, tc.linkedBy); err != nil {
+					t.Fatal(err)
+				}
+			}
+			dir := filepath.Join(t.TempDir(), "mnt")
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			id, err := mountD(strata, root, "--read-only", "demo", dir)
+			if err != nil {
+				t.Fatalf("mount -d: %v: %s", err, id)
+			}
+			t.Cleanup(func() {
+				if _, ok := mountedAt(t, dir); ok {
+					runStrata(t, root, "", "umount", "-l", dir)
+				}
+			})
+			if id == "fake" {
+				t.Fatalf("the planted %s ran", mountserver.Binary)
+			}
+			rec := findLease(t, root, id)
+			if exe, err := os.Readlink("/proc/" + strconv.Itoa(rec.PID) + "/exe"); err != nil || exe != strata {
+				t.Errorf("mount %s is served by %s (%v), want %s", id, exe, err, strata)
+			}
+			mdir := layerstore.MountDirIn(root, id)
+			if b, _ := os.ReadFile(filepath.Join(mdir, "server.log")); !strings.Contains(string(b), "serving the mount with strata itself") {
+				t.Errorf("server.log does not say why strata serves: %q", b)
+			}
+			mustRun(t, root, "umount", dir)
+		})
+	}
+	t.Run("trusted, but says something else", func(t *testing.T) {
+		strata, _ := plant(t, 0o755, 0o755, 0)
+		dir := filepath.Join(t.TempDir(), "mnt")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		out, err := mountD(strata, root, "demo", dir)
+		if err == nil || !strings.Contains(out, `"ready fake"`) {
+			t.Errorf("mount -d with a server that said \"ready fake\": %v, %q", err, out)
+		}
+		if out := mustRun(t, root, "mounts", "-q"); out != "" {
+			t.Errorf("mounts: %q", out)
+		}
+	})
+}
