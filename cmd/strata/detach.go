@@ -18,21 +18,22 @@ import (
 // session of its own (a server that outlives the command), its output
 // appended to logPath and file descriptor 3 a pipe it reports on. It returns
 // the first line the child reports. A child that reports nothing has ended:
-// its exit error, or what it wrote to the log, is returned.
+// what it wrote to the log, or its exit error, is returned.
 func detach(g *globals, logPath string, args ...string) (string, error) {
-	return detachExec(g, "", logPath, args...)
+	self, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	all := []string{"--root", g.root, "--lock-timeout", strconv.Itoa(g.lockTimeout)}
+	if g.debug {
+		all = append(all, "--debug")
+	}
+	return startServer(self, append(all, args...), logPath)
 }
 
-// detachExec is detach of program bin ("": this binary), which takes the
-// global flags as strata does.
-func detachExec(g *globals, bin, logPath string, args ...string) (string, error) {
-	if bin == "" {
-		self, err := os.Executable()
-		if err != nil {
-			return "", err
-		}
-		bin = self
-	}
+// startServer is detach of program bin with args as they are. A child
+// that ends without a word or a log line is "BIN (pid N) ended: STATUS".
+func startServer(bin string, args []string, logPath string) (string, error) {
 	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return "", err
@@ -44,11 +45,7 @@ func detachExec(g *globals, bin, logPath string, args ...string) (string, error)
 		return "", err
 	}
 	defer r.Close()
-	all := []string{"--root", g.root, "--lock-timeout", strconv.Itoa(g.lockTimeout)}
-	if g.debug {
-		all = append(all, "--debug")
-	}
-	c := exec.Command(bin, append(all, args...)...)
+	c := exec.Command(bin, args...)
 	c.Stdout, c.Stderr = logf, logf
 	c.ExtraFiles = []*os.File{w}
 	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -71,11 +68,29 @@ func detachExec(g *globals, bin, logPath string, args ...string) (string, error)
 		return "", errors.New(msg)
 	}
 	if werr != nil {
-		return "", fmt.Errorf("%s: %w", strings.Join(args, " "), werr)
+		return "", &endedError{bin, c.Process.Pid, werr}
 	}
 	return "", nil
 }
 
+// endedError is a child that ended before it reported or logged a word.
+type endedError struct {
+	bin string
+	pid int
+	err error
+}
+
+func (e *endedError) Error() string { return fmt.Sprintf("%s (pid %d) ended: %v", e.bin, e.pid, e.err) }
+func (e *endedError) Unwrap() error { return e.err }
+
 // reporter is the detached child's side of detach: report writes one line
-// on fd (0: nowhere) and closes it.
-func reporter(fd int) func(string) { return mountserver.Reporter(fd) }
+// on fd (0: nowhere) and closes it. An fd that is no pipe or socket gets
+// nothing, and stderr (the log) says why.
+func reporter(fd int) func(string) {
+	r, err := mountserver.Reporter(fd)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "strata:", err)
+		return func(string) {}
+	}
+	return r
+}

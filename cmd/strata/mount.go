@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -16,18 +15,9 @@ import (
 )
 
 type mountOptions struct {
-	readOnly      bool
-	detach        bool
-	suid          bool
-	dev           bool
-	noPassthrough bool
-	noWriteback   bool
-	allowOther    bool
-	force         bool
-
-	// Set by "mount -d" for the server it starts.
-	id      string
-	readyFd int
+	cfg      mountserver.Config // the mount's flags; -d sets ID and ReadyFd for its server
+	detach   bool
+	protocol int // set by -d for the server it starts
 }
 
 func newMountCmd(g *globals) *cobra.Command {
@@ -71,123 +61,101 @@ and owners as trusted.* extended attributes); other users can mount
 		},
 	}
 	f := cmd.Flags()
-	f.BoolVar(&o.readOnly, "read-only", false, "mount read-only, without a top layer")
+	o.cfg.BindBools(f.BoolVar)
 	f.BoolVarP(&o.detach, "detach", "d", false, "run the server in the background; return when the mount is ready")
-	f.BoolVar(&o.suid, "suid", false, "honour the image's setuid and setgid bits (any user who can reach the mount can run its setuid-root programs)")
-	f.BoolVar(&o.dev, "dev", false, "allow access to the image's device nodes (any user who can reach the mount can open them)")
-	f.BoolVar(&o.noPassthrough, "no-passthrough", false, "serve every read and write in the server, even where FUSE passthrough is available (a writable mount then has the writeback cache)")
-	f.BoolVar(&o.noWriteback, "no-writeback", false, "never use the writeback cache (with --no-passthrough, every write reaches the server as it happens)")
-	f.BoolVar(&o.allowOther, "allow-other", true, "let users other than the one mounting use the mount")
-	f.BoolVar(&o.force, "force", false, "mount even on a directory that is not empty or is already a mount point (hiding what is there)")
-	f.StringVar(&o.id, "mount-id", "", "mount ID (set by -d for the server it starts)")
-	f.IntVar(&o.readyFd, "ready-fd", 0, "file descriptor to report readiness on (set by -d)")
+	f.StringVar(&o.cfg.Session.ID, "mount-id", "", "mount ID (set by -d for the server it starts)")
+	f.IntVar(&o.cfg.ReadyFd, "ready-fd", 0, "file descriptor to report readiness on (set by -d)")
+	f.IntVar(&o.protocol, "protocol", 0, "the mount server protocol of the strata that started this one (set by -d)")
 	_ = f.MarkHidden("mount-id")
 	_ = f.MarkHidden("ready-fd")
+	_ = f.MarkHidden("protocol")
 	return cmd
 }
 
 func runMount(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir string) error {
-	dir, err := mountserver.Check(dir, o.readOnly, o.force)
+	c := o.cfg
+	c.Root, c.LockTimeout, c.Debug, c.Ref = g.root, secs(g.lockTimeout), g.debug, ref
+	report, err := mountserver.Reporter(c.ReadyFd)
 	if err != nil {
 		return err
 	}
-	if o.detach && o.readyFd == 0 {
-		return startDetached(cmd, g, o, ref, dir)
+	if cmd.Flags().Changed("protocol") {
+		if err := mountserver.CheckProtocol(o.protocol); err != nil {
+			report("error: " + err.Error())
+			return err
+		}
 	}
-	report := reporter(o.readyFd)
-	err = serveMount(cmd, g, o, ref, dir, func(id string) {
-		report("ready " + id)
-		if o.readyFd == 0 {
-			fmt.Fprintf(cmd.ErrOrStderr(), "%s mounted on %s (mount %s); Ctrl-C unmounts\n", ref, dir, id)
+	if c.Dir, err = mountserver.Check(dir, c.Session.ReadOnly, c.Force); err != nil {
+		report("error: " + err.Error())
+		return err
+	}
+	if o.detach && c.ReadyFd == 0 {
+		return startDetached(cmd, g, c)
+	}
+	c.Users, c.Stderr = g.imageUsers, cmd.ErrOrStderr()
+	return mountserver.Run(cmd.Context(), c, func(line string) {
+		report(line)
+		if id, ok := strings.CutPrefix(line, "ready "); ok && c.ReadyFd == 0 {
+			fmt.Fprintf(cmd.ErrOrStderr(), "%s mounted on %s (mount %s); Ctrl-C unmounts\n", ref, c.Dir, id)
 		}
 	})
-	if err != nil {
-		report("error: " + err.Error())
-	}
-	return err
 }
 
-// serveMount runs a mount session: it starts it, calls ready, and serves
-// until the mount ends or a signal asks it to end.
-func serveMount(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir string, ready func(id string)) error {
-	s, err := g.openStore()
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	return mountserver.Serve(cmd.Context(), s, ref, dir, session.Options{
-		ID:            o.id,
-		ReadOnly:      o.readOnly,
-		Suid:          o.suid,
-		Dev:           o.dev,
-		AllowOther:    o.allowOther,
-		NoPassthrough: o.noPassthrough,
-		NoWriteback:   o.noWriteback,
-		Logger:        g.logger(),
-		Debug:         g.debug,
-		OnBusy: func(dir string, _ error) {
-			fmt.Fprintln(cmd.ErrOrStderr(), "strata: "+mountserver.BusySentence(dir, mountserver.Holders(dir)))
-		},
-	}, ready)
-}
-
-// startDetached runs the server as a child in a session of its own and
-// returns once it reports the mount ready (or fails).
-func startDetached(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir string) error {
+// startDetached runs the server of c as a child in a session of its own
+// and returns once it reports the mount ready (or fails): strata-mount
+// where a usable one is installed beside strata (mountserver.Find), else
+// (or if it refuses, being of another build) strata itself.
+func startDetached(cmd *cobra.Command, g *globals, c mountserver.Config) error {
 	// The server opens the store; this process only needs the log's place.
 	id := session.NewID()
+	c.Session.ID, c.ReadyFd = id, 3
 	mdir := layerstore.MountDirIn(g.root, id)
 	if err := os.MkdirAll(mdir, 0o700); err != nil {
 		return err
 	}
-	args := []string{"--mount-id", id, "--ready-fd", "3",
-		"--read-only=" + strconv.FormatBool(o.readOnly),
-		"--suid=" + strconv.FormatBool(o.suid),
-		"--dev=" + strconv.FormatBool(o.dev),
-		"--no-passthrough=" + strconv.FormatBool(o.noPassthrough),
-		"--no-writeback=" + strconv.FormatBool(o.noWriteback),
-		"--allow-other=" + strconv.FormatBool(o.allowOther),
-		"--force=" + strconv.FormatBool(o.force),
-		"--", ref, dir}
-	// strata-mount, where it is installed beside strata, takes the same
-	// flags without the command's name; else strata serves it itself.
 	logPath := filepath.Join(mdir, "server.log")
-	bin, why := mountserver.Find()
-	if bin == "" {
-		args = append([]string{"mount"}, args...)
+	fallback := func(why string) { // why not strata-mount
 		g.logger().Debug("mount -d: served by strata itself", "why", why)
-		if !strings.Contains(why, "no such file") {
-			_ = appendLog(logPath, "strata: serving the mount with strata itself, not "+mountserver.Binary+": "+why)
-		}
+		_ = appendLog(logPath, "strata: serving the mount with strata itself, not "+mountserver.Binary+": "+why)
 	}
-	line, err := detachExec(g, bin, logPath, args...)
+	bin, why := mountserver.Find()
+	var line string
+	var err error
+	if bin != "" {
+		line, err = startServer(bin, c.Args(), logPath)
+		if mountserver.IsRefusal(line) {
+			fallback(bin + " refused: " + strings.TrimPrefix(line, "error: "))
+			bin = ""
+		}
+	} else if !errors.Is(why, os.ErrNotExist) {
+		fallback(why.Error())
+	}
+	if bin == "" {
+		self, serr := os.Executable()
+		if serr != nil {
+			return serr
+		}
+		line, err = startServer(self, append([]string{"mount"}, c.Args()...), logPath)
+		bin = self
+	}
 	if line == "ready "+id {
 		fmt.Fprintln(cmd.OutOrStdout(), id)
 		return nil
 	}
-	if err == nil {
-		switch {
-		case line == "":
-			err = errors.New("the mount server ended without a word")
-		case strings.HasPrefix(line, "error: "):
-			err = errors.New(strings.TrimPrefix(line, "error: "))
-		default:
-			err = fmt.Errorf("the mount server %s said %q, not \"ready %s\"", serverName(bin), line, id)
-		}
+	var ended *endedError
+	switch {
+	case errors.As(err, &ended):
+		err = fmt.Errorf("the mount server %w", err)
+	case err != nil:
+	case line == "":
+		err = fmt.Errorf("the mount server %s ended without a word", bin)
+	case strings.HasPrefix(line, "error: "):
+		err = errors.New(strings.TrimPrefix(line, "error: "))
+	default:
+		err = fmt.Errorf("the mount server %s said %q, not \"ready %s\"", bin, line, id)
 	}
 	_ = os.RemoveAll(mdir)
 	return err
-}
-
-// serverName is how errors name the program detachExec ran for bin.
-func serverName(bin string) string {
-	if bin == "" {
-		if self, err := os.Executable(); err == nil {
-			return self
-		}
-		return "strata"
-	}
-	return bin
 }
 
 // appendLog adds a line to the log at path.

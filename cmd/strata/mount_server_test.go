@@ -45,11 +45,17 @@ func TestMount_Detached_ServerBinary(t *testing.T) {
 			if err := os.Mkdir(dir, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			mount := func(args ...string) (string, error) {
-				c := exec.Command(strata, append([]string{"--root", root, "mount", "-d"}, args...)...)
-				c.Env = append(os.Environ(), cliEnv+"=1")
-				out, err := c.CombinedOutput()
-				return strings.TrimSpace(string(out)), err
+			mount := func(args ...string) (string, error) { return mountD(strata, root, args...) }
+			// strata version names the server mount -d uses.
+			c := exec.Command(strata, "--root", root, "version")
+			c.Env = append(os.Environ(), cliEnv+"=1")
+			ver, err := c.Output()
+			want := " Mount server:     " + lean + " (protocol "
+			if !tc.installed {
+				want = " Mount server:     strata itself (no usable strata-mount beside " + filepath.Dir(strata) + ": "
+			}
+			if err != nil || !strings.Contains(string(ver), want) {
+				t.Errorf("strata version: %v, lacks %q:\n%s", err, want, ver)
 			}
 			// A server's failure is what the command says, and leaves no
 			// lease or mount directory.
@@ -80,6 +86,8 @@ func TestMount_Detached_ServerBinary(t *testing.T) {
 			if exe != tc.server {
 				t.Errorf("mount %s is served by %s, want %s", id, exe, tc.server)
 			}
+			// The security defaults hold whichever binary serves.
+			checkMountOptions(t, dir, map[string]bool{"rw": true, "nosuid": true, "nodev": true, "allow_other": true})
 			if err := os.WriteFile(filepath.Join(dir, "etc/written"), []byte("top\n"), 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -99,7 +107,54 @@ func TestMount_Detached_ServerBinary(t *testing.T) {
 			if _, ok := mountedAt(t, dir); ok {
 				t.Errorf("%s still mounted", dir)
 			}
+
+			// And each flag that lifts one reaches the server.
+			id, err = mount("--read-only", "--suid", "--dev", "--allow-other=false", "demo", dir)
+			if err != nil {
+				t.Fatalf("mount -d --read-only --suid --dev --allow-other=false: %v: %s", err, id)
+			}
+			if exe, _ := os.Readlink("/proc/" + strconv.Itoa(findLease(t, root, id).PID) + "/exe"); exe != tc.server {
+				t.Errorf("mount %s is served by %s, want %s", id, exe, tc.server)
+			}
+			checkMountOptions(t, dir, map[string]bool{"ro": true, "nosuid": false, "nodev": false, "allow_other": false})
+			mustRun(t, root, "umount", dir)
 		})
+	}
+}
+
+// checkMountOptions fails t unless the mount on dir has (true) or lacks
+// (false) each option, per-mount (ro, nosuid, nodev) or of its super
+// block (allow_other), as /proc/self/mountinfo says.
+func checkMountOptions(t *testing.T, dir string, want map[string]bool) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m *session.MountInfo
+	for _, mi := range session.ParseMountinfo(b) {
+		if mi.Dir == dir {
+			m = &mi
+		}
+	}
+	if m == nil {
+		t.Fatalf("%s is not mounted", dir)
+	}
+	// The super options are the last field of the mount's line.
+	var super string
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && f[0] == strconv.Itoa(m.ID) {
+			super = f[len(f)-1]
+		}
+	}
+	has := map[string]bool{}
+	for _, o := range strings.Split(m.Options+","+super, ",") {
+		has[o] = true
+	}
+	for o, w := range want {
+		if has[o] != w {
+			t.Errorf("mount on %s: option %s is %v, want %v (mount options %s, super options %s)", dir, o, has[o], w, m.Options, super)
+		}
 	}
 }
 
@@ -265,4 +320,101 @@ func TestMount_Detached_UntrustedServer(t *testing.T) {
 			t.Errorf("mounts: %q", out)
 		}
 	})
+}
+
+// A strata-mount of another build (here: one that says it speaks another
+// protocol) refuses in one line, and mount -d then serves with strata
+// itself and says so in server.log; strata-mount's bad flags are one line
+// on the report too, not a usage dump.
+func TestMount_Detached_ServerProtocol(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: FUSE mounts")
+	}
+	strata, lean := installWithServer(t)
+	root := storetest.Root(t)
+	loadDemo(t, root)
+	dir := filepath.Join(t.TempDir(), "mnt")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	direct := func(args ...string) (report, stderr string, err error) {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		c := exec.Command(lean, args...)
+		c.ExtraFiles = []*os.File{w}
+		var eb strings.Builder
+		c.Stderr = &eb
+		err = c.Start()
+		w.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(r)
+		err = c.Wait()
+		return string(b), eb.String(), err
+	}
+	rep, stderr, err := direct("--ready-fd", "3", "--root", root, "--protocol=999", "--mount-id", "x", "--", "demo", dir)
+	if err == nil || strings.Count(rep, "\n") != 1 || !strings.Contains(rep, "protocol 999") || !strings.Contains(rep, "reinstall both with go install ./cmd/...") {
+		t.Errorf("strata-mount --protocol=999: %v, report %q", err, rep)
+	}
+	if strings.Count(stderr, "\n") != 1 {
+		t.Errorf("strata-mount --protocol=999 stderr: %q", stderr)
+	}
+	rep, stderr, err = direct("--ready-fd", "3", "--root", root, "--bogus", "--", "demo", dir)
+	if err == nil || strings.Count(rep, "\n") != 1 || !strings.Contains(rep, "error: strata-mount: flag provided but not defined: -bogus") || strings.Contains(stderr, "Usage") || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("strata-mount --bogus: %v, report %q, stderr %q", err, rep, stderr)
+	}
+
+	// The real strata-mount, told by a wrapper that strata speaks 999.
+	real := lean + ".real"
+	if err := os.Rename(lean, real); err != nil {
+		t.Fatal(err)
+	}
+	wrapper := "#!/bin/sh\nfor a; do shift; case $a in --protocol=*) a=--protocol=999;; esac; set -- \"$@\" \"$a\"; done\nexec " + real + " \"$@\"\n"
+	if err := os.WriteFile(lean, []byte(wrapper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	id, err := mountD(strata, root, "--read-only", "demo", dir)
+	if err != nil {
+		t.Fatalf("mount -d beside a strata-mount of another protocol: %v: %s", err, id)
+	}
+	t.Cleanup(func() {
+		if _, ok := mountedAt(t, dir); ok {
+			runStrata(t, root, "", "umount", "-l", dir)
+		}
+	})
+	if exe, err := os.Readlink("/proc/" + strconv.Itoa(findLease(t, root, id).PID) + "/exe"); err != nil || exe != strata {
+		t.Errorf("mount %s is served by %s (%v), want %s", id, exe, err, strata)
+	}
+	b, _ := os.ReadFile(filepath.Join(layerstore.MountDirIn(root, id), "server.log"))
+	if !strings.Contains(string(b), "serving the mount with strata itself, not strata-mount: "+lean+" refused: mount server protocol mismatch") {
+		t.Errorf("server.log: %q", b)
+	}
+	mustRun(t, root, "umount", dir)
+}
+
+// A mount server that dies before it reports is named, with its pid and
+// how it ended.
+func TestMount_Detached_ServerKilled(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: FUSE mounts")
+	}
+	strata, lean := installWithServer(t)
+	root := storetest.Root(t)
+	loadDemo(t, root)
+	if err := os.WriteFile(lean, []byte("#!/bin/sh\nkill -9 $$\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	out, err := mountD(strata, root, "demo", dir)
+	if err == nil || !strings.Contains(out, "the mount server "+lean+" (pid ") || !strings.Contains(out, ") ended: signal: killed") {
+		t.Errorf("mount -d with a server killed before it reports: %v, %q", err, out)
+	}
+	if ents, err := os.ReadDir(filepath.Join(root, "mounts")); err != nil && !os.IsNotExist(err) || len(ents) != 0 {
+		t.Errorf("a failed mount -d left %v in mounts/ (%v)", ents, err)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/strata-dev/strata/container"
+	"github.com/strata-dev/strata/internal/mountserver"
 	"github.com/strata-dev/strata/layerstore"
 )
 
@@ -21,28 +22,17 @@ type globals struct {
 
 // openStore opens the store the flags name.
 func (g *globals) openStore() (*layerstore.Store, error) {
-	if g.root == "" {
-		return nil, fmt.Errorf("no store directory: this user has no home directory and neither STRATA_ROOT nor --root names one; put the store in a directory of your own, e.g. --root /var/tmp/strata-%d (or export STRATA_ROOT=…)", os.Geteuid())
-	}
-	s, err := layerstore.Open(g.root, &layerstore.Options{
-		LockTimeout: secs(g.lockTimeout),
-		Logger:      g.logger(),
-		// A container holds its image from its record on (rmi, prune).
-		Users: func() ([]layerstore.ImageUser, error) { return container.ImageUsers(container.RecordsDir(g.root)) },
-	})
-	if err != nil && os.Getenv("STRATA_ROOT") == "" && g.root == layerstore.DefaultRoot() && (errors.Is(err, os.ErrPermission) || errors.Is(err, os.ErrNotExist)) {
-		return nil, fmt.Errorf("%w\n(the default store %s cannot be made here: name a directory of your own with --root DIR or STRATA_ROOT=DIR)", err, g.root)
-	}
-	return s, err
+	return mountserver.OpenStore(g.root, secs(g.lockTimeout), g.logger(), g.imageUsers)
 }
 
-func (g *globals) logger() *slog.Logger {
-	lvl := slog.LevelWarn
-	if g.debug {
-		lvl = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+// imageUsers lists the containers as users of their images
+// (layerstore.Options.Users): a container holds its image from its record
+// on (rmi, prune).
+func (g *globals) imageUsers() ([]layerstore.ImageUser, error) {
+	return container.ImageUsers(container.RecordsDir(g.root))
 }
+
+func (g *globals) logger() *slog.Logger { return mountserver.Logger(g.debug) }
 
 func newRootCmd() *cobra.Command {
 	g := &globals{}

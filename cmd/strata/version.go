@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/strata-dev/strata/fs"
+	"github.com/strata-dev/strata/internal/mountserver"
 	"github.com/strata-dev/strata/layerstore"
 )
 
@@ -22,8 +24,9 @@ func newVersionCmd(g *globals) *cobra.Command {
 		Short: "Show the strata version, its build and what this machine offers",
 		Long: `Print strata's version and git commit (from the build's own record), the Go
 version it was built with, whether this kernel and user get FUSE passthrough
-(the kernel reads lower files itself: Linux 6.9+, root), and the store format
-this binary reads and writes. "strata --version" prints the same.`,
+(the kernel reads lower files itself: Linux 6.9+, root), the store format
+this binary reads and writes, and what serves "strata mount -d": the
+strata-mount installed beside strata, or strata itself and why. "strata --version" prints the same.`,
 		Example: `  strata version
   strata --version`,
 		Args:    cobra.NoArgs,
@@ -71,7 +74,24 @@ func versionText(root string) string {
 	fmt.Fprintf(&b, " OS/Arch:          %s/%s\n", runtime.GOOS, runtime.GOARCH)
 	fmt.Fprintf(&b, " FUSE passthrough: %s\n", passthroughAvailability())
 	fmt.Fprintf(&b, " Store format:     %s (store %s: %s)\n", layerstore.FormatVersion, root, store)
+	fmt.Fprintf(&b, " Mount server:     %s\n", mountServer())
 	return b.String()
+}
+
+// mountServer says what serves "strata mount -d": strata-mount beside
+// strata, or strata itself and why.
+func mountServer() string {
+	p, why := mountserver.Find()
+	if p != "" {
+		return fmt.Sprintf("%s (protocol %d)", p, mountserver.Protocol)
+	}
+	dir := "strata"
+	if self, err := os.Executable(); err == nil {
+		if self, err = filepath.EvalSymlinks(self); err == nil {
+			dir = filepath.Dir(self)
+		}
+	}
+	return fmt.Sprintf("strata itself (no usable %s beside %s: %v)", mountserver.Binary, dir, why)
 }
 
 // passthroughAvailability says whether mounts here can use FUSE

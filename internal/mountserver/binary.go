@@ -1,6 +1,7 @@
 package mountserver
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,53 +14,56 @@ const Binary = "strata-mount"
 
 // Find returns the path of strata-mount beside the running executable (the
 // real file os.Executable resolves to), symlinks resolved, or "" and why
-// not (the caller then serves with strata itself). Only beside: one found
+// not (wrapping os.ErrNotExist when there is none) (the caller then serves with strata itself). Only beside: one found
 // in PATH may be another version's. And only one nobody else could have
 // put there, since strata may run it as root: the file must be a regular,
 // executable file owned by root or by strata's own owner and writable by
 // no one else, in a directory that is owned by one of them and writable by
 // no one else (sticky or not); a symlink named strata-mount must itself be
 // owned by one of them, and its target passes the same checks.
-func Find() (path, why string) {
+func Find() (path string, why error) {
 	self, err := os.Executable()
 	if err != nil {
-		return "", err.Error()
+		return "", err
 	}
 	if self, err = filepath.EvalSymlinks(self); err != nil {
-		return "", err.Error()
+		return "", err
 	}
 	fi, err := os.Stat(self)
 	if err != nil {
-		return "", err.Error()
+		return "", err
 	}
 	owner := fi.Sys().(*syscall.Stat_t).Uid
 	p := filepath.Join(filepath.Dir(self), Binary)
+	if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("there is none (%w)", os.ErrNotExist)
+	}
 	if err := trusted(p, owner); err != nil {
-		return "", err.Error()
+		return "", err
 	}
 	li, err := os.Lstat(p)
 	if err != nil {
-		return "", err.Error()
+		return "", err
 	}
 	if li.Mode()&os.ModeSymlink != 0 {
 		if p, err = filepath.EvalSymlinks(p); err != nil {
-			return "", err.Error()
+			return "", err
 		}
 		if err := trusted(p, owner); err != nil {
-			return "", err.Error()
+			return "", err
 		}
 		if fi, err := os.Stat(p); err != nil || !fi.Mode().IsRegular() {
-			return "", fmt.Sprintf("%s is not a regular file", p)
+			return "", fmt.Errorf("%s is not a regular file", p)
 		}
 	} else if !li.Mode().IsRegular() {
-		return "", fmt.Sprintf("%s is not a regular file", p)
+		return "", fmt.Errorf("%s is not a regular file", p)
 	}
 	if fi, err := os.Stat(p); err != nil {
-		return "", err.Error()
+		return "", err
 	} else if fi.Mode()&0o111 == 0 {
-		return "", fmt.Sprintf("%s is not executable", p)
+		return "", fmt.Errorf("%s is not executable", p)
 	}
-	return p, ""
+	return p, nil
 }
 
 // trusted says why p (not followed) or its directory could have been put
