@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -62,8 +63,11 @@ type MountsRow struct {
 	// rest before the walks (mounted, one file written in each): what a
 	// server costs before it has looked anything up. Anon - AnonIdle over
 	// the entries walked is the cost of a looked-up entry.
-	AnonIdle int64  `json:"anon_idle"`
-	Err      string `json:"error,omitempty"`
+	AnonIdle int64 `json:"anon_idle"`
+	// The servers' executables, each once (/proc/PID/exe): for strata,
+	// strata-mount where it is installed beside strata, else strata.
+	Servers []string `json:"servers,omitempty"`
+	Err     string   `json:"error,omitempty"`
 }
 
 // MountsReport is what RunMounts measured.
@@ -271,6 +275,9 @@ func runMountSet(ctx context.Context, cfg MountsConfig, c string, n int, store s
 			return err
 		}
 		row.AnonIdle += anon
+		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil && !slices.Contains(row.Servers, exe) {
+			row.Servers = append(row.Servers, exe)
+		}
 	}
 	for _, m := range mnts {
 		for _, args := range [][]string{{"find", m}, {"ls", "-lR", m}} {

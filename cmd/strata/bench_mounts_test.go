@@ -23,7 +23,7 @@ func TestBench_Mounts(t *testing.T) {
 	if _, err := exec.LookPath("fuse-overlayfs"); err != nil {
 		t.Skip("fuse-overlayfs is not installed")
 	}
-	strata, _ := installWithServer(t)
+	strata, lean := installWithServer(t)
 	dir, out := t.TempDir(), t.TempDir()
 	c := exec.Command(strata, "--root", filepath.Join(t.TempDir(), "unused"), "bench", "--mounts", "3", "--mounts-image", filepath.Join(fixtureDir(t), "oci"), "--dir", dir, "--out", out)
 	c.Env = append(os.Environ(), cliEnv+"=1")
@@ -49,6 +49,9 @@ func TestBench_Mounts(t *testing.T) {
 	for _, r := range rp.Rows {
 		if r.Err != "" || r.Mounts != 3 || r.Anon <= 0 || r.AnonIdle <= 0 || r.PSS <= 0 || r.Up <= 0 {
 			t.Errorf("row %+v", r)
+		}
+		if r.Contender == bench.Strata && (len(r.Servers) != 1 || r.Servers[0] != lean) {
+			t.Errorf("strata's mounts are served by %q, want %s", r.Servers, lean)
 		}
 	}
 	if !strings.Contains(stdout, "fuse-overlayfs") {
