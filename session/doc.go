@@ -22,9 +22,10 @@
 // reader of /proc/self/mountinfo.
 //
 // Many mounts of one image: each is a server process of its own (a fault
-// takes down one mount, not every container of the node; the CLI's are
-// strata-mount, package internal/mountserver), and all of them
-// map the image's one tree file read-only, so the tree is in memory once
+// takes down one mount, not every container of the node: "strata mount -d"
+// starts strata-mount where it is installed beside strata, else strata
+// itself, and foreground mounts and containers' roots are served by strata
+// itself), and all of them map the image's one tree file read-only, so the tree is in memory once
 // however many mount it; a server's own memory is the inodes the kernel
 // looked up through it and what its top layer changed. A server killed
 // (even with SIGKILL) leaves its mountpoint answering ENOTCONN and its
