@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -165,12 +166,21 @@ func installWithServer(t *testing.T) (strata, lean string) {
 	t.Helper()
 	bin := t.TempDir()
 	lean = filepath.Join(bin, mountserver.Binary)
-	if out, err := exec.Command("go", "build", "-o", lean, "../strata-mount").CombinedOutput(); err != nil {
+	if out, err := exec.Command(goTool(), "build", "-o", lean, "../strata-mount").CombinedOutput(); err != nil {
 		t.Fatalf("go build strata-mount: %v\n%s", err, out)
 	}
 	strata = filepath.Join(bin, "strata")
 	installCopy(t, strata)
 	return strata, lean
+}
+
+// goTool is the go this test was built with, else the one in PATH.
+func goTool() string {
+	p := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	return "go"
 }
 
 // findLease returns mount id's lease.
