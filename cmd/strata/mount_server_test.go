@@ -316,6 +316,30 @@ func TestMount_Detached_UntrustedServer(t *testing.T) {
 			mustRun(t, root, "umount", dir)
 		})
 	}
+	t.Run("a symlink owned by root to a trusted server", func(t *testing.T) {
+		strata, lean := installWithServer(t)
+		real := filepath.Join(t.TempDir(), mountserver.Binary)
+		if err := os.Rename(lean, real); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(real, lean); err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		id, err := mountD(strata, root, "--read-only", "demo", dir)
+		if err != nil {
+			t.Fatalf("mount -d: %v: %s", err, id)
+		}
+		t.Cleanup(func() {
+			if _, ok := mountedAt(t, dir); ok {
+				runStrata(t, root, "", "umount", "-l", dir)
+			}
+		})
+		if exe, err := os.Readlink("/proc/" + strconv.Itoa(findLease(t, root, id).PID) + "/exe"); err != nil || exe != real {
+			t.Errorf("mount %s is served by %s (%v), want %s", id, exe, err, real)
+		}
+		mustRun(t, root, "umount", dir)
+	})
 	t.Run("trusted, but says something else", func(t *testing.T) {
 		strata, _ := plant(t, 0o755, 0o755, 0)
 		dir := filepath.Join(t.TempDir(), "mnt")
