@@ -258,7 +258,10 @@ func (st *staging) inObjects(d digest.Digest) bool {
 // resolve looks up the records of the contents in maybe, in one read
 // transaction: one with a record is known, any other is staged, to be
 // published with the rest (a file in objects/ that no record names is
-// garbage, which GC may remove once the import is over).
+// garbage, which GC may remove once the import is over). Two may run at
+// once (two layers ending together, a full maybe beside a layer's end):
+// a content is the first one's to take out of maybe, and once out it is
+// pending or known, so never in maybe again.
 func (st *staging) resolve() error {
 	st.mu.Lock()
 	ds := make([]digest.Digest, 0, len(st.maybe))
@@ -282,7 +285,10 @@ func (st *staging) resolve() error {
 	var jobs []writeJob
 	st.mu.Lock()
 	for i, d := range ds {
-		m := st.maybe[d]
+		m, ok := st.maybe[d]
+		if !ok {
+			continue // another resolve, looking it up meanwhile, took it
+		}
 		delete(st.maybe, d)
 		st.maybeBytes -= len(m.data)
 		switch {

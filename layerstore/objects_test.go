@@ -6,11 +6,13 @@ package layerstore
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -171,5 +173,57 @@ func TestObjects_TmpLeftovers_AreGarbage(t *testing.T) {
 	}
 	if left, _ := readDirNames(s.TmpDir()); len(left) != 0 {
 		t.Errorf("tmp/ after gc: %v", left)
+	}
+}
+
+// Two resolves at once (two layers of one import ending together, or a
+// full maybe beside a layer's end) look up the same content: the one that
+// finds it gone from maybe leaves it to the other. It staged an empty file
+// in its place, published with the content's size.
+func TestObjects_OverlappingResolves_StageOnce(t *testing.T) {
+	s := newTestStore(t)
+	body := []byte("left by a crash, shared by two layers")
+	d := sha(body)
+	for i := 0; i < 200; i++ {
+		if err := os.WriteFile(s.ObjectPath(d), body, 0o400); err != nil {
+			t.Fatal(err)
+		}
+		st, err := s.newStaging()
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.addSmall(body)
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for j := range errs {
+			wg.Add(1)
+			go func() { defer wg.Done(); errs[j] = st.resolve() }()
+		}
+		wg.Wait()
+		if err := st.wait(); err != nil {
+			t.Fatal(err)
+		}
+		for _, err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		name, ok := st.pending[d]
+		if !ok {
+			t.Fatalf("round %d: the orphan's content is not staged (known %v)", i, st.known[d])
+		}
+		got, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, body) {
+			t.Fatalf("round %d: staged %q, want %q", i, got, body)
+		}
+		if err := st.discard(); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(s.ObjectPath(d)); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
