@@ -118,6 +118,7 @@ func Pull(ctx context.Context, s *layerstore.Store, c *registry.Client, ref regi
 		}
 	}}
 	stored, err := s.AddImage(ctx, src, add)
+	retried := make([]bool, len(src.Layers))
 	for {
 		// A layer found wrong: its download is of no use, and when it
 		// began with what an earlier pull left, that part may be what was
@@ -125,14 +126,18 @@ func Pull(ctx context.Context, s *layerstore.Store, c *registry.Client, ref regi
 		// that layer once more from the start. The other layers'
 		// downloads are kept, as docker keeps the layers that came whole:
 		// nothing says they are wrong, and another image may share them.
+		// Each layer is tried again once at most: two that a registry
+		// keeps sending wrong would otherwise take turns being resumed
+		// (what came of the one tried again is kept) for ever.
 		i, ok := badLayer(err)
 		if !ok {
 			break
 		}
 		s.RemoveDownload(src.Layers[i].Digest)
-		if !rs.resumed[i].Load() {
+		if !rs.resumed[i].Load() || retried[i] {
 			break
 		}
+		retried[i] = true
 		rs.reset()
 		stored, err = s.AddImage(ctx, src, add)
 	}

@@ -602,3 +602,52 @@ func TestPull_WrongLayer_KeepsTheOthersDownloads(t *testing.T) {
 		t.Errorf("the pull after moved %d blob bytes, want %d (whole pull %d, kept %d)", got, total-kept, total, kept)
 	}
 }
+
+// TestPull_ConsistentlyWrong_Bounded: a registry that keeps sending two
+// layers wrong, both resumed from what an earlier pull left, fails the
+// pull after a bounded number of attempts: each layer is tried again from
+// nothing at most once (they took turns being resumed, for ever).
+func TestPull_ConsistentlyWrong_Bounded(t *testing.T) {
+	proxy, ref, remote := pushChild(t, "alwayswrong", 4<<20)
+	s := storetest.Open(t)
+	var wrong []digest.Digest
+	for _, l := range remote.Source.Layers {
+		if l.Size < 1024 {
+			continue
+		}
+		dl, err := s.OpenDownload(l.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dl.Write(bytes.Repeat([]byte{'x'}, int(l.Size/2)))
+		if err := dl.Keep(); err != nil {
+			t.Fatal(err)
+		}
+		proxy.Corrupt(l.Digest)
+		wrong = append(wrong, l.Digest)
+	}
+	if len(wrong) < 2 {
+		t.Fatalf("layers %v: want two of 1 KiB or more", remote.Source.Layers)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	_, err := transfer.Pull(ctx, s, newClient(t), ref, transfer.PullOptions{})
+	if err == nil || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "nothing stored") {
+		t.Fatalf("pull from a registry that keeps sending layers wrong: %v, want it refused", err)
+	}
+	t.Logf("pull: %v", err)
+	gets := 0
+	for _, r := range proxy.Requests() {
+		for _, d := range wrong {
+			if strings.HasPrefix(r, "GET ") && strings.HasSuffix(r, "/blobs/"+string(d)) {
+				gets++
+			}
+		}
+	}
+	// Each wrong layer: resumed, then again from nothing, once per attempt
+	// (one attempt, and one more for each layer tried again).
+	if max := len(wrong) * (len(wrong) + 1); gets > max {
+		t.Errorf("%d requests for the wrong layers' blobs, want at most %d", gets, max)
+	}
+	checkNothingStored(t, s)
+}
