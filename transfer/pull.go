@@ -145,10 +145,14 @@ func Pull(ctx context.Context, s *layerstore.Store, c *registry.Client, ref regi
 		removeDownloads(s, src)
 	}
 	if err != nil {
+		// Only a layer's blob being read is the registry's: ErrCorrupt
+		// from the store itself (an object vanished) is not.
+		var le *layerstore.LayerError
+		fromBlob := errors.As(err, &le) && le.Blob != ""
 		if errors.Is(err, layerstore.ErrDigestMismatch) || errors.Is(err, layerstore.ErrSizeMismatch) {
 			return res, fmt.Errorf("pull %s: the registry sent content that does not match its digest, nothing stored: %w", ref.Familiar(), err)
 		}
-		if errors.Is(err, layerstore.ErrCorrupt) {
+		if fromBlob && errors.Is(err, layerstore.ErrCorrupt) {
 			return res, fmt.Errorf("pull %s: the registry sent a layer that is not a valid compressed tar, nothing stored: %w", ref.Familiar(), err)
 		}
 		if errors.Is(err, layerstore.ErrOverLimit) {
