@@ -8,7 +8,9 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -225,5 +227,35 @@ func TestObjects_OverlappingResolves_StageOnce(t *testing.T) {
 		if err := os.Remove(s.ObjectPath(d)); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// A stored layer read again (check --contents) hashes its large files and
+// writes nothing: a copy in tmp/ of a file larger than the free space
+// filled the disk. A stream short of its size is still an error.
+func TestObjects_Replay_WritesNothing(t *testing.T) {
+	s := newTestStore(t)
+	st, err := s.newStaging()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.discard()
+	st.replay = true
+	body := bytes.Repeat([]byte("large file "), 3*smallFile/10)
+	d, err := st.add(bytes.NewReader(body), int64(len(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d != sha(body) {
+		t.Errorf("digest %s, want %s", d, sha(body))
+	}
+	if _, err := st.add(bytes.NewReader(body[:100]), int64(len(body))); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("short stream: %v, want io.ErrUnexpectedEOF", err)
+	}
+	if err := st.wait(); err != nil {
+		t.Fatal(err)
+	}
+	if names, err := os.ReadDir(st.dir); err != nil || len(names) != 0 {
+		t.Errorf("staging directory holds %v (%v), want nothing", names, err)
 	}
 }
