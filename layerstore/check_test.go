@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -55,6 +56,16 @@ func rawUpdate(t *testing.T, s *Store, fn func(r *bolt.Bucket) error) {
 	if err := db.Update(func(tx *bolt.Tx) error { return fn(tx.Bucket(bucketRoot)) }); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// asOurs stamps the raw transaction of r as one that kept the holders
+// index (after err, its edit): a wrong index this code left, not one
+// behind another writer's commit.
+func asOurs(r *bolt.Bucket, err error) error {
+	if err != nil {
+		return err
+	}
+	return r.Put(keyIndexedTx, []byte(strconv.Itoa(r.Tx().ID())))
 }
 
 // setTreeEntry rewrites the tree file of chain with one entry edited: a new,
@@ -121,19 +132,19 @@ func TestStore_Check_DetectsInjectedCorruption(t *testing.T) {
 		// a removal delete what b holds; one too many keeps garbage.
 		{name: "HolderMissing", corrupt: func(t *testing.T, s *Store, a, b Image) func(r *bolt.Bucket) error {
 			return func(r *bolt.Bucket) error {
-				return r.Bucket(bucketHolders).Delete(holderKey(holdLayer, b.Layers[0], imageHolder(b.ID)))
+				return asOurs(r, r.Bucket(bucketHolders).Delete(holderKey(holdLayer, b.Layers[0], imageHolder(b.ID))))
 			}
 		}},
 		{name: "HolderExtra", corrupt: func(t *testing.T, s *Store, a, b Image) func(r *bolt.Bucket) error {
 			return func(r *bolt.Bucket) error {
-				return r.Bucket(bucketHolders).Put(holderKey(holdLayer, a.Layers[1], mountHolder("gone")), []byte{})
+				return asOurs(r, r.Bucket(bucketHolders).Put(holderKey(holdLayer, a.Layers[1], mountHolder("gone")), []byte{}))
 			}
 		}},
 		{name: "TreeFileHolderMissing", corrupt: func(t *testing.T, s *Store, a, b Image) func(r *bolt.Bucket) error {
 			return func(r *bolt.Bucket) error {
 				var rec treeRecord
 				json.Unmarshal(r.Bucket(bucketTrees).Bucket([]byte(a.ChainID)).Get(keyMeta), &rec)
-				return r.Bucket(bucketHolders).Delete(holderKey(holdFile, rec.File, treeHolder(a.ChainID)))
+				return asOurs(r, r.Bucket(bucketHolders).Delete(holderKey(holdFile, rec.File, treeHolder(a.ChainID))))
 			}
 		}},
 		{name: "ObjectRecordDeleted", corrupt: func(t *testing.T, s *Store, a, b Image) func(r *bolt.Bucket) error {

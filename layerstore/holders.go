@@ -56,8 +56,23 @@ func cacheHolder(key string) string { return "c" + key }
 // namesOf lists the names of image id of one kind of holder ('r' tags,
 // 'c' build cache keys), without the kind: one key range of the index.
 func namesOf(tx *bolt.Tx, id digest.Digest, kind byte) []string {
-	p := append(holderPrefix(holdName, id), kind)
 	var out []string
+	if !indexCurrent(tx) {
+		// Behind another writer's commit: the records say (both buckets
+		// are sorted by name, as the index is).
+		b := bucketRefs
+		if kind == 'c' {
+			b = bucketCache
+		}
+		bucket(tx, b).ForEach(func(k, v []byte) error {
+			if string(v) == string(id) {
+				out = append(out, string(k))
+			}
+			return nil
+		})
+		return out
+	}
+	p := append(holderPrefix(holdName, id), kind)
 	c := bucket(tx, bucketHolders).Cursor()
 	for k, _ := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, _ = c.Next() {
 		out = append(out, string(k[len(p):]))

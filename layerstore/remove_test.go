@@ -187,6 +187,9 @@ func TestStore_Open_MigratesHolders(t *testing.T) {
 				t.Errorf("open of a schema 4 store: %v, want ErrInvalid naming it", err)
 			}
 			rawUpdate(t, s, func(r *bolt.Bucket) error { return r.Put(keySchema, []byte("3")) })
+			if _, err := s2.GC(); err != nil { // after the raw commit, rebuilds the index
+				t.Fatal(err)
+			}
 		})
 	}
 }
@@ -224,8 +227,25 @@ func TestStore_HoldersRebuiltAfterAnotherWriter(t *testing.T) {
 				return err
 			}
 		}
-		return nil
+		// And a tag and a build cache entry of b, which the index does
+		// not name either.
+		if err := r.Bucket(bucketRefs).Put([]byte("b:2"), []byte(b.ID)); err != nil {
+			return err
+		}
+		return r.Bucket(bucketCache).Put([]byte("step"), []byte(b.ID))
 	})
+	// Reads before the next write find the records, not the index.
+	wantTags := []string{"b:1", "b:2"}
+	if img, err := s.ResolveImage("b:1"); err != nil || !slices.Equal(img.RepoTags, wantTags) {
+		t.Errorf("ResolveImage b:1 behind the index: %v %v, want tags %v", img.RepoTags, err, wantTags)
+	}
+	if img, err := s.CacheGet("step"); err != nil || !slices.Equal(img.RepoTags, wantTags) {
+		t.Errorf("CacheGet behind the index: %v %v, want tags %v", img.RepoTags, err, wantTags)
+	}
+	r := checkOK(t, s, "behind the index")
+	if len(r.Garbage) != 1 || !strings.Contains(r.Garbage[0], "holders index is behind") {
+		t.Errorf("check behind the index: garbage %q, want the index behind alone", r.Garbage)
+	}
 	if _, err := s.RemoveImage("a:1", false); err != nil {
 		t.Fatal(err)
 	}
@@ -233,4 +253,17 @@ func TestStore_HoldersRebuiltAfterAnotherWriter(t *testing.T) {
 		t.Errorf("the layer b shares with a, after rmi a: %v", err)
 	}
 	checkOK(t, s, "after rmi a")
+	// rmi -f of b by ID untags both and drops its cache entry.
+	if _, err := s.RemoveImage(string(b.ID), true); err != nil {
+		t.Fatal(err)
+	}
+	if imgs, err := s.Images(); err != nil || len(imgs) != 0 {
+		t.Errorf("images after rmi -f b: %v %v", imgs, err)
+	}
+	if _, err := s.CacheGet("step"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("CacheGet after rmi -f b: %v, want ErrNotFound", err)
+	}
+	if _, err := s.GC(); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -239,6 +239,18 @@ func reindexAfterOthers(tx *bolt.Tx) error {
 	return buildHolders(tx)
 }
 
+// indexCurrent reports whether tx may trust the holders index. A write
+// transaction of update was reindexed first; a read transaction's ID is
+// the last committed one's (bbolt increments it for writers only), which
+// must be the one that stamped the index.
+func indexCurrent(tx *bolt.Tx) bool {
+	if tx.Writable() {
+		return true
+	}
+	r := tx.Bucket(bucketRoot)
+	return r != nil && string(r.Get(keyIndexedTx)) == strconv.Itoa(tx.ID())
+}
+
 // stampIndexed records that the index is right as of this transaction.
 func stampIndexed(tx *bolt.Tx) error {
 	r := tx.Bucket(bucketRoot)
