@@ -280,9 +280,15 @@ func TestStore_Crash_RemoveMount(t *testing.T) {
 			child.Process.Signal(syscall.SIGKILL)
 			waitErr = <-exited
 			done = true
+			continue
 		}
+		time.Sleep(100 * time.Microsecond)
 	}
 	t.Logf("the removal: %v", waitErr)
+	var ee *exec.ExitError
+	if !errors.As(waitErr, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("the removal ended %v, not killed mid-way: the test saw no crash", waitErr)
+	}
 	if r := storetest.CheckProblems(t, s); r == nil {
 		t.FailNow()
 	}
