@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 
+	"github.com/strata-dev/strata/internal/storetest"
 	"github.com/strata-dev/strata/session"
 )
 
@@ -25,67 +25,36 @@ func TestSession_StartDuringGC(t *testing.T) {
 			dirs[w] = append(dirs[w], mountDir(t))
 		}
 	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	gcs := 0
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
+	gcs := storetest.WhileGC(t, st, workers, func(w int) error {
+		for i, dir := range dirs[w] {
+			s, err := session.Start(context.Background(), st, "demo", dir, session.Options{})
+			if err != nil {
+				return err
 			}
-			if _, err := st.GC(); err != nil {
-				t.Error(err)
-				return
-			}
-			gcs++
-		}
-	}()
-	errs := make(chan error, workers)
-	for w := range workers {
-		go func() {
-			errs <- func() error {
-				for i, dir := range dirs[w] {
-					s, err := session.Start(context.Background(), st, "demo", dir, session.Options{})
-					if err != nil {
-						return err
-					}
-					body := fmt.Sprintf("session %d.%d\n", w, i)
-					err = os.WriteFile(filepath.Join(dir, "written"), []byte(body), 0o644)
-					if err == nil {
-						var b []byte
-						b, err = os.ReadFile(filepath.Join(dir, "written"))
-						if err == nil && string(b) != body {
-							err = fmt.Errorf("read back %q", b)
-						}
-					}
-					if err == nil {
-						_, err = os.Stat(session.UpperDir(st, s.ID()))
-					}
-					if err != nil {
-						err = fmt.Errorf("session %s on %s: its top layer: %w", s.ID(), dir, err)
-					}
-					if cerr := s.Close(); cerr != nil && err == nil {
-						err = cerr
-					}
-					if err != nil {
-						return err
-					}
+			body := fmt.Sprintf("session %d.%d\n", w, i)
+			err = os.WriteFile(filepath.Join(dir, "written"), []byte(body), 0o644)
+			if err == nil {
+				var b []byte
+				b, err = os.ReadFile(filepath.Join(dir, "written"))
+				if err == nil && string(b) != body {
+					err = fmt.Errorf("read back %q", b)
 				}
-				return nil
-			}()
-		}()
-	}
-	for range workers {
-		if err := <-errs; err != nil {
-			t.Error(err)
+			}
+			if err == nil {
+				_, err = os.Stat(session.UpperDir(st, s.ID()))
+			}
+			if err != nil {
+				err = fmt.Errorf("session %s on %s: its top layer: %w", s.ID(), dir, err)
+			}
+			if cerr := s.Close(); cerr != nil && err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
 		}
-	}
-	close(stop)
-	wg.Wait()
+		return nil
+	})
 	t.Logf("%d sessions against %d GC runs", workers*each, gcs)
 	if ids := leases(t, st); len(ids) != 0 {
 		t.Errorf("leases left: %v", ids)
