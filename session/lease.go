@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -163,9 +162,10 @@ func waitServer(ctx context.Context, st *layerstore.Store, rec *layerstore.Mount
 		now, err := lease(st, rec.ID)
 		switch {
 		case errors.Is(err, layerstore.ErrNotFound):
-			if _, err := os.Lstat(st.MountDir(rec.ID)); errors.Is(err, os.ErrNotExist) {
-				return nil
-			}
+			// The lease is gone: the directory is garbage now, ours to
+			// take (RemoveMountDir decides so in a transaction), or we
+			// would wait for good on a server whose deletion of it failed.
+			return st.RemoveMountDir(rec.ID)
 		case err != nil:
 			return err
 		case now.PID != rec.PID || now.PIDStart != rec.PIDStart:
