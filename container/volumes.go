@@ -196,6 +196,9 @@ func fillVolume(rootfs, dst, vol string) error {
 	if err := syncDir(vol); err != nil { // the marker on disk before any file
 		return err
 	}
+	if afterMarker != nil {
+		afterMarker(vol)
+	}
 	if err := copyImageContent(rootfs, dst, data); err != nil {
 		return err
 	}
@@ -215,6 +218,10 @@ func fillVolume(rootfs, dst, vol string) error {
 	// found again after a power loss would empty the volume of its files.
 	return syncDir(vol)
 }
+
+// afterMarker, when set (by tests), runs between the sync of a fill's
+// marker and its first file.
+var afterMarker func(vol string)
 
 // beforeMarkerRemoved, when set (by tests), runs between a fill's sync and
 // the removal of its marker.
