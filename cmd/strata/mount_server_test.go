@@ -234,6 +234,29 @@ func mountD(strata, root string, args ...string) (string, error) {
 	return strings.TrimSpace(string(out)), err
 }
 
+// mountServed runs "strata mount -d --read-only demo dir" with the strata
+// at path, unmounts it when the test ends, and fails the test unless the
+// executable want serves it. It returns the mount's ID.
+func mountServed(t *testing.T, strata, root, dir, want string) string {
+	t.Helper()
+	id, err := mountD(strata, root, "--read-only", "demo", dir)
+	if err != nil {
+		t.Fatalf("mount -d: %v: %s", err, id)
+	}
+	t.Cleanup(func() {
+		if _, ok := mountedAt(t, dir); ok {
+			runStrata(t, root, "", "umount", "-l", dir)
+		}
+	})
+	if id == "fake" { // what the planted servers of these tests answer
+		t.Fatalf("the planted %s ran", mountserver.Binary)
+	}
+	if exe, err := os.Readlink("/proc/" + strconv.Itoa(findLease(t, root, id).PID) + "/exe"); err != nil || exe != want {
+		t.Errorf("mount %s is served by %s (%v), want %s", id, exe, err, want)
+	}
+	return id
+}
+
 // A strata-mount that someone other than root or strata's owner could
 // have put beside strata is not run (strata may run it as root): strata
 // serves the mount itself. One that is trusted but answers anything other
@@ -293,22 +316,7 @@ func TestMount_Detached_UntrustedServer(t *testing.T) {
 			if err := os.Mkdir(dir, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			id, err := mountD(strata, root, "--read-only", "demo", dir)
-			if err != nil {
-				t.Fatalf("mount -d: %v: %s", err, id)
-			}
-			t.Cleanup(func() {
-				if _, ok := mountedAt(t, dir); ok {
-					runStrata(t, root, "", "umount", "-l", dir)
-				}
-			})
-			if id == "fake" {
-				t.Fatalf("the planted %s ran", mountserver.Binary)
-			}
-			rec := findLease(t, root, id)
-			if exe, err := os.Readlink("/proc/" + strconv.Itoa(rec.PID) + "/exe"); err != nil || exe != strata {
-				t.Errorf("mount %s is served by %s (%v), want %s", id, exe, err, strata)
-			}
+			id := mountServed(t, strata, root, dir, strata)
 			mdir := layerstore.MountDirIn(root, id)
 			if b, _ := os.ReadFile(filepath.Join(mdir, "server.log")); !strings.Contains(string(b), "serving the mount with strata itself") {
 				t.Errorf("server.log does not say why strata serves: %q", b)
@@ -326,18 +334,7 @@ func TestMount_Detached_UntrustedServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		dir := t.TempDir()
-		id, err := mountD(strata, root, "--read-only", "demo", dir)
-		if err != nil {
-			t.Fatalf("mount -d: %v: %s", err, id)
-		}
-		t.Cleanup(func() {
-			if _, ok := mountedAt(t, dir); ok {
-				runStrata(t, root, "", "umount", "-l", dir)
-			}
-		})
-		if exe, err := os.Readlink("/proc/" + strconv.Itoa(findLease(t, root, id).PID) + "/exe"); err != nil || exe != real {
-			t.Errorf("mount %s is served by %s (%v), want %s", id, exe, err, real)
-		}
+		mountServed(t, strata, root, dir, real)
 		mustRun(t, root, "umount", dir)
 	})
 	t.Run("trusted, but says something else", func(t *testing.T) {
@@ -412,18 +409,7 @@ func TestMount_Detached_ServerProtocol(t *testing.T) {
 	if err := os.WriteFile(lean, []byte(wrapper), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	id, err := mountD(strata, root, "--read-only", "demo", dir)
-	if err != nil {
-		t.Fatalf("mount -d beside a strata-mount of another protocol: %v: %s", err, id)
-	}
-	t.Cleanup(func() {
-		if _, ok := mountedAt(t, dir); ok {
-			runStrata(t, root, "", "umount", "-l", dir)
-		}
-	})
-	if exe, err := os.Readlink("/proc/" + strconv.Itoa(findLease(t, root, id).PID) + "/exe"); err != nil || exe != strata {
-		t.Errorf("mount %s is served by %s (%v), want %s", id, exe, err, strata)
-	}
+	id := mountServed(t, strata, root, dir, strata)
 	b, _ := os.ReadFile(filepath.Join(layerstore.MountDirIn(root, id), "server.log"))
 	if !strings.Contains(string(b), "serving the mount with strata itself, not strata-mount: "+lean+" refused: mount server protocol mismatch") {
 		t.Errorf("server.log: %q", b)
