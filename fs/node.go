@@ -56,7 +56,12 @@ func (n *node) newChild(ctx context.Context, ino uint64, lower *layerstore.Entry
 	in := n.NewInode(ctx, c, gofs.StableAttr{Mode: mode & syscall.S_IFMT, Ino: ino})
 	if lower != nil && mode&syscall.S_IFMT == syscall.S_IFREG {
 		if c, ok := in.Operations().(*node); ok {
-			n.u.bindRaw(c) // raw handles open on it read through it now (rawfile.go)
+			// Raw handles open on it read through it now (rawfile.go).
+			// go-fuse keeps an Inode it has of ino and drops this one,
+			// but then that Inode was made while the file was copied or
+			// promoted, when no raw open could start: bindRaw finds the
+			// handles bound to it already, or none.
+			n.u.bindRaw(c)
 		}
 	}
 	return in

@@ -103,6 +103,17 @@ func (r *rawFS) rawOpen(in *fuse.OpenIn, out *fuse.OpenOut) bool {
 	rf := &r.u.rawFiles
 	h := &rawFile{u: r.u, e: e}
 	rf.mu.Lock()
+	// Again under rawFiles.mu, which bindRaw takes: a copy-up that does not
+	// take rn.mu (a directory's, renamed) marks the file copied before the
+	// bridge can make its node (a lookup of a pure entry is answered raw,
+	// and a promotion holds rn.mu), and newChild binds after making it. So
+	// either bindRaw finds this handle, or this check finds the copy and
+	// the open goes to the bridge; a handle never stays unbound beside a
+	// node the bridge keeps.
+	if !r.u.pure(in.NodeId) {
+		rf.mu.Unlock()
+		return false
+	}
 	if rf.h == nil {
 		rf.h = map[uint64]*rawFile{}
 		rf.inode = map[uint64]*rawInode{}
