@@ -11,6 +11,18 @@ import (
 
 // waitRawReleased waits until the server has had every raw handle's RELEASE
 // (the kernel sends it on its own time after close).
+// waitFor waits up to 10 s for cond.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s after 10 s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func waitRawReleased(t *testing.T, m *testMount) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -79,6 +91,13 @@ func TestFS_RawOpen_WriteBeside(t *testing.T) {
 			}
 			if _, err := rw.WriteAt([]byte("F DATA"), 0); err != nil {
 				t.Fatal(err)
+			}
+			if pt {
+				// The raw reader alone keeps the node's opens cached:
+				// with rw released, rw2 must not be passed through.
+				rel := traceOf(m, "RELEASE")
+				rw.Close()
+				waitFor(t, "rw's RELEASE", func() bool { return traceOf(m, "RELEASE") > rel })
 			}
 			rw2, err := os.OpenFile(m.p("d/e/f"), os.O_RDWR, 0)
 			if err != nil {
