@@ -253,3 +253,25 @@ func TestFS_RawOpen_Forget(t *testing.T) {
 		t.Errorf("z: %q", got)
 	}
 }
+
+// cp of a lower file opened raw still copies in the kernel
+// (copy_file_range through a bridge handle on the source): no byte of it
+// is read or written through the server.
+func TestFS_RawOpen_CopyFileRange(t *testing.T) {
+	img := rawImage(t)
+	m := mountImage(t, img, mountOpts{trace: true})
+	m.srv.Trace(true)
+	run(t, m.dir, false, "cp", "d/e/f", "copied")
+	if c := traceOf(m, "COPY_FILE_RANGE"); c == 0 {
+		t.Errorf("cp sent no COPY_FILE_RANGE")
+	}
+	for _, op := range []string{"READ", "WRITE"} {
+		if c := traceOf(m, op); c != 0 {
+			t.Errorf("cp of a lower file sent %d %ss, want none (copied in the kernel)", c, op)
+		}
+	}
+	if got, err := os.ReadFile(m.p("copied")); err != nil || string(got) != "f data" {
+		t.Errorf("the copy holds %q %v, want f data", got, err)
+	}
+	waitRawReleased(t, m)
+}

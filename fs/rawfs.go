@@ -623,17 +623,33 @@ func (r *rawFS) Writev(cancel <-chan struct{}, in *fuse.WriteIn, data [][]byte) 
 
 func (r *rawFS) CopyFileRange(cancel <-chan struct{}, in *fuse.CopyFileRangeIn) (uint32, fuse.Status) {
 	defer r.count(opCopyFileRange).done()
-	if in.FhIn&rawFhBit != 0 || in.FhOut&rawFhBit != 0 {
-		// The kernel copies through its page cache instead (as for
-		// objectFile's metacopies): the bridge knows no raw handle.
-		return 0, fuse.Status(unix.EOPNOTSUPP)
+	if in.FhOut&rawFhBit != 0 {
+		return 0, fuse.EBADF // read-only
 	}
 	for _, id := range []uint64{in.NodeId, in.NodeIdOut} {
 		if st := r.bridged(cancel, in.Caller, id); !st.Ok() {
 			return 0, st
 		}
 	}
-	return r.RawFileSystem.CopyFileRange(cancel, in)
+	if in.FhIn&rawFhBit == 0 {
+		return r.RawFileSystem.CopyFileRange(cancel, in)
+	}
+	// The bridge knows no raw handle: the copy goes through a read-only
+	// handle of its own on the source, which the node (promoted above)
+	// gives as any read-only open, so a cp of a lower file is still
+	// copied in the kernel, not read and written through the server.
+	if h, _ := r.rawHandle(in.FhIn); h == nil {
+		return 0, fuse.EBADF
+	}
+	oin := fuse.OpenIn{InHeader: fuse.InHeader{NodeId: in.NodeId, Caller: in.Caller}, Flags: unix.O_RDONLY}
+	var oout fuse.OpenOut
+	if st := r.RawFileSystem.Open(cancel, &oin, &oout); !st.Ok() {
+		return 0, st
+	}
+	defer r.RawFileSystem.Release(cancel, &fuse.ReleaseIn{InHeader: oin.InHeader, Fh: oout.Fh, Flags: oin.Flags})
+	bin := *in
+	bin.FhIn = oout.Fh
+	return r.RawFileSystem.CopyFileRange(cancel, &bin)
 }
 
 func (r *rawFS) Ioctl(cancel <-chan struct{}, in *fuse.IoctlIn, inbuf []byte, out *fuse.IoctlOut, outbuf []byte) fuse.Status {
