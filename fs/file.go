@@ -175,36 +175,46 @@ func readMetacopy(dest []byte, off int64, obj *os.File, upperFd int, e *layersto
 // descriptor, so tar of a warm tree costs no open(2) and close(2) of
 // objects per file. A missing or short object then fails the read with EIO.
 type objectFile struct {
-	n  *node
-	e  *layerstore.Entry // the entry whose object holds the data
-	f  atomic.Pointer[os.File]
-	pt bool // the kernel reads the object itself (read-only mounts)
+	n    *node
+	e    *layerstore.Entry // the entry whose object holds the data
+	data lazyObject
+	pt   bool // the kernel reads the object itself (read-only mounts)
 	// counted: the open is counted in the union's io modes as cached
 	// (upper passthrough mounts).
 	counted bool
 
-	mu    sync.Mutex // guards opening f and upper
+	mu    sync.Mutex // guards opening upper
 	upper int        // read-only fd of the upper file once needed; 0: not open
 }
 
-// object returns the open object, opening it the first time.
-func (h *objectFile) object() (*os.File, syscall.Errno) {
-	if f := h.f.Load(); f != nil {
+// lazyObject is the object that holds a file's data, opened at the first
+// read that needs it (objectFile's and rawFile's).
+type lazyObject struct {
+	f  atomic.Pointer[os.File]
+	mu sync.Mutex // guards opening f
+}
+
+// open returns the open object of e, opening it the first time.
+func (l *lazyObject) open(u *union, e *layerstore.Entry) (*os.File, syscall.Errno) {
+	if f := l.f.Load(); f != nil {
 		return f, 0
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if f := h.f.Load(); f != nil {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if f := l.f.Load(); f != nil {
 		return f, 0
 	}
-	f, err := h.n.u.openObjectOf(h.e)
+	f, err := u.openObjectOf(e)
 	if err != nil {
-		h.n.u.log.Error("strata fs: cannot read object", "path", h.e.Path, "digest", h.e.Digest, "err", err)
+		u.log.Error("strata fs: cannot read object", "path", e.Path, "digest", e.Digest, "err", err)
 		return nil, syscall.EIO
 	}
-	h.f.Store(f)
+	l.f.Store(f)
 	return f, 0
 }
+
+// object returns the open object, opening it the first time.
+func (h *objectFile) object() (*os.File, syscall.Errno) { return h.data.open(h.n.u, h.e) }
 
 var (
 	_ = (gofs.FilePassthroughFder)((*objectFile)(nil))
@@ -221,7 +231,7 @@ func (h *objectFile) PassthroughFd() (int, bool) {
 	if !h.pt {
 		return -1, false
 	}
-	return int(h.f.Load().Fd()), true // opened by Open
+	return int(h.data.f.Load().Fd()), true // opened by Open
 }
 
 // upperFd opens the upper file for reading, once.
@@ -373,7 +383,7 @@ func (h *objectFile) Release(ctx context.Context) syscall.Errno {
 		unix.Close(h.upper)
 	}
 	h.mu.Unlock()
-	if f := h.f.Load(); f != nil {
+	if f := h.data.f.Load(); f != nil {
 		return toErrno(f.Close())
 	}
 	return 0

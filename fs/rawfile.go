@@ -60,12 +60,11 @@ type rawInode struct {
 
 // rawFile is a raw handle: a read-only open of lower entry e.
 type rawFile struct {
-	u   *union
-	fh  uint64
-	e   *layerstore.Entry
-	f   atomic.Pointer[os.File]
-	mu  sync.Mutex                 // guards opening f
-	obj atomic.Pointer[objectFile] // the bridge's handle once the node is bound
+	u    *union
+	fh   uint64
+	e    *layerstore.Entry
+	data lazyObject                 // until bound
+	obj  atomic.Pointer[objectFile] // the bridge's handle once the node is bound
 }
 
 // rawOpenable reports whether an OPEN with flags of raw node id may be
@@ -165,6 +164,11 @@ func (u *union) bindRaw(n *node) {
 // hold rawFiles.mu.
 func (h *rawFile) bind(n *node) {
 	o := &objectFile{n: n, e: h.e}
+	// The object opened so far is o's now (o's Release closes it): a read
+	// of h racing the bind may still use it, and ends before the kernel
+	// sends h's RELEASE. One that opens it again after the swap leaves it
+	// to h's release.
+	o.data.f.Store(h.data.f.Swap(nil))
 	if n.u.upperPT.Load() {
 		o.counted = true
 		n.u.io.openMode(n, false)
@@ -173,23 +177,7 @@ func (h *rawFile) bind(n *node) {
 }
 
 // object returns the open object, opening it the first time.
-func (h *rawFile) object() (*os.File, syscall.Errno) {
-	if f := h.f.Load(); f != nil {
-		return f, 0
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if f := h.f.Load(); f != nil {
-		return f, 0
-	}
-	f, err := h.u.openObjectOf(h.e)
-	if err != nil {
-		h.u.log.Error("strata fs: cannot read object", "path", h.e.Path, "digest", h.e.Digest, "err", err)
-		return nil, syscall.EIO
-	}
-	h.f.Store(f)
-	return f, 0
-}
+func (h *rawFile) object() (*os.File, syscall.Errno) { return h.data.open(h.u, h.e) }
 
 // Until its node has an upper copy with data of its own, the object holds
 // the file: a copy-up that made no node (a directory's, renamed) leaves
@@ -238,7 +226,7 @@ func (r *rawFS) rawRelease(h *rawFile) {
 	if o != nil {
 		o.Release(nil)
 	}
-	if f := h.f.Load(); f != nil {
+	if f := h.data.f.Load(); f != nil {
 		f.Close()
 	}
 }
