@@ -451,6 +451,7 @@ func (s *Server) Unmount() error {
 		return fmt.Errorf("unmount %s: %w", s.dir, err)
 	}
 	s.u.closeRoot()
+	s.u.rawFiles.closeAll()
 	s.u.state.dropPins()
 	return nil
 }
@@ -459,5 +460,6 @@ func (s *Server) Unmount() error {
 func (s *Server) Wait() {
 	s.fuse.Wait()
 	s.u.closeRoot()
+	s.u.rawFiles.closeAll()
 	s.u.state.dropPins()
 }

@@ -231,6 +231,23 @@ func (r *rawFS) rawRelease(h *rawFile) {
 	}
 }
 
+// closeAll closes every raw handle when the mount has ended: a connection
+// aborted with files open sends no RELEASE.
+func (rf *rawFiles) closeAll() {
+	rf.mu.Lock()
+	hs := rf.h
+	rf.h, rf.inode = nil, nil
+	rf.mu.Unlock()
+	for _, h := range hs {
+		if o := h.obj.Swap(nil); o != nil {
+			o.Release(nil)
+		}
+		if f := h.data.f.Swap(nil); f != nil {
+			f.Close()
+		}
+	}
+}
+
 // rawOpens returns how many raw handles are open (for tests).
 func (u *union) rawOpens() int {
 	rf := &u.rawFiles
