@@ -275,3 +275,32 @@ func TestFS_RawOpen_CopyFileRange(t *testing.T) {
 	}
 	waitRawReleased(t, m)
 }
+
+// On a read-only passthrough mount a big file opens through the bridge,
+// which gives the kernel its object to read itself (no READ reaches the
+// server), and a small one opens raw (no Inode made).
+func TestFS_RawOpen_ReadOnlyPassthrough(t *testing.T) {
+	img := rawImage(t)
+	m := mountImage(t, img, mountOpts{readOnly: true, passthrough: true, trace: true})
+	if !m.srv.Passthrough() {
+		t.Skip("the kernel offers no FUSE passthrough")
+	}
+	m.srv.Trace(true)
+	if got, err := os.ReadFile(m.p("big")); err != nil || string(got) != bigData {
+		t.Fatalf("big file: %d bytes %v, want %d", len(got), err, len(bigData))
+	}
+	if r := traceOf(m, "READ"); r != 0 {
+		t.Errorf("the big file sent %d READs, want none (passthrough)", r)
+	}
+	inodes := m.srv.bridgeInodes()
+	if inodes == 0 {
+		t.Errorf("the big file has no Inode of the bridge: opened raw")
+	}
+	if got, err := os.ReadFile(m.p("d/e/f")); err != nil || string(got) != "f data" {
+		t.Fatalf("small file: %q %v", got, err)
+	}
+	if n := m.srv.bridgeInodes(); n != inodes {
+		t.Errorf("the small file's open made %d Inodes, want none (raw)", n-inodes)
+	}
+	waitRawReleased(t, m)
+}

@@ -50,6 +50,9 @@ func (s *Server) rawHeld() int {
 // rawImage has what a walk meets: nested directories, files, symlinks,
 // xattrs, a fifo, hard links, and a second layer with a whiteout, an opaque
 // directory and a changed file.
+// bigData is a file of passthroughMinSize bytes and a few more.
+var bigData = strings.Repeat("big data", passthroughMinSize/8) + "end"
+
 func rawImage(t *testing.T) *testImage {
 	return newTestImage(t, func(b *layerBuilder) {
 		b.dir("d", 0o755).dir("d/e", 0o750).file("d/e/f", 0o644, "f data").file("d/g", 0o600, "g data")
@@ -58,6 +61,7 @@ func rawImage(t *testing.T) *testImage {
 		b.dir("opq", 0o755).file("opq/old", 0o644, "old")
 		b.file("h1", 0o644, "linked").link("h2", "h1")
 		b.symlink("sl", "d/e/f").file("top", 0o4755, "top")
+		b.file("big", 0o644, bigData) // read-only passthrough mounts read it so
 		b.add(&layerstore.Entry{Path: "fifo", Type: layerstore.TypeFifo, Mode: 0o644})
 		b.add(&layerstore.Entry{Path: "x1", Type: layerstore.TypeReg, Mode: 0o644, Xattrs: map[string]string{"user.a": "1", "user.b": "two"}})
 	}, func(b *layerBuilder) {
