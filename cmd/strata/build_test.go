@@ -118,6 +118,15 @@ func TestBuild_KilledTakesItsRunContainer(t *testing.T) {
 	}
 	ended := make(chan error, 1)
 	go func() { ended <- build.Wait() }()
+	// Whatever the test's end, the killed build's RUN mount and work
+	// directory go (the next build reaps them only if the test gets
+	// there); this runs after the kill below.
+	t.Cleanup(func() {
+		for _, dir := range buildWorkDirs(root) {
+			_ = syscall.Unmount(filepath.Join(dir, "root"), syscall.MNT_DETACH)
+			os.RemoveAll(dir)
+		}
+	})
 	t.Cleanup(func() {
 		build.Process.Kill()
 		<-ended
@@ -168,10 +177,20 @@ func TestBuild_KilledTakesItsRunContainer(t *testing.T) {
 		t.Errorf("mounts after the next build: %q", got)
 	}
 	// And its work directory, with the mountpoint in it, is gone.
+	for _, dir := range buildWorkDirs(root) {
+		t.Errorf("the killed build's work directory is left: %s", dir)
+	}
+}
+
+// buildWorkDirs returns the RUN steps' work directories whose owner file
+// names the store at root.
+func buildWorkDirs(root string) []string {
+	var dirs []string
 	owners, _ := filepath.Glob(filepath.Join(os.TempDir(), "strata-build-*", "owner"))
 	for _, f := range owners {
 		if b, err := os.ReadFile(f); err == nil && strings.Contains(string(b), strconv.Quote(root)) {
-			t.Errorf("the killed build's work directory is left: %s", filepath.Dir(f))
+			dirs = append(dirs, filepath.Dir(f))
 		}
 	}
+	return dirs
 }
