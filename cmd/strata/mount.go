@@ -85,18 +85,19 @@ func runMount(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir string) 
 			return err
 		}
 	}
-	if c.Dir, err = mountserver.Check(dir, c.Session.ReadOnly, c.Force); err != nil {
-		report("error: " + err.Error())
-		return err
-	}
 	if o.detach && c.ReadyFd == 0 {
+		if c.Dir, err = mountserver.Check(dir, c.Session.ReadOnly, c.Force); err != nil {
+			return err
+		}
 		return startDetached(cmd, g, c)
 	}
+	c.Dir = dir // Run checks it
 	c.Users, c.Stderr = g.imageUsers, cmd.ErrOrStderr()
 	return mountserver.Run(cmd.Context(), c, func(line string) {
 		report(line)
 		if id, ok := strings.CutPrefix(line, "ready "); ok && c.ReadyFd == 0 {
-			fmt.Fprintf(cmd.ErrOrStderr(), "%s mounted on %s (mount %s); Ctrl-C unmounts\n", ref, c.Dir, id)
+			abs, _ := filepath.Abs(dir) // as Run mounted it
+			fmt.Fprintf(cmd.ErrOrStderr(), "%s mounted on %s (mount %s); Ctrl-C unmounts\n", ref, abs, id)
 		}
 	})
 }
