@@ -182,6 +182,7 @@ type mountOpts struct {
 	trace                            bool // count requests (Server.Trace)
 	noRaw                            bool // every node a bridge Inode (rawnode.go)
 	shared                           bool // other users reach the mount and its upper dir (mode 0755)
+	tmpfsUpper                       bool // the upper dir on a tmpfs of its own (inode numbers never reused)
 }
 
 // mountImage mounts img on a t.TempDir() and unmounts it when the test ends,
@@ -213,6 +214,22 @@ func mountTree(t *testing.T, tree *layerstore.Tree, objects func(digest.Digest) 
 	}
 	if !o.readOnly {
 		m.upper = filepath.Join(base, "upper")
+		if o.tmpfsUpper {
+			fsDir := filepath.Join(base, "tmpfs")
+			if err := os.Mkdir(fsDir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Mount("tmpfs", fsDir, "tmpfs", 0, "mode=0700"); err != nil {
+				t.Fatalf("mount tmpfs: %v", err)
+			}
+			t.Cleanup(func() {
+				if err := unix.Unmount(fsDir, 0); err != nil {
+					t.Errorf("unmount tmpfs: %v", err)
+					_ = unix.Unmount(fsDir, unix.MNT_DETACH)
+				}
+			})
+			m.upper = filepath.Join(fsDir, "upper")
+		}
 		if err := os.Mkdir(m.upper, perm); err != nil {
 			t.Fatal(err)
 		}

@@ -191,7 +191,9 @@ func (n *node) pin(fd int) {
 	}
 }
 
-// unpin drops n's pin, when the kernel forgot n.
+// unpin drops n's pin, when the kernel forgot n. An inode with no name
+// left is gone then, and so is its entry in the union's inode map (dropIno):
+// the pin still holds the inode, so its number is not reused yet.
 func (n *node) unpin() {
 	s := &n.u.state
 	if s.pins.Load() == 0 {
@@ -208,6 +210,9 @@ func (n *node) unpin() {
 	s.pins.Add(-1)
 	s.release(n, fs)
 	s.fmu.Unlock()
+	if st, err := fstat(p.fd); err == nil && st.Nlink == 0 {
+		n.u.dropIno(st.Ino, n.ino)
+	}
 	p.drop()
 }
 

@@ -91,6 +91,7 @@ func (n *node) remove(name string, dir bool) syscall.Errno {
 		if err != nil {
 			return toErrno(err)
 		}
+		u.lostName(pin, &c.st, c.ino)
 	}
 	if n.merged() {
 		if _, ok := u.tree.ChildAt(n.lower, name); ok {

@@ -128,6 +128,9 @@ func (n *node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 	if err != nil {
 		return toErrno(err)
 	}
+	if !exchange && dst.upper && dst.ino != src.ino {
+		u.lostName(pin, &dst.st, dst.ino)
+	}
 
 	// A directory that lands on a path where the lower tree has a directory
 	// must hide it.

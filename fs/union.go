@@ -50,7 +50,7 @@ type union struct {
 	nextIno atomic.Uint64 // next inode number for a new upper file
 
 	inoMu sync.RWMutex
-	inos  map[uint64]uint64 // upper st_ino -> mount inode number
+	inos  map[uint64]uint64 // upper st_ino -> mount inode number, while the upper inode has a name or the kernel a node of it (dropIno)
 
 	copied   sync.Map // lower Ino -> struct{}: has an upper copy (monotone)
 	unmerged sync.Map // lower dir Ino -> struct{}: copied whole, lower no longer shows (monotone)
@@ -133,6 +133,21 @@ func (u *union) inoOf(st *unix.Stat_t) uint64 {
 	u.inos[st.Ino] = ino
 	u.log.Debug("strata fs: upper entry the mount did not make", "upper ino", st.Ino, "ino", ino)
 	return ino
+}
+
+// dropIno forgets that upper inode number upperIno is mount inode ino,
+// when that inode is gone (no name left, and the kernel forgot it or never
+// knew it): the upper file system may give the number to a new file, and
+// a mount that creates and removes files for a long time would otherwise
+// keep an entry for every file it ever made. An entry that names another
+// mount inode (the number reused already) stays.
+func (u *union) dropIno(upperIno, ino uint64) {
+	u.inoMu.Lock()
+	if u.inos[upperIno] == ino {
+		delete(u.inos, upperIno)
+	}
+	u.inoMu.Unlock()
+	u.setMetacopy(ino, nil) // a metacopy removed before its data was copied
 }
 
 // knownIno reports the mount inode of an upper inode without assigning one.
@@ -261,6 +276,19 @@ func (p victimPin) keepPin(err error) {
 		unix.Close(p.fd)
 	default:
 		p.n.pin(p.fd)
+	}
+}
+
+// lostName is called when the upper entry st (mount inode ino) has lost a
+// name, with the pin taken for it: an inode the kernel has no node of is
+// gone with its last name, and its number with it; one the kernel knows
+// goes when the kernel forgets it (node.unpin).
+func (u *union) lostName(p victimPin, st *unix.Stat_t, ino uint64) {
+	if p.n != nil {
+		return
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR || st.Nlink <= 1 {
+		u.dropIno(st.Ino, ino)
 	}
 }
 
