@@ -121,8 +121,9 @@ func (n *node) upperHandle(f *upperFile) gofs.FileHandle {
 // backing file runs with the server's CAP_FSETID. A chmod that sets the
 // bits on a file open with passthrough leaves it in passthrough until its
 // last such handle is released (the kernel allows no other kind of open
-// meanwhile): writes through them keep the bits, the one case where the
-// mount is laxer than a local file system.
+// meanwhile); a write through one by a process without CAP_FSETID clears
+// them all the same, at the empty SETATTR the kernel sends before it
+// (removesPrivs in rawfs.go).
 func mustKillPrivs(fd int) bool {
 	st, err := fstat(fd)
 	if err != nil {
