@@ -84,10 +84,12 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	// a file that is all object: the kernel would not see what a metacopy
 	// has beyond the object's end.
 	if u.passthrough.Load() && !n.hasUpper() && e.Size >= passthroughMinSize {
-		if _, errno := h.object(); errno != 0 {
+		f, errno := h.object()
+		if errno != 0 {
 			return nil, 0, errno // the kernel takes the descriptor now
 		}
-		h.pt = true
+		st, err := fstat(int(f.Fd()))
+		h.pt = err == nil && u.backing.ok(int(f.Fd()), &st)
 	}
 	return h, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
 }

@@ -24,7 +24,7 @@ import (
 // RELEASE (the kernel counts a shorter span, so the server never answers a
 // mode the kernel is not in), and opens a node in passthrough only while it
 // has no cached opens; a metacopy (its data partly in an object) and a file
-// whose setuid or setgid bit a write must clear (mustKillPrivs) are always
+// whose setuid or setgid bit a write must clear (upperPassthroughable) are always
 // cached. go-fuse hands a node's backing ID to every later handle that
 // implements FilePassthroughFder: on a writable mount only ptUpperFile
 // does so with a descriptor (objectFile passes through only on read-only
@@ -60,7 +60,7 @@ func (s *ioModes) openMode(n *node, want bool) bool {
 	// With passthrough opens in place the kernel wants passthrough (an open
 	// without it gets EIO), so a further open joins them even where it
 	// would not pass through alone (a chmod made the file setuid since; see
-	// mustKillPrivs). A metacopy never has them: passthrough needs upper
+	// upperPassthroughable). A metacopy never has them: passthrough needs upper
 	// data, and a file never becomes a metacopy again.
 	pt := c.cached == 0 && (want || c.pt > 0)
 	if pt {
@@ -105,17 +105,18 @@ func (n *node) upperHandle(f *upperFile) gofs.FileHandle {
 		return f
 	}
 	f.counted = true
-	f.pt = u.io.openMode(n, f.metacopy() == nil && !mustKillPrivs(f.fd))
+	f.pt = u.io.openMode(n, f.metacopy() == nil && u.upperPassthroughable(f.fd))
 	if f.pt {
 		return &ptUpperFile{f}
 	}
 	return f
 }
 
-// mustKillPrivs reports whether a write to the file at fd must clear its
-// setuid or setgid bit (a setuid file, or a setgid and group-executable
-// one), or says nothing about it (an fstat failed). Such a file is not
-// passed through: with FUSE_HANDLE_KILLPRIV_V2 the kernel leaves clearing
+// upperPassthroughable reports whether the upper file open as fd may pass
+// through: the kernel takes it as a backing file (backing.go), and a write
+// to it need not clear its setuid or setgid bit (a setuid file, or a setgid
+// and group-executable one); false when an fstat fails. A file whose bits a
+// write must clear is not passed through: with FUSE_HANDLE_KILLPRIV_V2 the kernel leaves clearing
 // the bits on write to the server (fuse_setattr in fs/fuse/dir.c), which
 // sees no WRITE of a passthrough file, and the kernel's own write to the
 // backing file runs with the server's CAP_FSETID. A chmod that sets the
@@ -124,12 +125,15 @@ func (n *node) upperHandle(f *upperFile) gofs.FileHandle {
 // meanwhile); a write through one by a process without CAP_FSETID clears
 // them all the same, at the empty SETATTR the kernel sends before it
 // (removesPrivs in rawfs.go).
-func mustKillPrivs(fd int) bool {
+func (u *union) upperPassthroughable(fd int) bool {
 	st, err := fstat(fd)
 	if err != nil {
-		return true
+		return false
 	}
-	return st.Mode&unix.S_ISUID != 0 || st.Mode&(unix.S_ISGID|unix.S_IXGRP) == unix.S_ISGID|unix.S_IXGRP
+	if st.Mode&unix.S_ISUID != 0 || st.Mode&(unix.S_ISGID|unix.S_IXGRP) == unix.S_ISGID|unix.S_IXGRP {
+		return false
+	}
+	return u.backing.ok(fd, &st)
 }
 
 // ptUpperFile is an upper file opened with passthrough.

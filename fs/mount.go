@@ -351,6 +351,12 @@ func (s *Server) registerProbe(fd int, where string) bool {
 		return false
 	}
 	_ = s.fuse.UnregisterBackingFd(id)
+	st, err := fstat(fd)
+	if err != nil {
+		s.log.Warn("strata fs: FUSE passthrough is off for this mount", "where", where, "err", err)
+		return false
+	}
+	s.u.backing.probed(s.fuse, s.log, &st)
 	return true
 }
 

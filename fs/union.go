@@ -39,6 +39,7 @@ type union struct {
 	passthrough atomic.Bool // read-only opens of objects use FUSE passthrough
 	upperPT     atomic.Bool // opens of upper files with their own data use FUSE passthrough (iomode.go)
 	io          ioModes     // opens by io mode, while upperPT
+	backing     backingDevs // file systems the kernel takes backing files of (backing.go)
 	root        *node
 
 	// nsMu guards the namespace of the upper dir: changes hold it
