@@ -88,8 +88,9 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 		if errno != 0 {
 			return nil, 0, errno // the kernel takes the descriptor now
 		}
-		st, err := fstat(int(f.Fd()))
-		h.pt = err == nil && u.backing.ok(int(f.Fd()), &st)
+		if st, err := fstat(int(f.Fd())); err == nil && u.backing.ok(int(f.Fd()), &st) {
+			return &ptObjectFile{h}, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
+		}
 	}
 	return h, fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
 }
@@ -167,7 +168,7 @@ func readMetacopy(dest []byte, off int64, obj *os.File, upperFd int, e *layersto
 }
 
 // objectFile is a read-only handle opened on the object that holds a file's
-// data. It is the only handle type that offers passthrough. Once the file
+// data; ptObjectFile is one the kernel reads with passthrough. Once the file
 // has an upper copy with data of its own (someone wrote to it), it reads the
 // upper file, so it sees later writes as POSIX wants; a passthrough handle
 // cannot, the kernel reads the object itself.
@@ -180,7 +181,6 @@ type objectFile struct {
 	n    *node
 	e    *layerstore.Entry // the entry whose object holds the data
 	data lazyObject
-	pt   bool // the kernel reads the object itself (read-only mounts)
 	// counted: the open is counted in the union's io modes as cached
 	// (upper passthrough mounts).
 	counted bool
@@ -219,7 +219,6 @@ func (l *lazyObject) open(u *union, e *layerstore.Entry) (*os.File, syscall.Errn
 func (h *objectFile) object() (*os.File, syscall.Errno) { return h.data.open(h.n.u, h.e) }
 
 var (
-	_ = (gofs.FilePassthroughFder)((*objectFile)(nil))
 	_ = (gofs.FileReader)((*objectFile)(nil))
 	_ = (gofs.FileLseeker)((*objectFile)(nil))
 	_ = (gofs.FileReleaser)((*objectFile)(nil))
@@ -227,12 +226,20 @@ var (
 	_ = (gofs.FileFlusher)((*objectFile)(nil))
 )
 
+// ptObjectFile is an objectFile the kernel reads with passthrough: a
+// large lower file on a read-only mount (Open), the object opened already.
+// Only it offers the object: go-fuse hands a node's backing ID to every
+// later open whose handle implements FilePassthroughFder, so no other
+// handle of an object (a writable mount's objectFile, a raw handle's bound
+// one) could meet a backing file, the upper file's or the object's, by
+// type rather than by the invariant that they meet none (iomode.go).
+type ptObjectFile struct{ *objectFile }
+
+var _ = (gofs.FilePassthroughFder)((*ptObjectFile)(nil))
+
 // PassthroughFd lets the kernel read the object itself. The handle is
 // read-only, and so is the descriptor.
-func (h *objectFile) PassthroughFd() (int, bool) {
-	if !h.pt {
-		return -1, false
-	}
+func (h *ptObjectFile) PassthroughFd() (int, bool) {
 	return int(h.data.f.Load().Fd()), true // opened by Open
 }
 
@@ -543,8 +550,12 @@ func (n *node) CopyFileRange(ctx context.Context, fhIn gofs.FileHandle, offIn ui
 			return 0, syscall.EOPNOTSUPP
 		}
 		in = uin.fd
-	case *objectFile:
-		fd, whole, errno := h.wholeFd()
+	case *objectFile, *ptObjectFile:
+		o, _ := h.(*objectFile)
+		if p, ok := h.(*ptObjectFile); ok {
+			o = p.objectFile
+		}
+		fd, whole, errno := o.wholeFd()
 		if errno != 0 {
 			return 0, errno
 		}

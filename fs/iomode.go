@@ -23,13 +23,13 @@ import (
 // per node, the opens it answered each way, from the open until its
 // RELEASE (the kernel counts a shorter span, so the server never answers a
 // mode the kernel is not in), and opens a node in passthrough only while it
-// has no cached opens; a metacopy (its data partly in an object) and a file
-// whose setuid or setgid bit a write must clear (upperPassthroughable) are always
+// has no cached opens; a metacopy (its data partly in an object), a file
+// whose setuid or setgid bit a write must clear and one on a file system
+// the kernel refuses backing files of (upperPassthroughable) are always
 // cached. go-fuse hands a node's backing ID to every later handle that
 // implements FilePassthroughFder: on a writable mount only ptUpperFile
-// does so with a descriptor (objectFile passes through only on read-only
-// mounts, and is opened only for nodes without upper data, which never
-// have passthrough opens), so a plain upperFile never gets a backing file.
+// does (ptObjectFile exists only on read-only mounts), so a plain
+// upperFile or objectFile never gets a backing file.
 //
 // A mount with upper passthrough does not pass lower files through: the
 // object's backing ID would be the one go-fuse hands to the node's next
