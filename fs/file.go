@@ -185,8 +185,10 @@ type objectFile struct {
 	// (upper passthrough mounts).
 	counted bool
 
-	mu    sync.Mutex // guards opening upper
-	upper int        // read-only fd of the upper file once needed; 0: not open
+	mu       sync.Mutex // guards opening upper, and the flags below
+	upper    int        // read-only fd of the upper file once needed; 0: not open
+	tracked  bool       // in the union's table of handles holding descriptors
+	released bool
 }
 
 // lazyObject is the object that holds a file's data, opened at the first
@@ -216,7 +218,27 @@ func (l *lazyObject) open(u *union, e *layerstore.Entry) (*os.File, syscall.Errn
 }
 
 // object returns the open object, opening it the first time.
-func (h *objectFile) object() (*os.File, syscall.Errno) { return h.data.open(h.n.u, h.e) }
+func (h *objectFile) object() (*os.File, syscall.Errno) {
+	if f := h.data.f.Load(); f != nil {
+		return f, 0
+	}
+	f, errno := h.data.open(h.n.u, h.e)
+	if errno == 0 {
+		h.mu.Lock()
+		h.trackLocked()
+		h.mu.Unlock()
+	}
+	return f, errno
+}
+
+// trackLocked puts h in the union's table of handles to close when the
+// mount ends, once it holds a descriptor. Callers hold h.mu.
+func (h *objectFile) trackLocked() {
+	if !h.tracked && !h.released {
+		h.tracked = true
+		h.n.u.state.track(h)
+	}
+}
 
 var (
 	_ = (gofs.FileReader)((*objectFile)(nil))
@@ -250,11 +272,15 @@ func (h *objectFile) upperFd() (int, syscall.Errno) {
 	if h.upper > 0 {
 		return h.upper, 0
 	}
+	if h.released {
+		return -1, syscall.EBADF
+	}
 	fd, errno := h.n.openUpperFd(unix.O_RDONLY) // this handle's own
 	if errno != 0 {
 		return -1, errno
 	}
 	h.upper = fd
+	h.trackLocked()
 	return h.upper, 0
 }
 
@@ -383,15 +409,27 @@ func seekMetacopy(obj *os.File, upper int, e *layerstore.Entry, off int64, whenc
 	return 0, syscall.EINVAL
 }
 
+// Release closes what h opened, once: after the kernel's RELEASE, or when
+// the mount has ended without one (closeHandles).
 func (h *objectFile) Release(ctx context.Context) syscall.Errno {
+	h.mu.Lock()
+	if h.released {
+		h.mu.Unlock()
+		return syscall.EBADF
+	}
+	h.released = true
+	if h.upper > 0 {
+		unix.Close(h.upper)
+		h.upper = 0
+	}
+	tracked := h.tracked
+	h.mu.Unlock()
+	if tracked {
+		h.n.u.state.untrack(h)
+	}
 	if h.counted {
 		h.n.u.io.closeMode(h.n, false)
 	}
-	h.mu.Lock()
-	if h.upper > 0 {
-		unix.Close(h.upper)
-	}
-	h.mu.Unlock()
 	if f := h.data.f.Load(); f != nil {
 		return toErrno(f.Close())
 	}
@@ -519,19 +557,22 @@ func (f *upperFile) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 
 func (f *upperFile) Flush(ctx context.Context) syscall.Errno { return 0 }
 
+// Release closes f, once: after the kernel's RELEASE, or when the mount
+// has ended without one (closeHandles).
 func (f *upperFile) Release(ctx context.Context) syscall.Errno {
-	f.n.removeFile(f)
-	if f.counted {
-		f.n.u.io.closeMode(f.n, f.pt)
-	}
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if f.closed {
+		f.mu.Unlock()
 		return syscall.EBADF
 	}
 	f.closed = true
 	if f.obj != nil {
 		f.obj.Close()
+	}
+	f.mu.Unlock()
+	f.n.removeFile(f)
+	if f.counted {
+		f.n.u.io.closeMode(f.n, f.pt)
 	}
 	return toErrno(f.drop())
 }

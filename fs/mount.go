@@ -458,6 +458,7 @@ func (s *Server) Unmount() error {
 	}
 	s.u.closeRoot()
 	s.u.rawFiles.closeAll()
+	s.u.state.closeHandles()
 	s.u.state.dropPins()
 	return nil
 }
@@ -467,5 +468,6 @@ func (s *Server) Wait() {
 	s.fuse.Wait()
 	s.u.closeRoot()
 	s.u.rawFiles.closeAll()
+	s.u.state.closeHandles()
 	s.u.state.dropPins()
 }

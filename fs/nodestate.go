@@ -21,10 +21,11 @@ type nodeState struct {
 	locks  map[*node]*nodeLock // nodes locked or waited for
 	free   []*nodeLock         // unused locks, to reuse
 
-	// fmu guards only the table: no system call runs under it.
+	// fmu guards only the tables: no system call runs under it.
 	fmu   sync.Mutex
-	files map[*node]*upperFds // open upper handles and pins: access to files without a name
-	pins  atomic.Int64        // how many nodes have a pin
+	files map[*node]*upperFds      // open upper handles and pins: access to files without a name
+	pins  atomic.Int64             // how many nodes have a pin
+	objs  map[*objectFile]struct{} // object handles holding a descriptor, until released (closeHandles)
 }
 
 type nodeLock struct {
@@ -35,6 +36,7 @@ type nodeLock struct {
 func (s *nodeState) init() {
 	s.locks = map[*node]*nodeLock{}
 	s.files = map[*node]*upperFds{}
+	s.objs = map[*objectFile]struct{}{}
 }
 
 // lock serializes opens and data copy-up of n. Lock order: a node's lock
@@ -232,4 +234,40 @@ func (s *nodeState) dropPins() {
 	for _, p := range pins {
 		p.drop()
 	}
+}
+
+// closeHandles releases the upper and object handles still open when the
+// mount has ended: a connection aborted with files open sends no RELEASE,
+// and a process serving many mounts would keep their descriptors for good.
+// Raw handles are rawFiles.closeAll's.
+func (s *nodeState) closeHandles() {
+	s.fmu.Lock()
+	var ups []*upperFile
+	for _, fs := range s.files {
+		ups = append(ups, fs.open...)
+	}
+	objs := make([]*objectFile, 0, len(s.objs))
+	for h := range s.objs {
+		objs = append(objs, h)
+	}
+	s.fmu.Unlock()
+	for _, f := range ups {
+		f.Release(nil)
+	}
+	for _, h := range objs {
+		h.Release(nil)
+	}
+}
+
+// track records that object handle h holds a descriptor now.
+func (s *nodeState) track(h *objectFile) {
+	s.fmu.Lock()
+	s.objs[h] = struct{}{}
+	s.fmu.Unlock()
+}
+
+func (s *nodeState) untrack(h *objectFile) {
+	s.fmu.Lock()
+	delete(s.objs, h)
+	s.fmu.Unlock()
 }
