@@ -38,8 +38,9 @@ import (
 // a reader sees later writes), and on upper passthrough mounts the handles
 // are counted as cached opens of the node (iomode.go), so a write open
 // beside them is not passed through (the kernel would refuse it: EIO).
-// A raw open is decided under the promotion lock, so a node is either
-// promoted before it (the open goes to the bridge) or bound after it.
+// A raw open is decided under its node's shard of the promotion lock,
+// which a promotion holds while the bridge makes the node, so a node is
+// either promoted before it (the open goes to the bridge) or bound after it.
 
 const rawFhBit = 1 << 63
 
@@ -92,8 +93,9 @@ func (r *rawFS) rawOpen(in *fuse.OpenIn, out *fuse.OpenOut) bool {
 		return false
 	}
 	rn := &r.u.raw
-	rn.mu.Lock()
-	defer rn.mu.Unlock()
+	sh := rn.shard(in.NodeId)
+	sh.Lock()
+	defer sh.Unlock()
 	// Not promoted (else the bridge has its node and takes the open), and
 	// still pure.
 	if !rn.needsPromotion(in.NodeId) || !r.u.pure(in.NodeId) {
@@ -103,9 +105,10 @@ func (r *rawFS) rawOpen(in *fuse.OpenIn, out *fuse.OpenOut) bool {
 	h := &rawFile{u: r.u, e: e}
 	rf.mu.Lock()
 	// Again under rawFiles.mu, which bindRaw takes: a copy-up that does not
-	// take rn.mu (a directory's, renamed) marks the file copied before the
-	// bridge can make its node (a lookup of a pure entry is answered raw,
-	// and a promotion holds rn.mu), and newChild binds after making it. So
+	// promote the node (a directory's, renamed) marks the file copied before
+	// the bridge can make its node (a lookup of a pure entry is answered raw,
+	// and a promotion holds the node's shard), and newChild binds after
+	// making it. So
 	// either bindRaw finds this handle, or this check finds the copy and
 	// the open goes to the bridge; a handle never stays unbound beside a
 	// node the bridge keeps.

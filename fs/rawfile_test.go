@@ -304,3 +304,64 @@ func TestFS_RawOpen_ReadOnlyPassthrough(t *testing.T) {
 	}
 	waitRawReleased(t, m)
 }
+
+// TestFS_RawOpen_BesideSlowPromotion: a raw open does not wait for the
+// promotion of another node, which may wait long for the namespace lock
+// (a copy-up of a large directory holds it): only a promotion of the same
+// node, or of one in its shard, holds it up.
+func TestFS_RawOpen_BesideSlowPromotion(t *testing.T) {
+	img := rawImage(t)
+	m := mountRaw(t, img, false, false)
+	u := m.srv.u
+	// d gets an upper copy, so a lookup in it takes the namespace lock;
+	// its lower files stay raw.
+	if err := os.WriteFile(m.p("d/new"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a, b := mustLstat(t, m.p("d/g")), mustLstat(t, m.p("d/e/f"))
+	if u.raw.shard(a.Ino) == u.raw.shard(b.Ino) {
+		t.Fatalf("d/g and d/e/f (inodes %d, %d) share a shard: the test tests nothing", a.Ino, b.Ino)
+	}
+	if !u.raw.needsPromotion(a.Ino) || !u.raw.needsPromotion(b.Ino) {
+		t.Fatal("d/g and d/e/f are not raw")
+	}
+	m.srv.Trace(true)
+	u.lockNS() // what a long copy-up holds
+	locked := true
+	defer func() {
+		if locked {
+			u.unlockNS()
+		}
+	}()
+	chmod := make(chan error, 1)
+	go func() { chmod <- os.Chmod(m.p("d/g"), 0o600) }() // promotes d/g: its lookup in d waits
+	waitFor(t, "the chmod's SETATTR in the server", func() bool { return traceOf(m, "SETATTR") > 0 })
+	opened := make(chan error, 1)
+	go func() {
+		f, err := os.Open(m.p("d/e/f")) // d/e/f: a raw open beside it
+		if err == nil {
+			f.Close()
+		}
+		opened <- err
+	}()
+	waited := false
+	select {
+	case err := <-opened:
+		if err != nil {
+			t.Errorf("raw open beside a waiting promotion: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		waited = true
+		t.Error("a raw open of d/e/f waited 5 s for the promotion of d/g")
+	}
+	u.unlockNS()
+	locked = false
+	if err := <-chmod; err != nil {
+		t.Fatal(err)
+	}
+	if waited {
+		if err := <-opened; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -68,7 +68,17 @@ type rawNodes struct {
 
 	mu        sync.Mutex    // serializes promotions
 	promoting atomic.Uint64 // the inode a promotion is looking up: node.Lookup makes its Inode
+	// A promotion of a node holds its shard while the bridge makes its
+	// Inode, and a raw open of the node holds it to decide (rawfile.go):
+	// raw opens of other nodes, and other promotions' lookups of parents,
+	// do not wait for it.
+	shards [rawShards]sync.Mutex
 }
+
+const rawShards = 64
+
+// shard is the lock of node id's promotion and raw opens.
+func (rn *rawNodes) shard(id uint64) *sync.Mutex { return &rn.shards[id%rawShards] }
 
 // init builds the table: one pass over the tree's records, 8 bytes per
 // inode number. A tree whose inode numbers are much sparser than its
@@ -279,6 +289,12 @@ func (r *rawFS) promote(cancel <-chan struct{}, caller fuse.Caller, id uint64) f
 	pid := rn.tree.InoAt(p)
 	if st := r.promote(cancel, caller, pid); !st.Ok() {
 		return st
+	}
+	sh := rn.shard(id)
+	sh.Lock()
+	defer sh.Unlock()
+	if !rn.needsPromotion(id) {
+		return fuse.OK // forgotten while the parents were promoted
 	}
 	var out fuse.EntryOut
 	rn.promoting.Store(id)
