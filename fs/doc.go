@@ -146,4 +146,11 @@
 // copy-up, an O_PATH descriptor, a working directory) use that descriptor or
 // one of its open handles', held (counted) while in use; the table of them
 // is locked only to take one, never across a system call.
+//
+// Long-lived servers: a mount keeps no entry for an upper inode that is
+// gone (no name left, and the kernel forgot it), so its memory follows what
+// the mount holds, not what it ever made; and a mount that ends, unmounted
+// or with its connection aborted (no RELEASE comes for the files still
+// open then), closes every descriptor it held, so a process that serves
+// many mounts one after another keeps nothing of those that ended.
 package fs
