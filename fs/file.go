@@ -86,6 +86,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	if u.passthrough.Load() && !n.hasUpper() && e.Size >= passthroughMinSize {
 		f, errno := h.object()
 		if errno != 0 {
+			h.Release(ctx)       // nothing is left counted for a handle never returned
 			return nil, 0, errno // the kernel takes the descriptor now
 		}
 		if st, err := fstat(int(f.Fd())); err == nil && u.backing.ok(int(f.Fd()), &st) {
