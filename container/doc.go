@@ -37,11 +37,12 @@
 // holds is a killed fill, which the next fill (or ResetInterruptedFills,
 // gc's) empties and redoes; InterruptedFills lists them for check. A fill
 // is durable before its marker goes (the marker is synced before the first
-// file is written, the volume's file system is synced (syncfs, which waits
-// for every dirty page on that file system, not the fill's alone) before
-// the marker is removed, and the removal is synced before the container
-// starts), so after a power loss a volume without a marker holds every
-// file of its fill, whole.
+// file is written, the fill is synced before the marker is removed: a few
+// files and directories each by fsync, more by one syncfs of the volume's
+// file system, which waits for every dirty page on it, not the fill's
+// alone; and the removal is synced before the container starts), so after
+// a power loss a volume without a marker holds every file of its fill,
+// whole.
 //
 // A build's RUN container (RunOnce) has no supervisor to outlive its
 // build: a watchdog process deletes it (runc delete --force) when the

@@ -322,7 +322,8 @@ func TestContainers_VolumeAtEtc(t *testing.T) {
 // leaves (the disk as it is at that instant, read from a copy of a loop
 // device's backing file and mounted, its journal replayed) is either a
 // marked fill, which the next one redoes, or a volume that holds every
-// file of the image, whole; and once the fill returns, the latter.
+// file of the image, whole; and once the fill returns, the latter. A fill
+// of a few files syncs them one by one, a larger one its file system.
 func TestFillVolume_DurableBeforeMarkerGoes(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: loop mounts")
@@ -332,11 +333,26 @@ func TestFillVolume_DurableBeforeMarkerGoes(t *testing.T) {
 			t.Skipf("needs %s", tool)
 		}
 	}
+	for _, c := range []struct {
+		name         string
+		files, dirs  int
+		syncedByFile bool
+	}{{"few files", 10, 2, true}, {"many files", 200, 7, false}} {
+		t.Run(c.name, func(t *testing.T) {
+			if n := c.files + c.dirs + 1; (n <= fillSyncEach) != c.syncedByFile {
+				t.Fatalf("%d files and directories: not the case it stands for (fillSyncEach %d)", n, fillSyncEach)
+			}
+			testFillDurable(t, c.files, c.dirs)
+		})
+	}
+}
+
+func testFillDurable(t *testing.T, files, dirs int) {
 	rootfs := t.TempDir()
 	src := filepath.Join(rootfs, "vol")
 	want := map[string][]byte{}
-	for i := range 200 {
-		name := filepath.Join(fmt.Sprintf("d%d", i%7), fmt.Sprintf("f%03d", i))
+	for i := range files {
+		name := filepath.Join(fmt.Sprintf("d%d", i%dirs), fmt.Sprintf("f%03d", i))
 		b := make([]byte, 1000+i*97)
 		for j := range b {
 			b[j] = byte(i*31 + j)
