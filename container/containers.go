@@ -410,10 +410,23 @@ func (c *Containers) run(ctx context.Context, ref string, stdio Stdio, started f
 // away with its lease.
 func (c *Containers) mountRoot(ctx context.Context, rec *Record) (*session.Session, error) {
 	so := c.sessionOptions(rec)
-	s, err := session.Resume(ctx, c.st, rec.MountID, c.rootfs(rec.ID), so)
-	if errors.Is(err, layerstore.ErrNotFound) && rec.State.Status == Created {
+	start := func() (*session.Session, error) {
+		so := so
 		so.ID, so.Keep = rec.MountID, !rec.AutoRemove
 		return session.Start(ctx, c.st, rec.Image.String(), c.rootfs(rec.ID), so)
+	}
+	// A created container without a top layer's directory was never
+	// started (strata run's): made now, with no look for a lease first. A
+	// lease without its directory (a crash in Prepare) is refused by
+	// Start (ErrExists) and resumed below, as before.
+	if _, err := os.Lstat(c.st.MountDir(rec.MountID)); rec.State.Status == Created && errors.Is(err, os.ErrNotExist) {
+		if s, err := start(); !errors.Is(err, layerstore.ErrExists) {
+			return s, err
+		}
+	}
+	s, err := session.Resume(ctx, c.st, rec.MountID, c.rootfs(rec.ID), so)
+	if errors.Is(err, layerstore.ErrNotFound) && rec.State.Status == Created {
+		return start()
 	}
 	return s, err
 }

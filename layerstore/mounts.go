@@ -300,6 +300,24 @@ func (s *Store) RemoveMountDir(id string) error {
 // leaves what the lease held to GC.
 const sweepWait = 5 * time.Second
 
+// Mount returns the lease of mount id, live or not; ErrNotFound when there
+// is none. One key is read, where Mounts reads every lease.
+func (s *Store) Mount(id string) (*MountRecord, error) {
+	var m *MountRecord
+	err := s.view(func(tx *bolt.Tx) error {
+		v := bucket(tx, bucketMounts).Get([]byte(id))
+		if v == nil {
+			return fmt.Errorf("mount %s: %w", id, ErrNotFound)
+		}
+		m = new(MountRecord)
+		if err := json.Unmarshal(v, m); err != nil {
+			return fmt.Errorf("mount %s: %w: %w", id, err, ErrCorrupt)
+		}
+		return nil
+	})
+	return m, err
+}
+
 // Mounts lists the leases, live or not.
 func (s *Store) Mounts() ([]MountRecord, error) {
 	var out []MountRecord

@@ -1,6 +1,7 @@
 package layerstore
 
 import (
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	bolt "go.etcd.io/bbolt"
 )
 
 // leaseOf takes a lease on img for this process, as a mount does.
@@ -224,4 +226,42 @@ func TestStore_AddMount_IDOutsideMounts_HarmsNothing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Mount reads one lease by its ID: the one asked for, whatever the others
+// hold (a torn one included), and ErrNotFound for an ID no lease has.
+func TestStore_Mount_ReadsOneLease(t *testing.T) {
+	s := newTestStore(t)
+	img, err := importLayers(t, s, "img:1", makeTar(t, tarEntry{name: "f", body: "kept"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaseOf(t, s, "m1", img)
+	leaseOf(t, s, "m2", img)
+	m, err := s.Mount("m1")
+	if err != nil || m.ID != "m1" || m.Image != img.ID || m.Dir != "/mnt/m1" || m.PID != os.Getpid() || len(m.Layers) != 1 {
+		t.Fatalf("Mount(m1) = %+v, %v", m, err)
+	}
+	if _, err := s.Mount("m3"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Mount of an ID no lease has: %v, want ErrNotFound", err)
+	}
+	// A torn lease beside it: Mounts fails on it, Mount of another does not.
+	if err := s.update(func(tx *bolt.Tx) error { return bucket(tx, bucketMounts).Put([]byte("m2"), []byte("{torn")) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Mounts(); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("Mounts with a torn lease: %v, want ErrCorrupt", err)
+	}
+	if m, err := s.Mount("m1"); err != nil || m.ID != "m1" {
+		t.Errorf("Mount(m1) beside a torn lease: %+v, %v", m, err)
+	}
+	if _, err := s.Mount("m2"); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("Mount of the torn lease: %v, want ErrCorrupt", err)
+	}
+	for _, id := range []string{"m1", "m2"} {
+		if err := s.RemoveMount(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkOK(t, s, "leases removed")
 }

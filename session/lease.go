@@ -42,18 +42,10 @@ func Find(st *layerstore.Store, arg string) (*layerstore.MountRecord, error) {
 	return found, nil
 }
 
-// lease returns the lease of mount id, nil and no error when there is none.
+// lease returns the lease of mount id (layerstore.ErrNotFound when there
+// is none).
 func lease(st *layerstore.Store, id string) (*layerstore.MountRecord, error) {
-	recs, err := st.Mounts()
-	if err != nil {
-		return nil, err
-	}
-	for i := range recs {
-		if recs[i].ID == id {
-			return &recs[i], nil
-		}
-	}
-	return nil, fmt.Errorf("mount %s: %w", id, layerstore.ErrNotFound)
+	return st.Mount(id)
 }
 
 // Status is what a lease and the mount table say about a mount.
