@@ -755,3 +755,43 @@ func TestContainers_RunningContainerHoldsImage(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A created container whose first run was killed between its kept top
+// layer's lease and its directory (session.Start makes the lease first)
+// starts on that lease: its top layer is not made twice, and rm removes
+// lease and layer, leaving the store clean.
+func TestContainers_StartAfterLeaseWithoutDirectory(t *testing.T) {
+	c, st := openContainers(t)
+	ctx := context.Background()
+	rec, err := c.Create(ctx, "demo", CreateOptions{Name: "halfmade", StartNow: true, Options: Options{Cmd: []string{"-c", "echo ran > /was-here; cat /was-here"}, Network: NetworkNone}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The lease as a killed run left it: kept, its server a process that
+	// has ended, no directory under mounts/.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AddMount(layerstore.MountRecord{ID: rec.MountID, Image: rec.Image, Ref: rec.Image.String(), Keep: true, Owner: owner(rec.ID), PID: dead.Process.Pid, PIDStart: 1, Created: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(st.MountDir(rec.MountID)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the top layer's directory: %v, want none", err)
+	}
+	var out bytes.Buffer
+	code, err := c.Run(ctx, rec.ID, Stdio{Stdout: &out, Stderr: &out}, nil)
+	if err != nil || code != 0 || out.String() != "ran\n" {
+		t.Fatalf("run on the lease a kill left: %d %v %q", code, err, out.String())
+	}
+	if n := leases(t, st); n != 1 {
+		t.Errorf("%d leases after the run, want its top layer's one", n)
+	}
+	if err := c.Remove(ctx, rec.ID, false, true); err != nil {
+		t.Fatal(err)
+	}
+	if n := leases(t, st); n != 0 {
+		t.Errorf("%d leases after rm", n)
+	}
+	storetest.Check(t, st)
+}

@@ -232,6 +232,14 @@ func Resume(ctx context.Context, st *layerstore.Store, id, dir string, o Options
 	o.ReadOnly, o.Keep = rec.ReadOnly, rec.Keep
 	s := newSession(st, *rec, o)
 	s.timing.Tree = time.Since(t0)
+	// A kill between a kept lease and its top layer's directory (Start and
+	// Prepare make the lease first) left it without one: nothing was ever
+	// written there, so the layer is empty, made now under the lease.
+	if s.upper != "" {
+		if err := os.MkdirAll(s.upper, 0o700); err != nil {
+			return nil, errors.Join(err, s.release(), tree.Close())
+		}
+	}
 	if err := s.mount(tree, rec.Ref, true, o); err != nil {
 		return nil, errors.Join(err, s.release(), tree.Close())
 	}
