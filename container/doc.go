@@ -52,7 +52,8 @@
 //
 // A container's root is a fresh mount, with nothing in the kernel's caches:
 // while runc starts, the container's program (and its ELF interpreter) is
-// read ahead and the mountpoints runc would make are made (warm.go), so that
+// read ahead, the mountpoints runc would make are made, and /etc/passwd and
+// /etc/group, which runc reads for the user, are read (warm.go), so that
 // runc's own path to the exec sends the server few requests. runc takes
 // the mountpoints as it finds them, as it does an image's own.
 //

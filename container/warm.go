@@ -37,6 +37,7 @@ func startWarm(rootfs string, spec *specs.Spec) (wait func()) {
 		defer func() { _ = recover() }()
 		warmRoot(rootfs, spec.Process, spec.Mounts)
 		makeMountpoints(rootfs, spec.Mounts)
+		warmUserDB(rootfs, spec.Mounts)
 	}()
 	return func() { <-done }
 }
@@ -238,6 +239,22 @@ func interpreter(f io.ReaderAt) string {
 		return string(b)
 	}
 	return ""
+}
+
+// userDB are the files runc reads in the root on its way to the exec,
+// whatever the user (its HOME and supplementary groups).
+var userDB = []string{"/etc/passwd", "/etc/group"}
+
+// warmUserDB reads runc's userDB into the kernel's cache of the root,
+// unless a mount hides them: each read of theirs was a hand-off between
+// runc and a server thread on runc's path (runc took 4-14 ms longer with
+// them, paired, on 2 cores at load 2.7-8).
+func warmUserDB(rootfs string, mounts []specs.Mount) {
+	for _, name := range userDB {
+		if !underMount(name, mounts) {
+			readAhead(rootfs, name)
+		}
+	}
 }
 
 // makeMountpoints makes the mountpoints of mounts that the root lacks, as

@@ -130,7 +130,8 @@ func TestWarm_ReadAheadInterpreter(t *testing.T) {
 }
 
 // startWarm really warms: on a fresh mount of the demo image, the
-// program's pages are in the kernel's cache of the mount once it is done.
+// program's pages, and those of /etc/passwd and /etc/group (which runc
+// reads), are in the kernel's cache of the mount once it is done.
 func TestWarm_StartWarmCachesTheProgram(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: FUSE mounts")
@@ -149,10 +150,17 @@ func TestWarm_StartWarmCachesTheProgram(t *testing.T) {
 		storetest.Check(t, st)
 	})
 	spec := &specs.Spec{Process: &specs.Process{Args: []string{"busybox", "true"}, Cwd: "/", Env: []string{"PATH=/bin"}}}
-	if n, total := cached(t, filepath.Join(dir, "bin/busybox")); n != 0 {
-		t.Fatalf("a fresh mount: %d of busybox's %d pages cached already", n, total)
+	for _, name := range []string{"bin/busybox", "etc/passwd", "etc/group"} {
+		if n, total := cached(t, filepath.Join(dir, name)); n != 0 {
+			t.Fatalf("a fresh mount: %d of %s's %d pages cached already", n, name, total)
+		}
 	}
 	startWarm(dir, spec)()
+	for _, name := range []string{"etc/passwd", "etc/group"} {
+		if n, total := cached(t, filepath.Join(dir, name)); n != total {
+			t.Errorf("after startWarm: %d of %s's %d pages cached", n, name, total)
+		}
+	}
 	// The kernel sends the reads asynchronously: wait for them (a hang
 	// is the failure, not a slow machine).
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
