@@ -1,15 +1,18 @@
-// Command strata-mount serves one mount of an image: the server "strata
-// mount -d" starts when strata-mount is installed beside strata (else
-// strata serves the mount itself). It takes the command line strata
-// passes (mountserver.Config.Args: the store, --protocol, the mount's
-// flags) and reports on --ready-fd as strata does:
+// Command strata-mount serves mounts of images: the server "strata mount
+// -d" starts when strata-mount is installed beside strata (else strata
+// serves the mounts itself). Started with --listen it is a shared server,
+// which serves up to --max-mounts mounts that strata asks for on its
+// socket; else it serves the one mount its command line names. It takes
+// the command line strata passes (mountserver.Config.Args or ServerArgs:
+// the store, --protocol, the mount's flags) and reports on --ready-fd as
+// strata does:
 //
-//	strata-mount --root DIR --lock-timeout S [--debug] --protocol=N --mount-id ID --ready-fd 3 [--read-only=...] -- IMAGE DIR
+//	strata-mount --ready-fd 3 --root DIR --lock-timeout S --protocol=N --listen SOCK --max-mounts K --idle D
+//	strata-mount --ready-fd 3 --root DIR --lock-timeout S [--debug] --protocol=N --mount-id ID [--read-only=...] -- IMAGE DIR
 //
-// It is a binary of its own so that a node's many mount servers link the
+// It is a binary of its own so that a node's mount servers link the
 // store, the file system and the session and nothing of the CLI: each
-// starts in less time and holds less memory for as long as its mount
-// lives.
+// starts in less time and holds less memory for as long as it lives.
 package main
 
 import (
@@ -30,13 +33,16 @@ func main() {
 func run(args []string) error {
 	// A parse error goes on the report too: Args puts --ready-fd first.
 	c, perr := mountserver.ParseArgs(args)
-	report, err := mountserver.Reporter(c.ReadyFd)
+	rep, err := mountserver.NewReport(c.ReadyFd)
 	if err != nil {
 		return err
 	}
 	if perr != nil {
-		report("error: " + perr.Error())
+		rep.Say("error: " + perr.Error())
 		return perr
 	}
-	return mountserver.Run(context.Background(), c, report)
+	if c.Listen != "" {
+		return mountserver.RunShared(context.Background(), c, rep)
+	}
+	return mountserver.Run(context.Background(), c, rep)
 }

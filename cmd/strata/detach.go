@@ -2,9 +2,11 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"strconv"
@@ -28,34 +30,61 @@ func detach(g *globals, logPath string, args ...string) (string, error) {
 	if g.debug {
 		all = append(all, "--debug")
 	}
-	return startServer(self, append(all, args...), logPath)
+	return startServer(context.Background(), self, append(all, args...), logPath)
 }
 
 // startServer is detach of program bin with args as they are. A child
 // that ends without a word or a log line is "BIN (pid N) ended: STATUS".
-func startServer(bin string, args []string, logPath string) (string, error) {
+// File descriptor 3 is a socket: a "ready ..." line is answered "ok", and
+// when ctx ends before the child reports (Ctrl-C) the socket's write side
+// is closed, which tells a mount server to give up the mount (or undo it);
+// startServer then waits for the child to let go and returns
+// mountserver.ErrInterrupted.
+func startServer(ctx context.Context, bin string, args []string, logPath string) (string, error) {
 	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return "", err
 	}
 	defer logf.Close()
 	start, _ := logf.Seek(0, io.SeekEnd) // what the child writes begins here
-	r, w, err := os.Pipe()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return "", err
 	}
-	defer r.Close()
-	c := exec.Command(bin, args...)
-	c.Stdout, c.Stderr = logf, logf
-	c.ExtraFiles = []*os.File{w}
-	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := c.Start(); err != nil {
-		w.Close()
+	theirs := os.NewFile(uintptr(fds[1]), "report")
+	ours := os.NewFile(uintptr(fds[0]), "report")
+	conn, err := net.FileConn(ours)
+	ours.Close()
+	if err != nil {
+		theirs.Close()
 		return "", err
 	}
-	w.Close()
-	line, _ := bufio.NewReader(r).ReadString('\n')
+	defer conn.Close()
+	c := exec.Command(bin, args...)
+	c.Stdout, c.Stderr = logf, logf
+	c.ExtraFiles = []*os.File{theirs}
+	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := c.Start(); err != nil {
+		theirs.Close()
+		return "", err
+	}
+	theirs.Close()
+	stop := context.AfterFunc(ctx, func() { _ = conn.(*net.UnixConn).CloseWrite() })
+	br := bufio.NewReader(conn)
+	line, _ := br.ReadString('\n')
+	if !stop() {
+		for {
+			if _, err := br.ReadString('\n'); err != nil {
+				break
+			}
+		}
+		_ = c.Process.Release()
+		return "", mountserver.ErrInterrupted
+	}
 	if line = strings.TrimSpace(line); line != "" {
+		if strings.HasPrefix(line, "ready ") {
+			_, _ = conn.Write([]byte("ok\n"))
+		}
 		_ = c.Process.Release()
 		return line, nil
 	}

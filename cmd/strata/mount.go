@@ -1,11 +1,16 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -53,11 +58,11 @@ and owners as trusted.* extended attributes); other users can mount
 --read-only where /dev/fuse is usable.`,
 		Example: `  strata mount demo /mnt/demo
   strata mount -d --read-only demo:latest /mnt/ro`,
-		Args:              cobra.ExactArgs(2),
+		Args:              cobra.MaximumNArgs(2), // runMount: 2, or none with --listen
 		GroupID:           "mount",
 		ValidArgsFunction: completeImages(g, 1, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runMount(cmd, g, o, args[0], args[1])
+			return runMount(cmd, g, o, args)
 		},
 	}
 	f := cmd.Flags()
@@ -68,23 +73,42 @@ and owners as trusted.* extended attributes); other users can mount
 	f.IntVar(&o.protocol, "protocol", 0, "the mount server protocol of the strata that started this one (set by -d)")
 	_ = f.MarkHidden("mount-id")
 	_ = f.MarkHidden("ready-fd")
+	f.StringVar(&o.cfg.Listen, "listen", "", "serve many mounts as a shared server, on this socket (set by -d)")
+	f.IntVar(&o.cfg.MaxMounts, "max-mounts", mountserver.DefaultMaxMounts, "with --listen: serve at most this many mounts (set by -d)")
+	f.DurationVar(&o.cfg.Idle, "idle", mountserver.DefaultIdle, "with --listen: exit once no mount has been served for this long (set by -d)")
 	_ = f.MarkHidden("protocol")
+	for _, n := range []string{"listen", "max-mounts", "idle"} {
+		_ = f.MarkHidden(n)
+	}
 	return cmd
 }
 
-func runMount(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir string) error {
+func runMount(cmd *cobra.Command, g *globals, o *mountOptions, args []string) error {
 	c := o.cfg
-	c.Root, c.LockTimeout, c.Debug, c.Ref = g.root, secs(g.lockTimeout), g.debug, ref
-	report, err := mountserver.Reporter(c.ReadyFd)
+	c.Root, c.LockTimeout, c.Debug = g.root, secs(g.lockTimeout), g.debug
+	rep, err := mountserver.NewReport(c.ReadyFd)
 	if err != nil {
 		return err
 	}
 	if cmd.Flags().Changed("protocol") {
 		if err := mountserver.CheckProtocol(o.protocol); err != nil {
-			report("error: " + err.Error())
+			rep.Say("error: " + err.Error())
 			return err
 		}
 	}
+	if c.Listen != "" { // a shared server, as strata-mount --listen
+		if len(args) != 0 || c.MaxMounts < 1 {
+			err := fmt.Errorf("mount --listen takes no IMAGE DIR, and --max-mounts at least 1")
+			rep.Say("error: " + err.Error())
+			return err
+		}
+		return mountserver.RunShared(cmd.Context(), c, rep)
+	}
+	if len(args) != 2 {
+		return fmt.Errorf("\"strata mount\" requires 2 arguments, IMAGE and DIR (got %d)", len(args))
+	}
+	ref, dir := args[0], args[1]
+	c.Ref = ref
 	if o.detach && c.ReadyFd == 0 {
 		if c.Dir, err = mountserver.Check(dir, c.Session.ReadOnly, c.Force); err != nil {
 			return err
@@ -93,70 +117,158 @@ func runMount(cmd *cobra.Command, g *globals, o *mountOptions, ref, dir string) 
 	}
 	c.Dir = dir // Run checks it
 	c.Users, c.Stderr = g.imageUsers, cmd.ErrOrStderr()
-	return mountserver.Run(cmd.Context(), c, func(line string) {
-		report(line)
+	rep.Then = func(line string) {
 		if id, ok := strings.CutPrefix(line, "ready "); ok && c.ReadyFd == 0 {
 			abs, _ := filepath.Abs(dir) // as Run mounted it
 			fmt.Fprintf(cmd.ErrOrStderr(), "%s mounted on %s (mount %s); Ctrl-C unmounts\n", ref, abs, id)
 		}
-	})
+	}
+	return mountserver.Run(cmd.Context(), c, rep)
 }
 
-// startDetached runs the server of c as a child in a session of its own
-// and returns once it reports the mount ready (or fails): strata-mount
-// where a usable one is installed beside strata (mountserver.Find), else
-// (or if it refuses, being of another build) strata itself.
+// mountsPerServerEnv sets how many mounts a shared server serves at most
+// (default mountserver.DefaultMaxMounts); 1 serves each mount in a process
+// of its own.
+const mountsPerServerEnv = "STRATA_MOUNTS_PER_SERVER"
+
+// serverIdleEnv sets how long a shared server waits for another mount
+// once its last has ended (a Go duration; default mountserver.DefaultIdle).
+const serverIdleEnv = "STRATA_MOUNT_SERVER_IDLE"
+
+// mountsPerServer reads mountsPerServerEnv.
+func mountsPerServer() (int, error) {
+	v := os.Getenv(mountsPerServerEnv)
+	if v == "" {
+		return mountserver.DefaultMaxMounts, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("%s=%q: want a number of mounts, 1 or more", mountsPerServerEnv, v)
+	}
+	return n, nil
+}
+
+// startDetached has c served in the background and returns once the
+// mount is ready (or failed): by a shared server of the store, started if
+// none has room (startShared), or, with --debug (its log is every FUSE
+// request) or STRATA_MOUNTS_PER_SERVER=1, by a server of its own
+// (startOwn). Ctrl-C meanwhile makes the server give the mount up.
 func startDetached(cmd *cobra.Command, g *globals, c mountserver.Config) error {
+	per, err := mountsPerServer()
+	if err != nil {
+		return err
+	}
+	if c.Root, err = filepath.Abs(c.Root); err != nil {
+		return err
+	}
 	// The server opens the store; this process only needs the log's place.
 	id := session.NewID()
-	c.Session.ID, c.ReadyFd = id, 3
-	mdir := layerstore.MountDirIn(g.root, id)
+	c.Session.ID = id
+	mdir := layerstore.MountDirIn(c.Root, id)
 	if err := os.MkdirAll(mdir, 0o700); err != nil {
 		return err
 	}
 	logPath := filepath.Join(mdir, "server.log")
-	fallback := func(why string) { // why not strata-mount
-		g.logger().Debug("mount -d: served by strata itself", "why", why)
-		_ = appendLog(logPath, "strata: serving the mount with strata itself, not "+mountserver.Binary+": "+why)
+	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if c.Debug || per == 1 {
+		err = startOwn(ctx, g, c, logPath)
+	} else {
+		err = startShared(ctx, g, c, per, logPath)
 	}
-	bin, why := mountserver.Find()
-	var line string
-	var err error
-	if bin != "" {
-		line, err = startServer(bin, c.Args(), logPath)
-		if mountserver.IsRefusal(line) {
-			fallback(bin + " refused: " + strings.TrimPrefix(line, "error: "))
-			bin = ""
-		}
-	} else if !errors.Is(why, os.ErrNotExist) {
-		fallback(why.Error())
-	}
-	if bin == "" {
-		self, serr := os.Executable()
-		if serr != nil {
-			return serr
-		}
-		line, err = startServer(self, append([]string{"mount"}, c.Args()...), logPath)
-		bin = self
-	}
-	if line == "ready "+id {
+	if err == nil {
 		fmt.Fprintln(cmd.OutOrStdout(), id)
 		return nil
 	}
-	var ended *endedError
-	switch {
-	case errors.As(err, &ended):
-		err = fmt.Errorf("the mount server %w", err)
-	case err != nil:
-	case line == "":
-		err = fmt.Errorf("the mount server %s ended without a word", bin)
-	case strings.HasPrefix(line, "error: "):
-		err = errors.New(strings.TrimPrefix(line, "error: "))
-	default:
-		err = fmt.Errorf("the mount server %s said %q, not \"ready %s\"", bin, line, id)
-	}
 	_ = os.RemoveAll(mdir)
 	return err
+}
+
+// startShared asks the store's shared servers for the mount
+// (mountserver.Client), starting one that takes up to per mounts where
+// none has room: strata-mount where a usable one is installed beside
+// strata, else (or if it refuses, being of another build) strata itself.
+func startShared(ctx context.Context, g *globals, c mountserver.Config, per int, logPath string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	key, err := mountserver.NSKey(self)
+	if err != nil {
+		return err
+	}
+	idle := mountserver.DefaultIdle
+	if v := os.Getenv(serverIdleEnv); v != "" {
+		if idle, err = time.ParseDuration(v); err != nil || idle <= 0 {
+			return fmt.Errorf("%s=%q: want a duration such as 1s", serverIdleEnv, v)
+		}
+	}
+	cl := mountserver.Client{Root: c.Root, Key: key, Spawn: func(ctx context.Context, sock, slog string) error {
+		sc := mountserver.Config{Root: c.Root, LockTimeout: c.LockTimeout, ReadyFd: 3, Listen: sock, MaxMounts: per, Idle: idle}
+		line, bin, err := serverFor(ctx, g, logPath, sc.ServerArgs(), append([]string{"mount"}, sc.ServerArgs()...), slog)
+		return serverSaid(line, bin, err, "listening")
+	}}
+	_, err = cl.Mount(ctx, c)
+	return err
+}
+
+// startOwn runs a server of the mount's own (today's one process a mount)
+// and returns once it reports the mount ready (or fails).
+func startOwn(ctx context.Context, g *globals, c mountserver.Config, logPath string) error {
+	c.ReadyFd = 3
+	line, bin, err := serverFor(ctx, g, logPath, c.Args(), append([]string{"mount"}, c.Args()...), logPath)
+	return serverSaid(line, bin, err, "ready "+c.Session.ID)
+}
+
+// serverSaid is nil if a server bin started with startServer said want,
+// else what went wrong.
+func serverSaid(line, bin string, err error, want string) error {
+	var ended *endedError
+	switch {
+	case line == want && err == nil:
+		return nil
+	case errors.As(err, &ended):
+		return fmt.Errorf("the mount server %w", err)
+	case err != nil:
+		return err
+	case line == "":
+		return fmt.Errorf("the mount server %s ended without a word", bin)
+	case strings.HasPrefix(line, "error: "):
+		return errors.New(strings.TrimPrefix(line, "error: "))
+	}
+	return fmt.Errorf("the mount server %s said %q, not %q", bin, line, want)
+}
+
+// serverFor starts a mount server (startServer, its output to serverLog)
+// and returns its first line and which binary it was: strata-mount with
+// leanArgs where a usable one is installed beside strata
+// (mountserver.Find), else (or if it refuses, being of another build:
+// mountserver.IsRefusal) strata itself with selfArgs. Why strata serves
+// itself goes to the mount's log, mountLog.
+func serverFor(ctx context.Context, g *globals, mountLog string, leanArgs, selfArgs []string, serverLog string) (line, bin string, err error) {
+	fallback := func(why string) { // why not strata-mount
+		g.logger().Debug("mount -d: served by strata itself", "why", why)
+		_ = appendLog(mountLog, "strata: serving the mount with strata itself, not "+mountserver.Binary+": "+why)
+	}
+	bin, why := mountserver.Find()
+	if bin != "" {
+		line, err = startServer(ctx, bin, leanArgs, serverLog)
+		if !mountserver.IsRefusal(line, err) {
+			return line, bin, err
+		}
+		what := strings.TrimPrefix(line, "error: ")
+		if line == "" {
+			what = err.Error()
+		}
+		fallback(bin + " refused: " + what)
+	} else if !errors.Is(why, os.ErrNotExist) {
+		fallback(why.Error())
+	}
+	if bin, err = os.Executable(); err != nil {
+		return "", "", err
+	}
+	line, err = startServer(ctx, bin, selfArgs, serverLog)
+	return line, bin, err
 }
 
 // appendLog adds a line to the log at path.

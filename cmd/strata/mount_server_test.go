@@ -37,6 +37,7 @@ func TestMount_Detached_ServerBinary(t *testing.T) {
 		{"strata alone", false, strata},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Cleanup(func() { endServers(t, root) }) // the next one starts its own
 			if !tc.installed {
 				if err := os.Remove(lean); err != nil {
 					t.Fatal(err)

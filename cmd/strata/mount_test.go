@@ -25,6 +25,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(cliEnv) == "1" {
 		os.Exit(execute(os.Args[1:]))
 	}
+	if sock := os.Getenv(askEnv); sock != "" {
+		os.Exit(ask(sock, os.Getenv(askRequestEnv)))
+	}
 	// Tests that run containers without a runc root of their own
 	// (containerStore gives one) share this process's.
 	if os.Getenv(runcRootEnv) == "" {

@@ -12,11 +12,13 @@ import (
 	"github.com/strata-dev/strata/session"
 )
 
-// Protocol is the version of what strata and strata-mount say to each
-// other (Config's flags, the report line). Bump it whenever either
-// changes: strata passes it, and a strata-mount of another build refuses
-// to serve (strata then serves the mount itself).
-const Protocol = 1
+// Protocol is the version of what strata and its mount servers say to
+// each other (Config's flags, the report lines, a shared server's requests
+// and replies). Bump it whenever any changes: strata passes it on the
+// command line and in every request, and a server of another build refuses
+// to serve (strata then serves the mount itself, or starts a server of its
+// own build).
+const Protocol = 2
 
 // Config is what a mount server serves: the store, the mount, and how to
 // report. Args and ParseArgs are its command line.
@@ -28,6 +30,13 @@ type Config struct {
 	Ref, Dir    string
 	Session     session.Options // ID, ReadOnly, Suid, Dev, AllowOther, NoPassthrough, NoWriteback
 	ReadyFd     int             // where to report "ready ID" or "error: ..." (0: nowhere)
+
+	// A shared server (RunShared) listens on Listen, a socket in the
+	// store's servers/ directory, and serves up to MaxMounts mounts at
+	// once; it then has no Ref, Dir or Session.
+	Listen    string
+	MaxMounts int
+	Idle      time.Duration // how long it waits for a mount before it exits (default DefaultIdle)
 
 	// Not on the command line: strata's own store options.
 	Users  func() ([]layerstore.ImageUser, error) // a mount server removes no image; nil is fine
@@ -79,8 +88,17 @@ func (c Config) Args() []string {
 	return append(a, "--", c.Ref, c.Dir)
 }
 
-// ParseArgs reads strata-mount's command line (Args). Its errors are one
-// line, for the report.
+// ServerArgs is c as a shared mount server's command line (ParseArgs reads
+// it back): the store, the socket and how many mounts it takes.
+func (c Config) ServerArgs() []string {
+	return []string{"--ready-fd", strconv.Itoa(c.ReadyFd), "--root", c.Root,
+		"--lock-timeout", strconv.Itoa(int(c.LockTimeout / time.Second)),
+		"--protocol=" + strconv.Itoa(Protocol),
+		"--listen", c.Listen, "--max-mounts", strconv.Itoa(c.MaxMounts), "--idle", c.Idle.String()}
+}
+
+// ParseArgs reads strata-mount's command line (Args, or ServerArgs for a
+// shared server). Its errors are one line, for the report.
 func ParseArgs(args []string) (Config, error) {
 	var c Config
 	f := flag.NewFlagSet(Binary, flag.ContinueOnError)
@@ -92,6 +110,9 @@ func ParseArgs(args []string) (Config, error) {
 	protocol := f.Int("protocol", 0, "the protocol strata speaks (mountserver.Protocol)")
 	f.StringVar(&c.Session.ID, "mount-id", "", "mount ID (default: a new one)")
 	f.IntVar(&c.ReadyFd, "ready-fd", 0, "file descriptor to report \"ready ID\" or \"error: ...\" on")
+	f.StringVar(&c.Listen, "listen", "", "serve many mounts, as strata asks for them on this socket")
+	f.IntVar(&c.MaxMounts, "max-mounts", DefaultMaxMounts, "with --listen: serve at most this many mounts at once")
+	f.DurationVar(&c.Idle, "idle", DefaultIdle, "with --listen: exit once no mount has been served for this long")
 	c.BindBools(f.BoolVar)
 	if err := f.Parse(args); err != nil {
 		return c, fmt.Errorf("%s: %v (it takes what strata mount -d passes; see \"strata mount --help\")", Binary, err)
@@ -100,6 +121,13 @@ func ParseArgs(args []string) (Config, error) {
 	if err := CheckProtocol(*protocol); err != nil {
 		return c, err
 	}
+	if c.Listen != "" {
+		if f.NArg() != 0 || c.MaxMounts < 1 {
+			return c, fmt.Errorf("%s: --listen takes no IMAGE DIR, and --max-mounts at least 1 (got %q, %d)", Binary, f.Args(), c.MaxMounts)
+		}
+		return c, nil
+	}
+	c.MaxMounts, c.Idle = 0, 0
 	if f.NArg() != 2 {
 		return c, fmt.Errorf("%s: want IMAGE DIR, got %q (see \"strata mount --help\")", Binary, f.Args())
 	}
@@ -118,5 +146,12 @@ func CheckProtocol(p int) error {
 	return fmt.Errorf("%sthis %s speaks protocol %d, the strata that started it protocol %d: they are from different builds; reinstall both with go install ./cmd/...", refusal, Binary, Protocol, p)
 }
 
-// IsRefusal says whether a server's report line is CheckProtocol's refusal.
-func IsRefusal(line string) bool { return strings.HasPrefix(line, "error: "+refusal) }
+// IsRefusal says whether a server's report line is CheckProtocol's
+// refusal, or what a strata-mount of an older build says of a flag it does
+// not know (one from before --protocol prints it on stderr, so the error
+// of a server that ended without a report counts too).
+func IsRefusal(line string, ended error) bool {
+	const unknown = "flag provided but not defined: -"
+	return strings.HasPrefix(line, "error: "+refusal) || strings.HasPrefix(line, "error: ") && strings.Contains(line, unknown) ||
+		line == "" && ended != nil && strings.Contains(ended.Error(), unknown)
+}

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -43,35 +42,49 @@ func Check(dir string, readOnly, force bool) (string, error) {
 // with the mount ID once the mount is up and SIGINT and SIGTERM are
 // caught, and serves until the mount ends (an unmount from elsewhere) or
 // ctx ends or a signal asks it to end, handing freed memory back to the
-// system while it rests (session.TrimMemory).
-func Serve(ctx context.Context, st *layerstore.Store, ref, dir string, o session.Options, ready func(id string)) error {
-	sess, err := session.Start(ctx, st, ref, dir, o)
-	if err != nil {
-		return err
-	}
+// system while it rests (session.TrimMemory). A ready that fails (the
+// asker gave up: ErrGaveUp) ends the mount at once.
+func Serve(ctx context.Context, st *layerstore.Store, ref, dir string, o session.Options, ready func(id string) error) error {
 	// Catch the signals before saying the mount is ready: a Ctrl-C right
 	// after must unmount, not kill the server.
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	ready(sess.ID())
-	go session.TrimMemory(ctx, 2*time.Second)
+	go trimMemory(ctx)
+	return serveMount(ctx, st, ref, dir, o, ready)
+}
+
+// trimMemory hands freed memory back every 2 s until ctx ends: one loop
+// a server process, however many mounts it serves.
+func trimMemory(ctx context.Context) { session.TrimMemory(ctx, 2*time.Second) }
+
+// serveMount is what every server runs for one mount, alone in its process
+// (Serve) or beside others (RunShared): it starts the session, says ready,
+// and serves until the mount or ctx ends.
+func serveMount(ctx context.Context, st *layerstore.Store, ref, dir string, o session.Options, ready func(id string) error) error {
+	sess, err := session.Start(ctx, st, ref, dir, o)
+	if err != nil {
+		return err
+	}
+	if err := ready(sess.ID()); err != nil {
+		return errors.Join(err, sess.Close())
+	}
 	return sess.Serve(ctx)
 }
 
 // Run serves the mount c names, as both strata ("strata mount", and -d
-// where no strata-mount is usable) and strata-mount do: it checks the
+// with a server of its own) and strata-mount do: it checks the
 // mountpoint (Check), opens the store (OpenStore), serves (Serve), and
-// says "ready ID" on report once the mount is up, or "error: ..." and
+// says "ready ID" on rep once the mount is up, or "error: ..." and
 // returns the error if it could not serve.
-func Run(ctx context.Context, c Config, report func(string)) error {
-	err := run(ctx, c, report)
+func Run(ctx context.Context, c Config, rep *Report) error {
+	err := run(ctx, c, rep)
 	if err != nil {
-		report("error: " + err.Error())
+		rep.Say("error: " + err.Error())
 	}
 	return err
 }
 
-func run(ctx context.Context, c Config, report func(string)) error {
+func run(ctx context.Context, c Config, rep *Report) error {
 	dir, err := Check(c.Dir, c.Session.ReadOnly, c.Force)
 	if err != nil {
 		return err
@@ -90,7 +103,7 @@ func run(ctx context.Context, c Config, report func(string)) error {
 		return err
 	}
 	defer st.Close()
-	return Serve(ctx, st, c.Ref, dir, o, func(id string) { report("ready " + id) })
+	return Serve(ctx, st, c.Ref, dir, o, rep.Ready)
 }
 
 // Logger is what strata and its mount servers log with: warnings, and with
@@ -114,32 +127,4 @@ func OpenStore(root string, lockTimeout time.Duration, logger *slog.Logger, user
 		return nil, fmt.Errorf("%w\n(the default store %s cannot be made here: name a directory of your own with --root DIR or STRATA_ROOT=DIR)", err, root)
 	}
 	return s, err
-}
-
-// Reporter is the server's side of the report pipe a parent that waits for
-// the mount gives it: it writes one line on fd (0: nowhere) and closes it;
-// later calls write nothing. An fd that is not a pipe or a socket is
-// refused: a report is never written into a file the server happened to
-// inherit.
-func Reporter(fd int) (func(string), error) {
-	if fd <= 0 {
-		return func(string) {}, nil
-	}
-	var st syscall.Stat_t
-	if err := syscall.Fstat(fd, &st); err != nil {
-		return nil, fmt.Errorf("report fd %d: %w", fd, err)
-	}
-	if t := st.Mode & syscall.S_IFMT; t != syscall.S_IFIFO && t != syscall.S_IFSOCK {
-		return nil, fmt.Errorf("report fd %d is not a pipe or a socket (file type %#o)", fd, t)
-	}
-	f := os.NewFile(uintptr(fd), "report")
-	done := false
-	return func(msg string) {
-		if done {
-			return
-		}
-		done = true
-		fmt.Fprintln(f, strings.ReplaceAll(strings.TrimSpace(msg), "\n", "; ")) // one line
-		f.Close()
-	}, nil
 }

@@ -1,0 +1,514 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/strata-dev/strata/internal/mountserver"
+	"github.com/strata-dev/strata/internal/storetest"
+	"github.com/strata-dev/strata/layerstore"
+	"github.com/strata-dev/strata/session"
+)
+
+// askEnv makes the test binary connect to the socket it names, send the
+// request in askRequestEnv and print every line the server answers: a
+// client of a shared server that is not strata (another user's, another
+// namespace's).
+const (
+	askEnv        = "STRATA_TEST_ASK"
+	askRequestEnv = "STRATA_TEST_ASK_REQUEST"
+)
+
+// ask is the test binary as askEnv's client.
+func ask(sock, req string) int {
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		fmt.Println("dial:", err)
+		return 0
+	}
+	defer c.Close()
+	fmt.Fprintln(c, req)
+	sc := bufio.NewScanner(c)
+	for sc.Scan() {
+		fmt.Println(sc.Text())
+	}
+	return 0
+}
+
+// sharedStore is a store with the demo image, strata installed with
+// strata-mount beside it, and mounts -d served at most per to a server;
+// every mount left and every server left is ended when the test ends.
+func sharedStore(t *testing.T, per int) (root, strata, lean string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: FUSE mounts")
+	}
+	t.Setenv(mountsPerServerEnv, strconv.Itoa(per))
+	strata, lean = installWithServer(t)
+	root = storetest.Root(t)
+	loadDemo(t, root)
+	t.Cleanup(func() { endServers(t, root) })
+	return root, strata, lean
+}
+
+// endServers unmounts what is left of root's mounts and ends the shared
+// servers still there (SIGTERM), waiting for them to exit.
+func endServers(t *testing.T, root string) {
+	t.Helper()
+	s, err := layerstore.Open(root, nil)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	if recs, err := s.Mounts(); err == nil {
+		for _, r := range recs {
+			if _, ok := mountedAt(t, r.Dir); ok {
+				if r := runStrata(t, root, "", "umount", "-l", r.Dir); r.err != nil {
+					t.Errorf("cleanup umount: %v", r.err)
+				}
+			}
+		}
+	}
+	for _, pid := range serverPids(t, root) {
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+		waitExit(t, pid)
+	}
+}
+
+// serverPids are the pids of root's shared servers, as their sockets'
+// peers say.
+func serverPids(t *testing.T, root string) []int {
+	t.Helper()
+	socks, _ := filepath.Glob(filepath.Join(mountserver.ServersDir(root), "*.sock"))
+	var pids []int
+	for _, s := range socks {
+		c, err := net.Dial("unix", s)
+		if err != nil {
+			continue
+		}
+		raw, _ := c.(*net.UnixConn).SyscallConn()
+		_ = raw.Control(func(fd uintptr) {
+			if cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
+				pids = append(pids, int(cred.Pid))
+			}
+		})
+		c.Close()
+	}
+	return pids
+}
+
+// waitExit waits (up to a minute) for process pid to exit.
+func waitExit(t *testing.T, pid int) {
+	t.Helper()
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return // gone
+	}
+	defer unix.Close(fd)
+	if n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 60_000); err != nil || n == 0 {
+		t.Errorf("server %d has not exited: %v", pid, err)
+	}
+}
+
+// mountDirs makes n empty mountpoints.
+func mountDirs(t *testing.T, n int) []string {
+	t.Helper()
+	base := t.TempDir()
+	dirs := make([]string, n)
+	for i := range dirs {
+		dirs[i] = filepath.Join(base, strconv.Itoa(i))
+		if err := os.Mkdir(dirs[i], 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dirs
+}
+
+// leasePids maps each mount ID to the pid its lease names.
+func leasePids(t *testing.T, root string) map[string]int {
+	t.Helper()
+	s, err := layerstore.Open(root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := s.Mounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, r := range recs {
+		out[r.ID] = r.PID
+	}
+	return out
+}
+
+// Many mount -d of one image at once, with a write in each that none of
+// the others sees, are served by no more than ceil(N/K) processes, as
+// "strata mounts" says; they unmount in any order, each umount returning
+// with its top layer gone, and the servers exit after their last. K=1
+// serves each mount in a process of its own, as before.
+func TestMount_Shared_ManyMounts(t *testing.T) {
+	for _, tc := range []struct{ n, per int }{{7, 3}, {3, 1}} {
+		t.Run(fmt.Sprintf("N=%d K=%d", tc.n, tc.per), func(t *testing.T) {
+			root, strata, lean := sharedStore(t, tc.per)
+			dirs := mountDirs(t, tc.n)
+			ids := make([]string, tc.n)
+			errs := make([]error, tc.n)
+			var wg sync.WaitGroup
+			for i := range dirs {
+				wg.Go(func() { ids[i], errs[i] = mountD(strata, root, "demo", dirs[i]) })
+			}
+			wg.Wait()
+			for i, err := range errs {
+				if err != nil {
+					t.Fatalf("mount -d %s: %v: %s", dirs[i], err, ids[i])
+				}
+			}
+			for i, d := range dirs {
+				if err := os.WriteFile(filepath.Join(d, "etc", "mine"), []byte(strconv.Itoa(i)), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i, d := range dirs {
+				if b, err := os.ReadFile(filepath.Join(d, "etc", "mine")); err != nil || string(b) != strconv.Itoa(i) {
+					t.Errorf("%s/etc/mine: %q, %v; want its own write %d", d, b, err, i)
+				}
+			}
+			pids := leasePids(t, root)
+			servers := map[int]int{}
+			for _, id := range ids {
+				pid := pids[id]
+				servers[pid]++
+				if exe, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe"); exe != lean {
+					t.Errorf("mount %s is served by %s, want %s", id, exe, lean)
+				}
+			}
+			if want := (tc.n + tc.per - 1) / tc.per; len(servers) > want || len(servers) < 1 {
+				t.Errorf("%d mounts with at most %d a server are served by %d processes %v, want at most %d", tc.n, tc.per, len(servers), servers, want)
+			}
+			for pid, n := range servers {
+				if n > tc.per {
+					t.Errorf("server %d serves %d mounts, more than %d", pid, n, tc.per)
+				}
+			}
+			// strata mounts shows them all running, by those pids.
+			_, rows := tableRows(t, mustRun(t, root, "mounts", "--format", "table {{.ID}}\t{{.PID}}\t{{.Status}}"))
+			if len(rows) != tc.n {
+				t.Fatalf("mounts: %v", rows)
+			}
+			for _, r := range rows {
+				if r[2] != "running" || r[1] != strconv.Itoa(pids[r[0]]) {
+					t.Errorf("mounts row %v, want running by %d", r, pids[r[0]])
+				}
+			}
+			seed := rand.Uint64()
+			t.Logf("unmount order seed %d", seed)
+			order := rand.New(rand.NewPCG(seed, 0)).Perm(tc.n)
+			s, err := layerstore.Open(root, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, i := range order {
+				mustRun(t, root, "umount", dirs[i])
+				if _, err := os.Stat(s.MountDir(ids[i])); !os.IsNotExist(err) {
+					t.Errorf("umount of %s returned with its mount directory there: %v", dirs[i], err)
+				}
+				if _, ok := mountedAt(t, dirs[i]); ok {
+					t.Errorf("%s still mounted", dirs[i])
+				}
+				for j, d := range dirs { // the others work on
+					if _, err := os.Stat(filepath.Join(d, "etc", "mine")); (err == nil) != (mountedAt2(t, d)) {
+						t.Errorf("after umount of %d, mount %d: %v", i, j, err)
+					}
+				}
+			}
+			for pid := range servers {
+				waitExit(t, pid)
+			}
+			if socks, _ := filepath.Glob(filepath.Join(mountserver.ServersDir(root), "*.sock")); len(socks) != 0 {
+				t.Errorf("sockets left after the servers exited: %v", socks)
+			}
+		})
+	}
+}
+
+// mountedAt2 is mountedAt's second result.
+func mountedAt2(t *testing.T, dir string) bool {
+	_, ok := mountedAt(t, dir)
+	return ok
+}
+
+// A kill -9 of one shared server takes down only its own mounts: the
+// other server's keep working, "strata mounts" shows the killed one's as
+// no longer running, "strata umount" cleans them up, the next mount -d
+// starts a new server in the dead one's place, and the store checks clean.
+func TestMount_Shared_KillServer(t *testing.T) {
+	root, strata, _ := sharedStore(t, 2)
+	dirs := mountDirs(t, 5)
+	ids := make([]string, 4)
+	for i := range ids {
+		id, err := mountD(strata, root, "demo", dirs[i])
+		if err != nil {
+			t.Fatalf("mount -d: %v: %s", err, id)
+		}
+		ids[i] = id
+	}
+	pids := leasePids(t, root)
+	victim := pids[ids[0]]
+	if pids[ids[1]] != victim || pids[ids[2]] == victim || pids[ids[3]] != pids[ids[2]] {
+		t.Fatalf("servers of the four mounts: %v %v %v %v, want two pairs", pids[ids[0]], pids[ids[1]], pids[ids[2]], pids[ids[3]])
+	}
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitExit(t, victim)
+	for i, d := range dirs[:4] {
+		err := os.WriteFile(filepath.Join(d, "etc", "after"), []byte("x"), 0o644)
+		if alive := i >= 2; alive != (err == nil) {
+			t.Errorf("write into mount %d after the kill: %v (its server alive: %v)", i, err, alive)
+		}
+	}
+	_, rows := tableRows(t, mustRun(t, root, "mounts", "--format", "table {{.ID}}\t{{.Status}}"))
+	for _, r := range rows {
+		dead := r[0] == ids[0] || r[0] == ids[1]
+		if dead != (r[1] == string(session.Stale) || r[1] == string(session.Dead)) || !dead && r[1] != string(session.Running) {
+			t.Errorf("mounts row %v after the kill of %d", r, victim)
+		}
+	}
+	for _, d := range dirs[:2] {
+		mustRun(t, root, "umount", d)
+		if _, ok := mountedAt(t, d); ok {
+			t.Errorf("%s still mounted", d)
+		}
+	}
+	// The survivor has no room: a new server takes the next mount, and
+	// the dead one's socket is gone.
+	id, err := mountD(strata, root, "demo", dirs[4])
+	if err != nil {
+		t.Fatalf("mount -d after the kill: %v: %s", err, id)
+	}
+	if pid := leasePids(t, root)[id]; pid == victim || pid == pids[ids[2]] {
+		t.Errorf("the new mount is served by %d", pid)
+	}
+	if got := len(serverPids(t, root)); got != 2 {
+		t.Errorf("%d servers answer, want 2", got)
+	}
+	if socks, _ := filepath.Glob(filepath.Join(mountserver.ServersDir(root), "*.sock")); len(socks) != 2 {
+		t.Errorf("sockets: %v, want the two live servers'", socks)
+	}
+	for _, d := range dirs[2:] {
+		mustRun(t, root, "umount", d)
+	}
+	if out := mustRun(t, root, "mounts", "-q"); out != "" {
+		t.Errorf("mounts after the umounts: %q", out)
+	}
+}
+
+// askAs runs the test binary as askEnv's client of sock with the request
+// for a read-only mount of demo on dir, in cmd's place (prefix: a command
+// that runs it, e.g. unshare), as uid if not -1.
+func askAs(t *testing.T, sock, root, dir string, uid int, prefix ...string) string {
+	t.Helper()
+	self := askBinary(t)
+	req := fmt.Sprintf(`{"protocol":%d,"root":%q,"ref":"demo","dir":%q,"id":"0123456789ab","flags":{"read-only":true}}`, mountserver.Protocol, root, dir)
+	args := append(append([]string{}, prefix...), self)
+	c := exec.Command(args[0], args[1:]...)
+	c.Env = append(os.Environ(), askEnv+"="+sock, askRequestEnv+"="+req)
+	if uid >= 0 {
+		c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
+	}
+	out, err := c.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v: %s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// askBinary is a copy of this test binary that any user may run (the
+// build's directory is its builder's alone), in a directory any user may
+// enter.
+func askBinary(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "strata-ask-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "strata.test")
+	installCopy(t, p)
+	if err := os.Chmod(p, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// A shared server serves only callers of its own user and mount namespace:
+// a client of another uid (the socket made reachable to it on purpose) and
+// one in another mount namespace are refused and nothing is mounted; a
+// "strata mount -d" in another mount namespace gets a server of its own.
+func TestMount_Shared_Peers(t *testing.T) {
+	root, strata, _ := sharedStore(t, 16)
+	dirs := mountDirs(t, 3)
+	id, err := mountD(strata, root, "demo", dirs[0])
+	if err != nil {
+		t.Fatalf("mount -d: %v: %s", err, id)
+	}
+	pid := leasePids(t, root)[id]
+	socks, _ := filepath.Glob(filepath.Join(mountserver.ServersDir(root), "*.sock"))
+	if len(socks) != 1 {
+		t.Fatalf("sockets: %v", socks)
+	}
+	// Another uid: the servers' directory (0700) keeps it out; past that,
+	// the server refuses it by SO_PEERCRED.
+	link := filepath.Join(filepath.Dir(askBinary(t)), "s.sock")
+	if err := os.Link(socks[0], link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(link, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if out := askAs(t, link, root, dirs[1], 65534); !strings.Contains(out, "error: refused by the mount server: uid 65534 may not use the mount server of uid 0") {
+		t.Errorf("a client of uid 65534: %q", out)
+	}
+	if out := askAs(t, socks[0], root, dirs[1], 65534); !strings.Contains(out, "permission denied") {
+		t.Errorf("a client of uid 65534 through the servers' directory: %q", out)
+	}
+	if err := os.Chmod(link, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("no unshare")
+	}
+	if out := askAs(t, socks[0], root, dirs[1], -1, "unshare", "-m", "--propagation", "private"); !strings.Contains(out, "is in another mount namespace than this mount server") {
+		t.Errorf("a client in another mount namespace: %q", out)
+	}
+	if _, ok := mountedAt(t, dirs[1]); ok {
+		t.Errorf("a refused client's mount is there")
+	}
+	if n := len(leasePids(t, root)); n != 1 {
+		t.Errorf("%d leases after the refusals, want 1", n)
+	}
+	// strata itself in another mount namespace: a server of its own
+	// there, and the mount is not seen here.
+	c := exec.Command("unshare", "-m", "--propagation", "private", strata, "--root", root, "mount", "-d", "demo", dirs[2])
+	c.Env = append(os.Environ(), cliEnv+"=1")
+	out, err := c.CombinedOutput()
+	if err != nil {
+		t.Fatalf("unshare -m strata mount -d: %v: %s", err, out)
+	}
+	other := leasePids(t, root)[strings.TrimSpace(string(out))]
+	if other == 0 || other == pid {
+		t.Fatalf("the mount in another namespace is served by %d (this namespace's server: %d)", other, pid)
+	}
+	nsOf := func(pid int) string { s, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid)); return s }
+	if nsOf(other) == nsOf(os.Getpid()) {
+		t.Errorf("the other namespace's server %d is in this namespace (%s)", other, nsOf(other))
+	}
+	if _, ok := mountedAt(t, dirs[2]); ok {
+		t.Errorf("the other namespace's mount is seen here")
+	}
+	u := exec.Command("nsenter", "-t", strconv.Itoa(other), "-m", strata, "--root", root, "umount", dirs[2])
+	u.Env = append(os.Environ(), cliEnv+"=1")
+	if out, err := u.CombinedOutput(); err != nil {
+		t.Errorf("umount in the other namespace: %v: %s", err, out)
+	}
+	waitExit(t, other)
+	mustRun(t, root, "umount", dirs[0])
+}
+
+// A server that exits for want of mounts while a mount -d connects is
+// asked again or replaced, never an error: mount and unmount one after the
+// other with servers that exit at once.
+func TestMount_Shared_ExitRace(t *testing.T) {
+	root, strata, _ := sharedStore(t, 16)
+	t.Setenv(serverIdleEnv, "1ms")
+	dirs := mountDirs(t, 1)
+	for i := range 20 {
+		id, err := mountD(strata, root, "demo", dirs[0])
+		if err != nil {
+			t.Fatalf("round %d: mount -d: %v: %s", i, err, id)
+		}
+		mustRun(t, root, "umount", dirs[0])
+	}
+}
+
+// Ctrl-C of mount -d while its server waits for the store leaves no
+// mount behind: the server gives it up once it has the store, and mount
+// -d says it was interrupted. For a shared server and one of its own.
+func TestMount_Detached_Interrupted(t *testing.T) {
+	for _, per := range []int{16, 1} {
+		t.Run("K="+strconv.Itoa(per), func(t *testing.T) {
+			root, strata, _ := sharedStore(t, per)
+			t.Setenv(serverIdleEnv, "1m")
+			dirs := mountDirs(t, 2)
+			if per > 1 { // a server up and waiting
+				mustRun(t, root, "umount", mustMountD(t, strata, root, dirs[1]))
+			}
+			db, err := os.OpenFile(filepath.Join(root, "meta.db"), os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if err := unix.Flock(int(db.Fd()), unix.LOCK_EX); err != nil {
+				t.Fatal(err)
+			}
+			c := exec.Command(strata, "--root", root, "mount", "-d", "demo", dirs[0])
+			c.Env = append(os.Environ(), cliEnv+"=1")
+			var out strings.Builder
+			c.Stdout, c.Stderr = &out, &out
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			// The mount's log is there once the server has the request
+			// (and mount -d catches Ctrl-C).
+			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+				if logs, _ := filepath.Glob(filepath.Join(root, "mounts", "*", "server.log")); len(logs) > 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the server never took the request")
+				}
+			}
+			if err := c.Process.Signal(syscall.SIGINT); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(50 * time.Millisecond) // not needed for the outcome
+			unix.Flock(int(db.Fd()), unix.LOCK_UN)
+			err = c.Wait()
+			if err == nil || !strings.Contains(out.String(), "interrupted") {
+				t.Errorf("mount -d interrupted: %v, %q", err, out.String())
+			}
+			if _, ok := mountedAt(t, dirs[0]); ok {
+				t.Errorf("%s is mounted after an interrupted mount -d", dirs[0])
+			}
+			if out := mustRun(t, root, "mounts", "-q"); out != "" {
+				t.Errorf("mounts after an interrupted mount -d: %q", out)
+			}
+		})
+	}
+}
+
+// mustMountD is mount -d of demo on dir, which it returns.
+func mustMountD(t *testing.T, strata, root, dir string) string {
+	t.Helper()
+	if id, err := mountD(strata, root, "demo", dir); err != nil {
+		t.Fatalf("mount -d: %v: %s", err, id)
+	}
+	return dir
+}

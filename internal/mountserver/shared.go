@@ -1,0 +1,304 @@
+package mountserver
+
+// A shared server: one process that serves many mounts of a store, each in
+// goroutines of its own with exactly what a server of one mount runs
+// (serveMount), one store handle and one TrimMemory loop for them all.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/strata-dev/strata/layerstore"
+)
+
+// DefaultMaxMounts is how many mounts a shared server serves at most: a
+// crash of one server takes down no more than these.
+const DefaultMaxMounts = 16
+
+// DefaultIdle is how long a shared server waits, once its last mount has
+// ended, for another before it exits.
+const DefaultIdle = time.Second
+
+// ServersDir is where a store's shared servers have their sockets and logs.
+func ServersDir(root string) string { return filepath.Join(root, "servers") }
+
+// request is what a client asks a shared server for: one mount. Flags
+// holds BoolFlags by name.
+type request struct {
+	Protocol int             `json:"protocol"`
+	Root     string          `json:"root"`
+	Ref      string          `json:"ref"`
+	Dir      string          `json:"dir"`
+	ID       string          `json:"id"`
+	Flags    map[string]bool `json:"flags"`
+}
+
+func newRequest(c Config) request {
+	r := request{Protocol: Protocol, Root: c.Root, Ref: c.Ref, Dir: c.Dir, ID: c.Session.ID, Flags: map[string]bool{}}
+	for _, b := range BoolFlags {
+		r.Flags[b.Name] = *b.Field(&c)
+	}
+	return r
+}
+
+func (r request) config() Config {
+	c := Config{Root: r.Root, Ref: r.Ref, Dir: r.Dir}
+	c.Session.ID = r.ID
+	for _, b := range BoolFlags {
+		*b.Field(&c) = r.Flags[b.Name]
+	}
+	return c
+}
+
+// The replies of a shared server, each one line: first taken (it makes the
+// mount), full (it has no room) or exiting (it is about to exit), then
+// "ready ID" or "error: ...". Before taken nothing was made: the client asks
+// another server.
+const (
+	replyTaken   = "taken"
+	replyFull    = "full"
+	replyExiting = "exiting"
+)
+
+// shared is a running shared server.
+type shared struct {
+	st   *layerstore.Store
+	root string
+	max  int
+	idle time.Duration
+	path string // the socket
+	ln   *net.UnixListener
+	log  *slog.Logger
+	// beforeExit, if set, runs when the server has decided to exit for
+	// want of mounts, before it removes its socket (tests).
+	beforeExit func()
+
+	mu      sync.Mutex
+	n       int // mounts served or being made
+	closing bool
+	gen     int // of the idle timer: a timer of an older one does nothing
+}
+
+// RunShared is a shared mount server: it opens the store, listens on
+// c.Listen, says "listening" on rep, and serves the mounts strata asks for
+// (Client), at most c.MaxMounts at once, each as Run would. It exits once
+// it has served no mount for DefaultIdle (c.Idle), removing its socket;
+// SIGINT and SIGTERM unmount every mount it serves, as for one.
+func RunShared(ctx context.Context, c Config, rep *Report) error {
+	err := runShared(ctx, c, rep, nil)
+	if err != nil {
+		rep.Say("error: " + err.Error())
+	}
+	return err
+}
+
+func runShared(ctx context.Context, c Config, rep *Report, beforeExit func()) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	log := Logger(c.Debug)
+	root, err := filepath.Abs(c.Root)
+	if err != nil {
+		return err
+	}
+	st, err := OpenStore(root, c.LockTimeout, log, nil)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ln, err := listenUnix(c.Listen)
+	if err != nil {
+		return err
+	}
+	s := &shared{st: st, root: root, max: max(c.MaxMounts, 1), idle: c.Idle, path: c.Listen, ln: ln, log: log, beforeExit: beforeExit}
+	if s.idle <= 0 {
+		s.idle = DefaultIdle
+	}
+	rep.Say("listening")
+	go trimMemory(ctx)
+	return s.serve(ctx)
+}
+
+func (s *shared) serve(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, s.shut)
+	defer stop()
+	s.mu.Lock()
+	s.armIdle()
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	var err error
+	for {
+		conn, aerr := s.ln.AcceptUnix()
+		if aerr != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if !closing {
+				err = aerr
+				s.log.Error("mount server: accept", "err", aerr)
+				s.shut()
+			}
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.handle(ctx, conn)
+		}()
+	}
+	wg.Wait()
+	return err
+}
+
+// shut stops taking mounts: the socket goes, then the listener (a client
+// that connected in between is refused and asks another server).
+func (s *shared) shut() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.shutLocked()
+}
+
+func (s *shared) shutLocked() {
+	if s.closing {
+		return
+	}
+	s.closing = true
+	if err := os.Remove(s.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.log.Warn("mount server: remove socket", "err", err)
+	}
+	s.ln.Close()
+}
+
+// armIdle starts the wait for a mount when there is none (s.mu held).
+func (s *shared) armIdle() {
+	s.gen++
+	if s.n > 0 || s.closing {
+		return
+	}
+	gen := s.gen
+	time.AfterFunc(s.idle, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if gen != s.gen || s.n > 0 || s.closing {
+			return
+		}
+		if s.beforeExit != nil {
+			s.beforeExit()
+		}
+		s.shutLocked()
+	})
+}
+
+// take reserves room for a mount, or says why there is none.
+func (s *shared) take() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closing:
+		return replyExiting
+	case s.n >= s.max:
+		return replyFull
+	}
+	s.n++
+	s.gen++ // no idle exit now
+	return replyTaken
+}
+
+func (s *shared) done() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n--
+	s.armIdle()
+}
+
+// handle serves one client's request.
+func (s *shared) handle(ctx context.Context, conn *net.UnixConn) {
+	defer conn.Close()
+	say := func(line string) { fmt.Fprintln(conn, line) }
+	if _, err := checkPeer(conn); err != nil {
+		s.log.Warn("mount server: refused", "err", err)
+		say("error: refused by the mount server: " + err.Error())
+		return
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	line, err := br.ReadBytes('\n')
+	if err != nil {
+		return // gone before it asked
+	}
+	var req request
+	if err := json.Unmarshal(line, &req); err != nil {
+		say(fmt.Sprintf("error: %s: bad request: %v", Binary, err))
+		return
+	}
+	if err := CheckProtocol(req.Protocol); err != nil {
+		say("error: " + err.Error())
+		return
+	}
+	if err := s.sameStore(req.Root); err != nil {
+		say("error: " + err.Error())
+		return
+	}
+	if r := s.take(); r != replyTaken {
+		say(r)
+		return
+	}
+	defer s.done()
+	_ = conn.SetReadDeadline(time.Time{})
+	say(replyTaken)
+	c := req.config()
+	rep := newAnswered(conn, br)
+	logf, err := os.OpenFile(filepath.Join(layerstore.MountDirIn(s.root, c.Session.ID), "server.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		rep.Say("error: the mount's log: " + err.Error())
+		return
+	}
+	defer logf.Close()
+	if err := s.serveOne(ctx, c, logf, rep); err != nil {
+		rep.Say("error: " + err.Error())
+		if !errors.Is(err, ErrGaveUp) {
+			fmt.Fprintln(logf, "Error:", err)
+		}
+	}
+}
+
+// serveOne serves mount c, its messages to its own log, as Run does.
+func (s *shared) serveOne(ctx context.Context, c Config, logw io.Writer, rep *Report) error {
+	dir, err := Check(c.Dir, c.Session.ReadOnly, c.Force)
+	if err != nil {
+		return err
+	}
+	o := c.Session
+	o.Logger = slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	o.OnBusy = func(dir string, _ error) {
+		fmt.Fprintln(logw, "strata: "+BusySentence(dir, Holders(dir)))
+	}
+	return serveMount(ctx, s.st, c.Ref, dir, o, rep.Ready)
+}
+
+// sameStore refuses a request for another store than this server's.
+func (s *shared) sameStore(root string) error {
+	a, err := os.Stat(root)
+	if err != nil {
+		return err
+	}
+	b, err := os.Stat(s.root)
+	if err != nil {
+		return err
+	}
+	if !os.SameFile(a, b) {
+		return fmt.Errorf("this mount server serves the store %s, not %s", s.root, root)
+	}
+	return nil
+}
