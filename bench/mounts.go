@@ -67,6 +67,9 @@ type MountsRow struct {
 	// The servers' executables, each once (/proc/PID/exe): for strata,
 	// strata-mount where it is installed beside strata, else strata.
 	Servers []string `json:"servers,omitempty"`
+	// Procs is how many server processes serve the mounts (a shared
+	// strata server serves many); memory is summed over them, each once.
+	Procs int `json:"procs"`
 	Err     string   `json:"error,omitempty"`
 }
 
@@ -269,6 +272,7 @@ func runMountSet(ctx context.Context, cfg MountsConfig, c string, n int, store s
 	if err != nil {
 		return err
 	}
+	row.Procs = len(pids)
 	for _, pid := range pids {
 		anon, _, _, err := procMemory(pid)
 		if err != nil {
@@ -314,14 +318,16 @@ func rest(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// serverPids finds the process serving each mountpoint: strata's from the
-// leases, fuse-overlayfs's from the command lines.
+// serverPids finds the processes serving the mountpoints, each once (a
+// shared strata server serves many): strata's from the leases,
+// fuse-overlayfs's from the command lines.
 func serverPids(c, store string, mnts []string) ([]int, error) {
 	want := map[string]bool{}
 	for _, m := range mnts {
 		want[m] = true
 	}
 	var pids []int
+	served := 0
 	if c == Strata {
 		st, err := layerstore.Open(store, nil)
 		if err != nil {
@@ -333,7 +339,10 @@ func serverPids(c, store string, mnts []string) ([]int, error) {
 		}
 		for _, r := range recs {
 			if want[r.Dir] {
-				pids = append(pids, r.PID)
+				served++
+				if !slices.Contains(pids, r.PID) {
+					pids = append(pids, r.PID)
+				}
 			}
 		}
 	} else {
@@ -347,11 +356,12 @@ func serverPids(c, store string, mnts []string) ([]int, error) {
 			if len(args) > 1 && filepath.Base(args[0]) == "fuse-overlayfs" && want[args[len(args)-1]] {
 				pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
 				pids = append(pids, pid)
+				served++
 			}
 		}
 	}
-	if len(pids) != len(mnts) {
-		return nil, fmt.Errorf("%s: found %d servers for %d mounts", c, len(pids), len(mnts))
+	if served != len(mnts) {
+		return nil, fmt.Errorf("%s: found servers for %d of %d mounts", c, served, len(mnts))
 	}
 	return pids, nil
 }
@@ -388,7 +398,7 @@ func procMemory(pid int) (anon, rss, pss int64, err error) {
 func (rp *MountsReport) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "read-write mounts of %s (%d entries, %d layers), memory after find and ls -lR in each\n\n", rp.Image, rp.Entries, rp.Layers)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mounts\tat once\tcontender\tmount all\tunmount all\tanon total\tanon/mount\tPSS total\tPSS/mount\tRSS total\tanon ÷ fuse-overlayfs\tanon/mount before walks\tanon/entry walked\t")
+	fmt.Fprintln(tw, "mounts\tat once\tcontender\tservers\tmount all\tunmount all\tanon total\tanon/mount\tPSS total\tPSS/mount\tRSS total\tanon ÷ fuse-overlayfs\tanon/mount before walks\tanon/entry walked\t")
 	byKey := map[string]MountsRow{}
 	for _, r := range rp.Rows {
 		byKey[r.Contender+"/"+strconv.Itoa(r.Mounts)] = r
@@ -396,7 +406,7 @@ func (rp *MountsReport) WriteTable(w io.Writer) error {
 	mb := func(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/1e6) }
 	for _, r := range rp.Rows {
 		if r.Err != "" {
-			fmt.Fprintf(tw, "%d\t%d\t%s\terror: %s\t\t\t\t\t\t\t\t\t\t\n", r.Mounts, r.Parallel, r.Contender, r.Err)
+			fmt.Fprintf(tw, "%d\t%d\t%s\t\terror: %s\t\t\t\t\t\t\t\t\t\t\n", r.Mounts, r.Parallel, r.Contender, r.Err)
 			continue
 		}
 		ratio := ""
@@ -408,7 +418,7 @@ func (rp *MountsReport) WriteTable(w io.Writer) error {
 		if rp.Entries > 0 {
 			perEntry = fmt.Sprintf("%d B", (r.Anon-r.AnonIdle)/(n*int64(rp.Entries)))
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Mounts, r.Parallel, r.Contender,
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Mounts, r.Parallel, r.Contender, r.Procs,
 			r.Up.Round(time.Millisecond), r.Down.Round(time.Millisecond),
 			mb(r.Anon), mb(r.Anon/n), mb(r.PSS), mb(r.PSS/n), mb(r.RSS), ratio, mb(r.AnonIdle/n), perEntry)
 	}

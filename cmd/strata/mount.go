@@ -203,9 +203,9 @@ func startShared(ctx context.Context, g *globals, c mountserver.Config, per int,
 			return fmt.Errorf("%s=%q: want a duration such as 1s", serverIdleEnv, v)
 		}
 	}
-	cl := mountserver.Client{Root: c.Root, Key: key, Spawn: func(ctx context.Context, sock, slog string) error {
+	cl := mountserver.Client{Root: c.Root, Key: key, Spawn: func(ctx context.Context, sock string) error {
 		sc := mountserver.Config{Root: c.Root, LockTimeout: c.LockTimeout, ReadyFd: 3, Listen: sock, MaxMounts: per, Idle: idle}
-		line, bin, err := serverFor(ctx, g, logPath, sc.ServerArgs(), append([]string{"mount"}, sc.ServerArgs()...), slog)
+		line, bin, err := serverFor(ctx, g, logPath, sc.ServerArgs(), append([]string{"mount"}, sc.ServerArgs()...), mountserver.LogOf(sock))
 		return serverSaid(line, bin, err, "listening")
 	}}
 	_, err = cl.Mount(ctx, c)

@@ -54,7 +54,7 @@ func TestMount_Detached_ServerBinary(t *testing.T) {
 			ver, err := c.Output()
 			want := " Mount server:     " + lean + " (protocol "
 			if !tc.installed {
-				want = " Mount server:     strata itself (no usable strata-mount beside " + filepath.Dir(strata) + ": "
+				want = " Mount server:     strata itself (shared, up to 16 mounts a process; no usable strata-mount beside " + filepath.Dir(strata) + ": "
 			}
 			if err != nil || !strings.Contains(string(ver), want) {
 				t.Errorf("strata version: %v, lacks %q:\n%s", err, want, ver)
@@ -413,6 +413,20 @@ func TestMount_Detached_ServerProtocol(t *testing.T) {
 	id := mountServed(t, strata, root, dir, strata)
 	b, _ := os.ReadFile(filepath.Join(layerstore.MountDirIn(root, id), "server.log"))
 	if !strings.Contains(string(b), "serving the mount with strata itself, not strata-mount: "+lean+" refused: mount server protocol mismatch") {
+		t.Errorf("server.log: %q", b)
+	}
+	mustRun(t, root, "umount", dir)
+
+	// A strata-mount from before --protocol dies on the flag, on stderr,
+	// with no report: strata serves itself too.
+	endServers(t, root) // the next mount -d starts a server
+	old := "#!/bin/sh\necho 'flag provided but not defined: -protocol' >&2\necho 'Usage of strata-mount:' >&2\nexit 2\n"
+	if err := os.WriteFile(lean, []byte(old), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	id = mountServed(t, strata, root, dir, strata)
+	b, _ = os.ReadFile(filepath.Join(layerstore.MountDirIn(root, id), "server.log"))
+	if !strings.Contains(string(b), "serving the mount with strata itself, not strata-mount: "+lean+" refused: flag provided but not defined: -protocol") {
 		t.Errorf("server.log: %q", b)
 	}
 	mustRun(t, root, "umount", dir)

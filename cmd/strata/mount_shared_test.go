@@ -238,8 +238,8 @@ func TestMount_Shared_ManyMounts(t *testing.T) {
 			for pid := range servers {
 				waitExit(t, pid)
 			}
-			if socks, _ := filepath.Glob(filepath.Join(mountserver.ServersDir(root), "*.sock")); len(socks) != 0 {
-				t.Errorf("sockets left after the servers exited: %v", socks)
+			if left, _ := filepath.Glob(filepath.Join(mountserver.ServersDir(root), "*-*")); len(left) != 0 {
+				t.Errorf("sockets or logs left after the servers exited: %v", left)
 			}
 		})
 	}

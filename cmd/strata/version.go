@@ -81,9 +81,15 @@ func versionText(root string) string {
 // mountServer says what serves "strata mount -d": strata-mount beside
 // strata, or strata itself and why.
 func mountServer() string {
+	share := "a process a mount"
+	if n, err := mountsPerServer(); err != nil {
+		share = err.Error()
+	} else if n > 1 {
+		share = fmt.Sprintf("shared, up to %d mounts a process", n)
+	}
 	p, why := mountserver.Find()
 	if p != "" {
-		return fmt.Sprintf("%s (protocol %d)", p, mountserver.Protocol)
+		return fmt.Sprintf("%s (protocol %d; %s)", p, mountserver.Protocol, share)
 	}
 	dir := "strata"
 	if self, err := os.Executable(); err == nil {
@@ -91,7 +97,7 @@ func mountServer() string {
 			dir = filepath.Dir(self)
 		}
 	}
-	return fmt.Sprintf("strata itself (no usable %s beside %s: %v)", mountserver.Binary, dir, why)
+	return fmt.Sprintf("strata itself (%s; no usable %s beside %s: %v)", share, mountserver.Binary, dir, why)
 }
 
 // passthroughAvailability says whether mounts here can use FUSE

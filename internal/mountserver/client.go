@@ -36,9 +36,9 @@ const maxTries = 64
 type Client struct {
 	Root string // the store, absolute
 	Key  string // NSKey: the servers this client may ask
-	// Spawn starts a shared server listening on sock, its own log at log,
-	// and returns once it listens (it says "listening").
-	Spawn func(ctx context.Context, sock, log string) error
+	// Spawn starts a shared server listening on sock, its own log at
+	// LogOf(sock), and returns once it listens (it says "listening").
+	Spawn func(ctx context.Context, sock string) error
 }
 
 // Mount asks a shared server for mount c (c.Root, Dir absolute; ID set),
@@ -100,8 +100,7 @@ func (cl *Client) spawn(ctx context.Context, dir string, socks []string) error {
 	}
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	name := filepath.Join(dir, cl.Key+"-"+hex.EncodeToString(b[:]))
-	return cl.Spawn(ctx, name+".sock", name+".log")
+	return cl.Spawn(ctx, filepath.Join(dir, cl.Key+"-"+hex.EncodeToString(b[:])+".sock"))
 }
 
 // sockets lists the sockets of this client's servers, in name order.

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -127,8 +128,19 @@ func runShared(ctx context.Context, c Config, rep *Report, beforeExit func()) er
 	}
 	rep.Say("listening")
 	go trimMemory(ctx)
-	return s.serve(ctx)
+	err = s.serve(ctx)
+	// A clean exit takes its log along if it logged nothing; a crash's
+	// stays for whoever looks into it.
+	if log := LogOf(c.Listen); err == nil {
+		if fi, serr := os.Stat(log); serr == nil && fi.Size() == 0 {
+			_ = os.Remove(log)
+		}
+	}
+	return err
 }
+
+// LogOf is where the shared server of socket sock logs: beside it.
+func LogOf(sock string) string { return strings.TrimSuffix(sock, ".sock") + ".log" }
 
 func (s *shared) serve(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, s.shut)
