@@ -69,8 +69,8 @@ type MountsRow struct {
 	Servers []string `json:"servers,omitempty"`
 	// Procs is how many server processes serve the mounts (a shared
 	// strata server serves many); memory is summed over them, each once.
-	Procs int `json:"procs"`
-	Err     string   `json:"error,omitempty"`
+	Procs int    `json:"procs"`
+	Err   string `json:"error,omitempty"`
 }
 
 // MountsReport is what RunMounts measured.
