@@ -140,15 +140,26 @@ func Unmount(ctx context.Context, st *layerstore.Store, arg string, o UnmountOpt
 // waitServer waits until the server of rec is done with it: the process is
 // gone, or the lease and then the top layer are (RemoveMount), or the lease names
 // no server any more (a kept mount, stopped). It sleeps on a pidfd of the
-// server, which wakes it when the server exits (a 20 ms tick alone made
+// server, which wakes it when the server exits, and on an inotify watch of
+// the store's mounts/ directory, which wakes it when the mount's directory
+// goes (a server that serves other mounts goes on: a 20 ms tick alone made
 // every unmount wait 10 ms on average after the server was done), and
 // reads the lease at growing intervals meanwhile.
 func waitServer(ctx context.Context, st *layerstore.Store, rec *layerstore.MountRecord) error {
-	pfd := -1
+	var fds []unix.PollFd
+	watch := -1 // the inotify descriptor's index in fds
 	if fd, err := unix.PidfdOpen(rec.PID, 0); err == nil {
 		defer unix.Close(fd)
-		pfd = fd // Running, checked after the open, rules out a reused pid
+		fds = append(fds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}) // Running, checked after the open, rules out a reused pid
 	}
+	if fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK); err == nil {
+		defer unix.Close(fd)
+		if _, err := unix.InotifyAddWatch(fd, filepath.Dir(st.MountDir(rec.ID)), unix.IN_DELETE|unix.IN_MOVED_FROM); err == nil {
+			watch = len(fds)
+			fds = append(fds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
+		}
+	}
+	var events [4096]byte
 	wait := time.Millisecond
 	for rec.Running() {
 		now, err := lease(st, rec.ID)
@@ -166,10 +177,17 @@ func waitServer(ctx context.Context, st *layerstore.Store, rec *layerstore.Mount
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if pfd >= 0 {
-			_, err := unix.Poll([]unix.PollFd{{Fd: int32(pfd), Events: unix.POLLIN}}, int(wait/time.Millisecond))
+		if len(fds) > 0 {
+			_, err := unix.Poll(fds, int(wait/time.Millisecond))
 			if err != nil && !errors.Is(err, unix.EINTR) {
 				return err
+			}
+			if watch >= 0 && fds[watch].Revents&unix.POLLIN != 0 {
+				for { // drain the watch's events: any of them is a reason to look
+					if k, _ := unix.Read(int(fds[watch].Fd), events[:]); k <= 0 {
+						break
+					}
+				}
 			}
 		} else {
 			select {
