@@ -180,8 +180,25 @@ func startDetached(cmd *cobra.Command, g *globals, c mountserver.Config) error {
 		fmt.Fprintln(cmd.OutOrStdout(), id)
 		return nil
 	}
+	if !errors.Is(err, mountserver.ErrInterrupted) {
+		reapFailed(g, c.Root, id) // a server that died midway left a lease, perhaps a mount
+	}
 	_ = os.RemoveAll(mdir)
 	return err
+}
+
+// reapFailed cleans up after a mount whose server failed or died before it
+// was ready: its lease and mountpoint, if it left them (session.Reap; a
+// mount its server still serves is left alone).
+func reapFailed(g *globals, root, id string) {
+	st, err := layerstore.Open(root, &layerstore.Options{LockTimeout: secs(g.lockTimeout)})
+	if err != nil {
+		return
+	}
+	defer st.Close()
+	if err := session.Reap(st, id); err != nil {
+		g.logger().Warn("mount -d: clean up after the failed mount", "mount", id, "err", err)
+	}
 }
 
 // startShared asks the store's shared servers for the mount
