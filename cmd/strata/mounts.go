@@ -52,7 +52,8 @@ func newMountsCmd(g *globals) *cobra.Command {
 		Short: "List mounts",
 		Long: `List the mounts of the store: their ID, image, mountpoint, top layer (the
 ephemeral upper dir that holds their changes) and its size on disk, the pid of
-the server and its status:
+the server (a shared server serves up to STRATA_MOUNTS_PER_SERVER mounts, so
+several show one pid; when it dies they all go stale) and its status:
 
   running   the server serves the mount
   stale     the server is gone and the mountpoint says "Transport endpoint
