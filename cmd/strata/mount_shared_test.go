@@ -512,3 +512,58 @@ func mustMountD(t *testing.T, strata, root, dir string) string {
 	}
 	return dir
 }
+
+// SIGTERM to a shared server unmounts every mount it serves; a mount in
+// use stays until it is let go, its busy sentence in its own server.log,
+// and the server exits after its last.
+func TestMount_Shared_Terminate(t *testing.T) {
+	root, strata, _ := sharedStore(t, 16)
+	dirs := mountDirs(t, 2)
+	var ids []string
+	for _, d := range dirs {
+		id, err := mountD(strata, root, "demo", d)
+		if err != nil {
+			t.Fatalf("mount -d: %v: %s", err, id)
+		}
+		ids = append(ids, id)
+	}
+	pid := leasePids(t, root)[ids[0]]
+	if leasePids(t, root)[ids[1]] != pid {
+		t.Fatalf("two mounts, two servers")
+	}
+	sleeper := exec.Command("sleep", "600")
+	sleeper.Dir = filepath.Join(dirs[1], "etc")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(layerstore.MountDirIn(root, ids[1]), "server.log")
+	want := "strata: " + dirs[1] + " is in use, so it stays mounted until nothing uses it: used by sleep (pid " + strconv.Itoa(sleeper.Process.Pid)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		b, _ := os.ReadFile(logPath)
+		if !mountedAt2(t, dirs[0]) && strings.Contains(string(b), want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after SIGTERM: %s mounted: %v; %s: %q", dirs[0], mountedAt2(t, dirs[0]), logPath, b)
+		}
+	}
+	if !mountedAt2(t, dirs[1]) {
+		t.Errorf("the busy mount is gone while in use")
+	}
+	if _, err := os.Stat(layerstore.MountDirIn(root, ids[0])); !os.IsNotExist(err) {
+		t.Errorf("the free mount's directory after SIGTERM: %v", err)
+	}
+	sleeper.Process.Kill()
+	sleeper.Wait()
+	waitExit(t, pid)
+	if mountedAt2(t, dirs[1]) {
+		t.Errorf("%s still mounted after its server exited", dirs[1])
+	}
+	if out := mustRun(t, root, "mounts", "-q"); out != "" {
+		t.Errorf("mounts after the server exited: %q", out)
+	}
+}
