@@ -258,6 +258,10 @@ func (s *shared) handle(ctx context.Context, conn *net.UnixConn) {
 		say("error: " + err.Error())
 		return
 	}
+	if !filepath.IsAbs(req.Root) || !filepath.IsAbs(req.Dir) {
+		say(fmt.Sprintf("error: %s: the store and the mountpoint must be absolute paths (got %q, %q)", Binary, req.Root, req.Dir))
+		return
+	}
 	if err := s.sameStore(req.Root); err != nil {
 		say("error: " + err.Error())
 		return

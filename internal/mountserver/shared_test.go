@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,5 +128,56 @@ func TestShared_ExitWhileAsked(t *testing.T) {
 	cl := Client{Root: root, Key: "k", Spawn: func(context.Context, string) error { spawned++; return errSpawned }}
 	if _, err := cl.Mount(context.Background(), c); !errors.Is(err, errSpawned) || spawned != 1 {
 		t.Errorf("Mount with no server: %v, %d servers started", err, spawned)
+	}
+}
+
+// A shared server refuses, in one line and making nothing, a request it
+// cannot read, of another protocol, with a relative path, or for another
+// store.
+func TestShared_BadRequests(t *testing.T) {
+	root := storetest.Root(t)
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := serversDir(ServersDir(root)); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(ServersDir(root), "k-1.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	listening := make(chan struct{})
+	rep := &Report{Then: func(string) { close(listening) }}
+	go func() { done <- runShared(ctx, Config{Root: root, Listen: sock, MaxMounts: 2, Idle: time.Hour}, rep, nil) }()
+	select {
+	case <-listening:
+	case err := <-done:
+		t.Fatal(err)
+	}
+	other := t.TempDir()
+	for _, tc := range []struct{ req, want string }{
+		{"not json", "error: strata-mount: bad request"},
+		{`{"protocol":1,"root":"` + root + `","dir":"/x","id":"0123456789ab"}`, "error: " + refusal},
+		{`{"protocol":2,"root":"` + root + `","dir":"x","id":"0123456789ab"}`, "error: strata-mount: the store and the mountpoint must be absolute paths"},
+		{`{"protocol":2,"root":"` + other + `","dir":"/x","id":"0123456789ab"}`, "error: this mount server serves the store " + root + ", not " + other},
+	} {
+		c, err := dialUnix(sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write([]byte(tc.req + "\n")); err != nil {
+			t.Fatal(err)
+		}
+		line, err := readLine(bufio.NewReader(c))
+		c.Close()
+		if err != nil || !strings.HasPrefix(line, tc.want) {
+			t.Errorf("request %s: %q, %v; want %q", tc.req, line, err, tc.want)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("server: %v", err)
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("the socket after the server ended: %v", err)
 	}
 }
