@@ -147,7 +147,9 @@ func TestShared_BadRequests(t *testing.T) {
 	done := make(chan error, 1)
 	listening := make(chan struct{})
 	rep := &Report{Then: func(string) { close(listening) }}
-	go func() { done <- runShared(ctx, Config{Root: root, Listen: sock, MaxMounts: 2, Idle: time.Hour}, rep, nil) }()
+	go func() {
+		done <- runShared(ctx, Config{Root: root, Listen: sock, MaxMounts: 2, Idle: time.Hour}, rep, nil)
+	}()
 	select {
 	case <-listening:
 	case err := <-done:
