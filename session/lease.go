@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -160,15 +161,25 @@ func waitServer(ctx context.Context, st *layerstore.Store, rec *layerstore.Mount
 		}
 	}
 	var events [4096]byte
+	var leaseGone time.Time
 	wait := time.Millisecond
 	for rec.Running() {
 		now, err := lease(st, rec.ID)
 		switch {
 		case errors.Is(err, layerstore.ErrNotFound):
-			// The lease is gone: the directory is garbage now, ours to
-			// take (RemoveMountDir decides so in a transaction), or we
-			// would wait for good on a server whose deletion of it failed.
-			return st.RemoveMountDir(rec.ID)
+			// The lease is gone, and the server deletes the directory
+			// next: done when it is gone. One that is still there a
+			// second later is garbage, ours to take (RemoveMountDir
+			// decides so in a transaction), or we would wait for good on
+			// a server whose deletion of it failed.
+			if _, err := os.Lstat(st.MountDir(rec.ID)); errors.Is(err, os.ErrNotExist) {
+				return nil
+			}
+			if leaseGone.IsZero() {
+				leaseGone = time.Now()
+			} else if time.Since(leaseGone) > time.Second {
+				return st.RemoveMountDir(rec.ID)
+			}
 		case err != nil:
 			return err
 		case now.PID != rec.PID || now.PIDStart != rec.PIDStart:
