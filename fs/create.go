@@ -211,7 +211,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		return nil, nil, 0, errno
 	}
 	in := n.NewInode(ctx, c, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: c.ino})
-	return in, c.upperHandle(newUpperFile(c, fd)), fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
+	return in, c.upperHandle(newUpperFile(c, fd, flags&unix.O_ACCMODE != unix.O_RDONLY)), fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
 }
 
 var _ = (gofs.NodeTmpfiler)((*node)(nil))
@@ -261,7 +261,7 @@ func (n *node) Tmpfile(ctx context.Context, flags uint32, mode uint32, out *fuse
 	out.SetEntryTimeout(upperTimeout)
 	out.SetAttrTimeout(upperTimeout)
 	in := n.NewInode(ctx, c, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: c.ino})
-	return in, c.upperHandle(newUpperFile(c, fd)), fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
+	return in, c.upperHandle(newUpperFile(c, fd, flags&unix.O_ACCMODE != unix.O_RDONLY)), fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_NOFLUSH, 0
 }
 
 var _ = (gofs.NodeLinker)((*node)(nil))

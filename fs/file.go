@@ -114,7 +114,7 @@ func (n *node) openUpper(flags uint32) (*upperFile, syscall.Errno) {
 	if errno != 0 {
 		return nil, errno
 	}
-	f := newUpperFile(n, fd)
+	f := newUpperFile(n, fd, flags&unix.O_ACCMODE != unix.O_RDONLY)
 	f.meta.Store(n.u.metacopyOf(n.ino) != nil)
 	return f, 0
 }
@@ -453,14 +453,15 @@ type upperFile struct {
 	// counted: the open is counted in the union's io modes (upper
 	// passthrough mounts), as passthrough when pt.
 	counted, pt bool
+	write       bool // opened for writing (hasWriter)
 
 	mu     sync.Mutex
 	closed bool
 	obj    *os.File // the metacopy's object, once read
 }
 
-func newUpperFile(n *node, fd int) *upperFile {
-	f := &upperFile{n: n}
+func newUpperFile(n *node, fd int, write bool) *upperFile {
+	f := &upperFile{n: n, write: write}
 	f.init(fd)
 	n.addFile(f)
 	return f

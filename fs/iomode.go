@@ -124,7 +124,7 @@ func (n *node) upperHandle(f *upperFile) gofs.FileHandle {
 // last such handle is released (the kernel allows no other kind of open
 // meanwhile); a write through one by a process without CAP_FSETID clears
 // them all the same, at the empty SETATTR the kernel sends before it
-// (removesPrivs in rawfs.go).
+// (setattrNothing in privs.go).
 func (u *union) upperPassthroughable(fd int) bool {
 	st, err := fstat(fd)
 	if err != nil {

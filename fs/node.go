@@ -154,6 +154,9 @@ func (n *node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 		out.SetTimeout(lowerTimeout)
 		return 0
 	}
+	if setsNothing(in) {
+		return n.setattrNothing(ctx, f, in, out) // privs.go
+	}
 	size, hasSize := in.GetSize()
 	if hasSize && n.isReg() {
 		n.lock()

@@ -267,15 +267,8 @@ func (r *rawFS) killSuidgid(cancel <-chan struct{}, h fuse.InHeader, fh uint64) 
 	if st := r.RawFileSystem.GetAttr(cancel, &fuse.GetAttrIn{InHeader: h}, &a); !st.Ok() {
 		return st
 	}
-	if a.Mode&unix.S_IFMT == unix.S_IFDIR {
-		return fuse.OK // a directory's setgid bit is not a privilege
-	}
-	mode := a.Mode & 0o7777
-	kill := uint32(unix.S_ISUID)
-	if mode&unix.S_IXGRP != 0 {
-		kill |= unix.S_ISGID
-	}
-	if mode&kill == 0 {
+	mode, kill := a.Mode&0o7777, suidgidBits(a.Mode) // a directory's setgid bit is not a privilege
+	if kill == 0 {
 		return fuse.OK
 	}
 	in := fuse.SetAttrIn{SetAttrInCommon: fuse.SetAttrInCommon{InHeader: h, Valid: fuse.FATTR_MODE, Mode: mode &^ kill}}
@@ -332,19 +325,6 @@ func (r *rawFS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.At
 	return r.RawFileSystem.GetAttr(cancel, in, out)
 }
 
-// removesPrivs reports whether a SETATTR is the kernel's request to clear
-// the setuid and setgid bits before a write by a process without
-// CAP_FSETID: one that sets nothing. file_remove_privs (fs/inode.c) asks
-// fuse_setattr to kill the bits, which with FUSE_HANDLE_KILLPRIV_V2 drops
-// the kill flags and sends what is left, nothing; it does so in the
-// writer's context before every write that must clear them, a passthrough
-// write too (backing_file_write_iter in fs/backing-file.c). That is the
-// server's only word of a passthrough write: the kernel then writes the
-// upper file with the server's credentials, which keep the bits.
-func removesPrivs(in *fuse.SetAttrIn) bool {
-	return in.Valid&^(fuse.FATTR_FH|fuse.FATTR_LOCKOWNER) == 0
-}
-
 func (r *rawFS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.AttrOut) fuse.Status {
 	defer r.count(opSetattr).done()
 	if fh, ok := in.GetFh(); ok && fh&rawFhBit != 0 {
@@ -354,7 +334,7 @@ func (r *rawFS) SetAttr(cancel <-chan struct{}, in *fuse.SetAttrIn, out *fuse.At
 	if st := r.bridged(cancel, in.Caller, in.NodeId); !st.Ok() {
 		return st
 	}
-	kill := in.Valid&fuse.FATTR_KILL_SUIDGID != 0 || removesPrivs(in)
+	kill := in.Valid&fuse.FATTR_KILL_SUIDGID != 0 // one that sets nothing: the node's (privs.go)
 	in.Valid &^= fuse.FATTR_KILL_SUIDGID
 	st := r.RawFileSystem.SetAttr(cancel, in, out)
 	if st.Ok() && kill && in.Valid&fuse.FATTR_MODE == 0 {
