@@ -22,7 +22,9 @@ import (
 // a passthrough write too (backing_file_write_iter in fs/backing-file.c),
 // and that is the server's only word of a passthrough write, which the
 // kernel then makes with the server's credentials, which keep the bits.
-// And chown(p, -1, -1) sends the same request, with the
+// It sends one also for the security.capability of a writer with
+// CAP_FSETID, which it removes itself (setattr_prepare), and which must
+// keep the bits. And chown(p, -1, -1) sends the same request, with the
 // mode change dropped likewise: ctime alone with the writeback cache
 // (trust_local_cmtime), nothing without. On a local file system that
 // chown clears the bits, and fails with EPERM for a user who does not own
@@ -30,12 +32,15 @@ import (
 //
 // So such a SETATTR kills the bits when the caller may: it owns the file
 // (or has CAP_FOWNER), or, for an empty one, a writable handle is open on
-// the node (file_remove_privs comes from a writer). A non-owner's
-// otherwise gets EPERM. Nothing else changes: no copy-up.
+// the node (file_remove_privs comes from a writer) and the caller lacks
+// CAP_FSETID. A non-owner's otherwise gets EPERM. Nothing else changes:
+// no copy-up. Without the writeback cache, root's chown(p, -1, -1) keeps
+// the bits (ext4 clears them): it cannot be told from a write's.
 
 // Capability bits of /proc/<pid>/status's CapEff.
 const (
 	capFowner = 1 << 3
+	capFsetid = 1 << 4
 )
 
 // setsNothing reports whether in changes no attribute: the kill request
@@ -74,6 +79,8 @@ func (n *node) setattrNothing(ctx context.Context, f gofs.FileHandle, in *fuse.S
 	write := in.Valid&fuse.FATTR_CTIME == 0 // maybe a write's
 	owner := caller.Uid == out.Uid || caps&capFowner != 0
 	switch {
+	case write && caps&capFsetid != 0:
+		return 0
 	case owner, write && n.hasWriter():
 	default:
 		return syscall.EPERM
