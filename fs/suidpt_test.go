@@ -23,7 +23,19 @@ func TestFS_SuidOpenWriter(t *testing.T) {
 	for _, o := range []mountOpts{{}, {writeback: true}, {passthrough: true}} {
 		t.Run(fmt.Sprintf("writeback=%v,passthrough=%v", o.writeback, o.passthrough), func(t *testing.T) {
 			m := mountTraced(t, img, o)
-			for i, bits := range []os.FileMode{os.ModeSetuid, os.ModeSetgid} {
+			if err := os.WriteFile(m.p("tmp/evil"), []byte("evil"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// What uid 2000 does with its handle (fd 3): a write, a
+			// copy_file_range into it, a fallocate that extends it.
+			ops := []struct{ name, script string }{
+				{"write", `printf evil >&3`},
+				{"copy_file_range", fmt.Sprintf(`perl -e 'open(my $in, "<", $ARGV[0]) or die "$!"; syscall(%d, fileno($in), 0, 3, 0, 4, 0) == 4 or die "copy_file_range: $!"' %q`,
+					unix.SYS_COPY_FILE_RANGE, m.p("tmp/evil"))},
+				{"fallocate", fmt.Sprintf(`perl -e 'syscall(%d, 3, 0, 0, 65536) == 0 or die "fallocate: $!"'`, unix.SYS_FALLOCATE)},
+			}
+			for i := range 2 * len(ops) {
+				bits, op := []os.FileMode{os.ModeSetuid, os.ModeSetgid}[i%2], ops[i/2]
 				p := m.p(fmt.Sprintf("tmp/prog%d", i))
 				if err := os.WriteFile(p, []byte("#!/bin/sh\necho owner\n"), 0o777); err != nil {
 					t.Fatal(err)
@@ -37,7 +49,7 @@ func TestFS_SuidOpenWriter(t *testing.T) {
 				waitNoOpens(t, m, p)
 				// uid 2000 opens it for writing and waits for a line.
 				cmd := exec.Command("setpriv", "--reuid=2000", "--regid=2000", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
-					"sh", "-c", `exec 3<>"$1"; echo ready; read x; printf evil >&3`, "sh", p)
+					"sh", "-c", `exec 3<>"$1"; echo ready; read x; `+op.script, "sh", p)
 				stdin, err := cmd.StdinPipe()
 				if err != nil {
 					t.Fatal(err)
@@ -69,14 +81,18 @@ func TestFS_SuidOpenWriter(t *testing.T) {
 				if err := cmd.Wait(); err != nil {
 					t.Fatalf("writer: %v", err)
 				}
-				if got := mustRead(t, p); got[:4] != "evil" {
-					t.Fatalf("%s: %q, the write did not land", p, got)
+				if op.name == "fallocate" {
+					if st := mustLstat(t, p); st.Size != 65536 {
+						t.Fatalf("%s: size %d, the fallocate did not land", p, st.Size)
+					}
+				} else if got := mustRead(t, p); got[:4] != "evil" {
+					t.Fatalf("%s: %q, the %s did not land", p, got, op.name)
 				}
 				if st := mustLstat(t, p); st.Mode&(unix.S_ISUID|unix.S_ISGID) != 0 {
-					t.Errorf("%v: a write by uid 2000 left mode %o", bits, st.Mode&0o7777)
+					t.Errorf("%v: a %s by uid 2000 left mode %o", bits, op.name, st.Mode&0o7777)
 				}
 				if st := mustLstat(t, filepath.Join(m.upper, "tmp", filepath.Base(p))); st.Mode&(unix.S_ISUID|unix.S_ISGID) != 0 {
-					t.Errorf("%v: a write by uid 2000 left the upper file's mode %o", bits, st.Mode&0o7777)
+					t.Errorf("%v: a %s by uid 2000 left the upper file's mode %o", bits, op.name, st.Mode&0o7777)
 				}
 				// A writer with CAP_FSETID (root here) keeps them, through a
 				// handle opened before the chmod as through any.
