@@ -135,3 +135,58 @@ func TestFS_InoMap_Churn(t *testing.T) {
 		})
 	}
 }
+
+// TestFS_InoMap_PinFails: a file removed while the kernel holds its node,
+// when the server cannot open the descriptor that keeps it (EMFILE here),
+// keeps its entry in the upper inode map, as lostName promises for a node
+// the kernel knows: the pin's failure dropped it.
+func TestFS_InoMap_PinFails(t *testing.T) {
+	img := baseImage(t)
+	m := mountImage(t, img, mountOpts{})
+	u := m.srv.u
+	p := m.p("tmp/held")
+	if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(p) // the kernel holds the node
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ust := mustLstat(t, filepath.Join(m.upper, "tmp/held"))
+	ino, ok := u.knownIno(&ust)
+	if !ok {
+		t.Fatal("tmp/held has no inode number")
+	}
+	// The server runs in this process: with no descriptor left to open,
+	// the unlink's pin fails and the unlink itself does not (tmp's
+	// descriptor is cached since the write).
+	free, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0) // the lowest number free
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(free)
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	low := lim
+	low.Cur = uint64(free)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	err = unix.Unlink(p)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if err != nil {
+		t.Fatalf("unlink with no descriptor to spare: %v", err)
+	}
+	if got, ok := u.knownIno(&ust); !ok || got != ino {
+		t.Errorf("upper inode %d after its unlink, open: mapped to %d (%v), want %d", ust.Ino, got, ok, ino)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Ino != ino {
+		t.Errorf("fstat of the open file: ino %d, %v; want %d", st.Ino, err, ino)
+	}
+}

@@ -258,7 +258,10 @@ func (u *union) pinVictim(dir *node, dirfd int, name string, ino uint64) victimP
 	}
 	fd, err := pinAt(dirfd, name)
 	if err != nil {
-		return victimPin{fd: -1} // nothing to keep: the change will say why
+		// EMFILE, say: the node loses its inode once the name goes, but
+		// it stays the kernel's, and so does its inode number (lostName).
+		u.log.Warn("strata fs: cannot keep the inode of an entry being removed", "name", name, "err", err)
+		return victimPin{n: c, fd: -1}
 	}
 	return victimPin{n: c, fd: fd}
 }
@@ -281,7 +284,8 @@ func (p victimPin) keepPin(err error) {
 }
 
 // lostName is called when the upper entry st (mount inode ino) has lost a
-// name, with the pin taken for it: an inode the kernel has no node of is
+// name, with the pin taken for it (its node set even when its descriptor
+// could not be opened): an inode the kernel has no node of is
 // gone with its last name, and its number with it; one the kernel knows
 // goes when the kernel forgets it (node.unpin).
 func (u *union) lostName(p victimPin, st *unix.Stat_t, ino uint64) {
