@@ -350,13 +350,17 @@ func (s *Server) registerProbe(fd int, where string) bool {
 		s.log.Warn("strata fs: FUSE passthrough is off for this mount: "+why+"; reading in userspace", "where", where, "errno", errno)
 		return false
 	}
-	_ = s.fuse.UnregisterBackingFd(id)
+	if errno := s.fuse.UnregisterBackingFd(id); errno != 0 {
+		s.log.Warn("strata fs: unregistering the passthrough probe's backing file", "where", where, "errno", errno)
+	}
 	st, err := fstat(fd)
+	if err == nil {
+		err = s.u.backing.probed(s.fuse, s.log, fd, &st)
+	}
 	if err != nil {
 		s.log.Warn("strata fs: FUSE passthrough is off for this mount", "where", where, "err", err)
 		return false
 	}
-	s.u.backing.probed(s.fuse, s.log, &st)
 	return true
 }
 
