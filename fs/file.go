@@ -86,7 +86,8 @@ func (n *node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 	if u.passthrough.Load() && !n.hasUpper() && e.Size >= passthroughMinSize {
 		f, errno := h.object()
 		if errno != 0 {
-			h.Release(ctx)       // nothing is left counted for a handle never returned
+			// Nothing to undo: a failed open tracks nothing, and only
+			// writable mounts count opens (u.passthrough is read-only's).
 			return nil, 0, errno // the kernel takes the descriptor now
 		}
 		if st, err := fstat(int(f.Fd())); err == nil && u.backing.ok(int(f.Fd()), &st) {
