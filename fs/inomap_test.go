@@ -38,7 +38,7 @@ func TestFS_InoMap_Churn(t *testing.T) {
 
 			// Files, directories and rename victims, made and removed: 5 inodes
 			// every 4 steps.
-			const workers, each = 4, 1000
+			const workers, each = 4, 64
 			var wg sync.WaitGroup
 			errs := make(chan error, workers)
 			for w := range workers {
