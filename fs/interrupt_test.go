@@ -41,14 +41,18 @@ func TestFS_InterruptedOpen(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
 			m.srv.Trace(true)
+			cmd := exec.Command("sh", "-c", `trap 'exit 3' INT; exec 3<>"$1"; echo opened`, "sh", m.p("tmp/f"))
 			n.lock() // the OPEN waits here, in the server
-			locked := true
+			locked, waited := true, false
 			defer func() {
 				if locked {
-					n.unlock()
+					n.unlock() // first: the kernel holds even a killed opener until the reply
+				}
+				if cmd.Process != nil && !waited {
+					_ = cmd.Process.Kill()
+					_ = cmd.Wait()
 				}
 			}()
-			cmd := exec.Command("sh", "-c", `trap 'exit 3' INT; exec 3<>"$1"; echo opened`, "sh", m.p("tmp/f"))
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
@@ -58,7 +62,9 @@ func TestFS_InterruptedOpen(t *testing.T) {
 			}
 			n.unlock()
 			locked = false
-			if err := cmd.Wait(); err == nil {
+			err := cmd.Wait()
+			waited = true
+			if err == nil {
 				t.Errorf("the opener was not stopped by %v", sig)
 			}
 			if traceOf(m, "RELEASE") == 0 {
