@@ -26,7 +26,8 @@ import (
 //     asks for security.capability once per inode instead of a GETXATTR
 //     round trip before every write(2) (file_remove_privs); in return the
 //     server clears the bits after a WRITE, SETATTR or OPEN that says
-//     *_KILL_SUIDGID. The server's own writes to the upper file drop
+//     *_KILL_SUIDGID, and at a SETATTR that sets nothing when the caller
+//     may (privs.go). The server's own writes to the upper file drop
 //     security.capability (the host kernel does that for every writer).
 //   - No FLUSH round trips: ENOSYS once (see Flush).
 //   - Raw nodes: pure lower entries answered from the tree, with no
