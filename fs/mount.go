@@ -220,6 +220,13 @@ func Mount(dir string, tree *layerstore.Tree, opts *Options) (*Server, error) {
 		u.closeRoot()
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		_ = fsrv.Unmount()
+		u.closeRoot()
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	u.dev.Store(st.Dev)
 	s := &Server{fuse: fsrv, u: u, dir: dir, log: log, trace: raw.trace}
 	if writeback {
 		s.writeback = fsrv.KernelSettings().Flags64()&fuse.CAP_WRITEBACK_CACHE != 0

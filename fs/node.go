@@ -416,7 +416,11 @@ func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	if errno := n.copyUpMeta(); errno != 0 {
 		return errno
 	}
-	return n.withUpper(func(fd int) error { return fremovexattr(fd, attr) })
+	errno := n.withUpper(func(fd int) error { return fremovexattr(fd, attr) })
+	if errno == 0 && attr == capXattr {
+		n.u.capDropped(ctx, n) // privs.go
+	}
+	return errno
 }
 
 var _ = (gofs.NodeReadlinker)((*node)(nil))

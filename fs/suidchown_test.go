@@ -37,9 +37,7 @@ func chownAs(t *testing.T, uid int, p string) string {
 // on the local file system (a plain directory beside the mount, the
 // reference): a user who does not own a setuid file gets EPERM and the
 // file keeps its bits, and a lower file stays lower; its owner clears
-// them; a file with no bits to clear is not copied up. Root's chown keeps
-// the bits without the writeback cache: its request is the same as a
-// write's that drops only security.capability (TestFS_SuidCapWrite).
+// them, root too; a file with no bits to clear is not copied up.
 func TestFS_SuidChown(t *testing.T) {
 	img := newTestImage(t, func(b *layerBuilder) {
 		b.dir("bin", 0o755).dir("tmp", 0o1777).
@@ -106,9 +104,6 @@ func TestFS_SuidChown(t *testing.T) {
 				before := mustLstat(t, p)
 				refErr := chownAs(t, f.chownBy, filepath.Join(ref, f.path))
 				want := mustLstat(t, filepath.Join(ref, f.path)).Mode
-				if f.chownBy == 0 && !o.writeback {
-					want = before.Mode
-				}
 				got := chownAs(t, f.chownBy, p)
 				if got != refErr {
 					t.Errorf("%s: chown -1 -1 as uid %d: %q, on the local file system %q", f.path, f.chownBy, got, refErr)

@@ -36,10 +36,13 @@ type union struct {
 	objDir  string // directory of some object, for statfs of a read-only mount
 	log     *slog.Logger
 
-	passthrough atomic.Bool // read-only opens of objects use FUSE passthrough
-	upperPT     atomic.Bool // opens of upper files with their own data use FUSE passthrough (iomode.go)
-	io          ioModes     // opens by io mode, while upperPT
-	backing     backingDevs // file systems the kernel takes backing files of (backing.go)
+	passthrough atomic.Bool   // read-only opens of objects use FUSE passthrough
+	upperPT     atomic.Bool   // opens of upper files with their own data use FUSE passthrough (iomode.go)
+	io          ioModes       // opens by io mode, while upperPT
+	backing     backingDevs   // file systems the kernel takes backing files of (backing.go)
+	dev         atomic.Uint64 // the mount's device, once mounted (privs.go)
+	capMu       sync.Mutex
+	capDrops    map[*node]uint32 // node -> pid that last removed its security.capability (privs.go)
 	root        *node
 
 	// nsMu guards the namespace of the upper dir: changes hold it
