@@ -157,7 +157,8 @@ func (u *union) capDropped(ctx context.Context, n *node) {
 	}
 	u.capMu.Lock()
 	defer u.capMu.Unlock()
-	if u.capDrops == nil {
+	if u.capDrops == nil || len(u.capDrops) >= 64 {
+		// removexattr(2) alone leaves its entry: keep the map small.
 		u.capDrops = map[*node]uint32{}
 	}
 	u.capDrops[n] = c.Pid
