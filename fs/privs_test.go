@@ -84,6 +84,7 @@ func TestFS_PrivUserNS(t *testing.T) {
 			// Its write to a setuid file anyone may write.
 			both("uid 2000's write in its own user namespace", "tmp/f", func(p string) string {
 				mk(p, 0o777|os.ModeSetuid)
+				waitNoOpens(t, m, "tmp/f")
 				return shAs2000(t, `unshare -r python3 -c 'import os, sys; os.pwrite(os.open(sys.argv[1], os.O_RDWR), b"#", 0)' "$1"`, p)
 			})
 
