@@ -208,6 +208,10 @@ func (c *Containers) sessionOptions(rec *Record) session.Options {
 		FsName:     "strata-container:" + rec.ID[:12],
 		Owner:      owner(rec.ID),
 		Logger:     c.log,
+		// Nothing ran on the top layer of a container never started: a
+		// kill in an older strata's making of it may have left its lease
+		// without the directory (Resume makes it then, and only then).
+		NeverServed: rec.State.Status == Created && rec.State.StartedAt.IsZero(),
 	}
 }
 
@@ -417,8 +421,8 @@ func (c *Containers) mountRoot(ctx context.Context, rec *Record) (*session.Sessi
 	}
 	// A created container without a top layer's directory was never
 	// started (strata run's): made now, with no look for a lease first. A
-	// lease without its directory (a crash in Prepare) is refused by
-	// Start (ErrExists) and resumed below, as before.
+	// lease without its directory (a kill in an older strata's Prepare) is
+	// refused by Start (ErrExists) and resumed below (NeverServed).
 	if _, err := os.Lstat(c.st.MountDir(rec.MountID)); rec.State.Status == Created && errors.Is(err, os.ErrNotExist) {
 		if s, err := start(); !errors.Is(err, layerstore.ErrExists) {
 			return s, err

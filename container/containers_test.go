@@ -795,3 +795,45 @@ func TestContainers_StartAfterLeaseWithoutDirectory(t *testing.T) {
 	}
 	storetest.Check(t, st)
 }
+
+// A container whose kept top layer was lost after it ran is not started on
+// an empty one: the run fails naming the layer, nothing runs, and check
+// reports the lease as a problem until rm removes it.
+func TestContainers_StartAfterTopLayerLost(t *testing.T) {
+	c, st := openContainers(t)
+	ctx := context.Background()
+	for _, startNow := range []bool{true, false} {
+		rec, err := c.Create(ctx, "demo", CreateOptions{StartNow: startNow, Options: Options{Network: NetworkNone,
+			Cmd: []string{"-c", "cat /important 2>/dev/null || echo MISSING; echo data > /important"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"MISSING\n", "data\n"} {
+			if out, code := runFG(t, c, rec.ID); out != want || code != 0 {
+				t.Fatalf("startNow %v: run: %q, exit %d, want %q", startNow, out, code, want)
+			}
+		}
+		if err := os.RemoveAll(st.MountDir(rec.MountID)); err != nil {
+			t.Fatal(err)
+		}
+		r, err := st.Check(false)
+		if err != nil || len(r.Problems) != 1 || !strings.Contains(r.Problems[0].Error(), rec.MountID) {
+			t.Errorf("startNow %v: check of a kept lease without its directory: %v %v, want one problem naming it", startNow, r.Problems, err)
+		}
+		var out bytes.Buffer
+		code, err := c.Run(ctx, rec.ID, Stdio{Stdout: &out, Stderr: &out}, nil)
+		if !errors.Is(err, layerstore.ErrCorrupt) || code != ExitRuntimeFailed || out.Len() != 0 {
+			t.Errorf("startNow %v: run on a lost top layer: exit %d, %v, %q; want %d, ErrCorrupt, no output", startNow, code, err, out.String(), ExitRuntimeFailed)
+		}
+		if _, err := os.Lstat(st.MountDir(rec.MountID)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("startNow %v: the lost top layer's directory after the run: %v, want none", startNow, err)
+		}
+		if err := c.Remove(ctx, rec.ID, false, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := leases(t, st); n != 0 {
+		t.Errorf("%d leases after rm", n)
+	}
+	storetest.Check(t, st)
+}

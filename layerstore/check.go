@@ -327,8 +327,9 @@ func (c *checker) treeFiles() {
 	}
 }
 
-// mounts checks that every lease's layers are stored; a lease whose server
-// is gone is garbage.
+// mounts checks that every lease's layers are stored, and that a kept
+// writable lease has its directory (AddMountDir makes both at once: one
+// without it lost its top layer); a lease whose server is gone is garbage.
 func (c *checker) mounts(tx *bolt.Tx) {
 	mounts, err := mountsTx(tx)
 	if err != nil {
@@ -339,6 +340,13 @@ func (c *checker) mounts(tx *bolt.Tx) {
 		for _, d := range m.Layers {
 			if bucket(tx, bucketLayers).Bucket([]byte(d)) == nil {
 				c.problem("mount %s: layer %s missing", m.ID, d)
+			}
+		}
+		if m.Keep && !m.ReadOnly && checkMountID(m.ID) == nil {
+			if _, err := os.Lstat(c.s.MountDir(m.ID)); errors.Is(err, os.ErrNotExist) {
+				c.problem("mount %s: kept top layer %s is gone", m.ID, c.s.MountDir(m.ID))
+			} else if err != nil {
+				c.problem("mount %s: %v", m.ID, err)
 			}
 		}
 		if !m.Alive() {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -103,7 +104,22 @@ func checkMountID(id string) error {
 // AddMount records a lease. The image must exist; the lease's layers and
 // chain are taken from it, so what the lease protects is never up to the
 // caller. A lease without a server pid is held by the calling process.
-func (s *Store) AddMount(m MountRecord) error {
+func (s *Store) AddMount(m MountRecord) error { return s.addMount(m, "") }
+
+// AddMountDir is AddMount that also makes the mount's directory and sub
+// (its top layer's, relative to it), in the transaction that records the
+// lease: a kill at any point leaves both, or a directory no lease names
+// (garbage, which GC removes), never a lease without its directory. Check
+// reports a kept lease without its directory as a problem: its top layer
+// was lost.
+func (s *Store) AddMountDir(m MountRecord, sub string) error {
+	if !filepath.IsLocal(sub) {
+		return fmt.Errorf("mount %s: directory %q: %w", m.ID, sub, ErrInvalid)
+	}
+	return s.addMount(m, sub)
+}
+
+func (s *Store) addMount(m MountRecord, sub string) error {
 	if err := checkMountID(m.ID); err != nil {
 		return err
 	}
@@ -132,7 +148,15 @@ func (s *Store) AddMount(m MountRecord) error {
 		if err := mb.Put([]byte(m.ID), v); err != nil {
 			return err
 		}
-		return hold(tx, mountHolder(m.ID), m.Layers, m.ChainID, false)
+		if err := hold(tx, mountHolder(m.ID), m.Layers, m.ChainID, false); err != nil {
+			return err
+		}
+		if sub == "" {
+			return nil
+		}
+		// Under the store's write lock: GC and check, which look for
+		// directories without a lease under it too, see both or neither.
+		return os.MkdirAll(filepath.Join(s.MountDir(m.ID), sub), 0o700)
 	})
 }
 

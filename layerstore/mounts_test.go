@@ -265,3 +265,47 @@ func TestStore_Mount_ReadsOneLease(t *testing.T) {
 	}
 	checkOK(t, s, "leases removed")
 }
+
+// AddMountDir makes the lease and its directory at once; check reports a
+// kept lease whose directory is gone (its top layer lost) as a problem,
+// and one that is not kept, or read-only, has none to lose.
+func TestStore_Check_KeptLeaseWithoutDirectory(t *testing.T) {
+	s := newTestStore(t)
+	img, err := importLayers(t, s, "img:1", makeTar(t, tarEntry{name: "f", body: "kept"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []MountRecord{
+		{ID: "kept", Image: img.ID, Keep: true},
+		{ID: "served", Image: img.ID},
+	} {
+		if err := s.AddMountDir(m, "upper"); err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := os.Stat(filepath.Join(s.MountDir(m.ID), "upper")); err != nil || !fi.IsDir() {
+			t.Fatalf("%s: top layer's directory after AddMountDir: %v", m.ID, err)
+		}
+	}
+	if err := s.AddMount(MountRecord{ID: "ro", Image: img.ID, Keep: true, ReadOnly: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddMountDir(MountRecord{ID: "bad", Image: img.ID}, "../x"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("AddMountDir of ../x: %v, want ErrInvalid", err)
+	}
+	checkOK(t, s, "leases with their directories")
+	for _, id := range []string{"kept", "served"} {
+		if err := os.RemoveAll(s.MountDir(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := s.Check(false)
+	if err != nil || len(r.Problems) != 1 || !errors.Is(r.Problems[0], ErrCorrupt) || !strings.Contains(r.Problems[0].Error(), "mount kept:") {
+		t.Errorf("check with the kept lease's directory gone: %v %v, want one problem naming mount kept", r.Problems, err)
+	}
+	for _, id := range []string{"kept", "served", "ro"} {
+		if err := s.RemoveMount(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkOK(t, s, "leases removed")
+}

@@ -130,7 +130,7 @@ func TestStore_Open_MigratesHolders(t *testing.T) {
 			if err := s.CachePut("step", b.ID); err != nil {
 				t.Fatal(err)
 			}
-			if err := s.AddMount(MountRecord{ID: "m1", Image: a.ID, Dir: "/nowhere", Keep: true}); err != nil {
+			if err := s.AddMountDir(MountRecord{ID: "m1", Image: a.ID, Dir: "/nowhere", Keep: true}, "upper"); err != nil {
 				t.Fatal(err)
 			}
 			index := func() map[string]bool {

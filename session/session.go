@@ -57,6 +57,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Debug logs every FUSE request.
 	Debug bool
+	// NeverServed tells Resume that nothing ever ran on the kept top layer
+	// (a container created and never started): a lease an older strata's
+	// kill left without its directory gets an empty one. Otherwise Resume
+	// refuses a top layer whose directory is gone (layerstore.ErrCorrupt).
+	NeverServed bool
 	// OnBusy is called once when Serve, asked to stop, finds the mount in
 	// use (it goes on serving until it can unmount). Default: a warning in
 	// the log.
@@ -94,8 +99,11 @@ func NewID() string {
 
 // UpperDir is where the top layer of mount id lives.
 func UpperDir(st *layerstore.Store, id string) string {
-	return filepath.Join(st.MountDir(id), "upper")
+	return filepath.Join(st.MountDir(id), upperName)
 }
+
+// upperName is the top layer's directory in the mount's.
+const upperName = "upper"
 
 // Start mounts image ref of st on dir (an existing directory) and returns
 // once the mount is ready. The caller serves it with Serve, or ends it with
@@ -131,19 +139,19 @@ func Start(ctx context.Context, st *layerstore.Store, ref, dir string, o Options
 		tree.Close()
 		return nil, err
 	}
-	// The lease first: from here on a crash leaves a lease that GC drops
-	// together with whatever was made under mounts/<id>.
-	if err := st.AddMount(rec); err != nil {
+	// The lease and its top layer's directory in one transaction: from
+	// here on a crash leaves a lease that GC drops together with whatever
+	// was made under mounts/<id>.
+	add := st.AddMount
+	if !rec.ReadOnly {
+		add = func(rec layerstore.MountRecord) error { return st.AddMountDir(rec, upperName) }
+	}
+	if err := add(rec); err != nil {
 		tree.Close()
 		return nil, err
 	}
 	s := newSession(st, rec, o)
 	s.timing.Tree = time.Since(t0)
-	if !rec.ReadOnly {
-		if err := os.MkdirAll(s.upper, 0o700); err != nil {
-			return nil, errors.Join(err, st.RemoveMount(id), tree.Close())
-		}
-	}
 	if err := s.mount(tree, ref, false, o); err != nil {
 		return nil, errors.Join(err, st.RemoveMount(id), tree.Close())
 	}
@@ -168,14 +176,11 @@ func Prepare(ctx context.Context, st *layerstore.Store, ref string, o Options) (
 		id = NewID()
 	}
 	rec := layerstore.MountRecord{ID: id, Image: img.ID, Ref: ref, Keep: true, Owner: o.Owner, Created: time.Now()}
-	// The lease first, then the layer, then the lease marked stopped. A
-	// crash in between leaves a kept lease: the caller names it (Options.ID)
-	// before, so that what it keeps can remove it (session.Remove).
-	if err := st.AddMount(rec); err != nil {
+	// The lease with its layer, then the lease marked stopped. A crash in
+	// between leaves a kept lease: the caller names it (Options.ID) before,
+	// so that what it keeps can remove it (session.Remove).
+	if err := st.AddMountDir(rec, upperName); err != nil {
 		return nil, err
-	}
-	if err := os.MkdirAll(UpperDir(st, id), 0o700); err != nil {
-		return nil, errors.Join(err, st.RemoveMount(id))
 	}
 	stopped, err := lease(st, id)
 	if err != nil {
@@ -232,11 +237,8 @@ func Resume(ctx context.Context, st *layerstore.Store, id, dir string, o Options
 	o.ReadOnly, o.Keep = rec.ReadOnly, rec.Keep
 	s := newSession(st, *rec, o)
 	s.timing.Tree = time.Since(t0)
-	// A kill between a kept lease and its top layer's directory (Start and
-	// Prepare make the lease first) left it without one: nothing was ever
-	// written there, so the layer is empty, made now under the lease.
 	if s.upper != "" {
-		if err := os.MkdirAll(s.upper, 0o700); err != nil {
+		if err := s.upperThere(o.NeverServed); err != nil {
 			return nil, errors.Join(err, s.release(), tree.Close())
 		}
 	}
@@ -244,6 +246,22 @@ func Resume(ctx context.Context, st *layerstore.Store, id, dir string, o Options
 		return nil, errors.Join(err, s.release(), tree.Close())
 	}
 	return s, nil
+}
+
+// upperThere checks that the kept top layer's directory is there. One that
+// is not was lost (since Start and Prepare make it with the lease), and an
+// empty layer in its place would hide that: an error, unless neverServed
+// (the caller knows nothing ever ran on it) and an older strata, which made
+// the lease first, was killed before the directory: then it is made now.
+func (s *Session) upperThere(neverServed bool) error {
+	_, err := os.Lstat(s.upper)
+	if errors.Is(err, os.ErrNotExist) {
+		if neverServed {
+			return os.MkdirAll(s.upper, 0o700)
+		}
+		return fmt.Errorf("mount %s: top layer %s is gone: %w", s.rec.ID, s.upper, layerstore.ErrCorrupt)
+	}
+	return err
 }
 
 func newSession(st *layerstore.Store, rec layerstore.MountRecord, o Options) *Session {
