@@ -206,11 +206,29 @@ func (s *Store) UpdateMount(m MountRecord) error {
 // store for longer than sweepWait, the lease still goes (an unmount does
 // not wait for an import) and what it held is left for GC; Check reports
 // it as garbage meanwhile.
-func (s *Store) RemoveMount(id string) error {
+func (s *Store) RemoveMount(id string) error { return s.removeMount(id, nil) }
+
+// RemoveMountIf is RemoveMount of a lease whose server is still pid,
+// started at start (0 and 0: a kept lease no server serves), as the caller
+// saw it: one that another process took up meanwhile (a Resume) is refused
+// with ErrInUse, in the transaction that would remove it, and so is its
+// directory, which it serves now.
+func (s *Store) RemoveMountIf(id string, pid int, start uint64) error {
+	return s.removeMount(id, func(m *MountRecord) error {
+		if m.PID != pid || m.PIDStart != start {
+			return fmt.Errorf("mount %s: taken up by pid %d meanwhile: %w", id, m.PID, ErrInUse)
+		}
+		return nil
+	})
+}
+
+// removeMount is RemoveMount; same, when not nil, is asked in the removing
+// transaction whether the lease is still the one the caller saw.
+func (s *Store) removeMount(id string, same func(*MountRecord) error) error {
 	if err := checkMountID(id); err != nil {
 		return err
 	}
-	if err := s.removeLease(id); err != nil {
+	if err := s.removeLease(id, same); err != nil {
 		return err
 	}
 	// In place, not moved into tmp/ first: that the directory is gone
@@ -219,8 +237,9 @@ func (s *Store) RemoveMount(id string) error {
 	return os.RemoveAll(s.MountDir(id))
 }
 
-// removeLease is RemoveMount's part in the metadata.
-func (s *Store) removeLease(id string) error {
+// removeLease is RemoveMount's part in the metadata. A torn lease cannot
+// be compared by same: it goes (nothing can resume it either).
+func (s *Store) removeLease(id string, same func(*MountRecord) error) error {
 	// The common case: the lease's image is still stored, so it holds all
 	// the lease held and nothing becomes garbage. Neither the sweep nor
 	// the exclusive lock is needed then: the lease's holds go with it.
@@ -232,7 +251,15 @@ func (s *Store) removeLease(id string) error {
 			return errSweep
 		}
 		var m MountRecord
-		if err := json.Unmarshal(v, &m); err != nil || bucket(tx, bucketImages).Get([]byte(m.Image)) == nil {
+		if err := json.Unmarshal(v, &m); err != nil {
+			return errSweep
+		}
+		if same != nil {
+			if err := same(&m); err != nil {
+				return err
+			}
+		}
+		if bucket(tx, bucketImages).Get([]byte(m.Image)) == nil {
 			return errSweep
 		}
 		if err := hold(tx, mountHolder(id), m.Layers, m.ChainID, true); err != nil {
@@ -266,6 +293,11 @@ func (s *Store) removeLease(id string) error {
 				return err
 			}
 			return mb.Delete([]byte(id))
+		}
+		if same != nil {
+			if err := same(&m); err != nil {
+				return err
+			}
 		}
 		if err := hold(tx, mountHolder(id), m.Layers, m.ChainID, true); err != nil {
 			return err

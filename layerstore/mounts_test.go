@@ -309,3 +309,53 @@ func TestStore_Check_KeptLeaseWithoutDirectory(t *testing.T) {
 	}
 	checkOK(t, s, "leases removed")
 }
+
+// RemoveMountIf removes a lease only as the caller saw it: a kept lease a
+// server took up after the caller read it stopped (a Resume racing rm) is
+// refused with ErrInUse, and its directory stays; as seen, it goes.
+func TestStore_RemoveMountIf_TakenUpMeanwhile(t *testing.T) {
+	s := newTestStore(t)
+	img, err := importLayers(t, s, "img:1", makeTar(t, tarEntry{name: "f", body: "kept"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddMountDir(MountRecord{ID: "kept", Image: img.ID, Keep: true}, "upper"); err != nil {
+		t.Fatal(err)
+	}
+	seen, err := s.Mount("kept")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen.PID, seen.PIDStart = 0, 0 // stopped, as rm's reap leaves it
+	if err := s.UpdateMount(*seen); err != nil {
+		t.Fatal(err)
+	}
+	// A Resume takes it up: this process serves it now.
+	resumed := *seen
+	resumed.PID = os.Getpid()
+	if resumed.PIDStart, err = ProcessStart(resumed.PID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateMount(resumed); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveMountIf("kept", seen.PID, seen.PIDStart); !errors.Is(err, ErrInUse) {
+		t.Errorf("RemoveMountIf of a lease taken up meanwhile: %v, want ErrInUse", err)
+	}
+	if m, err := s.Mount("kept"); err != nil || m.PID != resumed.PID {
+		t.Errorf("the lease after the refused removal: %+v %v", m, err)
+	}
+	if _, err := os.Stat(filepath.Join(s.MountDir("kept"), "upper")); err != nil {
+		t.Errorf("its directory after the refused removal: %v", err)
+	}
+	if err := s.RemoveMountIf("kept", resumed.PID, resumed.PIDStart); err != nil {
+		t.Fatalf("RemoveMountIf as seen: %v", err)
+	}
+	if _, err := s.Mount("kept"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("lease after RemoveMountIf: %v", err)
+	}
+	if _, err := os.Lstat(s.MountDir("kept")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("directory after RemoveMountIf: %v", err)
+	}
+	checkOK(t, s, "lease removed")
+}

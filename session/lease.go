@@ -218,29 +218,38 @@ func waitServer(ctx context.Context, st *layerstore.Store, rec *layerstore.Mount
 // mount, keeps them and marks the lease stopped. A mount whose server runs
 // is left alone (layerstore.ErrInUse); a lease that is gone is no error.
 func Reap(st *layerstore.Store, id string) error {
+	_, err := reap(st, id)
+	return err
+}
+
+// reap is Reap; it returns the kept lease as it left it (nil when there is
+// none left), for Remove to remove only if no Resume took it up since.
+func reap(st *layerstore.Store, id string) (*layerstore.MountRecord, error) {
 	rec, err := lease(st, id)
 	if errors.Is(err, layerstore.ErrNotFound) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if rec.Running() {
-		return fmt.Errorf("mount %s: served by pid %d: %w", id, rec.PID, layerstore.ErrInUse)
+		return nil, fmt.Errorf("mount %s: served by pid %d: %w", id, rec.PID, layerstore.ErrInUse)
 	}
 	if rec.Dir != "" {
 		if _, err := DetachFUSE(rec.Dir); err != nil {
-			return fmt.Errorf("mount %s: %w", id, err)
+			return nil, fmt.Errorf("mount %s: %w", id, err)
 		}
 	}
 	if rec.Keep {
 		if rec.PID == 0 {
-			return nil
+			return rec, nil
 		}
 		rec.PID, rec.PIDStart = 0, 0
-		return st.UpdateMount(*rec)
+		return rec, st.UpdateMount(*rec)
 	}
-	return st.RemoveMount(id)
+	// Not if a server took it up since it was read: its directory is in
+	// use then.
+	return nil, st.RemoveMountIf(id, rec.PID, rec.PIDStart)
 }
 
 // Remove deletes mount id for good, kept or not: its top layer and its
@@ -253,8 +262,14 @@ func Remove(st *layerstore.Store, id string) error {
 			return err
 		}
 	}
-	if err := Reap(st, id); err != nil {
+	rec, err := reap(st, id)
+	if err != nil {
 		return err
 	}
-	return st.RemoveMount(id)
+	if rec == nil {
+		return st.RemoveMount(id)
+	}
+	// Only the lease reap left stopped: a Resume that took it up since
+	// serves its top layer (ErrInUse), which must not go under it.
+	return st.RemoveMountIf(id, rec.PID, rec.PIDStart)
 }
