@@ -3,6 +3,7 @@ package container
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"github.com/moby/sys/user"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/strata-dev/strata/layerstore"
 	"golang.org/x/sys/unix"
 )
 
@@ -200,11 +202,11 @@ func Spec(id, rootfs, etcDir string, cfg ocispec.ImageConfig, o Options) (*specs
 // and group files.
 func execUser(rootfs, spec string) (*user.ExecUser, error) {
 	defaults := &user.ExecUser{Uid: 0, Gid: 0, Home: "/"}
-	passwd, err := openInRoot(rootfs, "/etc/passwd", unix.O_RDONLY)
+	passwd, err := openUserDB(rootfs, "/etc/passwd")
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	group, gerr := openInRoot(rootfs, "/etc/group", unix.O_RDONLY)
+	group, gerr := openUserDB(rootfs, "/etc/group")
 	if gerr != nil && !errors.Is(gerr, os.ErrNotExist) {
 		if passwd != nil {
 			passwd.Close()
@@ -212,22 +214,90 @@ func execUser(rootfs, spec string) (*user.ExecUser, error) {
 		return nil, gerr
 	}
 	// user.GetExecUser wants nil readers for missing files, not nil *os.File.
-	var pr, gr interface {
-		Read([]byte) (int, error)
-	}
+	var pr, gr io.Reader
 	if passwd != nil {
 		defer passwd.Close()
-		pr = passwd
+		pr = io.LimitReader(passwd, userDBMax)
 	}
 	if group != nil {
 		defer group.Close()
-		gr = group
+		gr = io.LimitReader(group, userDBMax)
 	}
 	eu, err := user.GetExecUser(spec, defaults, pr, gr)
 	if err != nil {
 		return nil, err // "unable to find user NAME: no matching entries in passwd file"
 	}
 	return eu, nil
+}
+
+// userDBMax is the largest /etc/passwd or /etc/group read (a few hundred
+// bytes in most images, ~100 KiB in the largest seen).
+const userDBMax = 16 << 20
+
+// openUserDB opens the image's name (/etc/passwd or /etc/group) inside
+// rootfs for reading, refusing what is not a regular file (a FIFO would
+// block the open and the run for good, a device's open may act) or is
+// larger than userDBMax, with an error naming it. The file is looked at
+// through an O_PATH descriptor first, which opens nothing, then opened
+// non-blocking and looked at again: what changed in between is refused.
+func openUserDB(rootfs, name string) (*os.File, error) {
+	probe, err := openInRoot(rootfs, name, unix.O_PATH)
+	if err != nil {
+		return nil, err
+	}
+	defer probe.Close()
+	var want unix.Stat_t
+	if err := userDBFile(probe, name, &want); err != nil {
+		return nil, err
+	}
+	f, err := openInRoot(rootfs, name, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY)
+	if err != nil {
+		return nil, err
+	}
+	var got unix.Stat_t
+	if err := userDBFile(f, name, &got); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if got.Dev != want.Dev || got.Ino != want.Ino {
+		f.Close()
+		return nil, fmt.Errorf("image's %s: replaced while it was opened: %w", name, layerstore.ErrInvalid)
+	}
+	return f, nil
+}
+
+// userDBFile fstats f into st and checks it is a regular file of at most
+// userDBMax bytes.
+func userDBFile(f *os.File, name string, st *unix.Stat_t) error {
+	if err := unix.Fstat(int(f.Fd()), st); err != nil {
+		return &os.PathError{Op: "fstat", Path: name, Err: err}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fmt.Errorf("image's %s: a %s, not a regular file: %w", name, fileKind(st.Mode), layerstore.ErrInvalid)
+	}
+	if st.Size > userDBMax {
+		return fmt.Errorf("image's %s: %d bytes, more than %d: %w", name, st.Size, userDBMax, layerstore.ErrInvalid)
+	}
+	return nil
+}
+
+// fileKind names the type in mode.
+func fileKind(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFIFO:
+		return "FIFO"
+	case unix.S_IFCHR:
+		return "character device"
+	case unix.S_IFBLK:
+		return "block device"
+	case unix.S_IFSOCK:
+		return "socket"
+	case unix.S_IFDIR:
+		return "directory"
+	case unix.S_IFLNK:
+		return "symlink"
+	}
+	return "special file"
 }
 
 // specUser is the process user of eu; docker lists the primary group among
