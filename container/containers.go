@@ -258,6 +258,24 @@ func (c *Containers) run(ctx context.Context, ref string, stdio Stdio, started f
 	if rec.State.Status == Running {
 		return ExitRuntimeFailed, fmt.Errorf("container %s: %w", rec.ID[:12], ErrRunning)
 	}
+	// The run lock, held to the end (deferred first, so let go last), and
+	// the record read again under it: an rm that came first removed it.
+	unlock, ok, err := c.tryRunLock(rec.ID)
+	switch {
+	case err != nil:
+		return ExitRuntimeFailed, err
+	case !ok:
+		return ExitRuntimeFailed, fmt.Errorf("container %s: being started or removed: %w", rec.ID[:12], ErrRunning)
+	case unlock == nil:
+		return ExitRuntimeFailed, fmt.Errorf("container %s: removed: %w", rec.ID[:12], ErrNotFound)
+	}
+	defer unlock()
+	if rec, err = c.records.Get(rec.ID); err != nil {
+		return ExitRuntimeFailed, err
+	}
+	if rec.State.Status == Running {
+		return ExitRuntimeFailed, fmt.Errorf("container %s: %w", rec.ID[:12], ErrRunning)
+	}
 	o := rec.Options
 	var (
 		pn     *privateNet
@@ -594,6 +612,17 @@ func (c *Containers) Remove(ctx context.Context, ref string, force, removeVolume
 		if rec, err = c.kill(ctx, rec); err != nil {
 			return err
 		}
+	}
+	// Under the run lock: a start that began after the record was read
+	// above is not torn down half-way (the runtime's delete first killed
+	// it, and the top layer's removal then failed: it was in use).
+	unlock, err := c.removeLock(ctx, rec, force)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if rec, err = c.records.Get(rec.ID); err != nil {
+		return err
 	}
 	err = c.remove(rec)
 	if removeVolumes {

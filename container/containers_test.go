@@ -837,3 +837,60 @@ func TestContainers_StartAfterTopLayerLost(t *testing.T) {
 	}
 	storetest.Check(t, st)
 }
+
+// rm racing a start: rm fails (the container is starting) and the start
+// runs to its end, or rm comes first and the start finds no container;
+// never a start torn down half-way, never a hang.
+func TestContainers_RemoveRacingStart(t *testing.T) {
+	c, st := openContainers(t)
+	ctx := context.Background()
+	for i := range 12 {
+		rec, err := c.Create(ctx, "demo", CreateOptions{Options: Options{Network: NetworkNone, Cmd: []string{"-c", "echo ran"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		type result struct {
+			code int
+			out  string
+			err  error
+		}
+		ran := make(chan result, 1)
+		go func() {
+			var out syncBuf
+			code, err := c.Run(ctx, rec.ID, Stdio{Stdout: &out, Stderr: &out}, nil)
+			ran <- result{code, out.String(), err}
+		}()
+		// From at once to well into the start (runc's), in steps.
+		time.Sleep(time.Duration(i) * 15 * time.Millisecond)
+		rmErr := c.Remove(ctx, rec.ID, false, true)
+		var r result
+		select {
+		case r = <-ran:
+		case <-time.After(2 * time.Minute): // a hang, not a timing
+			t.Fatalf("round %d: the start racing rm did not end", i)
+		}
+		t.Logf("round %d: rm: %v; start: exit %d, %v", i, rmErr, r.code, r.err)
+		switch {
+		case r.err == nil && (r.code != 0 || r.out != "ran\n"):
+			t.Errorf("round %d: the start rm raced: exit %d, %q; want 0, \"ran\"", i, r.code, r.out)
+		case r.err != nil && !errors.Is(r.err, ErrNotFound) && !errors.Is(r.err, ErrRunning):
+			t.Errorf("round %d: the start rm raced failed: %v", i, r.err)
+		case r.err != nil && rmErr != nil:
+			t.Errorf("round %d: both failed: rm %v, start %v", i, rmErr, r.err)
+		case rmErr != nil && !errors.Is(rmErr, ErrRunning):
+			t.Errorf("round %d: rm: %v, want it removed or refused as starting", i, rmErr)
+		}
+		if rmErr != nil {
+			if err := c.Remove(ctx, rec.ID, false, true); err != nil {
+				t.Fatalf("round %d: rm after the start: %v", i, err)
+			}
+		}
+		if _, err := c.records.Get(rec.ID); !errors.Is(err, ErrNotFound) {
+			t.Errorf("round %d: the record after rm: %v", i, err)
+		}
+	}
+	if n := leases(t, st); n != 0 {
+		t.Errorf("%d leases after the rounds", n)
+	}
+	storetest.Check(t, st)
+}
