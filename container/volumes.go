@@ -193,8 +193,15 @@ func fillVolume(rootfs, dst, vol string) error {
 	if err := os.WriteFile(marker, nil, 0o600); err != nil {
 		return err
 	}
-	if err := syncDir(vol); err != nil { // the marker on disk before any file
-		return err
+	// The marker on disk before any file, and the volume's own entries
+	// (its directory in volumes/, volumes/ in the store), which no one
+	// synced when they were made: a fill whose volume a power loss took is
+	// no fill at all, but one whose _data it took while the marker stayed
+	// would be taken for whole.
+	for _, d := range []string{vol, filepath.Dir(vol), filepath.Dir(filepath.Dir(vol))} {
+		if err := syncDir(d); err != nil {
+			return err
+		}
 	}
 	if afterMarker != nil {
 		afterMarker(vol)
@@ -225,6 +232,10 @@ var afterMarker func(vol string)
 // the removal of its marker.
 var beforeMarkerRemoved func(vol string)
 
+// fillSynced, when set (by tests), is told of each path a fill fsyncs
+// (op "fsync") or syncs the file system of (op "syncfs").
+var fillSynced func(op, path string)
+
 // fillSyncEach is the most files and directories a fill syncs one by one;
 // a larger one syncs its file system whole.
 const fillSyncEach = 16
@@ -235,8 +246,17 @@ const fillSyncEach = 16
 // other processes' too (139 ms after another process wrote 200 MB, where
 // an fsync of the file and its directory took 0.4 ms). A larger one is
 // synced by one syncfs: an fsync a file costs a journal commit each (30-100x
-// slower for 3,000 files on ext4). Only files and directories hold data or
-// entries to sync; a link, device node or FIFO is its directory's entry.
+// slower for 3,000 files on ext4).
+//
+// What is fsynced: every regular file (its data and inode) and every
+// directory (its entries and inode), data itself included. What is not: a
+// symlink, FIFO, socket or device node, whose inode has no descriptor to
+// fsync (an O_PATH one refuses it, a FIFO's or device's open blocks or
+// acts, and fsync of them is EINVAL): each is an entry of a directory that
+// is fsynced, which makes its name durable, and on a journaling file
+// system (ext4, xfs) its inode too, made in the same or an earlier
+// transaction than that entry; one that writes inodes apart from their
+// entries could lose such an inode's owner or xattrs, not the entry.
 func syncFill(data string) error {
 	var paths []string
 	errMany := errors.New("many")
@@ -254,6 +274,9 @@ func syncFill(data string) error {
 		return nil
 	})
 	if errors.Is(err, errMany) {
+		if fillSynced != nil {
+			fillSynced("syncfs", data)
+		}
 		return syncFS(data)
 	}
 	if err != nil {
@@ -268,6 +291,9 @@ func syncFill(data string) error {
 		unix.Close(fd)
 		if err != nil {
 			return &os.PathError{Op: "fsync", Path: p, Err: err}
+		}
+		if fillSynced != nil {
+			fillSynced("fsync", p)
 		}
 	}
 	return nil
@@ -293,7 +319,13 @@ func syncDir(dir string) error {
 		return err
 	}
 	defer f.Close()
-	return f.Sync()
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if fillSynced != nil {
+		fillSynced("fsync", dir)
+	}
+	return nil
 }
 
 // lockVolume takes the flock of volume directory vol; with wait false, it

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	iofs "io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -322,8 +323,12 @@ func TestContainers_VolumeAtEtc(t *testing.T) {
 // leaves (the disk as it is at that instant, read from a copy of a loop
 // device's backing file and mounted, its journal replayed) is either a
 // marked fill, which the next one redoes, or a volume that holds every
-// file of the image, whole; and once the fill returns, the latter. A fill
-// of a few files syncs them one by one, a larger one its file system.
+// file of the image, whole, with its symlink, FIFO, owners and xattrs; and
+// once the fill returns, the latter. Nothing is synced before the fill: it
+// stands alone. ext4 commits its whole journal on any fsync, so the disk
+// alone cannot tell whether each directory was synced: the fill's syncs
+// are checked path by path too. A fill of at most fillSyncEach files and
+// directories fsyncs each, a larger one syncs its file system.
 func TestFillVolume_DurableBeforeMarkerGoes(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: loop mounts")
@@ -337,17 +342,25 @@ func TestFillVolume_DurableBeforeMarkerGoes(t *testing.T) {
 		name         string
 		files, dirs  int
 		syncedByFile bool
-	}{{"few files", 10, 2, true}, {"many files", 200, 7, false}} {
+	}{
+		{"few files", 10, 2, true},
+		{"16 files and directories", 13, 2, true},
+		{"17 files and directories", 14, 2, false},
+		{"many files", 200, 7, false},
+	} {
 		t.Run(c.name, func(t *testing.T) {
 			if n := c.files + c.dirs + 1; (n <= fillSyncEach) != c.syncedByFile {
 				t.Fatalf("%d files and directories: not the case it stands for (fillSyncEach %d)", n, fillSyncEach)
 			}
-			testFillDurable(t, c.files, c.dirs)
+			testFillDurable(t, c.files, c.dirs, c.syncedByFile)
 		})
 	}
 }
 
-func testFillDurable(t *testing.T, files, dirs int) {
+// fillOwner is the owner of the fill's test file and FIFO.
+const fillOwner, fillGroup = 1234, 5678
+
+func testFillDurable(t *testing.T, files, dirs int, syncedByFile bool) {
 	rootfs := t.TempDir()
 	src := filepath.Join(rootfs, "vol")
 	want := map[string][]byte{}
@@ -365,13 +378,23 @@ func testFillDurable(t *testing.T, files, dirs int) {
 			t.Fatal(err)
 		}
 	}
+	// What is not a file or directory (not counted against fillSyncEach,
+	// not fsynced itself: its directory is), an owner and an xattr.
+	for _, err := range []error{
+		os.Symlink("d0/f000", filepath.Join(src, "link")),
+		unix.Mkfifo(filepath.Join(src, "d1/fifo"), 0o640),
+		os.Lchown(filepath.Join(src, "d1/fifo"), fillOwner, fillGroup),
+		os.Lchown(filepath.Join(src, "d0/f000"), fillOwner, fillGroup),
+		unix.Setxattr(filepath.Join(src, "d0/f000"), "user.fill", []byte("kept"), 0),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	img := filepath.Join(t.TempDir(), "disk.img")
 	root := loopMount(t, img, true)
 	vol := filepath.Join(root, "volumes", "v")
 	if err := os.MkdirAll(filepath.Join(vol, volumeData), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := syncFS(root); err != nil { // the volume's directory, as before a fill
 		t.Fatal(err)
 	}
 	// afterLoss checks the store a power loss now would leave.
@@ -385,23 +408,73 @@ func testFillDurable(t *testing.T, files, dirs int) {
 		if got, err := InterruptedFills(r); err != nil || (len(got) == 1) != marked {
 			t.Errorf("%s: the disk has the fills %q marked (%v), want marked %v", when, got, err, marked)
 		}
+		if !filled {
+			return
+		}
+		data := filepath.Join(r, "volumes", "v", volumeData)
 		for name, b := range want {
-			if !filled {
-				break
-			}
-			if got, err := os.ReadFile(filepath.Join(r, "volumes", "v", volumeData, name)); err != nil || string(got) != string(b) {
+			if got, err := os.ReadFile(filepath.Join(data, name)); err != nil || string(got) != string(b) {
 				t.Errorf("%s: %s on disk: %d bytes, %v; want %d", when, name, len(got), err, len(b))
 				return
 			}
 		}
+		if got, err := os.Readlink(filepath.Join(data, "link")); err != nil || got != "d0/f000" {
+			t.Errorf("%s: link on disk: %q %v", when, got, err)
+		}
+		for name, typ := range map[string]uint32{"d1/fifo": unix.S_IFIFO, "d0/f000": unix.S_IFREG} {
+			var st unix.Stat_t
+			if err := unix.Lstat(filepath.Join(data, name), &st); err != nil || st.Mode&unix.S_IFMT != typ || st.Uid != fillOwner || st.Gid != fillGroup {
+				t.Errorf("%s: %s on disk: mode %o, owner %d:%d, %v; want type %o, owner %d:%d", when, name, st.Mode, st.Uid, st.Gid, err, typ, fillOwner, fillGroup)
+			}
+		}
+		buf := make([]byte, 16)
+		if n, err := unix.Getxattr(filepath.Join(data, "d0/f000"), "user.fill", buf); err != nil || string(buf[:n]) != "kept" {
+			t.Errorf("%s: d0/f000's user.fill on disk: %q %v", when, buf[:max(n, 0)], err)
+		}
 	}
+	synced := map[string]string{}
+	fillSynced = func(op, p string) { synced[p] = op }
 	afterMarker = func(string) { afterLoss("before the first file", true, false) }
 	beforeMarkerRemoved = func(string) { afterLoss("before the marker's removal", true, true) }
-	t.Cleanup(func() { afterMarker, beforeMarkerRemoved = nil, nil })
+	t.Cleanup(func() { afterMarker, beforeMarkerRemoved, fillSynced = nil, nil, nil })
 	if err := fillVolume(rootfs, "/vol", vol); err != nil {
 		t.Fatal(err)
 	}
 	afterLoss("after the fill", false, true)
+
+	// Each sync, path by path: the volume's own entries for the marker,
+	// then each file and directory of the fill, or its file system.
+	for _, d := range []string{vol, filepath.Dir(vol), root} {
+		if synced[d] != "fsync" {
+			t.Errorf("%s: not fsynced (the marker's and the volume's entries)", d)
+		}
+	}
+	data := filepath.Join(vol, volumeData)
+	if !syncedByFile {
+		if synced[data] != "syncfs" {
+			t.Errorf("a fill of more than %d files and directories: its file system not synced (%v)", fillSyncEach, synced)
+		}
+		return
+	}
+	n := 0
+	if err := filepath.WalkDir(data, func(p string, d iofs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		switch op, want := synced[p], d.IsDir() || d.Type().IsRegular(); {
+		case want && op != "fsync":
+			t.Errorf("%s: not fsynced", p)
+		case !want && op != "":
+			t.Errorf("%s (%v): %s, want only its directory synced", p, d.Type(), op)
+		}
+		n++
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n != files+dirs+1+2 {
+		t.Errorf("the fill holds %d entries, want %d", n, files+dirs+1+2)
+	}
 }
 
 // loopMount mounts the ext4 file system in image file img (made first,
