@@ -219,9 +219,9 @@ func (a *archiver) entry(fd int, name string) error {
 	if a.exactTimes {
 		hdr.ModTime = time.Unix(st.Mtim.Unix())
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFLNK && st.Mode&unix.S_IFMT != unix.S_IFSOCK {
-		// A symlink's own attributes cannot be read through a descriptor
-		// (and user.* ones cannot be set on a link at all).
+	if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		// A symlink's own too (trusted.*, security.*), as cp -a and GNU
+		// tar keep them: /proc/self/fd of its O_PATH descriptor is the link.
 		x, err := readXattrs(fd)
 		if err != nil {
 			return &os.PathError{Op: "listxattr", Path: name, Err: err}
@@ -506,6 +506,11 @@ func (t *Tree) extractEntry(tr *tar.Reader, hdr *tar.Header, base, target string
 		}
 	}
 	if hdr.Typeflag == tar.TypeSymlink {
+		// Its own attributes (user.* ones cannot be set on a link: the
+		// kernel refuses them, reported to o.Skipped), then its times.
+		if err := writeXattrs(fd, hdr, o); err != nil {
+			return fail("setxattr", err)
+		}
 		ts := []unix.Timespec{unix.NsecToTimespec(hdr.ModTime.UnixNano()), unix.NsecToTimespec(hdr.ModTime.UnixNano())}
 		if err := unix.UtimesNanoAt(pfd, leaf, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return fail("chtimes", err)

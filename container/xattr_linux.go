@@ -14,8 +14,9 @@ import (
 const paxXattr = "SCHILY.xattr."
 
 // readXattrs returns the extended attributes of what O_PATH descriptor fd
-// names (anything but a symlink) as PAX records, nil when it has none or
-// its file system keeps none. security.selinux is left out: a label of
+// names (a symlink's own, for one: getxattr through /proc/self/fd/N stops
+// at the link) as PAX records, nil when it has none or its file system
+// keeps none. security.selinux is left out: a label of
 // this machine's policy, not of the file.
 func readXattrs(fd int) (map[string]string, error) {
 	p := fmt.Sprintf("/proc/self/fd/%d", fd)
@@ -80,7 +81,7 @@ func getXattr(p, name string) ([]byte, error) {
 }
 
 // writeXattrs sets hdr's extended attributes on what O_PATH descriptor fd
-// names (not on a symlink: see readXattrs). With o.HostSafe, security.*
+// names (a symlink itself, for one: see readXattrs). With o.HostSafe, security.*
 // attributes (file capabilities, and the labels a host's LSM may act on,
 // as Smack's SMACK64EXEC) and trusted.* ones are dropped, as setuid bits
 // are: what stays (user.*, ACLs) gives nobody more than the file's owner
@@ -88,9 +89,6 @@ func getXattr(p, name string) ([]byte, error) {
 // EPERM) is reported to o.Skipped, not fatal, as docker's extraction
 // passes over EPERM.
 func writeXattrs(fd int, hdr *tar.Header, o ExtractOptions) error {
-	if hdr.Typeflag == tar.TypeSymlink {
-		return nil
-	}
 	p := fmt.Sprintf("/proc/self/fd/%d", fd)
 	for k, v := range hdr.PAXRecords {
 		name, ok := strings.CutPrefix(k, paxXattr)

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -71,5 +72,43 @@ func TestExtract_HostSafeXattrs(t *testing.T) {
 				t.Errorf("HostSafe %v: %s = %q (%v), want %q", hostSafe, name, buf[:max(n, 0)], err, want)
 			}
 		}
+	}
+}
+
+// A volume's fill keeps a symlink's own extended attributes, as cp -a
+// does: trusted.* set on a link in the image is on the link in the volume
+// (and the link's target is not given them).
+func TestCopyImageContent_SymlinkXattrs(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: trusted.* attributes")
+	}
+	rootfs, vol := t.TempDir(), t.TempDir()
+	src := filepath.Join(rootfs, "vol")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "target"), []byte("t"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(src, "link")
+	if err := os.Symlink("target", link); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Lsetxattr(link, "trusted.fill", []byte("on the link"), 0); err != nil {
+		t.Skipf("no trusted.* on a symlink here: %v", err)
+	}
+	if err := copyImageContent(rootfs, "/vol", vol); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	n, err := unix.Lgetxattr(filepath.Join(vol, "link"), "trusted.fill", buf)
+	if err != nil || string(buf[:n]) != "on the link" {
+		t.Errorf("the link's trusted.fill in the volume: %q %v, want %q", buf[:max(n, 0)], err, "on the link")
+	}
+	if got, err := os.Readlink(filepath.Join(vol, "link")); err != nil || got != "target" {
+		t.Errorf("the link in the volume: %q %v", got, err)
+	}
+	if _, err := unix.Getxattr(filepath.Join(vol, "target"), "trusted.fill", buf); !errors.Is(err, unix.ENODATA) {
+		t.Errorf("the link's target has its attribute: %v", err)
 	}
 }
