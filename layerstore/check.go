@@ -479,8 +479,9 @@ func (c *checker) downloads() {
 
 // mountDirs reports the directories under mounts/ that no lease names.
 func (c *checker) mountDirs() {
-	// Read with the leases, in one transaction: a session makes its lease
-	// before its directory, so one starting meanwhile is not reported.
+	// Read with the leases, in one transaction: a session makes its
+	// directory with its lease or after it, so one starting meanwhile is
+	// not reported.
 	var orphans []string
 	c.s.view(func(tx *bolt.Tx) error {
 		names, _ := readDirNames(c.s.mountsDir())

@@ -60,8 +60,9 @@
 // removal finds what it frees, and a lookup an image's tags, without
 // reading the rest of the store; Open builds it for a store of an earlier
 // schema, in one transaction.
-// A mount's lease is made before its directory under mounts/ and dropped
-// before it is deleted (RemoveMount), and GC (or RemoveMountDir) takes a
+// A mount's lease is made with its directory under mounts/, in one
+// transaction (AddMountDir; check reports a kept lease without it: its top
+// layer was lost), and dropped before it is deleted (RemoveMount), and GC (or RemoveMountDir) takes a
 // directory for one without a lease only in a transaction that finds none,
 // moving it into tmp/ there and deleting it after, so a mount being made
 // meanwhile keeps its directory, and a lease never names a directory half

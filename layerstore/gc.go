@@ -152,9 +152,9 @@ func (s *Store) GC() (*GCReport, error) {
 	}
 	// Directories no lease names (a crash between a removal's two steps,
 	// or a lease GC dropped above), decided in one transaction with the
-	// leases: a session makes its lease before its directory, so one
-	// starting now is either seen here with its lease or makes its
-	// directory after this commits.
+	// leases: a session makes its directory in the transaction of its
+	// lease (or after it), so one starting now is either seen here with
+	// its lease or makes its directory after this commits.
 	// A read transaction is enough: it holds meta.db's lock shared, and a
 	// lease is made under it exclusively.
 	if err := s.view(func(tx *bolt.Tx) error {
