@@ -9,15 +9,19 @@
 //
 // Nothing in an image reaches the host: the container's /etc/passwd and
 // /etc/group are read with openat2(RESOLVE_IN_ROOT), so an image whose
-// /etc/passwd is a symlink to a host path reads its own file or none, and
-// the working directory is made inside the root the same way.
+// /etc/passwd is a symlink to a host path reads its own file or none (and
+// one that is not a regular file, a FIFO that would block the run, is
+// refused), and the working directory is made inside the root the same way.
 //
 // Records keeps what strata knows of each container in
 // <store>/containers/<id>/container.json (written whole, synced and renamed
 // into place) beside its bundle, log and /etc files; names are files under
 // .names/ taken under a lock file, so two processes never give one name to
 // two containers. A container recorded as running whose supervisor process
-// is gone reads as exited (State.Current).
+// is gone reads as exited (State.Current). A run holds a flock of the
+// container's run.lock from before its root is mounted to its end, and rm
+// from before the runtime's delete to the record's removal: an rm racing a
+// start fails (or, forced, kills it once it runs) or comes before it.
 //
 // A --rm container does not outlive the machine, so its record is renamed
 // into place unsynced and its top layer is not kept: a kill of its process
@@ -36,8 +40,8 @@
 // made before the first file and removed after the last: a marker no lock
 // holds is a killed fill, which the next fill (or ResetInterruptedFills,
 // gc's) empties and redoes; InterruptedFills lists them for check. A fill
-// is durable before its marker goes (the marker is synced before the first
-// file is written, the fill is synced before the marker is removed: a few
+// is durable before its marker goes (the marker and the volume's own
+// directory entries are synced before the first file is written, the fill is synced before the marker is removed: a few
 // files and directories each by fsync, more by one syncfs of the volume's
 // file system, which waits for every dirty page on it, not the fill's
 // alone; and the removal is synced before the container starts), so after
