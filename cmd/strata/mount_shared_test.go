@@ -567,3 +567,56 @@ func TestMount_Shared_Terminate(t *testing.T) {
 		t.Errorf("mounts after the server exited: %q", out)
 	}
 }
+
+// A shared server makes no mount for a caller of less privilege than its
+// own: root stripped of its capabilities (setpriv) and root of a user
+// namespace of its own (unshare -U) are refused at the socket, and their
+// "strata mount -d --suid --dev --force" meets a server of their own
+// (another key), which cannot mount for them either: it fails, and
+// nothing is mounted, as with a server for each mount.
+func TestMount_Shared_LessPrivileged(t *testing.T) {
+	root, strata, _ := sharedStore(t, 16)
+	for _, tool := range []string{"setpriv", "unshare"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skip("no " + tool + " (util-linux)")
+		}
+	}
+	dirs := mountDirs(t, 2)
+	mustMountD(t, strata, root, dirs[0])
+	socks, _ := filepath.Glob(filepath.Join(mountserver.ServersDir(root), "*.sock"))
+	if len(socks) != 1 {
+		t.Fatalf("sockets: %v", socks)
+	}
+	if err := os.WriteFile(filepath.Join(dirs[1], "file"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		prefix []string
+		want   string
+	}{
+		{"setpriv", []string{"setpriv", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"}, "has other capabilities"},
+		{"unshare -U", []string{"unshare", "-U", "--map-user=0", "--map-group=0", "--"}, "is in another user namespace"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if out := askAs(t, socks[0], root, dirs[1], -1, tc.prefix...); !strings.Contains(out, "error: refused by the mount server") || !strings.Contains(out, tc.want) {
+				t.Errorf("%s: a client at the socket: %q", tc.name, out)
+			}
+			args := append(append([]string{}, tc.prefix...), strata, "--root", root, "mount", "-d", "--force", "--suid", "--dev", "demo", dirs[1])
+			c := exec.Command(args[0], args[1:]...)
+			c.Env = append(os.Environ(), cliEnv+"=1")
+			out, err := c.CombinedOutput()
+			if err == nil {
+				t.Errorf("%s strata mount -d --suid --dev --force: a mount for a caller that may not mount: %s", tc.name, out)
+				runStrata(t, root, "", "umount", dirs[1])
+			}
+			if _, ok := mountedAt(t, dirs[1]); ok {
+				t.Errorf("%s is mounted", dirs[1])
+			}
+			if n := len(leasePids(t, root)); n != 1 {
+				t.Errorf("%d leases, want 1", n)
+			}
+		})
+	}
+	mustRun(t, root, "umount", dirs[0])
+}

@@ -125,9 +125,12 @@ func (cl *Client) ask(ctx context.Context, sock string, req []byte, id string) (
 		return 0, fmt.Errorf("%w: %v", errRetry, err) // gone (or not yet there)
 	}
 	defer conn.Close()
-	cred, err := peerCred(conn)
+	cred, pidfd, err := peerCred(conn)
 	if err != nil {
 		return 0, err
+	}
+	if pidfd >= 0 {
+		unix.Close(pidfd)
 	}
 	if int(cred.Uid) != os.Geteuid() {
 		return 0, fmt.Errorf("%s is served by uid %d, not this user: remove it", sock, cred.Uid)

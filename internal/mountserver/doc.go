@@ -22,14 +22,15 @@
 //	<root>/servers/<key>-<random>.log    its own log (its stderr), beside it (LogOf)
 //	<root>/servers/<key>.lock            flock: one client at a time starts a server
 //
-// where key (NSKey) names the mount namespace, the root directory and the
+// where key (NSKey) names the mount namespace, root directory, user
+// namespace, capabilities, no_new_privs, seccomp mode and LSM label and the
 // strata executable of the clients it serves. A Client sends a request
 // line (JSON: Protocol, store, image, absolute mountpoint, mount ID,
 // BoolFlags) and the server answers "taken", "full" or "exiting" (nothing
 // made: the client asks another, or starts one under the lock), then
 // "ready ID" (the client answers "ok") or "error: ...". The server serves
-// only a peer of its own uid (SO_PEERCRED) in its own mount namespace with
-// its own root directory, takes at most Config.MaxMounts mounts, and exits
+// only a peer of its own uid (SO_PEERCRED) of its own identity (all that
+// the key names, read from /proc while a pidfd pins the peer), takes at most Config.MaxMounts mounts, and exits
 // once it has had none for Config.Idle, removing its socket first (a
 // client that connects meanwhile is told "exiting", or finds it gone, and
 // asks again). A mount's own messages go to server.log in its mount
