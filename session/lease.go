@@ -135,7 +135,19 @@ func Unmount(ctx context.Context, st *layerstore.Store, arg string, o UnmountOpt
 			return fmt.Errorf("%s: unmounted, but server %d has not cleaned up: %w", dir, rec.PID, err)
 		}
 	}
-	return Reap(st, rec.ID)
+	if err := Reap(st, rec.ID); err != nil {
+		return err
+	}
+	if rec.Running() {
+		return nil // it deleted the directory (waitServer saw it go)
+	}
+	// A server that died between its deletion of the lease and of the
+	// directory left the directory behind, garbage now: ours to take. A
+	// kept mount's directory, which its lease still names, stays.
+	if err := st.RemoveMountDir(rec.ID); err != nil && !errors.Is(err, layerstore.ErrInUse) {
+		return fmt.Errorf("%s: the top layer its dead server left: %w", dir, err)
+	}
+	return nil
 }
 
 // waitServer waits until the server of rec is done with it: the process is

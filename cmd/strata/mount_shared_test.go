@@ -620,3 +620,46 @@ func TestMount_Shared_LessPrivileged(t *testing.T) {
 	}
 	mustRun(t, root, "umount", dirs[0])
 }
+
+// A kill -9 of a server while strata umount waits for it, 0-20 ms after
+// the umount began (between the server's deletion of the lease and of the
+// top layer, some of the time), leaves no top layer behind once the
+// umount has returned: the umount takes what the dead server left.
+func TestUmount_Shared_ServerKilled(t *testing.T) {
+	for _, per := range []int{16, 1} {
+		t.Run("K="+strconv.Itoa(per), func(t *testing.T) {
+			root, strata, _ := sharedStore(t, per)
+			dirs := mountDirs(t, 1)
+			blob := make([]byte, 1<<20)
+			for i := range 30 {
+				id, err := mountD(strata, root, "demo", dirs[0])
+				if err != nil {
+					t.Fatalf("round %d: mount -d: %v: %s", i, err, id)
+				}
+				pid := leasePids(t, root)[id]
+				if err := os.WriteFile(filepath.Join(dirs[0], "blob"), blob, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				u := exec.Command(strata, "--root", root, "umount", dirs[0])
+				u.Env = append(os.Environ(), cliEnv+"=1")
+				var out strings.Builder
+				u.Stdout, u.Stderr = &out, &out
+				if err := u.Start(); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(time.Duration(rand.IntN(20_000)) * time.Microsecond) // where in the umount the kill lands
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+				err = u.Wait()
+				waitExit(t, pid)
+				if err != nil {
+					t.Logf("round %d: umount: %v: %s", i, err, out.String())
+					mustRun(t, root, "umount", id) // the dead server's lease
+				}
+				if _, err := os.Lstat(layerstore.MountDirIn(root, id)); !os.IsNotExist(err) {
+					t.Fatalf("round %d: after umount (%s) the mount's directory is left: %v", i, out.String(), err)
+				}
+			}
+			storetest.CheckRoot(t, root)
+		})
+	}
+}
