@@ -663,3 +663,40 @@ func TestUmount_Shared_ServerKilled(t *testing.T) {
 		})
 	}
 }
+
+// A shared server whose release of an ended mount fails (its wait for the
+// store's lock timed out) tries again until the lease is gone, rather
+// than leave a lease naming it, "starting" for good, which umount and gc
+// wait on: an umount(8) of the mount while the store is locked for longer
+// than the server's lock timeout.
+func TestMount_Shared_ReleaseRetried(t *testing.T) {
+	root, strata, _ := sharedStore(t, 16)
+	dirs := mountDirs(t, 2)
+	for i, d := range dirs {
+		if id, err := mountD(strata, root, "--lock-timeout", "2", "demo", d); err != nil {
+			t.Fatalf("mount -d %d: %v: %s", i, err, id)
+		}
+	}
+	db, err := os.OpenFile(filepath.Join(root, "meta.db"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := unix.Flock(int(db.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Unmount(dirs[1], 0); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(4 * time.Second) // longer than the server's lock timeout: its RemoveMount fails
+	unix.Flock(int(db.Fd()), unix.LOCK_UN)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if len(leasePids(t, root)) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the lease of the unmounted mount is still there 30 s after the store was let go: %s", mustRun(t, root, "mounts"))
+		}
+	}
+	mustRun(t, root, "umount", dirs[0])
+}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/strata-dev/strata/layerstore"
+	"github.com/strata-dev/strata/session"
 )
 
 // DefaultMaxMounts is how many mounts a shared server serves at most: a
@@ -300,7 +301,47 @@ func (s *shared) serveOne(ctx context.Context, c Config, logw io.Writer, rep *Re
 	o.OnBusy = func(dir string, _ error) {
 		fmt.Fprintln(logw, "strata: "+BusySentence(dir, Holders(dir)))
 	}
-	return serveMount(ctx, s.st, c.Ref, dir, o, rep.Ready)
+	err = serveMount(ctx, s.st, c.Ref, dir, o, rep.Ready)
+	s.settle(ctx, c.Session.ID, dir, logw)
+	return err
+}
+
+// settle retries, with backoff, the release of mount id that its session
+// could not do once the mount had ended (RemoveMount failed: the store's
+// lock wait timed out, say). A lease that names a server that lives on
+// shows the mount starting for good, and umount and gc wait on it; so the
+// server stays until it is released. It gives up when ctx ends (SIGTERM):
+// the server exits then, and its dead pid lets umount and gc clean up.
+func (s *shared) settle(ctx context.Context, id, dir string, logw io.Writer) {
+	me := os.Getpid()
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		rec, err := s.st.Mount(id)
+		if errors.Is(err, layerstore.ErrNotFound) || err == nil && rec.PID != me {
+			return // released (or never leased)
+		}
+		if err == nil {
+			if mi, merr := session.ReadMountinfo(); merr != nil {
+				err = merr
+			} else if _, mounted := session.Mounted(mi, dir); mounted {
+				return // still served: its top layer is not ours to take
+			} else if rec.Keep {
+				stopped := *rec
+				stopped.PID, stopped.PIDStart = 0, 0
+				err = s.st.UpdateMount(stopped)
+			} else {
+				err = s.st.RemoveMount(id)
+			}
+			if err == nil {
+				return
+			}
+		}
+		fmt.Fprintf(logw, "strata: the mount's lease is not released yet (tries again in %v): %v\n", wait, err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
 }
 
 // sameStore refuses a request for another store than this server's.
