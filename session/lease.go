@@ -154,11 +154,14 @@ func Unmount(ctx context.Context, st *layerstore.Store, arg string, o UnmountOpt
 // gone, or the lease and then the top layer are (RemoveMount), or the lease names
 // no server any more (a kept mount, stopped). It sleeps on a pidfd of the
 // server, which wakes it when the server exits, and on an inotify watch of
-// the store's mounts/ directory, which wakes it when the mount's directory
-// goes (a server that serves other mounts goes on: a 20 ms tick alone made
-// every unmount wait 10 ms on average after the server was done), and
-// reads the lease at growing intervals meanwhile.
+// the mount's own directory, which wakes it when that directory goes (a
+// server that serves other mounts goes on), and reads the lease at
+// growing intervals meanwhile, up to a second apart. Each read takes the
+// store's shared lock: many umounts at once that each read it on every
+// wake (a watch of all of mounts/ woke them all at each deletion) kept
+// the servers' deletions, which need it exclusive, from ever getting it.
 func waitServer(ctx context.Context, st *layerstore.Store, rec *layerstore.MountRecord) error {
+	mdir := st.MountDir(rec.ID)
 	var fds []unix.PollFd
 	watch := -1 // the inotify descriptor's index in fds
 	if fd, err := unix.PidfdOpen(rec.PID, 0); err == nil {
@@ -167,41 +170,52 @@ func waitServer(ctx context.Context, st *layerstore.Store, rec *layerstore.Mount
 	}
 	if fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK); err == nil {
 		defer unix.Close(fd)
-		if _, err := unix.InotifyAddWatch(fd, filepath.Dir(st.MountDir(rec.ID)), unix.IN_DELETE|unix.IN_MOVED_FROM); err == nil {
+		// Moved (RemoveMount takes it aside first) or deleted; the watch
+		// then goes (IN_IGNORED), and the poll sees the descriptor
+		// readable from then on: the directory is looked at each wake.
+		if _, err := unix.InotifyAddWatch(fd, mdir, unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_ONLYDIR); err == nil {
 			watch = len(fds)
 			fds = append(fds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
 		}
 	}
 	var events [4096]byte
 	var leaseGone time.Time
-	wait := time.Millisecond
+	wait := time.Millisecond // till the next read of the lease
+	next := time.Now()
 	for rec.Running() {
-		now, err := lease(st, rec.ID)
-		switch {
-		case errors.Is(err, layerstore.ErrNotFound):
-			// The lease is gone, and the server deletes the directory
-			// next: done when it is gone. One that is still there a
-			// second later is garbage, ours to take (RemoveMountDir
-			// decides so in a transaction), or we would wait for good on
-			// a server whose deletion of it failed.
-			if _, err := os.Lstat(st.MountDir(rec.ID)); errors.Is(err, os.ErrNotExist) {
+		_, serr := os.Lstat(mdir)
+		if gone := errors.Is(serr, os.ErrNotExist); gone || !time.Now().Before(next) {
+			now, err := lease(st, rec.ID)
+			switch {
+			case errors.Is(err, layerstore.ErrNotFound):
+				// The lease is gone, and the server deletes the
+				// directory next: done when it is gone. One that is
+				// still there a second later is garbage, ours to take
+				// (RemoveMountDir decides so in a transaction), or we
+				// would wait for good on a server whose deletion of it
+				// failed.
+				if gone {
+					return nil
+				}
+				if leaseGone.IsZero() {
+					leaseGone = time.Now()
+				} else if time.Since(leaseGone) > time.Second {
+					return st.RemoveMountDir(rec.ID)
+				}
+			case err != nil:
+				return err
+			case now.PID != rec.PID || now.PIDStart != rec.PIDStart:
 				return nil
 			}
-			if leaseGone.IsZero() {
-				leaseGone = time.Now()
-			} else if time.Since(leaseGone) > time.Second {
-				return st.RemoveMountDir(rec.ID)
-			}
-		case err != nil:
-			return err
-		case now.PID != rec.PID || now.PIDStart != rec.PIDStart:
-			return nil
+			wait = min(2*wait, time.Second)
+			next = time.Now().Add(wait)
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		sleep := max(time.Until(next), time.Millisecond)
 		if len(fds) > 0 {
-			_, err := unix.Poll(fds, int(wait/time.Millisecond))
+			_, err := unix.Poll(fds, int((sleep+time.Millisecond-1)/time.Millisecond))
 			if err != nil && !errors.Is(err, unix.EINTR) {
 				return err
 			}
@@ -211,15 +225,15 @@ func waitServer(ctx context.Context, st *layerstore.Store, rec *layerstore.Mount
 						break
 					}
 				}
+				fds[watch].Fd = -1 // the watch is gone with the directory: poll ignores it now
 			}
 		} else {
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
-			case <-time.After(wait):
+			case <-time.After(sleep):
 			}
 		}
-		wait = min(2*wait, 20*time.Millisecond)
 	}
 	return nil
 }

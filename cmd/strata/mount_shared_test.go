@@ -700,3 +700,62 @@ func TestMount_Shared_ReleaseRetried(t *testing.T) {
 	}
 	mustRun(t, root, "umount", dirs[0])
 }
+
+// Many strata umounts at once of a shared server's mounts all return,
+// each with its mount gone: the umounts' waits for their servers did not
+// starve the servers' deletions of the leases (every umount read the
+// lease whenever any mount's directory went).
+func TestUmount_Shared_Parallel(t *testing.T) {
+	const n = 64
+	root, strata, _ := sharedStore(t, 16)
+	dirs := mountDirs(t, n)
+	ids := make([]string, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range dirs {
+		wg.Go(func() { ids[i], errs[i] = mountD(strata, root, "demo", dirs[i]) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("mount -d %s: %v: %s", dirs[i], err, ids[i])
+		}
+	}
+	blob := make([]byte, 1<<20)
+	for _, d := range dirs { // a top layer to delete
+		if err := os.WriteFile(filepath.Join(d, "blob"), blob, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	outs := make([]string, n)
+	for i := range dirs {
+		wg.Go(func() {
+			c := exec.Command(strata, "--root", root, "umount", dirs[i])
+			c.Env = append(os.Environ(), cliEnv+"=1")
+			done := make(chan struct{})
+			defer close(done)
+			go func() {
+				select {
+				case <-done:
+				case <-time.After(2 * time.Minute): // a hang, not slowness
+					_ = c.Process.Kill()
+				}
+			}()
+			var b []byte
+			b, errs[i] = c.CombinedOutput()
+			outs[i] = string(b)
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("umount %s: %v: %s", dirs[i], err, outs[i])
+		}
+		if _, err := os.Lstat(layerstore.MountDirIn(root, ids[i])); !os.IsNotExist(err) {
+			t.Errorf("umount of %s returned with its mount directory there: %v", dirs[i], err)
+		}
+	}
+	if out := mustRun(t, root, "mounts", "-q"); out != "" {
+		t.Errorf("mounts after the umounts: %q", out)
+	}
+}
