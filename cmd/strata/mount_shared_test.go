@@ -759,3 +759,89 @@ func TestUmount_Shared_Parallel(t *testing.T) {
 		t.Errorf("mounts after the umounts: %q", out)
 	}
 }
+
+// startStrata starts strata with args, its output in out; a hang is
+// killed after a minute, so that the test fails rather than waits.
+func startStrata(t *testing.T, strata string, out *strings.Builder, args ...string) (*exec.Cmd, <-chan error) {
+	t.Helper()
+	c := exec.Command(strata, args...)
+	c.Env = append(os.Environ(), cliEnv+"=1")
+	c.Stdout, c.Stderr = out, out
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Wait() }()
+	res := make(chan error, 1)
+	go func() {
+		select {
+		case err := <-done:
+			res <- err
+		case <-time.After(time.Minute):
+			_ = c.Process.Kill()
+			<-done
+			res <- fmt.Errorf("still running after a minute: killed")
+		}
+	}()
+	return c, res
+}
+
+// hasSocket reports whether process pid has a socket open.
+func hasSocket(pid int) bool {
+	fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
+	for _, fd := range fds {
+		if l, _ := os.Readlink(fd); strings.HasPrefix(l, "socket:") {
+			return true
+		}
+	}
+	return false
+}
+
+// A shared server that does not answer (SIGSTOP) neither hangs mount -d
+// nor keeps Ctrl-C from ending it: Ctrl-C while it waits for the answer
+// ends it, and a mount -d asks another server (started for it) a few
+// seconds on.
+func TestMount_Shared_StoppedServer(t *testing.T) {
+	root, strata, _ := sharedStore(t, 16)
+	dirs := mountDirs(t, 3)
+	mustMountD(t, strata, root, dirs[0])
+	pid := serverPids(t, root)[0]
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+
+	var out strings.Builder
+	c, res := startStrata(t, strata, &out, "--root", root, "mount", "-d", "demo", dirs[2])
+	for deadline := time.Now().Add(30 * time.Second); !hasSocket(c.Process.Pid); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("mount -d never connected to the server")
+		}
+	}
+	if err := c.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-res; err == nil || !strings.Contains(out.String(), "interrupted") {
+		t.Errorf("Ctrl-C of mount -d asking a stopped server: %v: %q", err, out.String())
+	}
+
+	var out2 strings.Builder
+	_, res2 := startStrata(t, strata, &out2, "--root", root, "mount", "-d", "demo", dirs[1])
+	if err := <-res2; err != nil {
+		t.Fatalf("mount -d beside a stopped server: %v: %s", err, out2.String())
+	}
+	if other := leasePids(t, root)[strings.TrimSpace(out2.String())]; other == pid || other == 0 {
+		t.Errorf("the mount beside a stopped server is served by %d (the stopped one: %d)", other, pid)
+	}
+	mustRun(t, root, "umount", dirs[1])
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, root, "umount", dirs[0])
+	if _, ok := mountedAt(t, dirs[2]); ok {
+		t.Errorf("the interrupted mount is there")
+	}
+	if out := mustRun(t, root, "mounts", "-q"); out != "" {
+		t.Errorf("mounts at the end: %q", out)
+	}
+}

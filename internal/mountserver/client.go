@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -28,6 +29,10 @@ var ErrInterrupted = errors.New("interrupted: no mount was made (or it was undon
 // errRetry is a server that made nothing of the request (full, exiting,
 // gone, of another build): ask another.
 var errRetry = errors.New("ask another server")
+
+// replyWait is how long a server has to answer a request (taken, full,
+// exiting) before the client takes it to have made nothing.
+const replyWait = 3 * time.Second
 
 // maxTries bounds the rounds of asking and starting servers.
 const maxTries = 64
@@ -136,6 +141,14 @@ func (cl *Client) ask(ctx context.Context, sock string, req []byte, id string) (
 		return 0, fmt.Errorf("%s is served by uid %d, not this user: remove it", sock, cred.Uid)
 	}
 	pid := int(cred.Pid)
+	// Until it says taken, a server that does not answer (stopped, hung)
+	// within replyWait made nothing: ask another. A Ctrl-C closes the
+	// write side, which tells a server that took the mount to give it up
+	// (and one that has not read the request yet to make nothing), and
+	// waits for it to have done so.
+	_ = conn.SetReadDeadline(time.Now().Add(replyWait))
+	stop := context.AfterFunc(ctx, func() { _ = conn.CloseWrite() })
+	defer stop()
 	if _, err := conn.Write(append(req, '\n')); err != nil {
 		return 0, fmt.Errorf("%w: %v", errRetry, err)
 	}
@@ -143,7 +156,7 @@ func (cl *Client) ask(ctx context.Context, sock string, req []byte, id string) (
 	line, err := readLine(br)
 	switch {
 	case err != nil, line == replyFull, line == replyExiting:
-		return 0, errRetry // nothing made: it exits, is full, or went
+		return 0, errRetry // nothing made: it exits, is full, went, or does not answer
 	case IsRefusal(line, nil):
 		return 0, errRetry // another build's: one of ours is started
 	case strings.HasPrefix(line, "error: "):
@@ -151,9 +164,9 @@ func (cl *Client) ask(ctx context.Context, sock string, req []byte, id string) (
 	case line != replyTaken:
 		return 0, fmt.Errorf("the mount server (pid %d) said %q, not %q", pid, line, replyTaken)
 	}
-	// Taken: from here the server makes the mount; a Ctrl-C tells it to
-	// give up (the write side closed), and waits for it to have done so.
-	stop := context.AfterFunc(ctx, func() { _ = conn.CloseWrite() })
+	// Taken: from here the server makes the mount, which may wait for the
+	// store's lock as long as it is told to.
+	_ = conn.SetReadDeadline(time.Time{})
 	line, err = readLine(br)
 	if !stop() {
 		for err == nil {
