@@ -33,7 +33,8 @@ func detach(g *globals, logPath string, args ...string) (string, error) {
 	return startServer(context.Background(), self, append(all, args...), logPath)
 }
 
-// startServer is detach of program bin with args as they are. A child
+// startServer is detach of program bin with args as they are, in "/"
+// with serverEnv. A child
 // that ends without a word or a log line is "BIN (pid N) ended: STATUS".
 // File descriptor 3 is a socket: a "ready ..." line is answered "ok", and
 // when ctx ends before the child reports (Ctrl-C) the socket's write side
@@ -61,6 +62,7 @@ func startServer(ctx context.Context, bin string, args []string, logPath string)
 	}
 	defer conn.Close()
 	c := exec.Command(bin, args...)
+	c.Dir, c.Env = "/", serverEnv(os.Environ())
 	c.Stdout, c.Stderr = logf, logf
 	c.ExtraFiles = []*os.File{theirs}
 	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -100,6 +102,24 @@ func startServer(ctx context.Context, bin string, args []string, logPath string)
 		return "", &endedError{bin, c.Process.Pid, werr}
 	}
 	return "", nil
+}
+
+// serverEnv is what of env a mount server gets: it outlives the command
+// that starts it and may serve others' mounts, so it keeps only what it
+// reads (STRATA_*, PATH for fusermount3, TMPDIR, HOME, the Go runtime's
+// settings), not the caller's whole environment. Its working directory is
+// "/" for the same reason: the caller's would stay busy while it lives.
+func serverEnv(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		switch {
+		case strings.HasPrefix(k, "STRATA_"), k == "PATH", k == "TMPDIR", k == "HOME",
+			k == "GOTRACEBACK", k == "GODEBUG", k == "GOCOVERDIR", k == "GOMAXPROCS", k == "GOMEMLIMIT", k == "GOGC":
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // endedError is a child that ended before it reported or logged a word.

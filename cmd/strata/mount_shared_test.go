@@ -845,3 +845,48 @@ func TestMount_Shared_StoppedServer(t *testing.T) {
 		t.Errorf("mounts at the end: %q", out)
 	}
 }
+
+// A shared server takes from the mount -d that started it neither its
+// working directory (which would stay busy while the server lives) nor
+// its environment beyond what it reads, nor its --lock-timeout for
+// later mounts: each mount waits for the store as its own mount -d says.
+func TestMount_Shared_NotTheFirstCaller(t *testing.T) {
+	root, strata, _ := sharedStore(t, 16)
+	dirs := mountDirs(t, 2)
+	c := exec.Command(strata, "--root", root, "--lock-timeout", "1", "mount", "-d", "demo", dirs[0])
+	c.Dir = t.TempDir()
+	c.Env = append(os.Environ(), cliEnv+"=1", "MOUNTDFIX_UNRELATED=1")
+	if out, err := c.CombinedOutput(); err != nil {
+		t.Fatalf("mount -d: %v: %s", err, out)
+	}
+	pid := serverPids(t, root)[0]
+	if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err != nil || cwd != "/" {
+		t.Errorf("the server's working directory: %q, %v; want /", cwd, err)
+	}
+	if env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid)); err != nil || strings.Contains(string(env), "MOUNTDFIX_UNRELATED") {
+		t.Errorf("the server's environment has its first caller's: %q, %v", env, err)
+	}
+	db, err := os.OpenFile(filepath.Join(root, "meta.db"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := unix.Flock(int(db.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	_, res := startStrata(t, strata, &out, "--root", root, "--lock-timeout", "30", "mount", "-d", "demo", dirs[1])
+	time.Sleep(3 * time.Second) // the store locked longer than the first caller's timeout
+	unix.Flock(int(db.Fd()), unix.LOCK_UN)
+	if err := <-res; err != nil {
+		t.Errorf("mount -d --lock-timeout 30 with the store locked for 3 s: %v: %s", err, out.String())
+	}
+	if leasePids(t, root)[strings.TrimSpace(out.String())] != pid {
+		t.Errorf("the second mount is not served by the first's server %d", pid)
+	}
+	for _, d := range dirs {
+		if _, ok := mountedAt(t, d); ok {
+			mustRun(t, root, "umount", d)
+		}
+	}
+}

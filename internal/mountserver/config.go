@@ -18,7 +18,7 @@ import (
 // command line and in every request, and a server of another build refuses
 // to serve (strata then serves the mount itself, or starts a server of its
 // own build).
-const Protocol = 2
+const Protocol = 3
 
 // Config is what a mount server serves: the store, the mount, and how to
 // report. Args and ParseArgs are its command line.

@@ -14,7 +14,10 @@
 //
 // Shared servers: RunShared (ServerArgs) is one process that serves many
 // mounts of a store, each in goroutines of its own with what Run serves
-// one with, one store handle and one TrimMemory loop for them all. It
+// one with (a store handle each, with its asker's lock timeout), and one
+// TrimMemory loop for them all. It is started in "/" with a minimal
+// environment (it outlives its first asker, and serves others), but in
+// that asker's cgroup and with its rlimits. It
 // listens on a socket in the store's servers/ directory (ServersDir, mode
 // 0700):
 //

@@ -2,7 +2,8 @@ package mountserver
 
 // A shared server: one process that serves many mounts of a store, each in
 // goroutines of its own with exactly what a server of one mount runs
-// (serveMount), one store handle and one TrimMemory loop for them all.
+// (serveMount) with a store handle of its own, and one TrimMemory loop for
+// them all.
 
 import (
 	"bufio"
@@ -45,10 +46,13 @@ type request struct {
 	Dir      string          `json:"dir"`
 	ID       string          `json:"id"`
 	Flags    map[string]bool `json:"flags"`
+	// LockTimeout is the asker's --lock-timeout, for this mount's waits
+	// for the store (the server's own was its first asker's).
+	LockTimeout time.Duration `json:"lock_timeout"`
 }
 
 func newRequest(c Config) request {
-	r := request{Protocol: Protocol, Root: c.Root, Ref: c.Ref, Dir: c.Dir, ID: c.Session.ID, Flags: map[string]bool{}}
+	r := request{Protocol: Protocol, Root: c.Root, Ref: c.Ref, Dir: c.Dir, ID: c.Session.ID, Flags: map[string]bool{}, LockTimeout: c.LockTimeout}
 	for _, b := range BoolFlags {
 		r.Flags[b.Name] = *b.Field(&c)
 	}
@@ -56,7 +60,7 @@ func newRequest(c Config) request {
 }
 
 func (r request) config() Config {
-	c := Config{Root: r.Root, Ref: r.Ref, Dir: r.Dir}
+	c := Config{Root: r.Root, Ref: r.Ref, Dir: r.Dir, LockTimeout: r.LockTimeout}
 	c.Session.ID = r.ID
 	for _, b := range BoolFlags {
 		*b.Field(&c) = r.Flags[b.Name]
@@ -76,7 +80,6 @@ const (
 
 // shared is a running shared server.
 type shared struct {
-	st   *layerstore.Store
 	root string
 	max  int
 	idle time.Duration
@@ -123,7 +126,7 @@ func runShared(ctx context.Context, c Config, rep *Report, beforeExit func()) er
 	if err != nil {
 		return err
 	}
-	s := &shared{st: st, root: root, max: max(c.MaxMounts, 1), idle: c.Idle, path: c.Listen, ln: ln, log: log, beforeExit: beforeExit}
+	s := &shared{root: root, max: max(c.MaxMounts, 1), idle: c.Idle, path: c.Listen, ln: ln, log: log, beforeExit: beforeExit}
 	if s.idle <= 0 {
 		s.idle = DefaultIdle
 	}
@@ -301,8 +304,16 @@ func (s *shared) serveOne(ctx context.Context, c Config, logw io.Writer, rep *Re
 	o.OnBusy = func(dir string, _ error) {
 		fmt.Fprintln(logw, "strata: "+BusySentence(dir, Holders(dir)))
 	}
-	err = serveMount(ctx, s.st, c.Ref, dir, o, rep.Ready)
-	s.settle(ctx, c.Session.ID, dir, logw)
+	// A handle of its own: the asker's lock timeout, and no mutex shared
+	// with the other mounts' store calls (a slow deletion of one top
+	// layer would hold up the others').
+	st, err := OpenStore(s.root, c.LockTimeout, o.Logger, nil)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	err = serveMount(ctx, st, c.Ref, dir, o, rep.Ready)
+	s.settle(ctx, st, c.Session.ID, dir, logw)
 	return err
 }
 
@@ -312,10 +323,10 @@ func (s *shared) serveOne(ctx context.Context, c Config, logw io.Writer, rep *Re
 // shows the mount starting for good, and umount and gc wait on it; so the
 // server stays until it is released. It gives up when ctx ends (SIGTERM):
 // the server exits then, and its dead pid lets umount and gc clean up.
-func (s *shared) settle(ctx context.Context, id, dir string, logw io.Writer) {
+func (s *shared) settle(ctx context.Context, st *layerstore.Store, id, dir string, logw io.Writer) {
 	me := os.Getpid()
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-		rec, err := s.st.Mount(id)
+		rec, err := st.Mount(id)
 		if errors.Is(err, layerstore.ErrNotFound) || err == nil && rec.PID != me {
 			return // released (or never leased)
 		}
@@ -327,9 +338,9 @@ func (s *shared) settle(ctx context.Context, id, dir string, logw io.Writer) {
 			} else if rec.Keep {
 				stopped := *rec
 				stopped.PID, stopped.PIDStart = 0, 0
-				err = s.st.UpdateMount(stopped)
+				err = st.UpdateMount(stopped)
 			} else {
-				err = s.st.RemoveMount(id)
+				err = st.RemoveMount(id)
 			}
 			if err == nil {
 				return

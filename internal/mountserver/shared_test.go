@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -159,8 +160,8 @@ func TestShared_BadRequests(t *testing.T) {
 	for _, tc := range []struct{ req, want string }{
 		{"not json", "error: strata-mount: bad request"},
 		{`{"protocol":1,"root":"` + root + `","dir":"/x","id":"0123456789ab"}`, "error: " + refusal},
-		{`{"protocol":2,"root":"` + root + `","dir":"x","id":"0123456789ab"}`, "error: strata-mount: the store and the mountpoint must be absolute paths"},
-		{`{"protocol":2,"root":"` + other + `","dir":"/x","id":"0123456789ab"}`, "error: this mount server serves the store " + root + ", not " + other},
+		{`{"protocol":` + strconv.Itoa(Protocol) + `,"root":"` + root + `","dir":"x","id":"0123456789ab"}`, "error: strata-mount: the store and the mountpoint must be absolute paths"},
+		{`{"protocol":` + strconv.Itoa(Protocol) + `,"root":"` + other + `","dir":"/x","id":"0123456789ab"}`, "error: this mount server serves the store " + root + ", not " + other},
 	} {
 		c, err := dialUnix(sock)
 		if err != nil {
