@@ -155,8 +155,8 @@ func (cl *Client) ask(ctx context.Context, sock string, req []byte, id string) (
 	br := bufio.NewReader(conn)
 	line, err := readLine(br)
 	switch {
-	case err != nil, line == replyFull, line == replyExiting:
-		return 0, errRetry // nothing made: it exits, is full, went, or does not answer
+	case err != nil, line == replyFull, line == replyExiting, strings.HasPrefix(line, replyOther+": "):
+		return 0, errRetry // nothing made: it exits, is full, went, does not answer, or is not of this caller's identity
 	case IsRefusal(line, nil):
 		return 0, errRetry // another build's: one of ours is started
 	case strings.HasPrefix(line, "error: "):

@@ -29,8 +29,10 @@
 // namespace, capabilities, no_new_privs, seccomp mode and LSM label and the
 // strata executable of the clients it serves. A Client sends a request
 // line (JSON: Protocol, store, image, absolute mountpoint, mount ID,
-// BoolFlags) and the server answers "taken", "full" or "exiting" (nothing
-// made: the client asks another, or starts one under the lock), then
+// BoolFlags, lock timeout) and the server, once it has read it, answers
+// "taken", "full", "exiting" or "other: why" (a caller of another identity;
+// nothing made: the client asks another, or starts one under the lock) or
+// "error: ..." (final: another uid, a bad request), then
 // "ready ID" (the client answers "ok") or "error: ...". The server serves
 // only a peer of its own uid (SO_PEERCRED) of its own identity (all that
 // the key names, read from /proc while a pidfd pins the peer), takes at most Config.MaxMounts mounts, and exits

@@ -76,7 +76,15 @@ const (
 	replyTaken   = "taken"
 	replyFull    = "full"
 	replyExiting = "exiting"
+	// "other: why" is a caller of another identity than the server's
+	// (what NSKey names, but for the uid): nothing made, and a server
+	// the caller starts is of its own. Every other refusal ("error: ...")
+	// is final.
+	replyOther = "other"
 )
+
+// maxRequest bounds a request line.
+const maxRequest = 64 << 10
 
 // shared is a running shared server.
 type shared struct {
@@ -242,16 +250,22 @@ func (s *shared) done() {
 func (s *shared) handle(ctx context.Context, conn *net.UnixConn) {
 	defer conn.Close()
 	say := func(line string) { fmt.Fprintln(conn, line) }
-	if _, err := checkPeer(conn); err != nil {
-		s.log.Warn("mount server: refused", "err", err)
-		say("error: refused by the mount server: " + err.Error())
-		return
-	}
+	// The request first, then the answer: a refusal written before it
+	// was read met a client still writing it (EPIPE: "ask another").
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(conn)
+	br := bufio.NewReader(io.LimitReader(conn, maxRequest))
 	line, err := br.ReadBytes('\n')
 	if err != nil {
 		return // gone before it asked
+	}
+	if _, err := checkPeer(conn); err != nil {
+		s.log.Warn("mount server: refused", "err", err)
+		if errors.Is(err, errOther) {
+			say(replyOther + ": refused by the mount server: " + err.Error())
+		} else {
+			say("error: refused by the mount server: " + err.Error())
+		}
+		return
 	}
 	var req request
 	if err := json.Unmarshal(line, &req); err != nil {
@@ -278,7 +292,7 @@ func (s *shared) handle(ctx context.Context, conn *net.UnixConn) {
 	_ = conn.SetReadDeadline(time.Time{})
 	say(replyTaken)
 	c := req.config()
-	rep := newAnswered(conn, br)
+	rep := newAnswered(conn, bufio.NewReader(io.MultiReader(br, conn)))
 	logf, err := os.OpenFile(filepath.Join(layerstore.MountDirIn(s.root, c.Session.ID), "server.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		rep.Say("error: the mount's log: " + err.Error())
