@@ -301,7 +301,33 @@ func TestMount_Shared_KillServer(t *testing.T) {
 		}
 	}
 	// The survivor has no room: a new server takes the next mount, and
-	// the dead one's socket is gone.
+	// the dead one's socket and (empty) log are gone, as are all but the
+	// newest 8 of the logs that crashed servers left.
+	socks, _ := filepath.Glob(filepath.Join(mountserver.ServersDir(root), "*.sock"))
+	var victimLog string
+	for _, s := range socks {
+		if c, err := net.Dial("unix", s); err != nil {
+			victimLog = mountserver.LogOf(s)
+		} else {
+			c.Close()
+		}
+	}
+	if b, err := os.ReadFile(victimLog); err != nil || len(b) != 0 {
+		t.Fatalf("the killed server's log %s: %q, %v", victimLog, b, err)
+	}
+	key, _, _ := strings.Cut(filepath.Base(victimLog), "-")
+	var crashed []string
+	for i := range 10 {
+		p := filepath.Join(mountserver.ServersDir(root), fmt.Sprintf("%s-crashed%d.log", key, i))
+		if err := os.WriteFile(p, []byte("panic: a crash\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		old := time.Now().Add(time.Duration(i-100) * time.Second)
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+		crashed = append(crashed, p)
+	}
 	id, err := mountD(strata, root, "demo", dirs[4])
 	if err != nil {
 		t.Fatalf("mount -d after the kill: %v: %s", err, id)
@@ -314,6 +340,14 @@ func TestMount_Shared_KillServer(t *testing.T) {
 	}
 	if socks, _ := filepath.Glob(filepath.Join(mountserver.ServersDir(root), "*.sock")); len(socks) != 2 {
 		t.Errorf("sockets: %v, want the two live servers'", socks)
+	}
+	if _, err := os.Lstat(victimLog); !os.IsNotExist(err) {
+		t.Errorf("the killed server's empty log: %v, want it gone", err)
+	}
+	for i, p := range crashed {
+		if _, err := os.Lstat(p); (err == nil) != (i >= 2) {
+			t.Errorf("crashed server's log %d of 10 (oldest first): %v", i, err)
+		}
 	}
 	for _, d := range dirs[2:] {
 		mustRun(t, root, "umount", d)

@@ -6,6 +6,7 @@ package mountserver
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -103,9 +104,53 @@ func (cl *Client) spawn(ctx context.Context, dir string, socks []string) error {
 			c.Close()
 		}
 	}
+	pruneLogs(dir, cl.Key)
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return cl.Spawn(ctx, filepath.Join(dir, cl.Key+"-"+hex.EncodeToString(b[:])+".sock"))
+}
+
+// keptLogs is how many logs of servers that are gone are kept for each
+// key: the newest, which hold what a crash said (a clean exit takes its
+// log along when it is empty).
+const keptLogs = 8
+
+// pruneLogs removes the logs of key's servers that are gone (their socket
+// is), the empty ones and all but the newest keptLogs others. Under the
+// lock no server is between its start, which makes its log, and listen.
+func pruneLogs(dir, key string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	type log struct {
+		path string
+		mod  int64
+	}
+	var left []log
+	for _, e := range ents {
+		name := e.Name()
+		if !strings.HasPrefix(name, key+"-") || !strings.HasSuffix(name, ".log") {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if _, err := os.Lstat(strings.TrimSuffix(p, ".log") + ".sock"); err == nil {
+			continue // its server's
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		if fi.Size() == 0 {
+			_ = os.Remove(p)
+			continue
+		}
+		left = append(left, log{p, fi.ModTime().UnixNano()})
+	}
+	slices.SortFunc(left, func(a, b log) int { return cmp.Compare(b.mod, a.mod) })
+	for _, l := range left[min(len(left), keptLogs):] {
+		_ = os.Remove(l.path)
+	}
 }
 
 // sockets lists the sockets of this client's servers, in name order.

@@ -22,7 +22,9 @@
 // 0700):
 //
 //	<root>/servers/<key>-<random>.sock   a server's socket (0600), one a process
-//	<root>/servers/<key>-<random>.log    its own log (its stderr), beside it (LogOf)
+//	<root>/servers/<key>-<random>.log    its own log (its stderr), beside it (LogOf);
+//	                                     once it is gone, an empty one is removed
+//	                                     and the newest 8 others a key are kept
 //	<root>/servers/<key>.lock            flock: one client at a time starts a server
 //
 // where key (NSKey) names the mount namespace, root directory, user
