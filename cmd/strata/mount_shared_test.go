@@ -521,20 +521,21 @@ func TestMount_Detached_Interrupted(t *testing.T) {
 			if err := c.Start(); err != nil {
 				t.Fatal(err)
 			}
-			// The mount's log is there once the server has the request
-			// (and mount -d catches Ctrl-C).
-			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-				if logs, _ := filepath.Glob(filepath.Join(root, "mounts", "*", "server.log")); len(logs) > 0 {
+			// A process other than this one has the store's meta.db open
+			// once the server has the request and waits for the lock
+			// (mount -d, which opens nothing of the store, catches
+			// Ctrl-C by then).
+			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				if pid := holderOf(filepath.Join(root, "meta.db"), os.Getpid()); pid != 0 {
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Fatal("the server never took the request")
+					t.Fatal("no server ever waited for the store")
 				}
 			}
 			if err := c.Process.Signal(syscall.SIGINT); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(50 * time.Millisecond) // not needed for the outcome
 			unix.Flock(int(db.Fd()), unix.LOCK_UN)
 			err = c.Wait()
 			if err == nil || !strings.Contains(out.String(), "interrupted") {
@@ -548,6 +549,20 @@ func TestMount_Detached_Interrupted(t *testing.T) {
 			}
 		})
 	}
+}
+
+// holderOf is a process other than not that has path open, or 0.
+func holderOf(path string, not int) int {
+	fds, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	for _, fd := range fds {
+		if l, err := os.Readlink(fd); err == nil && l == path {
+			pid, _ := strconv.Atoi(strings.Split(fd, "/")[2])
+			if pid != not {
+				return pid
+			}
+		}
+	}
+	return 0
 }
 
 // mustMountD is mount -d of demo on dir, which it returns.
