@@ -377,6 +377,50 @@ func askAs(t *testing.T, sock, root, dir string, uid int, prefix ...string) stri
 	return strings.TrimSpace(string(out))
 }
 
+// askChrooted runs the test binary as askEnv's client of sock from a
+// chroot that holds it, the libraries ldd says it loads, and a link to
+// sock.
+func askChrooted(t *testing.T, sock, root, dir string) string {
+	t.Helper()
+	jail := t.TempDir()
+	self := askBinary(t)
+	out, err := exec.Command("ldd", self).Output()
+	if err != nil {
+		t.Fatalf("ldd %s: %v", self, err)
+	}
+	files := []string{self}
+	for _, f := range strings.Fields(string(out)) {
+		if strings.HasPrefix(f, "/") {
+			files = append(files, f)
+		}
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(jail, filepath.Dir(f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(jail, f), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Link(sock, filepath.Join(jail, "s.sock")); err != nil {
+		t.Fatal(err)
+	}
+	req := fmt.Sprintf(`{"protocol":%d,"root":%q,"ref":"demo","dir":%q,"id":"0123456789ab","flags":{"read-only":true}}`, mountserver.Protocol, root, dir)
+	c := exec.Command(self)
+	c.Env = []string{askEnv + "=/s.sock", askRequestEnv + "=" + req}
+	c.SysProcAttr = &syscall.SysProcAttr{Chroot: jail}
+	c.Dir = "/"
+	b, err := c.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the client in a chroot: %v: %s", err, b)
+	}
+	return strings.TrimSpace(string(b))
+}
+
 // askBinary is a copy of this test binary that any user may run (the
 // build's directory is its builder's alone), in a directory any user may
 // enter.
@@ -446,6 +490,11 @@ func TestMount_Shared_Peers(t *testing.T) {
 	}
 	if _, ok := mountedAt(t, dirs[1]); ok {
 		t.Errorf("a refused client's mount is there")
+	}
+	// Another root directory (chroot): the mount would not be where it
+	// asked. The client is the test binary with what ldd says it loads.
+	if out := askChrooted(t, socks[0], root, dirs[1]); !strings.Contains(out, "has another root directory than this mount server") {
+		t.Errorf("a client in a chroot: %q", out)
 	}
 	if n := len(leasePids(t, root)); n != 1 {
 		t.Errorf("%d leases after the refusals, want 1", n)
