@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -209,7 +210,22 @@ func Mount(dir string, tree *layerstore.Tree, opts *Options) (*Server, error) {
 	if opts.Trace {
 		raw.trace = &opCounts{}
 	}
+	// go-fuse opens /dev/fuse for a direct mount without O_CLOEXEC, so
+	// every program this process starts after (runc) would hold the
+	// connection: a server killed with requests read but unanswered would
+	// leave their callers in D state for good (a container's init stuck
+	// in its exec's GETXATTR, unkillable by rm -f). No fork runs between
+	// the open and closeOnExecFUSE: a fork takes ForkLock for writing, as
+	// the standard library's own non-atomic CLOEXEC opens do (fusermount,
+	// the path that forks, sets the flag itself).
+	if mo.DirectMountStrict {
+		syscall.ForkLock.RLock()
+	}
 	fsrv, err := fuse.NewServer(raw, dir, &fsOpts.MountOptions)
+	if mo.DirectMountStrict {
+		closeOnExecFUSE()
+		syscall.ForkLock.RUnlock()
+	}
 	if err != nil {
 		u.closeRoot()
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
@@ -481,4 +497,22 @@ func (s *Server) Wait() {
 	s.u.rawFiles.closeAll()
 	s.u.state.closeHandles()
 	s.u.state.dropPins()
+}
+
+// closeOnExecFUSE sets FD_CLOEXEC on every /dev/fuse descriptor of this
+// process (Mount's go-fuse leaves its own without it).
+func closeOnExecFUSE() {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if t, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && t == "/dev/fuse" {
+			unix.CloseOnExec(fd)
+		}
+	}
 }
