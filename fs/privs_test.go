@@ -44,18 +44,7 @@ func TestFS_PrivUserNS(t *testing.T) {
 	for _, o := range []mountOpts{{}, {writeback: true}, {passthrough: true}} {
 		t.Run(fmt.Sprintf("writeback=%v,passthrough=%v", o.writeback, o.passthrough), func(t *testing.T) {
 			m := mountTraced(t, img, o)
-			ref := t.TempDir()
-			for _, d := range []string{filepath.Dir(ref), ref, filepath.Join(ref, "bin"), filepath.Join(ref, "tmp")} {
-				if err := os.Mkdir(d, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-					t.Fatal(err)
-				}
-				if err := os.Chmod(d, 0o755); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := os.Chmod(filepath.Join(ref, "tmp"), 0o1777); err != nil {
-				t.Fatal(err)
-			}
+			ref := localRef(t)
 			mk := func(p string, mode os.FileMode) {
 				t.Helper()
 				if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o644); err != nil {
@@ -92,24 +81,7 @@ func TestFS_PrivUserNS(t *testing.T) {
 			both("uid 2000's write in its own user namespace through a handle opened before the chmod", "tmp/g", func(p string) string {
 				mk(p, 0o666)
 				waitNoOpens(t, m, "tmp/g")
-				argv := append(append([]string{}, asUser2000...), "sh", "-c", `exec 3<>"$1"; echo ready; read x; unshare -r sh -c 'printf evil >&3'`, "sh", p)
-				cmd := exec.Command(argv[0], argv[1:]...)
-				stdin, err := cmd.StdinPipe()
-				if err != nil {
-					t.Fatal(err)
-				}
-				stdout, err := cmd.StdoutPipe()
-				if err != nil {
-					t.Fatal(err)
-				}
-				cmd.Stderr = os.Stderr
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-				if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "ready\n" {
-					t.Fatalf("writer: %q %v", line, err)
-				}
+				cmd, stdin := startWriter(t, p, `unshare -r sh -c 'printf evil >&3'`)
 				if err := os.Chmod(p, 0o755|os.ModeSetuid); err != nil {
 					t.Fatal(err)
 				}
@@ -154,4 +126,51 @@ func TestFS_PrivUserNS(t *testing.T) {
 			})
 		})
 	}
+}
+
+// localRef makes the local file system's twin of the test images' bin/ and
+// tmp/ (mode 1777) under a t.TempDir(), with every directory up to it
+// reachable by uid 2000, and returns it: what a mount is compared with.
+func localRef(t *testing.T) string {
+	t.Helper()
+	ref := t.TempDir()
+	for _, d := range []string{filepath.Dir(ref), ref, filepath.Join(ref, "bin"), filepath.Join(ref, "tmp")} {
+		if err := os.Mkdir(d, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(filepath.Join(ref, "tmp"), 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+// startWriter starts uid 2000 (asUser2000) opening p for reading and
+// writing as fd 3; once it has, it runs script after a line on its stdin.
+// It returns when the file is open; the process is killed and reaped when
+// the test ends.
+func startWriter(t *testing.T, p, script string) (*exec.Cmd, io.WriteCloser) {
+	t.Helper()
+	argv := append(append([]string{}, asUser2000...), "sh", "-c", `exec 3<>"$1"; echo ready; read x; `+script, "sh", p)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("writer: %q %v", line, err)
+	}
+	return cmd, stdin
 }

@@ -1,7 +1,6 @@
 package fs
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -81,18 +80,7 @@ func TestFS_SuidChown(t *testing.T) {
 	for _, o := range []mountOpts{{}, {writeback: true}, {passthrough: true}} {
 		t.Run(fmt.Sprintf("writeback=%v,passthrough=%v", o.writeback, o.passthrough), func(t *testing.T) {
 			m := mountTraced(t, img, o)
-			ref := t.TempDir()
-			for _, d := range []string{filepath.Dir(ref), ref, filepath.Join(ref, "bin"), filepath.Join(ref, "tmp")} {
-				if err := os.Mkdir(d, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-					t.Fatal(err)
-				}
-				if err := os.Chmod(d, 0o755); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := os.Chmod(filepath.Join(ref, "tmp"), 0o1777); err != nil {
-				t.Fatal(err)
-			}
+			ref := localRef(t)
 			for _, f := range files {
 				mk(t, filepath.Join(ref, f.path), f)
 				if f.onUpper {

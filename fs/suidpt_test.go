@@ -1,11 +1,9 @@
 package fs
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -48,25 +46,7 @@ func TestFS_SuidOpenWriter(t *testing.T) {
 				}
 				waitNoOpens(t, m, p)
 				// uid 2000 opens it for writing and waits for a line.
-				cmd := exec.Command("setpriv", "--reuid=2000", "--regid=2000", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
-					"sh", "-c", `exec 3<>"$1"; echo ready; read x; `+op.script, "sh", p)
-				stdin, err := cmd.StdinPipe()
-				if err != nil {
-					t.Fatal(err)
-				}
-				stdout, err := cmd.StdoutPipe()
-				if err != nil {
-					t.Fatal(err)
-				}
-				cmd.Stderr = os.Stderr
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-				line, err := bufio.NewReader(stdout).ReadString('\n')
-				if err != nil || line != "ready\n" {
-					t.Fatalf("writer: %q %v", line, err)
-				}
+				cmd, stdin := startWriter(t, p, op.script)
 				// The owner makes it setuid meanwhile (as uid 1000 would:
 				// root here, which keeps the bit on chmod).
 				if err := os.Chmod(p, 0o777|bits); err != nil {
